@@ -1,0 +1,234 @@
+"""Settings: the one place that reads the environment (and `.env`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+from dotenv import dotenv_values
+
+DEFAULT_MODEL = "claude-sonnet-4-5"
+GITHUB_API_URL = "https://api.github.com"
+GITHUB_URL = "https://github.com"
+SLACK_API_URL = "https://slack.com/api/"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; the message names the variable, never its value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Honk is configured with. Secrets are kept out of `repr`."""
+
+    app_id: int | None = None
+    private_key: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
+    github_api_url: str = GITHUB_API_URL
+    github_url: str = GITHUB_URL
+    anthropic_api_key: str | None = field(default=None, repr=False)
+    anthropic_base_url: str | None = None
+    model: str = DEFAULT_MODEL
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_channel: str | None = None
+    slack_api_url: str = SLACK_API_URL
+    data_dir: Path = Path(".honk")
+    database_url: str = ""
+    label: str = "honk"
+    workers: int = 2
+    host: str = "0.0.0.0"
+    port: int = 3000
+    webhook_path: str = "/api/github/webhooks"
+    # The sandbox: "bwrap" (default) or "off" (unsafe, explicit opt-out).
+    sandbox: str = "bwrap"
+    sandbox_ro_paths: tuple[str, ...] = ()
+    # Agent limits; a repository's .github/honk.yml may lower or raise them.
+    max_turns: int = 40
+    max_minutes: float = 30.0
+    max_tokens: int = 3_000_000
+    command_timeout: float = 600.0
+    output_limit: int = 30_000
+    ci_repair_rounds: int = 2
+    # Queue leases: a worker renews every lease_seconds/3; a dead worker's run is
+    # claimed again once its lease has run out.
+    lease_seconds: float = 60.0
+    poll_interval: float = 1.0
+    log_level: str = "INFO"
+    log_format: str = "auto"  # auto | json | text
+    env_file: Path | None = None
+
+    @property
+    def github_configured(self) -> bool:
+        return self.app_id is not None and bool(self.private_key)
+
+    @property
+    def slack_enabled(self) -> bool:
+        return bool(self.slack_bot_token and self.slack_channel)
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the log redactor."""
+        values = [
+            self.private_key,
+            self.webhook_secret,
+            self.anthropic_api_key,
+            self.slack_bot_token,
+            self.slack_signing_secret,
+        ]
+        return [v for v in values if v]
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+    ) -> Settings:
+        """Read settings from `environ` (default os.environ) over the values in `env_file`."""
+        env: dict[str, str] = {}
+        env_path = Path(env_file) if env_file else None
+        if env_path is not None and env_path.is_file():
+            env.update({k: v for k, v in dotenv_values(env_path).items() if v is not None})
+        env.update(os.environ if environ is None else environ)
+        return cls._parse(env, env_path)
+
+    @classmethod
+    def _parse(cls, env: Mapping[str, str], env_path: Path | None) -> Settings:
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value if value not in (None, "") else None
+
+        data_dir = Path(get("HONK_DATA_DIR") or ".honk")
+        database_url = get("DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir / 'honk.db'}"
+        settings = cls(
+            app_id=_int(get("APP_ID"), "APP_ID") if get("APP_ID") else None,
+            private_key=_private_key(get("PRIVATE_KEY"), get("PRIVATE_KEY_PATH")),
+            webhook_secret=get("WEBHOOK_SECRET"),
+            github_api_url=_url(get("GITHUB_API_URL") or GITHUB_API_URL, "GITHUB_API_URL"),
+            github_url=_url(get("GITHUB_URL") or GITHUB_URL, "GITHUB_URL"),
+            anthropic_api_key=get("ANTHROPIC_API_KEY"),
+            anthropic_base_url=(
+                _url(get("ANTHROPIC_BASE_URL"), "ANTHROPIC_BASE_URL")  # type: ignore[arg-type]
+                if get("ANTHROPIC_BASE_URL")
+                else None
+            ),
+            model=get("HONK_MODEL") or DEFAULT_MODEL,
+            slack_bot_token=get("SLACK_BOT_TOKEN"),
+            slack_signing_secret=get("SLACK_SIGNING_SECRET"),
+            slack_channel=get("SLACK_CHANNEL"),
+            slack_api_url=_slash(_url(get("SLACK_API_URL") or SLACK_API_URL, "SLACK_API_URL")),
+            data_dir=data_dir,
+            database_url=_database_url(database_url),
+            label=get("HONK_LABEL") or "honk",
+            workers=_int(get("HONK_WORKERS") or "2", "HONK_WORKERS", minimum=0),
+            host=get("HOST") or "0.0.0.0",
+            port=_int(get("PORT") or "3000", "PORT", minimum=0, maximum=65535),
+            webhook_path=get("WEBHOOK_PATH") or "/api/github/webhooks",
+            sandbox=_choice(get("HONK_SANDBOX") or "bwrap", "HONK_SANDBOX", ("bwrap", "off")),
+            sandbox_ro_paths=tuple(
+                p for p in (get("HONK_SANDBOX_RO_PATHS") or "").split(os.pathsep) if p
+            ),
+            max_turns=_int(get("HONK_MAX_TURNS") or "40", "HONK_MAX_TURNS", minimum=1),
+            max_minutes=_float(get("HONK_MAX_MINUTES") or "30", "HONK_MAX_MINUTES"),
+            max_tokens=_int(get("HONK_MAX_TOKENS") or "3000000", "HONK_MAX_TOKENS", minimum=1),
+            command_timeout=_float(
+                get("HONK_COMMAND_TIMEOUT") or "600", "HONK_COMMAND_TIMEOUT"
+            ),
+            output_limit=_int(
+                get("HONK_OUTPUT_LIMIT") or "30000", "HONK_OUTPUT_LIMIT", minimum=1000
+            ),
+            ci_repair_rounds=_int(
+                get("HONK_CI_REPAIR_ROUNDS") or "2", "HONK_CI_REPAIR_ROUNDS", minimum=0
+            ),
+            lease_seconds=_float(get("HONK_LEASE_SECONDS") or "60", "HONK_LEASE_SECONDS"),
+            poll_interval=_float(get("HONK_POLL_INTERVAL") or "1", "HONK_POLL_INTERVAL"),
+            log_level=_choice(
+                (get("LOG_LEVEL") or "INFO").upper(),
+                "LOG_LEVEL",
+                ("DEBUG", "INFO", "WARNING", "ERROR"),
+            ),
+            log_format=_choice(get("LOG_FORMAT") or "auto", "LOG_FORMAT", ("auto", "json", "text")),
+            env_file=env_path,
+        )
+        if settings.app_id is not None and not settings.private_key:
+            raise ConfigError("PRIVATE_KEY or PRIVATE_KEY_PATH is required when APP_ID is set")
+        return settings
+
+
+def _int(value: str | None, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    try:
+        number = int(value or "")
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        raise ConfigError(f"{name} is out of range")
+    return number
+
+
+def _float(value: str, name: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be positive")
+    return number
+
+
+def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of: {', '.join(choices)}")
+    return value
+
+
+def _url(value: str, name: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL")
+    return value.rstrip("/") if not value.endswith("/api/") else value
+
+
+def _slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+def _database_url(value: str) -> str:
+    scheme = value.split(":", 1)[0]
+    if scheme.startswith("postgresql") and "+" not in scheme:
+        value = "postgresql+asyncpg" + value[len(scheme) :]
+    elif scheme == "sqlite":
+        value = "sqlite+aiosqlite" + value[len(scheme) :]
+    if not value.split(":", 1)[0] in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise ConfigError("DATABASE_URL must be sqlite:// or postgresql://")
+    return value
+
+
+def _private_key(literal: str | None, path: str | None) -> str | None:
+    if literal:
+        key = literal.replace("\\n", "\n").strip() + "\n"
+    elif path:
+        try:
+            key = Path(path).read_text()
+        except OSError:
+            raise ConfigError("PRIVATE_KEY_PATH cannot be read") from None
+    else:
+        return None
+    if "PRIVATE KEY-----" not in key:
+        raise ConfigError(
+            "PRIVATE_KEY is not a PEM private key"
+            if literal
+            else "PRIVATE_KEY_PATH does not hold a PEM private key"
+        )
+    # Parse once so a broken key stops start-up, not the first webhook.
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        load_pem_private_key(key.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            "PRIVATE_KEY cannot be parsed" if literal else "PRIVATE_KEY_PATH cannot be parsed"
+        ) from None
+    return key

@@ -1,0 +1,149 @@
+"""Structured logging: JSON lines off a terminal, run and delivery ids on every line, secrets redacted."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+run_id_var: ContextVar[int | None] = ContextVar("run_id", default=None)
+delivery_id_var: ContextVar[str | None] = ContextVar("delivery_id", default=None)
+
+REDACTED = "[REDACTED]"
+
+# Known token shapes, matched by prefix and alphabet, never by length: GitHub's
+# installation tokens have grown past 40 characters and may grow again.
+_TOKEN_PATTERNS = [
+    r"\bgh[pousr]_[A-Za-z0-9_]+",
+    r"\bgithub_pat_[A-Za-z0-9_]+",
+    r"\bxox[abposr]-[A-Za-z0-9-]+",
+    r"\bxapp-[A-Za-z0-9-]+",
+    r"\bsk-ant-[A-Za-z0-9_-]+",
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
+    r"(?i)(x-access-token:)[^@\s]+",
+    r"(?i)(authorization:\s*(?:bearer|token|basic)\s+)\S+",
+    r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+",  # JWTs
+]
+
+
+class Redactor:
+    """Replaces registered secret values and anything shaped like a token."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._pattern = re.compile("|".join(f"(?:{p})" for p in _TOKEN_PATTERNS))
+
+    def add(self, *values: str | None) -> None:
+        for value in values:
+            # Very short values would redact ordinary words; real secrets are longer.
+            if value and len(value) >= 6:
+                self._values.add(value)
+                stripped = value.strip()
+                if stripped != value and len(stripped) >= 6:
+                    self._values.add(stripped)
+
+    def __call__(self, text: str) -> str:
+        for value in sorted(self._values, key=len, reverse=True):
+            if value in text:
+                text = text.replace(value, REDACTED)
+        return self._pattern.sub(_keep_prefix, text)
+
+
+def _keep_prefix(match: re.Match[str]) -> str:
+    groups = [g for g in match.groups() if g]
+    return (groups[0] if groups else "") + REDACTED
+
+
+redact = Redactor()
+
+
+class ContextFilter(logging.Filter):
+    """Adds run_id/delivery_id and redacts the rendered message and its extras."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "run_id"):
+            record.run_id = run_id_var.get()
+        if not hasattr(record, "delivery_id"):
+            record.delivery_id = delivery_id_var.get()
+        message = record.getMessage()
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            # Render the traceback now so that it can be redacted too.
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD_ATTRS and isinstance(value, str):
+                setattr(record, key, redact(value))
+        return True
+
+
+_STANDARD_ATTRS = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+}
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        ids = []
+        if getattr(record, "run_id", None) is not None:
+            ids.append(f"run={record.run_id}")
+        if getattr(record, "delivery_id", None):
+            ids.append(f"delivery={record.delivery_id}")
+        return f"{base} [{' '.join(ids)}]" if ids else base
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto", stream: Any = None) -> None:
+    """Install one handler on the root logger; `fmt` auto picks JSON off a terminal."""
+    stream = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not _isatty(stream))
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ContextFilter())
+    if use_json:
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(run_id)s %(delivery_id)s",
+                rename_fields={"levelname": "level", "asctime": "time"},
+            )
+        )
+    else:
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_honk", False):
+            root.removeHandler(old)
+    handler._honk = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Library chatter that would log request URLs and headers at DEBUG stays quiet.
+    for noisy in ("httpx", "httpcore", "anthropic", "slack_sdk", "aiosqlite", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def log_context(run_id: int | None = None, delivery_id: str | None = None) -> Iterator[None]:
+    tokens = []
+    if run_id is not None:
+        tokens.append((run_id_var, run_id_var.set(run_id)))
+    if delivery_id is not None:
+        tokens.append((delivery_id_var, delivery_id_var.set(delivery_id)))
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)

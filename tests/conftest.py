@@ -1,0 +1,68 @@
+"""Shared fixtures: settings over a temporary data dir, a real RSA key, webhook payloads, fakes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from app.config import Settings
+
+# Each fake is a real aiohttp app on loopback, defined once and shared by all tests.
+pytest_plugins = ["tests.fakes.github", "tests.fakes.slack", "tests.fakes.anthropic"]
+
+FIXTURES = Path(__file__).parent / "fixtures"
+WEBHOOK_SECRET = "test-webhook-secret-5f2c"
+
+
+@pytest.fixture(scope="session")
+def private_key_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+@pytest.fixture
+def base_settings(tmp_path: Path, private_key_pem: str) -> Settings:
+    """Settings with no reachable outside service: tests add the fakes they use."""
+    data_dir = tmp_path / "honk-data"
+    return Settings(
+        app_id=4242,
+        private_key=private_key_pem,
+        webhook_secret=WEBHOOK_SECRET,
+        github_api_url="http://127.0.0.1:9",
+        anthropic_api_key="sk-ant-test-key-0123456789",
+        anthropic_base_url="http://127.0.0.1:9",
+        data_dir=data_dir,
+        database_url=f"sqlite+aiosqlite:///{data_dir / 'honk.db'}",
+        workers=0,
+        poll_interval=0.05,
+        lease_seconds=5.0,
+        log_format="text",
+    )
+
+
+def load_payload(name: str, **overrides: Any) -> dict[str, Any]:
+    """A real GitHub payload from tests/fixtures, e.g. load_payload("issues.labeled.1")."""
+    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    data.update(overrides)
+    return data
+
+
+def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@pytest.fixture
+def payload() -> Callable[..., dict[str, Any]]:
+    return load_payload

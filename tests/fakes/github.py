@@ -1,0 +1,1 @@
+"""Fake github server (being written)."""
