@@ -1,1 +1,397 @@
-"""Fake anthropic server (being written)."""
+"""Fake Anthropic Messages API: a real aiohttp app answering /v1/messages from a script."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+API_KEY = "sk-ant-test-key-0123456789"
+MAX_CACHE_BREAKPOINTS = 4
+
+Block = dict[str, Any]
+
+
+@dataclass
+class Turn:
+    """One scripted assistant message."""
+
+    content: list[Block]
+    stop_reason: str = "end_turn"
+    output_tokens: int | None = None
+
+
+@dataclass
+class HttpError:
+    """One scripted failure: an HTTP error before any data, or an SSE `error` event mid-stream."""
+
+    status: int
+    error_type: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+    mid_stream: bool = False
+
+
+Responder = Callable[[dict[str, Any]], "Turn | list[Block] | str"]
+ScriptItem = Turn | HttpError | Responder
+
+_ids = itertools.count(1)
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_01{next(_ids):022d}"
+
+
+def text(message: str) -> Turn:
+    """A plain text answer that ends the turn."""
+    return Turn([{"type": "text", "text": message}], "end_turn")
+
+
+def tool_use_bash(command: str, *, say: str | None = None) -> Turn:
+    return tool_use("bash", {"command": command}, say=say)
+
+
+def tool_use_edit(*, say: str | None = None, **tool_input: Any) -> Turn:
+    """An editor call, e.g. tool_use_edit(command="view", path="/workspace/app.py")."""
+    return tool_use("str_replace_based_edit_tool", tool_input, say=say)
+
+
+def tool_use(name: str, tool_input: dict[str, Any], *, say: str | None = None) -> Turn:
+    content: list[Block] = [{"type": "text", "text": say}] if say else []
+    content.append({"type": "tool_use", "id": _new_id("toolu"), "name": name, "input": tool_input})
+    return Turn(content, "tool_use")
+
+
+def turn(*parts: Turn, stop_reason: str | None = None) -> Turn:
+    """Several blocks in one message, e.g. two tool calls at once."""
+    content = [block for part in parts for block in part.content]
+    has_tool = any(block["type"] == "tool_use" for block in content)
+    return Turn(content, stop_reason or ("tool_use" if has_tool else "end_turn"))
+
+
+def overloaded(*, mid_stream: bool = False) -> HttpError:
+    return HttpError(
+        529, "overloaded_error", "Overloaded", {"retry-after-ms": "1"}, mid_stream=mid_stream
+    )
+
+
+def rate_limited(retry_after: str = "0") -> HttpError:
+    # retry-after-ms keeps the SDK's wait at a millisecond; retry-after is what it also sends.
+    return HttpError(
+        429,
+        "rate_limit_error",
+        "Number of request tokens has exceeded your per-minute rate limit",
+        {"retry-after": retry_after, "retry-after-ms": "1"},
+    )
+
+
+def server_error() -> HttpError:
+    return HttpError(500, "api_error", "Internal server error", {"retry-after-ms": "1"})
+
+
+def tool_results(request: dict[str, Any]) -> list[Block]:
+    """The tool_result blocks of a request's last user message (for callable script items)."""
+    last = request["messages"][-1]
+    content = last["content"] if isinstance(last["content"], list) else []
+    return [block for block in content if block.get("type") == "tool_result"]
+
+
+def result_text(block: Block) -> str:
+    content = block.get("content", "")
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content)
+    return str(content)
+
+
+def _tokens(value: Any) -> int:
+    return max(1, len(json.dumps(value, sort_keys=True)) // 4)
+
+
+def _api_error(status: int, error_type: str, message: str, **headers: str) -> web.Response:
+    body = {"type": "error", "error": {"type": error_type, "message": message}}
+    return web.json_response(body, status=status, headers={"request-id": _new_id("req"), **headers})
+
+
+class FakeAnthropic:
+    """POST /v1/messages (plain and streamed) and /v1/messages/count_tokens, from a script."""
+
+    def __init__(self, api_key: str = API_KEY) -> None:
+        self.api_key = api_key
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.count_token_requests: list[dict[str, Any]] = []
+        self.url = ""
+        self._script: deque[ScriptItem] = deque()
+        self._cache: dict[str, int] = {}
+        self.app = web.Application()
+        self.app.router.add_post("/v1/messages", self._messages)
+        self.app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+
+    def script(self, *turns: ScriptItem) -> None:
+        self._script.extend(turns)
+
+    @property
+    def remaining(self) -> int:
+        return len(self._script)
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        body, failure = await self._read(request)
+        if failure is not None:
+            return failure
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        invalid = _validate(body)
+        if invalid:
+            return _api_error(400, "invalid_request_error", invalid)
+        item: ScriptItem = self._script.popleft() if self._script else text("done")
+        if isinstance(item, HttpError) and not (item.mid_stream and body.get("stream")):
+            return _api_error(item.status, item.error_type, item.message, **item.headers)
+        if isinstance(item, HttpError):
+            return await self._stream_error(request, item)
+        answer = item if isinstance(item, Turn) else _as_turn(item(body))
+        message = self._message(body, answer)
+        if body.get("stream"):
+            return await self._stream(request, message)
+        return web.json_response(message, headers={"request-id": _new_id("req")})
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        body, failure = await self._read(request)
+        if failure is not None:
+            return failure
+        self.count_token_requests.append(body)
+        segments, _ = _segments(body)
+        return web.json_response({"input_tokens": sum(tokens for _, tokens in segments)})
+
+    async def _read(self, request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
+        if request.headers.get("x-api-key") != self.api_key:
+            error = _api_error(401, "authentication_error", "invalid x-api-key")
+            return {}, error
+        if not request.headers.get("anthropic-version"):
+            return {}, _api_error(400, "invalid_request_error", "anthropic-version: required")
+        try:
+            body = await request.json()
+        except ValueError:
+            return {}, _api_error(400, "invalid_request_error", "request body is not JSON")
+        return body, None
+
+    def _message(self, body: dict[str, Any], answer: Turn) -> dict[str, Any]:
+        content = [_with_ids(block) for block in answer.content]
+        output_tokens = answer.output_tokens or _tokens(content)
+        return {
+            "id": _new_id("msg"),
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": content,
+            "stop_reason": answer.stop_reason,
+            "stop_sequence": None,
+            "usage": {**self._input_usage(body), "output_tokens": output_tokens},
+        }
+
+    def _input_usage(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Input tokens as the API counts them: cache reads, cache writes, and the rest."""
+        segments, breakpoints = _segments(body)
+        total = sum(tokens for _, tokens in segments)
+        read = written = 0
+        digest = hashlib.sha256()
+        prefix_tokens = 0
+        hashes: list[tuple[str, int]] = []
+        for index, (key, tokens) in enumerate(segments):
+            digest.update(key.encode())
+            prefix_tokens += tokens
+            if index in breakpoints:
+                hashes.append((digest.hexdigest(), prefix_tokens))
+        for prefix_hash, tokens in hashes:
+            if prefix_hash in self._cache:
+                read = max(read, tokens)
+        if hashes:
+            written = hashes[-1][1] - read
+            self._cache.update(hashes)
+        return {
+            "input_tokens": total - read - written,
+            "cache_creation_input_tokens": written,
+            "cache_read_input_tokens": read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": written,
+                "ephemeral_1h_input_tokens": 0,
+            },
+            "service_tier": "standard",
+        }
+
+    async def _stream(self, request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
+        response = await _sse_response(request)
+        start = {**message, "content": [], "stop_reason": None}
+        start["usage"] = {**message["usage"], "output_tokens": 1}
+        await _send(response, "message_start", {"type": "message_start", "message": start})
+        await _send(response, "ping", {"type": "ping"})
+        for index, block in enumerate(message["content"]):
+            await _send_block(response, index, block)
+        usage = {k: v for k, v in message["usage"].items() if k.endswith("tokens")}
+        await _send(
+            response,
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": usage,
+            },
+        )
+        await _send(response, "message_stop", {"type": "message_stop"})
+        await response.write_eof()
+        return response
+
+    async def _stream_error(self, request: web.Request, item: HttpError) -> web.StreamResponse:
+        response = await _sse_response(request)
+        start = self._message(self.requests[-1], Turn([], "end_turn"))
+        start.update(stop_reason=None)
+        await _send(response, "message_start", {"type": "message_start", "message": start})
+        error = {"type": "error", "error": {"type": item.error_type, "message": item.message}}
+        await _send(response, "error", error)
+        await response.write_eof()
+        return response
+
+
+def _as_turn(answer: Turn | list[Block] | str) -> Turn:
+    if isinstance(answer, Turn):
+        return answer
+    if isinstance(answer, str):
+        return text(answer)
+    has_tool = any(block["type"] == "tool_use" for block in answer)
+    return Turn(list(answer), "tool_use" if has_tool else "end_turn")
+
+
+def _with_ids(block: Block) -> Block:
+    if block["type"] == "tool_use" and not block.get("id"):
+        return {**block, "id": _new_id("toolu")}
+    return dict(block)
+
+
+async def _sse_response(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-cache",
+            "request-id": _new_id("req"),
+        }
+    )
+    await response.prepare(request)
+    return response
+
+
+async def _send(response: web.StreamResponse, event: str, data: dict[str, Any]) -> None:
+    await response.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+
+
+async def _send_block(response: web.StreamResponse, index: int, block: Block) -> None:
+    """content_block_start, deltas in small pieces (as the API chunks them), content_block_stop."""
+    if block["type"] == "text":
+        start: Block = {"type": "text", "text": ""}
+        deltas = [{"type": "text_delta", "text": piece} for piece in _pieces(block["text"])]
+    elif block["type"] == "tool_use":
+        start = {**block, "input": {}}
+        raw = json.dumps(block["input"])
+        deltas = [{"type": "input_json_delta", "partial_json": ""}]
+        deltas += [{"type": "input_json_delta", "partial_json": piece} for piece in _pieces(raw)]
+    else:
+        start, deltas = block, []
+    await _send(
+        response,
+        "content_block_start",
+        {"type": "content_block_start", "index": index, "content_block": start},
+    )
+    for delta in deltas:
+        await _send(
+            response,
+            "content_block_delta",
+            {"type": "content_block_delta", "index": index, "delta": delta},
+        )
+        await asyncio.sleep(0)
+    await _send(response, "content_block_stop", {"type": "content_block_stop", "index": index})
+
+
+def _pieces(value: str, size: int = 24) -> list[str]:
+    return [value[i : i + size] for i in range(0, len(value), size)] or [""]
+
+
+def _segments(body: dict[str, Any]) -> tuple[list[tuple[str, int]], set[int]]:
+    """The prompt in cache order (tools, system, messages) as (key, tokens), and breakpoints."""
+    segments: list[tuple[str, int]] = []
+    breakpoints: set[int] = set()
+
+    def add(block: Any) -> None:
+        if isinstance(block, dict) and block.get("cache_control"):
+            breakpoints.add(len(segments))
+            block = {k: v for k, v in block.items() if k != "cache_control"}
+        segments.append((json.dumps(block, sort_keys=True), _tokens(block)))
+
+    for tool in body.get("tools") or []:
+        add(tool)
+    system = body.get("system")
+    for block in [{"type": "text", "text": system}] if isinstance(system, str) else system or []:
+        add(block)
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        segments.append((message.get("role", ""), 1))
+        for block in blocks or []:
+            add(block)
+    return segments, breakpoints
+
+
+def _validate(body: dict[str, Any]) -> str | None:
+    """The checks of the real API that catch agent-loop bugs."""
+    for name in ("model", "max_tokens", "messages"):
+        if name not in body:
+            return f"{name}: Field required"
+    messages = body["messages"]
+    if not messages or messages[0].get("role") != "user":
+        return 'messages: first message must use the "user" role'
+    _, breakpoints = _segments(body)
+    if len(breakpoints) > MAX_CACHE_BREAKPOINTS:
+        return (
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {len(breakpoints)}."
+        )
+    for index, message in enumerate(messages):
+        if index and message.get("role") == messages[index - 1].get("role") == "user":
+            return 'messages: roles must alternate between "user" and "assistant"'
+        content = message.get("content")
+        blocks = content if isinstance(content, list) else []
+        if any(b.get("type") == "text" and not b.get("text") for b in blocks):
+            return f"messages.{index}: text content blocks must be non-empty"
+        if message.get("role") != "assistant":
+            continue
+        wanted = {b["id"] for b in blocks if b.get("type") == "tool_use"}
+        if not wanted:
+            continue
+        following = messages[index + 1]["content"] if index + 1 < len(messages) else []
+        answered = {
+            b.get("tool_use_id")
+            for b in following
+            if isinstance(b, dict) and b.get("type") == "tool_result"
+        }
+        if wanted - answered:
+            missing = sorted(wanted - answered)[0]
+            return (
+                f"messages.{index + 1}: `tool_use` ids were found without `tool_result` blocks "
+                f"immediately after: {missing}. Each `tool_use` block must have a corresponding "
+                "`tool_result` block in the next message."
+            )
+    return None
+
+
+@pytest.fixture
+async def fake_anthropic(aiohttp_server: Any) -> FakeAnthropic:
+    """A running FakeAnthropic; point settings.anthropic_base_url at `.url`."""
+    fake = FakeAnthropic()
+    server = await aiohttp_server(fake.app)
+    fake.url = str(server.make_url("")).rstrip("/")
+    return fake

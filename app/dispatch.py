@@ -1,0 +1,100 @@
+"""Dispatch stored deliveries through the handlers' router, off the request path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import uuid
+
+import aiohttp
+import gidgethub
+from gidgethub import sansio
+
+from app.github.client import GitHubClient
+from app.handlers import router
+from app.handlers.context import HandlerContext
+from app.log import log_context
+from app.store import Delivery
+
+log = logging.getLogger(__name__)
+
+# Failures worth another attempt later: GitHub or the network having a bad moment.
+TRANSIENT = (aiohttp.ClientError, asyncio.TimeoutError, gidgethub.GitHubBroken,
+             gidgethub.RateLimitExceeded)
+
+
+class Dispatcher:
+    """Claims undispatched deliveries from the store (so none is lost on a crash) and routes them."""
+
+    def __init__(self, ctx: HandlerContext, *, lease_seconds: float = 120.0) -> None:
+        self.ctx = ctx
+        self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}:dispatch"
+        self.lease_seconds = lease_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="honk-dispatcher")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                handled = await self.dispatch_pending()
+            except Exception:
+                log.exception("dispatcher: store unavailable")
+                handled = 0
+            if not handled:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.ctx.settings.poll_interval)
+                self._wake.clear()
+
+    async def dispatch_pending(self) -> int:
+        """Dispatch every delivery that can be claimed now; returns how many."""
+        count = 0
+        while delivery := await self.ctx.store.claim_delivery(self.owner, self.lease_seconds):
+            await self.dispatch(delivery)
+            count += 1
+        return count
+
+    async def dispatch(self, delivery: Delivery) -> None:
+        with log_context(delivery_id=delivery.id):
+            event = sansio.Event(delivery.payload, event=delivery.event, delivery_id=delivery.id)
+            try:
+                gh = await self._client_for(event)
+                await router.dispatch(event, gh, ctx=self.ctx)
+            except TRANSIENT as exc:
+                log.warning("delivery %s (%s) will be retried: %s", delivery.id, delivery.event,
+                            _describe(exc))
+                await self.ctx.store.finish_delivery(delivery.id, error=_describe(exc), retry=True)
+            except Exception as exc:
+                log.exception("delivery %s (%s) failed", delivery.id, delivery.event)
+                await self.ctx.store.finish_delivery(delivery.id, error=_describe(exc))
+            else:
+                await self.ctx.store.finish_delivery(delivery.id)
+
+    async def _client_for(self, event: sansio.Event) -> GitHubClient:
+        installation = event.data.get("installation") if isinstance(event.data, dict) else None
+        if installation and installation.get("id") and event.event not in _APP_LEVEL_EVENTS:
+            return await self.ctx.github.installation_client(int(installation["id"]))
+        return self.ctx.github.app_client()
+
+
+# Events about the installation itself are handled with the App's own JWT: the
+# installation may already be gone (deleted) or unable to mint tokens (suspended).
+_APP_LEVEL_EVENTS = {"installation", "ping"}
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]

@@ -1,0 +1,9 @@
+"""Every GitHub event Honk handles, one module per event family, joined into one router."""
+
+from gidgethub import routing
+
+from app.handlers import issues
+
+router = routing.Router(issues.router)
+
+__all__ = ["router"]

@@ -1,0 +1,75 @@
+"""`issues.labeled` with the Honk label: the permission gate, then a queued run."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gidgethub import routing, sansio
+
+from app.github.client import GitHubClient
+from app.handlers.context import HandlerContext
+from app.progress import Progress
+from app.models import RunKind
+from app.store import NewRun
+
+router = routing.Router()
+log = logging.getLogger(__name__)
+
+NOT_ALLOWED = (
+    "@{user} Honk only starts for people with write access to this repository "
+    "(your permission here is `{permission}`). Ask a maintainer to add the `{label}` label."
+)
+
+
+def is_bot(user: dict[str, Any]) -> bool:
+    return user.get("type") == "Bot" or str(user.get("login", "")).endswith("[bot]")
+
+
+@router.register("issues", action="labeled")
+async def on_issue_labeled(
+    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
+) -> None:
+    label = (event.data.get("label") or {}).get("name", "")
+    if label.lower() != ctx.settings.label.lower():
+        return
+    await request_run(event, gh, ctx)
+
+
+async def request_run(event: sansio.Event, gh: GitHubClient, ctx: HandlerContext) -> None:
+    """Queue a run for the event's issue if its sender may ask for one."""
+    issue = event.data["issue"]
+    repo = event.data["repository"]["full_name"]
+    sender = event.data["sender"]
+    if is_bot(sender):
+        log.info("ignoring %s on %s#%s: sender is a bot", event.event, repo, issue["number"])
+        return
+    if issue.get("pull_request"):
+        return  # a label on a PR is not a request for a new PR
+    permission = await gh.permission(repo, sender["login"])
+    if permission not in ("admin", "maintain", "write"):
+        log.info("refusing run for %s on %s: permission %s", sender["login"], repo, permission)
+        await gh.comment(
+            repo,
+            issue["number"],
+            NOT_ALLOWED.format(user=sender["login"], permission=permission, label=ctx.settings.label),
+        )
+        return
+    run = await ctx.store.enqueue_run(
+        NewRun(
+            repo=repo,
+            installation_id=event.data["installation"]["id"],
+            kind=RunKind.ISSUE,
+            issue_number=issue["number"],
+            requested_by=sender["login"],
+            delivery_id=event.delivery_id,
+        )
+    )
+    if run is None:
+        log.info("%s#%s already has an active run; nothing new queued", repo, issue["number"])
+        return
+    log.info("queued run %s for %s#%s", run.id, repo, issue["number"])
+    await gh.react(f"/repos/{repo}/issues/{issue['number']}", "eyes")
+    comment = await gh.comment(repo, issue["number"], Progress(run.id).render())
+    await ctx.store.update_run(run.id, tracking_comment_id=comment["id"])
+    ctx.wake_workers()

@@ -1,0 +1,76 @@
+"""Texts a run leaves behind: branch name, commit message, PR title and body, issue comments."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from app.models import Usage
+
+UNFINISHED = "**Unfinished:** Honk stopped before the work was done ({reason}). This draft holds the partial change."
+
+
+@dataclass
+class Verification:
+    """What was run to check the change, and how it went."""
+
+    command: str | None
+    passed: bool | None  # None: nothing was run
+    output: str = ""
+    source: str = "honk"  # "honk" (from .github/honk.yml verify:) or "agent" (its last test run)
+
+    def describe(self) -> str:
+        if self.command is None or self.passed is None:
+            return "No test command was run, and the repository names no `verify:` command."
+        result = "passed" if self.passed else "failed"
+        who = "Honk ran" if self.source == "honk" else "The agent's last test run was"
+        return f"{who} `{self.command}`: **{result}**."
+
+
+def branch_name(issue_number: int, title: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-")
+    return f"honk/{issue_number}-{slug or 'change'}"
+
+
+def commit_message(issue_number: int | None, title: str, requester: tuple[str, str] | None) -> str:
+    subject = title.strip().splitlines()[0][:72] if title.strip() else "Honk change"
+    lines = [subject, ""]
+    if issue_number:
+        lines.append(f"Fixes #{issue_number}")
+    if requester:
+        lines += ["", f"Co-authored-by: {requester[0]} <{requester[1]}>"]
+    return "\n".join(lines).strip() + "\n"
+
+
+def pr_body(
+    *,
+    issue_number: int | None,
+    summary: str,
+    verification: Verification,
+    usage: Usage,
+    model: str,
+    run_id: int,
+    unfinished_reason: str | None = None,
+) -> str:
+    parts = []
+    if unfinished_reason:
+        parts.append(UNFINISHED.format(reason=unfinished_reason))
+    parts.append("## What changed\n\n" + (summary.strip() or "_The agent gave no summary._"))
+    if issue_number:
+        parts.append(f"Fixes #{issue_number}")
+    parts.append("## Verification\n\n" + verification.describe())
+    parts.append(
+        f"## Cost\n\n{usage.describe(model)} ({usage.requests} requests to `{model}`)"
+    )
+    parts.append(f"<sub>Opened by Honk, run {run_id}. Comment `/honk retry <what to change>` "
+                 "to run it again on this branch.</sub>")
+    return "\n\n".join(parts)
+
+
+def no_change_comment(summary: str) -> str:
+    text = re.sub(r"^\s*NO_CHANGE:\s*", "", summary.strip())
+    return "Honk looked into this and made no change:\n\n" + (text or "_no reason given_")
+
+
+def failure_comment(reason: str) -> str:
+    return f"Honk could not finish this run: {reason}"

@@ -1,0 +1,296 @@
+"""Block Kit messages for Honk's Slack threads, built by pure functions as (fallback text, blocks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from app.models import RunState
+
+Message = tuple[str, list[dict[str, Any]]]
+
+# Slack's limits: section text 3000 characters, context 10 elements, button label 75.
+SECTION_LIMIT = 3000
+FALLBACK_LIMIT = 3000
+MAX_FAILED_CHECKS = 15
+MAX_LINKS = 10
+
+RETRY_ACTION = "honk_retry"
+CANCEL_ACTION = "honk_cancel"
+OPEN_PR_ACTION = "honk_open_pr"
+
+RUN_STATUS: dict[str, tuple[str, str]] = {
+    RunState.QUEUED: (":hourglass_flowing_sand:", "Queued"),
+    RunState.RUNNING: (":gear:", "Working"),
+    RunState.SUCCEEDED: (":white_check_mark:", "PR opened"),
+    RunState.NO_CHANGE: (":information_source:", "No change needed"),
+    RunState.FAILED: (":x:", "Failed"),
+    RunState.CANCELLED: (":no_entry_sign:", "Cancelled"),
+}
+
+CI_CONCLUSIONS: dict[str, tuple[str, str]] = {
+    "success": (":white_check_mark:", "CI passed"),
+    "failure": (":x:", "CI failed"),
+    "startup_failure": (":x:", "CI could not start"),
+    "timed_out": (":hourglass:", "CI timed out"),
+    "cancelled": (":no_entry_sign:", "CI cancelled"),
+    "action_required": (":warning:", "CI needs action"),
+    "neutral": (":white_circle:", "CI finished"),
+    "skipped": (":fast_forward:", "CI skipped"),
+    "stale": (":grey_question:", "CI went stale"),
+}
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link(url: str | None, label: str) -> str:
+    """A mrkdwn link to an http(s) URL; anything else shows the label alone."""
+    label = escape(label).replace("|", "¦")
+    if not url or not url.startswith(("https://", "http://")):
+        return label
+    return f"<{escape(url).replace('|', '%7C')}|{label}>"
+
+
+def clip(text: str, limit: int) -> str:
+    """Cut escaped text to `limit` characters without splitting an entity like `&amp;`."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
+
+
+def run_started(
+    *,
+    repo: str,
+    issue_number: int | None,
+    issue_title: str,
+    issue_url: str | None,
+    requested_by: str | None,
+    run_id: int,
+    status: str = RunState.QUEUED,
+    buttons: bool = True,
+) -> Message:
+    """The thread root: repository, issue link, who asked and the status (queued or working)."""
+    return root_updated(
+        repo=repo,
+        issue_number=issue_number,
+        issue_title=issue_title,
+        issue_url=issue_url,
+        requested_by=requested_by,
+        run_id=run_id,
+        status=status,
+        buttons=buttons,
+    )
+
+
+def root_updated(
+    *,
+    repo: str,
+    issue_number: int | None,
+    issue_title: str,
+    issue_url: str | None,
+    requested_by: str | None,
+    run_id: int,
+    status: str,
+    pr_url: str | None = None,
+    pr_number: int | None = None,
+    draft: bool = False,
+    error: str | None = None,
+    buttons: bool = True,
+) -> Message:
+    """The thread root as it stands now, for chat.update: the same facts and the current status."""
+    emoji, label = _run_status(status)
+    target = f"{repo}#{issue_number}" if issue_number is not None else repo
+    header = f"{emoji} *{label}* · {link(issue_url, target)}"
+    if pr_url:
+        kind = "Draft pull request" if draft else "Pull request"
+        header += f"\n{kind}: {_pr_link(pr_url, pr_number)}"
+    body = escape(issue_title)
+    if error:
+        body += f"\n*Reason:* {escape(error)}"
+    blocks: list[Block] = [_section(header, body)]
+    asked = f"Requested by *{escape(requested_by)}* · " if requested_by else ""
+    blocks.append(_context(f"{asked}`{escape(repo)}` · run {run_id}"))
+    if buttons:
+        blocks.extend(_run_buttons(run_id, status, pr_url))
+    title = clip(escape(issue_title), 200)
+    fallback = f"{emoji} {label}: {escape(target)} {title} (run {run_id})"
+    return _message(fallback, blocks)
+
+
+def run_progress(text: str) -> Message:
+    """One progress line in the run's thread."""
+    return _message(escape(text), [_section(f":small_blue_diamond: {escape(text)}")])
+
+
+def run_finished(
+    *,
+    outcome: str,
+    pr_url: str | None,
+    pr_number: int | None,
+    draft: bool,
+    summary: str | None,
+    usage_text: str | None,
+    error: str | None,
+    run_id: int | None = None,
+    buttons: bool = True,
+) -> Message:
+    """The last reply of a run: the outcome, the PR link, the agent's summary, or why it failed."""
+    emoji, label = _run_status(outcome)
+    if outcome == RunState.SUCCEEDED and draft:
+        label = "Draft PR opened"
+    headline = f"{emoji} *{label}*"
+    if pr_url:
+        headline += f": {_pr_link(pr_url, pr_number)}"
+    reason = f"*Reason:* {escape(error)}" if error else ""
+    blocks: list[Block] = [_section(headline, reason)]
+    if summary:
+        blocks.append(_section(escape(summary)))
+    if usage_text:
+        blocks.append(_context(escape(usage_text)))
+    if buttons:
+        blocks.extend(_run_buttons(run_id, outcome, pr_url))
+    fallback = f"{emoji} {label}"
+    if pr_url:
+        fallback += f": {_pr_link(pr_url, pr_number)}"
+    if error:
+        fallback += f" ({clip(escape(error), 500)})"
+    return _message(fallback, blocks)
+
+
+def ci_result(
+    *,
+    conclusion: str,
+    pr_url: str | None,
+    pr_number: int | None,
+    failed_checks: list[tuple[str, str | None]],
+    links: list[tuple[str, str | None]],
+    repair_note: str | None,
+) -> Message:
+    """One message when CI finishes: the conclusion, each failed check linked, PR and build links."""
+    emoji, label = CI_CONCLUSIONS.get(conclusion, (":grey_question:", f"CI: {conclusion}"))
+    headline = f"{emoji} *{escape(label)}*"
+    if pr_url:
+        headline += f" on {_pr_link(pr_url, pr_number)}"
+    blocks: list[Block] = [_section(headline)]
+    if failed_checks:
+        lines = [f"• {link(url, name)}" for name, url in failed_checks[:MAX_FAILED_CHECKS]]
+        blocks.append(_section(_fit_lines("*Failed checks*", lines, len(failed_checks))))
+    joined_links = _fit_joined([link(url, name) for name, url in links[:MAX_LINKS]])
+    if joined_links:
+        blocks.append(_context(joined_links))
+    if repair_note:
+        blocks.append(_context(f":wrench: {escape(repair_note)}"))
+    fallback = f"{emoji} {escape(label)}"
+    if pr_url:
+        fallback += f" on {_pr_link(pr_url, pr_number)}"
+    if failed_checks:
+        names = ", ".join(escape(name) for name, _ in failed_checks[:MAX_FAILED_CHECKS])
+        fallback += ": " + clip(names, 1000)
+    return _message(fallback, blocks)
+
+
+def installed(*, account: str, repos_count: int | None, label: str) -> Message:
+    """A note in the channel that Honk was installed, and how to use it."""
+    if repos_count is None:
+        scope = "all repositories"
+    else:
+        scope = f"{repos_count} repositor{'y' if repos_count == 1 else 'ies'}"
+    text = (
+        f":wave: Honk was installed on *{escape(account)}* ({scope}).\n"
+        f"Add the `{escape(label)}` label to an issue and Honk will open a pull request."
+    )
+    return _message(f"Honk was installed on {escape(account)} ({scope})", [_section(text)])
+
+
+def _run_status(status: str) -> tuple[str, str]:
+    return RUN_STATUS.get(status, (":grey_question:", escape(str(status))))
+
+
+def _pr_link(pr_url: str, pr_number: int | None) -> str:
+    return link(pr_url, f"PR #{pr_number}" if pr_number is not None else "pull request")
+
+
+def _run_buttons(run_id: int | None, status: str, pr_url: str | None) -> list[Block]:
+    """Open PR when there is one; Cancel while the run is active; Retry once it did not succeed."""
+    value = str(run_id) if run_id is not None else None
+    elements: list[ButtonElement] = []
+    if pr_url and pr_url.startswith(("https://", "http://")):
+        elements.append(
+            ButtonElement(text="Open PR", action_id=OPEN_PR_ACTION, url=pr_url, value=value)
+        )
+    if value is not None and status in (RunState.QUEUED, RunState.RUNNING):
+        elements.append(
+            ButtonElement(
+                text="Cancel",
+                action_id=CANCEL_ACTION,
+                value=value,
+                style="danger",
+                confirm=ConfirmObject(
+                    title="Cancel this run?",
+                    text="Honk stops working on it; nothing is pushed.",
+                    confirm="Cancel run",
+                    deny="Keep going",
+                ),
+            )
+        )
+    elif value is not None and status in (RunState.FAILED, RunState.NO_CHANGE, RunState.CANCELLED):
+        elements.append(
+            ButtonElement(text="Retry", action_id=RETRY_ACTION, value=value, style="primary")
+        )
+    return [ActionsBlock(elements=elements)] if elements else []
+
+
+def _fit_lines(header: str, lines: list[str], total: int) -> str:
+    """Join whole lines under a header while they fit in a section (links are never cut)."""
+    text, shown = header, 0
+    for line in lines:
+        if len(text) + 1 + len(line) > SECTION_LIMIT - 40:
+            break
+        text += "\n" + line
+        shown += 1
+    if total > shown:
+        text += f"\n…and {total - shown} more"
+    return text
+
+
+def _fit_joined(parts: list[str]) -> str:
+    """Join whole parts with a separator while they fit (links are never cut)."""
+    text = ""
+    for part in parts:
+        joined = f"{text} · {part}" if text else part
+        if len(joined) > SECTION_LIMIT:
+            break
+        text = joined
+    return text
+
+
+def _section(head: str, body: str = "") -> SectionBlock:
+    """A mrkdwn section: `head` (short, may hold links) kept whole, escaped `body` clipped to fit."""
+    text = head
+    if body:
+        text += "\n" + clip(body, SECTION_LIMIT - len(head) - 1)
+    return SectionBlock(text=MarkdownTextObject(text=clip(text, SECTION_LIMIT)))
+
+
+def _context(mrkdwn: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=clip(mrkdwn, SECTION_LIMIT))])
+
+
+def _message(fallback: str, blocks: list[Block]) -> Message:
+    return clip(fallback, FALLBACK_LIMIT), [block.to_dict() for block in blocks]

@@ -1,0 +1,142 @@
+"""The store's tables: one portable schema for SQLite and PostgreSQL (migrations mirror it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as UTC; always read back timezone-aware (SQLite keeps no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(100), primary_key=True),  # X-GitHub-Delivery
+    Column("event", String(64), nullable=False),
+    Column("action", String(64)),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False, server_default="pending"),  # pending|done|failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+    Column("lease_owner", String(200)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Index("ix_deliveries_pending", "status", "received_at"),
+)
+
+# Runs whose kind is ISSUE and that are still active may share no serial key: this partial
+# unique index makes "one active run per issue" hold even for two processes enqueueing at once.
+ACTIVE_ISSUE_WHERE = text("kind = 'issue' AND state IN ('queued', 'running')")
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("repo", String(200), nullable=False),
+    Column("installation_id", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    # "owner/name#N" for the issue (or PR) the run belongs to; runs sharing it never overlap.
+    Column("serial_key", String(220)),
+    Column("issue_number", Integer),
+    Column("requested_by", String(200)),
+    Column("instructions", Text, nullable=False, server_default=""),
+    Column("branch", String(255)),
+    Column("base_branch", String(255)),
+    Column("pr_number", Integer),
+    Column("pr_url", String(500)),
+    Column("head_sha", String(64)),
+    Column("tracking_comment_id", BigInteger),
+    Column("slack_channel", String(64)),
+    Column("slack_ts", String(64)),
+    Column("delivery_id", String(100)),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("round", Integer, nullable=False, server_default="0"),
+    Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_creation_input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cache_read_input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("requests", Integer, nullable=False, server_default="0"),
+    Column("lease_owner", String(200)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_runs_state", "state", "id"),
+    Index("ix_runs_serial_key", "serial_key", "state"),
+    Index("ix_runs_repo_issue", "repo", "issue_number"),
+    Index("ix_runs_repo_pr", "repo", "pr_number"),
+    Index("ix_runs_installation", "installation_id", "state"),
+    Index(
+        "uq_runs_active_issue",
+        "serial_key",
+        unique=True,
+        sqlite_where=ACTIVE_ISSUE_WHERE,
+        postgresql_where=ACTIVE_ISSUE_WHERE,
+    ),
+)
+
+run_steps = Table(
+    "run_steps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_run_steps_run", "run_id", "id"),
+)
+
+kv = Table(
+    "kv",
+    metadata,
+    Column("namespace", String(100), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+USAGE_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "requests",
+)

@@ -1,0 +1,110 @@
+"""Keeps the people who asked informed: the issue's tracking comment and the run's Slack thread."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from app.github.client import GitHubClient
+from app.models import Run
+from app.progress import Progress
+from app.slack import blocks
+from app.slack.notify import SlackNotifier
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class RunTracker:
+    """One per run. Failures to report are logged, never raised: reporting must not fail a run."""
+
+    def __init__(self, run: Run, gh: GitHubClient, store: Store, slack: SlackNotifier) -> None:
+        self.run = run
+        self.gh = gh
+        self.store = store
+        self.slack = slack
+        self.progress = Progress(run.id)
+        self._last_update = 0.0
+
+    async def started(self, issue: dict[str, Any] | None) -> None:
+        """Post (or reuse) the Slack thread and show the tracking comment as working."""
+        run = self.run
+        if self.slack.enabled and not run.slack_ts:
+            text, blks = blocks.run_started(
+                repo=run.repo,
+                issue_number=run.issue_number or run.pr_number or 0,
+                issue_title=(issue or {}).get("title", ""),
+                issue_url=(issue or {}).get("html_url", ""),
+                requested_by=run.requested_by or "someone",
+                run_id=run.id,
+            )
+            posted = await self.slack.start_thread(channel=run.slack_channel, text=text, blocks=blks)
+            if posted:
+                run.slack_channel, run.slack_ts = posted
+                await self.store.update_run(run.id, slack_channel=posted[0], slack_ts=posted[1])
+        elif run.slack_ts and run.slack_channel:
+            await self.slack.reply(run.slack_channel, run.slack_ts,
+                                   text=f"Honk is working on it again (run {run.id}).")
+        await self.update(force=True)
+
+    async def phase(self, name: str, note: str = "") -> None:
+        self.progress.start(name, note)
+        await self.store.add_step(self.run.id, name, note)
+        await self.update(force=True)
+
+    async def note(self, phase: str, note: str) -> None:
+        """A minor change (the agent's turn count): throttled so GitHub is not flooded."""
+        self.progress.notes[phase] = note
+        await self.update()
+
+    async def update(self, *, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last_update < 5:
+            return
+        self._last_update = time.monotonic()
+        body = self.progress.render()
+        try:
+            if self.run.tracking_comment_id:
+                await self.gh.edit_comment(self.run.repo, self.run.tracking_comment_id, body)
+            elif self.run.issue_number:
+                comment = await self.gh.comment(self.run.repo, self.run.issue_number, body)
+                self.run.tracking_comment_id = comment["id"]
+                await self.store.update_run(self.run.id, tracking_comment_id=comment["id"])
+        except Exception as exc:
+            log.warning("could not update the tracking comment: %s", exc)
+
+    async def slack_reply(self, text: str, blks: list[dict[str, Any]] | None = None) -> None:
+        if self.run.slack_channel and self.run.slack_ts:
+            await self.slack.reply(self.run.slack_channel, self.run.slack_ts, text=text, blocks=blks)
+
+    async def finished(
+        self,
+        *,
+        outcome: str,
+        pr: dict[str, Any] | None = None,
+        summary: str = "",
+        usage_text: str = "",
+        error: str | None = None,
+    ) -> None:
+        """The closing report: tracking comment, then Slack (thread reply and root status)."""
+        if pr is not None:
+            kind = "draft pull request" if pr.get("draft") else "pull request"
+            self.progress.done("publish", f"[{kind} #{pr['number']}]({pr['html_url']})")
+            self.progress.outcome = f"Opened {pr['html_url']}" + (f" ({usage_text})" if usage_text else "")
+        elif error:
+            self.progress.fail(f"Failed: {error}")
+        else:
+            self.progress.outcome = outcome
+        await self.update(force=True)
+        if not (self.run.slack_channel and self.run.slack_ts):
+            return
+        text, blks = blocks.run_finished(
+            outcome=outcome,
+            pr_url=(pr or {}).get("html_url"),
+            pr_number=(pr or {}).get("number"),
+            draft=bool((pr or {}).get("draft")),
+            summary=summary,
+            usage_text=usage_text,
+            error=error,
+        )
+        await self.slack_reply(text, blks)

@@ -1,0 +1,117 @@
+"""Workers: claim a run, hold its lease while the pipeline works, record how it ended."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import uuid
+
+from app.config import Settings
+from app.github.auth import GitHubApp
+from app.log import log_context
+from app.models import Run, RunState
+from app.pipeline import Outcome, Pipeline
+from app.slack.notify import SlackNotifier
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class WorkerPool:
+    """`n` concurrent workers in this process, sharing the queue with any other process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        github: GitHubApp,
+        slack: SlackNotifier,
+        pipeline: Pipeline | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.pipeline = pipeline or Pipeline(settings, store, github, slack)
+        self.host_id = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self, count: int) -> None:
+        for index in range(count):
+            worker_id = f"{self.host_id}:w{index}"
+            self._tasks.append(asyncio.create_task(self._loop(worker_id), name=worker_id))
+        if count:
+            log.info("started %d worker(s)", count)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def _loop(self, worker_id: str) -> None:
+        while True:
+            try:
+                run = await self.store.claim_run(worker_id, self.settings.lease_seconds)
+            except Exception:
+                log.exception("worker %s: cannot claim from the store", worker_id)
+                run = None
+            if run is None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                self._wake.clear()
+                continue
+            await self.work(run, worker_id)
+
+    async def work(self, run: Run, worker_id: str) -> None:
+        """Run the pipeline for a claimed run while renewing its lease; never raises."""
+        with log_context(run_id=run.id, delivery_id=run.delivery_id):
+            log.info("claimed run %s (%s #%s, attempt %d)", run.id, run.repo,
+                     run.issue_number or run.pr_number, run.attempts)
+            task = asyncio.create_task(self.pipeline.execute(run))
+            heartbeat = asyncio.create_task(self._heartbeat(run, worker_id, task))
+            try:
+                outcome = await task
+                await self.store.finish_run(run.id, outcome.state, error=outcome.error)
+            except asyncio.CancelledError:
+                if self._stopping and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+                if self._stopping:
+                    # Shutting down: hand the run back so another worker resumes it.
+                    with contextlib.suppress(Exception):
+                        await self.store.release_run(run.id, worker_id)
+                    raise
+                await self.store.finish_run(run.id, RunState.CANCELLED, error="cancelled")
+            except Exception as exc:
+                log.exception("run %s failed", run.id)
+                await self.store.finish_run(run.id, RunState.FAILED, error=str(exc)[:1000])
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+
+    async def _heartbeat(self, run: Run, worker_id: str, task: asyncio.Task[Outcome]) -> None:
+        """Renew the lease; stop the pipeline when the run is cancelled or the lease is lost."""
+        interval = max(self.settings.lease_seconds / 3, 0.05)
+        while not task.done():
+            await asyncio.sleep(interval)
+            try:
+                held = await self.store.renew_lease(run.id, worker_id, self.settings.lease_seconds)
+                current = await self.store.get_run(run.id)
+            except Exception:
+                log.warning("could not renew the lease of run %s; will try again", run.id)
+                continue
+            if not held or (current is not None and current.cancel_requested):
+                log.info("run %s: %s", run.id, "cancel requested" if held else "lease lost")
+                self.pipeline.request_stop(run.id)
+                return
