@@ -26,8 +26,8 @@ _TOKEN_PATTERNS = [
     r"\bxapp-[A-Za-z0-9-]+",
     r"\bsk-ant-[A-Za-z0-9_-]+",
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
-    r"(?i)(x-access-token:)[^@\s]+",
-    r"(?i)(authorization:\s*(?:bearer|token|basic)\s+)\S+",
+    r"(?i:(x-access-token:))[^@\s]+",
+    r"(?i:(authorization:\s*(?:bearer|token|basic)\s+))\S+",
     r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+",  # JWTs
 ]
 

@@ -1,0 +1,165 @@
+"""SlackNotifier: one Slack thread per run; a Slack outage is logged, never raised to the caller."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
+from app.config import Settings
+from app.log import redact
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = 10
+
+
+def retry_handlers() -> list[AsyncRetryHandler]:
+    """slack_sdk's own retries: a 429 waits for Retry-After (twice at most), a 5xx or reset once."""
+    return [
+        AsyncConnectionErrorRetryHandler(max_retry_count=1),
+        AsyncRateLimitErrorRetryHandler(max_retry_count=2),
+        AsyncServerErrorRetryHandler(max_retry_count=1),
+    ]
+
+
+class SlackNotifier:
+    """Posts, threads and edits messages; every method returns None/False when Slack fails."""
+
+    def __init__(self, settings: Settings, client: AsyncWebClient | None = None) -> None:
+        self._settings = settings
+        self._client = client
+        self._owns_client = client is None
+        self._session: aiohttp.ClientSession | None = None
+        self.enabled: bool = client is not None or settings.slack_enabled
+        if not self.enabled:
+            log.info("Slack notifications are off: SLACK_BOT_TOKEN and SLACK_CHANNEL are not both set")
+
+    async def start_thread(
+        self, *, channel: str | None, text: str, blocks: list[dict[str, Any]]
+    ) -> tuple[str, str] | None:
+        """Post a thread root; returns (channel id, ts) to reply to and update it later."""
+        target = self._channel(channel)
+        if target is None:
+            return None
+        response = await self._attempt(
+            "chat.postMessage",
+            lambda client: client.chat_postMessage(
+                channel=target, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
+            ),
+        )
+        if response is None:
+            return None
+        return str(response["channel"]), str(response["ts"])
+
+    async def reply(
+        self, channel: str, thread_ts: str, *, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> str | None:
+        """Post in the thread under `thread_ts`; returns the reply's ts."""
+        if not self.enabled:
+            return None
+        response = await self._attempt(
+            "chat.postMessage",
+            lambda client: client.chat_postMessage(
+                channel=channel,
+                thread_ts=thread_ts,
+                text=text,
+                blocks=blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+            ),
+        )
+        return None if response is None else str(response["ts"])
+
+    async def update(
+        self, channel: str, ts: str, *, text: str, blocks: list[dict[str, Any]]
+    ) -> bool:
+        """Edit a message in place (the thread root's status); True when Slack took it."""
+        if not self.enabled:
+            return False
+        response = await self._attempt(
+            "chat.update",
+            lambda client: client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks),
+        )
+        return response is not None
+
+    async def post(
+        self, *, channel: str | None, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> str | None:
+        """Post a message outside any thread; returns its ts."""
+        target = self._channel(channel)
+        if target is None:
+            return None
+        response = await self._attempt(
+            "chat.postMessage",
+            lambda client: client.chat_postMessage(
+                channel=target, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
+            ),
+        )
+        return None if response is None else str(response["ts"])
+
+    async def close(self) -> None:
+        """Close the HTTP session this notifier opened (a client passed in stays its owner's)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+            self._client = None
+
+    def _channel(self, channel: str | None) -> str | None:
+        if not self.enabled:
+            return None
+        target = channel or self._settings.slack_channel
+        if not target:
+            log.warning("Slack message not sent: no channel given and SLACK_CHANNEL is not set")
+        return target
+
+    def _web_client(self) -> AsyncWebClient:
+        if self._client is None:
+            # One session for all calls, opened inside the running loop on first use.
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
+            )
+            self._client = AsyncWebClient(
+                token=self._settings.slack_bot_token,
+                base_url=self._settings.slack_api_url,
+                timeout=TIMEOUT_SECONDS,
+                session=self._session,
+                retry_handlers=retry_handlers(),
+            )
+        return self._client
+
+    async def _attempt(
+        self, method: str, call: Callable[[AsyncWebClient], Awaitable[AsyncSlackResponse]]
+    ) -> AsyncSlackResponse | None:
+        try:
+            return await call(self._web_client())
+        except Exception as error:  # noqa: BLE001 - a notification must never fail a run
+            log.warning("Slack %s failed: %s", method, redact(_reason(error)))
+            return None
+
+
+def _reason(error: Exception) -> str:
+    """Slack's error code or the HTTP status; never the request, which holds the message."""
+    if isinstance(error, SlackApiError):
+        data = getattr(error.response, "data", None)
+        code = data.get("error") if isinstance(data, dict) else None
+        status = getattr(error.response, "status_code", None) or getattr(
+            error.response, "status", "?"
+        )
+        return f"{code} (HTTP {status})" if code else f"HTTP {status}"
+    if isinstance(error, TimeoutError):
+        return f"no answer within {TIMEOUT_SECONDS} s"
+    if isinstance(error, aiohttp.ClientError | OSError):
+        return f"{type(error).__name__}: {error}"
+    return type(error).__name__

@@ -1,0 +1,117 @@
+"""Settings from the environment and .env: defaults, parsing, one-line errors without secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import DEFAULT_MODEL, ConfigError, Settings
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = Settings.from_env({}, env_file=tmp_path / "missing.env")
+    assert settings.port == 3000
+    assert settings.webhook_path == "/api/github/webhooks"
+    assert settings.github_api_url == "https://api.github.com"
+    assert settings.slack_api_url == "https://slack.com/api/"
+    assert settings.model == DEFAULT_MODEL
+    assert settings.label == "honk"
+    assert settings.workers == 2
+    assert settings.data_dir == Path(".honk")
+    assert settings.database_url == "sqlite+aiosqlite:///.honk/honk.db"
+    assert not settings.slack_enabled
+    assert not settings.github_configured
+
+
+def test_private_key_with_literal_newlines(private_key_pem: str) -> None:
+    escaped = private_key_pem.strip().replace("\n", "\\n")
+    settings = Settings.from_env({"APP_ID": "12", "PRIVATE_KEY": escaped}, env_file=None)
+    assert settings.app_id == 12
+    assert settings.private_key is not None
+    assert settings.private_key.startswith("-----BEGIN PRIVATE KEY-----\n")
+    assert settings.github_configured
+
+
+def test_private_key_path(tmp_path: Path, private_key_pem: str) -> None:
+    key = tmp_path / "app.pem"
+    key.write_text(private_key_pem)
+    settings = Settings.from_env({"APP_ID": "1", "PRIVATE_KEY_PATH": str(key)}, env_file=None)
+    assert settings.private_key == private_key_pem
+
+
+def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("HONK_LABEL=from-file\nPORT=4000\nSLACK_CHANNEL=C1\n")
+    settings = Settings.from_env({"PORT": "5000"}, env_file=env_file)
+    assert settings.label == "from-file"
+    assert settings.port == 5000
+    assert settings.slack_channel == "C1"
+
+
+def test_enterprise_urls_and_postgres_url() -> None:
+    settings = Settings.from_env(
+        {
+            "GITHUB_API_URL": "https://ghe.example.com/api/v3/",
+            "DATABASE_URL": "postgresql://honk@db/honk",
+            "SLACK_API_URL": "http://127.0.0.1:9/api",
+        },
+        env_file=None,
+    )
+    assert settings.github_api_url == "https://ghe.example.com/api/v3"
+    assert settings.database_url == "postgresql+asyncpg://honk@db/honk"
+    assert settings.slack_api_url == "http://127.0.0.1:9/api/"
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"APP_ID": "abc"}, "APP_ID"),
+        ({"APP_ID": "1"}, "PRIVATE_KEY"),
+        ({"APP_ID": "1", "PRIVATE_KEY_PATH": "/nonexistent/key.pem"}, "PRIVATE_KEY_PATH"),
+        ({"GITHUB_API_URL": "ftp://x"}, "GITHUB_API_URL"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"HONK_WORKERS": "many"}, "HONK_WORKERS"),
+        ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+        ({"HONK_SANDBOX": "docker"}, "HONK_SANDBOX"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], names: str) -> None:
+    with pytest.raises(ConfigError, match=names):
+        Settings.from_env(env, env_file=None)
+
+
+def test_unparseable_key_is_refused_without_printing_it() -> None:
+    secret_body = "c2VjcmV0LWtleS1tYXRlcmlhbA"
+    bad = f"-----BEGIN RSA PRIVATE KEY-----\\n{secret_body}\\n-----END RSA PRIVATE KEY-----"
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"APP_ID": "1", "PRIVATE_KEY": bad}, env_file=None)
+    assert "PRIVATE_KEY" in str(info.value)
+    assert secret_body not in str(info.value)
+
+
+def test_secrets_stay_out_of_repr(private_key_pem: str) -> None:
+    settings = Settings.from_env(
+        {
+            "APP_ID": "1",
+            "PRIVATE_KEY": private_key_pem,
+            "WEBHOOK_SECRET": "whsec-abcdef",
+            "SLACK_BOT_TOKEN": "xoxb-1-2-3",
+        },
+        env_file=None,
+    )
+    text = repr(settings)
+    assert "whsec-abcdef" not in text and "xoxb-1-2-3" not in text and "PRIVATE KEY" not in text
+    assert set(settings.secrets()) >= {"whsec-abcdef", "xoxb-1-2-3"}
+
+
+def test_cli_reports_config_error_in_one_line(capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    from app.__main__ import main
+
+    monkeypatch.setenv("APP_ID", "1")
+    monkeypatch.setenv("PRIVATE_KEY_PATH", str(tmp_path / "nope.pem"))
+    assert main(["--env-file", str(tmp_path / "none"), "migrate"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["honk: configuration error: PRIVATE_KEY_PATH cannot be read"]
