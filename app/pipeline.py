@@ -94,12 +94,12 @@ class Pipeline:
         try:
             return await self._execute(run, gh, tracker)
         except RunCancelled:
-            await tracker.finished(outcome="Cancelled.", error="cancelled on request")
+            await tracker.finished(RunState.CANCELLED, error="cancelled on request")
             return Outcome(RunState.CANCELLED, "cancelled on request")
         except Exception as exc:
             reason = _reason(exc)
             log.exception("run %s failed: %s", run.id, reason)
-            await tracker.finished(outcome="Failed.", error=reason)
+            await tracker.finished(RunState.FAILED, error=reason)
             return Outcome(RunState.FAILED, reason)
         finally:
             self._stop_requested.discard(run.id)
@@ -227,7 +227,7 @@ class Pipeline:
             if run.issue_number:
                 await gh.comment(run.repo, run.issue_number, text)
             tracker.progress.states["publish"] = "skipped"
-            await tracker.finished(outcome="No change needed: " + text[:300], usage_text=usage_text)
+            await tracker.finished(RunState.NO_CHANGE, note=text[:500], usage_text=usage_text)
             return Outcome(RunState.NO_CHANGE)
         disallowed = [p for p in await checkout.changed_files() if not config.path_allowed(p)]
         if disallowed:
@@ -241,7 +241,7 @@ class Pipeline:
         pr = await self._publish(run, gh, checkout, issue, token, result, verification, usage,
                                  model, unfinished)
         await tracker.finished(
-            outcome="Draft pull request opened." if pr.get("draft") else "Pull request opened.",
+            RunState.SUCCEEDED,
             pr=pr, summary=result.summary, usage_text=usage_text,
         )
         return Outcome(RunState.SUCCEEDED)

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from app.github.client import GitHubClient
-from app.models import Run
+from app.models import Run, RunState
 from app.progress import Progress
 from app.slack import blocks
 from app.slack.notify import SlackNotifier
@@ -26,16 +26,18 @@ class RunTracker:
         self.slack = slack
         self.progress = Progress(run.id)
         self._last_update = 0.0
+        self.issue: dict[str, Any] | None = None
 
     async def started(self, issue: dict[str, Any] | None) -> None:
         """Post (or reuse) the Slack thread and show the tracking comment as working."""
         run = self.run
+        self.issue = issue
         if self.slack.enabled and not run.slack_ts:
             text, blks = blocks.run_started(
                 repo=run.repo,
-                issue_number=run.issue_number or run.pr_number or 0,
+                issue_number=run.issue_number or run.pr_number,
                 issue_title=(issue or {}).get("title", ""),
-                issue_url=(issue or {}).get("html_url", ""),
+                issue_url=(issue or {}).get("html_url"),
                 requested_by=run.requested_by or "someone",
                 run_id=run.id,
             )
@@ -79,8 +81,9 @@ class RunTracker:
 
     async def finished(
         self,
+        state: RunState,
         *,
-        outcome: str,
+        note: str = "",
         pr: dict[str, Any] | None = None,
         summary: str = "",
         usage_text: str = "",
@@ -92,19 +95,36 @@ class RunTracker:
             self.progress.done("publish", f"[{kind} #{pr['number']}]({pr['html_url']})")
             self.progress.outcome = f"Opened {pr['html_url']}" + (f" ({usage_text})" if usage_text else "")
         elif error:
-            self.progress.fail(f"Failed: {error}")
+            self.progress.fail(f"Failed: {error}" if state == RunState.FAILED else (note or error))
         else:
-            self.progress.outcome = outcome
+            self.progress.outcome = note or state.value
         await self.update(force=True)
         if not (self.run.slack_channel and self.run.slack_ts):
             return
         text, blks = blocks.run_finished(
-            outcome=outcome,
+            outcome=state,
             pr_url=(pr or {}).get("html_url"),
             pr_number=(pr or {}).get("number"),
             draft=bool((pr or {}).get("draft")),
             summary=summary,
             usage_text=usage_text,
             error=error,
+            run_id=self.run.id,
         )
         await self.slack_reply(text, blks)
+        # The thread root shows the latest status too, so the channel view is current.
+        root_text, root_blocks = blocks.root_updated(
+            repo=self.run.repo,
+            issue_number=self.run.issue_number or self.run.pr_number,
+            issue_title=(self.issue or {}).get("title", ""),
+            issue_url=(self.issue or {}).get("html_url"),
+            requested_by=self.run.requested_by,
+            run_id=self.run.id,
+            status=state,
+            pr_url=(pr or {}).get("html_url"),
+            pr_number=(pr or {}).get("number"),
+            draft=bool((pr or {}).get("draft")),
+            error=error,
+        )
+        await self.slack.update(self.run.slack_channel, self.run.slack_ts, text=root_text,
+                                blocks=root_blocks)

@@ -1,4 +1,4 @@
-"""Block Kit messages for Honk's Slack threads, built by pure functions as (fallback text, blocks)."""
+"""Block Kit messages for Honk's Slack threads: pure functions returning (fallback, blocks)."""
 
 from __future__ import annotations
 
@@ -182,7 +182,7 @@ def ci_result(
     links: list[tuple[str, str | None]],
     repair_note: str | None,
 ) -> Message:
-    """One message when CI finishes: the conclusion, each failed check linked, PR and build links."""
+    """One message when CI finishes: conclusion, each failed check linked, PR and build links."""
     emoji, label = CI_CONCLUSIONS.get(conclusion, (":grey_question:", f"CI: {conclusion}"))
     headline = f"{emoji} *{escape(label)}*"
     if pr_url:
@@ -281,7 +281,7 @@ def _fit_joined(parts: list[str]) -> str:
 
 
 def _section(head: str, body: str = "") -> SectionBlock:
-    """A mrkdwn section: `head` (short, may hold links) kept whole, escaped `body` clipped to fit."""
+    """A mrkdwn section: `head` (short, may hold links) kept whole, escaped `body` clipped."""
     text = head
     if body:
         text += "\n" + clip(body, SECTION_LIMIT - len(head) - 1)

@@ -40,11 +40,12 @@ class SlackNotifier:
     def __init__(self, settings: Settings, client: AsyncWebClient | None = None) -> None:
         self._settings = settings
         self._client = client
-        self._owns_client = client is None
         self._session: aiohttp.ClientSession | None = None
         self.enabled: bool = client is not None or settings.slack_enabled
         if not self.enabled:
-            log.info("Slack notifications are off: SLACK_BOT_TOKEN and SLACK_CHANNEL are not both set")
+            log.info(
+                "Slack notifications are off: SLACK_BOT_TOKEN and SLACK_CHANNEL are not both set"
+            )
 
     async def start_thread(
         self, *, channel: str | None, text: str, blocks: list[dict[str, Any]]
@@ -144,7 +145,7 @@ class SlackNotifier:
     ) -> AsyncSlackResponse | None:
         try:
             return await call(self._web_client())
-        except Exception as error:  # noqa: BLE001 - a notification must never fail a run
+        except Exception as error:  # a notification must never fail a run
             log.warning("Slack %s failed: %s", method, redact(_reason(error)))
             return None
 

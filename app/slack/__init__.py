@@ -1,0 +1,1 @@
+"""Slack: run threads and Block Kit messages (notify.py, blocks.py)."""
