@@ -35,18 +35,23 @@ _TOKEN_PATTERNS = [
 class Redactor:
     """Replaces registered secret values and anything shaped like a token."""
 
+    # Tokens are minted every hour per repository; keep the newest few thousand so a
+    # long-running service does not grow this forever (token shapes are caught by pattern).
+    MAX_VALUES = 4096
+
     def __init__(self) -> None:
-        self._values: set[str] = set()
+        self._values: dict[str, None] = {}
         self._pattern = re.compile("|".join(f"(?:{p})" for p in _TOKEN_PATTERNS))
 
     def add(self, *values: str | None) -> None:
         for value in values:
             # Very short values would redact ordinary words; real secrets are longer.
-            if value and len(value) >= 6:
-                self._values.add(value)
-                stripped = value.strip()
-                if stripped != value and len(stripped) >= 6:
-                    self._values.add(stripped)
+            for candidate in {value, value.strip()} if value else ():
+                if len(candidate) >= 6:
+                    self._values.pop(candidate, None)
+                    self._values[candidate] = None
+        while len(self._values) > self.MAX_VALUES:
+            self._values.pop(next(iter(self._values)))
 
     def __call__(self, text: str) -> str:
         for value in sorted(self._values, key=len, reverse=True):
