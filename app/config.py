@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 from dotenv import dotenv_values
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-4-6"
 GITHUB_API_URL = "https://api.github.com"
 GITHUB_URL = "https://github.com"
 SLACK_API_URL = "https://slack.com/api/"

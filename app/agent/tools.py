@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.workspace.sandbox import PathOutsideWorkspace, Sandbox, resolve_inside
+from app.workspace.sandbox import (
+    PathOutsideWorkspace,
+    Sandbox,
+    SandboxUnavailable,
+    resolve_inside,
+)
+
+log = logging.getLogger(__name__)
 
 BASH_TOOL_NAME = "bash"
 EDITOR_TOOL_NAME = "str_replace_based_edit_tool"
@@ -26,7 +33,7 @@ _TEST_COMMAND = re.compile(
     r"mvn( -\S+)* (test|verify)|(\./)?gradlew? test|dotnet test|"
     r"rspec|(bundle exec )?rake( test| spec)?$|phpunit|ctest|mix test|deno test|"
     r"swift test|stack test|cabal test|zig build test"
-    r")\b"
+    r")(?=$|[\s;&|)])"
 )
 
 
@@ -127,8 +134,14 @@ class ToolBox:
                 f"Error: {error}. Only paths inside {self.visible_root} can be used.",
                 is_error=True,
             )
+        except SandboxUnavailable as error:
+            outcome = ToolOutcome(f"Error: the sandbox cannot run commands: {error}", True)
         except OSError as error:
             outcome = ToolOutcome(f"Error: {error.strerror or error}", is_error=True)
+        except Exception as error:
+            # A bug here must not end the run: the model hears of it and can work around it.
+            log.exception("tool %s failed", name)
+            outcome = ToolOutcome(f"Error: the tool failed ({type(error).__name__})", True)
         return ToolOutcome(cut_middle(outcome.content, self.output_limit), outcome.is_error)
 
     async def _bash(self, tool_input: dict[str, Any]) -> ToolOutcome:
@@ -159,6 +172,9 @@ class ToolBox:
         shown = self._shown(path)
         if command == "view":
             return await asyncio.to_thread(self._view, path, shown, tool_input.get("view_range"))
+        if ".git" in path.relative_to(self.sandbox.root).parts:
+            # Honk's own git commands run on the host: hooks or config planted there would too.
+            raise ToolError(f"{shown} is inside .git, which cannot be changed")
         if command == "create":
             file_text = _text_arg(tool_input, "file_text")
             existed = await asyncio.to_thread(_write_new, path, file_text)
@@ -191,7 +207,7 @@ class ToolBox:
 
     def _shown(self, path: Path) -> str:
         """The path as the model sees it, under the sandbox's visible root."""
-        relative = os.path.relpath(path, self.sandbox.root.resolve())
+        relative = path.relative_to(self.sandbox.root).as_posix()
         root = self.visible_root.rstrip("/")
         return root if relative == "." else f"{root}/{relative}"
 

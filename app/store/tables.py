@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -87,7 +88,7 @@ runs = Table(
     Column("error", Text),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("round", Integer, nullable=False, server_default="0"),
-    Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("cancel_requested", Boolean, nullable=False, server_default=false()),
     Column("input_tokens", BigInteger, nullable=False, server_default="0"),
     Column("output_tokens", BigInteger, nullable=False, server_default="0"),
     Column("cache_creation_input_tokens", BigInteger, nullable=False, server_default="0"),

@@ -38,6 +38,7 @@ class HttpError:
     message: str
     headers: dict[str, str] = field(default_factory=dict)
     mid_stream: bool = False
+    cut_connection: bool = False  # mid-stream: drop the connection instead of an error event
 
 
 Responder = Callable[[dict[str, Any]], "Turn | list[Block] | str"]
@@ -66,7 +67,8 @@ def tool_use_edit(*, say: str | None = None, **tool_input: Any) -> Turn:
 
 def tool_use(name: str, tool_input: dict[str, Any], *, say: str | None = None) -> Turn:
     content: list[Block] = [{"type": "text", "text": say}] if say else []
-    content.append({"type": "tool_use", "id": _new_id("toolu"), "name": name, "input": tool_input})
+    # The id is given when the turn is sent, so a turn can be scripted more than once.
+    content.append({"type": "tool_use", "id": "", "name": name, "input": tool_input})
     return Turn(content, "tool_use")
 
 
@@ -81,6 +83,11 @@ def overloaded(*, mid_stream: bool = False) -> HttpError:
     return HttpError(
         529, "overloaded_error", "Overloaded", {"retry-after-ms": "1"}, mid_stream=mid_stream
     )
+
+
+def broken_stream() -> HttpError:
+    """A stream whose connection drops after the first events."""
+    return HttpError(0, "", "", mid_stream=True, cut_connection=True)
 
 
 def rate_limited(retry_after: str = "0") -> HttpError:
@@ -171,9 +178,10 @@ class FakeAnthropic:
         return web.json_response({"input_tokens": sum(tokens for _, tokens in segments)})
 
     async def _read(self, request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
-        if request.headers.get("x-api-key") != self.api_key:
-            error = _api_error(401, "authentication_error", "invalid x-api-key")
-            return {}, error
+        # Older SDKs send the key as x-api-key, newer ones as a bearer token.
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if self.api_key not in (request.headers.get("x-api-key"), bearer):
+            return {}, _api_error(401, "authentication_error", "invalid x-api-key")
         if not request.headers.get("anthropic-version"):
             return {}, _api_error(400, "invalid_request_error", "anthropic-version: required")
         try:
@@ -253,6 +261,9 @@ class FakeAnthropic:
         start = self._message(self.requests[-1], Turn([], "end_turn"))
         start.update(stop_reason=None)
         await _send(response, "message_start", {"type": "message_start", "message": start})
+        if item.cut_connection and request.transport is not None:
+            request.transport.close()
+            return response
         error = {"type": "error", "error": {"type": item.error_type, "message": item.message}}
         await _send(response, "error", error)
         await response.write_eof()

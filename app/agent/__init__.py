@@ -1,0 +1,1 @@
+"""The coding agent: tool-use loop, client tools and prompts."""

@@ -1,0 +1,419 @@
+"""The tool-use loop on the Anthropic Messages API: limits, usage, prompt caching, clear errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anthropic
+import httpx2
+from anthropic.types import Message
+
+from app.agent.prompts import NO_CHANGE_MARKER, AgentTask
+from app.agent.tools import CommandRecord, ToolBox
+from app.config import Settings
+from app.log import redact
+from app.models import Usage
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 4
+# Read timeout between streamed chunks (the API pings while it thinks); connect fails fast.
+CLIENT_TIMEOUT = anthropic.Timeout(300.0, connect=10.0)
+# Overloads that arrive inside a 200 stream are not retried by the SDK: retry them here.
+STREAM_RETRIES = 2
+STREAM_RETRY_DELAY = 0.5
+# In a row, before giving up on a model that keeps running out of output tokens.
+MAX_CONTINUATIONS = 3
+EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
+
+CONTINUE_PROMPT = (
+    "Your last message was cut off at the output limit, and any tool call in it was "
+    "dropped. Continue; keep each tool call small (write big files in several steps)."
+)
+PAUSE_PROMPT = "Continue."
+
+Outcome = Literal["done", "no_change", "max_turns", "timeout", "max_tokens", "cancelled", "error"]
+LIMIT_OUTCOMES = frozenset({"max_turns", "timeout", "max_tokens"})
+
+
+@dataclass
+class AgentLimits:
+    max_turns: int = 40
+    max_seconds: float = 1800
+    max_tokens: int = 3_000_000
+    output_limit: int = 30000
+    max_output_tokens: int = 16000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AgentLimits:
+        return cls(
+            max_turns=settings.max_turns,
+            max_seconds=settings.max_minutes * 60,
+            max_tokens=settings.max_tokens,
+            output_limit=settings.output_limit,
+        )
+
+
+@dataclass
+class AgentResult:
+    outcome: Outcome
+    summary: str
+    turns: int
+    usage: Usage
+    commands: list[CommandRecord]
+    last_test: CommandRecord | None
+    error: str | None = None
+
+    @property
+    def limit_hit(self) -> bool:
+        return self.outcome in LIMIT_OUTCOMES
+
+
+EventKind = Literal["turn", "tool", "tool_done", "usage", "text"]
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """Progress of a run, reported as it happens.
+
+    kind "turn": turn `turn` starts; "tool": tool `name` is about to run `detail` (a command
+    or "view <path>"); "tool_done": it finished (`is_error`, `result`: its last line);
+    "usage": one API request's `usage`, which the caller stores; "text": the model said `detail`.
+    """
+
+    kind: EventKind
+    turn: int
+    name: str = ""
+    detail: str = ""
+    usage: Usage | None = None
+    is_error: bool = False
+    result: str = ""
+
+
+EventHandler = Callable[[AgentEvent], Awaitable[None]]
+
+
+def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
+    """The Anthropic client; the SDK retries 408/409/429/5xx/529 with backoff and retry-after."""
+    if not settings.anthropic_api_key:
+        raise ValueError("ANTHROPIC_API_KEY is not set")
+    return anthropic.AsyncAnthropic(
+        api_key=settings.anthropic_api_key,
+        base_url=settings.anthropic_base_url,
+        max_retries=MAX_RETRIES,
+        timeout=CLIENT_TIMEOUT,
+    )
+
+
+class _Stop(Exception):
+    def __init__(self, outcome: Outcome, error: str | None = None) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+        self.error = error
+
+
+@dataclass
+class _Conversation:
+    task: AgentTask
+    tools: ToolBox
+    limits: AgentLimits
+    on_event: EventHandler | None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    turns: int = 0
+    last_text: str = ""
+
+    async def emit(self, event: AgentEvent) -> None:
+        if self.on_event is None:
+            return
+        try:
+            await self.on_event(event)
+        except Exception:
+            # A failed progress report must not end a long run; the result has the totals.
+            log.exception("agent event handler failed on %s", type(event).__name__)
+
+
+async def run_agent(
+    client: anthropic.AsyncAnthropic,
+    *,
+    model: str,
+    task: AgentTask,
+    tools: ToolBox,
+    limits: AgentLimits,
+    on_event: EventHandler | None = None,
+    should_stop: Callable[[], Awaitable[bool]] | None = None,
+) -> AgentResult:
+    """Run the model with the tools until it finishes, a limit is hit, or it is stopped."""
+    chat = _Conversation(task, tools, limits, on_event)
+    first_command = len(tools.commands)
+    chat.messages.append({"role": "user", "content": [{"type": "text", "text": task.prompt}]})
+    outcome: Outcome
+    error: str | None = None
+    try:
+        async with asyncio.timeout(limits.max_seconds):
+            outcome = await _converse(client, model, chat, should_stop)
+    except TimeoutError:
+        outcome, error = "timeout", f"the agent ran out of time ({limits.max_seconds:g}s)"
+    except _Stop as stop:
+        outcome, error = stop.outcome, stop.error
+    summary = chat.last_text.strip()
+    commands = tools.commands[first_command:]
+    if outcome == "no_change":
+        summary = summary[len(NO_CHANGE_MARKER) :].strip()
+    return AgentResult(
+        outcome=outcome,
+        summary=summary,
+        turns=chat.turns,
+        usage=chat.usage,
+        commands=commands,
+        # Only this run's: a ToolBox may serve a second run on the same checkout.
+        last_test=next((c for c in commands if c is tools.last_test), None),
+        error=error,
+    )
+
+
+async def _converse(
+    client: anthropic.AsyncAnthropic,
+    model: str,
+    chat: _Conversation,
+    should_stop: Callable[[], Awaitable[bool]] | None,
+) -> Outcome:
+    continuations = 0
+    while True:
+        if should_stop is not None and await should_stop():
+            raise _Stop("cancelled", "the run was cancelled")
+        if chat.turns >= chat.limits.max_turns:
+            raise _Stop("max_turns", f"the agent used all {chat.limits.max_turns} turns")
+        if chat.usage.total_tokens >= chat.limits.max_tokens:
+            raise _Stop(
+                "max_tokens",
+                f"the agent used {chat.usage.total_tokens:,} tokens "
+                f"(limit {chat.limits.max_tokens:,})",
+            )
+        chat.turns += 1
+        await chat.emit(AgentEvent("turn", chat.turns))
+        message = await _request(client, model, chat)
+        text = "\n".join(b.text for b in message.content if b.type == "text" and b.text.strip())
+        if text:
+            chat.last_text = text
+            await chat.emit(AgentEvent("text", chat.turns, detail=text))
+        stop_reason = message.stop_reason
+        if stop_reason == "tool_use" and any(b.type == "tool_use" for b in message.content):
+            continuations = 0
+            chat.messages.append({"role": "assistant", "content": _assistant_blocks(message)})
+            chat.messages.append({"role": "user", "content": await _run_tools(message, chat)})
+        elif stop_reason in ("end_turn", "stop_sequence", "tool_use"):
+            # (tool_use without a tool call has nothing left to do: it is an end too.)
+            return "no_change" if text.lstrip().startswith(NO_CHANGE_MARKER) else "done"
+        elif stop_reason == "max_tokens":
+            continuations += 1
+            if continuations > MAX_CONTINUATIONS:
+                raise _Stop(
+                    "error", f"the model hit the output limit {continuations} times in a row"
+                )
+            _continue_after(chat, message, CONTINUE_PROMPT)
+        elif stop_reason == "pause_turn":
+            _continue_after(chat, message, PAUSE_PROMPT)
+        elif stop_reason == "refusal":
+            raise _Stop("error", "the model declined the task (stop_reason: refusal)")
+        elif stop_reason == "model_context_window_exceeded":
+            raise _Stop("error", "the conversation outgrew the model's context window")
+        else:
+            raise _Stop("error", f"unexpected stop_reason from the API: {stop_reason!r}")
+
+
+async def _request(client: anthropic.AsyncAnthropic, model: str, chat: _Conversation) -> Message:
+    """One streamed request (the SDK retries HTTP errors); its usage is recorded at once."""
+    for attempt in range(STREAM_RETRIES + 1):
+        try:
+            async with client.messages.stream(
+                model=model,
+                max_tokens=chat.limits.max_output_tokens,
+                system=[{"type": "text", "text": chat.task.system, "cache_control": EPHEMERAL}],
+                tools=_cached_tools(chat.tools.definitions),
+                messages=_with_cache_breakpoints(chat.messages),  # type: ignore[arg-type]
+            ) as stream:
+                message = await stream.get_final_message()
+        except anthropic.APIStatusError as error:
+            if not _overloaded_mid_stream(error) or attempt == STREAM_RETRIES:
+                raise _Stop("error", describe_api_error(error)) from None
+            failure = "overloaded"
+        except anthropic.APIError as error:
+            raise _Stop("error", describe_api_error(error)) from None
+        except (httpx2.TransportError, ValueError) as error:
+            # The stream broke off, or the model's tool input arrived as broken JSON.
+            failure = type(error).__name__
+            if attempt == STREAM_RETRIES:
+                raise _Stop("error", f"the Anthropic API stream failed ({failure})") from None
+        else:
+            usage = usage_of(message)
+            chat.usage += usage
+            await chat.emit(AgentEvent("usage", chat.turns, usage=usage))
+            return message
+        log.warning("Anthropic stream failed (%s); retrying", failure)
+        await asyncio.sleep(STREAM_RETRY_DELAY * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def usage_of(message: Message) -> Usage:
+    u = message.usage
+    return Usage(
+        input_tokens=u.input_tokens or 0,
+        output_tokens=u.output_tokens or 0,
+        cache_creation_input_tokens=u.cache_creation_input_tokens or 0,
+        cache_read_input_tokens=u.cache_read_input_tokens or 0,
+        requests=1,
+    )
+
+
+async def _run_tools(message: Message, chat: _Conversation) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    for block in message.content:
+        if block.type != "tool_use":
+            continue
+        tool_input = block.input if isinstance(block.input, dict) else {}
+        description = chat.tools.describe(block.name, tool_input)
+        await chat.emit(AgentEvent("tool", chat.turns, block.name, description))
+        outcome = await chat.tools.run(block.name, tool_input)
+        await chat.emit(
+            AgentEvent(
+                "tool_done",
+                chat.turns,
+                block.name,
+                description,
+                is_error=outcome.is_error,
+                result=_summary(outcome.content),
+            )
+        )
+        result: dict[str, Any] = {
+            "type": "tool_result",
+            "tool_use_id": block.id,
+            "content": outcome.content,
+        }
+        if outcome.is_error:
+            result["is_error"] = True
+        results.append(result)
+    return results
+
+
+def _summary(content: str) -> str:
+    lines = [line for line in content.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    last = lines[-1]
+    # Bash results end with "[exit code N]" or a timeout note: the most useful line.
+    return last if last.startswith("[") else lines[0][:200]
+
+
+def _assistant_blocks(message: Message, *, drop_tool_use: bool = False) -> list[dict[str, Any]]:
+    """The message's content as request params; empty text blocks are rejected by the API."""
+    blocks: list[dict[str, Any]] = []
+    for block in message.content:
+        if block.type == "text":
+            if block.text.strip():
+                blocks.append({"type": "text", "text": block.text})
+        elif block.type == "tool_use":
+            if not drop_tool_use:
+                blocks.append(
+                    {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+                )
+        elif block.type == "thinking":
+            blocks.append(
+                {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
+            )
+        elif block.type == "redacted_thinking":
+            blocks.append({"type": "redacted_thinking", "data": block.data})
+        else:
+            blocks.append(block.to_dict())
+    return blocks
+
+
+def _continue_after(chat: _Conversation, message: Message, prompt: str) -> None:
+    """Keep what the model said (minus cut-off tool calls) and ask it to go on."""
+    blocks = _assistant_blocks(message, drop_tool_use=True)
+    if blocks:
+        chat.messages.append({"role": "assistant", "content": blocks})
+        chat.messages.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
+    else:
+        # Nothing usable came back: the user turn stays last, so add the note to it.
+        chat.messages[-1]["content"].append({"type": "text", "text": prompt})
+
+
+def _cached_tools(definitions: list[dict[str, Any]]) -> Any:
+    tools = [dict(tool) for tool in definitions]
+    tools[-1]["cache_control"] = EPHEMERAL
+    return tools
+
+
+def _with_cache_breakpoints(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of `messages` with cache breakpoints on the last two user turns.
+
+    With the system prompt and the tools that makes four, the API's maximum. The latest
+    turn writes the cache for the next request; the one before reads what the previous
+    request wrote, even when a turn carried many tool results.
+    """
+    marked = [dict(message) for message in messages]
+    user_turns = [i for i, message in enumerate(marked) if message["role"] == "user"][-2:]
+    for index in user_turns:
+        content = list(marked[index]["content"])
+        content[-1] = {**content[-1], "cache_control": EPHEMERAL}
+        marked[index]["content"] = content
+    return marked
+
+
+def _overloaded_mid_stream(error: anthropic.APIStatusError) -> bool:
+    body = error.body if isinstance(error.body, dict) else {}
+    kind = (body.get("error") or {}).get("type") if isinstance(body.get("error"), dict) else None
+    return error.status_code == 200 and kind in ("overloaded_error", "api_error")
+
+
+_STATUS_NAMES = {
+    400: "rejected the request",
+    401: "rejected the API key",
+    402: "needs billing set up",
+    403: "refused access",
+    404: "did not find the model or endpoint",
+    408: "timed out",
+    413: "found the request too large",
+    429: "rate limited",
+    500: "internal error",
+    529: "overloaded",
+}
+
+
+def describe_api_error(error: anthropic.APIError) -> str:
+    """A clear, secret-free message for an error that survived the SDK's retries."""
+    if isinstance(error, anthropic.APIStatusError):
+        status = error.status_code
+        kind, detail = _error_body(error.body)
+        if status == 200:  # an error event inside a stream
+            return f"Anthropic API stream failed ({kind or 'error'}): {detail}".rstrip(": ")
+        name = _STATUS_NAMES.get(status) or ("server error" if status >= 500 else "request error")
+        attempts = _attempts(error)
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        message = f"Anthropic API {name} ({status}){tries}"
+        return redact(f"{message}: {detail}" if detail and status < 500 else message)
+    if isinstance(error, anthropic.APITimeoutError):
+        return f"Anthropic API timed out after {MAX_RETRIES + 1} attempts"
+    if isinstance(error, anthropic.APIConnectionError):
+        return f"could not reach the Anthropic API after {MAX_RETRIES + 1} attempts"
+    return f"Anthropic API error: {type(error).__name__}"
+
+
+def _error_body(body: object) -> tuple[str, str]:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        return str(error.get("type") or ""), str(error.get("message") or "")[:300]
+    return "", ""
+
+
+def _attempts(error: anthropic.APIStatusError) -> int:
+    """How many requests were made: the SDK numbers its retries in a request header."""
+    try:
+        return int(error.response.request.headers.get("x-stainless-retry-count", "0")) + 1
+    except (ValueError, RuntimeError):
+        return 1
