@@ -1,0 +1,132 @@
+"""`issues.labeled` through the real HTTP entry: the permission gate, bots, one run per issue."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from app.config import Settings
+from app.models import RunKind, RunState
+from app.web import SERVICES, create_app
+from tests.conftest import load_payload
+from tests.helpers import eventually, post_webhook
+
+ClientFactory = Callable[..., Awaitable[TestClient]]
+REPO = "octo-org/widgets"
+INSTALLATION = 9001
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: ClientFactory, base_settings: Settings, fake_github: Any
+) -> TestClient:
+    fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
+    fake_github.add_repo(REPO, files={"README.md": "widgets\n"})
+    fake_github.add_issue(REPO, 7, title="Widgets crash on empty input", body="Steps...",
+                          user="alice")
+    settings = base_settings.with_overrides(github_api_url=fake_github.url)
+    return await aiohttp_client(create_app(settings, workers=0))
+
+
+def labeled(sender: str = "alice", label: str = "honk", sender_type: str = "User",
+            number: int = 7) -> dict[str, Any]:
+    payload = load_payload("issues.labeled.1")
+    payload["label"] = {**payload["label"], "name": label}
+    payload["repository"] = {**payload["repository"], "full_name": REPO, "name": "widgets",
+                             "owner": {**payload["repository"]["owner"], "login": "octo-org"}}
+    payload["issue"] = {**payload["issue"], "number": number}
+    payload["sender"] = {**payload["sender"], "login": sender, "type": sender_type}
+    payload["installation"] = {"id": INSTALLATION}
+    return payload
+
+
+async def runs_for(client: TestClient, number: int = 7) -> list[Any]:
+    store = client.app[SERVICES].store
+    return await store.find_runs(repo=REPO, issue_number=number)
+
+
+async def dispatched(client: TestClient) -> bool:
+    return await client.app[SERVICES].store.count_deliveries(pending=True) == 0
+
+
+@pytest.mark.parametrize("level", ["admin", "maintain", "write"])
+async def test_writer_label_queues_a_run_with_eyes(
+    client: TestClient, fake_github: Any, level: str
+) -> None:
+    fake_github.set_permission(REPO, "alice", level)
+    response = await post_webhook(client, "issues", labeled(), delivery_id=f"lab-{level}")
+    assert response.status == 202
+    runs = await eventually(lambda: runs_for(client))
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.state == RunState.QUEUED and run.kind == RunKind.ISSUE
+    assert run.requested_by == "alice" and run.installation_id == INSTALLATION
+    assert run.delivery_id == f"lab-{level}"
+    reactions = fake_github.calls_to("POST", rf"/repos/{REPO}/issues/7/reactions$")
+    assert [c.json["content"] for c in reactions] == ["eyes"]
+    comments = fake_github.calls_to("POST", rf"/repos/{REPO}/issues/7/comments$")
+    assert len(comments) == 1 and "Queued" in comments[0].json["body"]
+    stored = await eventually(lambda: _tracking_id(client, run.id))
+    assert stored is not None
+
+
+async def _tracking_id(client: TestClient, run_id: int) -> int | None:
+    run = await client.app[SERVICES].store.get_run(run_id)
+    return run.tracking_comment_id if run else None
+
+
+@pytest.mark.parametrize("level", ["read", "triage", "none"])
+async def test_others_get_a_comment_and_nothing_runs(
+    client: TestClient, fake_github: Any, level: str
+) -> None:
+    if level != "none":
+        fake_github.set_permission(REPO, "mallory", level)
+    await post_webhook(client, "issues", labeled(sender="mallory"))
+    comments = await eventually(
+        lambda: fake_github.calls_to("POST", rf"/repos/{REPO}/issues/7/comments$")
+    )
+    assert "write access" in comments[0].json["body"]
+    assert "@mallory" in comments[0].json["body"]
+    await eventually(lambda: dispatched(client))
+    assert await runs_for(client) == []
+    assert not fake_github.calls_to("POST", r"/reactions$")
+
+
+async def test_bot_senders_never_trigger(client: TestClient, fake_github: Any) -> None:
+    fake_github.set_permission(REPO, "dependabot[bot]", "write")
+    await post_webhook(client, "issues", labeled(sender="dependabot[bot]", sender_type="Bot"))
+    await eventually(lambda: dispatched(client))
+    assert await runs_for(client) == []
+    assert not fake_github.calls_to("POST", r"/comments$")
+    assert not fake_github.calls_to("GET", r"/permission$")
+
+
+async def test_other_labels_are_ignored(client: TestClient, fake_github: Any) -> None:
+    fake_github.set_permission(REPO, "alice", "admin")
+    await post_webhook(client, "issues", labeled(label="bug"))
+    await eventually(lambda: dispatched(client))
+    assert await runs_for(client) == []
+
+
+async def test_one_active_run_per_issue(client: TestClient, fake_github: Any) -> None:
+    fake_github.set_permission(REPO, "alice", "write")
+    fake_github.set_permission(REPO, "bob", "write")
+    await post_webhook(client, "issues", labeled(), delivery_id="first")
+    await eventually(lambda: runs_for(client))
+    await post_webhook(client, "issues", labeled(sender="bob"), delivery_id="second")
+    await eventually(lambda: dispatched(client))
+    runs = await runs_for(client)
+    assert len(runs) == 1 and runs[0].requested_by == "alice"
+    assert len(fake_github.calls_to("POST", r"/issues/7/reactions$")) == 1
+
+
+async def test_github_502_during_dispatch_is_retried(client: TestClient, fake_github: Any) -> None:
+    fake_github.set_permission(REPO, "alice", "write")
+    fake_github.fail_next("GET", r"/collaborators/alice/permission$", 502, times=1)
+    await post_webhook(client, "issues", labeled())
+    runs = await eventually(lambda: runs_for(client))
+    assert len(runs) == 1
+    assert len(fake_github.calls_to("GET", r"/collaborators/alice/permission$")) >= 2
