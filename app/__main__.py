@@ -60,8 +60,9 @@ def serve_command(settings: Settings) -> int:
     if not settings.webhook_secret:
         log.warning("WEBHOOK_SECRET is not set: every webhook will be refused")
     log.info("listening on %s:%d", settings.host, settings.port)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                access_log=None)
+    web.run_app(
+        create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None
+    )
     return 0
 
 

@@ -134,9 +134,7 @@ class Settings:
             max_turns=_int(get("HONK_MAX_TURNS") or "40", "HONK_MAX_TURNS", minimum=1),
             max_minutes=_float(get("HONK_MAX_MINUTES") or "30", "HONK_MAX_MINUTES"),
             max_tokens=_int(get("HONK_MAX_TOKENS") or "3000000", "HONK_MAX_TOKENS", minimum=1),
-            command_timeout=_float(
-                get("HONK_COMMAND_TIMEOUT") or "600", "HONK_COMMAND_TIMEOUT"
-            ),
+            command_timeout=_float(get("HONK_COMMAND_TIMEOUT") or "600", "HONK_COMMAND_TIMEOUT"),
             output_limit=_int(
                 get("HONK_OUTPUT_LIMIT") or "30000", "HONK_OUTPUT_LIMIT", minimum=1000
             ),
@@ -201,7 +199,7 @@ def _database_url(value: str) -> str:
         value = "postgresql+asyncpg" + value[len(scheme) :]
     elif scheme == "sqlite":
         value = "sqlite+aiosqlite" + value[len(scheme) :]
-    if not value.split(":", 1)[0] in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+    if value.split(":", 1)[0] not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
         raise ConfigError("DATABASE_URL must be sqlite:// or postgresql://")
     return value
 

@@ -21,12 +21,16 @@ from app.store import Delivery
 log = logging.getLogger(__name__)
 
 # Failures worth another attempt later: GitHub or the network having a bad moment.
-TRANSIENT = (aiohttp.ClientError, asyncio.TimeoutError, gidgethub.GitHubBroken,
-             gidgethub.RateLimitExceeded)
+TRANSIENT = (
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    gidgethub.GitHubBroken,
+    gidgethub.RateLimitExceeded,
+)
 
 
 class Dispatcher:
-    """Claims undispatched deliveries from the store (so none is lost on a crash) and routes them."""
+    """Claims undispatched deliveries from the store (none is lost on a crash), routes them."""
 
     def __init__(self, ctx: HandlerContext, *, lease_seconds: float = 120.0) -> None:
         self.ctx = ctx
@@ -74,8 +78,12 @@ class Dispatcher:
                 gh = await self._client_for(event)
                 await router.dispatch(event, gh, ctx=self.ctx)
             except TRANSIENT as exc:
-                log.warning("delivery %s (%s) will be retried: %s", delivery.id, delivery.event,
-                            _describe(exc))
+                log.warning(
+                    "delivery %s (%s) will be retried: %s",
+                    delivery.id,
+                    delivery.event,
+                    _describe(exc),
+                )
                 await self.ctx.store.finish_delivery(delivery.id, error=_describe(exc), retry=True)
             except Exception as exc:
                 log.exception("delivery %s (%s) failed", delivery.id, delivery.event)

@@ -1,4 +1,4 @@
-"""Structured logging: JSON lines off a terminal, run and delivery ids on every line, secrets redacted."""
+"""Structured logging: JSON off a terminal, run and delivery ids on each line, secrets redacted."""
 
 from __future__ import annotations
 

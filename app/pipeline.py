@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import anthropic
 
 from app.agent.loop import AgentEvent, AgentLimits, AgentResult, make_client, run_agent
-from app.agent.prompts import build_task
+from app.agent.prompts import build_task, read_repo_instructions
 from app.agent.tools import ToolBox
 from app.config import Settings
 from app.github.auth import GitHubApp
@@ -40,7 +41,19 @@ RUN_PERMISSIONS = {
     "checks": "write",
     "metadata": "read",
 }
-INSTRUCTION_FILES = ("AGENTS.md", "CLAUDE.md", ".github/copilot-instructions.md")
+# Running tests leaves caches behind; they are never part of the change, even in a
+# repository without a .gitignore. Kept in .git/info/exclude, which is not committed.
+BUILD_ARTIFACTS = (
+    "__pycache__/",
+    "*.py[cod]",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    ".tox/",
+    ".coverage",
+    "node_modules/",
+    "*.egg-info/",
+)
 WRITE_LEVELS = ("admin", "maintain", "write")
 
 
@@ -84,7 +97,7 @@ class Pipeline:
             raise RunCancelled()
 
     async def execute(self, run: Run) -> Outcome:
-        """Run it to the end and report; returns the state to record. Never raises but on shutdown."""
+        """Run it to the end and report; the state to record. Raises only on shutdown."""
         self._stop_requested.discard(run.id)
         repo_name = run.repo.split("/", 1)[1]
         gh = await self.github.installation_client(
@@ -118,9 +131,11 @@ class Pipeline:
             )
         except RepoConfigError as exc:
             # A broken config must not silently change behaviour: say so, use defaults.
-            await gh.comment(run.repo, run.issue_number or run.pr_number or 0,
-                             f"Honk could not read `.github/honk.yml`: {exc}. "
-                             "This run uses the defaults.")
+            await gh.comment(
+                run.repo,
+                run.issue_number or run.pr_number or 0,
+                f"Honk could not read `.github/honk.yml`: {exc}. This run uses the defaults.",
+            )
             config = RepoConfig()
         title = (issue or {}).get("title") or run.instructions.splitlines()[0][:60] or "change"
         branch = run.branch or branch_name(run.issue_number or run.pr_number or run.id, title)
@@ -131,14 +146,20 @@ class Pipeline:
 
         await tracker.phase("checkout")
         token = await self.github.installation_token(
-            run.installation_id, repositories=[run.repo.split("/", 1)[1]],
+            run.installation_id,
+            repositories=[run.repo.split("/", 1)[1]],
             permissions=RUN_PERMISSIONS,
         )
         async with self.workspaces.checkout(
-            repo=run.repo, clone_url=repo_info["clone_url"], token=token.token,
-            run_id=run.id, branch=branch, base=base,
+            repo=run.repo,
+            clone_url=repo_info["clone_url"],
+            token=token.token,
+            run_id=run.id,
+            branch=branch,
+            base=base,
         ) as checkout:
             tracker.progress.done("checkout", f"`{branch}` from `{base}`")
+            _exclude_build_artifacts(checkout.path)
             return await self._work(run, gh, tracker, checkout, issue, config, token.token)
 
     async def _work(
@@ -166,11 +187,12 @@ class Pipeline:
             if result.exit_code != 0:
                 raise RuntimeError(f"setup command `{command}` failed (exit {result.exit_code})")
         comments = await self._writer_comments(gh, run, issue)
+        instructions = await asyncio.to_thread(read_repo_instructions, checkout.path)
         task = build_task(
             repo=run.repo,
             issue=issue or {"title": run.instructions[:80], "body": run.instructions, "number": 0},
             comments=comments,
-            repo_instructions=_read_instructions(checkout.path),
+            repo_instructions=instructions,
             extra_instructions=run.instructions if issue else "",
             verify_command=config.verify,
             visible_root=sandbox.visible_root,
@@ -195,7 +217,7 @@ class Pipeline:
                 repo=run.repo,
                 issue=issue or {"title": run.instructions[:80], "body": run.instructions},
                 comments=comments,
-                repo_instructions=_read_instructions(checkout.path),
+                repo_instructions=instructions,
                 extra_instructions=(
                     f"{run.instructions}\n\nYour previous change failed verification. "
                     f"`{verification.command}` printed:\n{verification.output}"
@@ -238,11 +260,14 @@ class Pipeline:
 
         await tracker.phase("publish", "pushing")
         unfinished = _limit_reason(result) if result.limit_hit else None
-        pr = await self._publish(run, gh, checkout, issue, token, result, verification, usage,
-                                 model, unfinished)
+        pr = await self._publish(
+            run, gh, checkout, issue, token, result, verification, usage, model, unfinished
+        )
         await tracker.finished(
             RunState.SUCCEEDED,
-            pr=pr, summary=result.summary, usage_text=usage_text,
+            pr=pr,
+            summary=result.summary,
+            usage_text=usage_text,
         )
         return Outcome(RunState.SUCCEEDED)
 
@@ -264,20 +289,30 @@ class Pipeline:
         async def should_stop() -> bool:
             return run.id in self._stop_requested
 
-        result = await run_agent(self.anthropic, model=model, task=task, tools=toolbox,
-                                 limits=limits, on_event=on_event, should_stop=should_stop)
+        result = await run_agent(
+            self.anthropic,
+            model=model,
+            task=task,
+            tools=toolbox,
+            limits=limits,
+            on_event=on_event,
+            should_stop=should_stop,
+        )
         if result.outcome == "cancelled":
             raise RunCancelled()
         tracker.progress.done("agent", f"{result.turns} turns, {result.outcome}")
         return result
 
-    async def _verify(self, config: RepoConfig, sandbox: Sandbox, result: AgentResult) -> Verification:
+    async def _verify(
+        self, config: RepoConfig, sandbox: Sandbox, result: AgentResult
+    ) -> Verification:
         if config.verify:
             outcome = await sandbox.run(config.verify)
             return Verification(config.verify, outcome.exit_code == 0, outcome.output, "honk")
         if result.last_test is not None:
-            return Verification(result.last_test.command, result.last_test.exit_code == 0, "",
-                                "agent")
+            return Verification(
+                result.last_test.command, result.last_test.exit_code == 0, "", "agent"
+            )
         return Verification(None, None)
 
     async def _publish(
@@ -315,7 +350,11 @@ class Pipeline:
         draft = bool(unfinished) or verification.passed is False
         pr_title = title if not unfinished else f"[unfinished] {title}"
         pr, _created = await gh.open_pull(
-            run.repo, head=checkout.branch, base=checkout.base, title=pr_title, body=body,
+            run.repo,
+            head=checkout.branch,
+            base=checkout.base,
+            title=pr_title,
+            body=body,
             draft=draft,
         )
         await self.store.update_run(run.id, pr_number=pr["number"], pr_url=pr["html_url"])
@@ -343,7 +382,9 @@ class Pipeline:
         kept = []
         for comment in comments:
             login = (comment.get("user") or {}).get("login", "")
-            if comment.get("user", {}).get("type") == "Bot" or "honk:run:" in comment.get("body", ""):
+            if comment.get("user", {}).get("type") == "Bot" or "honk:run:" in comment.get(
+                "body", ""
+            ):
                 continue
             if login not in allowed:
                 allowed[login] = (await gh.permission(run.repo, login)) in WRITE_LEVELS
@@ -352,13 +393,11 @@ class Pipeline:
         return kept
 
 
-def _read_instructions(root: Path) -> dict[str, str]:
-    found = {}
-    for name in INSTRUCTION_FILES:
-        path = root / name
-        if path.is_file() and not path.is_symlink():
-            found[name] = path.read_text(errors="replace")[:20_000]
-    return found
+def _exclude_build_artifacts(root: Path) -> None:
+    exclude = root / ".git" / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    with exclude.open("a") as handle:
+        handle.write("\n# Honk: test and build caches\n" + "\n".join(BUILD_ARTIFACTS) + "\n")
 
 
 def _combine(first: AgentResult, second: AgentResult) -> AgentResult:
@@ -385,4 +424,3 @@ def _noreply_host(github_url: str) -> str:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:300]
-

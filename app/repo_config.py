@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import re
 from dataclasses import dataclass, field, fields, replace
+from http import HTTPStatus
 from typing import Any
 
+import gidgethub
 import yaml
 
 CONFIG_PATH = ".github/honk.yml"
+ORG_DEFAULTS_REPO = ".github"  # Probot's convention: the org's `.github` repository
+
+SETTINGS = ("verify", "setup", "network", "model", "limits", "slack_channel", "label", "paths")
+_LIMITS = {"turns": "max_turns", "minutes": "max_minutes", "ci_repair_rounds": "ci_repair_rounds"}
+# A host name, optionally a leading "*." wildcard and a port: what the agent's proxy can match.
+_HOST = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*"
+                   r"[A-Za-z0-9])?)*(:\d{1,5})?")
+LABEL_MAX = 50  # GitHub's limit on a label's name
 
 
 class RepoConfigError(ValueError):
@@ -28,6 +40,8 @@ class RepoConfig:
     label: str | None = None
     paths: tuple[str, ...] = ()  # globs the agent may change; empty: anything
     source: str = "defaults"  # where it came from, for messages
+    # Fields the file wrote, even as empty (`network: []` clears an org-wide default).
+    fields_set: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def path_allowed(self, path: str) -> bool:
         return not self.paths or any(fnmatch.fnmatch(path, glob) for glob in self.paths)
@@ -37,85 +51,167 @@ class RepoConfig:
         changes = {
             f.name: getattr(self, f.name)
             for f in fields(self)
-            if f.name != "source" and getattr(self, f.name) not in (None, ())
+            if f.name not in ("source", "fields_set")
+            and (
+                f.name in self.fields_set
+                if self.fields_set
+                else getattr(self, f.name) not in (None, ())
+            )
         }
-        return replace(base, **changes, source=self.source)
-
-
-_LIMITS = {"turns": "max_turns", "minutes": "max_minutes", "ci_repair_rounds": "ci_repair_rounds"}
+        return replace(
+            base, **changes, source=self.source, fields_set=base.fields_set | self.fields_set
+        )
 
 
 def parse_config(text: str, source: str = CONFIG_PATH) -> RepoConfig:
+    """Parse one honk.yml; RepoConfigError names the file and the problem."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise RepoConfigError(f"{source} is not valid YAML{where}") from None
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None)
+        raise RepoConfigError(
+            f"{source} is not valid YAML{where}" + (f": {problem}" if problem else "")
+        ) from None
     if data is None:
         return RepoConfig(source=source)
     if not isinstance(data, dict):
-        raise RepoConfigError(f"{source} must be a mapping of settings")
-    unknown = set(data) - {"verify", "setup", "network", "model", "limits", "slack_channel",
-                           "label", "paths"}
+        raise RepoConfigError(f"{source} must be a mapping of settings, not {_kind(data)}")
+    unknown = sorted(str(k) for k in set(data) - set(SETTINGS))
     if unknown:
-        raise RepoConfigError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
-    values: dict[str, Any] = {"source": source}
-    for key in ("verify", "model", "slack_channel", "label"):
-        if key in data and data[key] is not None:
+        raise RepoConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}{_hint(unknown)}")
+    values: dict[str, Any] = {}
+    if data.get("verify") is not None:
+        values["verify"] = _command(data["verify"], "verify", source)
+    for key in ("model", "slack_channel", "label"):
+        if data.get(key) is not None:
             values[key] = _string(data[key], key, source)
     for key in ("setup", "network", "paths"):
-        if key in data and data[key] is not None:
+        if key in data:
             values[key] = _strings(data[key], key, source)
-    limits = data.get("limits") or {}
+    _check_items(values, source)
+    values.update(_limits(data.get("limits"), source))
+    # `limits:` is one setting in the file but three fields here.
+    written = {k for k in data if k != "limits"} | {k for k in values if k in _LIMITS.values()}
+    return RepoConfig(**values, source=source, fields_set=frozenset(written))
+
+
+def _limits(limits: Any, source: str) -> dict[str, Any]:
+    if limits is None:
+        return {}
     if not isinstance(limits, dict):
-        raise RepoConfigError(f"{source}: limits must be a mapping")
+        raise RepoConfigError(f"{source}: limits must be a mapping (turns, minutes, "
+                              f"ci_repair_rounds), not {_kind(limits)}")
+    values: dict[str, Any] = {}
     for key, value in limits.items():
         if key not in _LIMITS:
-            raise RepoConfigError(f"{source}: unknown limit {key!r}")
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise RepoConfigError(f"{source}: limits.{key} must be a non-negative number")
-        values[_LIMITS[key]] = value if key == "minutes" else int(value)
-    return RepoConfig(**values)
+            raise RepoConfigError(
+                f"{source}: unknown limit {key!r}{_hint([str(key)], list(_LIMITS))}"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RepoConfigError(f"{source}: limits.{key} must be a number")
+        if key == "minutes":
+            if value <= 0:
+                raise RepoConfigError(f"{source}: limits.minutes must be more than 0")
+            values["max_minutes"] = float(value)
+            continue
+        if value != int(value) or value < (1 if key == "turns" else 0):
+            least = "a whole number of at least 1" if key == "turns" else "a whole number >= 0"
+            raise RepoConfigError(f"{source}: limits.{key} must be {least}")
+        values[_LIMITS[key]] = int(value)
+    return values
+
+
+def _check_items(values: dict[str, Any], source: str) -> None:
+    for host in values.get("network", ()):
+        if not _HOST.fullmatch(host):
+            raise RepoConfigError(
+                f"{source}: network entries are host names like pypi.org or *.npmjs.org, "
+                f"not {host!r}"
+            )
+    for glob in values.get("paths", ()):
+        if glob.startswith("/") or ".." in glob.split("/"):
+            raise RepoConfigError(
+                f"{source}: paths are globs inside the repository (src/**), not {glob!r}"
+            )
+    label = values.get("label")
+    if label is not None and not 0 < len(label.strip()) <= LABEL_MAX:
+        raise RepoConfigError(f"{source}: label must be 1 to {LABEL_MAX} characters")
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+
+
+def _hint(unknown: list[str], known: list[str] | None = None) -> str:
+    close = [m for u in unknown for m in difflib.get_close_matches(u, known or SETTINGS, 1)]
+    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
 def _string(value: Any, key: str, source: str) -> str:
     if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise RepoConfigError(f"{source}: {key} must be a string")
-    return str(value)
+        raise RepoConfigError(f"{source}: {key} must be a string, not {_kind(value)}")
+    text = str(value).strip()
+    if not text:
+        raise RepoConfigError(f"{source}: {key} must not be empty")
+    return text
+
+
+def _command(value: Any, key: str, source: str) -> str:
+    """One shell command; a list of commands runs them in order, stopping at the first failure."""
+    if isinstance(value, list):
+        return " && ".join(f"( {c} )" for c in _strings(value, key, source))
+    return _string(value, key, source)
 
 
 def _strings(value: Any, key: str, source: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
     if isinstance(value, str):
         return (value,)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise RepoConfigError(f"{source}: {key} must be a string or a list of strings")
-    return tuple(value)
+    return tuple(v.strip() for v in value)
 
 
 @dataclass
 class ConfigCache:
     """Parsed configs keyed by blob SHA: the same file is parsed once."""
 
-    by_sha: dict[str, RepoConfig] = field(default_factory=dict)
+    by_sha: dict[tuple[str, str], RepoConfig] = field(default_factory=dict)
+    max_entries: int = 1024
 
     def parse(self, text: str, sha: str, source: str) -> RepoConfig:
-        if sha not in self.by_sha:
-            if len(self.by_sha) > 1024:
+        # The source is part of the key: the same bytes in two repositories name two files.
+        key = (sha, source)
+        if key not in self.by_sha:
+            if len(self.by_sha) >= self.max_entries:
                 self.by_sha.clear()
-            self.by_sha[sha] = parse_config(text, source)
-        return self.by_sha[sha]
+            self.by_sha[key] = parse_config(text, source)
+        return self.by_sha[key]
 
 
 async def load_repo_config(gh: Any, repo: str, ref: str | None, cache: ConfigCache) -> RepoConfig:
     """The repository's config over its org's default; raises RepoConfigError when malformed."""
-    owner = repo.split("/", 1)[0]
+    owner, name = repo.split("/", 1)
     base = RepoConfig()
-    if repo.split("/", 1)[1] != ".github":
-        found = await gh.file_text(f"{owner}/.github", CONFIG_PATH)
+    if name != ORG_DEFAULTS_REPO:
+        found = await _org_default(gh, owner)
         if found:
-            base = cache.parse(found[0], found[1], f"{owner}/.github:{CONFIG_PATH}")
+            base = cache.parse(found[0], found[1], f"{owner}/{ORG_DEFAULTS_REPO}:{CONFIG_PATH}")
     found = await gh.file_text(repo, CONFIG_PATH, ref)
     if not found:
         return base
     return cache.parse(found[0], found[1], CONFIG_PATH).merged_over(base)
+
+
+async def _org_default(gh: Any, owner: str) -> tuple[str, str] | None:
+    try:
+        return await gh.file_text(f"{owner}/{ORG_DEFAULTS_REPO}", CONFIG_PATH)
+    except gidgethub.BadRequest as exc:
+        # An installation on selected repositories cannot read the org's `.github`
+        # repository (403): then there is no org-wide default for it, not an error.
+        if exc.status_code in (HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND):
+            return None
+        raise

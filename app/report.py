@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from app.models import Usage
 
-UNFINISHED = "**Unfinished:** Honk stopped before the work was done ({reason}). This draft holds the partial change."
+UNFINISHED = (
+    "**Unfinished:** Honk stopped before the work was done ({reason}). "
+    "This draft holds the partial change."
+)
 
 
 @dataclass
@@ -59,11 +62,11 @@ def pr_body(
     if issue_number:
         parts.append(f"Fixes #{issue_number}")
     parts.append("## Verification\n\n" + verification.describe())
+    parts.append(f"## Cost\n\n{usage.describe(model)} ({usage.requests} requests to `{model}`)")
     parts.append(
-        f"## Cost\n\n{usage.describe(model)} ({usage.requests} requests to `{model}`)"
+        f"<sub>Opened by Honk, run {run_id}. Comment `/honk retry <what to change>` "
+        "to run it again on this branch.</sub>"
     )
-    parts.append(f"<sub>Opened by Honk, run {run_id}. Comment `/honk retry <what to change>` "
-                 "to run it again on this branch.</sub>")
     return "\n\n".join(parts)
 
 

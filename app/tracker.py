@@ -41,13 +41,16 @@ class RunTracker:
                 requested_by=run.requested_by or "someone",
                 run_id=run.id,
             )
-            posted = await self.slack.start_thread(channel=run.slack_channel, text=text, blocks=blks)
+            posted = await self.slack.start_thread(
+                channel=run.slack_channel, text=text, blocks=blks
+            )
             if posted:
                 run.slack_channel, run.slack_ts = posted
                 await self.store.update_run(run.id, slack_channel=posted[0], slack_ts=posted[1])
         elif run.slack_ts and run.slack_channel:
-            await self.slack.reply(run.slack_channel, run.slack_ts,
-                                   text=f"Honk is working on it again (run {run.id}).")
+            await self.slack.reply(
+                run.slack_channel, run.slack_ts, text=f"Honk is working on it again (run {run.id})."
+            )
         await self.update(force=True)
 
     async def phase(self, name: str, note: str = "") -> None:
@@ -77,7 +80,9 @@ class RunTracker:
 
     async def slack_reply(self, text: str, blks: list[dict[str, Any]] | None = None) -> None:
         if self.run.slack_channel and self.run.slack_ts:
-            await self.slack.reply(self.run.slack_channel, self.run.slack_ts, text=text, blocks=blks)
+            await self.slack.reply(
+                self.run.slack_channel, self.run.slack_ts, text=text, blocks=blks
+            )
 
     async def finished(
         self,
@@ -93,7 +98,9 @@ class RunTracker:
         if pr is not None:
             kind = "draft pull request" if pr.get("draft") else "pull request"
             self.progress.done("publish", f"[{kind} #{pr['number']}]({pr['html_url']})")
-            self.progress.outcome = f"Opened {pr['html_url']}" + (f" ({usage_text})" if usage_text else "")
+            self.progress.outcome = f"Opened {pr['html_url']}" + (
+                f" ({usage_text})" if usage_text else ""
+            )
         elif error:
             self.progress.fail(f"Failed: {error}" if state == RunState.FAILED else (note or error))
         else:
@@ -126,5 +133,6 @@ class RunTracker:
             draft=bool((pr or {}).get("draft")),
             error=error,
         )
-        await self.slack.update(self.run.slack_channel, self.run.slack_ts, text=root_text,
-                                blocks=root_blocks)
+        await self.slack.update(
+            self.run.slack_channel, self.run.slack_ts, text=root_text, blocks=root_blocks
+        )

@@ -74,8 +74,13 @@ class WorkerPool:
     async def work(self, run: Run, worker_id: str) -> None:
         """Run the pipeline for a claimed run while renewing its lease; never raises."""
         with log_context(run_id=run.id, delivery_id=run.delivery_id):
-            log.info("claimed run %s (%s #%s, attempt %d)", run.id, run.repo,
-                     run.issue_number or run.pr_number, run.attempts)
+            log.info(
+                "claimed run %s (%s #%s, attempt %d)",
+                run.id,
+                run.repo,
+                run.issue_number or run.pr_number,
+                run.attempts,
+            )
             task = asyncio.create_task(self.pipeline.execute(run))
             heartbeat = asyncio.create_task(self._heartbeat(run, worker_id, task))
             try:

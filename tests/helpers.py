@@ -39,10 +39,10 @@ async def post_webhook(
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T] | T], *, timeout: float = 10.0, interval: float = 0.05
+    probe: Callable[[], Awaitable[T] | T], *, within: float = 10.0, interval: float = 0.05
 ) -> T:
     """Wait until `probe()` returns something truthy; fail with the last value otherwise."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = probe()
         if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
@@ -50,5 +50,5 @@ async def eventually(
         if value:
             return value  # type: ignore[return-value]
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+            raise AssertionError(f"condition not met within {within}s (last value: {value!r})")
         await asyncio.sleep(interval)

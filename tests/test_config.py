@@ -105,9 +105,9 @@ def test_secrets_stay_out_of_repr(private_key_pem: str) -> None:
     assert set(settings.secrets()) >= {"whsec-abcdef", "xoxb-1-2-3"}
 
 
-def test_cli_reports_config_error_in_one_line(capsys: pytest.CaptureFixture[str],
-                                              monkeypatch: pytest.MonkeyPatch,
-                                              tmp_path: Path) -> None:
+def test_cli_reports_config_error_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from app.__main__ import main
 
     monkeypatch.setenv("APP_ID", "1")

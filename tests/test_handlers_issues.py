@@ -25,18 +25,24 @@ async def client(
 ) -> TestClient:
     fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
     fake_github.add_repo(REPO, files={"README.md": "widgets\n"})
-    fake_github.add_issue(REPO, 7, title="Widgets crash on empty input", body="Steps...",
-                          user="alice")
+    fake_github.add_issue(
+        REPO, 7, title="Widgets crash on empty input", body="Steps...", user="alice"
+    )
     settings = base_settings.with_overrides(github_api_url=fake_github.url)
     return await aiohttp_client(create_app(settings, workers=0))
 
 
-def labeled(sender: str = "alice", label: str = "honk", sender_type: str = "User",
-            number: int = 7) -> dict[str, Any]:
+def labeled(
+    sender: str = "alice", label: str = "honk", sender_type: str = "User", number: int = 7
+) -> dict[str, Any]:
     payload = load_payload("issues.labeled.1")
     payload["label"] = {**payload["label"], "name": label}
-    payload["repository"] = {**payload["repository"], "full_name": REPO, "name": "widgets",
-                             "owner": {**payload["repository"]["owner"], "login": "octo-org"}}
+    payload["repository"] = {
+        **payload["repository"],
+        "full_name": REPO,
+        "name": "widgets",
+        "owner": {**payload["repository"]["owner"], "login": "octo-org"},
+    }
     payload["issue"] = {**payload["issue"], "number": number}
     payload["sender"] = {**payload["sender"], "login": sender, "type": sender_type}
     payload["installation"] = {"id": INSTALLATION}

@@ -9,8 +9,8 @@ from gidgethub import routing, sansio
 
 from app.github.client import GitHubClient
 from app.handlers.context import HandlerContext
-from app.progress import Progress
 from app.models import RunKind
+from app.progress import Progress
 from app.store import NewRun
 
 router = routing.Router()
@@ -52,7 +52,9 @@ async def request_run(event: sansio.Event, gh: GitHubClient, ctx: HandlerContext
         await gh.comment(
             repo,
             issue["number"],
-            NOT_ALLOWED.format(user=sender["login"], permission=permission, label=ctx.settings.label),
+            NOT_ALLOWED.format(
+                user=sender["login"], permission=permission, label=ctx.settings.label
+            ),
         )
         return
     run = await ctx.store.enqueue_run(

@@ -1,0 +1,274 @@
+"""End to end through the real HTTP entry: a signed `issues.labeled` -> a tested PR, Slack told."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from app.config import Settings
+from app.models import RunState
+from app.web import SERVICES, create_app
+from tests.conftest import load_payload
+from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
+from tests.helpers import eventually, post_webhook
+
+ClientFactory = Callable[..., Awaitable[TestClient]]
+REPO = "octo-org/calc"
+INSTALLATION = 5150
+ISSUE = 12
+
+BUGGY = "def add(a, b):\n    return a - b\n"
+FIXED = "def add(a, b):\n    return a + b\n"
+TESTS = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+REPO_FILES = {
+    "calc.py": BUGGY,
+    "test_calc.py": TESTS,
+    "AGENTS.md": "Run `python -m pytest -q` before you finish.\n",
+    ".github/honk.yml": "verify: python -m pytest -q\n",
+}
+
+
+def fixing_script() -> list[Any]:
+    return [
+        tool_use_bash("cat calc.py", say="Let me look at the code."),
+        tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a + b"),
+        tool_use_bash("python -m pytest -q"),
+        text("Fixed `add`: it subtracted instead of adding. `python -m pytest -q` passes."),
+    ]
+
+
+@pytest.fixture
+def world_settings(
+    base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any
+) -> Settings:
+    fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
+    fake_github.add_repo(REPO, files=REPO_FILES)
+    fake_github.add_issue(
+        REPO, ISSUE, title="add() returns the wrong sum", body="`add(2, 3)` gives -1.", user="alice"
+    )
+    fake_github.set_permission(REPO, "alice", "write")
+    fake_github.add_user("alice", name="Alice Example", email="alice@example.com")
+    settings = fake_slack.settings(base_settings)
+    return settings.with_overrides(
+        github_api_url=fake_github.url,
+        github_url=fake_github.url,
+        anthropic_base_url=fake_anthropic.url,
+        model="claude-sonnet-4-6",
+        workers=1,
+    )
+
+
+def labeled() -> dict[str, Any]:
+    payload = load_payload("issues.labeled.1")
+    payload["label"] = {**payload["label"], "name": "honk"}
+    payload["repository"] = {**payload["repository"], "full_name": REPO, "name": "calc"}
+    payload["issue"] = {**payload["issue"], "number": ISSUE, "title": "add() returns the wrong sum"}
+    payload["sender"] = {**payload["sender"], "login": "alice", "type": "User"}
+    payload["installation"] = {"id": INSTALLATION}
+    return payload
+
+
+def inspect_branch(
+    bare: Path, branch: str, tmp_path: Path
+) -> tuple[subprocess.CompletedProcess[str], str, list[str]]:
+    """Clone the pushed branch; run its tests; its last commit's author/message and files."""
+    clone = tmp_path / "verify-clone"
+    subprocess.run(["git", "clone", "-q", "-b", branch, str(bare), str(clone)], check=True)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, cwd=clone, capture_output=True, text=True)
+
+    tests = run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    log = run("git", "log", "-1", "--format=%an <%ae>%n%B").stdout
+    changed = run("git", "show", "--name-only", "--format=", "HEAD").stdout.split()
+    return tests, log, changed
+
+
+async def finished_run(client: TestClient) -> Any:
+    store = client.app[SERVICES].store
+
+    async def probe() -> Any:
+        runs = await store.find_runs(repo=REPO, issue_number=ISSUE)
+        return runs[0] if runs and not runs[0].state.active else None
+
+    return await eventually(probe, within=60)
+
+
+def everything_sent(fake_github: Any, fake_slack: Any, fake_anthropic: Any) -> str:
+    sent = [json.dumps(c.json) for c in fake_github.calls if c.json is not None]
+    sent += [f"{m.text} {json.dumps(m.blocks)}" for m in fake_slack.messages()]
+    sent += [json.dumps(r) for r in fake_anthropic.requests]
+    return "\n".join(sent)
+
+
+async def test_labelled_issue_becomes_a_tested_pull_request(
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+    fake_slack: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake_anthropic.script(*fixing_script())
+    client = await aiohttp_client(create_app(world_settings))
+    response = await post_webhook(client, "issues", labeled(), delivery_id="e2e-1")
+    assert response.status == 202
+
+    run = await finished_run(client)
+    assert run.state == RunState.SUCCEEDED, run.error
+    assert run.branch and run.branch.startswith(f"honk/{ISSUE}-add-returns-the-wrong-sum")
+
+    # The bare repository has the branch with the fix, and its own test passes on it.
+    assert fake_github.file_at(REPO, run.branch, "calc.py") == FIXED
+    assert fake_github.file_at(REPO, "main", "calc.py") == BUGGY
+    tests, log, changed = inspect_branch(fake_github.bare_path(REPO), run.branch, tmp_path)
+    assert tests.returncode == 0, tests.stdout
+    assert log.startswith("honk-test[bot] <")
+    assert "Co-authored-by: Alice Example <" in log and f"Fixes #{ISSUE}" in log
+    assert changed == ["calc.py"]  # test caches never become part of the change
+
+    # One ready PR with the agent's summary, Fixes #N, verification and cost.
+    pulls = list(fake_github.repo(REPO)["pulls"].values())
+    assert len(pulls) == 1
+    pr = pulls[0]
+    assert pr["head"]["ref"] == run.branch and pr["base"]["ref"] == "main"
+    assert not pr["draft"]
+    assert f"Fixes #{ISSUE}" in pr["body"]
+    assert "subtracted instead of adding" in pr["body"]
+    assert "`python -m pytest -q`: **passed**" in pr["body"]
+    assert "$" in pr["body"] and "tokens" in pr["body"]
+    assert run.pr_number == pr["number"] and run.usage.requests == 4
+
+    # The tracking comment ends with the PR link; Slack's thread has it too.
+    tracking = fake_github.repo(REPO)["comments"][run.tracking_comment_id]
+    assert pr["html_url"] in tracking["body"]
+    assert "- [x] Verifying" in tracking["body"]
+    root = fake_slack.messages()[0]
+    assert REPO in root.text or REPO in json.dumps(root.blocks)
+    replies = fake_slack.messages(thread_ts=root.ts)
+    assert any(pr["html_url"] in json.dumps(m.blocks) for m in replies)
+
+    # The agent saw the issue and the repository's own instructions.
+    first_request = json.dumps(fake_anthropic.requests[0])
+    assert "add(2, 3)" in first_request and "Run `python -m pytest -q`" in first_request
+
+    # No installation token anywhere: logs, PR, comments, Slack, the model.
+    tokens = list(fake_github.tokens)
+    assert tokens
+    haystack = everything_sent(fake_github, fake_slack, fake_anthropic) + caplog.text
+    for token in tokens:
+        assert token not in haystack
+    # The checkout is gone once the run is over.
+    assert not any((world_settings.data_dir / "runs").glob("*/*"))
+
+
+async def test_no_change_needed_comments_and_opens_no_pr(
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+) -> None:
+    fake_anthropic.script(
+        tool_use_bash("python -m pytest -q"),
+        text("NO_CHANGE: the tests pass and add() is already correct for these inputs."),
+    )
+    fake_github.commit_files(REPO, {"calc.py": FIXED})
+    client = await aiohttp_client(create_app(world_settings))
+    await post_webhook(client, "issues", labeled())
+    run = await finished_run(client)
+    assert run.state == RunState.NO_CHANGE
+    assert fake_github.repo(REPO)["pulls"] == {}
+    bodies = [c["body"] for c in fake_github.repo(REPO)["comments"].values()]
+    assert any("already correct" in b and "made no change" in b for b in bodies)
+
+
+async def test_turn_limit_pushes_a_draft_marked_unfinished(
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+) -> None:
+    fake_anthropic.script(
+        tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a + b"),
+        tool_use_bash("echo still working"),
+        tool_use_bash("echo still working"),
+    )
+    client = await aiohttp_client(create_app(world_settings.with_overrides(max_turns=2)))
+    await post_webhook(client, "issues", labeled())
+    run = await finished_run(client)
+    assert run.state == RunState.SUCCEEDED, run.error
+    (pr,) = fake_github.repo(REPO)["pulls"].values()
+    assert pr["draft"] is True
+    assert pr["title"].startswith("[unfinished]")
+    assert "Unfinished" in pr["body"] and "turn limit" in pr["body"]
+    assert fake_github.file_at(REPO, run.branch, "calc.py") == FIXED
+
+
+async def test_failed_verification_gets_one_more_attempt(
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+) -> None:
+    fake_anthropic.script(
+        tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a * b"),
+        text("Changed the operator."),
+        # Second attempt, with the failure output in front of the agent.
+        tool_use_edit(command="str_replace", path="calc.py", old_str="a * b", new_str="a + b"),
+        text("Now it adds; the test passes."),
+    )
+    client = await aiohttp_client(create_app(world_settings))
+    await post_webhook(client, "issues", labeled())
+    run = await finished_run(client)
+    assert run.state == RunState.SUCCEEDED, run.error
+    retry_prompt = json.dumps(fake_anthropic.requests[2])
+    assert "failed verification" in retry_prompt and "assert 6 == 5" in retry_prompt
+    (pr,) = fake_github.repo(REPO)["pulls"].values()
+    assert not pr["draft"] and "**passed**" in pr["body"]
+
+
+async def test_model_overloaded_twice_then_succeeds(
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+) -> None:
+    from tests.fakes.anthropic import overloaded
+
+    fake_anthropic.script(overloaded(), overloaded(), *fixing_script())
+    client = await aiohttp_client(create_app(world_settings))
+    await post_webhook(client, "issues", labeled())
+    run = await finished_run(client)
+    assert run.state == RunState.SUCCEEDED, run.error
+    assert len(fake_anthropic.requests) == 6
+
+
+async def test_model_down_fails_the_run_and_says_why(
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+    fake_slack: Any,
+) -> None:
+    from tests.fakes.anthropic import server_error
+
+    fake_anthropic.script(*[server_error() for _ in range(6)])
+    client = await aiohttp_client(create_app(world_settings))
+    await post_webhook(client, "issues", labeled())
+    run = await finished_run(client)
+    assert run.state == RunState.FAILED
+    assert "500" in (run.error or "") or "Anthropic" in (run.error or "")
+    tracking = fake_github.repo(REPO)["comments"][run.tracking_comment_id]
+    assert "Failed" in tracking["body"]
+    assert fake_github.repo(REPO)["pulls"] == {}
+    thread = fake_slack.messages(thread_ts=fake_slack.messages()[0].ts)
+    assert any("Anthropic" in m.text or "500" in m.text for m in thread)
