@@ -1,0 +1,1 @@
+"""Honk's benchmarks: `python -m bench` runs them all and prints their figures."""
