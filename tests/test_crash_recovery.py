@@ -1,0 +1,129 @@
+"""A real `honk worker` process killed with SIGKILL mid-run: the run is claimed again and ends once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from app.config import Settings
+from app.models import RunState
+from app.web import SERVICES, create_app
+from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
+from tests.helpers import eventually, post_webhook
+from tests.test_e2e import BUGGY, FIXED, ISSUE, REPO, labeled, world_settings
+
+ClientFactory = Callable[..., Awaitable[TestClient]]
+__all__ = ["world_settings"]  # the e2e world's fixture, shared
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """The environment a separately started `honk worker` reads its settings from."""
+    assert settings.private_key and settings.webhook_secret and settings.anthropic_api_key
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "APP_ID": str(settings.app_id),
+        "PRIVATE_KEY": settings.private_key,
+        "WEBHOOK_SECRET": settings.webhook_secret,
+        "GITHUB_API_URL": settings.github_api_url,
+        "GITHUB_URL": settings.github_url,
+        "ANTHROPIC_API_KEY": settings.anthropic_api_key,
+        "ANTHROPIC_BASE_URL": settings.anthropic_base_url or "",
+        "HONK_MODEL": settings.model,
+        "HONK_DATA_DIR": str(settings.data_dir),
+        "DATABASE_URL": settings.database_url,
+        "HONK_WORKERS": "1",
+        "HONK_LEASE_SECONDS": str(settings.lease_seconds),
+        "HONK_POLL_INTERVAL": "0.05",
+        "LOG_FORMAT": "json",
+    }
+
+
+@contextlib.asynccontextmanager
+async def honk_worker(settings: Settings, log_path: Path) -> AsyncIterator[Any]:
+    """`python -m app worker` in its own process group; SIGKILLed and reaped on exit."""
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app",
+            "--env-file",
+            "",
+            "worker",
+            env=worker_environment(settings),
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+
+
+@pytest.fixture
+def crash_settings(world_settings: Settings) -> Settings:
+    return world_settings.with_overrides(lease_seconds=1.0, workers=0, slack_bot_token=None)
+
+
+async def current_run(client: TestClient) -> Any:
+    runs = await client.app[SERVICES].store.find_runs(repo=REPO, issue_number=ISSUE)
+    return runs[0] if runs else None
+
+
+async def test_worker_killed_mid_run_is_claimed_again_after_restart(
+    aiohttp_client: ClientFactory,
+    crash_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+    tmp_path: Path,
+) -> None:
+    fake_anthropic.script(
+        tool_use_bash("sleep 30"),  # the first worker is killed while this runs
+        tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a + b"),
+        tool_use_bash("python -m pytest -q"),
+        text("Fixed add()."),
+    )
+    # The web side only receives and queues; workers live in other processes.
+    client = await aiohttp_client(create_app(crash_settings, workers=0))
+    await post_webhook(client, "issues", labeled())
+    await eventually(lambda: current_run(client))
+
+    async with honk_worker(crash_settings, tmp_path / "worker-1.log") as first:
+        await eventually(lambda: len(fake_anthropic.requests) >= 1, within=30)
+        running = await current_run(client)
+        assert running.state == RunState.RUNNING and running.attempts == 1
+        os.killpg(first.pid, signal.SIGKILL)
+        await first.wait()
+    assert first.returncode == -signal.SIGKILL
+
+    # A fresh process (the restart) claims the run once its lease has run out.
+    async with honk_worker(crash_settings, tmp_path / "worker-2.log"):
+
+        async def finished() -> Any:
+            run = await current_run(client)
+            return run if run and not run.state.active else None
+
+        run = await eventually(finished, within=60)
+    log = (tmp_path / "worker-2.log").read_text()
+    assert run.state == RunState.SUCCEEDED, (run.error, log[-3000:])
+    assert run.attempts == 2
+    assert len(fake_github.repo(REPO)["pulls"]) == 1
+    assert fake_github.file_at(REPO, run.branch, "calc.py") == FIXED
+    assert fake_github.file_at(REPO, "main", "calc.py") == BUGGY
+    # The token the workers used never reached their logs.
+    logs = log + (tmp_path / "worker-1.log").read_text()
+    assert all(token not in logs for token in fake_github.tokens)
+    assert f'"run_id": {run.id}' in log
