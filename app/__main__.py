@@ -1,4 +1,4 @@
-"""Command line: `honk serve | worker | run | migrate` (thin: parse, configure, call the rest)."""
+"""Command line: `honk serve | worker | run | migrate | doctor` (thin: parse, call the rest)."""
 
 from __future__ import annotations
 
@@ -25,10 +25,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="override PORT")
     sub.add_parser("worker", help="run workers only, sharing the database with `serve`")
     sub.add_parser("migrate", help="create or upgrade the database schema and exit")
+    sub.add_parser("doctor", help="check the configuration against GitHub, Anthropic, Slack")
     run = sub.add_parser("run", help="run the agent on a local checkout, no GitHub")
     run.add_argument("--repo", type=Path, default=Path("."), help="the checkout (default .)")
     run.add_argument("task", help="what to do, in words")
     args = parser.parse_args(argv)
+    if args.command == "doctor":  # reports a broken configuration as a failed check
+        from app.doctor import doctor_command
+
+        return doctor_command(args.env_file)
 
     try:
         settings = Settings.from_env(env_file=args.env_file)

@@ -1,4 +1,4 @@
-"""Per-repository settings from `.github/honk.yml` (org-wide defaults from the org's `.github` repo)."""
+"""Per-repository settings: `.github/honk.yml` over the org-wide default in the org's `.github`."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from gidgethub import ValidationFailure, sansio
 
+from app import setup
 from app.config import Settings
 from app.log import log_context
 from app.services import Services, open_services
@@ -35,7 +36,9 @@ def create_app(settings: Settings, *, workers: int | None = None) -> web.Applica
     app.cleanup_ctx.append(services_ctx)
     app.router.add_post(settings.webhook_path, github_webhook)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/", index)
+    if settings.github_configured:
+        app.router.add_get("/", index)
+    setup.add_routes(app, settings)  # also "/" while GitHub is not configured
     return app
 
 

@@ -1,4 +1,4 @@
-"""A real `honk worker` process killed with SIGKILL mid-run: the run is claimed again and ends once."""
+"""A real `honk worker` SIGKILLed mid-run: the run is claimed again after restart, ends once."""
 
 from __future__ import annotations
 

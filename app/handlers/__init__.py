@@ -2,8 +2,8 @@
 
 from gidgethub import routing
 
-from app.handlers import issues
+from app.handlers import installation, issues
 
-router = routing.Router(issues.router)
+router = routing.Router(issues.router, installation.router)
 
 __all__ = ["router"]

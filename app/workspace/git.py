@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import contextlib
 import functools
 import os
+import shutil
 import signal
 import tempfile
 from collections.abc import Mapping
@@ -55,7 +57,7 @@ async def git(
     *args: str,
     cwd: Path | None = None,
     token: str | None = None,
-    timeout: float = 600,
+    timeout: float = 600,  # noqa: ASYNC109 - killing the process group needs our own timeout
     check: bool = True,
     env: Mapping[str, str] | None = None,
     input: str | None = None,
@@ -94,7 +96,7 @@ async def git(
         out.decode(errors="replace"), err.decode(errors="replace"), proc.returncode or 0
     )
     if check and result.returncode != 0:
-        raise _error(args, result)
+        raise git_error(args, result)
     return result
 
 
@@ -130,15 +132,18 @@ def config_env(config: Mapping[str, str]) -> dict[str, str]:
 
 @functools.cache
 def _empty_home() -> str:
-    # One empty directory per process: git and its helpers find no dotfiles there.
-    return tempfile.mkdtemp(prefix="honk-git-home-")
+    # One empty directory per process: git and curl find no dotfiles (.netrc) there.
+    home = tempfile.mkdtemp(prefix="honk-git-home-")
+    atexit.register(shutil.rmtree, home, True)
+    return home
 
 
 def _describe(args: tuple[str, ...]) -> str:
     return " ".join(args[:2])
 
 
-def _error(args: tuple[str, ...], result: GitResult) -> GitError:
+def git_error(args: tuple[str, ...], result: GitResult) -> GitError:
+    """The GitError (or GitAuthError) describing a failed command, redacted."""
     stderr = result.stderr.strip()
     lowered = stderr.lower()
     auth_failed = any(

@@ -159,7 +159,10 @@ def _cgi_env(request: web.Request, repos_root: Path, user: str) -> dict[str, str
     if request.content_length is not None:
         env["CONTENT_LENGTH"] = str(request.content_length)
     # http-backend inflates gzip bodies itself and speaks protocol v2 when asked.
-    for header, var in (("Content-Encoding", "HTTP_CONTENT_ENCODING"), ("Git-Protocol", "HTTP_GIT_PROTOCOL")):
+    for header, var in (
+        ("Content-Encoding", "HTTP_CONTENT_ENCODING"),
+        ("Git-Protocol", "HTTP_GIT_PROTOCOL"),
+    ):
         if header in request.headers:
             env[var] = request.headers[header]
     return env
@@ -190,10 +193,14 @@ async def _run_cgi(request: web.Request, env: dict[str, str]) -> web.StreamRespo
     finally:
         for task in (feeder, stderr):
             task.cancel()
-        with contextlib.suppress(ProcessLookupError):
-            if proc.returncode is None:
+        # Killed only if it outlives its output (a dropped client): Process.kill() on
+        # an exited child reaps it behind asyncio's back ("Unknown child process").
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), 5)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-        await proc.wait()
+            await proc.wait()
         for task in (feeder, stderr):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
