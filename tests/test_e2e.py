@@ -272,3 +272,35 @@ async def test_model_down_fails_the_run_and_says_why(
     assert fake_github.repo(REPO)["pulls"] == {}
     thread = fake_slack.messages(thread_ts=fake_slack.messages()[0].ts)
     assert any("Anthropic" in m.text or "500" in m.text for m in thread)
+
+
+async def test_slack_down_never_fails_a_run(
+    aiohttp_client: ClientFactory, world_settings: Settings, fake_github: Any,
+    fake_anthropic: Any, fake_slack: Any,
+) -> None:
+    fake_slack.down = True
+    fake_anthropic.script(*fixing_script())
+    client = await aiohttp_client(create_app(world_settings))
+    await post_webhook(client, "issues", labeled())
+    run = await finished_run(client)
+    assert run.state == RunState.SUCCEEDED, run.error
+    assert len(fake_github.repo(REPO)["pulls"]) == 1
+    assert run.slack_ts is None
+
+
+async def test_github_hiccups_while_publishing_are_retried(
+    aiohttp_client: ClientFactory, world_settings: Settings, fake_github: Any,
+    fake_anthropic: Any,
+) -> None:
+    fake_anthropic.script(*fixing_script())
+    fake_github.fail_next("POST", rf"^/repos/{REPO}/pulls$", 502)
+    fake_github.fail_next(
+        "GET", rf"^/repos/{REPO}$", 403, headers={"Retry-After": "0"},
+        body={"message": "You have exceeded a secondary rate limit."},
+    )
+    client = await aiohttp_client(create_app(world_settings))
+    await post_webhook(client, "issues", labeled())
+    run = await finished_run(client)
+    assert run.state == RunState.SUCCEEDED, run.error
+    assert len(fake_github.repo(REPO)["pulls"]) == 1
+    assert len(fake_github.calls_to("POST", rf"^/repos/{REPO}/pulls$")) == 2
