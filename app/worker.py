@@ -37,6 +37,7 @@ class WorkerPool:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._lost: set[int] = set()  # runs whose lease another worker now holds
 
     def wake(self) -> None:
         self._wake.set()
@@ -85,7 +86,11 @@ class WorkerPool:
             heartbeat = asyncio.create_task(self._heartbeat(run, worker_id, task))
             try:
                 outcome = await task
-                await self.store.finish_run(run.id, outcome.state, error=outcome.error)
+                if run.id in self._lost:
+                    # Another worker claimed it after our lease ran out: its outcome counts.
+                    log.warning("run %s: lease lost; leaving its outcome to the new owner", run.id)
+                else:
+                    await self.store.finish_run(run.id, outcome.state, error=outcome.error)
             except asyncio.CancelledError:
                 if self._stopping and not task.done():
                     task.cancel()
@@ -101,6 +106,7 @@ class WorkerPool:
                 log.exception("run %s failed", run.id)
                 await self.store.finish_run(run.id, RunState.FAILED, error=str(exc)[:1000])
             finally:
+                self._lost.discard(run.id)
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeat
@@ -118,5 +124,7 @@ class WorkerPool:
                 continue
             if not held or (current is not None and current.cancel_requested):
                 log.info("run %s: %s", run.id, "cancel requested" if held else "lease lost")
+                if not held:
+                    self._lost.add(run.id)
                 self.pipeline.request_stop(run.id)
                 return
