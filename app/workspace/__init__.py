@@ -1,0 +1,27 @@
+"""Workspaces: per-repository mirrors, per-run checkouts, and the sandbox agent commands run in."""
+
+from app.workspace.git import GitAuthError, GitError, GitResult, git
+from app.workspace.mirror import Checkout, PushRefused, PushRejected, Workspaces
+from app.workspace.sandbox import (
+    CommandResult,
+    PathOutsideWorkspace,
+    Sandbox,
+    SandboxUnavailable,
+    resolve_inside,
+)
+
+__all__ = [
+    "Checkout",
+    "CommandResult",
+    "GitAuthError",
+    "GitError",
+    "GitResult",
+    "PathOutsideWorkspace",
+    "PushRefused",
+    "PushRejected",
+    "Sandbox",
+    "SandboxUnavailable",
+    "Workspaces",
+    "git",
+    "resolve_inside",
+]
