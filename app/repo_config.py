@@ -18,8 +18,10 @@ ORG_DEFAULTS_REPO = ".github"  # Probot's convention: the org's `.github` reposi
 SETTINGS = ("verify", "setup", "network", "model", "limits", "slack_channel", "label", "paths")
 _LIMITS = {"turns": "max_turns", "minutes": "max_minutes", "ci_repair_rounds": "ci_repair_rounds"}
 # A host name, optionally a leading "*." wildcard and a port: what the agent's proxy can match.
-_HOST = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*"
-                   r"[A-Za-z0-9])?)*(:\d{1,5})?")
+_HOST = re.compile(
+    r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*"
+    r"[A-Za-z0-9])?)*(:\d{1,5})?"
+)
 LABEL_MAX = 50  # GitHub's limit on a label's name
 
 
@@ -101,8 +103,10 @@ def _limits(limits: Any, source: str) -> dict[str, Any]:
     if limits is None:
         return {}
     if not isinstance(limits, dict):
-        raise RepoConfigError(f"{source}: limits must be a mapping (turns, minutes, "
-                              f"ci_repair_rounds), not {_kind(limits)}")
+        raise RepoConfigError(
+            f"{source}: limits must be a mapping (turns, minutes, "
+            f"ci_repair_rounds), not {_kind(limits)}"
+        )
     values: dict[str, Any] = {}
     for key, value in limits.items():
         if key not in _LIMITS:
