@@ -53,6 +53,9 @@ class Settings:
     command_timeout: float = 600.0
     output_limit: int = 30_000
     ci_repair_rounds: int = 2
+    # Pause between label writes when installing on an org: GitHub's secondary rate
+    # limits ask for about a second between content-creating requests.
+    label_pause: float = 1.0
     # Queue leases: a worker renews every lease_seconds/3; a dead worker's run is
     # claimed again once its lease has run out.
     lease_seconds: float = 60.0
@@ -141,6 +144,7 @@ class Settings:
             ci_repair_rounds=_int(
                 get("HONK_CI_REPAIR_ROUNDS") or "2", "HONK_CI_REPAIR_ROUNDS", minimum=0
             ),
+            label_pause=_float(get("HONK_LABEL_PAUSE") or "1", "HONK_LABEL_PAUSE", zero_ok=True),
             lease_seconds=_float(get("HONK_LEASE_SECONDS") or "60", "HONK_LEASE_SECONDS"),
             poll_interval=_float(get("HONK_POLL_INTERVAL") or "1", "HONK_POLL_INTERVAL"),
             log_level=_choice(
@@ -166,12 +170,12 @@ def _int(value: str | None, name: str, minimum: int = 1, maximum: int | None = N
     return number
 
 
-def _float(value: str, name: str) -> float:
+def _float(value: str, name: str, zero_ok: bool = False) -> float:
     try:
         number = float(value)
     except ValueError:
         raise ConfigError(f"{name} must be a number") from None
-    if number <= 0:
+    if number < 0 or (number == 0 and not zero_ok):
         raise ConfigError(f"{name} must be positive")
     return number
 

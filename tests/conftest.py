@@ -48,6 +48,7 @@ def base_settings(tmp_path: Path, private_key_pem: str) -> Settings:
         workers=0,
         poll_interval=0.05,
         lease_seconds=5.0,
+        label_pause=0.0,
         log_format="text",
     )
 

@@ -25,11 +25,6 @@ INSTALLATION = 9001
 WIDGETS, GADGETS, GIZMOS = f"{ORG}/widgets", f"{ORG}/gadgets", f"{ORG}/gizmos"
 
 
-@pytest.fixture(autouse=True)
-def no_label_pause(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(installation, "LABEL_WRITE_PAUSE", 0.0)
-
-
 @pytest.fixture
 async def client(
     aiohttp_client: ClientFactory, base_settings: Settings, fake_github: Any, fake_slack: Any

@@ -442,3 +442,17 @@ async def test_two_worker_processes_never_claim_the_same_run(store: Store, store
         for run_id in ids:
             run = await store.get_run(run_id)
             assert (run.lease_owner, run.attempts) == (worker, 1)
+
+
+async def test_a_failed_delivery_can_be_redelivered(store: Store) -> None:
+    """GitHub's Redeliver button reuses the delivery id: only a failed one is taken again."""
+    assert await store.record_delivery("redo", "issues", {"action": "labeled"})
+    claimed = await store.claim_delivery("w", 30)
+    assert claimed is not None
+    await store.finish_delivery("redo", error="boom")
+    assert await store.record_delivery("redo", "issues", {"action": "labeled", "n": 2})
+    again = await store.claim_delivery("w", 30)
+    assert again is not None and again.id == "redo" and again.payload["n"] == 2
+    assert again.attempts == 1
+    await store.finish_delivery("redo")
+    assert not await store.record_delivery("redo", "issues", {"action": "labeled"})

@@ -128,7 +128,14 @@ async def _welcome(
         if not isinstance(record, dict) or record.get("state") != "added":
             await _put_repo(ctx.store, installation_id, repo, state="added", label=None)
     await _announce(event, ctx, count)
-    tally = await ensure_labels(client, ctx.store, installation_id, repos, ctx.settings.label)
+    tally = await ensure_labels(
+        client,
+        ctx.store,
+        installation_id,
+        repos,
+        ctx.settings.label,
+        pause=ctx.settings.label_pause,
+    )
     log.info("installation %s: label %r %s", installation_id, ctx.settings.label, tally)
 
 

@@ -134,6 +134,16 @@ class Store:
             result = await conn.execute(
                 self._insert(deliveries).values(values).on_conflict_do_nothing()
             )
+            if result.rowcount == 1:
+                return True
+            # GitHub's "Redeliver" reuses the delivery id: a delivery that failed is taken
+            # again; one that is pending or done is a duplicate.
+            result = await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, deliveries.c.status == "failed")
+                .values(status="pending", attempts=0, error=None, lease_owner=None,
+                        lease_expires_at=None, finished_at=None, payload=payload)
+            )
         return result.rowcount == 1
 
     async def claim_delivery(self, owner: str, lease_seconds: float) -> Delivery | None:
