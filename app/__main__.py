@@ -61,7 +61,10 @@ def serve_command(settings: Settings) -> int:
     from app.web import create_app
 
     if not settings.github_configured:
-        log.warning("APP_ID/PRIVATE_KEY are not set: Honk cannot talk to GitHub yet")
+        log.warning(
+            "APP_ID/PRIVATE_KEY are not set: open http://localhost:%d/ to register the GitHub App",
+            settings.port,
+        )
     if not settings.webhook_secret:
         log.warning("WEBHOOK_SECRET is not set: every webhook will be refused")
     log.info("listening on %s:%d", settings.host, settings.port)
