@@ -129,8 +129,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: Any = None
     root.addHandler(handler)
     root.setLevel(level)
     # Library chatter that would log request URLs and headers at DEBUG stays quiet.
-    for noisy in ("httpx", "httpcore", "anthropic", "slack_sdk", "aiosqlite", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    for noisy in ("httpx", "httpcore", "anthropic", "slack_sdk", "aiosqlite", "asyncio", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def _isatty(stream: Any) -> bool:

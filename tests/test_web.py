@@ -102,3 +102,12 @@ async def test_healthz(client: TestClient) -> None:
     response = await client.get("/healthz")
     assert response.status == 200
     assert (await response.json())["store"] == "up"
+
+
+async def test_starts_without_anthropic_or_github_credentials(
+    aiohttp_client: ClientFactory, base_settings: Settings
+) -> None:
+    """A first run has no keys yet: the service (and its workers) must still come up."""
+    bare = base_settings.with_overrides(anthropic_api_key=None, app_id=None, private_key=None)
+    client = await aiohttp_client(create_app(bare, workers=1))
+    assert (await client.get("/healthz")).status == 200
