@@ -21,8 +21,8 @@ import aiohttp
 
 from app.config import Settings
 from app.workspace.sandbox import Sandbox
-from bench._servers import new_private_key, serve
-from tests.conftest import WEBHOOK_SECRET, load_payload, sign
+from bench._servers import serve
+from tests.conftest import WEBHOOK_SECRET, load_payload, new_private_key, sign
 from tests.fakes.anthropic import FakeAnthropic, text, tool_use_edit
 from tests.fakes.github import FakeGitHub, public_key_of
 from tests.fakes.slack import FakeSlack

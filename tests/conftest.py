@@ -22,14 +22,19 @@ FIXTURES = Path(__file__).parent / "fixtures"
 WEBHOOK_SECRET = "test-webhook-secret-5f2c"
 
 
-@pytest.fixture(scope="session")
-def private_key_pem() -> str:
+def new_private_key() -> str:
+    """A fresh RSA key in PEM, as GitHub issues them for Apps."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
+
+
+@pytest.fixture(scope="session")
+def private_key_pem() -> str:
+    return new_private_key()
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.config import Settings
 from app.doctor import SLACK_TEST_MESSAGE, doctor_command, run_doctor
+from tests.conftest import new_private_key
 
 ORG = "octo-org"
 REPO = f"{ORG}/widgets"
@@ -46,15 +45,6 @@ def line(lines: list[str], name: str) -> str:
     return found[0]
 
 
-def other_key() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-
-
 async def test_healthy_configuration_passes_every_check(
     healthy: Settings, fake_slack: Any, fake_anthropic: Any
 ) -> None:
@@ -75,7 +65,7 @@ async def test_healthy_configuration_passes_every_check(
 
 
 async def test_wrong_key_is_refused_by_github(healthy: Settings) -> None:
-    status, lines = await doctor(healthy.with_overrides(private_key=other_key()))
+    status, lines = await doctor(healthy.with_overrides(private_key=new_private_key()))
     assert status == 1
     assert line(lines, "private key").startswith("✓")  # it parses; GitHub refuses it
     refused = line(lines, "GitHub App")
