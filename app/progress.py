@@ -25,7 +25,7 @@ _ICONS = {
 class Progress:
     """Where a run is; `render()` is the body of its tracking comment."""
 
-    run_id: int
+    run_id: int | None  # None until the run is queued
     states: dict[str, str] = field(default_factory=lambda: {"queued": "done"})
     notes: dict[str, str] = field(default_factory=dict)
     outcome: str | None = None  # the closing line once the run has ended
@@ -52,7 +52,8 @@ class Progress:
         self.outcome = reason
 
     def render(self) -> str:
-        lines = [MARKER.format(run_id=self.run_id), f"**Honk** run {self.run_id}", ""]
+        title = f"**Honk** run {self.run_id}" if self.run_id else "**Honk**"
+        lines = [MARKER.format(run_id=self.run_id or "queued"), title, ""]
         for name, title in PHASES:
             state = self.states.get(name, "pending")
             note = self.notes.get(name)

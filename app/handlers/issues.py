@@ -9,7 +9,7 @@ from gidgethub import routing, sansio
 
 from app.github.client import GitHubClient
 from app.handlers.context import HandlerContext
-from app.models import RunKind
+from app.models import ACTIVE_STATES, RunKind
 from app.progress import Progress
 from app.store import NewRun
 
@@ -20,6 +20,9 @@ NOT_ALLOWED = (
     "@{user} Honk only starts for people with write access to this repository "
     "(your permission here is `{permission}`). Ask a maintainer to add the `{label}` label."
 )
+
+
+ALREADY_RUNNING = "Honk is already working on this issue; its tracking comment follows the run."
 
 
 def is_bot(user: dict[str, Any]) -> bool:
@@ -57,21 +60,27 @@ async def request_run(event: sansio.Event, gh: GitHubClient, ctx: HandlerContext
             ),
         )
         return
+    number = issue["number"]
+    if await ctx.store.find_runs(repo=repo, issue_number=number, states=ACTIVE_STATES, limit=1):
+        log.info("%s#%s already has an active run; nothing new queued", repo, number)
+        return
+    # Acknowledge and post the tracking comment before the run is queued, so a worker
+    # that claims it at once finds the comment to update instead of writing a second one.
+    await gh.react(f"/repos/{repo}/issues/{number}", "eyes")
+    comment = await gh.comment(repo, number, Progress(None).render())
     run = await ctx.store.enqueue_run(
         NewRun(
             repo=repo,
             installation_id=event.data["installation"]["id"],
             kind=RunKind.ISSUE,
-            issue_number=issue["number"],
+            issue_number=number,
             requested_by=sender["login"],
             delivery_id=event.delivery_id,
+            tracking_comment_id=comment["id"],
         )
     )
-    if run is None:
-        log.info("%s#%s already has an active run; nothing new queued", repo, issue["number"])
+    if run is None:  # another delivery queued one in the meantime
+        await gh.edit_comment(repo, comment["id"], ALREADY_RUNNING)
         return
-    log.info("queued run %s for %s#%s", run.id, repo, issue["number"])
-    await gh.react(f"/repos/{repo}/issues/{issue['number']}", "eyes")
-    comment = await gh.comment(repo, issue["number"], Progress(run.id).render())
-    await ctx.store.update_run(run.id, tracking_comment_id=comment["id"])
+    log.info("queued run %s for %s#%s", run.id, repo, number)
     ctx.wake_workers()

@@ -82,6 +82,7 @@ class NewRun:
     slack_channel: str | None = None
     slack_ts: str | None = None
     round: int = 0
+    tracking_comment_id: int | None = None
 
 
 def utcnow() -> datetime:
