@@ -183,6 +183,7 @@ async def test_token_never_appears_in_logs(
     settings: Settings, fake_slack: FakeSlack, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)  # slack_sdk logs requests and responses at DEBUG
+    caplog.set_level(logging.DEBUG, logger="slack_sdk")  # even after configure_logging quietened it
     notifier = SlackNotifier(settings)
     try:
         thread = await notifier.start_thread(channel=None, text="x", blocks=[])

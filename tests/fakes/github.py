@@ -681,6 +681,7 @@ class FakeGitHub:
             ("GET", "/orgs/{org}/members", self._org_members, None),
             ("GET", "/orgs/{org}/members/{login}", self._org_member, None),
             ("GET", repo, self._get_repo, None),
+            ("GET", repo + "/installation", self._repo_installation, "jwt"),
             ("GET", repo + "/collaborators/{user}/permission", self._permission, None),
             ("POST", repo + "/issues", self._create_issue, None),
             ("GET", f"{repo}/issues/{number}", self._get_issue, None),
@@ -769,7 +770,7 @@ class FakeGitHub:
         access = self._access.get(request.match_info.route)
         if access == "public":
             return
-        if request.path == "/app" or request.path.startswith("/app/"):
+        if access == "jwt" or request.path == "/app" or request.path.startswith("/app/"):
             self._check_jwt(request.headers.get("Authorization", ""))
             return
         header = request.headers.get("Authorization")
@@ -1201,6 +1202,15 @@ class FakeGitHub:
         if installation is None:
             raise _Answer(404)
         return web.json_response(installation)
+
+    async def _repo_installation(self, request: web.Request) -> web.Response:
+        """GET /repos/{owner}/{repo}/installation (App JWT): which installation serves it."""
+        full = f"{request.match_info['owner']}/{request.match_info['repo']}".lower()
+        for installation_id, installation in self.installations.items():
+            names = [n.lower() for n in self._installation_repo_names(installation_id)]
+            if full in names:
+                return web.json_response(installation)
+        raise _Answer(404)
 
     async def _convert_manifest(self, request: web.Request) -> web.Response:
         conversion = self.manifest_conversions.pop(request.match_info["code"], None)

@@ -1,15 +1,22 @@
-"""Fake Slack Web API: a real aiohttp app answering like slack.com/api/, recording every call."""
+"""Fake Slack: the Web API answering like slack.com/api/ (recording every call), response_url
+endpoints, and Slack's side of the front door: signed commands, events and clicks sent to Honk."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import itertools
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientResponse, web
+from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpServer
 
 from app.config import Settings
@@ -20,6 +27,7 @@ BOT_USER_ID = "U0HONKBOT"
 CHANNEL_ID = "C0HONK0001"
 CHANNEL_NAME = "honk"
 FIRST_TS = 1_700_000_000
+SIGNING_SECRET = "8f14e45fceea167a5a36dedd4bea2543"
 
 Handler = Callable[["FakeSlack", dict[str, Any]], dict[str, Any]]
 
@@ -51,6 +59,7 @@ class PostedMessage:
     thread_ts: str | None = None
     user: str | None = None  # set for chat.postEphemeral only
     edits: int = 0
+    author: str = BOT_USER_ID  # who wrote it: Slack lets an app edit only its own messages
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -95,6 +104,8 @@ class FakeSlack:
     posted: list[PostedMessage] = field(default_factory=list)
     ephemeral: list[PostedMessage] = field(default_factory=list)
     views: list[dict[str, Any]] = field(default_factory=list)
+    responses: list[dict[str, Any]] = field(default_factory=list)  # posted to response_urls
+    signing_secret: str = SIGNING_SECRET
     channels: dict[str, str] = field(default_factory=lambda: {CHANNEL_ID: CHANNEL_NAME})
     users: dict[str, FakeUser] = field(
         default_factory=lambda: {
@@ -106,13 +117,17 @@ class FakeSlack:
     _retry_after: int = 1
     _failures: dict[str, list[str]] = field(default_factory=dict)
     _clock: int = 0
+    _triggers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # -- test helpers
 
     def settings(self, base: Settings, channel: str = f"#{CHANNEL_NAME}") -> Settings:
         """`base` pointed at this fake with a valid bot token and channel."""
         return base.with_overrides(
-            slack_bot_token=self.token, slack_channel=channel, slack_api_url=self.url
+            slack_bot_token=self.token,
+            slack_channel=channel,
+            slack_api_url=self.url,
+            slack_signing_secret=self.signing_secret,
         )
 
     def messages(
@@ -145,12 +160,230 @@ class FakeSlack:
         self.users[user_id] = FakeUser(user_id, name, email)
         return self.users[user_id]
 
+    def user_message(
+        self, channel: str, user: str, text: str, thread_ts: str | None = None
+    ) -> PostedMessage:
+        """A message a person wrote (not the app): permalinks work, chat.update refuses."""
+        message = PostedMessage(
+            self._channel_id(channel), self._next_ts(), text, None, thread_ts, author=user
+        )
+        self.posted.append(message)
+        return message
+
+    def response_url(self) -> str:
+        """A fresh response_url, as Slack puts in commands and clicks."""
+        return f"{self.url.removesuffix('/api/')}/respond/{next(self._triggers)}"
+
+    def trigger_id(self) -> str:
+        return f"{next(self._triggers)}.1111.{hashlib.sha1(str(time.time()).encode()).hexdigest()}"
+
+    # -- Slack's side of the front door: signed requests to Honk
+
+    def signed_headers(
+        self, body: bytes, *, timestamp: int | None = None, secret: str | None = None
+    ) -> dict[str, str]:
+        """X-Slack-Signature and X-Slack-Request-Timestamp as Slack computes them (v0)."""
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        base = f"v0:{stamp}:".encode() + body
+        digest = hmac.new((secret or self.signing_secret).encode(), base, hashlib.sha256)
+        return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest.hexdigest()}"}
+
+    async def send(
+        self,
+        client: TestClient,
+        path: str,
+        body: bytes,
+        content_type: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **signing: Any,
+    ) -> ClientResponse:
+        sent = {
+            "Content-Type": content_type,
+            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+        }
+        sent.update(self.signed_headers(body, **signing))
+        sent.update(headers or {})
+        return await client.post(path, data=body, headers=sent)
+
+    async def command(
+        self,
+        client: TestClient,
+        text: str,
+        *,
+        user: str = "U0ALICE",
+        channel: str = CHANNEL_ID,
+        trigger_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        **signing: Any,
+    ) -> ClientResponse:
+        """`/honk <text>` typed by `user` in `channel`."""
+        form = {
+            "token": "deprecated-verification-token",
+            "team_id": TEAM_ID,
+            "team_domain": "honk-test",
+            "channel_id": channel,
+            "channel_name": self.channels.get(channel, "directmessage"),
+            "user_id": user,
+            "user_name": self.users[user].name if user in self.users else user.lower(),
+            "command": "/honk",
+            "text": text,
+            "api_app_id": "A0HONKAPP",
+            "is_enterprise_install": "false",
+            "response_url": self.response_url(),
+            "trigger_id": trigger_id or self.trigger_id(),
+        }
+        body = urlencode(form).encode()
+        return await self.send(
+            client,
+            "/slack/commands",
+            body,
+            "application/x-www-form-urlencoded",
+            headers=headers,
+            **signing,
+        )
+
+    async def event(
+        self,
+        client: TestClient,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        **signing: Any,
+    ) -> ClientResponse:
+        """An Events API callback carrying `event`."""
+        payload = {
+            "token": "deprecated-verification-token",
+            "team_id": TEAM_ID,
+            "api_app_id": "A0HONKAPP",
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{next(self._triggers):08d}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True}],
+        }
+        return await self.send(
+            client,
+            "/slack/events",
+            json.dumps(payload).encode(),
+            "application/json",
+            headers=headers,
+            **signing,
+        )
+
+    async def mention(
+        self, client: TestClient, text: str, *, user: str = "U0ALICE", channel: str = CHANNEL_ID
+    ) -> tuple[PostedMessage, ClientResponse]:
+        """`user` writes "@Honk <text>" in `channel`; Slack tells Honk (app_mention)."""
+        message = self.user_message(channel, user, f"<@{BOT_USER_ID}> {text}")
+        event = {
+            "type": "app_mention",
+            "user": user,
+            "text": message.text,
+            "ts": message.ts,
+            "channel": message.channel,
+            "event_ts": message.ts,
+        }
+        return message, await self.event(client, event)
+
+    async def direct_message(
+        self, client: TestClient, text: str, *, user: str = "U0ALICE", channel: str = "D0ALICE001"
+    ) -> tuple[PostedMessage, ClientResponse]:
+        """`user` writes to Honk in their DM with it; Slack tells Honk (message.im)."""
+        message = self.user_message(channel, user, text)
+        event = {
+            "type": "message",
+            "channel_type": "im",
+            "user": user,
+            "text": text,
+            "ts": message.ts,
+            "channel": message.channel,
+            "event_ts": message.ts,
+        }
+        return message, await self.event(client, event)
+
+    async def click(
+        self, client: TestClient, message: PostedMessage, action_id: str, *, user: str = "U0ALICE"
+    ) -> ClientResponse:
+        """`user` clicks the button `action_id` on `message` (block_actions)."""
+        buttons = [
+            element
+            for block in message.blocks or []
+            if block.get("type") == "actions"
+            for element in block.get("elements", [])
+        ]
+        button = next(b for b in buttons if b.get("action_id") == action_id)
+        message_api = _message_api(message)
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "team_id": TEAM_ID, "username": self.users[user].name},
+            "api_app_id": "A0HONKAPP",
+            "team": {"id": TEAM_ID, "domain": "honk-test"},
+            "trigger_id": self.trigger_id(),
+            "response_url": self.response_url(),
+            "container": {
+                "type": "message",
+                "message_ts": message.ts,
+                "channel_id": message.channel,
+                "is_ephemeral": False,
+            },
+            "channel": {"id": message.channel, "name": self.channels.get(message.channel, "")},
+            "message": message_api,
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "b",
+                    "value": button.get("value"),
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
+        return await self._interaction(client, payload)
+
+    async def submit(
+        self,
+        client: TestClient,
+        view: dict[str, Any],
+        values: dict[str, dict[str, str]],
+        *,
+        user: str = "U0ALICE",
+    ) -> ClientResponse:
+        """`user` submits the modal `view` with `values` ({block_id: {action_id: text}})."""
+        state = {
+            block: {action: {"type": "plain_text_input", "value": text}}
+            for block, inputs in values.items()
+            for action, text in inputs.items()
+        }
+        payload = {
+            "type": "view_submission",
+            "user": {"id": user, "team_id": TEAM_ID, "username": self.users[user].name},
+            "api_app_id": "A0HONKAPP",
+            "team": {"id": TEAM_ID, "domain": "honk-test"},
+            "trigger_id": self.trigger_id(),
+            "view": {**view, "id": view.get("id", "V000000001"), "state": {"values": state}},
+        }
+        return await self._interaction(client, payload)
+
+    async def _interaction(self, client: TestClient, payload: dict[str, Any]) -> ClientResponse:
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        return await self.send(
+            client, "/slack/interactions", body, "application/x-www-form-urlencoded"
+        )
+
     # -- the HTTP side
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_post("/respond/{id}", self._respond)
         return app
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        """A response_url: Slack takes the JSON message (ephemeral unless in_channel)."""
+        self.responses.append(await request.json())
+        return web.Response(text="ok")
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -272,6 +505,8 @@ def _post_message(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
 def _update(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
     channel = fake._known_channel(params)
     message = fake._message(channel, _required(params, "ts", "message_not_found"))
+    if message.author != BOT_USER_ID:
+        raise SlackError("cant_update_message")
     message.text, message.blocks = _message_content(params)
     message.edits += 1
     return {
@@ -347,7 +582,7 @@ def _views_open(fake: FakeSlack, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _message_api(message: PostedMessage) -> dict[str, Any]:
-    data: dict[str, Any] = {"type": "message", "user": BOT_USER_ID, "ts": message.ts}
+    data: dict[str, Any] = {"type": "message", "user": message.author, "ts": message.ts}
     data["text"] = message.text
     if message.blocks is not None:
         data["blocks"] = message.blocks

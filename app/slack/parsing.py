@@ -1,0 +1,130 @@
+"""What a Slack request says: who asked and where (Origin), and what (Command); pure functions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from app.slack.identity import SlackUser
+
+TITLE_LIMIT = 80
+
+_OWNER = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})"
+_NAME = r"[A-Za-z0-9._-]{1,100}?"
+_REPO = rf"(?:https?://[^/\s]+/)?(?P<repo>{_OWNER}/{_NAME})(?:\.git)?/?"
+_LEADING_REPO = re.compile(rf"^{_REPO}(?=\s|$)")
+_TRAILING_REPO = re.compile(rf"\s+(?:in|on|for)\s+{_REPO}\s*[.!?]?\s*$", re.IGNORECASE)
+_ONLY_REPO = re.compile(rf"^{_REPO}$")
+_LOGIN = re.compile(rf"^@?({_OWNER})$")
+_COMMENT_PATH = re.compile(rf"^/(?P<repo>{_OWNER}/[A-Za-z0-9._-]+)/(?:issues|pull)/\d+/?$")
+_SLACK_TOKEN = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+_CLEAR_WORDS = {"clear", "none", "off", "unset"}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who asked, and where the answer goes."""
+
+    user: SlackUser
+    channel: str
+    request_id: str = ""  # event:<event_id>, command:<trigger_id>, …
+    response_url: str | None = None  # slash commands and buttons
+    message_ts: str | None = None  # the message that asked (mention, DM)
+    thread_ts: str | None = None  # the thread that message is in, if any
+    is_dm: bool = False
+
+    @property
+    def thread_root(self) -> str | None:
+        return self.thread_ts or self.message_ts
+
+
+@dataclass(frozen=True)
+class Command:
+    """What someone asked: ask | repo | link | unlink | help, with its arguments."""
+
+    kind: str
+    repo: str | None = None
+    text: str = ""
+    action: str = ""  # repo: show|set|clear; link: show|start|confirm
+
+
+def slack_to_plain(text: str, bot_user_id: str | None = None) -> str:
+    """Slack's wire format as plain text: Honk's mentions dropped, links and entities undone."""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
+    text = re.sub(r"^\s*(?:<@[UW][A-Z0-9]+(?:\|[^>]*)?>\s*)+", "", text)
+
+    def token(match: re.Match[str]) -> str:
+        target, label = match.group(1), match.group(2)
+        if target[:1] in "@#!":  # <@U…|name>, <#C…|channel>, <!here>
+            return target[0].replace("!", "@") + (label or target[1:].split("^")[0])
+        if label and label not in target:
+            return f"{label} ({target})"
+        return label or target
+
+    text = _SLACK_TOKEN.sub(token, text)
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return re.sub(r"[ \t]+", " ", text).strip()
+
+
+def parse_command(text: str) -> Command:
+    """`/honk …` or a mention's text (already plain) as a Command."""
+    text = text.strip()
+    word, _, rest = text.partition(" ")
+    word, rest = word.lower(), rest.strip()
+    if word in ("", "help", "?"):
+        return Command("help")
+    if word == "repo":
+        if not rest:
+            return Command("repo", action="show")
+        if rest.lower() in _CLEAR_WORDS:
+            return Command("repo", action="clear")
+        if match := _ONLY_REPO.match(rest):
+            return Command("repo", repo=match["repo"], action="set")
+    if word == "link":
+        sub, _, arg = rest.partition(" ")
+        if not rest:
+            return Command("link", action="show")
+        if sub.lower() == "confirm":
+            return Command("link", text=arg.strip(), action="confirm")
+        return Command("link", text=rest, action="start")
+    if word == "unlink" and not rest:
+        return Command("unlink")
+    return parse_request(text)
+
+
+def parse_request(text: str) -> Command:
+    """`owner/repo <what>`, `<what> in owner/repo`, or `<what>` for the channel's default."""
+    if match := _LEADING_REPO.match(text):
+        return Command("ask", repo=match["repo"], text=text[match.end() :].strip())
+    if match := _TRAILING_REPO.search(text):
+        return Command("ask", repo=match["repo"], text=text[: match.start()].strip())
+    return Command("ask", text=text)
+
+
+def github_login(text: str) -> str | None:
+    """A GitHub login (a leading @ allowed), or None when `text` cannot be one."""
+    match = _LOGIN.match(text.strip())
+    return match[1] if match else None
+
+
+def comment_ref(url: str, github_url: str) -> tuple[str, int] | None:
+    """(owner/repo, comment id) from an issue comment's link on `github_url`'s host."""
+    parts = urlsplit(url.strip().strip("<>"))
+    match = _COMMENT_PATH.match(parts.path)
+    comment_id = parts.fragment.removeprefix("issuecomment-")
+    if parts.netloc != urlsplit(github_url).netloc or match is None or not comment_id.isdigit():
+        return None
+    return match["repo"], int(comment_id)
+
+
+def issue_title(request: str) -> str:
+    lines = request.strip().splitlines()
+    first = lines[0].strip() if lines else "Request from Slack"
+    return first if len(first) <= TITLE_LIMIT else first[: TITLE_LIMIT - 1].rstrip() + "…"
+
+
+def issue_body(request: str, login: str, permalink: str | None) -> str:
+    where = f"[in Slack]({permalink})" if permalink else "in Slack"
+    return f"{request.strip()}\n\n---\nAsked {where} by @{login}."

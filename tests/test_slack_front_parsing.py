@@ -1,0 +1,75 @@
+"""What a Slack request says: commands, repositories, Slack's markup, comment links, titles."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.slack.parsing import (
+    Command,
+    comment_ref,
+    github_login,
+    issue_body,
+    issue_title,
+    parse_command,
+    slack_to_plain,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("octo-org/calc fix the crash", Command("ask", "octo-org/calc", "fix the crash")),
+        ("fix the crash in octo-org/calc.", Command("ask", "octo-org/calc", "fix the crash")),
+        ("Fix it on octo-org/my.repo", Command("ask", "octo-org/my.repo", "Fix it")),
+        (
+            "https://github.com/octo-org/calc.git make add() add",
+            Command("ask", "octo-org/calc", "make add() add"),
+        ),
+        ("fix the login crash", Command("ask", None, "fix the login crash")),
+        ("octo-org/calc", Command("ask", "octo-org/calc", "")),
+        ("repo octo-org/calc", Command("repo", "octo-org/calc", action="set")),
+        ("repo", Command("repo", action="show")),
+        ("repo clear", Command("repo", action="clear")),
+        ("repo is broken, fix it", Command("ask", None, "repo is broken, fix it")),
+        ("link @carol", Command("link", text="@carol", action="start")),
+        ("link confirm https://x/y", Command("link", text="https://x/y", action="confirm")),
+        ("link", Command("link", action="show")),
+        ("unlink", Command("unlink")),
+        ("", Command("help")),
+        ("help", Command("help")),
+    ],
+)
+def test_parse_command(text: str, expected: Command) -> None:
+    assert parse_command(text) == expected
+
+
+def test_slack_markup_becomes_plain_text() -> None:
+    raw = (
+        "<@U0HONKBOT> fix <https://github.com/o/r|o/r> &amp; tell <@U0BOB|bob> in "
+        "<#C0HONK0001|honk>, <!here> <https://example.com/a|the docs> &lt;3"
+    )
+    assert slack_to_plain(raw, "U0HONKBOT") == (
+        "fix o/r & tell @bob in #honk, @here the docs (https://example.com/a) <3"
+    )
+    assert slack_to_plain("hey <@U0HONKBOT> please fix it", "U0HONKBOT") == "hey please fix it"
+
+
+def test_comment_links_and_logins() -> None:
+    host = "https://github.com"
+    good = "https://github.com/octo-org/calc/issues/12#issuecomment-345"
+    assert comment_ref(good, host) == ("octo-org/calc", 345)
+    assert comment_ref("<https://github.com/o/r/pull/3#issuecomment-9>", host) == ("o/r", 9)
+    assert (
+        comment_ref("https://evil.example/octo-org/calc/issues/12#issuecomment-345", host) is None
+    )
+    assert comment_ref("https://github.com/octo-org/calc/issues/12", host) is None
+    assert github_login("@carol") == "carol" and github_login("not a login") is None
+
+
+def test_issue_title_and_body() -> None:
+    assert issue_title("fix the crash\nmore detail") == "fix the crash"
+    long = issue_title("x" * 200)
+    assert len(long) == 80 and long.endswith("…")
+    body = issue_body("fix it", "alice", "https://t.slack.com/archives/C1/p1")
+    assert body.startswith("fix it") and "[in Slack](https://t.slack.com/archives/C1/p1)" in body
+    assert "@alice" in body
