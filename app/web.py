@@ -13,6 +13,7 @@ from app import setup
 from app.config import Settings
 from app.log import log_context
 from app.services import Services, open_services
+from app.slack.web import add_slack_routes
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def create_app(settings: Settings, *, workers: int | None = None) -> web.Applica
     app.cleanup_ctx.append(services_ctx)
     app.router.add_post(settings.webhook_path, github_webhook)
     app.router.add_get("/healthz", healthz)
+    add_slack_routes(app, SERVICES)  # /slack/events, /slack/commands, /slack/interactions
     if settings.github_configured:
         app.router.add_get("/", index)
     setup.add_routes(app, settings)  # also "/" while GitHub is not configured
