@@ -369,3 +369,18 @@ async def test_git_timeout_kills_the_command(tmp_path: Path) -> None:
     with pytest.raises(GitError, match="timed out"):
         await git("-c", "alias.slow=!sleep 30", "slow", cwd=tmp_path, timeout=0.5)
     assert loop.time() - started < 10
+
+
+async def test_commits_ahead_of_base_counts_work_already_pushed(
+    host: GitHost, workspaces: Workspaces
+) -> None:
+    async with _checkout(workspaces, host, 901, "honk/9-ahead") as checkout:
+        assert await checkout.commits_ahead_of_base() == 0
+        (checkout.path / "new.txt").write_text("new\n")
+        await checkout.commit_all("add new", author_name="Honk", author_email="h@example.com")
+        assert await checkout.commits_ahead_of_base() == 1
+        await checkout.push(TOKEN)
+    # A later attempt on the same branch starts from the pushed work.
+    async with _checkout(workspaces, host, 902, "honk/9-ahead") as again:
+        assert not await again.has_changes()
+        assert await again.commits_ahead_of_base() == 1

@@ -102,6 +102,13 @@ class Checkout:
     async def head_sha(self) -> str:
         return (await git("rev-parse", "HEAD", cwd=self.path)).stdout.strip()
 
+    async def commits_ahead_of_base(self) -> int:
+        """Commits on HEAD that the base branch lacks: work an earlier attempt already pushed."""
+        result = await git(
+            "rev-list", "--count", f"refs/remotes/origin/{self.base}..HEAD", cwd=self.path
+        )
+        return int(result.stdout.strip() or 0)
+
     async def _against_start(self, *diff_args: str) -> str:
         # Stage into a throwaway copy of the index so untracked files count too and
         # the real index is left as the agent left it. copy2 keeps the index mtime,
