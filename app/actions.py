@@ -46,10 +46,27 @@ async def queue_follow_up(
 
 
 async def cancel_active(
-    store: Store, repo: str, *, issue_number: int | None = None, pr_number: int | None = None
+    store: Store,
+    repo: str,
+    *,
+    issue_number: int | None = None,
+    pr_number: int | None = None,
+    requested_by: str | None = None,
 ) -> list[Run]:
-    """Cancel every queued or running run on that issue or PR; returns them."""
+    """Cancel every queued or running run on that issue or PR; returns them, as they are now.
+
+    A queued run is CANCELLED at once; a running one is flagged, and its worker's heartbeat
+    stops the pipeline within a third of the lease.
+    """
+    if issue_number is None and pr_number is None:
+        raise ValueError("cancel_active needs an issue or a pull request number")
     runs = await store.find_runs(
         repo=repo, issue_number=issue_number, pr_number=pr_number, states=ACTIVE_STATES
     )
-    return [await store.request_cancel(run.id) for run in runs]
+    cancelled = []
+    for run in runs:
+        await store.add_step(
+            run.id, "cancel", f"asked for by @{requested_by}" if requested_by else ""
+        )
+        cancelled.append(await store.request_cancel(run.id))
+    return cancelled

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anthropic
 
 from app.agent.loop import AgentEvent, AgentLimits, AgentResult, make_client, run_agent
 from app.agent.prompts import build_task, read_repo_instructions
 from app.agent.tools import ToolBox
+from app.ci_report import CiReporter
 from app.config import Settings
+from app.follow_up import MaySteer, follow_up_request
 from app.github.auth import GitHubApp
 from app.github.client import GitHubClient
-from app.models import Run, RunState, Usage
+from app.models import Run, RunKind, RunState, Usage
 from app.repo_config import ConfigCache, RepoConfig, RepoConfigError, load_repo_config
 from app.report import (
     Verification,
     branch_name,
+    check_run_conclusion,
+    check_run_output,
     commit_message,
+    follow_up_commit_message,
     no_change_comment,
     pr_body,
 )
@@ -55,6 +61,9 @@ BUILD_ARTIFACTS = (
     "*.egg-info/",
 )
 WRITE_LEVELS = ("admin", "maintain", "write")
+CANCELLED_NOTE = "Cancelled on request."
+
+T = TypeVar("T")
 
 
 class RunCancelled(Exception):
@@ -65,6 +74,24 @@ class RunCancelled(Exception):
 class Outcome:
     state: RunState
     error: str | None = None
+
+
+@dataclass
+class Subject:
+    """What a run works on: the issue, and for a follow-up the PR it continues."""
+
+    issue: dict[str, Any] | None
+    pull: dict[str, Any] | None
+    title: str
+
+    @property
+    def as_issue(self) -> dict[str, Any] | None:
+        """The issue, or for a follow-up without one the PR (its title and description)."""
+        if self.issue is not None:
+            return self.issue
+        if self.pull is not None:
+            return {"title": self.pull["title"], "body": self.pull.get("body"), "number": 0}
+        return None
 
 
 class Pipeline:
@@ -85,16 +112,44 @@ class Pipeline:
         self.github = github
         self.slack = slack
         self.workspaces = workspaces or Workspaces(settings.data_dir)
-        self.anthropic = anthropic_client or make_client(settings)
+        self._anthropic = anthropic_client
         self.config_cache = ConfigCache()
+        self.ci = CiReporter(settings, store, slack, config_cache=self.config_cache)
         self._stop_requested: set[int] = set()
+        self._interruptible: dict[int, asyncio.Future[Any]] = {}
+
+    @property
+    def anthropic(self) -> anthropic.AsyncAnthropic:
+        """Made on first use, so `honk serve` starts (and shows setup) before a key is set."""
+        if self._anthropic is None:
+            self._anthropic = make_client(self.settings)
+        return self._anthropic
 
     def request_stop(self, run_id: int) -> None:
+        """Stop the run: at once while the agent, setup or verification works, else soon."""
         self._stop_requested.add(run_id)
+        work = self._interruptible.get(run_id)
+        if work is not None:
+            work.cancel()
 
     def _check_stop(self, run: Run) -> None:
         if run.id in self._stop_requested:
             raise RunCancelled()
+
+    async def _until_stopped(self, run: Run, work: Awaitable[T]) -> T:
+        """Await `work`; a stop request cancels it (killing its sandboxed command)."""
+        self._check_stop(run)
+        task = asyncio.ensure_future(work)
+        self._interruptible[run.id] = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if run.id in self._stop_requested and (current is None or not current.cancelling()):
+                raise RunCancelled() from None
+            raise
+        finally:
+            self._interruptible.pop(run.id, None)
 
     async def execute(self, run: Run) -> Outcome:
         """Run it to the end and report; the state to record. Raises only on shutdown."""
@@ -107,7 +162,10 @@ class Pipeline:
         try:
             return await self._execute(run, gh, tracker)
         except RunCancelled:
-            await tracker.finished(RunState.CANCELLED, error="cancelled on request")
+            await self.store.add_step(run.id, "cancelled", "the pipeline stopped")
+            await tracker.finished(
+                RunState.CANCELLED, note=CANCELLED_NOTE, error="cancelled on request"
+            )
             return Outcome(RunState.CANCELLED, "cancelled on request")
         except Exception as exc:
             reason = _reason(exc)
@@ -120,8 +178,8 @@ class Pipeline:
     async def _execute(self, run: Run, gh: GitHubClient, tracker: RunTracker) -> Outcome:
         repo_info = await gh.getitem(f"/repos/{run.repo}")
         default_branch = repo_info["default_branch"]
-        issue = await gh.issue(run.repo, run.issue_number) if run.issue_number else None
-        await tracker.started(issue)
+        subject = await self._subject(gh, run)
+        await tracker.started(subject.issue or subject.pull)
         try:
             config = await load_repo_config(
                 await self.github.installation_client(run.installation_id),
@@ -133,13 +191,17 @@ class Pipeline:
             # A broken config must not silently change behaviour: say so, use defaults.
             await gh.comment(
                 run.repo,
-                run.issue_number or run.pr_number or 0,
+                tracker.comment_on or run.pr_number or 0,
                 f"Honk could not read `.github/honk.yml`: {exc}. This run uses the defaults.",
             )
             config = RepoConfig()
-        title = (issue or {}).get("title") or run.instructions.splitlines()[0][:60] or "change"
-        branch = run.branch or branch_name(run.issue_number or run.pr_number or run.id, title)
-        base = run.base_branch or default_branch
+        pull = subject.pull or {}
+        branch = (
+            run.branch
+            or (pull.get("head") or {}).get("ref")
+            or branch_name(run.issue_number or run.pr_number or run.id, subject.title)
+        )
+        base = run.base_branch or (pull.get("base") or {}).get("ref") or default_branch
         await self.store.update_run(run.id, branch=branch, base_branch=base)
         run.branch, run.base_branch = branch, base
         self._check_stop(run)
@@ -160,7 +222,27 @@ class Pipeline:
         ) as checkout:
             tracker.progress.done("checkout", f"`{branch}` from `{base}`")
             _exclude_build_artifacts(checkout.path)
-            return await self._work(run, gh, tracker, checkout, issue, config, token.token)
+            return await self._work(run, gh, tracker, checkout, subject, config, token.token)
+
+    async def _subject(self, gh: GitHubClient, run: Run) -> Subject:
+        issue = await gh.issue(run.repo, run.issue_number) if run.issue_number else None
+        pull = None
+        if run.kind != RunKind.ISSUE and run.pr_number:
+            pull = await gh.pull(run.repo, run.pr_number)
+        request = run.instructions.strip()
+        title = (
+            (issue or {}).get("title")
+            or (pull or {}).get("title", "").removeprefix("[unfinished] ")
+            or (request.splitlines()[0][:72] if request else "")
+            or "change"
+        )
+        return Subject(issue, pull, title)
+
+    async def _request(self, gh: GitHubClient, run: Run, subject: Subject) -> str:
+        """The run's extra instructions; a follow-up's with the context it continues from."""
+        if run.kind != RunKind.ISSUE:
+            return await follow_up_request(gh, self.store, run, self._steering(gh, run.repo))
+        return run.instructions if subject.issue else ""
 
     async def _work(
         self,
@@ -168,7 +250,7 @@ class Pipeline:
         gh: GitHubClient,
         tracker: RunTracker,
         checkout: Checkout,
-        issue: dict[str, Any] | None,
+        subject: Subject,
         config: RepoConfig,
         token: str,
     ) -> Outcome:
@@ -183,17 +265,24 @@ class Pipeline:
         )
         for command in config.setup:
             # Setup (installing dependencies) may use the network; the agent may not.
-            result = await sandbox.run(command, network=True)
+            result = await self._until_stopped(run, sandbox.run(command, network=True))
             if result.exit_code != 0:
                 raise RuntimeError(f"setup command `{command}` failed (exit {result.exit_code})")
+        issue = subject.issue
         comments = await self._writer_comments(gh, run, issue)
         instructions = await asyncio.to_thread(read_repo_instructions, checkout.path)
+        task_issue = subject.as_issue or {
+            "title": run.instructions[:80],
+            "body": run.instructions,
+            "number": 0,
+        }
+        extra = await self._request(gh, run, subject)
         task = build_task(
             repo=run.repo,
-            issue=issue or {"title": run.instructions[:80], "body": run.instructions, "number": 0},
+            issue=task_issue,
             comments=comments,
             repo_instructions=instructions,
-            extra_instructions=run.instructions if issue else "",
+            extra_instructions=extra,
             verify_command=config.verify,
             visible_root=sandbox.visible_root,
         )
@@ -209,17 +298,17 @@ class Pipeline:
         result = await self._agent(run, tracker, task, toolbox, limits, model)
 
         await tracker.phase("verify")
-        verification = await self._verify(config, sandbox, result)
+        verification = await self._verify(run, config, sandbox, result)
         if verification.passed is False and not result.limit_hit and result.outcome == "done":
             # One more bounded attempt with the failure in front of the agent.
             await tracker.phase("agent", "fixing the failed verification")
             retry_task = build_task(
                 repo=run.repo,
-                issue=issue or {"title": run.instructions[:80], "body": run.instructions},
+                issue=task_issue,
                 comments=comments,
                 repo_instructions=instructions,
                 extra_instructions=(
-                    f"{run.instructions}\n\nYour previous change failed verification. "
+                    f"{extra}\n\nYour previous change failed verification. "
                     f"`{verification.command}` printed:\n{verification.output}"
                 ).strip(),
                 verify_command=config.verify,
@@ -234,7 +323,7 @@ class Pipeline:
             second = await self._agent(run, tracker, retry_task, toolbox, retry_limits, model)
             result = _combine(result, second)
             await tracker.phase("verify")
-            verification = await self._verify(config, sandbox, result)
+            verification = await self._verify(run, config, sandbox, result)
         tracker.progress.done("verify", verification.describe())
         self._check_stop(run)
 
@@ -246,8 +335,8 @@ class Pipeline:
             if result.limit_hit:
                 raise RuntimeError(f"{_limit_reason(result)} before any change was made")
             text = no_change_comment(result.summary)
-            if run.issue_number:
-                await gh.comment(run.repo, run.issue_number, text)
+            if tracker.comment_on:
+                await gh.comment(run.repo, tracker.comment_on, text)
             tracker.progress.states["publish"] = "skipped"
             await tracker.finished(RunState.NO_CHANGE, note=text[:500], usage_text=usage_text)
             return Outcome(RunState.NO_CHANGE)
@@ -260,16 +349,38 @@ class Pipeline:
 
         await tracker.phase("publish", "pushing")
         unfinished = _limit_reason(result) if result.limit_hit else None
-        pr = await self._publish(
-            run, gh, checkout, issue, token, result, verification, usage, model, unfinished
+        pr, sha = await self._publish(
+            run, gh, checkout, subject, token, result, verification, usage, model, unfinished
         )
+        title, summary = check_run_output(
+            kind=run.kind,
+            round=run.round,
+            summary=result.summary,
+            verification=verification,
+            usage=usage,
+            model=model,
+            run_id=run.id,
+            unfinished_reason=unfinished,
+        )
+        conclusion = check_run_conclusion(verification, unfinished is not None)
+        await tracker.check_run(sha, conclusion, title, summary)
         await tracker.finished(
             RunState.SUCCEEDED,
             pr=pr,
             summary=result.summary,
             usage_text=usage_text,
+            pushed_sha=sha,
         )
+        await self._settle_ci(run, sha)
         return Outcome(RunState.SUCCEEDED)
+
+    async def _settle_ci(self, run: Run, sha: str) -> None:
+        """CI may have finished on the commit before the run recorded it: ask once now."""
+        try:
+            gh = await self.github.installation_client(run.installation_id)
+            await self.ci.settle(gh, run.repo, sha)
+        except Exception as exc:
+            log.warning("could not look at CI on %s: %s", sha[:7], exc)
 
     async def _agent(
         self,
@@ -289,14 +400,17 @@ class Pipeline:
         async def should_stop() -> bool:
             return run.id in self._stop_requested
 
-        result = await run_agent(
-            self.anthropic,
-            model=model,
-            task=task,
-            tools=toolbox,
-            limits=limits,
-            on_event=on_event,
-            should_stop=should_stop,
+        result = await self._until_stopped(
+            run,
+            run_agent(
+                self.anthropic,
+                model=model,
+                task=task,
+                tools=toolbox,
+                limits=limits,
+                on_event=on_event,
+                should_stop=should_stop,
+            ),
         )
         if result.outcome == "cancelled":
             raise RunCancelled()
@@ -304,10 +418,10 @@ class Pipeline:
         return result
 
     async def _verify(
-        self, config: RepoConfig, sandbox: Sandbox, result: AgentResult
+        self, run: Run, config: RepoConfig, sandbox: Sandbox, result: AgentResult
     ) -> Verification:
         if config.verify:
-            outcome = await sandbox.run(config.verify)
+            outcome = await self._until_stopped(run, sandbox.run(config.verify))
             return Verification(config.verify, outcome.exit_code == 0, outcome.output, "honk")
         if result.last_test is not None:
             return Verification(
@@ -320,24 +434,31 @@ class Pipeline:
         run: Run,
         gh: GitHubClient,
         checkout: Checkout,
-        issue: dict[str, Any] | None,
+        subject: Subject,
         token: str,
         result: AgentResult,
         verification: Verification,
         usage: Usage,
         model: str,
         unfinished: str | None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], str]:
+        """Commit, push, and open the PR (a follow-up's open PR is left as it is): (PR, sha)."""
         bot_name, bot_email = await self.github.bot_identity()
         requester = await self._requester(gh, run.requested_by)
-        title = (issue or {}).get("title") or run.instructions.splitlines()[0][:72]
-        sha = await checkout.commit_all(
-            commit_message(run.issue_number, title, requester),
-            author_name=bot_name,
-            author_email=bot_email,
-        )
+        title = subject.title
+        if run.kind == RunKind.ISSUE:
+            message = commit_message(run.issue_number, title, requester)
+        else:
+            message = follow_up_commit_message(run.kind, run.round, title, requester)
+        await checkout.commit_all(message, author_name=bot_name, author_email=bot_email)
         pushed = await checkout.push(token)
-        await self.store.update_run(run.id, head_sha=pushed or sha)
+        await self.store.update_run(run.id, head_sha=pushed)
+        run.head_sha = pushed
+        if subject.pull is not None and subject.pull.get("state") == "open":
+            pr = subject.pull
+            await self.store.update_run(run.id, pr_number=pr["number"], pr_url=pr["html_url"])
+            run.pr_number, run.pr_url = pr["number"], pr["html_url"]
+            return pr, pushed
         body = pr_body(
             issue_number=run.issue_number,
             summary=result.summary,
@@ -359,7 +480,7 @@ class Pipeline:
         )
         await self.store.update_run(run.id, pr_number=pr["number"], pr_url=pr["html_url"])
         run.pr_number, run.pr_url = pr["number"], pr["html_url"]
-        return pr
+        return pr, pushed
 
     async def _requester(self, gh: GitHubClient, login: str | None) -> tuple[str, str] | None:
         if not login:
@@ -378,7 +499,7 @@ class Pipeline:
         if not issue or not run.issue_number:
             return []
         comments = await gh.issue_comments(run.repo, run.issue_number)
-        allowed: dict[str, bool] = {}
+        may_steer = self._steering(gh, run.repo)
         kept = []
         for comment in comments:
             login = (comment.get("user") or {}).get("login", "")
@@ -386,11 +507,20 @@ class Pipeline:
                 "body", ""
             ):
                 continue
-            if login not in allowed:
-                allowed[login] = (await gh.permission(run.repo, login)) in WRITE_LEVELS
-            if allowed[login]:
+            if await may_steer(login):
                 kept.append(comment)
         return kept
+
+    def _steering(self, gh: GitHubClient, repo: str) -> MaySteer:
+        """A check, cached per person, that someone has write access (may steer the agent)."""
+        allowed: dict[str, bool] = {}
+
+        async def may_steer(login: str) -> bool:
+            if login not in allowed:
+                allowed[login] = bool(login) and (await gh.permission(repo, login)) in WRITE_LEVELS
+            return allowed[login]
+
+        return may_steer
 
 
 def _exclude_build_artifacts(root: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from app.models import Usage
+from app.models import RunKind, Usage
 
 UNFINISHED = (
     "**Unfinished:** Honk stopped before the work was done ({reason}). "
@@ -45,6 +45,18 @@ def commit_message(issue_number: int | None, title: str, requester: tuple[str, s
     return "\n".join(lines).strip() + "\n"
 
 
+def follow_up_commit_message(
+    kind: RunKind, round: int, title: str, requester: tuple[str, str] | None
+) -> str:
+    """A retry's or a CI repair's commit: what kind of follow-up it was, on which change."""
+    subject = title.strip().splitlines()[0] if title.strip() else "Honk change"
+    prefix = f"Fix CI (round {round})" if kind == RunKind.CI_FIX else "Address review"
+    lines = [f"{prefix}: {subject}"[:72], ""]
+    if requester:
+        lines += [f"Co-authored-by: {requester[0]} <{requester[1]}>"]
+    return "\n".join(lines).strip() + "\n"
+
+
 def pr_body(
     *,
     issue_number: int | None,
@@ -77,3 +89,39 @@ def no_change_comment(summary: str) -> str:
 
 def failure_comment(reason: str) -> str:
     return f"Honk could not finish this run: {reason}"
+
+
+def check_run_output(
+    *,
+    kind: RunKind,
+    round: int,
+    summary: str,
+    verification: Verification,
+    usage: Usage,
+    model: str,
+    run_id: int,
+    unfinished_reason: str | None = None,
+) -> tuple[str, str]:
+    """The `Honk` check run's title and Markdown summary: what the agent did, and at what cost."""
+    what = {RunKind.RETRY: "retry", RunKind.CI_FIX: f"CI repair, round {round}"}.get(kind)
+    title = f"Honk run {run_id}" + (f" ({what})" if what else "")
+    if unfinished_reason:
+        title += ": unfinished"
+    elif verification.passed is False:
+        title += ": verification failed"
+    parts = []
+    if unfinished_reason:
+        parts.append(UNFINISHED.format(reason=unfinished_reason))
+    parts.append("## What the agent did\n\n" + (summary.strip() or "_The agent gave no summary._"))
+    parts.append("## Verification\n\n" + verification.describe())
+    parts.append(f"## Cost\n\n{usage.describe(model)} ({usage.requests} requests to `{model}`)")
+    return title, "\n\n".join(parts)[:60_000]
+
+
+def check_run_conclusion(verification: Verification, unfinished: bool) -> str:
+    """failure when Honk's own verification failed; neutral when unfinished or unverified."""
+    if verification.passed is False:
+        return "failure"
+    if unfinished or verification.passed is None:
+        return "neutral"
+    return "success"

@@ -6,8 +6,10 @@ import logging
 import time
 from typing import Any
 
+from app.ci import HONK_CHECK
+from app.ci_report import CHECK_NAMESPACE
 from app.github.client import GitHubClient
-from app.models import Run, RunState
+from app.models import Run, RunKind, RunState
 from app.progress import Progress
 from app.slack import blocks
 from app.slack.notify import SlackNotifier
@@ -48,10 +50,15 @@ class RunTracker:
                 run.slack_channel, run.slack_ts = posted
                 await self.store.update_run(run.id, slack_channel=posted[0], slack_ts=posted[1])
         elif run.slack_ts and run.slack_channel:
-            await self.slack.reply(
-                run.slack_channel, run.slack_ts, text=f"Honk is working on it again (run {run.id})."
-            )
+            await self.slack.reply(run.slack_channel, run.slack_ts, text=_again(run))
         await self.update(force=True)
+
+    @property
+    def comment_on(self) -> int | None:
+        """Where the tracking comment goes: a follow-up's PR, else the issue."""
+        if self.run.kind != RunKind.ISSUE and self.run.pr_number:
+            return self.run.pr_number
+        return self.run.issue_number
 
     async def phase(self, name: str, note: str = "") -> None:
         self.progress.start(name, note)
@@ -69,14 +76,43 @@ class RunTracker:
         self._last_update = time.monotonic()
         body = self.progress.render()
         try:
+            if not self.run.tracking_comment_id:
+                # The handler that queued the run may have posted one since it was claimed.
+                stored = await self.store.get_run(self.run.id)
+                self.run.tracking_comment_id = stored.tracking_comment_id if stored else None
             if self.run.tracking_comment_id:
                 await self.gh.edit_comment(self.run.repo, self.run.tracking_comment_id, body)
-            elif self.run.issue_number:
-                comment = await self.gh.comment(self.run.repo, self.run.issue_number, body)
+            elif self.comment_on:
+                comment = await self.gh.comment(self.run.repo, self.comment_on, body)
                 self.run.tracking_comment_id = comment["id"]
                 await self.store.update_run(self.run.id, tracking_comment_id=comment["id"])
         except Exception as exc:
             log.warning("could not update the tracking comment: %s", exc)
+
+    async def check_run(self, sha: str, conclusion: str, title: str, summary: str) -> None:
+        """The `Honk` check run on the pushed commit; remembered so CI's verdict can join it."""
+        if self.run.slack_channel and self.run.slack_ts:
+            link = await self.slack.permalink(self.run.slack_channel, self.run.slack_ts)
+            if link:
+                summary += f"\n\n[The run's Slack thread]({link})"
+        try:
+            check = await self.gh.create_check_run(
+                self.run.repo,
+                name=HONK_CHECK,
+                head_sha=sha,
+                status="completed",
+                conclusion=conclusion,
+                details_url=self.run.pr_url,
+                external_id=str(self.run.id),
+                output={"title": title, "summary": summary},
+            )
+            await self.store.put_kv(
+                CHECK_NAMESPACE,
+                f"{self.run.repo}@{sha}",
+                {"id": check["id"], "title": title, "summary": summary, "run": self.run.id},
+            )
+        except Exception as exc:
+            log.warning("could not create the Honk check run: %s", exc)
 
     async def slack_reply(self, text: str, blks: list[dict[str, Any]] | None = None) -> None:
         if self.run.slack_channel and self.run.slack_ts:
@@ -93,14 +129,19 @@ class RunTracker:
         summary: str = "",
         usage_text: str = "",
         error: str | None = None,
+        pushed_sha: str | None = None,
     ) -> None:
         """The closing report: tracking comment, then Slack (thread reply and root status)."""
         if pr is not None:
             kind = "draft pull request" if pr.get("draft") else "pull request"
             self.progress.done("publish", f"[{kind} #{pr['number']}]({pr['html_url']})")
-            self.progress.outcome = f"Opened {pr['html_url']}" + (
-                f" ({usage_text})" if usage_text else ""
-            )
+            cost = f" ({usage_text})" if usage_text else ""
+            if self.run.kind != RunKind.ISSUE and pushed_sha:
+                self.progress.outcome = f"Pushed {pushed_sha[:7]} to {pr['html_url']}{cost}"
+                if summary.strip():
+                    self.progress.outcome += "\n\n" + summary.strip()[:3000]
+            else:
+                self.progress.outcome = f"Opened {pr['html_url']}{cost}"
         elif error:
             self.progress.fail(f"Failed: {error}" if state == RunState.FAILED else (note or error))
         else:
@@ -136,3 +177,12 @@ class RunTracker:
         await self.slack.update(
             self.run.slack_channel, self.run.slack_ts, text=root_text, blocks=root_blocks
         )
+
+
+def _again(run: Run) -> str:
+    if run.kind == RunKind.CI_FIX:
+        return f"Honk is fixing the CI failure: round {run.round} (run {run.id})."
+    if run.kind == RunKind.RETRY:
+        who = f" at @{run.requested_by}'s request" if run.requested_by else ""
+        return f"Honk is working on it again{who} (run {run.id})."
+    return f"Honk is working on it again (run {run.id})."

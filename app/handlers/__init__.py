@@ -2,8 +2,8 @@
 
 from gidgethub import routing
 
-from app.handlers import installation, issues
+from app.handlers import checks, comments, installation, issues
 
-router = routing.Router(issues.router, installation.router)
+router = routing.Router(issues.router, installation.router, comments.router, checks.router)
 
 __all__ = ["router"]

@@ -110,6 +110,17 @@ class SlackNotifier:
         )
         return None if response is None else str(response["ts"])
 
+    async def permalink(self, channel: str, ts: str) -> str | None:
+        """A link to the message (a run's thread root), for GitHub to point at."""
+        if not self.enabled:
+            return None
+        response = await self._attempt(
+            "chat.getPermalink",
+            lambda client: client.chat_getPermalink(channel=channel, message_ts=ts),
+        )
+        link = None if response is None else response.get("permalink")
+        return str(link) if link else None
+
     async def close(self) -> None:
         """Close the HTTP session this notifier opened (a client passed in stays its owner's)."""
         if self._session is not None:

@@ -1,0 +1,253 @@
+"""CI's verdict on a Honk commit, reported once (Slack, PR, Honk check); repair within bounds."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from app.actions import honk_run_for_pr, queue_follow_up
+from app.ci import Verdict, artifact_links, gather_verdict, summarize_failures
+from app.config import Settings
+from app.github.client import GitHubClient
+from app.models import Run, RunKind
+from app.repo_config import ConfigCache, RepoConfigError, load_repo_config
+from app.slack import blocks
+from app.slack.notify import SlackNotifier
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+CI_NAMESPACE = "ci"  # "<repo>@<sha>": the verdict on that commit was reported (once)
+DEPLOY_NAMESPACE = "ci-deploy"  # "<repo>@<sha>": environment URLs from deployment_status
+FAILURE_NAMESPACE = "ci-failure"  # "<repo>#<pr>": the last CI failure, context for retries
+CHECK_NAMESPACE = "honk-check"  # "<repo>@<sha>": Honk's own check run on that commit
+HONK_TITLE = "Honk's run"
+
+REPAIRING = (
+    "CI failed on {sha} ({names}). Honk is trying to fix it: round {round} of {bound} "
+    "(run {run_id}); the new commit will land on this branch."
+)
+ASK_A_PERSON = (
+    "{mention}CI still fails on {sha} ({names}) after {rounds} automatic repair round(s), "
+    "the most this repository allows. Honk stopped here: a person needs to look. "
+    "Comment `/honk retry <what to do>` to have Honk try again with your guidance."
+)
+NOT_REPAIRED = (
+    "CI finished on {sha} with `{conclusion}` ({names}). Honk does not repair that on its own; "
+    "comment `/honk retry <what to do>` to run it again."
+)
+
+
+@dataclass
+class Plan:
+    """What to do about a red CI: repair (a CI_FIX run), ask a person, or only report."""
+
+    action: str  # "repair" | "ask" | "report" | "none"
+    round: int = 0
+    bound: int = 0
+
+
+@dataclass
+class CiReporter:
+    """Shared by the CI handlers and the pipeline (which asks once after it pushes)."""
+
+    settings: Settings
+    store: Store
+    slack: SlackNotifier
+    wake_workers: Callable[[], None] = lambda: None
+    config_cache: ConfigCache = field(default_factory=ConfigCache)
+
+    async def settle(self, gh: GitHubClient, repo: str, sha: str) -> str:
+        """Report CI's verdict on `sha` if it is complete and not yet reported; what happened.
+
+        Safe to call for every event, twice, in any order: the verdict is claimed in the
+        store before anything is said, so exactly one caller reports it. A call made before
+        the run recorded the commit and its PR does nothing: the pipeline calls again then.
+        """
+        key = f"{repo}@{sha}"
+        if await self.store.get_kv(CI_NAMESPACE, key) is not None:
+            return "reported"
+        runs = await self.store.find_runs(repo=repo, head_sha=sha, limit=1)
+        run = runs[0] if runs else None
+        if run is None or run.pr_number is None:
+            return "unknown"
+        verdict = await gather_verdict(gh, repo, sha, self.settings.app_id)
+        if verdict is None:
+            return "pending"
+        failure = await summarize_failures(gh, repo, verdict) if verdict.failed else ""
+        links = await self._links(gh, repo, verdict)
+        plan = await self._plan(gh, run, verdict)
+        claimed = await self.store.put_kv_if_absent(
+            CI_NAMESPACE, key, {"conclusion": verdict.conclusion, "run": run.id, "at": _now()}
+        )
+        if not claimed:
+            return "reported"
+        await self._act(gh, run, verdict, failure, links, plan)
+        return "sent"
+
+    async def _links(
+        self, gh: GitHubClient, repo: str, verdict: Verdict
+    ) -> list[tuple[str, str | None]]:
+        found = await self.store.get_kv(DEPLOY_NAMESPACE, f"{repo}@{verdict.sha}") or {}
+        links: list[tuple[str, str | None]] = [
+            (f"{environment} (deployment)", url) for environment, url in sorted(found.items())
+        ]
+        return links + list(await artifact_links(gh, repo, verdict))
+
+    async def _plan(self, gh: GitHubClient, run: Run, verdict: Verdict) -> Plan:
+        if not verdict.failed:
+            return Plan("none")
+        if not verdict.fixable:
+            return Plan("report")
+        assert run.pr_number is not None
+        pr = await gh.pull(run.repo, run.pr_number)
+        newest = await honk_run_for_pr(self.store, run.repo, run.pr_number)
+        if pr.get("state") != "open" or pr["head"]["sha"] != verdict.sha:
+            return Plan("report")  # closed, or the branch moved on: this commit is history
+        if newest is not None and newest.id != run.id:
+            return Plan("report")  # a newer run (a retry) is already on its way
+        bound = await self._bound(gh, run.repo)
+        if run.round + 1 > bound:
+            return Plan("ask", round=run.round, bound=bound)
+        return Plan("repair", round=run.round + 1, bound=bound)
+
+    async def _bound(self, gh: GitHubClient, repo: str) -> int:
+        try:
+            config = await load_repo_config(gh, repo, None, self.config_cache)
+        except RepoConfigError:
+            return self.settings.ci_repair_rounds
+        if config.ci_repair_rounds is not None:
+            return config.ci_repair_rounds
+        return self.settings.ci_repair_rounds
+
+    async def _act(
+        self,
+        gh: GitHubClient,
+        run: Run,
+        verdict: Verdict,
+        failure: str,
+        links: list[tuple[str, str | None]],
+        plan: Plan,
+    ) -> None:
+        """Queue the repair first (it matters most), then tell people; reporting never raises."""
+        repair: Run | None = None
+        if plan.action == "repair":
+            repair = await queue_follow_up(
+                self.store,
+                run,
+                requested_by=run.requested_by,
+                instructions=failure,
+                kind=RunKind.CI_FIX,
+                round=plan.round,
+            )
+            self.wake_workers()
+        names = ", ".join(c.name for c in verdict.failed) or "all checks passed"
+        note = _repair_note(plan, repair)
+        await self.store.add_step(
+            run.id, "ci", f"{verdict.conclusion} on {verdict.sha[:7]}: {names}. {note or ''}"[:500]
+        )
+        failure_key = f"{run.repo}#{run.pr_number}"
+        if verdict.failed:
+            value = {"sha": verdict.sha, "checks": names, "summary": failure}
+            await self.store.put_kv(FAILURE_NAMESPACE, failure_key, value)
+        else:
+            await self.store.delete_kv(FAILURE_NAMESPACE, failure_key)
+        await self._tell_slack(run, verdict, links, note)
+        await self._tell_pr(gh, run, verdict, plan, repair, names)
+        await self._update_check(gh, run.repo, verdict, note)
+
+    async def _tell_slack(
+        self, run: Run, verdict: Verdict, links: list[tuple[str, str | None]], note: str | None
+    ) -> None:
+        if not (run.slack_channel and run.slack_ts):
+            return
+        text, message = blocks.ci_result(
+            conclusion=verdict.conclusion,
+            pr_url=run.pr_url,
+            pr_number=run.pr_number,
+            failed_checks=[(c.name, c.url) for c in verdict.failed],
+            links=links,
+            repair_note=note,
+        )
+        await self.slack.reply(run.slack_channel, run.slack_ts, text=text, blocks=message)
+
+    async def _tell_pr(
+        self,
+        gh: GitHubClient,
+        run: Run,
+        verdict: Verdict,
+        plan: Plan,
+        repair: Run | None,
+        names: str,
+    ) -> None:
+        sha = verdict.sha[:7]
+        if plan.action == "repair" and repair is not None:
+            body = REPAIRING.format(
+                sha=sha, names=names, round=plan.round, bound=plan.bound, run_id=repair.id
+            )
+        elif plan.action == "ask":
+            mention = f"@{run.requested_by} " if run.requested_by else ""
+            body = ASK_A_PERSON.format(mention=mention, sha=sha, names=names, rounds=plan.round)
+        elif plan.action == "report" and not verdict.fixable:
+            body = NOT_REPAIRED.format(sha=sha, conclusion=verdict.conclusion, names=names)
+        else:
+            return  # green, or a commit the branch has moved past: the checks say enough
+        assert run.pr_number is not None
+        try:
+            await gh.comment(run.repo, run.pr_number, body)
+        except Exception as exc:
+            log.warning("could not comment on %s#%s: %s", run.repo, run.pr_number, exc)
+
+    async def _update_check(
+        self, gh: GitHubClient, repo: str, verdict: Verdict, note: str | None
+    ) -> None:
+        """Honk's check run on the commit gets CI's verdict appended."""
+        check = await self.store.get_kv(CHECK_NAMESPACE, f"{repo}@{verdict.sha}")
+        if not isinstance(check, dict) or not check.get("id"):
+            return
+        label = blocks.CI_CONCLUSIONS.get(verdict.conclusion, ("", verdict.conclusion))[1]
+        lines = [f"**CI:** {label}"]
+        lines += [f"- [{c.name}]({c.url})" if c.url else f"- {c.name}" for c in verdict.failed]
+        if note:
+            lines.append(note)
+        summary = f"{check.get('summary', '')}\n\n" + "\n".join(lines)
+        try:
+            await gh.update_check_run(
+                repo,
+                int(check["id"]),
+                output={"title": check.get("title") or HONK_TITLE, "summary": summary[:60_000]},
+            )
+        except Exception as exc:
+            log.warning("could not update the Honk check run on %s: %s", verdict.sha[:7], exc)
+
+
+async def record_deployment(store: Store, repo: str, sha: str, environment: str, url: str) -> None:
+    """Remember where a deployment of `sha` can be tried, for the CI message."""
+    key = f"{repo}@{sha}"
+    found = dict(await store.get_kv(DEPLOY_NAMESPACE, key) or {})
+    found[environment or "deployment"] = url
+    await store.put_kv(DEPLOY_NAMESPACE, key, found)
+
+
+async def last_failure(store: Store, repo: str, pr_number: int) -> dict[str, Any] | None:
+    """The last CI failure reported on that PR (cleared when CI passes)."""
+    value = await store.get_kv(FAILURE_NAMESPACE, f"{repo}#{pr_number}")
+    return value if isinstance(value, dict) else None
+
+
+def _repair_note(plan: Plan, repair: Run | None) -> str | None:
+    if plan.action == "repair" and repair is not None:
+        return f"Honk is fixing it: round {plan.round} of {plan.bound} (run {repair.id})."
+    if plan.action == "ask":
+        return (
+            f"Honk stopped after {plan.round} repair round(s): a person needs to look. "
+            "`/honk retry` on the PR runs it again."
+        )
+    return None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,105 @@
+"""What a follow-up run (a retry, a CI repair) is asked: request, review comments, CI failure."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from app.ci import clip_middle
+from app.ci_report import last_failure
+from app.github.client import GitHubClient
+from app.models import Run, RunKind
+from app.store import Store
+
+# The agent's prompt gives a run's request 20,000 characters; these parts share them.
+MAX_REVIEW_COMMENT = 2_000
+MAX_REVIEW_COMMENTS = 8_000
+MAX_FAILURE = 8_000
+
+RETRY_ON_PR = (
+    "A maintainer asked Honk to work on pull request #{pr} again. The branch `{branch}` is "
+    "checked out with the earlier change on it: continue from there, change what is asked "
+    "and keep what is right."
+)
+RETRY_ON_ISSUE = "A maintainer asked Honk to try this task again."
+CI_FIX = (
+    "CI failed on the last commit of pull request #{pr}; this is automatic repair round "
+    "{round}. The branch `{branch}` is checked out with the earlier change on it. Find the "
+    "cause in the failure below and fix the code; do not skip, weaken or delete tests to "
+    "make CI pass. Run the failing checks locally where you can."
+)
+
+MaySteer = Callable[[str], Awaitable[bool]]
+
+
+async def follow_up_request(gh: GitHubClient, store: Store, run: Run, may_steer: MaySteer) -> str:
+    """The request for a RETRY or CI_FIX run, with the context it needs, bounded.
+
+    Review comments count only from people `may_steer` approves (write access): anyone
+    else's text must not steer the agent.
+    """
+    if run.kind == RunKind.CI_FIX:
+        return compose_request(run, failure_text=run.instructions)
+    reviews: list[dict[str, Any]] = []
+    failure: dict[str, Any] | None = None
+    if run.pr_number:
+        for comment in await gh.review_comments(run.repo, run.pr_number):
+            user = comment.get("user") or {}
+            body = (comment.get("body") or "").strip()
+            if not body or user.get("type") == "Bot" or body.lower().startswith("/honk"):
+                continue
+            if await may_steer(user.get("login", "")):
+                reviews.append(comment)
+        failure = await last_failure(store, run.repo, run.pr_number)
+    return compose_request(
+        run,
+        instructions=run.instructions,
+        reviews=reviews,
+        failure_text=(failure or {}).get("summary", ""),
+        failure_checks=(failure or {}).get("checks", ""),
+        failure_sha=(failure or {}).get("sha", ""),
+    )
+
+
+def compose_request(
+    run: Run,
+    *,
+    instructions: str = "",
+    reviews: list[dict[str, Any]] | None = None,
+    failure_text: str = "",
+    failure_checks: str = "",
+    failure_sha: str = "",
+) -> str:
+    """The request's text: what to do, the review comments, the CI failure (pure)."""
+    branch = run.branch or "the branch"
+    if run.kind == RunKind.CI_FIX:
+        parts = [CI_FIX.format(pr=run.pr_number, round=run.round, branch=branch)]
+        parts.append("The failure:\n" + clip_middle(failure_text.strip(), MAX_FAILURE))
+        return "\n\n".join(parts)
+    parts = [
+        RETRY_ON_PR.format(pr=run.pr_number, branch=branch) if run.pr_number else RETRY_ON_ISSUE
+    ]
+    if instructions.strip():
+        parts.append("What to do now:\n" + instructions.strip())
+    if reviews:
+        lines = [_review_line(c) for c in reviews]
+        parts.append(
+            "Review comments on the pull request, oldest first:\n"
+            + clip_middle("\n".join(lines), MAX_REVIEW_COMMENTS)
+        )
+    if failure_text.strip():
+        parts.append(
+            f"The last CI run on the pull request failed ({failure_checks or 'checks'} on "
+            f"{failure_sha[:7] or 'its last commit'}):\n"
+            + clip_middle(failure_text.strip(), MAX_FAILURE)
+        )
+    return "\n\n".join(parts)
+
+
+def _review_line(comment: dict[str, Any]) -> str:
+    where = comment.get("path") or "the change"
+    line = comment.get("line") or comment.get("original_line")
+    at = f"`{where}` line {line}" if line else f"`{where}`"
+    author = (comment.get("user") or {}).get("login", "someone")
+    body = clip_middle((comment.get("body") or "").strip(), MAX_REVIEW_COMMENT)
+    return f"- {at}, @{author}: {body}"

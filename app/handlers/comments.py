@@ -1,0 +1,234 @@
+"""`/honk retry|cancel|help` in a comment on a PR or issue, or a review comment's first line."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from gidgethub import routing, sansio
+
+from app.actions import cancel_active, honk_run_for_pr, queue_follow_up
+from app.github.client import WRITE_ROLES, GitHubClient
+from app.handlers.context import HandlerContext
+from app.handlers.issues import is_bot
+from app.models import ACTIVE_STATES, Run, RunKind, RunState
+from app.progress import Progress
+
+router = routing.Router()
+log = logging.getLogger(__name__)
+
+NAMESPACE = "command"  # "<repo>/<kind>/<comment id>": that comment's command was carried out
+_COMMAND = re.compile(r"^/honk\b(?:\s+([A-Za-z_-]+))?(.*)$", re.IGNORECASE)
+
+HELP = (
+    "Honk's commands, in a comment on a pull request Honk opened (or the first line of a "
+    "review comment on it):\n\n"
+    "- `/honk retry [instructions]`: run Honk again on the pull request's branch, with your "
+    "instructions, the review comments and the last CI failure. Needs write access.\n"
+    "- `/honk cancel`: stop the run queued or working on this pull request or issue. "
+    "Needs write access.\n"
+    "- `/honk help`: this list."
+)
+UNKNOWN = "@{user} Honk has no `/honk {name}` command.\n\n" + HELP
+NOT_ALLOWED = (
+    "@{user} `/honk {name}` needs write access to this repository "
+    "(your permission here is `{permission}`)."
+)
+FOREIGN_PR = (
+    "@{user} Honk did not open this pull request, so `/honk retry` has no run to continue. "
+    "Label an issue `{label}` to have Honk work on it."
+)
+NO_RUN = "@{user} Honk has not worked on this issue yet: label it `{label}` to start."
+QUEUED_BEHIND = "@{user} Queued as run {run_id}; it starts when run {active_id} is done."
+CANCELLING = "@{user} Cancelling {runs}."
+NOTHING_TO_CANCEL = "@{user} Nothing to cancel: no Honk run is queued or working here."
+CANCELLED_NOTE = "Cancelled by @{user}."
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # retry, cancel, help, or whatever was typed
+    text: str  # what follows the command: new instructions for a retry
+
+
+@dataclass(frozen=True)
+class Where:
+    """The comment a command came in, and the issue or PR it is on."""
+
+    repo: str
+    number: int
+    is_pull: bool
+    comment_id: int
+    comment_url: str
+    kind: str  # "issue_comment" or "review_comment"
+    context: str = ""  # for review comments: the file and line it is on
+
+
+def parse_command(body: str | None) -> Command | None:
+    """The `/honk ...` command on the comment's first line; None when there is none."""
+    first, _, rest = (body or "").lstrip().partition("\n")
+    match = _COMMAND.match(first.strip())
+    if match is None:
+        return None
+    text = f"{match.group(2).strip()}\n{rest}".strip()
+    return Command((match.group(1) or "help").lower(), text)
+
+
+@router.register("issue_comment", action="created")
+async def on_issue_comment_created(
+    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
+) -> None:
+    comment, issue = event.data["comment"], event.data["issue"]
+    command = parse_command(comment.get("body"))
+    if command is None:
+        return
+    where = Where(
+        repo=event.data["repository"]["full_name"],
+        number=int(issue["number"]),
+        is_pull=bool(issue.get("pull_request")),
+        comment_id=int(comment["id"]),
+        comment_url=comment["url"],
+        kind="issue_comment",
+    )
+    await carry_out(event, gh, ctx, command, where)
+
+
+@router.register("pull_request_review_comment", action="created")
+async def on_review_comment_created(
+    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
+) -> None:
+    comment, pull = event.data["comment"], event.data["pull_request"]
+    command = parse_command(comment.get("body"))
+    if command is None:
+        return
+    line = comment.get("line") or comment.get("original_line") or comment.get("position")
+    where = Where(
+        repo=event.data["repository"]["full_name"],
+        number=int(pull["number"]),
+        is_pull=True,
+        comment_id=int(comment["id"]),
+        comment_url=comment["url"],
+        kind="review_comment",
+        context=f"(Asked in a review comment on `{comment.get('path', '?')}`, line {line}.)",
+    )
+    await carry_out(event, gh, ctx, command, where)
+
+
+async def carry_out(
+    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, command: Command, where: Where
+) -> None:
+    """Check who asked, then retry, cancel or answer; bots are never listened to."""
+    sender = event.data["sender"]
+    author = event.data["comment"].get("user") or {}
+    if is_bot(sender) or is_bot(author):
+        return
+    user = sender["login"]
+    if command.name == "help":
+        await gh.comment(where.repo, where.number, HELP)
+        return
+    if command.name not in ("retry", "cancel"):
+        await gh.comment(where.repo, where.number, UNKNOWN.format(user=user, name=command.name))
+        return
+    permission = await gh.permission(where.repo, user)
+    if permission not in WRITE_ROLES:
+        log.info("refusing /honk %s by %s on %s: %s", command.name, user, where.repo, permission)
+        text = NOT_ALLOWED.format(user=user, name=command.name, permission=permission)
+        await gh.comment(where.repo, where.number, text)
+        return
+    if command.name == "retry":
+        await retry(event, gh, ctx, command, where, user)
+    else:
+        await cancel(gh, ctx, where, user)
+
+
+async def retry(
+    event: sansio.Event,
+    gh: GitHubClient,
+    ctx: HandlerContext,
+    command: Command,
+    where: Where,
+    user: str,
+) -> None:
+    origin = await _origin(ctx, where)
+    if origin is None:
+        template = FOREIGN_PR if where.is_pull else NO_RUN
+        await gh.comment(
+            where.repo, where.number, template.format(user=user, label=ctx.settings.label)
+        )
+        return
+    if not await _first_time(ctx, where):
+        return  # this comment was carried out already (the delivery came twice)
+    await gh.react(where.comment_url, "rocket")
+    instructions = "\n\n".join(part for part in (command.text, where.context) if part)
+    run = await queue_follow_up(
+        ctx.store,
+        origin,
+        requested_by=user,
+        instructions=instructions,
+        kind=RunKind.RETRY,
+        delivery_id=event.delivery_id,
+    )
+    await ctx.store.add_step(origin.id, "retry", f"run {run.id} asked for by @{user}")
+    log.info("queued retry run %s on %s#%s for %s", run.id, where.repo, where.number, user)
+    ctx.wake_workers()
+    ahead = [r for r in await _active(ctx, where, origin) if r.id < run.id]
+    if ahead:
+        text = QUEUED_BEHIND.format(user=user, run_id=run.id, active_id=ahead[0].id)
+        await gh.comment(where.repo, where.number, text)
+
+
+async def cancel(gh: GitHubClient, ctx: HandlerContext, where: Where, user: str) -> None:
+    if not await _first_time(ctx, where):
+        return
+    if where.is_pull:
+        runs = await cancel_active(ctx.store, where.repo, pr_number=where.number, requested_by=user)
+    else:
+        runs = await cancel_active(
+            ctx.store, where.repo, issue_number=where.number, requested_by=user
+        )
+    await gh.react(where.comment_url, "+1")
+    if not runs:
+        await gh.comment(where.repo, where.number, NOTHING_TO_CANCEL.format(user=user))
+        return
+    for run in runs:
+        if run.state == RunState.CANCELLED and run.tracking_comment_id:
+            # A queued run ends at once; a working one reports when its pipeline stops.
+            progress = Progress(run.id, outcome=CANCELLED_NOTE.format(user=user))
+            try:
+                await gh.edit_comment(run.repo, run.tracking_comment_id, progress.render())
+            except Exception as exc:
+                log.warning("could not update the tracking comment of run %s: %s", run.id, exc)
+    described = ", ".join(
+        f"run {r.id} ({'was queued' if r.state == RunState.CANCELLED else 'stops shortly'})"
+        for r in runs
+    )
+    await gh.comment(where.repo, where.number, CANCELLING.format(user=user, runs=described))
+
+
+async def _origin(ctx: HandlerContext, where: Where) -> Run | None:
+    """The run to continue: the newest on that PR (Honk's), or on that issue."""
+    if where.is_pull:
+        return await honk_run_for_pr(ctx.store, where.repo, where.number)
+    runs = await ctx.store.find_runs(repo=where.repo, issue_number=where.number, limit=1)
+    return runs[0] if runs else None
+
+
+async def _active(ctx: HandlerContext, where: Where, origin: Run) -> list[Run]:
+    if where.is_pull:
+        found = await ctx.store.find_runs(
+            repo=where.repo, pr_number=where.number, states=ACTIVE_STATES
+        )
+    else:
+        found = []
+    if origin.issue_number is not None:
+        found += await ctx.store.find_runs(
+            repo=where.repo, issue_number=origin.issue_number, states=ACTIVE_STATES
+        )
+    return sorted({r.id: r for r in found}.values(), key=lambda r: r.id)
+
+
+async def _first_time(ctx: HandlerContext, where: Where) -> bool:
+    key = f"{where.repo}/{where.kind}/{where.comment_id}"
+    return await ctx.store.put_kv_if_absent(NAMESPACE, key, {"number": where.number})
