@@ -115,7 +115,15 @@ async def test_parent_environment_secrets_are_not_visible(
     for leaked in (secret, "WEBHOOK_SECRET", "PRIVATE KEY"):
         assert leaked not in result.output
     env = (await Sandbox(checkout).run("env")).output.splitlines()
-    assert {line.split("=", 1)[0] for line in env} <= {"PATH", "HOME", "LANG", "PWD", "SHLVL", "_"}
+    assert {line.split("=", 1)[0] for line in env} <= {
+        "PATH",
+        "HOME",
+        "LANG",
+        "PYTHONDONTWRITEBYTECODE",
+        "PWD",
+        "SHLVL",
+        "_",
+    }
     # Unsafe mode has no /proc isolation, but commands still start from a clean environment.
     unsafe = await Sandbox(checkout, mode="off").run("env")
     assert secret not in unsafe.output and "PRIVATE KEY" not in unsafe.output

@@ -277,7 +277,9 @@ def sandbox_env() -> dict[str, str]:
     """
     bin_dirs = [str(Path(p) / "bin") for p in python_dirs()]
     path = ":".join(dict.fromkeys([*bin_dirs, "/usr/local/bin", "/usr/bin", "/bin"]))
-    return {"PATH": path, "HOME": "/tmp", "LANG": "C.UTF-8"}
+    # No .pyc files: the agent edits and re-runs within a second, and a same-size edit in
+    # the same second would otherwise run stale bytecode (and caches are not the change).
+    return {"PATH": path, "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def python_dirs() -> list[str]:
