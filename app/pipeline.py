@@ -19,6 +19,7 @@ from app.config import Settings
 from app.follow_up import MaySteer, follow_up_request
 from app.github.auth import GitHubApp
 from app.github.client import GitHubClient
+from app.installations import repository_active
 from app.models import Run, RunKind, RunState, Usage
 from app.repo_config import ConfigCache, RepoConfig, RepoConfigError, load_repo_config
 from app.report import (
@@ -154,6 +155,9 @@ class Pipeline:
     async def execute(self, run: Run) -> Outcome:
         """Run it to the end and report; the state to record. Raises only on shutdown."""
         self._stop_requested.discard(run.id)
+        if not await repository_active(self.store, run.installation_id, run.repo):
+            # Uninstalled or suspended since the run was queued: nothing more is sent there.
+            return Outcome(RunState.CANCELLED, "Honk is no longer installed on this repository")
         repo_name = run.repo.split("/", 1)[1]
         gh = await self.github.installation_client(
             run.installation_id, repositories=[repo_name], permissions=RUN_PERMISSIONS
@@ -179,7 +183,7 @@ class Pipeline:
         repo_info = await gh.getitem(f"/repos/{run.repo}")
         default_branch = repo_info["default_branch"]
         subject = await self._subject(gh, run)
-        await tracker.started(subject.issue or subject.pull)
+        config_error: RepoConfigError | None = None
         try:
             config = await load_repo_config(
                 await self.github.installation_client(run.installation_id),
@@ -188,13 +192,14 @@ class Pipeline:
                 self.config_cache,
             )
         except RepoConfigError as exc:
-            # A broken config must not silently change behaviour: say so, use defaults.
-            await gh.comment(
-                run.repo,
-                tracker.comment_on or run.pr_number or 0,
-                f"Honk could not read `.github/honk.yml`: {exc}. This run uses the defaults.",
-            )
-            config = RepoConfig()
+            config, config_error = RepoConfig(), exc
+        if config.slack_channel and not run.slack_ts:
+            run.slack_channel = config.slack_channel  # the repository's own channel
+        await tracker.started(subject.issue or subject.pull)
+        if config_error is not None:
+            # Running with defaults would silently drop the file's `paths:` and `network:`
+            # limits: stop, and the tracking comment names the error.
+            raise RuntimeError(f"`.github/honk.yml` is not valid: {config_error}")
         pull = subject.pull or {}
         branch = (
             run.branch
@@ -259,9 +264,12 @@ class Pipeline:
             checkout.path,
             mode=settings.sandbox,
             ro_paths=settings.sandbox_ro_paths,
-            network=False,
+            # bwrap cannot filter by host: a repository that names any host gets the
+            # network for the agent; without `network:` the agent is offline.
+            network=bool(config.network),
             timeout=settings.command_timeout,
             output_limit=settings.output_limit,
+            hide_paths=[settings.data_dir.resolve()],
         )
         for command in config.setup:
             # Setup (installing dependencies) may use the network; the agent may not.
@@ -286,9 +294,10 @@ class Pipeline:
             verify_command=config.verify,
             visible_root=sandbox.visible_root,
         )
+        # A repository may lower the operator's limits, never raise them (cost).
         limits = AgentLimits(
-            max_turns=config.max_turns or settings.max_turns,
-            max_seconds=(config.max_minutes or settings.max_minutes) * 60,
+            max_turns=min(config.max_turns or settings.max_turns, settings.max_turns),
+            max_seconds=min(config.max_minutes or settings.max_minutes, settings.max_minutes) * 60,
             max_tokens=settings.max_tokens,
             output_limit=settings.output_limit,
         )
@@ -331,7 +340,7 @@ class Pipeline:
         usage_text = usage.describe(model)
         if result.outcome == "error":
             raise RuntimeError(result.error or "the agent failed")
-        if not await checkout.has_changes():
+        if not await checkout.has_changes() and not await self._unpublished(run, checkout):
             if result.limit_hit:
                 raise RuntimeError(f"{_limit_reason(result)} before any change was made")
             text = no_change_comment(result.summary)
@@ -373,6 +382,14 @@ class Pipeline:
         )
         await self._settle_ci(run, sha)
         return Outcome(RunState.SUCCEEDED)
+
+    async def _unpublished(self, run: Run, checkout: Checkout) -> bool:
+        """An earlier attempt pushed this issue's branch but died before opening the PR."""
+        return (
+            run.kind == RunKind.ISSUE
+            and run.pr_number is None
+            and await checkout.commits_ahead_of_base() > 0
+        )
 
     async def _settle_ci(self, run: Run, sha: str) -> None:
         """CI may have finished on the commit before the run recorded it: ask once now."""

@@ -127,3 +127,45 @@ async def test_worker_killed_mid_run_is_claimed_again_after_restart(
     logs = log + (tmp_path / "worker-1.log").read_text()
     assert all(token not in logs for token in fake_github.tokens)
     assert f'"run_id": {run.id}' in log
+
+
+async def test_killed_after_push_before_the_pr_opens_exactly_one_pr(
+    aiohttp_client: ClientFactory,
+    crash_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+    tmp_path: Path,
+) -> None:
+    fake_anthropic.script(
+        tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a + b"),
+        text("Fixed add()."),
+        # The second attempt finds the fix already on the branch and changes nothing.
+        text("The branch already has the fix."),
+    )
+    # GitHub keeps failing to open the PR, so the first worker is killed between push and PR.
+    fake_github.fail_next("POST", rf"^/repos/{REPO}/pulls$", 502, times=1000)
+    client = await aiohttp_client(create_app(crash_settings, workers=0))
+    await post_webhook(client, "issues", labeled())
+    await eventually(lambda: current_run(client))
+
+    async with honk_worker(crash_settings, tmp_path / "worker-1.log") as first:
+        await eventually(lambda: fake_github.calls_to("POST", rf"^/repos/{REPO}/pulls$"), within=30)
+        run = await current_run(client)
+        assert fake_github.file_at(REPO, run.branch, "calc.py") == FIXED  # pushed
+        os.killpg(first.pid, signal.SIGKILL)
+        await first.wait()
+    assert fake_github.repo(REPO)["pulls"] == {}
+    fake_github.clear_failures()
+
+    async with honk_worker(crash_settings, tmp_path / "worker-2.log"):
+
+        async def finished() -> Any:
+            current = await current_run(client)
+            return current if current and not current.state.active else None
+
+        run = await eventually(finished, within=60)
+    assert run.state == RunState.SUCCEEDED, run.error
+    assert run.attempts == 2
+    (pr,) = fake_github.repo(REPO)["pulls"].values()
+    assert pr["head"]["ref"] == run.branch and f"Fixes #{ISSUE}" in pr["body"]
+    assert fake_github.git(REPO, "rev-list", "--count", f"main..{run.branch}").strip() == "1"

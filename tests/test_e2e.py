@@ -275,8 +275,11 @@ async def test_model_down_fails_the_run_and_says_why(
 
 
 async def test_slack_down_never_fails_a_run(
-    aiohttp_client: ClientFactory, world_settings: Settings, fake_github: Any,
-    fake_anthropic: Any, fake_slack: Any,
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+    fake_slack: Any,
 ) -> None:
     fake_slack.down = True
     fake_anthropic.script(*fixing_script())
@@ -289,13 +292,18 @@ async def test_slack_down_never_fails_a_run(
 
 
 async def test_github_hiccups_while_publishing_are_retried(
-    aiohttp_client: ClientFactory, world_settings: Settings, fake_github: Any,
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: Any,
     fake_anthropic: Any,
 ) -> None:
     fake_anthropic.script(*fixing_script())
     fake_github.fail_next("POST", rf"^/repos/{REPO}/pulls$", 502)
     fake_github.fail_next(
-        "GET", rf"^/repos/{REPO}$", 403, headers={"Retry-After": "0"},
+        "GET",
+        rf"^/repos/{REPO}$",
+        403,
+        headers={"Retry-After": "0"},
         body={"message": "You have exceeded a secondary rate limit."},
     )
     client = await aiohttp_client(create_app(world_settings))
@@ -304,3 +312,62 @@ async def test_github_hiccups_while_publishing_are_retried(
     assert run.state == RunState.SUCCEEDED, run.error
     assert len(fake_github.repo(REPO)["pulls"]) == 1
     assert len(fake_github.calls_to("POST", rf"^/repos/{REPO}/pulls$")) == 2
+
+
+async def test_malformed_config_stops_the_run_and_names_the_error(
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+) -> None:
+    fake_github.commit_files(REPO, {".github/honk.yml": "verify: [unclosed\n"})
+    client = await aiohttp_client(create_app(world_settings))
+    await post_webhook(client, "issues", labeled())
+    run = await finished_run(client)
+    assert run.state == RunState.FAILED
+    assert "honk.yml" in (run.error or "")
+    tracking = fake_github.repo(REPO)["comments"][run.tracking_comment_id]
+    assert "honk.yml" in tracking["body"] and "not valid" in tracking["body"]
+    assert fake_anthropic.requests == []  # the agent never ran with the wrong settings
+
+
+async def test_repository_settings_channel_and_limits_are_applied(
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+    fake_slack: Any,
+) -> None:
+    config = "verify: python -m pytest -q\nslack_channel: '#calc'\nlimits:\n  turns: 500\n"
+    fake_github.commit_files(REPO, {".github/honk.yml": config})
+    fake_anthropic.script(*[tool_use_bash("echo thinking") for _ in range(5)])
+    # The operator allows 3 turns; the repository asking for 500 cannot raise that.
+    client = await aiohttp_client(create_app(world_settings.with_overrides(max_turns=3)))
+    await post_webhook(client, "issues", labeled())
+    run = await finished_run(client)
+    assert len(fake_anthropic.requests) == 3
+    assert run.state == RunState.FAILED and "turn limit" in (run.error or "")
+    root = fake_slack.messages()[0]
+    assert root.channel == run.slack_channel
+    assert root.channel != "C0HONK0001"  # the repository's #calc, not the default #honk
+
+
+async def test_a_run_for_an_uninstalled_repository_sends_nothing(
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+    fake_slack: Any,
+) -> None:
+    from app.installations import NAMESPACE, repo_key
+
+    client = await aiohttp_client(create_app(world_settings.with_overrides(workers=0)))
+    await post_webhook(client, "issues", labeled())
+    store = client.app[SERVICES].store
+    (queued,) = await eventually(lambda: store.find_runs(repo=REPO, issue_number=ISSUE))
+    await store.put_kv(NAMESPACE, repo_key(INSTALLATION, REPO), {"state": "removed"})
+    calls_before = len(fake_github.calls)
+    outcome = await client.app[SERVICES].workers.pipeline.execute(queued)
+    assert outcome.state == RunState.CANCELLED
+    assert len(fake_github.calls) == calls_before
+    assert fake_slack.messages() == [] and fake_anthropic.requests == []

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from app.config import Settings
 from app.handlers import installation
-from app.handlers.installation import installation_active, repository_active
+from app.installations import installation_active, repository_active
 from app.models import RunState
 from app.store import NewRun, Store
 from app.web import SERVICES, create_app

@@ -16,35 +16,20 @@ from gidgethub import routing, sansio
 
 from app.github.client import GitHubClient
 from app.handlers.context import HandlerContext
+from app.installations import ACTIVE, DELETED, NAMESPACE, SUSPENDED, repo_key
 from app.slack import blocks
 from app.store import Store
 
 router = routing.Router()
 log = logging.getLogger(__name__)
 
-NAMESPACE = "installation"  # kv: "<id>" installation, "<id>/repo/<owner/name>", "<id>/announced/…"
 LABEL_COLOR = "fbca04"
 LABEL_DESCRIPTION = "Ask Honk to turn this issue into a tested pull request"
 # GitHub asks for a pause of at least a second between content-creating requests
 # (secondary rate limits); tests set 0.
 LABEL_WRITE_PAUSE = 1.0
 HISTORY_MAX = 50
-ACTIVE, SUSPENDED, DELETED = "active", "suspended", "deleted"
 LABEL_DONE = ("created", "existed")
-
-
-async def installation_active(store: Store, installation_id: int) -> bool:
-    """False once the installation was deleted or is suspended; unknown ones count as active."""
-    record = await store.get_kv(NAMESPACE, str(int(installation_id)))
-    return not (isinstance(record, dict) and record.get("state") in (SUSPENDED, DELETED))
-
-
-async def repository_active(store: Store, installation_id: int, repo: str) -> bool:
-    """installation_active, and the repository was not removed from the installation."""
-    if not await installation_active(store, installation_id):
-        return False
-    record = await store.get_kv(NAMESPACE, _repo_key(installation_id, repo))
-    return not (isinstance(record, dict) and record.get("state") == "removed")
 
 
 @router.register("installation", action="created")
@@ -124,7 +109,7 @@ async def _welcome(
     """Say hello in Slack once per delivery, then make sure every repository has the label."""
     installation_id = int(event.data["installation"]["id"])
     for repo in repos:
-        record = await ctx.store.get_kv(NAMESPACE, _repo_key(installation_id, repo))
+        record = await ctx.store.get_kv(NAMESPACE, repo_key(installation_id, repo))
         if not isinstance(record, dict) or record.get("state") != "added":
             await _put_repo(ctx.store, installation_id, repo, state="added", label=None)
     await _announce(event, ctx, count)
@@ -183,7 +168,7 @@ async def ensure_labels(
     pause = LABEL_WRITE_PAUSE if pause is None else pause
     tally = LabelTally()
     for repo in repos:
-        key = _repo_key(installation_id, repo)
+        key = repo_key(installation_id, repo)
         record = await store.get_kv(NAMESPACE, key)
         if (
             isinstance(record, dict)
@@ -271,11 +256,7 @@ async def _put_repo(
     store: Store, installation_id: int, repo: str, *, state: str, label: str | None, **extra: Any
 ) -> None:
     value = {"repo": repo, "state": state, "label": label, "changed_at": _now(), **extra}
-    await store.put_kv(NAMESPACE, _repo_key(installation_id, repo), value)
-
-
-def _repo_key(installation_id: int, repo: str) -> str:
-    return f"{int(installation_id)}/repo/{repo.lower()}"
+    await store.put_kv(NAMESPACE, repo_key(installation_id, repo), value)
 
 
 def _rate_limited(exc: gidgethub.BadRequest) -> bool:

@@ -579,6 +579,10 @@ class FakeGitHub:
             )
         )
 
+    def clear_failures(self) -> None:
+        """Forget every scripted answer not yet given."""
+        self._scripted.clear()
+
     def commit_files(
         self,
         repo: str,
