@@ -185,4 +185,6 @@ def _again(run: Run) -> str:
     if run.kind == RunKind.RETRY:
         who = f" at @{run.requested_by}'s request" if run.requested_by else ""
         return f"Honk is working on it again{who} (run {run.id})."
-    return f"Honk is working on it again (run {run.id})."
+    if run.attempts > 1:  # claimed again after a worker died
+        return f"Honk is working on it again (run {run.id}, attempt {run.attempts})."
+    return f"Honk is on it (run {run.id})."

@@ -136,3 +136,14 @@ async def test_github_502_during_dispatch_is_retried(client: TestClient, fake_gi
     runs = await eventually(lambda: runs_for(client))
     assert len(runs) == 1
     assert len(fake_github.calls_to("GET", r"/collaborators/alice/permission$")) >= 2
+
+
+async def test_a_repository_may_name_its_own_label(client: TestClient, fake_github: Any) -> None:
+    fake_github.set_permission(REPO, "alice", "write")
+    fake_github.commit_files(REPO, {".github/honk.yml": "label: ask-claude\n"})
+    await post_webhook(client, "issues", labeled(label="Ask-Claude"))
+    runs = await eventually(lambda: runs_for(client))
+    assert len(runs) == 1
+    await post_webhook(client, "issues", labeled(label="bug", number=8))
+    await eventually(lambda: dispatched(client))
+    assert await runs_for(client, 8) == []

@@ -11,6 +11,7 @@ from app.github.client import GitHubClient
 from app.handlers.context import HandlerContext
 from app.models import ACTIVE_STATES, RunKind
 from app.progress import Progress
+from app.repo_config import RepoConfigError, load_repo_config
 from app.store import NewRun
 
 router = routing.Router()
@@ -34,9 +35,22 @@ async def on_issue_labeled(
     event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
 ) -> None:
     label = (event.data.get("label") or {}).get("name", "")
-    if label.lower() != ctx.settings.label.lower():
+    if label.lower() != ctx.settings.label.lower() and not await _repo_label(event, gh, ctx, label):
         return
     await request_run(event, gh, ctx)
+
+
+async def _repo_label(
+    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, label: str
+) -> bool:
+    """Whether the repository's `.github/honk.yml` names this label as its Honk label."""
+    repo = event.data["repository"]
+    try:
+        # ref None: the default branch as GitHub has it now, not as the payload recorded it.
+        config = await load_repo_config(gh, repo["full_name"], None, ctx.config_cache)
+    except RepoConfigError:
+        return False  # the run would stop on it anyway; the default label still works
+    return bool(config.label) and config.label.lower() == label.lower()
 
 
 async def request_run(event: sansio.Event, gh: GitHubClient, ctx: HandlerContext) -> None:
