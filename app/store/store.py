@@ -142,8 +142,15 @@ class Store:
             result = await conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id == delivery_id, deliveries.c.status == "failed")
-                .values(status="pending", attempts=0, error=None, lease_owner=None,
-                        lease_expires_at=None, finished_at=None, payload=payload)
+                .values(
+                    status="pending",
+                    attempts=0,
+                    error=None,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=None,
+                    payload=payload,
+                )
             )
         return result.rowcount == 1
 

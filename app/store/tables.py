@@ -104,6 +104,7 @@ runs = Table(
     Index("ix_runs_serial_key", "serial_key", "state"),
     Index("ix_runs_repo_issue", "repo", "issue_number"),
     Index("ix_runs_repo_pr", "repo", "pr_number"),
+    Index("ix_runs_repo_head_sha", "repo", "head_sha"),  # migration 0002
     Index("ix_runs_installation", "installation_id", "state"),
     Index(
         "uq_runs_active_issue",
