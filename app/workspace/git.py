@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import base64
 import contextlib
-import functools
 import os
-import shutil
 import signal
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,12 +126,10 @@ def config_env(config: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-@functools.cache
 def _empty_home() -> str:
-    # One empty directory per process: git and curl find no dotfiles (.netrc) there.
-    home = tempfile.mkdtemp(prefix="honk-git-home-")
-    atexit.register(shutil.rmtree, home, True)
-    return home
+    # A home that does not exist: git and curl find no dotfiles (.gitconfig, .netrc), and
+    # nothing is left behind when the process is killed (as a temp dir would be).
+    return "/nonexistent"
 
 
 def _describe(args: tuple[str, ...]) -> str:
