@@ -7,6 +7,8 @@ import contextlib
 import logging
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import gidgethub
@@ -38,6 +40,12 @@ class Dispatcher:
         self.lease_seconds = lease_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Stored requests that are not GitHub events (Slack's), by event name.
+        self._others: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
+
+    def register(self, event: str, handler: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """Dispatch stored deliveries named `event` to `handler(payload)` instead of GitHub's."""
+        self._others[event] = handler
 
     def wake(self) -> None:
         self._wake.set()
@@ -75,8 +83,11 @@ class Dispatcher:
         with log_context(delivery_id=delivery.id):
             event = sansio.Event(delivery.payload, event=delivery.event, delivery_id=delivery.id)
             try:
-                gh = await self._client_for(event)
-                await router.dispatch(event, gh, ctx=self.ctx)
+                if delivery.event in self._others:
+                    await self._others[delivery.event](delivery.payload)
+                else:
+                    gh = await self._client_for(event)
+                    await router.dispatch(event, gh, ctx=self.ctx)
             except TRANSIENT as exc:
                 log.warning(
                     "delivery %s (%s) will be retried: %s",

@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from app.config import Settings
 from app.dispatch import Dispatcher
 from app.github.auth import GitHubApp
 from app.handlers.context import HandlerContext
 from app.log import redact
-from app.slack.notify import SlackNotifier
+from app.slack.commands import SLACK_EVENT, FrontDoor
+from app.slack.notify import TIMEOUT_SECONDS, SlackNotifier, retry_handlers
 from app.store import Store
 from app.worker import WorkerPool
 
@@ -30,6 +32,7 @@ class Services:
     slack: SlackNotifier
     workers: WorkerPool
     dispatcher: Dispatcher
+    front_door: FrontDoor
 
 
 @contextlib.asynccontextmanager
@@ -46,7 +49,24 @@ async def open_services(
     pool = WorkerPool(settings, store, github, slack)
     ctx = HandlerContext(settings, store, github, slack, wake_workers=pool.wake)
     dispatcher = Dispatcher(ctx)
-    services = Services(settings, store, session, github, slack, pool, dispatcher)
+    front_door = FrontDoor(
+        settings,
+        store,
+        github,
+        AsyncWebClient(
+            token=settings.slack_bot_token,
+            base_url=settings.slack_api_url,
+            timeout=TIMEOUT_SECONDS,
+            session=session,
+            retry_handlers=retry_handlers(),
+        ),
+        session,
+        wake_workers=pool.wake,
+        wake_dispatcher=dispatcher.wake,
+    )
+    # Slack requests are stored like GitHub deliveries; any process's dispatcher does them.
+    dispatcher.register(SLACK_EVENT, front_door.process_stored)
+    services = Services(settings, store, session, github, slack, pool, dispatcher, front_door)
     try:
         if dispatch:
             dispatcher.start()
@@ -55,6 +75,7 @@ async def open_services(
     finally:
         await pool.stop()
         await dispatcher.stop()
+        await front_door.close()
         await slack.close()
         await session.close()
         await store.close()

@@ -390,3 +390,28 @@ async def test_cancel_button_needs_write_access_and_updates_the_message(
     calls = len(fake_slack.calls)
     assert (await fake_slack.click(client, root, blocks.OPEN_PR_ACTION)).status == 200
     assert len(fake_slack.calls) == calls
+
+
+async def test_a_stored_request_survives_a_crash_and_is_done_after_restart(
+    aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: Any
+) -> None:
+    """Slack got its answer, then the process died: the stored request is done on restart."""
+    from app.slack.commands import SLACK_EVENT
+    from app.store import Store
+
+    form = {
+        "team_id": "T0HONKTEAM", "channel_id": "C0HONK0001", "channel_name": "honk",
+        "user_id": "U0ALICE", "command": "/honk", "text": f"{REPO} add() returns the wrong sum",
+        "response_url": fake_slack.response_url(), "trigger_id": "99.1.crash",
+    }  # fmt: skip
+    store = await Store.open(world.database_url)
+    try:  # what the dead process left behind: the request in the inbox, not yet done
+        stored = {"kind": "command", "form": form}
+        assert await store.record_delivery("slack:command:99.1.crash", SLACK_EVENT, stored)
+    finally:
+        await store.close()
+    client = await aiohttp_client(create_app(world))
+    (issue,) = await eventually(lambda: issues_of(fake_github))
+    assert "add() returns the wrong sum" in issue["title"] + issue["body"]
+    (run,) = await eventually(lambda: runs_of(client))
+    assert run.issue_number == issue["number"] and run.requested_by == "alice"

@@ -40,6 +40,7 @@ from app.store import NewRun, Store
 
 log = logging.getLogger(__name__)
 
+SLACK_EVENT = "slack"  # the event name of a stored Slack request in the deliveries inbox
 CHANNEL_REPOS = "slack_channel_repo"  # kv: channel id -> {"repo", "set_by"}
 INSTALLATION_CACHE_SECONDS = 300
 SHUTDOWN_GRACE = 5.0
@@ -133,6 +134,7 @@ class FrontDoor:
         session: aiohttp.ClientSession,
         *,
         wake_workers: Callable[[], None] = lambda: None,
+        wake_dispatcher: Callable[[], None] = lambda: None,
         identity: Identity | None = None,
     ) -> None:
         self.settings = settings
@@ -141,6 +143,7 @@ class FrontDoor:
         self.slack = slack
         self.session = session  # for response_url answers; its owner closes it
         self.wake_workers = wake_workers
+        self.wake_dispatcher = wake_dispatcher
         self.identity = identity or Identity(store, slack)
         self._tasks: set[asyncio.Task[None]] = set()
         self._installations: TTLCache[str, int] = TTLCache(
@@ -149,8 +152,18 @@ class FrontDoor:
 
     # -- entry points, called by app/slack/web.py --------------------------------------
 
-    def command(self, form: Mapping[str, str]) -> dict[str, Any]:
-        """A slash command: the immediate answer; anything slow continues in a task."""
+    async def command(self, form: Mapping[str, str]) -> dict[str, Any]:
+        """A slash command: the immediate answer; the slow work is stored, then dispatched."""
+        origin, command = self._command_request(form)
+        if (quick := self._quick_answer(command)) is not None:
+            return _ephemeral(quick)
+        await self._store_request(origin, {"kind": "command", "form": dict(form)})
+        if command.kind == "ask":
+            where = f" in `{command.repo}`" if command.repo else ""
+            return _ephemeral(f"On it: asking Honk{where}…")
+        return _ephemeral("One moment…")
+
+    def _command_request(self, form: Mapping[str, Any]) -> tuple[Origin, Command]:
         origin = Origin(
             SlackUser(form.get("team_id", ""), form.get("user_id", "")),
             channel=form.get("channel_id", ""),
@@ -158,29 +171,48 @@ class FrontDoor:
             response_url=form.get("response_url") or None,
             is_dm=form.get("channel_name") == "directmessage",
         )
-        command = parse_command(slack_to_plain(form.get("text", "")))
-        if (quick := self._quick_answer(command)) is not None:
-            return _ephemeral(quick)
-        self.spawn(self._handle(command, origin), origin)
-        if command.kind == "ask":
-            where = f" in `{command.repo}`" if command.repo else ""
-            return _ephemeral(f"On it: asking Honk{where}…")
-        return _ephemeral("One moment…")
+        return origin, parse_command(slack_to_plain(form.get("text", "")))
 
-    def event(self, payload: Mapping[str, Any]) -> None:
-        """An Events API callback: a mention in a channel, or a direct message."""
+    async def event(self, payload: Mapping[str, Any]) -> None:
+        """An Events API callback (a mention, a DM): stored, then dispatched."""
+        request = self._event_request(payload)
+        if request is not None:
+            await self._store_request(request[0], {"kind": "event", "payload": dict(payload)})
+
+    async def _store_request(self, origin: Origin, stored: dict[str, Any]) -> None:
+        # Through the stored inbox, like GitHub's deliveries: a crash after Slack's answer
+        # loses nothing, and whichever process dispatches next does the work.
+        await self.store.record_delivery(f"slack:{origin.request_id}", SLACK_EVENT, stored)
+        self.wake_dispatcher()
+
+    async def process_stored(self, payload: Mapping[str, Any]) -> None:
+        """Do the slow work of a stored Slack request (called by the dispatcher)."""
+        if payload.get("kind") == "command":
+            origin, command = self._command_request(payload.get("form") or {})
+        else:
+            request = self._event_request(payload.get("payload") or {})
+            if request is None:
+                return
+            origin, command = request
+        quick = self._quick_answer(command)
+        await self._guard(
+            self.tell(origin, quick) if quick is not None else self._handle(command, origin),
+            origin,
+        )
+
+    def _event_request(self, payload: Mapping[str, Any]) -> tuple[Origin, Command] | None:
         event = payload.get("event") or {}
         if event.get("bot_id") or event.get("subtype") or not event.get("user"):
-            return  # Honk's own messages, edits, joins: not requests
+            return None  # Honk's own messages, edits, joins: not requests
         if event.get("type") == "message" and event.get("channel_type") == "im":
             is_dm = True
         elif event.get("type") == "app_mention":
             is_dm = False
         else:
-            return
+            return None
         bot = _bot_user_id(payload)
         if event["user"] == bot:
-            return
+            return None
         origin = Origin(
             SlackUser(str(payload.get("team_id") or event.get("team") or ""), event["user"]),
             channel=str(event.get("channel") or ""),
@@ -189,12 +221,7 @@ class FrontDoor:
             thread_ts=event.get("thread_ts"),
             is_dm=is_dm,
         )
-        command = parse_command(slack_to_plain(str(event.get("text") or ""), bot))
-        quick = self._quick_answer(command)
-        self.spawn(
-            self.tell(origin, quick) if quick is not None else self._handle(command, origin),
-            origin,
-        )
+        return origin, parse_command(slack_to_plain(str(event.get("text") or ""), bot))
 
     async def interaction(self, payload: Mapping[str, Any]) -> dict[str, Any] | None:
         """A button or a modal; the answer's body (None: an empty 200)."""

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
-from slack_sdk.web.async_client import AsyncWebClient
 
 from app.services import Services
 from app.slack.commands import FrontDoor
-from app.slack.notify import TIMEOUT_SECONDS, retry_handlers
 
 log = logging.getLogger(__name__)
 
-FRONT_DOOR = web.AppKey("slack_front_door", FrontDoor)
+SERVICES_KEY = web.AppKey("slack_services_key", web.AppKey)
 SEEN = "slack_seen"  # kv: "event:<event_id>" | "command:<trigger_id>" | … -> when it came
 # Slack's payloads are small; anything near this is not from Slack.
 MAX_SLACK_BYTES = 1024 * 1024
@@ -35,33 +32,15 @@ EVENTS_PATH, COMMANDS_PATH, INTERACTIONS_PATH = (
 
 
 def add_slack_routes(app: web.Application, services: web.AppKey[Services]) -> None:
-    """Mount Slack's three request URLs; call after the context that opens `services`."""
-
-    async def front_door_ctx(app: web.Application) -> AsyncIterator[None]:
-        opened = app[services]
-        slack = AsyncWebClient(
-            token=opened.settings.slack_bot_token,
-            base_url=opened.settings.slack_api_url,
-            timeout=TIMEOUT_SECONDS,
-            session=opened.session,
-            retry_handlers=retry_handlers(),
-        )
-        door = FrontDoor(
-            opened.settings,
-            opened.store,
-            opened.github,
-            slack,
-            opened.session,
-            wake_workers=opened.workers.wake,
-        )
-        app[FRONT_DOOR] = door
-        yield
-        await door.close()  # cleanup runs in reverse: before the services close
-
-    app.cleanup_ctx.append(front_door_ctx)
+    """Mount Slack's three request URLs; the front door itself is one of the services."""
+    app[SERVICES_KEY] = services
     app.router.add_post(EVENTS_PATH, slack_events)
     app.router.add_post(COMMANDS_PATH, slack_command)
     app.router.add_post(INTERACTIONS_PATH, slack_interaction)
+
+
+def _door(request: web.Request) -> FrontDoor:
+    return request.app[request.app[SERVICES_KEY]].front_door
 
 
 async def slack_events(request: web.Request) -> web.StreamResponse:
@@ -83,7 +62,7 @@ async def slack_events(request: web.Request) -> web.StreamResponse:
     if not event_id:
         return _error(400, "event_id is missing")
     if await _first_time(request, f"event:{event_id}"):
-        request.app[FRONT_DOOR].event(payload)
+        await _door(request).event(payload)
     return web.Response(status=200)
 
 
@@ -98,7 +77,7 @@ async def slack_command(request: web.Request) -> web.StreamResponse:
         return _error(400, "trigger_id is missing")
     if not await _first_time(request, f"command:{trigger_id}"):
         return web.Response(status=200)
-    return web.json_response(request.app[FRONT_DOOR].command(form))
+    return web.json_response(await _door(request).command(form))
 
 
 async def slack_interaction(request: web.Request) -> web.StreamResponse:
@@ -116,13 +95,13 @@ async def slack_interaction(request: web.Request) -> web.StreamResponse:
     trigger_id = payload.get("trigger_id")
     if trigger_id and not await _first_time(request, f"interaction:{trigger_id}"):
         return web.Response(status=200)
-    answer = await request.app[FRONT_DOOR].interaction(payload)
+    answer = await _door(request).interaction(payload)
     return web.json_response(answer) if answer is not None else web.Response(status=200)
 
 
 async def _verified_body(request: web.Request) -> bytes | web.Response:
     """The body, once Slack's signature and its 5-minute timestamp window hold; else a 401."""
-    secret = request.app[FRONT_DOOR].settings.slack_signing_secret
+    secret = _door(request).settings.slack_signing_secret
     if not secret:
         log.error("Slack request refused: SLACK_SIGNING_SECRET is not configured")
         return _error(401, "Slack signing secret not configured")
@@ -145,7 +124,7 @@ async def _verified_body(request: web.Request) -> bytes | web.Response:
 
 async def _first_time(request: web.Request, key: str) -> bool:
     """True once per key: Slack's retries (X-Slack-Retry-Num) and replays are dropped."""
-    store = request.app[FRONT_DOOR].store
+    store = _door(request).store
     first = await store.put_kv_if_absent(SEEN, key, {"at": datetime.now(UTC).isoformat()})
     if not first:
         retry = request.headers.get("X-Slack-Retry-Num")
