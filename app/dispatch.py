@@ -82,6 +82,9 @@ class Dispatcher:
     async def dispatch(self, delivery: Delivery) -> None:
         with log_context(delivery_id=delivery.id):
             event = sansio.Event(delivery.payload, event=delivery.event, delivery_id=delivery.id)
+            # Long handlers (labelling hundreds of repositories) keep their lease, so no
+            # other process takes the same delivery meanwhile.
+            keep_lease = asyncio.create_task(self._renew(delivery.id))
             try:
                 if delivery.event in self._others:
                     await self._others[delivery.event](delivery.payload)
@@ -101,6 +104,16 @@ class Dispatcher:
                 await self.ctx.store.finish_delivery(delivery.id, error=_describe(exc))
             else:
                 await self.ctx.store.finish_delivery(delivery.id)
+            finally:
+                keep_lease.cancel()
+
+    async def _renew(self, delivery_id: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self.ctx.store.renew_delivery(delivery_id, self.owner, self.lease_seconds)
+            except Exception:
+                log.warning("could not renew the lease of delivery %s", delivery_id)
 
     async def _client_for(self, event: sansio.Event) -> GitHubClient:
         installation = event.data.get("installation") if isinstance(event.data, dict) else None

@@ -456,3 +456,14 @@ async def test_a_failed_delivery_can_be_redelivered(store: Store) -> None:
     assert again.attempts == 1
     await store.finish_delivery("redo")
     assert not await store.record_delivery("redo", "issues", {"action": "labeled"})
+
+
+async def test_a_delivery_lease_is_renewed_only_by_its_holder(store: Store) -> None:
+    assert await store.record_delivery("long", "installation", {"action": "created"})
+    assert await store.claim_delivery("holder", 0.2) is not None
+    assert await store.renew_delivery("long", "holder", 30)
+    assert not await store.renew_delivery("long", "someone-else", 30)
+    await asyncio.sleep(0.3)  # past the first lease: only the renewal keeps it
+    assert await store.claim_delivery("someone-else", 30) is None
+    await store.finish_delivery("long")
+    assert not await store.renew_delivery("long", "holder", 30)  # done: nothing to renew

@@ -154,6 +154,20 @@ class Store:
             )
         return result.rowcount == 1
 
+    async def renew_delivery(self, delivery_id: str, owner: str, lease_seconds: float) -> bool:
+        """Extend the lease of a delivery still being handled; False if `owner` lost it."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id == delivery_id,
+                    deliveries.c.lease_owner == owner,
+                    deliveries.c.status == "pending",
+                )
+                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+            )
+        return result.rowcount == 1
+
     async def claim_delivery(self, owner: str, lease_seconds: float) -> Delivery | None:
         """The oldest undispatched delivery whose lease is free or expired; attempts += 1."""
         now = utcnow()
