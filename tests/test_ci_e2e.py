@@ -12,22 +12,15 @@ from aiohttp.test_utils import TestClient
 from app.config import Settings
 from app.models import Run, RunKind, RunState
 from app.web import SERVICES, create_app
+from tests.calc_world import INSTALLATION, ISSUE, REPO, calc_settings, labeled, seed_calc
 from tests.conftest import load_payload
 from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
 from tests.fakes.github import ACTIONS_APP
 from tests.helpers import eventually, post_webhook
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
-REPO = "octo-org/calc"
-INSTALLATION = 5150
-ISSUE = 12
 PR = 13  # the fake numbers pull requests after the issues
 
-REPO_FILES = {
-    "calc.py": "def add(a, b):\n    return a - b\n",
-    "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
-    ".github/honk.yml": "verify: python -m pytest -q\n",
-}
 FAILING_LOG = "\n".join(
     [f"2024-05-01T10:00:00.0000000Z collecting item {i}" for i in range(400)]
     + [
@@ -57,31 +50,14 @@ def repair_script(old: str, new: str, summary: str) -> list[Any]:
 def world_settings(
     base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any
 ) -> Settings:
-    fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
-    fake_github.add_repo(REPO, files=REPO_FILES)
-    fake_github.add_issue(REPO, ISSUE, title="add() returns the wrong sum", user="alice")
-    fake_github.set_permission(REPO, "alice", "write")
+    seed_calc(fake_github)
     fake_github.set_permission(REPO, "bob", "read")
-    fake_github.add_user("alice", name="Alice Example", email="alice@example.com")
-    return fake_slack.settings(base_settings).with_overrides(
-        github_api_url=fake_github.url,
-        github_url=fake_github.url,
-        anthropic_base_url=fake_anthropic.url,
-        workers=1,
-    )
+    return calc_settings(base_settings, fake_github, fake_anthropic, fake_slack)
 
 
 def with_repo(payload: dict[str, Any]) -> dict[str, Any]:
     payload["repository"] = {**payload["repository"], "full_name": REPO, "name": "calc"}
     payload["installation"] = {"id": INSTALLATION}
-    return payload
-
-
-def labeled() -> dict[str, Any]:
-    payload = with_repo(load_payload("issues.labeled.1"))
-    payload["label"] = {**payload["label"], "name": "honk"}
-    payload["issue"] = {**payload["issue"], "number": ISSUE}
-    payload["sender"] = {**payload["sender"], "login": "alice", "type": "User"}
     return payload
 
 

@@ -17,9 +17,10 @@ from aiohttp.test_utils import TestClient
 from app.config import Settings
 from app.models import RunState
 from app.web import SERVICES, create_app
+from tests.calc_world import BUGGY, FIXED, ISSUE, REPO, labeled
 from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
 from tests.helpers import eventually, post_webhook
-from tests.test_e2e import BUGGY, FIXED, ISSUE, REPO, labeled, world_settings
+from tests.test_e2e import world_settings
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 __all__ = ["world_settings"]  # the e2e world's fixture, shared

@@ -15,24 +15,20 @@ from aiohttp.test_utils import TestClient
 from app.config import Settings
 from app.models import RunState
 from app.web import SERVICES, create_app
-from tests.conftest import load_payload
+from tests.calc_world import (
+    BUGGY,
+    FIXED,
+    INSTALLATION,
+    ISSUE,
+    REPO,
+    calc_settings,
+    labeled,
+    seed_calc,
+)
 from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
 from tests.helpers import eventually, post_webhook
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
-REPO = "octo-org/calc"
-INSTALLATION = 5150
-ISSUE = 12
-
-BUGGY = "def add(a, b):\n    return a - b\n"
-FIXED = "def add(a, b):\n    return a + b\n"
-TESTS = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
-REPO_FILES = {
-    "calc.py": BUGGY,
-    "test_calc.py": TESTS,
-    "AGENTS.md": "Run `python -m pytest -q` before you finish.\n",
-    ".github/honk.yml": "verify: python -m pytest -q\n",
-}
 
 
 def fixing_script() -> list[Any]:
@@ -48,31 +44,8 @@ def fixing_script() -> list[Any]:
 def world_settings(
     base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any
 ) -> Settings:
-    fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
-    fake_github.add_repo(REPO, files=REPO_FILES)
-    fake_github.add_issue(
-        REPO, ISSUE, title="add() returns the wrong sum", body="`add(2, 3)` gives -1.", user="alice"
-    )
-    fake_github.set_permission(REPO, "alice", "write")
-    fake_github.add_user("alice", name="Alice Example", email="alice@example.com")
-    settings = fake_slack.settings(base_settings)
-    return settings.with_overrides(
-        github_api_url=fake_github.url,
-        github_url=fake_github.url,
-        anthropic_base_url=fake_anthropic.url,
-        model="claude-sonnet-4-6",
-        workers=1,
-    )
-
-
-def labeled() -> dict[str, Any]:
-    payload = load_payload("issues.labeled.1")
-    payload["label"] = {**payload["label"], "name": "honk"}
-    payload["repository"] = {**payload["repository"], "full_name": REPO, "name": "calc"}
-    payload["issue"] = {**payload["issue"], "number": ISSUE, "title": "add() returns the wrong sum"}
-    payload["sender"] = {**payload["sender"], "login": "alice", "type": "User"}
-    payload["installation"] = {"id": INSTALLATION}
-    return payload
+    seed_calc(fake_github)
+    return calc_settings(base_settings, fake_github, fake_anthropic, fake_slack)
 
 
 def inspect_branch(

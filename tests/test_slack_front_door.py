@@ -15,20 +15,13 @@ from app.slack import blocks
 from app.slack.buttons import RETRY_BLOCK, RETRY_INPUT
 from app.slack.commands import CHANNEL_REPOS
 from app.web import SERVICES, create_app
+from tests.calc_world import INSTALLATION, REPO, calc_settings, seed_calc
 from tests.conftest import load_payload
 from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
 from tests.fakes.slack import CHANNEL_ID, FakeSlack
 from tests.helpers import eventually, post_webhook
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
-REPO = "octo-org/calc"
-INSTALLATION = 5150
-BUGGY = "def add(a, b):\n    return a - b\n"
-REPO_FILES = {
-    "calc.py": BUGGY,
-    "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
-    ".github/honk.yml": "verify: python -m pytest -q\n",
-}
 
 
 def fixing_script() -> list[Any]:
@@ -44,18 +37,12 @@ def world(
     base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: FakeSlack
 ) -> Settings:
     """octo-org/calc with Honk installed; Slack's alice may write there, bob may only read."""
-    fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
-    fake_github.add_repo(REPO, files=REPO_FILES)
+    seed_calc(fake_github, issue=False)
     for login, role in (("alice", "write"), ("bob", "read")):
         fake_github.add_user(login, name=login.title(), email=f"{login}@example.com")
         fake_github.add_org_member("octo-org", login)
         fake_github.set_permission(REPO, login, role)
-    return fake_slack.settings(base_settings).with_overrides(
-        github_api_url=fake_github.url,
-        github_url=fake_github.url,
-        anthropic_base_url=fake_anthropic.url,
-        workers=0,
-    )
+    return calc_settings(base_settings, fake_github, fake_anthropic, fake_slack, workers=0)
 
 
 async def runs_of(client: TestClient) -> list[Run]:

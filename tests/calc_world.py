@@ -1,0 +1,60 @@
+"""The small world most end-to-end tests share: octo-org/calc, whose add() subtracts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.config import Settings
+from tests.conftest import load_payload
+
+REPO = "octo-org/calc"
+INSTALLATION = 5150
+ISSUE = 12
+ISSUE_TITLE = "add() returns the wrong sum"
+
+BUGGY = "def add(a, b):\n    return a - b\n"
+FIXED = "def add(a, b):\n    return a + b\n"
+TESTS = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+REPO_FILES = {
+    "calc.py": BUGGY,
+    "test_calc.py": TESTS,
+    "AGENTS.md": "Run `python -m pytest -q` before you finish.\n",
+    ".github/honk.yml": "verify: python -m pytest -q\n",
+}
+
+
+def seed_calc(fake_github: Any, *, issue: bool = True) -> None:
+    """Honk installed on octo-org/calc; alice may write there (and asked, when `issue`)."""
+    fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
+    fake_github.add_repo(REPO, files=REPO_FILES)
+    if issue:
+        fake_github.add_issue(
+            REPO, ISSUE, title=ISSUE_TITLE, body="`add(2, 3)` gives -1.", user="alice"
+        )
+    fake_github.set_permission(REPO, "alice", "write")
+    fake_github.add_user("alice", name="Alice Example", email="alice@example.com")
+
+
+def calc_settings(
+    base: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any, **overrides: Any
+) -> Settings:
+    """`base` pointed at every fake, Slack on, one worker."""
+    values: dict[str, Any] = {
+        "github_api_url": fake_github.url,
+        "github_url": fake_github.url,
+        "anthropic_base_url": fake_anthropic.url,
+        "model": "claude-sonnet-4-6",
+        "workers": 1,
+    }
+    return fake_slack.settings(base).with_overrides(**(values | overrides))
+
+
+def labeled(sender: str = "alice") -> dict[str, Any]:
+    """The real `issues.labeled` example, about the calc issue and the honk label."""
+    payload = load_payload("issues.labeled.1")
+    payload["label"] = {**payload["label"], "name": "honk"}
+    payload["repository"] = {**payload["repository"], "full_name": REPO, "name": "calc"}
+    payload["issue"] = {**payload["issue"], "number": ISSUE, "title": ISSUE_TITLE}
+    payload["sender"] = {**payload["sender"], "login": sender, "type": "User"}
+    payload["installation"] = {"id": INSTALLATION}
+    return payload
