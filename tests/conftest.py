@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ pytest_plugins = ["tests.fakes.github", "tests.fakes.slack", "tests.fakes.anthro
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WEBHOOK_SECRET = "test-webhook-secret-5f2c"
+# Holding the loop this long fails a test (asyncio debug mode reports it).
+SLOW_CALLBACK_SECONDS = 1.0
 
 
 def new_private_key() -> str:
@@ -72,3 +76,36 @@ def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
 @pytest.fixture
 def payload() -> Callable[..., dict[str, Any]]:
     return load_payload
+
+
+class _SlowCallbacks(logging.Handler):
+    """Collects asyncio's "Executing <...> took N seconds" warnings (debug mode)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Executing ") and " took " in message:
+            self.seen.append(message)
+
+
+@pytest.fixture(autouse=True)
+async def no_blocking_the_event_loop() -> AsyncIterator[None]:
+    """Fail any test whose code holds the event loop for a second or more."""
+    loop = asyncio.get_running_loop()
+    loop.slow_callback_duration = SLOW_CALLBACK_SECONDS
+    loop.set_debug(True)
+    handler = _SlowCallbacks()
+    asyncio_log = logging.getLogger("asyncio")
+    asyncio_log.addHandler(handler)
+    level = asyncio_log.level
+    asyncio_log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        asyncio_log.removeHandler(handler)
+        asyncio_log.setLevel(level)
+        loop.set_debug(False)
+    assert not handler.seen, f"the event loop was blocked: {handler.seen[0][:500]}"
