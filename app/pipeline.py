@@ -126,6 +126,10 @@ class Pipeline:
             self._anthropic = make_client(self.settings)
         return self._anthropic
 
+    async def close(self) -> None:
+        if self._anthropic is not None:
+            await self._anthropic.close()
+
     def request_stop(self, run_id: int) -> None:
         """Stop the run: at once while the agent, setup or verification works, else soon."""
         self._stop_requested.add(run_id)

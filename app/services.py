@@ -74,6 +74,7 @@ async def open_services(
         yield services
     finally:
         await pool.stop()
+        await pool.pipeline.close()
         await dispatcher.stop()
         await front_door.close()
         await slack.close()
