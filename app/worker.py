@@ -82,6 +82,7 @@ class WorkerPool:
                 run.issue_number or run.pr_number,
                 run.attempts,
             )
+            await self.store.add_step(run.id, "claimed", worker_id)
             task = asyncio.create_task(self.pipeline.execute(run))
             heartbeat = asyncio.create_task(self._heartbeat(run, worker_id, task))
             try:
