@@ -12,7 +12,7 @@ from app.github.client import GitHubClient
 from app.models import Run, RunKind, RunState
 from app.progress import Progress
 from app.slack import blocks
-from app.slack.notify import SlackNotifier
+from app.slack.notify import USER_ROOTS, SlackNotifier
 from app.store import Store
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,10 @@ class RunTracker:
             run_id=self.run.id,
         )
         await self.slack_reply(text, blks)
-        # The thread root shows the latest status too, so the channel view is current.
+        # The thread root shows the latest status too, so the channel view is current;
+        # unless it is a person's own message (a mention or DM), which only they can edit.
+        if await self.store.get_kv(USER_ROOTS, f"{self.run.slack_channel}:{self.run.slack_ts}"):
+            return
         root_text, root_blocks = blocks.root_updated(
             repo=self.run.repo,
             issue_number=self.run.issue_number or self.run.pr_number,

@@ -402,3 +402,23 @@ async def test_a_stored_request_survives_a_crash_and_is_done_after_restart(
     assert "add() returns the wrong sum" in issue["title"] + issue["body"]
     (run,) = await eventually(lambda: runs_of(client))
     assert run.issue_number == issue["number"] and run.requested_by == "alice"
+
+
+async def test_a_dm_thread_gets_the_result_but_the_person_message_is_never_edited(
+    aiohttp_client: ClientFactory,
+    world: Settings,
+    fake_slack: FakeSlack,
+    fake_anthropic: Any,
+) -> None:
+    fake_anthropic.script(*fixing_script())
+    client = await aiohttp_client(create_app(world.with_overrides(workers=1)))
+    message, _ = await fake_slack.direct_message(client, f"fix add() in {REPO}")
+    (run,) = await finished(client)
+    assert run.state == RunState.SUCCEEDED, run.error
+    thread = fake_slack.messages(message.channel, thread_ts=message.ts)
+    assert any(run.pr_url and run.pr_url in json.dumps(m.blocks) for m in thread)
+    edits = [
+        c for c in fake_slack.calls
+        if c.method == "chat.update" and c.params.get("ts") == message.ts
+    ]  # fmt: skip
+    assert edits == []

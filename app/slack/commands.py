@@ -26,6 +26,7 @@ from app.models import RepoRef, RunKind
 from app.progress import Progress
 from app.slack import blocks, buttons
 from app.slack.identity import Identity, LinkError, SlackUser, Who
+from app.slack.notify import USER_ROOTS
 from app.slack.parsing import (
     Command,
     Origin,
@@ -415,7 +416,9 @@ class FrontDoor:
         channel it is not in), the run reports in the default channel instead.
         """
         if origin.message_ts is not None:
-            return origin.channel, origin.thread_root, None
+            root = origin.thread_root
+            await self.store.put_kv(USER_ROOTS, f"{origin.channel}:{root}", True)
+            return origin.channel, root, None
         quoted = "\n".join(f"&gt; {line}" for line in blocks.escape(request).splitlines())
         head = blocks.clip(f"<@{origin.user.id}> asked Honk in `{repo}`:\n{quoted}", 3000)
         try:

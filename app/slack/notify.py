@@ -21,6 +21,9 @@ from app.config import Settings
 from app.log import redact
 
 log = logging.getLogger(__name__)
+# kv: "<channel>:<ts>" of threads whose root is a person's message (a mention, a DM):
+# Honk replies there but cannot edit that root.
+USER_ROOTS = "slack_user_root"
 
 TIMEOUT_SECONDS = 10
 
