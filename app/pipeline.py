@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import anthropic
@@ -16,11 +15,12 @@ from app.agent.prompts import build_task, read_repo_instructions
 from app.agent.tools import ToolBox
 from app.ci_report import CiReporter
 from app.config import Settings
-from app.follow_up import MaySteer, follow_up_request
+from app.follow_up import follow_up_request
 from app.github.auth import GitHubApp
 from app.github.client import GitHubClient
 from app.installations import repository_active
 from app.models import Run, RunKind, RunState, Usage
+from app.people import co_author, write_access_check, writer_comments
 from app.repo_config import ConfigCache, RepoConfig, RepoConfigError, load_repo_config
 from app.report import (
     Verification,
@@ -61,7 +61,6 @@ BUILD_ARTIFACTS = (
     "node_modules/",
     "*.egg-info/",
 )
-WRITE_LEVELS = ("admin", "maintain", "write")
 CANCELLED_NOTE = "Cancelled on request."
 
 T = TypeVar("T")
@@ -230,7 +229,7 @@ class Pipeline:
             base=base,
         ) as checkout:
             tracker.progress.done("checkout", f"`{branch}` from `{base}`")
-            _exclude_build_artifacts(checkout.path)
+            await asyncio.to_thread(checkout.ignore_locally, BUILD_ARTIFACTS)
             return await self._work(run, gh, tracker, checkout, subject, config, token.token)
 
     async def _subject(self, gh: GitHubClient, run: Run) -> Subject:
@@ -250,7 +249,7 @@ class Pipeline:
     async def _request(self, gh: GitHubClient, run: Run, subject: Subject) -> str:
         """The run's extra instructions; a follow-up's with the context it continues from."""
         if run.kind != RunKind.ISSUE:
-            return await follow_up_request(gh, self.store, run, self._steering(gh, run.repo))
+            return await follow_up_request(gh, self.store, run, write_access_check(gh, run.repo))
         return run.instructions if subject.issue else ""
 
     async def _work(
@@ -281,7 +280,11 @@ class Pipeline:
             if result.exit_code != 0:
                 raise RuntimeError(f"setup command `{command}` failed (exit {result.exit_code})")
         issue = subject.issue
-        comments = await self._writer_comments(gh, run, issue)
+        comments = (
+            await writer_comments(gh, run.repo, run.issue_number, write_access_check(gh, run.repo))
+            if issue and run.issue_number
+            else []
+        )
         instructions = await asyncio.to_thread(read_repo_instructions, checkout.path)
         task_issue = subject.as_issue or {
             "title": run.instructions[:80],
@@ -465,7 +468,7 @@ class Pipeline:
     ) -> tuple[dict[str, Any], str]:
         """Commit, push, and open the PR (a follow-up's open PR is left as it is): (PR, sha)."""
         bot_name, bot_email = await self.github.bot_identity()
-        requester = await self._requester(gh, run.requested_by)
+        requester = await co_author(gh, self.github, run.requested_by)
         title = subject.title
         if run.kind == RunKind.ISSUE:
             message = commit_message(run.issue_number, title, requester)
@@ -503,53 +506,6 @@ class Pipeline:
         run.pr_number, run.pr_url = pr["number"], pr["html_url"]
         return pr, pushed
 
-    async def _requester(self, gh: GitHubClient, login: str | None) -> tuple[str, str] | None:
-        if not login:
-            return None
-        try:
-            user = await gh.getitem(f"/users/{login}")
-        except Exception:
-            return (login, f"{login}@users.noreply.github.com")
-        host = _noreply_host(self.settings.github_url)
-        return (user.get("name") or login, f"{user['id']}+{login}@{host}")
-
-    async def _writer_comments(
-        self, gh: GitHubClient, run: Run, issue: dict[str, Any] | None
-    ) -> list[dict[str, Any]]:
-        """Issue comments by people with write access: others' text must not steer the agent."""
-        if not issue or not run.issue_number:
-            return []
-        comments = await gh.issue_comments(run.repo, run.issue_number)
-        may_steer = self._steering(gh, run.repo)
-        kept = []
-        for comment in comments:
-            login = (comment.get("user") or {}).get("login", "")
-            if comment.get("user", {}).get("type") == "Bot" or "honk:run:" in comment.get(
-                "body", ""
-            ):
-                continue
-            if await may_steer(login):
-                kept.append(comment)
-        return kept
-
-    def _steering(self, gh: GitHubClient, repo: str) -> MaySteer:
-        """A check, cached per person, that someone has write access (may steer the agent)."""
-        allowed: dict[str, bool] = {}
-
-        async def may_steer(login: str) -> bool:
-            if login not in allowed:
-                allowed[login] = bool(login) and (await gh.permission(repo, login)) in WRITE_LEVELS
-            return allowed[login]
-
-        return may_steer
-
-
-def _exclude_build_artifacts(root: Path) -> None:
-    exclude = root / ".git" / "info" / "exclude"
-    exclude.parent.mkdir(parents=True, exist_ok=True)
-    with exclude.open("a") as handle:
-        handle.write("\n# Honk: test and build caches\n" + "\n".join(BUILD_ARTIFACTS) + "\n")
-
 
 def _combine(first: AgentResult, second: AgentResult) -> AgentResult:
     second.turns += first.turns
@@ -565,11 +521,6 @@ def _limit_reason(result: AgentResult) -> str:
         "timeout": "the time limit was reached",
         "max_tokens": "the token limit was reached",
     }.get(result.outcome, result.outcome)
-
-
-def _noreply_host(github_url: str) -> str:
-    host = github_url.split("://", 1)[-1].split("/", 1)[0]
-    return "users.noreply.github.com" if host == "github.com" else f"users.noreply.{host}"
 
 
 def _reason(exc: BaseException) -> str:

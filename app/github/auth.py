@@ -151,9 +151,13 @@ class GitHubApp:
                 else self._client(None)
             )
             user = await client.getitem(f"/users/{quote(login, safe='')}")
-            host = urlsplit(self._settings.github_url).hostname or "github.com"
-            self._bot = (login, f"{user['id']}+{login}@users.noreply.{host}")
+            self._bot = (login, self.noreply_email(user["id"], login))
         return self._bot
+
+    def noreply_email(self, user_id: int, login: str) -> str:
+        """GitHub's private commit e-mail of a user (github.com, or a GHES host's)."""
+        host = urlsplit(self._settings.github_url).hostname or "github.com"
+        return f"{user_id}+{login}@users.noreply.{host}"
 
     def forget(self, installation_id: int) -> None:
         """Drop the installation's cached tokens (it was uninstalled or suspended)."""

@@ -9,7 +9,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +98,13 @@ class Checkout:
         if result.returncode != 0:
             raise git_error(("push", self.clone_url), result)
         return sha
+
+    def ignore_locally(self, patterns: Sequence[str]) -> None:
+        """Ignore `patterns` in this clone only (.git/info/exclude is never committed)."""
+        exclude = self.path / ".git" / "info" / "exclude"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with exclude.open("a") as handle:
+            handle.write("\n# Honk: test and build caches\n" + "\n".join(patterns) + "\n")
 
     async def head_sha(self) -> str:
         return (await git("rev-parse", "HEAD", cwd=self.path)).stdout.strip()
