@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -467,3 +468,19 @@ async def test_a_delivery_lease_is_renewed_only_by_its_holder(store: Store) -> N
     assert await store.claim_delivery("someone-else", 30) is None
     await store.finish_delivery("long")
     assert not await store.renew_delivery("long", "holder", 30)  # done: nothing to renew
+
+
+async def test_cancelled_callers_never_leave_a_transaction_half_done(store: Store) -> None:
+    """Workers are cancelled mid-claim when they stop: the store must stay writable."""
+    asyncio.get_running_loop().set_debug(False)  # debug mode's slowness hides the race
+    for number in range(20):
+        await store.enqueue_run(issue_run(number))
+    for attempt in range(200):
+        caller = asyncio.ensure_future(store.claim_run(f"w{attempt}", 30))
+        await asyncio.sleep((attempt % 10) * 0.0003)  # cut off at different points
+        caller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await caller
+    # Every cancelled claim still finished (claimed or not); writes go through at once.
+    await asyncio.wait_for(store.enqueue_run(issue_run(999)), timeout=5)
+    await asyncio.wait_for(store.close(), timeout=5)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Sequence
+import functools
+import inspect
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -85,6 +88,9 @@ class NewRun:
     tracking_comment_id: int | None = None
 
 
+T = TypeVar("T")
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -94,6 +100,7 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._inflight: set[asyncio.Future[Any]] = set()
         # A delivery handed back with retry=True waits this long, doubled on each attempt,
         # so a GitHub hiccup has passed by the time it is tried again.
         self.delivery_retry_delay = 1.0
@@ -111,6 +118,8 @@ class Store:
         return store
 
     async def close(self) -> None:
+        # Operations whose callers were cancelled still finish (see _uncancellable) first.
+        await asyncio.gather(*self._inflight, return_exceptions=True)
         await self.engine.dispose()
 
     async def ping(self) -> bool:
@@ -550,3 +559,28 @@ def _to_run(row: Row[Any], steps: list[Step]) -> Run:
         steps=steps,
         **{name: data[name] for name in _PLAIN_RUN_FIELDS},
     )
+
+
+def _uncancellable(
+    method: Callable[..., Coroutine[Any, Any, T]],
+) -> Callable[..., Coroutine[Any, Any, T]]:
+    """Let a store operation finish even when its caller is cancelled (a worker stopping).
+
+    A transaction cut off half-way leaves its pooled connection inside BEGIN (on SQLite a
+    held write lock every other connection then waits on); shielded, it commits or rolls
+    back and gives the connection back, while the caller sees its cancellation at once.
+    """
+
+    @functools.wraps(method)
+    async def shielded(self: Store, *args: Any, **kwargs: Any) -> T:
+        task = asyncio.ensure_future(method(self, *args, **kwargs))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return await asyncio.shield(task)
+
+    return shielded
+
+
+for _name, _method in list(vars(Store).items()):
+    if inspect.iscoroutinefunction(_method) and not _name.startswith("_") and _name != "close":
+        setattr(Store, _name, _uncancellable(_method))
