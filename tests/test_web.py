@@ -111,3 +111,20 @@ async def test_starts_without_anthropic_or_github_credentials(
     bare = base_settings.with_overrides(anthropic_api_key=None, app_id=None, private_key=None)
     client = await aiohttp_client(create_app(bare, workers=1))
     assert (await client.get("/healthz")).status == 200
+
+
+async def test_a_payload_missing_its_fields_fails_alone_and_loudly(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Valid JSON without the fields its event must have: recorded as failed, nothing else."""
+    broken = {"action": "labeled", "label": {"name": "honk"}}  # no issue, repository, sender
+    assert (await post_webhook(client, "issues", broken, delivery_id="broken-1")).status == 202
+    assert (await post_webhook(client, "ping", load_payload("ping.1"))).status == 202
+    store = client.app[SERVICES].store
+    await eventually(lambda: _no_pending(store))
+    assert await store.count_deliveries() == 2
+    assert any(
+        "broken-1" in record.getMessage() and record.levelname == "ERROR"
+        for record in caplog.records
+    )
+    assert (await client.get("/healthz")).status == 200
