@@ -116,6 +116,7 @@ class Pipeline:
         self.config_cache = ConfigCache()
         self.ci = CiReporter(settings, store, slack, config_cache=self.config_cache)
         self._stop_requested: set[int] = set()
+        self._sandbox_ok = False  # bwrap was seen to work in this process
         self._interruptible: dict[int, asyncio.Future[Any]] = {}
 
     @property
@@ -263,6 +264,7 @@ class Pipeline:
         token: str,
     ) -> Outcome:
         settings = self.settings
+        await self._require_sandbox()
         sandbox = Sandbox(
             checkout.path,
             mode=settings.sandbox,
@@ -389,6 +391,18 @@ class Pipeline:
         )
         await self._settle_ci(run, sha)
         return Outcome(RunState.SUCCEEDED)
+
+    async def _require_sandbox(self) -> None:
+        """No agent without a working sandbox, unless the operator said HONK_SANDBOX=off."""
+        if self._sandbox_ok:
+            return
+        reason = await Sandbox.check(self.settings.sandbox)
+        if reason is not None:
+            raise RuntimeError(
+                f"the sandbox does not work here ({reason}); Honk runs no agent without "
+                "one (install bubblewrap, or set HONK_SANDBOX=off, which is unsafe)"
+            )
+        self._sandbox_ok = True
 
     async def _unpublished(self, run: Run, checkout: Checkout) -> bool:
         """An earlier attempt pushed this issue's branch but died before opening the PR."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -344,3 +345,30 @@ async def test_a_run_for_an_uninstalled_repository_sends_nothing(
     assert outcome.state == RunState.CANCELLED
     assert len(fake_github.calls) == calls_before
     assert fake_slack.messages() == [] and fake_anthropic.requests == []
+
+
+async def test_no_agent_runs_without_a_working_sandbox(
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # A machine whose bwrap cannot create namespaces (as in many containers).
+    broken = tmp_path / "broken-bin"
+    broken.mkdir()
+    fake_bwrap = broken / "bwrap"
+    fake_bwrap.write_text(
+        "#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n"
+    )
+    fake_bwrap.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{broken}:{os.environ['PATH']}")
+    fake_anthropic.script(*fixing_script())
+    client = await aiohttp_client(create_app(world_settings))
+    await post_webhook(client, "issues", labeled())
+    run = await finished_run(client)
+    assert run.state == RunState.FAILED
+    assert "sandbox" in (run.error or "") and "HONK_SANDBOX=off" in (run.error or "")
+    assert fake_anthropic.requests == []  # not one token spent without a sandbox
+    assert fake_github.repo(REPO)["pulls"] == {}
