@@ -40,6 +40,7 @@ class Dispatcher:
         self.lease_seconds = lease_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         # Stored requests that are not GitHub events (Slack's), by event name.
         self._others: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
 
@@ -54,21 +55,25 @@ class Dispatcher:
         self._task = asyncio.create_task(self._loop(), name="honk-dispatcher")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 handled = await self.dispatch_pending()
             except Exception:
                 log.exception("dispatcher: store unavailable")
                 handled = 0
             if not handled:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.ctx.settings.poll_interval)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
+                # cancellation that stops this loop when the event fires at that moment.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.ctx.settings.poll_interval):
+                        await self._wake.wait()
                 self._wake.clear()
 
     async def dispatch_pending(self) -> int:

@@ -59,15 +59,18 @@ class WorkerPool:
         self._tasks.clear()
 
     async def _loop(self, worker_id: str) -> None:
-        while True:
+        while not self._stopping:
             try:
                 run = await self.store.claim_run(worker_id, self.settings.lease_seconds)
             except Exception:
                 log.exception("worker %s: cannot claim from the store", worker_id)
                 run = None
             if run is None:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
+                # cancellation that stops this loop when the event fires at that moment.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.poll_interval):
+                        await self._wake.wait()
                 self._wake.clear()
                 continue
             await self.work(run, worker_id)
