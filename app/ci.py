@@ -92,6 +92,10 @@ async def gather_verdict(
     gh: GitHubClient, repo: str, sha: str, app_id: int | None
 ) -> Verdict | None:
     """Every check and status on `sha`; None while any is running or when none ran at all."""
+    if any(_running(suite, app_id) for suite in await gh.check_suites(repo, sha)):
+        # A workflow whose later jobs have not started yet: its suite is not done even
+        # though every check run that exists so far is.
+        return None
     checks = latest_check_runs(await gh.check_runs(repo, sha), app_id)
     combined = await gh.combined_status(repo, sha)
     statuses = [
@@ -108,6 +112,16 @@ async def gather_verdict(
     if not everything or any(c.conclusion is None for c in everything):
         return None
     return Verdict(sha, tuple(everything))
+
+
+def _running(suite: dict[str, Any], app_id: int | None) -> bool:
+    # Suites with no check runs stay "queued" forever on GitHub (an App that never runs);
+    # Honk's own suite follows CI rather than leads it.
+    return (
+        suite.get("status") != "completed"
+        and bool(suite.get("latest_check_runs_count"))
+        and (suite.get("app") or {}).get("id") != app_id
+    )
 
 
 def latest_check_runs(runs: list[dict[str, Any]], app_id: int | None) -> list[Check]:

@@ -224,3 +224,21 @@ def test_check_run_output_says_what_and_cost() -> None:
     assert check_run_conclusion(verification, unfinished=False) == "success"
     assert check_run_conclusion(Verification("x", False), unfinished=False) == "failure"
     assert check_run_conclusion(Verification(None, None), unfinished=False) == "neutral"
+
+
+async def test_no_verdict_while_a_workflow_has_jobs_still_to_start(
+    gh: GitHubClient, fake_github: FakeGitHub
+) -> None:
+    """Every check run there is so far is done, but the workflow's next job has not begun."""
+    sha = fake_github.branch_sha(REPO, "main")
+    assert sha
+    fake_github.add_check_run(REPO, sha, "build", conclusion="success")
+    fake_github.set_check_suite(REPO, sha, "in_progress")
+    # An App that never runs leaves a queued suite with no runs: it must not block.
+    fake_github.set_check_suite(REPO, sha, "queued", app={"id": 999, "slug": "idle"})
+    assert await gather_verdict(gh, REPO, sha, APP_ID) is None
+    fake_github.add_check_run(REPO, sha, "deploy", conclusion="success")
+    fake_github.set_check_suite(REPO, sha, "completed")
+    verdict = await gather_verdict(gh, REPO, sha, APP_ID)
+    assert verdict is not None and verdict.conclusion == "success"
+    assert [c.name for c in verdict.checks] == ["build", "deploy"]

@@ -274,6 +274,11 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             f"{_repo_path(repo)}/commits/{_segment(ref)}/check-runs", key="check_runs"
         )
 
+    async def check_suites(self, repo: str, ref: str) -> list[dict[str, Any]]:
+        return await self._all(
+            f"{_repo_path(repo)}/commits/{_segment(ref)}/check-suites", key="check_suites"
+        )
+
     async def combined_status(self, repo: str, ref: str) -> dict[str, Any]:
         return await self.getitem(f"{_repo_path(repo)}/commits/{_segment(ref)}/status")
 

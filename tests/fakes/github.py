@@ -271,6 +271,7 @@ class FakeGitHub:
             "pulls": {},  # number -> pull request
             "review_comments": {},  # id -> review comment
             "check_runs": {},  # id -> check run
+            "suite_status": {},  # (sha, app id) -> status that overrides the derived one
             "statuses": {},  # sha -> [status], newest first
             "workflow_runs": {},  # id -> run
             "jobs": {},  # id -> job
@@ -415,6 +416,14 @@ class FakeGitHub:
         """A check run made by another App (GitHub Actions unless `app` says otherwise)."""
         fields.update(name=name, head_sha=head_sha, status=status, conclusion=conclusion)
         return self._new_check_run(self.repo(repo), fields, dict(app or ACTIONS_APP))
+
+    def set_check_suite(
+        self, repo: str, sha: str, status: str, *, app: Mapping[str, Any] | None = None
+    ) -> None:
+        """Force the status of an App's check suite on `sha` (by default derived from its
+        runs): "in_progress" models a workflow whose later jobs have not started yet."""
+        app = dict(app or ACTIONS_APP)
+        self.repo(repo)["suite_status"][(sha, app["id"])] = (status, app)
 
     def set_status(
         self,
@@ -714,6 +723,7 @@ class FakeGitHub:
             ("GET", repo + "/check-runs/{id:\\d+}", self._get_check_run, None),
             ("PATCH", repo + "/check-runs/{id:\\d+}", self._update_check_run, None),
             ("GET", repo + "/commits/{ref:.+}/check-runs", self._list_check_runs, None),
+            ("GET", repo + "/commits/{ref:.+}/check-suites", self._list_check_suites, None),
             ("GET", repo + "/commits/{ref:.+}/status", self._combined_status, None),
             ("POST", repo + "/statuses/{sha}", self._create_status, None),
             ("GET", repo + "/actions/runs/{id:\\d+}", self._get_workflow_run, None),
@@ -1578,6 +1588,37 @@ class FakeGitHub:
         fields = {k: v for k, v in request[JSON_BODY].items() if k != "head_sha"}
         self._apply_check_fields(run, fields)
         return web.json_response(run)
+
+    async def _list_check_suites(self, request: web.Request) -> web.Response:
+        """One suite per App on the commit, as GitHub groups check runs (an App may have a
+        suite and no runs at all: one that never ran)."""
+        state = self._state(request)
+        sha = await self._resolve(state, unquote(request.match_info["ref"]))
+        runs_by_app: dict[Any, list[dict[str, Any]]] = {}
+        apps: dict[Any, dict[str, Any]] = {}
+        for (suite_sha, app_id), (_forced, app) in state["suite_status"].items():
+            if suite_sha == sha:
+                runs_by_app.setdefault(app_id, [])
+                apps[app_id] = app
+        for run in state["check_runs"].values():
+            if run["head_sha"] == sha:
+                runs_by_app.setdefault(run["app"]["id"], []).append(run)
+                apps[run["app"]["id"]] = run["app"]
+        suites = []
+        for app_id, runs in sorted(runs_by_app.items(), key=lambda item: str(item[0])):
+            forced = state["suite_status"].get((sha, app_id))
+            done = all(r["status"] == "completed" for r in runs)
+            status = forced[0] if forced else ("completed" if done else "in_progress")
+            conclusion = "failure" if any(r["conclusion"] == "failure" for r in runs) else "success"
+            suites.append({
+                "id": abs(hash((state["data"]["full_name"], sha, app_id))),
+                "head_sha": sha,
+                "status": status,
+                "conclusion": conclusion if status == "completed" else None,
+                "app": apps[app_id],
+                "latest_check_runs_count": len(runs),
+            })  # fmt: skip
+        return web.json_response({"total_count": len(suites), "check_suites": suites})
 
     async def _list_check_runs(self, request: web.Request) -> web.Response:
         state = self._state(request)
