@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -484,3 +484,14 @@ async def test_cancelled_callers_never_leave_a_transaction_half_done(store: Stor
     # Every cancelled claim still finished (claimed or not); writes go through at once.
     await asyncio.wait_for(store.enqueue_run(issue_run(999)), timeout=5)
     await asyncio.wait_for(store.close(), timeout=5)
+
+
+async def test_prune_kv_forgets_only_old_facts_of_one_namespace(store: Store) -> None:
+    await store.put_kv("slack_seen", "old", {"at": 1})
+    await store.put_kv("other", "old", {"at": 1})
+    await asyncio.sleep(0.05)
+    await store.put_kv("slack_seen", "new", {"at": 2})
+    assert await store.prune_kv("slack_seen", timedelta(seconds=0.03)) == 1
+    assert await store.get_kv("slack_seen", "old") is None
+    assert await store.get_kv("slack_seen", "new") == {"at": 2}
+    assert await store.get_kv("other", "old") == {"at": 1}

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+import secrets
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from app.slack.commands import FrontDoor
 log = logging.getLogger(__name__)
 
 SERVICES_KEY = web.AppKey("slack_services_key", web.AppKey)
+PRUNE_ONE_IN = 100  # about one request in this many prunes old "seen" records
 SEEN = "slack_seen"  # kv: "event:<event_id>" | "command:<trigger_id>" | … -> when it came
 # Slack's payloads are small; anything near this is not from Slack.
 MAX_SLACK_BYTES = 1024 * 1024
@@ -126,6 +128,9 @@ async def _first_time(request: web.Request, key: str) -> bool:
     """True once per key: Slack's retries (X-Slack-Retry-Num) and replays are dropped."""
     store = _door(request).store
     first = await store.put_kv_if_absent(SEEN, key, {"at": datetime.now(UTC).isoformat()})
+    if first and secrets.randbelow(PRUNE_ONE_IN) == 0:
+        # Slack retries within minutes; a day of ids is plenty, and the table stays small.
+        await store.prune_kv(SEEN, timedelta(days=1))
     if not first:
         retry = request.headers.get("X-Slack-Retry-Num")
         log.info("Slack %s already received%s; ignored", key, f" (retry {retry})" if retry else "")

@@ -447,6 +447,16 @@ class Store:
             result = await conn.execute(statement.on_conflict_do_nothing())
         return result.rowcount == 1
 
+    async def prune_kv(self, namespace: str, older_than: timedelta) -> int:
+        """Forget the namespace's facts not written for `older_than`; how many went."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                kv.delete().where(
+                    kv.c.namespace == namespace, kv.c.updated_at < utcnow() - older_than
+                )
+            )
+        return int(result.rowcount or 0)
+
     async def delete_kv(self, namespace: str, key: str) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(kv.delete().where(kv.c.namespace == namespace, kv.c.key == key))
