@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -281,10 +283,9 @@ class Pipeline:
             result = await self._until_stopped(run, sandbox.run(command, network=True))
             if result.exit_code != 0:
                 raise RuntimeError(f"setup command `{command}` failed (exit {result.exit_code})")
-        issue = subject.issue
         comments = (
             await writer_comments(gh, run.repo, run.issue_number, write_access_check(gh, run.repo))
-            if issue and run.issue_number
+            if subject.issue and run.issue_number
             else []
         )
         instructions = await asyncio.to_thread(read_repo_instructions, checkout.path)
@@ -294,15 +295,16 @@ class Pipeline:
             "number": 0,
         }
         extra = await self._request(gh, run, subject)
-        task = build_task(
+        task_with = functools.partial(
+            build_task,
             repo=run.repo,
             issue=task_issue,
             comments=comments,
             repo_instructions=instructions,
-            extra_instructions=extra,
             verify_command=config.verify,
             visible_root=sandbox.visible_root,
         )
+        task = task_with(extra_instructions=extra)
         # A repository may lower the operator's limits, never raise them (cost).
         limits = AgentLimits(
             max_turns=min(config.max_turns or settings.max_turns, settings.max_turns),
@@ -320,23 +322,16 @@ class Pipeline:
         if verification.passed is False and not result.limit_hit and result.outcome == "done":
             # One more bounded attempt with the failure in front of the agent.
             await tracker.phase("agent", "fixing the failed verification")
-            retry_task = build_task(
-                repo=run.repo,
-                issue=task_issue,
-                comments=comments,
-                repo_instructions=instructions,
+            retry_task = task_with(
                 extra_instructions=(
                     f"{extra}\n\nYour previous change failed verification. "
                     f"`{verification.command}` printed:\n{verification.output}"
-                ).strip(),
-                verify_command=config.verify,
-                visible_root=sandbox.visible_root,
+                ).strip()
             )
-            retry_limits = AgentLimits(
+            retry_limits = dataclasses.replace(
+                limits,
                 max_turns=max(limits.max_turns // 2, 5),
                 max_seconds=limits.max_seconds / 2,
-                max_tokens=limits.max_tokens,
-                output_limit=limits.output_limit,
             )
             second = await self._agent(run, tracker, retry_task, toolbox, retry_limits, model)
             result = _combine(result, second)

@@ -7,7 +7,7 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from app.github.client import GitHubClient
+from app.github.client import WRITE_ROLES, GitHubClient
 from app.handlers.context import HandlerContext
 from app.models import ACTIVE_STATES, RunKind
 from app.progress import Progress
@@ -64,7 +64,7 @@ async def request_run(event: sansio.Event, gh: GitHubClient, ctx: HandlerContext
     if issue.get("pull_request"):
         return  # a label on a PR is not a request for a new PR
     permission = await gh.permission(repo, sender["login"])
-    if permission not in ("admin", "maintain", "write"):
+    if permission not in WRITE_ROLES:
         log.info("refusing run for %s on %s: permission %s", sender["login"], repo, permission)
         await gh.comment(
             repo,
