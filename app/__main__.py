@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("task", help="what to do, in words")
     args = parser.parse_args(argv)
     if args.command == "doctor":  # reports a broken configuration as a failed check
-        from app.doctor import doctor_command
+        from app.cli.doctor import doctor_command
 
         return doctor_command(args.env_file)
 
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         return asyncio.run(migrate_command(settings))
     if args.command == "run":
-        from app.local import run_local
+        from app.cli.local import run_local
 
         return asyncio.run(run_local(args.repo, args.task, settings, out=sys.stdout))
     return 2  # pragma: no cover - argparse enforces a command

@@ -1,15 +1,92 @@
-"""What people can ask of a run, from GitHub comments or Slack alike: retry it, cancel it."""
+"""What people ask of runs, from GitHub or Slack alike: start, follow up, cancel; the write gate."""
 
 from __future__ import annotations
 
-from app.models import ACTIVE_STATES, Run, RunKind
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.github.client import WRITE_ROLES, GitHubClient
+from app.models import ACTIVE_STATES, Run, RunKind, SlackThread
+from app.progress import Progress
 from app.store import NewRun, Store
+
+# The one refusal, wherever it is said: on GitHub (with a mention) or privately in Slack.
+REFUSAL = (
+    "{mention}{asked} needs write access to `{repo}`, as on GitHub; your permission there "
+    "(as `{login}`) is `{permission}`.{then}"
+)
+ALREADY_RUNNING = "Honk is already working on this issue; its tracking comment follows the run."
+
+
+@dataclass(frozen=True)
+class Permission:
+    """A person's role on a repository, as GitHub says it."""
+
+    repo: str
+    login: str
+    role: str  # admin, maintain, write, triage, read or none
+
+    @property
+    def allowed(self) -> bool:
+        return self.role in WRITE_ROLES
+
+    def refusal(self, asked: str, *, mention: bool = True, then: str = "") -> str:
+        """Why Honk will not do `asked` for this person, in the one wording Honk uses."""
+        return REFUSAL.format(
+            mention=f"@{self.login} " if mention else "",
+            asked=asked,
+            repo=self.repo,
+            login=self.login,
+            permission=self.role,
+            then=f" {then}" if then else "",
+        )
+
+
+async def may_act(gh: GitHubClient, repo: str, login: str) -> Permission:
+    """The write gate every entry calls: people with write access may steer Honk, no one else."""
+    return Permission(repo, login, await gh.permission(repo, login))
+
+
+async def start_issue_run(
+    gh: GitHubClient,
+    store: Store,
+    *,
+    repo: str,
+    installation_id: int,
+    issue_number: int,
+    requested_by: str,
+    delivery_id: str | None = None,
+    slack_thread: SlackThread | None = None,
+    wake_workers: Callable[[], None] = lambda: None,
+) -> Run | None:
+    """Queue a run for an issue; None when the issue already has an active run.
+
+    The tracking comment is posted first, so a worker that claims the run at once finds the
+    comment to update instead of writing a second one.
+    """
+    comment = await gh.comment(repo, issue_number, Progress(None).render())
+    run = await store.enqueue_run(
+        NewRun(
+            repo=repo,
+            installation_id=installation_id,
+            kind=RunKind.ISSUE,
+            issue_number=issue_number,
+            requested_by=requested_by,
+            delivery_id=delivery_id,
+            slack_thread=slack_thread,
+            tracking_comment_id=comment["id"],
+        )
+    )
+    if run is None:  # another delivery or request queued one in the meantime
+        await gh.edit_comment(repo, comment["id"], ALREADY_RUNNING)
+        return None
+    wake_workers()
+    return run
 
 
 async def honk_run_for_pr(store: Store, repo: str, pr_number: int) -> Run | None:
     """The newest run on that pull request, or None when Honk did not open it."""
-    runs = await store.find_runs(repo=repo, pr_number=pr_number, limit=1)
-    return runs[0] if runs else None
+    return await store.newest_run(repo=repo, pr_number=pr_number)
 
 
 async def queue_follow_up(
@@ -19,29 +96,22 @@ async def queue_follow_up(
     requested_by: str | None,
     instructions: str,
     kind: RunKind = RunKind.RETRY,
-    round: int = 0,
     delivery_id: str | None = None,
+    wake_workers: Callable[[], None] = lambda: None,
 ) -> Run:
     """Queue another run on `origin`'s branch and PR; it waits behind any active run there."""
     run = await store.enqueue_run(
-        NewRun(
-            repo=origin.repo,
-            installation_id=origin.installation_id,
+        NewRun.follow_up(
+            origin,
             kind=kind,
-            issue_number=origin.issue_number,
-            pr_number=origin.pr_number,
-            branch=origin.branch,
-            base_branch=origin.base_branch,
             requested_by=requested_by,
             instructions=instructions,
             delivery_id=delivery_id,
-            slack_channel=origin.slack_channel,
-            slack_ts=origin.slack_ts,
-            round=round,
         )
     )
     if run is None:  # pragma: no cover - follow-ups are never de-duplicated by the store
         raise RuntimeError("the store refused a follow-up run")
+    wake_workers()
     return run
 
 
@@ -70,3 +140,16 @@ async def cancel_active(
         )
         cancelled.append(await store.request_cancel(run.id))
     return cancelled
+
+
+async def cancel_run(store: Store, run: Run, *, requested_by: str | None) -> list[Run]:
+    """Cancel `run` and whatever else is active on its issue (or PR)."""
+    if run.issue_number is not None:
+        return await cancel_active(
+            store, run.repo, issue_number=run.issue_number, requested_by=requested_by
+        )
+    if run.pr_number is not None:
+        return await cancel_active(
+            store, run.repo, pr_number=run.pr_number, requested_by=requested_by
+        )
+    return [await store.request_cancel(run.id)] if run.state.active else []

@@ -46,7 +46,7 @@ class Settings:
     # The sandbox: "bwrap" (default) or "off" (unsafe, explicit opt-out).
     sandbox: str = "bwrap"
     sandbox_ro_paths: tuple[str, ...] = ()
-    # Agent limits; a repository's .github/honk.yml may lower or raise them.
+    # Agent limits; a repository's .github/honk.yml may lower them (repo_config.run_limits).
     max_turns: int = 40
     max_minutes: float = 30.0
     max_tokens: int = 3_000_000

@@ -17,7 +17,7 @@ from gidgethub import sansio
 from app.github.client import GitHubClient
 from app.handlers import router
 from app.handlers.context import HandlerContext
-from app.log import log_context
+from app.log import describe_error, log_context
 from app.store import Delivery
 
 log = logging.getLogger(__name__)
@@ -97,16 +97,14 @@ class Dispatcher:
                     gh = await self._client_for(event)
                     await router.dispatch(event, gh, ctx=self.ctx)
             except TRANSIENT as exc:
+                reason = describe_error(exc)
                 log.warning(
-                    "delivery %s (%s) will be retried: %s",
-                    delivery.id,
-                    delivery.event,
-                    _describe(exc),
+                    "delivery %s (%s) will be retried: %s", delivery.id, delivery.event, reason
                 )
-                await self.ctx.store.finish_delivery(delivery.id, error=_describe(exc), retry=True)
+                await self.ctx.store.finish_delivery(delivery.id, error=reason, retry=True)
             except Exception as exc:
                 log.exception("delivery %s (%s) failed", delivery.id, delivery.event)
-                await self.ctx.store.finish_delivery(delivery.id, error=_describe(exc))
+                await self.ctx.store.finish_delivery(delivery.id, error=describe_error(exc))
             else:
                 await self.ctx.store.finish_delivery(delivery.id)
             finally:
@@ -130,8 +128,3 @@ class Dispatcher:
 # Events about the installation itself are handled with the App's own JWT: the
 # installation may already be gone (deleted) or unable to mint tokens (suspended).
 _APP_LEVEL_EVENTS = {"installation", "ping"}
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:500]

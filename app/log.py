@@ -11,6 +11,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
+from slack_sdk.errors import SlackApiError
 
 run_id_var: ContextVar[int | None] = ContextVar("run_id", default=None)
 delivery_id_var: ContextVar[str | None] = ContextVar("delivery_id", default=None)
@@ -66,6 +67,32 @@ def _keep_prefix(match: re.Match[str]) -> str:
 
 
 redact = Redactor()
+
+# How long a failure described for people may be (a tracking comment line, a Slack reply).
+DESCRIBE_LIMIT = 300
+
+
+def describe_error(exc: BaseException) -> str:
+    """A failure in a few words for people (and the store): never a secret, never long.
+
+    Honk raises RuntimeError with sentences meant for people, so those read as they are;
+    anything else is named by its type too ("KeyError: 'issue'"). Slack's errors are its
+    error code and HTTP status, never the request (which holds the message).
+    """
+    if isinstance(exc, SlackApiError):
+        data = getattr(exc.response, "data", None)
+        code = data.get("error") if isinstance(data, dict) else None
+        status = getattr(exc.response, "status_code", None) or getattr(exc.response, "status", "?")
+        text = f"{code} (HTTP {status})" if code else f"HTTP {status}"
+    elif isinstance(exc, TimeoutError):
+        text = "no answer in time"
+    else:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if isinstance(exc, RuntimeError) and message:
+            text = message
+        else:
+            text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return redact(text)[:DESCRIBE_LIMIT]
 
 
 class ContextFilter(logging.Filter):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class RunState(StrEnum):
@@ -129,6 +129,17 @@ def _price(model: str) -> tuple[float, float]:
     return MODEL_PRICES["sonnet"]
 
 
+class SlackThread(NamedTuple):
+    """Where a run reports in Slack: the channel id and the ts of the thread's root message."""
+
+    channel: str
+    ts: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.channel}:{self.ts}"
+
+
 @dataclass
 class Step:
     name: str
@@ -154,8 +165,7 @@ class Run:
     pr_url: str | None = None
     head_sha: str | None = None
     tracking_comment_id: int | None = None
-    slack_channel: str | None = None
-    slack_ts: str | None = None
+    slack_thread: SlackThread | None = None
     delivery_id: str | None = None
     error: str | None = None
     attempts: int = 0  # how many times a worker claimed it
@@ -173,3 +183,11 @@ class Run:
     @property
     def repo_ref(self) -> RepoRef:
         return RepoRef.parse(self.repo)
+
+    @property
+    def slack_channel(self) -> str | None:
+        return self.slack_thread.channel if self.slack_thread else None
+
+    @property
+    def slack_ts(self) -> str | None:
+        return self.slack_thread.ts if self.slack_thread else None

@@ -12,6 +12,8 @@ from typing import Any
 import gidgethub
 import yaml
 
+from app.config import Settings
+
 CONFIG_PATH = ".github/honk.yml"
 ORG_DEFAULTS_REPO = ".github"  # Probot's convention: the org's `.github` repository
 
@@ -177,6 +179,35 @@ def _strings(value: Any, key: str, source: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise RepoConfigError(f"{source}: {key} must be a string or a list of strings")
     return tuple(v.strip() for v in value)
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """What a run may spend, once the operator's limits and the repository's file are merged."""
+
+    max_turns: int
+    max_minutes: float
+    max_tokens: int
+    ci_repair_rounds: int
+
+
+def run_limits(settings: Settings, config: RepoConfig) -> RunLimits:
+    """The one merge of the operator's limits (HONK_MAX_*) with `.github/honk.yml`'s `limits:`.
+
+    Turns and minutes cost the operator money: a repository may lower them, never raise them.
+    Tokens are the operator's alone. CI repair rounds are the repository's to choose (0 turns
+    repair off); without a choice the operator's HONK_CI_REPAIR_ROUNDS holds.
+    """
+    return RunLimits(
+        max_turns=min(config.max_turns or settings.max_turns, settings.max_turns),
+        max_minutes=min(config.max_minutes or settings.max_minutes, settings.max_minutes),
+        max_tokens=settings.max_tokens,
+        ci_repair_rounds=(
+            config.ci_repair_rounds
+            if config.ci_repair_rounds is not None
+            else settings.ci_repair_rounds
+        ),
+    )
 
 
 @dataclass

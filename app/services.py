@@ -1,24 +1,29 @@
-"""The long-lived collaborators one process owns, opened and closed together."""
+"""The composition root: every long-lived collaborator of a process, built once, closed together."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
-from slack_sdk.web.async_client import AsyncWebClient
 
+from app.ci.reporter import CiReporter
 from app.config import Settings
 from app.dispatch import Dispatcher
 from app.github.auth import GitHubApp
 from app.handlers.context import HandlerContext
+from app.handlers.slack.commands import SLACK_EVENT, on_stored_request
+from app.handlers.slack.conversation import SlackContext
+from app.handlers.slack.identity import Identity
 from app.log import redact
-from app.slack.commands import SLACK_EVENT, FrontDoor
-from app.slack.notify import TIMEOUT_SECONDS, SlackNotifier, retry_handlers
+from app.repo_config import ConfigCache
+from app.runs.pipeline import Pipeline
+from app.runs.worker import WorkerPool
+from app.slack.notify import SlackNotifier
 from app.store import Store
-from app.worker import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,7 @@ class Services:
     slack: SlackNotifier
     workers: WorkerPool
     dispatcher: Dispatcher
-    front_door: FrontDoor
+    slack_front: SlackContext
 
 
 @contextlib.asynccontextmanager
@@ -44,29 +49,31 @@ async def open_services(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = await Store.open(settings.database_url)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-    slack = SlackNotifier(settings)
+    # One Slack client for notifications and the front door, on the shared session.
+    slack = SlackNotifier(settings, session=session)
     github = GitHubApp(settings, session)
-    pool = WorkerPool(settings, store, github, slack)
-    ctx = HandlerContext(settings, store, github, slack, wake_workers=pool.wake)
-    dispatcher = Dispatcher(ctx)
-    front_door = FrontDoor(
+    config_cache = ConfigCache()
+    ci = CiReporter(settings, store, slack, config_cache=config_cache)
+    pipeline = Pipeline(settings, store, github, slack, ci=ci, config_cache=config_cache)
+    pool = WorkerPool(settings, store, pipeline)
+    ci.wake_workers = pool.wake  # a repair queued from CI starts at once, not at the next poll
+    handlers = HandlerContext(
+        settings, store, github, slack, ci, wake_workers=pool.wake, config_cache=config_cache
+    )
+    dispatcher = Dispatcher(handlers)
+    slack_front = SlackContext(
         settings,
         store,
         github,
-        AsyncWebClient(
-            token=settings.slack_bot_token,
-            base_url=settings.slack_api_url,
-            timeout=TIMEOUT_SECONDS,
-            session=session,
-            retry_handlers=retry_handlers(),
-        ),
+        slack,
         session,
+        Identity(store, slack.client),
         wake_workers=pool.wake,
         wake_dispatcher=dispatcher.wake,
     )
     # Slack requests are stored like GitHub deliveries; any process's dispatcher does them.
-    dispatcher.register(SLACK_EVENT, front_door.process_stored)
-    services = Services(settings, store, session, github, slack, pool, dispatcher, front_door)
+    dispatcher.register(SLACK_EVENT, functools.partial(on_stored_request, slack_front))
+    services = Services(settings, store, session, github, slack, pool, dispatcher, slack_front)
     try:
         if dispatch:
             dispatcher.start()
@@ -74,9 +81,9 @@ async def open_services(
         yield services
     finally:
         await pool.stop()
-        await pool.pipeline.close()
+        await pipeline.close()
         await dispatcher.stop()
-        await front_door.close()
+        await slack_front.close()
         await slack.close()
         await session.close()
         await store.close()

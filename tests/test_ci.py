@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from app.ci import (
+from app.ci.verdict import (
     MAX_LOG_EXCERPT,
     MAX_SUMMARY,
     Verdict,
@@ -18,10 +18,10 @@ from app.ci import (
     summarize_failures,
 )
 from app.config import Settings
-from app.follow_up import compose_request
 from app.github import GitHubApp, GitHubClient
 from app.models import Run, RunKind, RunState, Usage
-from app.report import Verification, check_run_conclusion, check_run_output
+from app.runs.kinds import compose_request
+from app.runs.texts import Verification, check_run_conclusion, check_run_output
 from tests.fakes.github import FakeGitHub
 
 REPO = "octo/widgets"
@@ -82,7 +82,7 @@ def test_latest_check_runs_keep_reruns_newest_and_leave_honk_out() -> None:
 
 
 def test_overall_conclusion_is_the_worst() -> None:
-    from app.ci import Check
+    from app.ci.verdict import Check
 
     verdict = Verdict(
         "a" * 40,

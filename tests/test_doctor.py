@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from app.cli.doctor import SLACK_TEST_MESSAGE, doctor_command, run_doctor
 from app.config import Settings
-from app.doctor import SLACK_TEST_MESSAGE, doctor_command, run_doctor
 from tests.conftest import new_private_key
 
 ORG = "octo-org"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -104,7 +105,10 @@ async def test_labelled_issue_becomes_a_tested_pull_request(
     # The bare repository has the branch with the fix, and its own test passes on it.
     assert fake_github.file_at(REPO, run.branch, "calc.py") == FIXED
     assert fake_github.file_at(REPO, "main", "calc.py") == BUGGY
-    tests, log, changed = inspect_branch(fake_github.bare_path(REPO), run.branch, tmp_path)
+    # git and a child pytest take seconds: in a thread, so the event loop stays free.
+    tests, log, changed = await asyncio.to_thread(
+        inspect_branch, fake_github.bare_path(REPO), run.branch, tmp_path
+    )
     assert tests.returncode == 0, tests.stdout
     assert log.startswith("honk-test[bot] <")
     assert "Co-authored-by: Alice Example <" in log and f"Fixes #{ISSUE}" in log
@@ -333,13 +337,13 @@ async def test_a_run_for_an_uninstalled_repository_sends_nothing(
     fake_anthropic: Any,
     fake_slack: Any,
 ) -> None:
-    from app.installations import NAMESPACE, repo_key
+    from app.installations import REMOVED, record_repository
 
     client = await aiohttp_client(create_app(world_settings.with_overrides(workers=0)))
     await post_webhook(client, "issues", labeled())
     store = client.app[SERVICES].store
     (queued,) = await eventually(lambda: store.find_runs(repo=REPO, issue_number=ISSUE))
-    await store.put_kv(NAMESPACE, repo_key(INSTALLATION, REPO), {"state": "removed"})
+    await record_repository(store, INSTALLATION, REPO, state=REMOVED, label=None)
     calls_before = len(fake_github.calls)
     outcome = await client.app[SERVICES].workers.pipeline.execute(queued)
     assert outcome.state == RunState.CANCELLED

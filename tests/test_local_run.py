@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from app.cli.local import run_local
 from app.config import Settings
-from app.local import run_local
 from tests.fakes.anthropic import FakeAnthropic, text, tool_use_bash, tool_use_edit
 
 MODEL = "claude-sonnet-4-6"

@@ -16,8 +16,8 @@ import yaml
 from aiohttp.test_utils import TestClient
 
 from app.config import Settings
-from app.setup import SetupError, check_env_file, write_env_file
 from app.web import create_app
+from app.web.setup import SetupError, check_env_file, write_env_file
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 APP_YML = Path(__file__).parent.parent / "app.yml"

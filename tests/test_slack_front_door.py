@@ -10,10 +10,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.config import Settings
+from app.handlers.slack.buttons import RETRY_BLOCK, RETRY_INPUT
+from app.handlers.slack.channels import channel_repo
 from app.models import Run, RunKind, RunState
 from app.slack import blocks
-from app.slack.buttons import RETRY_BLOCK, RETRY_INPUT
-from app.slack.commands import CHANNEL_REPOS
 from app.web import SERVICES, create_app
 from tests.calc_world import INSTALLATION, REPO, calc_settings, seed_calc
 from tests.conftest import load_payload
@@ -259,14 +259,14 @@ async def test_a_channel_default_repository(
     assert response.status == 200
     await eventually(lambda: "write access" in texts(fake_slack))
     store = client.app[SERVICES].store
-    assert await store.get_kv(CHANNEL_REPOS, CHANNEL_ID) is None
+    assert await channel_repo(store, CHANNEL_ID) is None
 
     await fake_slack.command(client, f"repo {REPO}")
     public = await eventually(
         lambda: [r for r in fake_slack.responses if r["response_type"] == "in_channel"]
     )
     assert REPO in public[0]["text"]
-    assert (await store.get_kv(CHANNEL_REPOS, CHANNEL_ID))["repo"] == REPO
+    assert await channel_repo(store, CHANNEL_ID) == REPO
 
     await fake_slack.command(client, "fix the login crash")
     (issue,) = await eventually(lambda: issues_of(fake_github))
@@ -383,7 +383,7 @@ async def test_a_stored_request_survives_a_crash_and_is_done_after_restart(
     aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: Any
 ) -> None:
     """Slack got its answer, then the process died: the stored request is done on restart."""
-    from app.slack.commands import SLACK_EVENT
+    from app.handlers.slack.commands import SLACK_EVENT
     from app.store import Store
 
     form = {

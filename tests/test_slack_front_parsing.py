@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.slack.parsing import (
+from app.handlers.slack.parsing import (
     Command,
     comment_ref,
     github_login,

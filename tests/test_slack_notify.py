@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from app.config import Settings
+from app.models import SlackThread
 from app.slack import blocks
 from app.slack.notify import SlackNotifier
 from tests.fakes.slack import CHANNEL_ID, FAKE_TOKEN, FakeSlack
@@ -56,8 +57,8 @@ async def test_thread_started_and_replies_land_in_it(
     channel, ts = thread
     assert channel == CHANNEL_ID  # "#honk" from the settings, resolved to its id by Slack
     progress_text, progress_blocks = blocks.run_progress("Cloned octo/widgets")
-    first = await notifier.reply(channel, ts, text=progress_text, blocks=progress_blocks)
-    second = await notifier.reply(channel, ts, text="Opened PR #34")
+    first = await notifier.reply(thread, text=progress_text, blocks=progress_blocks)
+    second = await notifier.reply(thread, text="Opened PR #34")
     assert first and second and first != second
 
     (root,) = [m for m in fake_slack.messages(channel) if m.thread_ts is None]
@@ -73,7 +74,7 @@ async def test_root_is_updated_in_place(notifier: SlackNotifier, fake_slack: Fak
     text, root_blocks = root_message()
     thread = await notifier.start_thread(channel=None, text=text, blocks=root_blocks)
     assert thread is not None
-    channel, ts = thread
+    _channel, ts = thread
     new_text, new_blocks = blocks.root_updated(
         repo="octo/widgets",
         issue_number=12,
@@ -83,7 +84,7 @@ async def test_root_is_updated_in_place(notifier: SlackNotifier, fake_slack: Fak
         run_id=42,
         status="running",
     )
-    assert await notifier.update(channel, ts, text=new_text, blocks=new_blocks) is True
+    assert await notifier.update(thread, text=new_text, blocks=new_blocks) is True
     (root,) = fake_slack.messages()
     assert root.ts == ts and root.edits == 1
     assert root.text == new_text and root.blocks == new_blocks
@@ -93,7 +94,7 @@ async def test_root_is_updated_in_place(notifier: SlackNotifier, fake_slack: Fak
 async def test_update_of_a_missing_message_returns_false_and_warns(
     notifier: SlackNotifier, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ok = await notifier.update(CHANNEL_ID, "1.000001", text="x", blocks=[])
+    ok = await notifier.update(SlackThread(CHANNEL_ID, "1.000001"), text="x", blocks=[])
     assert ok is False
     assert warnings_logged(caplog) == ["Slack chat.update failed: message_not_found (HTTP 200)"]
 
@@ -118,8 +119,8 @@ async def test_disabled_without_settings_logs_once_and_calls_nothing(
     notifier = SlackNotifier(settings)
     assert notifier.enabled is False
     assert await notifier.start_thread(channel="C0HONK0001", text="x", blocks=[]) is None
-    assert await notifier.reply(CHANNEL_ID, "1.1", text="x") is None
-    assert await notifier.update(CHANNEL_ID, "1.1", text="x", blocks=[]) is False
+    assert await notifier.reply(SlackThread(CHANNEL_ID, "1.1"), text="x") is None
+    assert await notifier.update(SlackThread(CHANNEL_ID, "1.1"), text="x", blocks=[]) is False
     assert await notifier.post(channel=CHANNEL_ID, text="x") is None
     await notifier.close()
     records = [r for r in caplog.records if r.name.startswith(("app.", "slack_sdk"))]
@@ -152,7 +153,7 @@ async def test_unreachable_slack_never_raises(
     )
     notifier = SlackNotifier(settings)
     try:
-        assert await notifier.reply(CHANNEL_ID, "1.1", text="x") is None
+        assert await notifier.reply(SlackThread(CHANNEL_ID, "1.1"), text="x") is None
     finally:
         await notifier.close()
     (warning,) = warnings_logged(caplog)
@@ -174,7 +175,7 @@ async def test_rate_limit_that_persists_gives_up_with_a_warning(
     notifier: SlackNotifier, fake_slack: FakeSlack, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_slack.rate_limit_next(10, retry_after=0)
-    assert await notifier.update(CHANNEL_ID, "1.1", text="x", blocks=[]) is False
+    assert await notifier.update(SlackThread(CHANNEL_ID, "1.1"), text="x", blocks=[]) is False
     assert [c.status for c in fake_slack.calls] == [429, 429, 429]
     assert warnings_logged(caplog) == ["Slack chat.update failed: ratelimited (HTTP 429)"]
 
@@ -188,9 +189,9 @@ async def test_token_never_appears_in_logs(
     try:
         thread = await notifier.start_thread(channel=None, text="x", blocks=[])
         assert thread is not None
-        await notifier.update(thread[0], "9.9", text="y", blocks=[])
+        await notifier.update(SlackThread(thread[0], "9.9"), text="y", blocks=[])
         fake_slack.down = True
-        await notifier.reply(*thread, text="z")
+        await notifier.reply(thread, text="z")
         fake_slack.down = False
         wrong = SlackNotifier(settings.with_overrides(slack_bot_token="xoxb-wrong-0000-secret"))
         assert await wrong.post(channel=None, text="x") is None

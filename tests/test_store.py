@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 
-from app.models import RunKind, RunState, Usage
+from app.models import RunKind, RunState, SlackThread, Usage
 from app.store import NewRun, Store, StoreError
 from app.store.engine import head_revision
 from app.store.tables import deliveries, runs
@@ -326,8 +326,7 @@ async def test_update_run_steps_and_finish(store: Store) -> None:
         pr_url="https://github.com/octo/widgets/pull/41",
         head_sha="abc123",
         tracking_comment_id=9_000_000_001,
-        slack_channel="C1",
-        slack_ts="1700000000.000100",
+        slack_thread=SlackThread("C1", "1700000000.000100"),
     )
     assert (updated.pr_number, updated.tracking_comment_id) == (41, 9_000_000_001)
     with pytest.raises(StoreError):

@@ -7,7 +7,7 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from app.ci_report import CiReporter, record_deployment
+from app.ci.records import record_deployment
 from app.github.client import GitHubClient
 from app.handlers.context import HandlerContext
 
@@ -67,7 +67,6 @@ async def on_deployment_status(
 async def settle(event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, sha: str) -> None:
     """Report CI's verdict on `sha` once it is complete, if Honk pushed that commit."""
     repo = event.data["repository"]["full_name"]
-    reporter = CiReporter(ctx.settings, ctx.store, ctx.slack, ctx.wake_workers)
-    outcome = await reporter.settle(gh, repo, sha)
+    outcome = await ctx.ci.settle(gh, repo, sha)
     if outcome != "unknown":
         log.info("CI on %s@%s: %s (%s)", repo, sha[:7], outcome, event.event)

@@ -9,17 +9,18 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from app.actions import cancel_active, honk_run_for_pr, queue_follow_up
-from app.github.client import WRITE_ROLES, GitHubClient
-from app.handlers.context import HandlerContext
-from app.handlers.issues import is_bot
+from app.actions import cancel_active, honk_run_for_pr, may_act, queue_follow_up
+from app.github.client import GitHubClient
+from app.handlers.context import HandlerContext, is_bot
 from app.models import ACTIVE_STATES, Run, RunKind, RunState
 from app.progress import Progress
+from app.store.kv import Namespace
 
 router = routing.Router()
 log = logging.getLogger(__name__)
 
-NAMESPACE = "command"  # "<repo>/<kind>/<comment id>": that comment's command was carried out
+# "<repo>/<kind>/<comment id>": that comment's command was carried out (once)
+_CARRIED_OUT: Namespace[dict[str, int]] = Namespace("command", owner=__name__)
 _COMMAND = re.compile(r"^/honk\b(?:\s+([A-Za-z_-]+))?(.*)$", re.IGNORECASE)
 
 HELP = (
@@ -32,10 +33,6 @@ HELP = (
     "- `/honk help`: this list."
 )
 UNKNOWN = "@{user} Honk has no `/honk {name}` command.\n\n" + HELP
-NOT_ALLOWED = (
-    "@{user} `/honk {name}` needs write access to this repository "
-    "(your permission here is `{permission}`)."
-)
 FOREIGN_PR = (
     "@{user} Honk did not open this pull request, so `/honk retry` has no run to continue. "
     "Label an issue `{label}` to have Honk work on it."
@@ -131,11 +128,12 @@ async def carry_out(
     if command.name not in ("retry", "cancel"):
         await gh.comment(where.repo, where.number, UNKNOWN.format(user=user, name=command.name))
         return
-    permission = await gh.permission(where.repo, user)
-    if permission not in WRITE_ROLES:
-        log.info("refusing /honk %s by %s on %s: %s", command.name, user, where.repo, permission)
-        text = NOT_ALLOWED.format(user=user, name=command.name, permission=permission)
-        await gh.comment(where.repo, where.number, text)
+    permission = await may_act(gh, where.repo, user)
+    if not permission.allowed:
+        log.info(
+            "refusing /honk %s by %s on %s: %s", command.name, user, where.repo, permission.role
+        )
+        await gh.comment(where.repo, where.number, permission.refusal(f"`/honk {command.name}`"))
         return
     if command.name == "retry":
         await retry(event, gh, ctx, command, where, user)
@@ -169,10 +167,10 @@ async def retry(
         instructions=instructions,
         kind=RunKind.RETRY,
         delivery_id=event.delivery_id,
+        wake_workers=ctx.wake_workers,
     )
     await ctx.store.add_step(origin.id, "retry", f"run {run.id} asked for by @{user}")
     log.info("queued retry run %s on %s#%s for %s", run.id, where.repo, where.number, user)
-    ctx.wake_workers()
     ahead = [r for r in await _active(ctx, where, origin) if r.id < run.id]
     if ahead:
         text = QUEUED_BEHIND.format(user=user, run_id=run.id, active_id=ahead[0].id)
@@ -211,8 +209,7 @@ async def _origin(ctx: HandlerContext, where: Where) -> Run | None:
     """The run to continue: the newest on that PR (Honk's), or on that issue."""
     if where.is_pull:
         return await honk_run_for_pr(ctx.store, where.repo, where.number)
-    runs = await ctx.store.find_runs(repo=where.repo, issue_number=where.number, limit=1)
-    return runs[0] if runs else None
+    return await ctx.store.newest_run(repo=where.repo, issue_number=where.number)
 
 
 async def _active(ctx: HandlerContext, where: Where, origin: Run) -> list[Run]:
@@ -231,4 +228,4 @@ async def _active(ctx: HandlerContext, where: Where, origin: Run) -> list[Run]:
 
 async def _first_time(ctx: HandlerContext, where: Where) -> bool:
     key = f"{where.repo}/{where.kind}/{where.comment_id}"
-    return await ctx.store.put_kv_if_absent(NAMESPACE, key, {"number": where.number})
+    return await _CARRIED_OUT.put_if_absent(ctx.store, key, {"number": where.number})

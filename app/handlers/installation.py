@@ -7,16 +7,16 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
 import gidgethub
 from gidgethub import routing, sansio
 
+from app import installations
 from app.github.client import GitHubClient
 from app.handlers.context import HandlerContext
-from app.installations import ACTIVE, DELETED, NAMESPACE, SUSPENDED, repo_key
+from app.installations import ACTIVE, ADDED, DELETED, REMOVED, SUSPENDED
 from app.slack import blocks
 from app.store import Store
 
@@ -28,8 +28,6 @@ LABEL_DESCRIPTION = "Ask Honk to turn this issue into a tested pull request"
 # GitHub asks for a pause of at least a second between content-creating requests
 # (secondary rate limits); tests set 0.
 LABEL_WRITE_PAUSE = 1.0
-HISTORY_MAX = 50
-LABEL_DONE = ("created", "existed")
 
 
 @router.register("installation", action="created")
@@ -37,7 +35,7 @@ async def on_installation_created(
     event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
 ) -> None:
     installation = event.data["installation"]
-    await record_installation(ctx.store, event, ACTIVE)
+    await _record(event, ctx, ACTIVE)
     client = await ctx.github.installation_client(int(installation["id"]))
     if installation.get("repository_selection") == "all":
         # The payload's list is not the whole account: ask GitHub for every repository.
@@ -76,7 +74,7 @@ async def on_installation_suspended(
 async def on_installation_unsuspended(
     event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
 ) -> None:
-    await record_installation(ctx.store, event, ACTIVE)
+    await _record(event, ctx, ACTIVE)
     log.info("installation %s unsuspended", event.data["installation"]["id"])
 
 
@@ -87,7 +85,9 @@ async def on_repositories_removed(
     installation_id = int(event.data["installation"]["id"])
     repos = [r["full_name"] for r in event.data.get("repositories_removed") or []]
     for repo in repos:
-        await _put_repo(ctx.store, installation_id, repo, state="removed", label=None)
+        await installations.record_repository(
+            ctx.store, installation_id, repo, state=REMOVED, label=None
+        )
     cancelled = await ctx.store.cancel_runs(installation_id=installation_id, repos=repos)
     # Cached tokens may be scoped to the removed repositories; new ones are minted on demand.
     ctx.github.forget(installation_id)
@@ -109,9 +109,11 @@ async def _welcome(
     """Say hello in Slack once per delivery, then make sure every repository has the label."""
     installation_id = int(event.data["installation"]["id"])
     for repo in repos:
-        record = await ctx.store.get_kv(NAMESPACE, repo_key(installation_id, repo))
-        if not isinstance(record, dict) or record.get("state") != "added":
-            await _put_repo(ctx.store, installation_id, repo, state="added", label=None)
+        record = await installations.repository(ctx.store, installation_id, repo)
+        if not record or record.get("state") != ADDED:
+            await installations.record_repository(
+                ctx.store, installation_id, repo, state=ADDED, label=None
+            )
     await _announce(event, ctx, count)
     tally = await ensure_labels(
         client,
@@ -126,14 +128,14 @@ async def _welcome(
 
 async def _announce(event: sansio.Event, ctx: HandlerContext, count: int | None) -> None:
     installation = event.data["installation"]
-    key = f"{int(installation['id'])}/announced/{event.delivery_id}"
-    if await ctx.store.get_kv(NAMESPACE, key):
+    installation_id = int(installation["id"])
+    if await installations.announced(ctx.store, installation_id, event.delivery_id):
         return  # this delivery is being dispatched again: Slack already heard
     text, message = blocks.installed(
         account=installation["account"]["login"], repos_count=count, label=ctx.settings.label
     )
     await ctx.slack.post(channel=None, text=text, blocks=message)
-    await ctx.store.put_kv(NAMESPACE, key, {"at": _now()})
+    await installations.mark_announced(ctx.store, installation_id, event.delivery_id)
 
 
 @dataclass
@@ -168,13 +170,7 @@ async def ensure_labels(
     pause = LABEL_WRITE_PAUSE if pause is None else pause
     tally = LabelTally()
     for repo in repos:
-        key = repo_key(installation_id, repo)
-        record = await store.get_kv(NAMESPACE, key)
-        if (
-            isinstance(record, dict)
-            and record.get("label") in LABEL_DONE
-            and record.get("label_name") == label
-        ):
+        if await installations.label_done(store, installation_id, repo, label):
             tally.skipped += 1
             continue
         try:
@@ -186,22 +182,22 @@ async def ensure_labels(
                     f"secondary rate limit while labelling {repo}; resumes on retry",
                 ) from exc
             log.warning("cannot create the %r label in %s: %s", label, repo, exc)
-            await _put_repo(
+            await installations.record_repository(
                 store,
                 installation_id,
                 repo,
-                state="added",
+                state=ADDED,
                 label="failed",
                 label_name=label,
                 detail=str(exc)[:300],
             )
             tally.failed += 1
             continue
-        await _put_repo(
+        await installations.record_repository(
             store,
             installation_id,
             repo,
-            state="added",
+            state=ADDED,
             label="created" if created else "existed",
             label_name=label,
         )
@@ -213,50 +209,23 @@ async def ensure_labels(
     return tally
 
 
-async def record_installation(store: Store, event: sansio.Event, state: str) -> dict[str, Any]:
-    """Keep the installation's state and a short history of what happened to it."""
-    installation = event.data["installation"]
-    key = str(int(installation["id"]))
-    record = await store.get_kv(NAMESPACE, key)
-    record = dict(record) if isinstance(record, dict) else {}
-    history = list(record.get("history") or [])
-    if not history or history[-1].get("delivery") != event.delivery_id:
-        history.append(
-            {
-                "action": f"{event.event}.{event.data.get('action')}",
-                "state": state,
-                "by": (event.data.get("sender") or {}).get("login"),
-                "delivery": event.delivery_id,
-                "at": _now(),
-            }
-        )
-    account = installation.get("account") or {}
-    record.update(
-        id=int(installation["id"]),
-        account=account.get("login", record.get("account")),
-        account_type=account.get("type", record.get("account_type")),
-        repository_selection=installation.get("repository_selection"),
-        state=state,
-        changed_at=_now(),
-        history=history[-HISTORY_MAX:],
+async def _record(event: sansio.Event, ctx: HandlerContext, state: str) -> None:
+    await installations.record_installation(
+        ctx.store,
+        event.data["installation"],
+        state,
+        action=f"{event.event}.{event.data.get('action')}",
+        sender=(event.data.get("sender") or {}).get("login"),
+        delivery_id=event.delivery_id,
     )
-    await store.put_kv(NAMESPACE, key, record)
-    return record
 
 
 async def _stop(event: sansio.Event, ctx: HandlerContext, state: str) -> None:
     installation_id = int(event.data["installation"]["id"])
-    await record_installation(ctx.store, event, state)
+    await _record(event, ctx, state)
     cancelled = await ctx.store.cancel_runs(installation_id=installation_id)
     ctx.github.forget(installation_id)
     log.info("installation %s %s; %d run(s) cancelled", installation_id, state, cancelled)
-
-
-async def _put_repo(
-    store: Store, installation_id: int, repo: str, *, state: str, label: str | None, **extra: Any
-) -> None:
-    value = {"repo": repo, "state": state, "label": label, "changed_at": _now(), **extra}
-    await store.put_kv(NAMESPACE, repo_key(installation_id, repo), value)
 
 
 def _rate_limited(exc: gidgethub.BadRequest) -> bool:
@@ -264,7 +233,3 @@ def _rate_limited(exc: gidgethub.BadRequest) -> bool:
     return status in (HTTPStatus.FORBIDDEN, HTTPStatus.TOO_MANY_REQUESTS) and (
         "rate limit" in str(exc).lower()
     )
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,4 +1,4 @@
-"""SlackNotifier: one Slack thread per run; a Slack outage is logged, never raised to the caller."""
+"""SlackNotifier: Honk's one Slack client; run threads, where an outage is logged, never raised."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -18,12 +17,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from app.config import Settings
-from app.log import redact
+from app.log import describe_error
+from app.models import SlackThread
 
 log = logging.getLogger(__name__)
-# kv: "<channel>:<ts>" of threads whose root is a person's message (a mention, a DM):
-# Honk replies there but cannot edit that root.
-USER_ROOTS = "slack_user_root"
 
 TIMEOUT_SECONDS = 10
 
@@ -38,11 +35,23 @@ def retry_handlers() -> list[AsyncRetryHandler]:
 
 
 class SlackNotifier:
-    """Posts, threads and edits messages; every method returns None/False when Slack fails."""
+    """Posts, threads and edits messages; every method returns None/False when Slack fails.
 
-    def __init__(self, settings: Settings, client: AsyncWebClient | None = None) -> None:
+    `client` is the one AsyncWebClient of the process: the front door calls Slack through it
+    too. Given a `session`, the client is built on it (its owner closes it); otherwise the
+    notifier opens a session of its own on first use.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: AsyncWebClient | None = None,
+        *,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
         self._settings = settings
         self._client = client
+        self._shared_session = session
         self._session: aiohttp.ClientSession | None = None
         self.enabled: bool = client is not None or settings.slack_enabled
         if not self.enabled:
@@ -52,8 +61,8 @@ class SlackNotifier:
 
     async def start_thread(
         self, *, channel: str | None, text: str, blocks: list[dict[str, Any]]
-    ) -> tuple[str, str] | None:
-        """Post a thread root; returns (channel id, ts) to reply to and update it later."""
+    ) -> SlackThread | None:
+        """Post a thread root; returns its (channel id, ts) to reply to and update it later."""
         target = self._channel(channel)
         if target is None:
             return None
@@ -65,19 +74,19 @@ class SlackNotifier:
         )
         if response is None:
             return None
-        return str(response["channel"]), str(response["ts"])
+        return SlackThread(str(response["channel"]), str(response["ts"]))
 
     async def reply(
-        self, channel: str, thread_ts: str, *, text: str, blocks: list[dict[str, Any]] | None = None
+        self, thread: SlackThread, *, text: str, blocks: list[dict[str, Any]] | None = None
     ) -> str | None:
-        """Post in the thread under `thread_ts`; returns the reply's ts."""
+        """Post in the thread; returns the reply's ts."""
         if not self.enabled:
             return None
         response = await self._attempt(
             "chat.postMessage",
             lambda client: client.chat_postMessage(
-                channel=channel,
-                thread_ts=thread_ts,
+                channel=thread.channel,
+                thread_ts=thread.ts,
                 text=text,
                 blocks=blocks,
                 unfurl_links=False,
@@ -87,14 +96,16 @@ class SlackNotifier:
         return None if response is None else str(response["ts"])
 
     async def update(
-        self, channel: str, ts: str, *, text: str, blocks: list[dict[str, Any]]
+        self, message: SlackThread, *, text: str, blocks: list[dict[str, Any]]
     ) -> bool:
-        """Edit a message in place (the thread root's status); True when Slack took it."""
+        """Edit a message in place (a thread root's status); True when Slack took it."""
         if not self.enabled:
             return False
         response = await self._attempt(
             "chat.update",
-            lambda client: client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks),
+            lambda client: client.chat_update(
+                channel=message.channel, ts=message.ts, text=text, blocks=blocks
+            ),
         )
         return response is not None
 
@@ -113,13 +124,13 @@ class SlackNotifier:
         )
         return None if response is None else str(response["ts"])
 
-    async def permalink(self, channel: str, ts: str) -> str | None:
+    async def permalink(self, message: SlackThread) -> str | None:
         """A link to the message (a run's thread root), for GitHub to point at."""
         if not self.enabled:
             return None
         response = await self._attempt(
             "chat.getPermalink",
-            lambda client: client.chat_getPermalink(channel=channel, message_ts=ts),
+            lambda client: client.chat_getPermalink(channel=message.channel, message_ts=message.ts),
         )
         link = None if response is None else response.get("permalink")
         return str(link) if link else None
@@ -139,17 +150,21 @@ class SlackNotifier:
             log.warning("Slack message not sent: no channel given and SLACK_CHANNEL is not set")
         return target
 
-    def _web_client(self) -> AsyncWebClient:
+    @property
+    def client(self) -> AsyncWebClient:
+        """The Web API client, for calls that are answers to a person (they may raise)."""
         if self._client is None:
-            # One session for all calls, opened inside the running loop on first use.
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
-            )
+            session = self._shared_session
+            if session is None:
+                # One session for all calls, opened inside the running loop on first use.
+                session = self._session = aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
+                )
             self._client = AsyncWebClient(
                 token=self._settings.slack_bot_token,
                 base_url=self._settings.slack_api_url,
                 timeout=TIMEOUT_SECONDS,
-                session=self._session,
+                session=session,
                 retry_handlers=retry_handlers(),
             )
         return self._client
@@ -158,23 +173,7 @@ class SlackNotifier:
         self, method: str, call: Callable[[AsyncWebClient], Awaitable[AsyncSlackResponse]]
     ) -> AsyncSlackResponse | None:
         try:
-            return await call(self._web_client())
+            return await call(self.client)
         except Exception as error:  # a notification must never fail a run
-            log.warning("Slack %s failed: %s", method, redact(_reason(error)))
+            log.warning("Slack %s failed: %s", method, describe_error(error))
             return None
-
-
-def _reason(error: Exception) -> str:
-    """Slack's error code or the HTTP status; never the request, which holds the message."""
-    if isinstance(error, SlackApiError):
-        data = getattr(error.response, "data", None)
-        code = data.get("error") if isinstance(data, dict) else None
-        status = getattr(error.response, "status_code", None) or getattr(
-            error.response, "status", "?"
-        )
-        return f"{code} (HTTP {status})" if code else f"HTTP {status}"
-    if isinstance(error, TimeoutError):
-        return f"no answer within {TIMEOUT_SECONDS} s"
-    if isinstance(error, aiohttp.ClientError | OSError):
-        return f"{type(error).__name__}: {error}"
-    return type(error).__name__

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.models import ACTIVE_STATES, Run, RunKind, RunState, Step, Usage
+from app.models import ACTIVE_STATES, Run, RunKind, RunState, SlackThread, Step, Usage
 from app.store.engine import create_engine
 from app.store.engine import migrate as migrate_schema
 from app.store.tables import USAGE_COLUMNS, deliveries, kv, run_steps, runs
@@ -42,8 +42,7 @@ UPDATABLE_FIELDS = frozenset(
         "pr_url",
         "head_sha",
         "tracking_comment_id",
-        "slack_channel",
-        "slack_ts",
+        "slack_thread",
         "error",
         "round",
         "instructions",
@@ -51,7 +50,9 @@ UPDATABLE_FIELDS = frozenset(
     }
 )
 _PLAIN_RUN_FIELDS = [
-    f.name for f in dataclasses.fields(Run) if f.name not in ("kind", "state", "usage", "steps")
+    f.name
+    for f in dataclasses.fields(Run)
+    if f.name not in ("kind", "state", "usage", "steps", "slack_thread")
 ]
 _NO_LEASE = {"lease_owner": None, "lease_expires_at": None}
 
@@ -82,10 +83,41 @@ class NewRun:
     requested_by: str | None = None
     instructions: str = ""
     delivery_id: str | None = None
-    slack_channel: str | None = None
-    slack_ts: str | None = None
+    slack_thread: SlackThread | None = None
     round: int = 0
     tracking_comment_id: int | None = None
+
+    @classmethod
+    def follow_up(
+        cls,
+        origin: Run,
+        *,
+        kind: RunKind,
+        requested_by: str | None,
+        instructions: str,
+        round: int = 0,
+        delivery_id: str | None = None,
+    ) -> NewRun:
+        """Another run on `origin`'s branch and PR, reporting in its Slack thread."""
+        return cls(
+            repo=origin.repo,
+            installation_id=origin.installation_id,
+            kind=kind,
+            issue_number=origin.issue_number,
+            pr_number=origin.pr_number,
+            branch=origin.branch,
+            base_branch=origin.base_branch,
+            requested_by=requested_by,
+            instructions=instructions,
+            delivery_id=delivery_id,
+            slack_thread=origin.slack_thread,
+            round=round,
+        )
+
+    def row(self) -> dict[str, Any]:
+        """The runs table's columns for this run (the Slack thread is two columns)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return values | _thread_columns(values.pop("slack_thread"))
 
 
 T = TypeVar("T")
@@ -251,7 +283,7 @@ class Store:
                     )
                     if await conn.scalar(active.limit(1)) is not None:
                         return None
-                values = dataclasses.asdict(new) | {
+                values = new.row() | {
                     "kind": kind.value,
                     "state": RunState.QUEUED.value,
                     "serial_key": key,
@@ -327,6 +359,8 @@ class Store:
         if unknown:
             raise StoreError(f"run fields that cannot be updated: {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {**fields, "updated_at": utcnow()}
+        if "slack_thread" in values:
+            values |= _thread_columns(values.pop("slack_thread"))
         number = fields.get("issue_number") or fields.get("pr_number")
         if number is not None:
             # A run queued without an issue (e.g. from Slack) joins its issue's queue once known.
@@ -403,6 +437,11 @@ class Store:
             rows = (await conn.execute(query.order_by(runs.c.id.desc()).limit(limit))).all()
             steps = await _load_steps(conn, [row.id for row in rows])
         return [_to_run(row, steps.get(row.id, [])) for row in rows]
+
+    async def newest_run(self, **filters: Any) -> Run | None:
+        """The newest run matching `filters` (those of find_runs), or None."""
+        found = await self.find_runs(**filters, limit=1)
+        return found[0] if found else None
 
     async def cancel_runs(self, *, installation_id: int, repos: Sequence[str] | None = None) -> int:
         """Cancel an installation's queued runs and ask its running ones to stop; how many."""
@@ -560,11 +599,20 @@ async def _load_steps(conn: AsyncConnection, run_ids: list[int]) -> dict[int, li
     return steps
 
 
+def _thread_columns(thread: SlackThread | None) -> dict[str, str | None]:
+    return {
+        "slack_channel": thread.channel if thread else None,
+        "slack_ts": thread.ts if thread else None,
+    }
+
+
 def _to_run(row: Row[Any], steps: list[Step]) -> Run:
     data = row._mapping
+    channel, ts = data["slack_channel"], data["slack_ts"]
     return Run(
         kind=RunKind(data["kind"]),
         state=RunState(data["state"]),
+        slack_thread=SlackThread(channel, ts) if channel and ts else None,
         usage=Usage.from_dict({c: data[c] for c in USAGE_COLUMNS}),
         steps=steps,
         **{name: data[name] for name in _PLAIN_RUN_FIELDS},

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from app.slack.identity import SlackUser
+from app.handlers.slack.identity import SlackUser
 
 TITLE_LIMIT = 80
 
@@ -128,3 +130,67 @@ def issue_title(request: str) -> str:
 def issue_body(request: str, login: str, permalink: str | None) -> str:
     where = f"[in Slack]({permalink})" if permalink else "in Slack"
     return f"{request.strip()}\n\n---\nAsked {where} by @{login}."
+
+
+def command_request(form: Mapping[str, Any]) -> tuple[Origin, Command]:
+    """A slash command's form: who asked where, and what."""
+    origin = Origin(
+        SlackUser(form.get("team_id", ""), form.get("user_id", "")),
+        channel=form.get("channel_id", ""),
+        request_id=f"command:{form.get('trigger_id', '')}",
+        response_url=form.get("response_url") or None,
+        is_dm=form.get("channel_name") == "directmessage",
+    )
+    return origin, parse_command(slack_to_plain(form.get("text", "")))
+
+
+def event_request(payload: Mapping[str, Any]) -> tuple[Origin, Command] | None:
+    """An Events API callback as a request (a mention, a DM); None for anything else."""
+    event = payload.get("event") or {}
+    if event.get("bot_id") or event.get("subtype") or not event.get("user"):
+        return None  # Honk's own messages, edits, joins: not requests
+    if event.get("type") == "message" and event.get("channel_type") == "im":
+        is_dm = True
+    elif event.get("type") == "app_mention":
+        is_dm = False
+    else:
+        return None
+    bot = _bot_user_id(payload)
+    if event["user"] == bot:
+        return None
+    origin = Origin(
+        SlackUser(str(payload.get("team_id") or event.get("team") or ""), event["user"]),
+        channel=str(event.get("channel") or ""),
+        request_id=f"event:{payload.get('event_id', '')}",
+        message_ts=event.get("ts"),
+        thread_ts=event.get("thread_ts"),
+        is_dm=is_dm,
+    )
+    return origin, parse_command(slack_to_plain(str(event.get("text") or ""), bot))
+
+
+def interaction_user(payload: Mapping[str, Any]) -> SlackUser:
+    user = payload.get("user") or {}
+    team = user.get("team_id") or (payload.get("team") or {}).get("id") or ""
+    return SlackUser(str(team), str(user.get("id") or ""))
+
+
+def interaction_origin(payload: Mapping[str, Any]) -> Origin:
+    """Who clicked a button, where, and the thread of the clicked message."""
+    container = payload.get("container") or {}
+    message = payload.get("message") or {}
+    channel = (payload.get("channel") or {}).get("id") or container.get("channel_id") or ""
+    return Origin(
+        interaction_user(payload),
+        str(channel),
+        request_id=f"action:{payload.get('trigger_id', '')}",
+        response_url=payload.get("response_url") or None,
+        thread_ts=message.get("thread_ts") or container.get("message_ts"),
+    )
+
+
+def _bot_user_id(payload: Mapping[str, Any]) -> str | None:
+    for authorization in payload.get("authorizations") or []:
+        if authorization.get("is_bot") and authorization.get("user_id"):
+            return str(authorization["user_id"])
+    return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import (
@@ -17,18 +17,20 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from app.actions import cancel_active, queue_follow_up
+from app.actions import cancel_run, queue_follow_up
+from app.handlers.slack.conversation import SlackContext
+from app.handlers.slack.parsing import Origin, interaction_origin, interaction_user
+from app.log import describe_error
 from app.models import Run
 from app.slack import blocks
-from app.slack.identity import SlackUser
-from app.slack.parsing import Origin
-
-if TYPE_CHECKING:
-    from app.slack.commands import FrontDoor
+from app.store.kv import Namespace, mapping
 
 log = logging.getLogger(__name__)
 
-RETRY_MODALS = "slack_retry_modal"  # kv: modal key -> the run and the clicked message
+# modal key -> the run and the clicked message (private_metadata holds 3000 characters at most)
+_RETRY_MODALS: Namespace[dict[str, Any]] = Namespace(
+    "slack_retry_modal", owner=__name__, decode=mapping
+)
 RETRY_VIEW = "honk_retry_modal"
 RETRY_BLOCK, RETRY_INPUT = "instructions", "text"
 UNKNOWN_RUN = "Honk no longer knows that run."
@@ -71,30 +73,38 @@ def submitted_text(view: Mapping[str, Any]) -> str:
     return str((values.get(RETRY_INPUT) or {}).get("value") or "").strip()
 
 
-async def on_block_action(door: FrontDoor, payload: Mapping[str, Any]) -> None:
+async def on_interaction(ctx: SlackContext, payload: Mapping[str, Any]) -> None:
+    """A button or a modal, answered within Slack's 3 seconds; slow work goes on in tasks."""
+    kind = payload.get("type")
+    if kind == "block_actions":
+        await on_block_action(ctx, payload)
+    elif kind == "view_submission" and (payload.get("view") or {}).get("callback_id") == RETRY_VIEW:
+        ctx.spawn(on_retry_submitted(ctx, payload), None)
+
+
+async def on_block_action(ctx: SlackContext, payload: Mapping[str, Any]) -> None:
     """Retry opens its modal at once (a trigger_id lasts 3 s); Cancel continues in a task."""
     origin = interaction_origin(payload)
     for action in payload.get("actions") or []:
         action_id = action.get("action_id")
         if action_id == blocks.RETRY_ACTION:
-            await open_retry(door, payload, action, origin)
+            await open_retry(ctx, payload, action, origin)
         elif action_id == blocks.CANCEL_ACTION:
-            door.spawn(cancel(door, payload, action, origin), origin)
+            ctx.spawn(cancel(ctx, payload, action, origin), origin)
         # Open PR is a link button: Slack opens the URL; Honk only acknowledges.
 
 
 async def open_retry(
-    door: FrontDoor, payload: Mapping[str, Any], action: Mapping[str, Any], origin: Origin
+    ctx: SlackContext, payload: Mapping[str, Any], action: Mapping[str, Any], origin: Origin
 ) -> None:
-    run = await run_of(door, action)
+    run = await run_of(ctx, action)
     if run is None:
-        door.spawn(door.tell(origin, UNKNOWN_RUN), None)
+        ctx.spawn(ctx.tell(origin, UNKNOWN_RUN), None)
         return
     message = payload.get("message") or {}
     key = secrets.token_urlsafe(16)
-    # The clicked message is kept server-side: private_metadata holds 3000 characters at most.
-    await door.store.put_kv(
-        RETRY_MODALS,
+    await _RETRY_MODALS.put(
+        ctx.store,
         key,
         {
             "run_id": run.id,
@@ -107,114 +117,87 @@ async def open_retry(
         },
     )
     try:
-        await door.slack.views_open(trigger_id=payload["trigger_id"], view=retry_view(run, key))
+        await ctx.slack.client.views_open(
+            trigger_id=payload["trigger_id"], view=retry_view(run, key)
+        )
     except SlackApiError as exc:
-        await door.store.delete_kv(RETRY_MODALS, key)
-        door.spawn(door.tell(origin, f"Honk could not open the form: {describe_slack(exc)}"), None)
+        await _RETRY_MODALS.delete(ctx.store, key)
+        ctx.spawn(ctx.tell(origin, f"Honk could not open the form: {describe_error(exc)}"), None)
 
 
-async def on_retry_submitted(door: FrontDoor, payload: Mapping[str, Any]) -> None:
+async def on_retry_submitted(ctx: SlackContext, payload: Mapping[str, Any]) -> None:
     """Queue the follow-up run with the modal's text, then mark the clicked message."""
     view = payload.get("view") or {}
     key = str(view.get("private_metadata") or "")
-    record = await door.store.get_kv(RETRY_MODALS, key) if key else None
+    record = await _RETRY_MODALS.get(ctx.store, key) if key else None
     user = interaction_user(payload)
-    if not isinstance(record, dict) or record.get("user") != user.key:
+    if not record or record.get("user") != user.key:
         log.warning("a retry modal was submitted without a matching record")
         return
-    await door.store.delete_kv(RETRY_MODALS, key)
+    await _RETRY_MODALS.delete(ctx.store, key)
     origin = Origin(
         user,
         record["channel"],
         request_id=f"view:{view.get('id', '')}",
         thread_ts=record.get("thread_ts") or record.get("ts"),
     )
-    run = await door.store.get_run(int(record["run_id"]))
+    run = await ctx.store.get_run(int(record["run_id"]))
     if run is None:
-        await door.tell(origin, UNKNOWN_RUN)
+        await ctx.tell(origin, UNKNOWN_RUN)
         return
-    allowed = await door.authorize(origin, run.repo, run.installation_id)
+    allowed = await ctx.authorize(origin, run.repo, run.installation_id)
     if allowed is None:
         return
     follow_up = await queue_follow_up(
-        door.store, run, requested_by=allowed.login, instructions=submitted_text(view)
+        ctx.store,
+        run,
+        requested_by=allowed.login,
+        instructions=submitted_text(view),
+        wake_workers=ctx.wake_workers,
     )
-    door.wake_workers()
     log.info("queued run %s, a retry of run %s, from Slack", follow_up.id, run.id)
     note = f":repeat: <@{user.id}> asked for a retry: run {follow_up.id} is queued."
-    await mark(door, record["channel"], record.get("ts"), record, note)
+    await mark(ctx, record["channel"], record.get("ts"), record, note)
 
 
 async def cancel(
-    door: FrontDoor, payload: Mapping[str, Any], action: Mapping[str, Any], origin: Origin
+    ctx: SlackContext, payload: Mapping[str, Any], action: Mapping[str, Any], origin: Origin
 ) -> None:
-    run = await run_of(door, action)
+    run = await run_of(ctx, action)
     if run is None:
-        await door.tell(origin, UNKNOWN_RUN)
+        await ctx.tell(origin, UNKNOWN_RUN)
         return
-    allowed = await door.authorize(origin, run.repo, run.installation_id)
+    allowed = await ctx.authorize(origin, run.repo, run.installation_id)
     if allowed is None:
         return
-    if run.issue_number is not None:
-        cancelled = await cancel_active(
-            door.store, run.repo, issue_number=run.issue_number, requested_by=allowed.login
-        )
-    elif run.pr_number is not None:
-        cancelled = await cancel_active(
-            door.store, run.repo, pr_number=run.pr_number, requested_by=allowed.login
-        )
-    else:
-        cancelled = [await door.store.request_cancel(run.id)] if run.state.active else []
+    cancelled = await cancel_run(ctx.store, run, requested_by=allowed.login)
     if not cancelled:
-        await door.tell(origin, f"Nothing to cancel: run {run.id} is {run.state.value}.")
+        await ctx.tell(origin, f"Nothing to cancel: run {run.id} is {run.state.value}.")
         return
     ids = ", ".join(str(r.id) for r in cancelled)
     note = f":no_entry_sign: <@{origin.user.id}> cancelled run {ids}."
     message = payload.get("message") or {}
     ts = (payload.get("container") or {}).get("message_ts") or message.get("ts")
-    await mark(door, origin.channel, ts, message, note)
+    await mark(ctx, origin.channel, ts, message, note)
 
 
-async def run_of(door: FrontDoor, action: Mapping[str, Any]) -> Run | None:
+async def run_of(ctx: SlackContext, action: Mapping[str, Any]) -> Run | None:
     value = str(action.get("value") or "")
-    return await door.store.get_run(int(value)) if value.isdigit() else None
+    return await ctx.store.get_run(int(value)) if value.isdigit() else None
 
 
 async def mark(
-    door: FrontDoor, channel: str, ts: str | None, message: Mapping[str, Any], note: str
+    ctx: SlackContext, channel: str, ts: str | None, message: Mapping[str, Any], note: str
 ) -> None:
     """Update the clicked message in place: its buttons gone, what happened said instead."""
     if not ts:
         return
     try:
-        await door.slack.chat_update(
+        await ctx.slack.client.chat_update(
             channel=channel,
             ts=ts,
             text=str(message.get("text") or note),
             blocks=marked(list(message.get("blocks") or []), note),
         )
     except SlackApiError as exc:
-        log.warning("could not update the clicked message: %s", describe_slack(exc))
-
-
-def describe_slack(exc: SlackApiError) -> str:
-    return f"Slack answered {exc.response.get('error')}"
-
-
-def interaction_user(payload: Mapping[str, Any]) -> SlackUser:
-    user = payload.get("user") or {}
-    team = user.get("team_id") or (payload.get("team") or {}).get("id") or ""
-    return SlackUser(str(team), str(user.get("id") or ""))
-
-
-def interaction_origin(payload: Mapping[str, Any]) -> Origin:
-    container = payload.get("container") or {}
-    message = payload.get("message") or {}
-    channel = (payload.get("channel") or {}).get("id") or container.get("channel_id") or ""
-    return Origin(
-        interaction_user(payload),
-        str(channel),
-        request_id=f"action:{payload.get('trigger_id', '')}",
-        response_url=payload.get("response_url") or None,
-        thread_ts=message.get("thread_ts") or container.get("message_ts"),
-    )
+        log.warning("could not update the clicked message: %s", describe_error(exc))

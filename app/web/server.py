@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from gidgethub import ValidationFailure, sansio
 
-from app import setup
 from app.config import Settings
 from app.log import log_context
 from app.services import Services, open_services
-from app.slack.web import add_slack_routes
+from app.web import setup
+from app.web.slack import SLACK, add_slack_routes
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,13 @@ def create_app(settings: Settings, *, workers: int | None = None) -> web.Applica
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_services(settings, workers=workers) as services:
             app[SERVICES] = services
+            app[SLACK] = services.slack_front
             yield
 
     app.cleanup_ctx.append(services_ctx)
     app.router.add_post(settings.webhook_path, github_webhook)
     app.router.add_get("/healthz", healthz)
-    add_slack_routes(app, SERVICES)  # /slack/events, /slack/commands, /slack/interactions
+    add_slack_routes(app)  # /slack/events, /slack/commands, /slack/interactions
     if settings.github_configured:
         app.router.add_get("/", index)
     setup.add_routes(app, settings)  # also "/" while GitHub is not configured

@@ -17,9 +17,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from app.github.client import GitHubClient
 from app.store import Store
+from app.store.kv import Namespace, mapping
 
-LINKS = "slack_github_login"  # kv: "<team>:<user>" -> {"login", "via", "at"}
-PENDING_LINKS = "slack_link_pending"  # kv: "<team>:<user>" -> {"login", "code", "expires"}
+# "<team>:<user>" -> {"login", "via", "at"}: a link the Slack user confirmed from GitHub
+_LINKS: Namespace[dict[str, Any]] = Namespace("slack_github_login", owner=__name__, decode=mapping)
+# "<team>:<user>" -> {"login", "code", "expires"}: a link waiting for its confirming comment
+_PENDING: Namespace[dict[str, Any]] = Namespace(
+    "slack_link_pending", owner=__name__, decode=mapping
+)
 LINK_CODE_SECONDS = 30 * 60
 ORG_INDEX_SECONDS = 10 * 60  # how long an org's e-mail -> login index is trusted
 USER_LOOKUPS = 8  # concurrent GET /users/{login} while indexing an org
@@ -122,19 +127,19 @@ class Identity:
     # -- explicit links ---------------------------------------------------------------
 
     async def linked(self, user: SlackUser) -> str | None:
-        record = await self.store.get_kv(LINKS, user.key)
-        return record.get("login") if isinstance(record, dict) else None
+        record = await _LINKS.get(self.store, user.key)
+        return record.get("login") if record else None
 
     async def unlink(self, user: SlackUser) -> str | None:
         login = await self.linked(user)
-        await self.store.delete_kv(LINKS, user.key)
+        await _LINKS.delete(self.store, user.key)
         return login
 
     async def start_link(self, user: SlackUser, login: str) -> str:
         """Record a pending link to `login`; returns the one-time code to comment on GitHub."""
         code = link_code()
-        await self.store.put_kv(
-            PENDING_LINKS,
+        await _PENDING.put(
+            self.store,
             user.key,
             {"login": login, "code": code, "expires": self.clock() + LINK_CODE_SECONDS},
         )
@@ -142,19 +147,19 @@ class Identity:
 
     async def confirm_link(self, user: SlackUser, comment: dict[str, Any]) -> str:
         """Link the user to the comment's author if it holds their pending code; the login."""
-        pending = await self.store.get_kv(PENDING_LINKS, user.key)
-        if not isinstance(pending, dict):
+        pending = await _PENDING.get(self.store, user.key)
+        if not pending:
             raise LinkError("there is no link waiting: start with `/honk link <github-login>`")
         if float(pending.get("expires") or 0) < self.clock():
-            await self.store.delete_kv(PENDING_LINKS, user.key)
+            await _PENDING.delete(self.store, user.key)
             raise LinkError("the code has expired: start again with `/honk link <github-login>`")
         author = str((comment.get("user") or {}).get("login") or "")
         if author.lower() != str(pending["login"]).lower():
             raise LinkError(f"that comment is by `{author}`, not `{pending['login']}`")
         if pending["code"] not in str(comment.get("body") or ""):
             raise LinkError(f"that comment does not contain the code `{pending['code']}`")
-        await self.store.put_kv(
-            LINKS, user.key, {"login": author, "via": "comment", "at": self.clock()}
+        await _LINKS.put(
+            self.store, user.key, {"login": author, "via": "comment", "at": self.clock()}
         )
-        await self.store.delete_kv(PENDING_LINKS, user.key)
+        await _PENDING.delete(self.store, user.key)
         return author

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.follow_up import MaySteer
 from app.github.auth import GitHubApp
 from app.github.client import GitHubClient
+from app.runs.follow_up import MaySteer
 
 TRACKING_MARKER = "honk:run:"  # in Honk's own tracking comments
 

@@ -5,25 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
-from app.actions import honk_run_for_pr, queue_follow_up
-from app.ci import Verdict, artifact_links, gather_verdict, summarize_failures
+from app.ci import records
+from app.ci.records import CiFailure
+from app.ci.verdict import Verdict, artifact_links, gather_verdict, summarize_failures
 from app.config import Settings
 from app.github.client import GitHubClient
 from app.models import Run, RunKind
-from app.repo_config import ConfigCache, RepoConfigError, load_repo_config
+from app.repo_config import ConfigCache, RepoConfigError, load_repo_config, run_limits
 from app.slack import blocks
 from app.slack.notify import SlackNotifier
-from app.store import Store
+from app.store import NewRun, Store
 
 log = logging.getLogger(__name__)
 
-CI_NAMESPACE = "ci"  # "<repo>@<sha>": the verdict on that commit was reported (once)
-DEPLOY_NAMESPACE = "ci-deploy"  # "<repo>@<sha>": environment URLs from deployment_status
-FAILURE_NAMESPACE = "ci-failure"  # "<repo>#<pr>": the last CI failure, context for retries
-CHECK_NAMESPACE = "honk-check"  # "<repo>@<sha>": Honk's own check run on that commit
 HONK_TITLE = "Honk's run"
 
 REPAIRING = (
@@ -67,11 +62,9 @@ class CiReporter:
         store before anything is said, so exactly one caller reports it. A call made before
         the run recorded the commit and its PR does nothing: the pipeline calls again then.
         """
-        key = f"{repo}@{sha}"
-        if await self.store.get_kv(CI_NAMESPACE, key) is not None:
+        if await records.verdict_reported(self.store, repo, sha):
             return "reported"
-        runs = await self.store.find_runs(repo=repo, head_sha=sha, limit=1)
-        run = runs[0] if runs else None
+        run = await self.store.newest_run(repo=repo, head_sha=sha)
         if run is None or run.pr_number is None:
             return "unknown"
         verdict = await gather_verdict(gh, repo, sha, self.settings.app_id)
@@ -80,8 +73,8 @@ class CiReporter:
         failure = await summarize_failures(gh, repo, verdict) if verdict.failed else ""
         links = await self._links(gh, repo, verdict)
         plan = await self._plan(gh, run, verdict)
-        claimed = await self.store.put_kv_if_absent(
-            CI_NAMESPACE, key, {"conclusion": verdict.conclusion, "run": run.id, "at": _now()}
+        claimed = await records.claim_verdict(
+            self.store, repo, sha, conclusion=verdict.conclusion, run_id=run.id
         )
         if not claimed:
             return "reported"
@@ -91,7 +84,7 @@ class CiReporter:
     async def _links(
         self, gh: GitHubClient, repo: str, verdict: Verdict
     ) -> list[tuple[str, str | None]]:
-        found = await self.store.get_kv(DEPLOY_NAMESPACE, f"{repo}@{verdict.sha}") or {}
+        found = await records.deployments(self.store, repo, verdict.sha)
         links: list[tuple[str, str | None]] = [
             (f"{environment} (deployment)", url) for environment, url in sorted(found.items())
         ]
@@ -104,7 +97,7 @@ class CiReporter:
             return Plan("report")
         assert run.pr_number is not None
         pr = await gh.pull(run.repo, run.pr_number)
-        newest = await honk_run_for_pr(self.store, run.repo, run.pr_number)
+        newest = await self.store.newest_run(repo=run.repo, pr_number=run.pr_number)
         if pr.get("state") != "open" or pr["head"]["sha"] != verdict.sha:
             return Plan("report")  # closed, or the branch moved on: this commit is history
         if newest is not None and newest.id != run.id:
@@ -119,9 +112,7 @@ class CiReporter:
             config = await load_repo_config(gh, repo, None, self.config_cache)
         except RepoConfigError:
             return self.settings.ci_repair_rounds
-        if config.ci_repair_rounds is not None:
-            return config.ci_repair_rounds
-        return self.settings.ci_repair_rounds
+        return run_limits(self.settings, config).ci_repair_rounds
 
     async def _act(
         self,
@@ -135,13 +126,14 @@ class CiReporter:
         """Queue the repair first (it matters most), then tell people; reporting never raises."""
         repair: Run | None = None
         if plan.action == "repair":
-            repair = await queue_follow_up(
-                self.store,
-                run,
-                requested_by=run.requested_by,
-                instructions=failure,
-                kind=RunKind.CI_FIX,
-                round=plan.round,
+            repair = await self.store.enqueue_run(
+                NewRun.follow_up(
+                    run,
+                    kind=RunKind.CI_FIX,
+                    requested_by=run.requested_by,
+                    instructions=failure,
+                    round=plan.round,
+                )
             )
             self.wake_workers()
         names = ", ".join(c.name for c in verdict.failed) or "all checks passed"
@@ -149,12 +141,12 @@ class CiReporter:
         await self.store.add_step(
             run.id, "ci", f"{verdict.conclusion} on {verdict.sha[:7]}: {names}. {note or ''}"[:500]
         )
-        failure_key = f"{run.repo}#{run.pr_number}"
+        assert run.pr_number is not None
         if verdict.failed:
-            value = {"sha": verdict.sha, "checks": names, "summary": failure}
-            await self.store.put_kv(FAILURE_NAMESPACE, failure_key, value)
+            found = CiFailure(verdict.sha, names, failure)
+            await records.record_failure(self.store, run.repo, run.pr_number, found)
         else:
-            await self.store.delete_kv(FAILURE_NAMESPACE, failure_key)
+            await records.clear_failure(self.store, run.repo, run.pr_number)
         await self._tell_slack(run, verdict, links, note)
         await self._tell_pr(gh, run, verdict, plan, repair, names)
         await self._update_check(gh, run.repo, verdict, note)
@@ -162,7 +154,7 @@ class CiReporter:
     async def _tell_slack(
         self, run: Run, verdict: Verdict, links: list[tuple[str, str | None]], note: str | None
     ) -> None:
-        if not (run.slack_channel and run.slack_ts):
+        if run.slack_thread is None:
             return
         text, message = blocks.ci_result(
             conclusion=verdict.conclusion,
@@ -172,7 +164,7 @@ class CiReporter:
             links=links,
             repair_note=note,
         )
-        await self.slack.reply(run.slack_channel, run.slack_ts, text=text, blocks=message)
+        await self.slack.reply(run.slack_thread, text=text, blocks=message)
 
     async def _tell_pr(
         self,
@@ -205,37 +197,23 @@ class CiReporter:
         self, gh: GitHubClient, repo: str, verdict: Verdict, note: str | None
     ) -> None:
         """Honk's check run on the commit gets CI's verdict appended."""
-        check = await self.store.get_kv(CHECK_NAMESPACE, f"{repo}@{verdict.sha}")
-        if not isinstance(check, dict) or not check.get("id"):
+        check = await records.honk_check(self.store, repo, verdict.sha)
+        if check is None:
             return
         label = blocks.CI_CONCLUSIONS.get(verdict.conclusion, ("", verdict.conclusion))[1]
         lines = [f"**CI:** {label}"]
         lines += [f"- [{c.name}]({c.url})" if c.url else f"- {c.name}" for c in verdict.failed]
         if note:
             lines.append(note)
-        summary = f"{check.get('summary', '')}\n\n" + "\n".join(lines)
+        summary = f"{check.summary}\n\n" + "\n".join(lines)
         try:
             await gh.update_check_run(
                 repo,
-                int(check["id"]),
-                output={"title": check.get("title") or HONK_TITLE, "summary": summary[:60_000]},
+                check.id,
+                output={"title": check.title or HONK_TITLE, "summary": summary[:60_000]},
             )
         except Exception as exc:
             log.warning("could not update the Honk check run on %s: %s", verdict.sha[:7], exc)
-
-
-async def record_deployment(store: Store, repo: str, sha: str, environment: str, url: str) -> None:
-    """Remember where a deployment of `sha` can be tried, for the CI message."""
-    key = f"{repo}@{sha}"
-    found = dict(await store.get_kv(DEPLOY_NAMESPACE, key) or {})
-    found[environment or "deployment"] = url
-    await store.put_kv(DEPLOY_NAMESPACE, key, found)
-
-
-async def last_failure(store: Store, repo: str, pr_number: int) -> dict[str, Any] | None:
-    """The last CI failure reported on that PR (cleared when CI passes)."""
-    value = await store.get_kv(FAILURE_NAMESPACE, f"{repo}#{pr_number}")
-    return value if isinstance(value, dict) else None
 
 
 def _repair_note(plan: Plan, repair: Run | None) -> str | None:
@@ -247,7 +225,3 @@ def _repair_note(plan: Plan, repair: Run | None) -> str | None:
             "`/honk retry` on the PR runs it again."
         )
     return None
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from app.ci import clip_middle
-from app.ci_report import last_failure
+from app.ci.records import CiFailure, last_failure
+from app.ci.verdict import clip_middle
 from app.github.client import GitHubClient
-from app.models import Run, RunKind
+from app.models import Run
 from app.store import Store
 
 # The agent's prompt gives a run's request 20,000 characters; these parts share them.
@@ -32,16 +32,16 @@ CI_FIX = (
 MaySteer = Callable[[str], Awaitable[bool]]
 
 
-async def follow_up_request(gh: GitHubClient, store: Store, run: Run, may_steer: MaySteer) -> str:
-    """The request for a RETRY or CI_FIX run, with the context it needs, bounded.
+async def retry_context(
+    run: Run, *, gh: GitHubClient, store: Store, may_steer: MaySteer, **_: Any
+) -> dict[str, Any]:
+    """What a retry continues from: the writers' review comments and the last CI failure.
 
     Review comments count only from people `may_steer` approves (write access): anyone
     else's text must not steer the agent.
     """
-    if run.kind == RunKind.CI_FIX:
-        return compose_request(run, failure_text=run.instructions)
     reviews: list[dict[str, Any]] = []
-    failure: dict[str, Any] | None = None
+    failure: CiFailure | None = None
     if run.pr_number:
         for comment in await gh.review_comments(run.repo, run.pr_number):
             user = comment.get("user") or {}
@@ -51,17 +51,24 @@ async def follow_up_request(gh: GitHubClient, store: Store, run: Run, may_steer:
             if await may_steer(user.get("login", "")):
                 reviews.append(comment)
         failure = await last_failure(store, run.repo, run.pr_number)
-    return compose_request(
-        run,
-        instructions=run.instructions,
-        reviews=reviews,
-        failure_text=(failure or {}).get("summary", ""),
-        failure_checks=(failure or {}).get("checks", ""),
-        failure_sha=(failure or {}).get("sha", ""),
-    )
+    return {
+        "instructions": run.instructions,
+        "reviews": reviews,
+        "failure_text": failure.summary if failure else "",
+        "failure_checks": failure.checks if failure else "",
+        "failure_sha": failure.sha if failure else "",
+    }
 
 
-def compose_request(
+def ci_repair_request(run: Run, *, failure_text: str) -> str:
+    """What a CI repair is told: the round, and the failure (bounded)."""
+    branch = run.branch or "the branch"
+    parts = [CI_FIX.format(pr=run.pr_number, round=run.round, branch=branch)]
+    parts.append("The failure:\n" + clip_middle(failure_text.strip(), MAX_FAILURE))
+    return "\n\n".join(parts)
+
+
+def retry_request(
     run: Run,
     *,
     instructions: str = "",
@@ -70,12 +77,8 @@ def compose_request(
     failure_checks: str = "",
     failure_sha: str = "",
 ) -> str:
-    """The request's text: what to do, the review comments, the CI failure (pure)."""
+    """What a retry is told: what to do now, the review comments, the CI failure (pure)."""
     branch = run.branch or "the branch"
-    if run.kind == RunKind.CI_FIX:
-        parts = [CI_FIX.format(pr=run.pr_number, round=run.round, branch=branch)]
-        parts.append("The failure:\n" + clip_middle(failure_text.strip(), MAX_FAILURE))
-        return "\n\n".join(parts)
     parts = [
         RETRY_ON_PR.format(pr=run.pr_number, branch=branch) if run.pr_number else RETRY_ON_ISSUE
     ]

@@ -261,7 +261,7 @@ def _first(value: str | None) -> str:
 
 def load_manifest(path: Path | None = None) -> dict[str, Any]:
     """app.yml: the given path, else ./app.yml, else the one beside the package."""
-    candidates = [path] if path else [Path("app.yml"), Path(__file__).parent.parent / "app.yml"]
+    candidates = [path] if path else [Path("app.yml"), Path(__file__).parents[2] / "app.yml"]
     for candidate in candidates:
         if candidate.is_file():
             try:

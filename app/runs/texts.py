@@ -1,4 +1,4 @@
-"""Texts a run leaves behind: branch name, commit message, PR title and body, issue comments."""
+"""Texts a run leaves behind: branch name, PR body, the `Honk` check run, issue comments (pure)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from app.models import RunKind, Usage
+from app.runs.kinds import rules_for
 
 UNFINISHED = (
     "**Unfinished:** Honk stopped before the work was done ({reason}). "
@@ -33,28 +34,6 @@ class Verification:
 def branch_name(issue_number: int, title: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-")
     return f"honk/{issue_number}-{slug or 'change'}"
-
-
-def commit_message(issue_number: int | None, title: str, requester: tuple[str, str] | None) -> str:
-    subject = title.strip().splitlines()[0][:72] if title.strip() else "Honk change"
-    lines = [subject, ""]
-    if issue_number:
-        lines.append(f"Fixes #{issue_number}")
-    if requester:
-        lines += ["", f"Co-authored-by: {requester[0]} <{requester[1]}>"]
-    return "\n".join(lines).strip() + "\n"
-
-
-def follow_up_commit_message(
-    kind: RunKind, round: int, title: str, requester: tuple[str, str] | None
-) -> str:
-    """A retry's or a CI repair's commit: what kind of follow-up it was, on which change."""
-    subject = title.strip().splitlines()[0] if title.strip() else "Honk change"
-    prefix = f"Fix CI (round {round})" if kind == RunKind.CI_FIX else "Address review"
-    lines = [f"{prefix}: {subject}"[:72], ""]
-    if requester:
-        lines += [f"Co-authored-by: {requester[0]} <{requester[1]}>"]
-    return "\n".join(lines).strip() + "\n"
 
 
 def pr_body(
@@ -103,7 +82,7 @@ def check_run_output(
     unfinished_reason: str | None = None,
 ) -> tuple[str, str]:
     """The `Honk` check run's title and Markdown summary: what the agent did, and at what cost."""
-    what = {RunKind.RETRY: "retry", RunKind.CI_FIX: f"CI repair, round {round}"}.get(kind)
+    what = rules_for(kind).check_title_note(round)
     title = f"Honk run {run_id}" + (f" ({what})" if what else "")
     if unfinished_reason:
         title += ": unfinished"

@@ -1,4 +1,4 @@
-"""Keeps the people who asked informed: the issue's tracking comment and the run's Slack thread."""
+"""Keeps the people who asked informed: the tracking comment, the Slack thread, the `Honk` check."""
 
 from __future__ import annotations
 
@@ -6,16 +6,21 @@ import logging
 import time
 from typing import Any
 
-from app.ci import HONK_CHECK
-from app.ci_report import CHECK_NAMESPACE
+from app.ci.records import HonkCheck, record_honk_check
+from app.ci.verdict import HONK_CHECK
 from app.github.client import GitHubClient
-from app.models import Run, RunKind, RunState
+from app.log import describe_error
+from app.models import Run, RunState
 from app.progress import Progress
+from app.runs.kinds import rules_for
 from app.slack import blocks
-from app.slack.notify import USER_ROOTS, SlackNotifier
+from app.slack.notify import SlackNotifier
+from app.slack.threads import is_user_root
 from app.store import Store
 
 log = logging.getLogger(__name__)
+
+NOTE_INTERVAL = 5.0  # seconds between throttled tracking-comment updates
 
 
 class RunTracker:
@@ -26,15 +31,19 @@ class RunTracker:
         self.gh = gh
         self.store = store
         self.slack = slack
+        self.rules = rules_for(run.kind)
         self.progress = Progress(run.id)
         self._last_update = 0.0
         self.issue: dict[str, Any] | None = None
 
-    async def started(self, issue: dict[str, Any] | None) -> None:
-        """Post (or reuse) the Slack thread and show the tracking comment as working."""
+    async def started(self, issue: dict[str, Any] | None, *, channel: str | None = None) -> None:
+        """Post (or reuse) the Slack thread and show the tracking comment as working.
+
+        A new thread goes to `channel` (the repository's own) or Honk's default channel.
+        """
         run = self.run
         self.issue = issue
-        if self.slack.enabled and not run.slack_ts:
+        if self.slack.enabled and run.slack_thread is None:
             text, blks = blocks.run_started(
                 repo=run.repo,
                 issue_number=run.issue_number or run.pr_number,
@@ -43,22 +52,18 @@ class RunTracker:
                 requested_by=run.requested_by or "someone",
                 run_id=run.id,
             )
-            posted = await self.slack.start_thread(
-                channel=run.slack_channel, text=text, blocks=blks
-            )
-            if posted:
-                run.slack_channel, run.slack_ts = posted
-                await self.store.update_run(run.id, slack_channel=posted[0], slack_ts=posted[1])
-        elif run.slack_ts and run.slack_channel:
-            await self.slack.reply(run.slack_channel, run.slack_ts, text=_again(run))
+            thread = await self.slack.start_thread(channel=channel, text=text, blocks=blks)
+            if thread is not None:
+                run.slack_thread = thread
+                await self.store.update_run(run.id, slack_thread=thread)
+        elif run.slack_thread is not None:
+            await self.slack.reply(run.slack_thread, text=self.rules.started_again(run))
         await self.update(force=True)
 
     @property
     def comment_on(self) -> int | None:
         """Where the tracking comment goes: a follow-up's PR, else the issue."""
-        if self.run.kind != RunKind.ISSUE and self.run.pr_number:
-            return self.run.pr_number
-        return self.run.issue_number
+        return self.rules.comment_on(self.run)
 
     async def phase(self, name: str, note: str = "") -> None:
         self.progress.start(name, note)
@@ -71,15 +76,11 @@ class RunTracker:
         await self.update()
 
     async def update(self, *, force: bool = False) -> None:
-        if not force and time.monotonic() - self._last_update < 5:
+        if not force and time.monotonic() - self._last_update < NOTE_INTERVAL:
             return
         self._last_update = time.monotonic()
         body = self.progress.render()
         try:
-            if not self.run.tracking_comment_id:
-                # The handler that queued the run may have posted one since it was claimed.
-                stored = await self.store.get_run(self.run.id)
-                self.run.tracking_comment_id = stored.tracking_comment_id if stored else None
             if self.run.tracking_comment_id:
                 await self.gh.edit_comment(self.run.repo, self.run.tracking_comment_id, body)
             elif self.comment_on:
@@ -87,12 +88,12 @@ class RunTracker:
                 self.run.tracking_comment_id = comment["id"]
                 await self.store.update_run(self.run.id, tracking_comment_id=comment["id"])
         except Exception as exc:
-            log.warning("could not update the tracking comment: %s", exc)
+            log.warning("could not update the tracking comment: %s", describe_error(exc))
 
     async def check_run(self, sha: str, conclusion: str, title: str, summary: str) -> None:
         """The `Honk` check run on the pushed commit; remembered so CI's verdict can join it."""
-        if self.run.slack_channel and self.run.slack_ts:
-            link = await self.slack.permalink(self.run.slack_channel, self.run.slack_ts)
+        if self.run.slack_thread is not None:
+            link = await self.slack.permalink(self.run.slack_thread)
             if link:
                 summary += f"\n\n[The run's Slack thread]({link})"
         try:
@@ -106,19 +107,11 @@ class RunTracker:
                 external_id=str(self.run.id),
                 output={"title": title, "summary": summary},
             )
-            await self.store.put_kv(
-                CHECK_NAMESPACE,
-                f"{self.run.repo}@{sha}",
-                {"id": check["id"], "title": title, "summary": summary, "run": self.run.id},
+            await record_honk_check(
+                self.store, self.run.repo, sha, HonkCheck(check["id"], title, summary, self.run.id)
             )
         except Exception as exc:
-            log.warning("could not create the Honk check run: %s", exc)
-
-    async def slack_reply(self, text: str, blks: list[dict[str, Any]] | None = None) -> None:
-        if self.run.slack_channel and self.run.slack_ts:
-            await self.slack.reply(
-                self.run.slack_channel, self.run.slack_ts, text=text, blocks=blks
-            )
+            log.warning("could not create the Honk check run: %s", describe_error(exc))
 
     async def finished(
         self,
@@ -136,18 +129,14 @@ class RunTracker:
             kind = "draft pull request" if pr.get("draft") else "pull request"
             self.progress.done("publish", f"[{kind} #{pr['number']}]({pr['html_url']})")
             cost = f" ({usage_text})" if usage_text else ""
-            if self.run.kind != RunKind.ISSUE and pushed_sha:
-                self.progress.outcome = f"Pushed {pushed_sha[:7]} to {pr['html_url']}{cost}"
-                if summary.strip():
-                    self.progress.outcome += "\n\n" + summary.strip()[:3000]
-            else:
-                self.progress.outcome = f"Opened {pr['html_url']}{cost}"
+            self.progress.outcome = self.rules.published(pr, pushed_sha, cost, summary)
         elif error:
             self.progress.fail(f"Failed: {error}" if state == RunState.FAILED else (note or error))
         else:
             self.progress.outcome = note or state.value
         await self.update(force=True)
-        if not (self.run.slack_channel and self.run.slack_ts):
+        thread = self.run.slack_thread
+        if thread is None:
             return
         text, blks = blocks.run_finished(
             outcome=state,
@@ -159,10 +148,10 @@ class RunTracker:
             error=error,
             run_id=self.run.id,
         )
-        await self.slack_reply(text, blks)
+        await self.slack.reply(thread, text=text, blocks=blks)
         # The thread root shows the latest status too, so the channel view is current;
         # unless it is a person's own message (a mention or DM), which only they can edit.
-        if await self.store.get_kv(USER_ROOTS, f"{self.run.slack_channel}:{self.run.slack_ts}"):
+        if await is_user_root(self.store, thread):
             return
         root_text, root_blocks = blocks.root_updated(
             repo=self.run.repo,
@@ -177,17 +166,4 @@ class RunTracker:
             draft=bool((pr or {}).get("draft")),
             error=error,
         )
-        await self.slack.update(
-            self.run.slack_channel, self.run.slack_ts, text=root_text, blocks=root_blocks
-        )
-
-
-def _again(run: Run) -> str:
-    if run.kind == RunKind.CI_FIX:
-        return f"Honk is fixing the CI failure: round {run.round} (run {run.id})."
-    if run.kind == RunKind.RETRY:
-        who = f" at @{run.requested_by}'s request" if run.requested_by else ""
-        return f"Honk is working on it again{who} (run {run.id})."
-    if run.attempts > 1:  # claimed again after a worker died
-        return f"Honk is working on it again (run {run.id}, attempt {run.attempts})."
-    return f"Honk is on it (run {run.id})."
+        await self.slack.update(thread, text=root_text, blocks=root_blocks)

@@ -9,11 +9,10 @@ import socket
 import uuid
 
 from app.config import Settings
-from app.github.auth import GitHubApp
-from app.log import log_context
+from app.log import describe_error, log_context
 from app.models import Run, RunState
-from app.pipeline import Outcome, Pipeline
-from app.slack.notify import SlackNotifier
+from app.runs.context import Outcome
+from app.runs.pipeline import Pipeline
 from app.store import Store
 
 log = logging.getLogger(__name__)
@@ -22,17 +21,10 @@ log = logging.getLogger(__name__)
 class WorkerPool:
     """`n` concurrent workers in this process, sharing the queue with any other process."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        github: GitHubApp,
-        slack: SlackNotifier,
-        pipeline: Pipeline | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, store: Store, pipeline: Pipeline) -> None:
         self.settings = settings
         self.store = store
-        self.pipeline = pipeline or Pipeline(settings, store, github, slack)
+        self.pipeline = pipeline
         self.host_id = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -108,7 +100,7 @@ class WorkerPool:
                 await self.store.finish_run(run.id, RunState.CANCELLED, error="cancelled")
             except Exception as exc:
                 log.exception("run %s failed", run.id)
-                await self.store.finish_run(run.id, RunState.FAILED, error=str(exc)[:1000])
+                await self.store.finish_run(run.id, RunState.FAILED, error=describe_error(exc))
             finally:
                 self._lost.discard(run.id)
                 heartbeat.cancel()

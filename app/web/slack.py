@@ -10,20 +10,26 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
-from app.services import Services
-from app.slack.commands import FrontDoor
+from app.handlers.slack.buttons import on_interaction
+from app.handlers.slack.commands import SLACK_EVENT, acknowledgement, quick_answer
+from app.handlers.slack.conversation import SlackContext
+from app.handlers.slack.parsing import Origin, command_request, event_request
+from app.store.kv import Namespace, mapping
 
 log = logging.getLogger(__name__)
 
-SERVICES_KEY = web.AppKey("slack_services_key", web.AppKey)
+SLACK = web.AppKey("slack", SlackContext)
 PRUNE_ONE_IN = 100  # about one request in this many prunes old "seen" records
-SEEN = "slack_seen"  # kv: "event:<event_id>" | "command:<trigger_id>" | … -> when it came
+# "event:<event_id>" | "command:<trigger_id>" | "interaction:<trigger_id>" -> when it came
+_SEEN: Namespace[dict[str, Any]] = Namespace("slack_seen", owner=__name__, decode=mapping)
 # Slack's payloads are small; anything near this is not from Slack.
 MAX_SLACK_BYTES = 1024 * 1024
 EVENTS_PATH, COMMANDS_PATH, INTERACTIONS_PATH = (
@@ -33,16 +39,11 @@ EVENTS_PATH, COMMANDS_PATH, INTERACTIONS_PATH = (
 )
 
 
-def add_slack_routes(app: web.Application, services: web.AppKey[Services]) -> None:
-    """Mount Slack's three request URLs; the front door itself is one of the services."""
-    app[SERVICES_KEY] = services
+def add_slack_routes(app: web.Application) -> None:
+    """Mount Slack's three request URLs; whoever builds the services sets app[SLACK]."""
     app.router.add_post(EVENTS_PATH, slack_events)
     app.router.add_post(COMMANDS_PATH, slack_command)
     app.router.add_post(INTERACTIONS_PATH, slack_interaction)
-
-
-def _door(request: web.Request) -> FrontDoor:
-    return request.app[request.app[SERVICES_KEY]].front_door
 
 
 async def slack_events(request: web.Request) -> web.StreamResponse:
@@ -64,7 +65,9 @@ async def slack_events(request: web.Request) -> web.StreamResponse:
     if not event_id:
         return _error(400, "event_id is missing")
     if await _first_time(request, f"event:{event_id}"):
-        await _door(request).event(payload)
+        found = event_request(payload)
+        if found is not None:
+            await _store_request(request, found[0], {"kind": "event", "payload": payload})
     return web.Response(status=200)
 
 
@@ -79,7 +82,12 @@ async def slack_command(request: web.Request) -> web.StreamResponse:
         return _error(400, "trigger_id is missing")
     if not await _first_time(request, f"command:{trigger_id}"):
         return web.Response(status=200)
-    return web.json_response(await _door(request).command(form))
+    origin, command = command_request(form)
+    text = quick_answer(command)
+    if text is None:
+        await _store_request(request, origin, {"kind": "command", "form": form})
+        text = acknowledgement(command)
+    return web.json_response({"response_type": "ephemeral", "text": text})
 
 
 async def slack_interaction(request: web.Request) -> web.StreamResponse:
@@ -97,13 +105,13 @@ async def slack_interaction(request: web.Request) -> web.StreamResponse:
     trigger_id = payload.get("trigger_id")
     if trigger_id and not await _first_time(request, f"interaction:{trigger_id}"):
         return web.Response(status=200)
-    answer = await _door(request).interaction(payload)
-    return web.json_response(answer) if answer is not None else web.Response(status=200)
+    await on_interaction(request.app[SLACK], payload)
+    return web.Response(status=200)
 
 
 async def _verified_body(request: web.Request) -> bytes | web.Response:
     """The body, once Slack's signature and its 5-minute timestamp window hold; else a 401."""
-    secret = _door(request).settings.slack_signing_secret
+    secret = request.app[SLACK].settings.slack_signing_secret
     if not secret:
         log.error("Slack request refused: SLACK_SIGNING_SECRET is not configured")
         return _error(401, "Slack signing secret not configured")
@@ -126,15 +134,23 @@ async def _verified_body(request: web.Request) -> bytes | web.Response:
 
 async def _first_time(request: web.Request, key: str) -> bool:
     """True once per key: Slack's retries (X-Slack-Retry-Num) and replays are dropped."""
-    store = _door(request).store
-    first = await store.put_kv_if_absent(SEEN, key, {"at": datetime.now(UTC).isoformat()})
+    store = request.app[SLACK].store
+    first = await _SEEN.put_if_absent(store, key, {"at": datetime.now(UTC).isoformat()})
     if first and secrets.randbelow(PRUNE_ONE_IN) == 0:
         # Slack retries within minutes; a day of ids is plenty, and the table stays small.
-        await store.prune_kv(SEEN, timedelta(days=1))
+        await _SEEN.prune(store, timedelta(days=1))
     if not first:
         retry = request.headers.get("X-Slack-Retry-Num")
         log.info("Slack %s already received%s; ignored", key, f" (retry {retry})" if retry else "")
     return first
+
+
+async def _store_request(request: web.Request, origin: Origin, stored: Mapping[str, Any]) -> None:
+    """Into the stored inbox, like GitHub's deliveries: a crash after Slack's answer loses
+    nothing, and whichever process dispatches next does the work."""
+    ctx = request.app[SLACK]
+    await ctx.store.record_delivery(f"slack:{origin.request_id}", SLACK_EVENT, dict(stored))
+    ctx.wake_dispatcher()
 
 
 def _form(body: bytes) -> dict[str, str]:

@@ -1,0 +1,165 @@
+"""What Slack's commands and buttons share: answering people, work after the answer, the gate."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import gidgethub
+from cachetools import TTLCache
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from app.actions import may_act
+from app.config import Settings
+from app.github.auth import GitHubApp
+from app.github.client import GitHubClient
+from app.handlers.slack.identity import Identity, Who
+from app.handlers.slack.parsing import Origin
+from app.log import describe_error
+from app.models import RepoRef
+from app.slack.notify import SlackNotifier
+from app.store import Store
+
+log = logging.getLogger(__name__)
+
+INSTALLATION_CACHE_SECONDS = 300
+SHUTDOWN_GRACE = 5.0
+
+NOT_INSTALLED = "Honk is not installed on `{repo}` (or there is no such repository)."
+UNMAPPED = (
+    "Honk doesn't know who you are on GitHub: {why}. Link your account with "
+    "`/honk link <github-login>` and ask again. Nothing was started."
+)
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """A Slack user Honk works for on a repository."""
+
+    gh: GitHubClient
+    login: str
+    installation_id: int
+
+
+def unmapped_reason(who: Who, owner: str) -> str:
+    if not who.email:
+        return "your Slack profile shows no e-mail address"
+    return (
+        f"your Slack e-mail `{who.email}` is not the public e-mail of any member of `{owner}` "
+        "on GitHub"
+    )
+
+
+@dataclass
+class SlackContext:
+    """The services every Slack handler is given, and how to answer the person who asked."""
+
+    settings: Settings
+    store: Store
+    github: GitHubApp
+    slack: SlackNotifier
+    session: aiohttp.ClientSession  # for response_url answers; its owner closes it
+    identity: Identity
+    wake_workers: Callable[[], None] = lambda: None
+    wake_dispatcher: Callable[[], None] = lambda: None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _installations: TTLCache[str, int] = field(
+        default_factory=lambda: TTLCache(maxsize=1024, ttl=INSTALLATION_CACHE_SECONDS)
+    )
+
+    def spawn(self, work: Coroutine[Any, Any, Any], origin: Origin | None) -> None:
+        """Run `work` after Slack has its answer; a failure is logged and told to `origin`."""
+        task = asyncio.create_task(self.guard(work, origin), name="honk-slack-request")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def guard(self, work: Coroutine[Any, Any, Any], origin: Origin | None) -> None:
+        """Await `work`; a failure is logged and, when someone asked, told to them."""
+        try:
+            await work
+        except Exception as exc:
+            log.exception("Slack request %s failed", origin.request_id if origin else "")
+            if origin is not None:
+                await self.tell(origin, f"Honk could not do that: {describe_error(exc)}")
+
+    async def close(self) -> None:
+        """Let running requests finish for a moment, then cancel the rest."""
+        if not self._tasks:
+            return
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=SHUTDOWN_GRACE)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def tell(self, origin: Origin, text: str, *, public: bool = False) -> None:
+        """Answer the person who asked (only them, unless public); never raises."""
+        try:
+            if origin.response_url:
+                webhook = AsyncWebhookClient(origin.response_url, session=self.session)
+                answer = await webhook.send(
+                    text=text,
+                    response_type="in_channel" if public else "ephemeral",
+                    replace_original=False,
+                )
+                if answer.status >= 300:
+                    log.warning("Slack's response_url answered %s", answer.status)
+            elif public or origin.is_dm:
+                await self.slack.client.chat_postMessage(
+                    channel=origin.channel, thread_ts=origin.thread_root, text=text
+                )
+            else:
+                await self.slack.client.chat_postEphemeral(
+                    channel=origin.channel,
+                    user=origin.user.id,
+                    text=text,
+                    thread_ts=origin.thread_root,
+                )
+        except Exception as exc:
+            log.warning("could not answer in Slack: %s", describe_error(exc))
+
+    async def authorize(
+        self, origin: Origin, repo: str, installation_id: int | None = None
+    ) -> Allowed | None:
+        """Whether Honk works for this Slack user on `repo`; when not, they are told why."""
+        if installation_id is None:
+            installation_id = await self.installation_for(repo)
+            if installation_id is None:
+                await self.tell(origin, NOT_INSTALLED.format(repo=repo))
+                return None
+        gh = await self.github.installation_client(installation_id)
+        owner = RepoRef.parse(repo).owner
+        who = await self.identity.github_login(origin.user, gh, owner)
+        if who.login is None:
+            await self.tell(origin, UNMAPPED.format(why=unmapped_reason(who, owner)))
+            return None
+        permission = await may_act(gh, repo, who.login)
+        if not permission.allowed:
+            log.info("Slack user %s (%s) may not write to %s", origin.user.id, who.login, repo)
+            await self.tell(
+                origin,
+                permission.refusal("Asking Honk", mention=False, then="Nothing was started."),
+            )
+            return None
+        return Allowed(gh, who.login, installation_id)
+
+    async def installation_for(self, repo: str) -> int | None:
+        """The installation serving `repo` (asked with the App's JWT), or None."""
+        key = repo.lower()
+        if (cached := self._installations.get(key)) is not None:
+            return cached
+        ref = RepoRef.parse(repo)
+        path = f"/repos/{quote(ref.owner, safe='')}/{quote(ref.name, safe='')}/installation"
+        try:
+            data = await self.github.app_client().getitem(path)
+        except gidgethub.BadRequest as exc:
+            if exc.status_code == HTTPStatus.NOT_FOUND:
+                return None
+            raise
+        self._installations[key] = int(data["id"])
+        return int(data["id"])

@@ -1,0 +1,94 @@
+"""What one run's phases share: the run, its GitHub client and tracker, what each phase found."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.agent.loop import AgentLimits, AgentResult
+from app.agent.prompts import AgentTask
+from app.agent.tools import ToolBox
+from app.github.client import GitHubClient
+from app.models import Run, RunState
+from app.repo_config import RepoConfig, RunLimits
+from app.runs.kinds import IssueRun, rules_for
+from app.runs.texts import Verification
+from app.runs.tracker import RunTracker
+from app.store import Store
+from app.workspace.mirror import Checkout
+from app.workspace.sandbox import Sandbox
+
+
+class RunCancelled(Exception):
+    """Someone asked for the run to stop."""
+
+
+@dataclass
+class Outcome:
+    state: RunState
+    error: str | None = None
+
+
+@dataclass
+class Subject:
+    """What a run works on: the issue, and for a follow-up the PR it continues."""
+
+    issue: dict[str, Any] | None
+    pull: dict[str, Any] | None
+    title: str
+
+    @property
+    def as_issue(self) -> dict[str, Any] | None:
+        """The issue, or for a follow-up without one the PR (its title and description)."""
+        if self.issue is not None:
+            return self.issue
+        if self.pull is not None:
+            return {"title": self.pull["title"], "body": self.pull.get("body"), "number": 0}
+        return None
+
+
+@dataclass
+class RunContext:
+    """One run as it goes through the pipeline's phases; each phase fills in what it learns."""
+
+    run: Run
+    gh: GitHubClient  # scoped to the run's repository and RUN_PERMISSIONS
+    tracker: RunTracker
+    store: Store
+    rules: IssueRun = field(init=False)
+    repo_info: dict[str, Any] = field(default_factory=dict)
+    subject: Subject = field(default_factory=lambda: Subject(None, None, "change"))
+    config: RepoConfig = field(default_factory=RepoConfig)
+    limits: RunLimits | None = None
+    model: str = ""
+    token: str = ""  # the installation token git pushes with; never shown to the agent
+    checkout: Checkout | None = None
+    sandbox: Sandbox | None = None
+    toolbox: ToolBox | None = None
+    agent_limits: AgentLimits | None = None
+    request: str = ""  # the run's extra instructions (a retry's, a CI failure, Slack's)
+    task_with: Callable[[str], AgentTask] | None = None  # the task, given extra instructions
+    result: AgentResult | None = None
+    verification: Verification | None = None
+
+    def __post_init__(self) -> None:
+        self.rules = rules_for(self.run.kind)
+
+    async def save(self, **fields: Any) -> None:
+        """Change the run in the store and in memory alike: the one way a phase records it."""
+        stored = await self.store.update_run(self.run.id, **fields)
+        for name in fields:
+            setattr(self.run, name, getattr(stored, name))
+
+    @property
+    def work(self) -> tuple[Checkout, Sandbox, ToolBox]:
+        """The checkout and its sandbox, once the phases that make them have run."""
+        assert self.checkout and self.sandbox and self.toolbox, "no checkout yet"
+        return self.checkout, self.sandbox, self.toolbox
+
+    @property
+    def done(self) -> tuple[AgentResult, Verification]:
+        """What the agent did and how it was verified, once those phases have run."""
+        assert self.result is not None and self.verification is not None, "not verified yet"
+        return self.result, self.verification

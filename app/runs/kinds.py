@@ -1,0 +1,137 @@
+"""How the kinds of run differ (an issue, a retry, a CI repair), all in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.models import Run, RunKind
+from app.runs import follow_up
+
+CoAuthor = tuple[str, str] | None  # (name, e-mail) for a Co-authored-by trailer
+
+
+class IssueRun:
+    """A run on an issue: a new branch from the base, a new PR that fixes the issue."""
+
+    kind = RunKind.ISSUE
+    continues_pull = False  # works on an existing PR's branch, and reports on that PR
+
+    def comment_on(self, run: Run) -> int | None:
+        """Where the tracking comment goes."""
+        return run.issue_number
+
+    def check_title_note(self, run_round: int) -> str | None:
+        """What the `Honk` check run's title says of the kind (a follow-up's)."""
+        return None
+
+    def commit_message(self, run: Run, title: str, requester: CoAuthor) -> str:
+        subject = title.strip().splitlines()[0][:72] if title.strip() else "Honk change"
+        lines = [subject, ""]
+        if run.issue_number:
+            lines.append(f"Fixes #{run.issue_number}")
+        return _with_trailer(lines, requester)
+
+    def started_again(self, run: Run) -> str:
+        """The Slack thread's note when a run starts in a thread that already exists."""
+        if run.attempts > 1:  # claimed again after a worker died
+            return f"Honk is working on it again (run {run.id}, attempt {run.attempts})."
+        return f"Honk is on it (run {run.id})."
+
+    def published(self, pr: dict[str, Any], sha: str | None, cost: str, summary: str) -> str:
+        """The tracking comment's closing line once the change is on GitHub."""
+        return f"Opened {pr['html_url']}{cost}"
+
+    def may_have_unpublished_work(self, run: Run) -> bool:
+        """An earlier attempt may have pushed the branch and died before opening the PR."""
+        return run.pr_number is None
+
+    async def request(self, run: Run, *, issue: dict[str, Any] | None, **_: Any) -> str:
+        """The run's extra instructions (a Slack request has them; a labelled issue none)."""
+        return run.instructions if issue else ""
+
+    def compose(self, run: Run, **parts: Any) -> str:
+        return str(parts.get("instructions") or "")
+
+
+class RetryRun(IssueRun):
+    """`/honk retry` (or Retry in Slack): the agent again on the PR's branch, new commit on top."""
+
+    kind = RunKind.RETRY
+    continues_pull = True
+    commit_prefix = "Address review"
+
+    def comment_on(self, run: Run) -> int | None:
+        return run.pr_number or run.issue_number
+
+    def check_title_note(self, run_round: int) -> str | None:
+        return "retry"
+
+    def commit_message(self, run: Run, title: str, requester: CoAuthor) -> str:
+        subject = title.strip().splitlines()[0] if title.strip() else "Honk change"
+        return _with_trailer([f"{self._prefix(run.round)}: {subject}"[:72]], requester)
+
+    def _prefix(self, run_round: int) -> str:
+        return self.commit_prefix
+
+    def started_again(self, run: Run) -> str:
+        who = f" at @{run.requested_by}'s request" if run.requested_by else ""
+        return f"Honk is working on it again{who} (run {run.id})."
+
+    def published(self, pr: dict[str, Any], sha: str | None, cost: str, summary: str) -> str:
+        if not sha:
+            return super().published(pr, sha, cost, summary)
+        line = f"Pushed {sha[:7]} to {pr['html_url']}{cost}"
+        return line + ("\n\n" + summary.strip()[:3000] if summary.strip() else "")
+
+    def may_have_unpublished_work(self, run: Run) -> bool:
+        return False  # the PR exists already
+
+    async def request(self, run: Run, **context: Any) -> str:
+        """The request with the review comments and the last CI failure it continues from."""
+        return follow_up.retry_request(run, **await follow_up.retry_context(run, **context))
+
+    def compose(self, run: Run, **parts: Any) -> str:
+        return follow_up.retry_request(run, **parts)
+
+
+class CiRepairRun(RetryRun):
+    """Automatic repair after red CI on a Honk PR, within the repository's rounds."""
+
+    kind = RunKind.CI_FIX
+
+    def check_title_note(self, run_round: int) -> str | None:
+        return f"CI repair, round {run_round}"
+
+    def _prefix(self, run_round: int) -> str:
+        return f"Fix CI (round {run_round})"
+
+    def started_again(self, run: Run) -> str:
+        return f"Honk is fixing the CI failure: round {run.round} (run {run.id})."
+
+    async def request(self, run: Run, **_: Any) -> str:
+        return follow_up.ci_repair_request(run, failure_text=run.instructions)
+
+    def compose(self, run: Run, **parts: Any) -> str:
+        return follow_up.ci_repair_request(run, failure_text=str(parts.get("failure_text") or ""))
+
+
+RULES: dict[RunKind, IssueRun] = {
+    RunKind.ISSUE: IssueRun(),
+    RunKind.RETRY: RetryRun(),
+    RunKind.CI_FIX: CiRepairRun(),
+}
+
+
+def rules_for(kind: RunKind | str) -> IssueRun:
+    return RULES[RunKind(kind)]
+
+
+def compose_request(run: Run, **parts: Any) -> str:
+    """What a follow-up run is told, from its parts (instructions, reviews, the failure)."""
+    return rules_for(run.kind).compose(run, **parts)
+
+
+def _with_trailer(lines: list[str], requester: CoAuthor) -> str:
+    if requester:
+        lines += ["", f"Co-authored-by: {requester[0]} <{requester[1]}>"]
+    return "\n".join(lines).strip() + "\n"

@@ -1,0 +1,423 @@
+"""One run, phase by phase: prepare, checkout, sandbox, setup, agent, verify, publish, report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import anthropic
+
+from app.agent.loop import AgentEvent, AgentLimits, AgentResult, make_client, run_agent
+from app.agent.prompts import AgentTask, build_task, read_repo_instructions
+from app.agent.tools import ToolBox
+from app.ci.reporter import CiReporter
+from app.config import Settings
+from app.github.auth import GitHubApp
+from app.installations import repository_active
+from app.log import describe_error
+from app.models import Run, RunState
+from app.repo_config import ConfigCache, RepoConfigError, load_repo_config, run_limits
+from app.runs.context import Outcome, RunCancelled, RunContext, Subject
+from app.runs.people import write_access_check, writer_comments
+from app.runs.publish import BUILD_ARTIFACTS, RUN_PERMISSIONS, limit_reason, publish, report
+from app.runs.texts import Verification, branch_name, no_change_comment
+from app.runs.tracker import RunTracker
+from app.slack.notify import SlackNotifier
+from app.store import Store
+from app.workspace.mirror import Workspaces
+from app.workspace.sandbox import Sandbox
+
+log = logging.getLogger(__name__)
+
+CANCELLED_NOTE = "Cancelled on request."
+
+T = TypeVar("T")
+
+
+class Pipeline:
+    """Executes runs; one instance serves every worker of a process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        github: GitHubApp,
+        slack: SlackNotifier,
+        *,
+        ci: CiReporter,
+        config_cache: ConfigCache,
+        workspaces: Workspaces | None = None,
+        anthropic_client: anthropic.AsyncAnthropic | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.github = github
+        self.slack = slack
+        self.ci = ci
+        self.config_cache = config_cache
+        self.workspaces = workspaces or Workspaces(settings.data_dir)
+        self._anthropic = anthropic_client
+        self._stop_requested: set[int] = set()
+        self._sandbox_ok = False  # bwrap was seen to work in this process
+        self._interruptible: dict[int, asyncio.Future[Any]] = {}
+
+    @property
+    def anthropic(self) -> anthropic.AsyncAnthropic:
+        """Made on first use, so `honk serve` starts (and shows setup) before a key is set."""
+        if self._anthropic is None:
+            self._anthropic = make_client(self.settings)
+        return self._anthropic
+
+    async def close(self) -> None:
+        if self._anthropic is not None:
+            await self._anthropic.close()
+
+    def request_stop(self, run_id: int) -> None:
+        """Stop the run: at once while the agent, setup or verification works, else soon."""
+        self._stop_requested.add(run_id)
+        work = self._interruptible.get(run_id)
+        if work is not None:
+            work.cancel()
+
+    def _check_stop(self, run: Run) -> None:
+        if run.id in self._stop_requested:
+            raise RunCancelled()
+
+    async def _until_stopped(self, run: Run, work: Awaitable[T]) -> T:
+        """Await `work`; a stop request cancels it (killing its sandboxed command)."""
+        self._check_stop(run)
+        task = asyncio.ensure_future(work)
+        self._interruptible[run.id] = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if run.id in self._stop_requested and (current is None or not current.cancelling()):
+                raise RunCancelled() from None
+            raise
+        finally:
+            self._interruptible.pop(run.id, None)
+
+    async def execute(self, run: Run) -> Outcome:
+        """Run it to the end and report; the state to record. Raises only on shutdown."""
+        self._stop_requested.discard(run.id)
+        if not await repository_active(self.store, run.installation_id, run.repo):
+            # Uninstalled or suspended since the run was queued: nothing more is sent there.
+            return Outcome(RunState.CANCELLED, "Honk is no longer installed on this repository")
+        gh = await self.github.installation_client(
+            run.installation_id, repositories=[run.repo_ref.name], permissions=RUN_PERMISSIONS
+        )
+        ctx = RunContext(run, gh, RunTracker(run, gh, self.store, self.slack), self.store)
+        try:
+            return await self._phases(ctx)
+        except RunCancelled:
+            await self.store.add_step(run.id, "cancelled", "the pipeline stopped")
+            await ctx.tracker.finished(
+                RunState.CANCELLED, note=CANCELLED_NOTE, error="cancelled on request"
+            )
+            return Outcome(RunState.CANCELLED, "cancelled on request")
+        except Exception as exc:
+            reason = describe_error(exc)
+            log.exception("run %s failed: %s", run.id, reason)
+            await ctx.tracker.finished(RunState.FAILED, error=reason)
+            return Outcome(RunState.FAILED, reason)
+        finally:
+            self._stop_requested.discard(run.id)
+
+    async def _phases(self, ctx: RunContext) -> Outcome:
+        await self._prepare(ctx)
+        async with self._checkout(ctx):
+            await self._sandbox(ctx)
+            await self._setup(ctx)
+            await self._instruct(ctx)
+            await self._work(ctx)
+            await self._verify(ctx)
+            stopped = await self._no_change(ctx)
+            if stopped is not None:
+                return stopped
+            await self._check_paths(ctx)
+            await self._publish(ctx)
+        await self._settle_ci(ctx)
+        return Outcome(RunState.SUCCEEDED)
+
+    # -- phases ---------------------------------------------------------------------------
+
+    async def _prepare(self, ctx: RunContext) -> None:
+        """The repository, what the run is about, its `.github/honk.yml`, its branch."""
+        run = ctx.run
+        ctx.repo_info = await ctx.gh.getitem(f"/repos/{run.repo}")
+        default_branch = ctx.repo_info["default_branch"]
+        ctx.subject = await self._subject(ctx)
+        config_error: RepoConfigError | None = None
+        try:
+            installation = await self.github.installation_client(run.installation_id)
+            ctx.config = await load_repo_config(
+                installation, run.repo, default_branch, self.config_cache
+            )
+        except RepoConfigError as exc:
+            config_error = exc
+        subject = ctx.subject
+        await ctx.tracker.started(subject.issue or subject.pull, channel=ctx.config.slack_channel)
+        if config_error is not None:
+            # Running with defaults would silently drop the file's `paths:` and `network:`
+            # limits: stop, and the tracking comment names the error.
+            raise RuntimeError(f"`.github/honk.yml` is not valid: {config_error}")
+        ctx.limits = run_limits(self.settings, ctx.config)
+        ctx.model = ctx.config.model or self.settings.model
+        pull = subject.pull or {}
+        branch = (
+            run.branch
+            or (pull.get("head") or {}).get("ref")
+            or branch_name(run.issue_number or run.pr_number or run.id, subject.title)
+        )
+        base = run.base_branch or (pull.get("base") or {}).get("ref") or default_branch
+        await ctx.save(branch=branch, base_branch=base)
+        self._check_stop(run)
+
+    async def _subject(self, ctx: RunContext) -> Subject:
+        run, gh = ctx.run, ctx.gh
+        issue = await gh.issue(run.repo, run.issue_number) if run.issue_number else None
+        pull = None
+        if ctx.rules.continues_pull and run.pr_number:
+            pull = await gh.pull(run.repo, run.pr_number)
+        request = run.instructions.strip()
+        title = (
+            (issue or {}).get("title")
+            or (pull or {}).get("title", "").removeprefix("[unfinished] ")
+            or (request.splitlines()[0][:72] if request else "")
+            or "change"
+        )
+        return Subject(issue, pull, title)
+
+    @contextlib.asynccontextmanager
+    async def _checkout(self, ctx: RunContext) -> AsyncIterator[None]:
+        """A fresh clone of the run's branch, removed however the run ends."""
+        run = ctx.run
+        assert run.branch and run.base_branch
+        await ctx.tracker.phase("checkout")
+        token = await self.github.installation_token(
+            run.installation_id, repositories=[run.repo_ref.name], permissions=RUN_PERMISSIONS
+        )
+        ctx.token = token.token
+        async with self.workspaces.checkout(
+            repo=run.repo,
+            clone_url=ctx.repo_info["clone_url"],
+            token=token.token,
+            run_id=run.id,
+            branch=run.branch,
+            base=run.base_branch,
+        ) as checkout:
+            ctx.checkout = checkout
+            ctx.tracker.progress.done("checkout", f"`{run.branch}` from `{run.base_branch}`")
+            await asyncio.to_thread(checkout.ignore_locally, BUILD_ARTIFACTS)
+            yield
+
+    async def _sandbox(self, ctx: RunContext) -> None:
+        """No agent without a working sandbox, unless the operator said HONK_SANDBOX=off."""
+        if not self._sandbox_ok:
+            reason = await Sandbox.check(self.settings.sandbox)
+            if reason is not None:
+                raise RuntimeError(
+                    f"the sandbox does not work here ({reason}); Honk runs no agent without "
+                    "one (install bubblewrap, or set HONK_SANDBOX=off, which is unsafe)"
+                )
+            self._sandbox_ok = True
+        assert ctx.checkout is not None
+        settings = self.settings
+        ctx.sandbox = Sandbox(
+            ctx.checkout.path,
+            mode=settings.sandbox,
+            ro_paths=settings.sandbox_ro_paths,
+            # bwrap cannot filter by host: a repository that names any host gets the
+            # network for the agent; without `network:` the agent is offline.
+            network=bool(ctx.config.network),
+            timeout=settings.command_timeout,
+            output_limit=settings.output_limit,
+            hide_paths=[settings.data_dir.resolve()],
+        )
+        ctx.toolbox = ToolBox(ctx.sandbox)
+
+    async def _setup(self, ctx: RunContext) -> None:
+        """The repository's `setup:` commands (installing dependencies) may use the network."""
+        _checkout, sandbox, _tools = ctx.work
+        for command in ctx.config.setup:
+            result = await self._until_stopped(ctx.run, sandbox.run(command, network=True))
+            if result.exit_code != 0:
+                raise RuntimeError(f"setup command `{command}` failed (exit {result.exit_code})")
+
+    async def _instruct(self, ctx: RunContext) -> None:
+        """The agent's task: the issue, writers' comments, the repository's own instructions."""
+        run, gh, subject = ctx.run, ctx.gh, ctx.subject
+        checkout, sandbox, _tools = ctx.work
+        may_steer = write_access_check(gh, run.repo)
+        comments = (
+            await writer_comments(gh, run.repo, run.issue_number, may_steer)
+            if subject.issue and run.issue_number
+            else []
+        )
+        instructions = await asyncio.to_thread(read_repo_instructions, checkout.path)
+        task_issue = subject.as_issue or {
+            "title": run.instructions[:80],
+            "body": run.instructions,
+            "number": 0,
+        }
+        ctx.request = await ctx.rules.request(
+            run, issue=subject.issue, gh=gh, store=self.store, may_steer=may_steer
+        )
+        ctx.task_with = functools.partial(
+            _task,
+            repo=run.repo,
+            issue=task_issue,
+            comments=comments,
+            repo_instructions=instructions,
+            verify_command=ctx.config.verify,
+            visible_root=sandbox.visible_root,
+        )
+        assert ctx.limits is not None
+        ctx.agent_limits = AgentLimits(
+            max_turns=ctx.limits.max_turns,
+            max_seconds=ctx.limits.max_minutes * 60,
+            max_tokens=ctx.limits.max_tokens,
+            output_limit=self.settings.output_limit,
+        )
+
+    async def _work(self, ctx: RunContext) -> None:
+        """The agent, within the run's limits."""
+        assert ctx.task_with is not None and ctx.agent_limits is not None
+        await ctx.tracker.phase("agent", "starting")
+        ctx.result = await self._agent(ctx, ctx.task_with(ctx.request), ctx.agent_limits)
+
+    async def _verify(self, ctx: RunContext) -> None:
+        """Honk's own check of the change; one more bounded attempt when it fails."""
+        await ctx.tracker.phase("verify")
+        result = ctx.result
+        assert result is not None and ctx.task_with is not None and ctx.agent_limits is not None
+        verification = await self._verification(ctx, result)
+        if verification.passed is False and not result.limit_hit and result.outcome == "done":
+            await ctx.tracker.phase("agent", "fixing the failed verification")
+            retry_task = ctx.task_with(
+                f"{ctx.request}\n\nYour previous change failed verification. "
+                f"`{verification.command}` printed:\n{verification.output}".strip()
+            )
+            retry_limits = dataclasses.replace(
+                ctx.agent_limits,
+                max_turns=max(ctx.agent_limits.max_turns // 2, 5),
+                max_seconds=ctx.agent_limits.max_seconds / 2,
+            )
+            result = _combine(result, await self._agent(ctx, retry_task, retry_limits))
+            await ctx.tracker.phase("verify")
+            verification = await self._verification(ctx, result)
+        ctx.tracker.progress.done("verify", verification.describe())
+        ctx.result, ctx.verification = result, verification
+        self._check_stop(ctx.run)
+        if result.outcome == "error":
+            raise RuntimeError(result.error or "the agent failed")
+
+    async def _no_change(self, ctx: RunContext) -> Outcome | None:
+        """The agent changed nothing: say why on the issue and open no PR."""
+        run, (result, _verification) = ctx.run, ctx.done
+        checkout, _sandbox, _tools = ctx.work
+        if await checkout.has_changes():
+            return None
+        if ctx.rules.may_have_unpublished_work(run) and await checkout.commits_ahead_of_base():
+            return None  # an earlier attempt pushed this branch but died before the PR
+        if result.limit_hit:
+            raise RuntimeError(f"{limit_reason(result)} before any change was made")
+        text = no_change_comment(result.summary)
+        if ctx.tracker.comment_on:
+            await ctx.gh.comment(run.repo, ctx.tracker.comment_on, text)
+        ctx.tracker.progress.states["publish"] = "skipped"
+        usage = (await self.store.get_run(run.id) or run).usage
+        await ctx.tracker.finished(
+            RunState.NO_CHANGE, note=text[:500], usage_text=usage.describe(ctx.model)
+        )
+        return Outcome(RunState.NO_CHANGE)
+
+    async def _check_paths(self, ctx: RunContext) -> None:
+        """`paths:` in `.github/honk.yml`: what the agent may change."""
+        checkout, _sandbox, _tools = ctx.work
+        disallowed = [p for p in await checkout.changed_files() if not ctx.config.path_allowed(p)]
+        if disallowed:
+            raise RuntimeError(
+                "the change touches paths this repository does not let Honk change: "
+                + ", ".join(disallowed[:10])
+            )
+
+    async def _publish(self, ctx: RunContext) -> None:
+        """Commit, push, open the PR; then the `Honk` check run and the closing report."""
+        await ctx.tracker.phase("publish", "pushing")
+        usage = (await self.store.get_run(ctx.run.id) or ctx.run).usage
+        pr, sha = await publish(ctx, self.github, usage)
+        await report(ctx, pr, sha, usage)
+
+    async def _settle_ci(self, ctx: RunContext) -> None:
+        """CI may have finished on the commit before the run recorded it: ask once now."""
+        sha = ctx.run.head_sha
+        if not sha:
+            return
+        try:
+            gh = await self.github.installation_client(ctx.run.installation_id)
+            await self.ci.settle(gh, ctx.run.repo, sha)
+        except Exception as exc:
+            log.warning("could not look at CI on %s: %s", sha[:7], describe_error(exc))
+
+    # -- the agent ------------------------------------------------------------------------
+
+    async def _agent(self, ctx: RunContext, task: AgentTask, limits: AgentLimits) -> AgentResult:
+        run, tracker = ctx.run, ctx.tracker
+        _checkout, _sandbox, toolbox = ctx.work
+
+        async def on_event(event: AgentEvent) -> None:
+            if event.usage is not None:
+                await self.store.add_usage(run.id, event.usage)
+            if event.kind == "turn":
+                await tracker.note("agent", f"turn {event.turn}")
+
+        async def should_stop() -> bool:
+            return run.id in self._stop_requested
+
+        result = await self._until_stopped(
+            run,
+            run_agent(
+                self.anthropic,
+                model=ctx.model,
+                task=task,
+                tools=toolbox,
+                limits=limits,
+                on_event=on_event,
+                should_stop=should_stop,
+            ),
+        )
+        if result.outcome == "cancelled":
+            raise RunCancelled()
+        tracker.progress.done("agent", f"{result.turns} turns, {result.outcome}")
+        return result
+
+    async def _verification(self, ctx: RunContext, result: AgentResult) -> Verification:
+        verify = ctx.config.verify
+        _checkout, sandbox, _tools = ctx.work
+        if verify:
+            outcome = await self._until_stopped(ctx.run, sandbox.run(verify))
+            return Verification(verify, outcome.exit_code == 0, outcome.output, "honk")
+        if result.last_test is not None:
+            return Verification(
+                result.last_test.command, result.last_test.exit_code == 0, "", "agent"
+            )
+        return Verification(None, None)
+
+
+def _task(extra_instructions: str, **parts: Any) -> AgentTask:
+    return build_task(extra_instructions=extra_instructions, **parts)
+
+
+def _combine(first: AgentResult, second: AgentResult) -> AgentResult:
+    second.turns += first.turns
+    second.commands = first.commands + second.commands
+    second.usage = first.usage + second.usage
+    second.last_test = second.last_test or first.last_test
+    return second
