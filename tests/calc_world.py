@@ -6,6 +6,7 @@ from typing import Any
 
 from app.config import Settings
 from tests.conftest import load_payload
+from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
 
 REPO = "octo-org/calc"
 INSTALLATION = 5150
@@ -33,6 +34,18 @@ def seed_calc(fake_github: Any, *, issue: bool = True) -> None:
         )
     fake_github.set_permission(REPO, "alice", "write")
     fake_github.add_user("alice", name="Alice Example", email="alice@example.com")
+
+
+def fixing_script(*, look_first: bool = False) -> list[Any]:
+    """The agent's turns that fix add(): edit, run the tests, sum up. `look_first` reads
+    calc.py before the edit (one more model request)."""
+    look = [tool_use_bash("cat calc.py", say="Let me look at the code.")] if look_first else []
+    return [
+        *look,
+        tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a + b"),
+        tool_use_bash("python -m pytest -q"),
+        text("Fixed `add`: it subtracted instead of adding. `python -m pytest -q` passes."),
+    ]
 
 
 def calc_settings(

@@ -12,9 +12,17 @@ from aiohttp.test_utils import TestClient
 from app.config import Settings
 from app.models import Run, RunKind, RunState
 from app.web import SERVICES, create_app
-from tests.calc_world import INSTALLATION, ISSUE, REPO, calc_settings, labeled, seed_calc
+from tests.calc_world import (
+    INSTALLATION,
+    ISSUE,
+    REPO,
+    calc_settings,
+    fixing_script,
+    labeled,
+    seed_calc,
+)
 from tests.conftest import load_payload
-from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
+from tests.fakes.anthropic import text, tool_use_edit
 from tests.fakes.github import ACTIONS_APP
 from tests.helpers import eventually, post_webhook
 
@@ -29,14 +37,6 @@ FAILING_LOG = "\n".join(
         "2024-05-01T10:00:01.0000000Z ##[error]Process completed with exit code 1.",
     ]
 )
-
-
-def fixing_script() -> list[Any]:
-    return [
-        tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a + b"),
-        tool_use_bash("python -m pytest -q"),
-        text("Fixed `add`: it subtracted instead of adding."),
-    ]
 
 
 def repair_script(old: str, new: str, summary: str) -> list[Any]:

@@ -24,6 +24,7 @@ from tests.calc_world import (
     ISSUE,
     REPO,
     calc_settings,
+    fixing_script,
     labeled,
     seed_calc,
 )
@@ -31,15 +32,6 @@ from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
 from tests.helpers import eventually, post_webhook
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
-
-
-def fixing_script() -> list[Any]:
-    return [
-        tool_use_bash("cat calc.py", say="Let me look at the code."),
-        tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a + b"),
-        tool_use_bash("python -m pytest -q"),
-        text("Fixed `add`: it subtracted instead of adding. `python -m pytest -q` passes."),
-    ]
 
 
 @pytest.fixture
@@ -93,7 +85,7 @@ async def test_labelled_issue_becomes_a_tested_pull_request(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    fake_anthropic.script(*fixing_script())
+    fake_anthropic.script(*fixing_script(look_first=True))
     client = await aiohttp_client(create_app(world_settings))
     response = await post_webhook(client, "issues", labeled(), delivery_id="e2e-1")
     assert response.status == 202
@@ -222,7 +214,7 @@ async def test_model_overloaded_twice_then_succeeds(
 ) -> None:
     from tests.fakes.anthropic import overloaded
 
-    fake_anthropic.script(overloaded(), overloaded(), *fixing_script())
+    fake_anthropic.script(overloaded(), overloaded(), *fixing_script(look_first=True))
     client = await aiohttp_client(create_app(world_settings))
     await post_webhook(client, "issues", labeled())
     run = await finished_run(client)
@@ -260,7 +252,7 @@ async def test_slack_down_never_fails_a_run(
     fake_slack: Any,
 ) -> None:
     fake_slack.down = True
-    fake_anthropic.script(*fixing_script())
+    fake_anthropic.script(*fixing_script(look_first=True))
     client = await aiohttp_client(create_app(world_settings))
     await post_webhook(client, "issues", labeled())
     run = await finished_run(client)
@@ -275,7 +267,7 @@ async def test_github_hiccups_while_publishing_are_retried(
     fake_github: Any,
     fake_anthropic: Any,
 ) -> None:
-    fake_anthropic.script(*fixing_script())
+    fake_anthropic.script(*fixing_script(look_first=True))
     fake_github.fail_next("POST", rf"^/repos/{REPO}/pulls$", 502)
     fake_github.fail_next(
         "GET",
@@ -368,7 +360,7 @@ async def test_no_agent_runs_without_a_working_sandbox(
     )
     fake_bwrap.chmod(0o755)
     monkeypatch.setenv("PATH", f"{broken}:{os.environ['PATH']}")
-    fake_anthropic.script(*fixing_script())
+    fake_anthropic.script(*fixing_script(look_first=True))
     client = await aiohttp_client(create_app(world_settings))
     await post_webhook(client, "issues", labeled())
     run = await finished_run(client)

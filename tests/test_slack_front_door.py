@@ -15,21 +15,13 @@ from app.handlers.slack.channels import channel_repo
 from app.models import Run, RunKind, RunState
 from app.slack import blocks
 from app.web import SERVICES, create_app
-from tests.calc_world import INSTALLATION, REPO, calc_settings, seed_calc
+from tests.calc_world import INSTALLATION, REPO, calc_settings, fixing_script, seed_calc
 from tests.conftest import load_payload
-from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
+from tests.fakes.anthropic import text
 from tests.fakes.slack import CHANNEL_ID, FakeSlack
 from tests.helpers import eventually, post_webhook
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
-
-
-def fixing_script() -> list[Any]:
-    return [
-        tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a + b"),
-        tool_use_bash("python -m pytest -q"),
-        text("Fixed `add`: it subtracted. The tests pass."),
-    ]
 
 
 @pytest.fixture
