@@ -77,9 +77,7 @@ class RunContext:
 
     async def save(self, **fields: Any) -> None:
         """Change the run in the store and in memory alike: the one way a phase records it."""
-        stored = await self.store.update_run(self.run.id, **fields)
-        for name in fields:
-            setattr(self.run, name, getattr(stored, name))
+        await self.store.save_run(self.run, **fields)
 
     @property
     def work(self) -> tuple[Checkout, Sandbox, ToolBox]:

@@ -54,8 +54,7 @@ class RunTracker:
             )
             thread = await self.slack.start_thread(channel=channel, text=text, blocks=blks)
             if thread is not None:
-                run.slack_thread = thread
-                await self.store.update_run(run.id, slack_thread=thread)
+                await self.store.save_run(run, slack_thread=thread)
         elif run.slack_thread is not None:
             await self.slack.reply(run.slack_thread, text=self.rules.started_again(run))
         await self.update(force=True)
@@ -85,8 +84,7 @@ class RunTracker:
                 await self.gh.edit_comment(self.run.repo, self.run.tracking_comment_id, body)
             elif self.comment_on:
                 comment = await self.gh.comment(self.run.repo, self.comment_on, body)
-                self.run.tracking_comment_id = comment["id"]
-                await self.store.update_run(self.run.id, tracking_comment_id=comment["id"])
+                await self.store.save_run(self.run, tracking_comment_id=comment["id"])
         except Exception as exc:
             log.warning("could not update the tracking comment: %s", describe_error(exc))
 

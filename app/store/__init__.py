@@ -1,5 +1,8 @@
 """Honk's durable store: webhook deliveries, the runs queue with leases, small kv facts."""
 
-from app.store.store import Delivery, NewRun, Store, StoreError
+from app.store.base import StoreError
+from app.store.inbox import Delivery
+from app.store.queue import NewRun
+from app.store.store import Store
 
 __all__ = ["Delivery", "NewRun", "Store", "StoreError"]
