@@ -60,6 +60,12 @@ class Settings:
     # claimed again once its lease has run out.
     lease_seconds: float = 60.0
     poll_interval: float = 1.0
+    # /metrics: with this bearer token on the main port, and/or unauthenticated on a port of
+    # its own bound to loopback (0: none).
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_port: int = 0
+    # Finished deliveries older than this are removed in the background; runs are kept.
+    retention_days: float = 14.0
     log_level: str = "INFO"
     log_format: str = "auto"  # auto | json | text
     env_file: Path | None = None
@@ -80,6 +86,7 @@ class Settings:
             self.anthropic_api_key,
             self.slack_bot_token,
             self.slack_signing_secret,
+            self.metrics_token,
         ]
         return [v for v in values if v]
 
@@ -147,6 +154,11 @@ class Settings:
             label_pause=_float(get("HONK_LABEL_PAUSE") or "1", "HONK_LABEL_PAUSE", zero_ok=True),
             lease_seconds=_float(get("HONK_LEASE_SECONDS") or "60", "HONK_LEASE_SECONDS"),
             poll_interval=_float(get("HONK_POLL_INTERVAL") or "1", "HONK_POLL_INTERVAL"),
+            metrics_token=get("HONK_METRICS_TOKEN"),
+            metrics_port=_int(
+                get("HONK_METRICS_PORT") or "0", "HONK_METRICS_PORT", minimum=0, maximum=65535
+            ),
+            retention_days=_float(get("HONK_RETENTION_DAYS") or "14", "HONK_RETENTION_DAYS"),
             log_level=_choice(
                 (get("LOG_LEVEL") or "INFO").upper(),
                 "LOG_LEVEL",

@@ -1,4 +1,9 @@
-"""Dispatch stored deliveries through the handlers' router, off the request path."""
+"""Dispatch stored deliveries through the handlers' router, off the request path, in batches.
+
+Deliveries are claimed several at a time and handled concurrently (bounded), except that
+deliveries about the same subject (an issue or PR, a commit, an installation) are handled one
+after another in the order they arrived; how each ended is written back in batches too.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,11 +20,13 @@ import aiohttp
 import gidgethub
 from gidgethub import sansio
 
+from app import metrics
 from app.github.client import GitHubClient
 from app.handlers import router
 from app.handlers.context import HandlerContext
 from app.log import describe_error, log_context
 from app.store import Delivery
+from app.store.inbox import Finished
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +37,56 @@ TRANSIENT = (
     gidgethub.GitHubBroken,
     gidgethub.RateLimitExceeded,
 )
+CONCURRENCY = 16  # handlers running at once in this process
+CLAIM_BATCH = 64  # deliveries claimed in one transaction at most
+MAX_CLAIMED = 4 * CONCURRENCY  # claimed and not yet finished, so other processes get some
+
+# Events about the installation itself are handled with the App's own JWT: the
+# installation may already be gone (deleted) or unable to mint tokens (suspended).
+_APP_LEVEL_EVENTS = {"installation", "ping"}
+_SHA_HOLDERS = ("check_suite", "check_run", "workflow_run", "deployment")
+
+
+def subject_of(delivery: Delivery) -> str:
+    """What a delivery is about: deliveries with the same subject are handled in order."""
+    data = delivery.payload
+    repo = (data.get("repository") or {}).get("full_name")
+    for key in ("issue", "pull_request"):
+        number = (data.get(key) or {}).get("number") if isinstance(data.get(key), dict) else None
+        if repo and number is not None:
+            return f"{repo}#{number}"
+    for key in _SHA_HOLDERS:
+        holder = data.get(key)
+        sha = (holder.get("head_sha") or holder.get("sha")) if isinstance(holder, dict) else None
+        if repo and sha:
+            return f"{repo}@{sha}"
+    if repo and data.get("sha"):  # status events
+        return f"{repo}@{data['sha']}"
+    if delivery.event.startswith("installation"):
+        return f"installation:{(data.get('installation') or {}).get('id')}"
+    return delivery.id  # unrelated to anything else: in parallel
 
 
 class Dispatcher:
     """Claims undispatched deliveries from the store (none is lost on a crash), routes them."""
 
-    def __init__(self, ctx: HandlerContext, *, lease_seconds: float = 120.0) -> None:
+    def __init__(
+        self, ctx: HandlerContext, *, lease_seconds: float = 120.0, concurrency: int = CONCURRENCY
+    ) -> None:
         self.ctx = ctx
         self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}:dispatch"
         self.lease_seconds = lease_seconds
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         # Stored requests that are not GitHub events (Slack's), by event name.
         self._others: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
+        self._running = asyncio.Semaphore(concurrency)
+        self._claimed: dict[str, asyncio.Task[None]] = {}  # delivery id -> its handling
+        self._last_of: dict[str, asyncio.Task[None]] = {}  # subject -> its newest handling
+        self._room = asyncio.Event()  # set when a claimed delivery finishes
+        self._finished: list[Finished] = []
+        self._finish_wake = asyncio.Event()
 
     def register(self, event: str, handler: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         """Dispatch stored deliveries named `event` to `handler(payload)` instead of GitHub's."""
@@ -51,72 +95,122 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def has_room(self) -> bool:
+        """Whether this dispatcher takes a new delivery at once (see `take`)."""
+        return bool(self._tasks) and not self._stopping and len(self._claimed) < MAX_CLAIMED
+
+    def take(self, delivery: Delivery) -> None:
+        """Handle a delivery this process stored already claimed for it (no claim needed)."""
+        self._start(delivery)
+
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="honk-dispatcher")
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="honk-dispatcher"),
+            asyncio.create_task(self._finish_loop(), name="honk-dispatcher-finish"),
+            asyncio.create_task(self._renew_loop(), name="honk-dispatcher-leases"),
+        ]
 
     async def stop(self) -> None:
+        """Stop claiming; cancel what is still handled (its lease lapses, it is taken again)."""
         self._stopping = True
-        if self._task:
-            self._task.cancel()
+        claim, finish, renew = self._tasks or (None, None, None)
+        for task in (claim, renew, *self._claimed.values()):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*self._claimed.values(), return_exceptions=True)
+        if finish is not None:
+            self._finish_wake.set()
+            finish.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await finish
+        for task in (claim, renew):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._flush()  # what did finish is recorded
 
-    async def _loop(self) -> None:
+    # -- claiming ----------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
         while not self._stopping:
-            try:
-                handled = await self.dispatch_pending()
-            except Exception:
-                log.exception("dispatcher: store unavailable")
-                handled = 0
-            if not handled:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
-                # cancellation that stops this loop when the event fires at that moment.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.ctx.settings.poll_interval):
-                        await self._wake.wait()
-                self._wake.clear()
+            room = MAX_CLAIMED - len(self._claimed)
+            claimed: list[Delivery] = []
+            if room > 0:
+                try:
+                    claimed = await self.ctx.store.claim_deliveries(
+                        self.owner, self.lease_seconds, limit=min(room, CLAIM_BATCH)
+                    )
+                except Exception:
+                    log.exception("dispatcher: store unavailable")
+            for delivery in claimed:
+                self._start(delivery)
+            if claimed:
+                continue
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
+            # cancellation that stops this loop when the event fires at that moment.
+            waiting_for = self._room if room <= 0 else self._wake
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.ctx.settings.poll_interval):
+                    await waiting_for.wait()
+            waiting_for.clear()
 
-    async def dispatch_pending(self) -> int:
-        """Dispatch every delivery that can be claimed now; returns how many."""
-        count = 0
-        while delivery := await self.ctx.store.claim_delivery(self.owner, self.lease_seconds):
-            await self.dispatch(delivery)
-            count += 1
-        return count
+    def _start(self, delivery: Delivery) -> None:
+        subject = subject_of(delivery)
+        before = self._last_of.get(subject)
+        task = asyncio.create_task(self._handle(delivery, before), name=f"delivery-{delivery.id}")
+        self._claimed[delivery.id] = task
+        self._last_of[subject] = task
 
-    async def dispatch(self, delivery: Delivery) -> None:
+        def forget(_: asyncio.Task[None]) -> None:
+            self._claimed.pop(delivery.id, None)
+            if self._last_of.get(subject) is task:
+                del self._last_of[subject]
+            self._room.set()
+
+        task.add_done_callback(forget)
+
+    async def _handle(self, delivery: Delivery, before: asyncio.Task[None] | None) -> None:
+        if before is not None:
+            await asyncio.wait([before])  # the same subject's earlier delivery first
+        async with self._running:
+            finished = await self.dispatch(delivery)
+        self._finished.append(finished)
+        self._finish_wake.set()
+
+    async def dispatch(self, delivery: Delivery) -> Finished:
+        """Route one delivery; how it ended (never raises but for cancellation)."""
+        started = time.perf_counter()
+        finished = await self._route(delivery)
+        result = "done" if finished.ok else "retry" if finished.retry else "failed"
+        metrics.dispatched.labels(delivery.event, result).inc()
+        metrics.dispatch_seconds.labels(delivery.event).observe(time.perf_counter() - started)
+        return finished
+
+    async def _route(self, delivery: Delivery) -> Finished:
         with log_context(delivery_id=delivery.id):
-            event = sansio.Event(delivery.payload, event=delivery.event, delivery_id=delivery.id)
-            # Long handlers (labelling hundreds of repositories) keep their lease, so no
-            # other process takes the same delivery meanwhile.
-            keep_lease = asyncio.create_task(self._renew(delivery.id))
             try:
                 if delivery.event in self._others:
                     await self._others[delivery.event](delivery.payload)
                 else:
-                    gh = await self._client_for(event)
-                    await router.dispatch(event, gh, ctx=self.ctx)
+                    event = sansio.Event(
+                        delivery.payload, event=delivery.event, delivery_id=delivery.id
+                    )
+                    handlers = router.fetch(event)
+                    if handlers:  # most events start nothing: no client (nor token) for them
+                        gh = await self._client_for(event)
+                        for handler in handlers:
+                            await handler(event, gh, ctx=self.ctx)
             except TRANSIENT as exc:
                 reason = describe_error(exc)
                 log.warning(
                     "delivery %s (%s) will be retried: %s", delivery.id, delivery.event, reason
                 )
-                await self.ctx.store.finish_delivery(delivery.id, error=reason, retry=True)
+                return Finished(delivery.id, reason, retry=True)
             except Exception as exc:
                 log.exception("delivery %s (%s) failed", delivery.id, delivery.event)
-                await self.ctx.store.finish_delivery(delivery.id, error=describe_error(exc))
-            else:
-                await self.ctx.store.finish_delivery(delivery.id)
-            finally:
-                keep_lease.cancel()
-
-    async def _renew(self, delivery_id: str) -> None:
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            try:
-                await self.ctx.store.renew_delivery(delivery_id, self.owner, self.lease_seconds)
-            except Exception:
-                log.warning("could not renew the lease of delivery %s", delivery_id)
+                return Finished(delivery.id, describe_error(exc))
+            return Finished(delivery.id)
 
     async def _client_for(self, event: sansio.Event) -> GitHubClient:
         installation = event.data.get("installation") if isinstance(event.data, dict) else None
@@ -124,7 +218,37 @@ class Dispatcher:
             return await self.ctx.github.installation_client(int(installation["id"]))
         return self.ctx.github.app_client()
 
+    # -- finishing and leases ------------------------------------------------------------
 
-# Events about the installation itself are handled with the App's own JWT: the
-# installation may already be gone (deleted) or unable to mint tokens (suspended).
-_APP_LEVEL_EVENTS = {"installation", "ping"}
+    async def _finish_loop(self) -> None:
+        while True:
+            if not self._finished:
+                self._finish_wake.clear()
+                await self._finish_wake.wait()
+            await asyncio.sleep(0)  # those finishing in the same turn join the batch
+            if not await self._flush():
+                await asyncio.sleep(self.ctx.settings.poll_interval)  # the store is down
+
+    async def _flush(self) -> bool:
+        """Write how the finished deliveries ended, in one transaction; False if it failed."""
+        batch, self._finished = self._finished, []
+        if not batch:
+            return True
+        try:
+            await self.ctx.store.finish_deliveries(batch)
+        except Exception:
+            log.exception("dispatcher: could not record %d finished deliveries", len(batch))
+            self._finished = batch + self._finished  # kept, and tried again
+            return False
+        return True
+
+    async def _renew_loop(self) -> None:
+        """Long handlers (labelling hundreds of repositories) keep their leases, so no other
+        process takes the same delivery meanwhile; one statement renews them all."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            held = [*self._claimed, *(f.id for f in self._finished)]
+            try:
+                await self.ctx.store.renew_deliveries(held, self.owner, self.lease_seconds)
+            except Exception:
+                log.warning("could not renew the leases of %d deliveries", len(held))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -24,6 +25,7 @@ from app.runs.pipeline import Pipeline
 from app.runs.worker import WorkerPool
 from app.slack.notify import SlackNotifier
 from app.store import Store
+from app.store.retention import keep_pruning
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +76,18 @@ async def open_services(
     # Slack requests are stored like GitHub deliveries; any process's dispatcher does them.
     dispatcher.register(SLACK_EVENT, functools.partial(on_stored_request, slack_front))
     services = Services(settings, store, session, github, slack, pool, dispatcher, slack_front)
+    retention: asyncio.Task[None] | None = None
     try:
         if dispatch:
             dispatcher.start()
+            retention = asyncio.create_task(keep_pruning(store, settings.retention_days))
         pool.start(settings.workers if workers is None else workers)
         yield services
     finally:
+        if retention is not None:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
         await pool.stop()
         await pipeline.close()
         await dispatcher.stop()

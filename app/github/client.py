@@ -18,6 +18,7 @@ import gidgethub
 import gidgethub.aiohttp
 from gidgethub import sansio
 
+from app import metrics
 from app.config import GITHUB_API_URL
 from app.models import RepoRef
 
@@ -76,11 +77,16 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             try:
                 status, answer, data = await super()._request(method, url, sent, body)
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                metrics.github_calls.labels(method, type(exc).__name__).inc()
                 resendable = method in IDEMPOTENT or isinstance(exc, aiohttp.ClientConnectorError)
                 if not resendable or attempt > self.max_retries:
                     raise
                 wait, reason = self._backoff(attempt), type(exc).__name__
             else:
+                metrics.github_calls.labels(method, str(status)).inc()
+                remaining = answer.get("x-ratelimit-remaining")
+                if remaining is not None and remaining.isdigit():
+                    metrics.github_rate_remaining.set(int(remaining))
                 wait = self._retry_wait(status, answer, data, attempt)
                 if wait is None:
                     return status, answer, data

@@ -8,6 +8,7 @@ import logging
 import socket
 import uuid
 
+from app import metrics
 from app.config import Settings
 from app.log import describe_error, log_context
 from app.models import Run, RunState
@@ -87,6 +88,7 @@ class WorkerPool:
                     log.warning("run %s: lease lost; leaving its outcome to the new owner", run.id)
                 else:
                     await self.store.finish_run(run.id, outcome.state, error=outcome.error)
+                    metrics.runs_finished.labels(run.kind.value, outcome.state.value).inc()
             except asyncio.CancelledError:
                 if self._stopping and not task.done():
                     task.cancel()
@@ -98,9 +100,11 @@ class WorkerPool:
                         await self.store.release_run(run.id, worker_id)
                     raise
                 await self.store.finish_run(run.id, RunState.CANCELLED, error="cancelled")
+                metrics.runs_finished.labels(run.kind.value, RunState.CANCELLED.value).inc()
             except Exception as exc:
                 log.exception("run %s failed", run.id)
                 await self.store.finish_run(run.id, RunState.FAILED, error=describe_error(exc))
+                metrics.runs_finished.labels(run.kind.value, RunState.FAILED.value).inc()
             finally:
                 self._lost.discard(run.id)
                 heartbeat.cancel()

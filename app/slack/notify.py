@@ -16,6 +16,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from app import metrics
 from app.config import Settings
 from app.log import describe_error
 from app.models import SlackThread
@@ -173,7 +174,12 @@ class SlackNotifier:
         self, method: str, call: Callable[[AsyncWebClient], Awaitable[AsyncSlackResponse]]
     ) -> AsyncSlackResponse | None:
         try:
-            return await call(self.client)
+            response = await call(self.client)
         except Exception as error:  # a notification must never fail a run
+            code = getattr(getattr(error, "response", None), "data", None)
+            outcome = code.get("error") if isinstance(code, dict) else None
+            metrics.slack_calls.labels(method, str(outcome or type(error).__name__)).inc()
             log.warning("Slack %s failed: %s", method, describe_error(error))
             return None
+        metrics.slack_calls.labels(method, "ok").inc()
+        return response

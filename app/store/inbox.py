@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+import orjson
+from sqlalchemy import and_, delete, func, or_, select, update
 
+from app.store import sqlite_lane
 from app.store.base import StoreBase, StoreError, utcnow
-from app.store.tables import deliveries
+from app.store.group_commit import GroupCommit, NewDelivery
+from app.store.sqlite_lane import stamp
+from app.store.tables import deliveries, delivery_bodies
 
 MAX_DELIVERY_ATTEMPTS = 5
 _NO_LEASE = {"lease_owner": None, "lease_expires_at": None}
@@ -17,121 +23,330 @@ _NO_LEASE = {"lease_owner": None, "lease_expires_at": None}
 
 @dataclass
 class Delivery:
+    """A stored delivery: its body as received, parsed on first use (or handed over parsed)."""
+
     id: str
     event: str
     action: str | None
-    payload: dict[str, Any]
+    body: bytes
     attempts: int
     received_at: datetime
+    _payload: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        if self._payload is None:
+            parsed = orjson.loads(self.body) if self.body else {}
+            self._payload = parsed if isinstance(parsed, dict) else {}
+        return self._payload
+
+
+@dataclass
+class Finished:
+    """How a claimed delivery ended: done, failed (error), or handed back to retry."""
+
+    id: str
+    error: str | None = None
+    retry: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.retry
 
 
 class Inbox(StoreBase):
-    """Deliveries: recorded once, claimed under a lease, finished (or retried with back-off)."""
+    """Deliveries: recorded once (group commit), claimed under a lease, finished in batches."""
 
     # A delivery handed back with retry=True waits this long, doubled on each attempt,
     # so a GitHub hiccup has passed by the time it is tried again.
     delivery_retry_delay = 1.0
 
-    async def record_delivery(self, delivery_id: str, event: str, payload: dict[str, Any]) -> bool:
-        values = {
-            "id": delivery_id,
-            "event": event,
-            "action": payload.get("action"),
-            "payload": payload,
-            "received_at": utcnow(),
-        }
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                self._insert(deliveries).values(values).on_conflict_do_nothing()
-            )
-            if result.rowcount == 1:
-                return True
-            # GitHub's "Redeliver" reuses the delivery id: a delivery that failed is taken
-            # again; one that is pending or done is a duplicate.
-            result = await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == delivery_id, deliveries.c.status == "failed")
-                .values(
-                    status="pending",
-                    attempts=0,
-                    error=None,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    finished_at=None,
-                    payload=payload,
-                )
-            )
-        return result.rowcount == 1
+    async def record_delivery(
+        self,
+        delivery_id: str,
+        event: str,
+        payload: dict[str, Any] | bytes,
+        *,
+        parsed: dict[str, Any] | None = None,
+    ) -> bool:
+        """Store a delivery (a body as received, or a payload); False for a duplicate.
 
-    async def renew_delivery(self, delivery_id: str, owner: str, lease_seconds: float) -> bool:
-        """Extend the lease of a delivery still being handled; False if `owner` lost it."""
-        async with self.engine.begin() as conn:
+        GitHub's "Redeliver" reuses the delivery id: one that failed is taken again; one that
+        is pending or done is a duplicate. `parsed` is the body already parsed.
+        """
+        return await self._record(_new(delivery_id, event, payload, parsed, None)) is not None
+
+    async def record_claimed(
+        self,
+        delivery_id: str,
+        event: str,
+        body: bytes,
+        *,
+        parsed: dict[str, Any],
+        owner: str,
+        lease_seconds: float,
+    ) -> Delivery | None:
+        """record_delivery, stored already claimed by `owner`: the delivery to hand it, or None.
+
+        A dispatcher in this process then needs no claim of its own; should it die, the
+        lease runs out and any process claims the delivery as usual.
+        """
+        new = _new(delivery_id, event, body, parsed, (owner, lease_seconds))
+        return await self._record(new)
+
+    async def _record(self, new: NewDelivery) -> Delivery | None:
+        if getattr(self, "_group_commit", None) is None:
+            self._group_commit = GroupCommit(self._insert_deliveries)
+        if not await self._group_commit.submit(new):
+            return None
+        assert new.received_at is not None and new.parsed is not None
+        attempts = 1 if new.lease else 0
+        return Delivery(new.id, new.event, new.action, new.body, attempts, new.received_at,
+                        new.parsed)  # fmt: skip
+
+    async def _insert_deliveries(self, batch: list[NewDelivery]) -> set[str]:
+        """One transaction for the batch; the ids stored (new, or a failed one taken again)."""
+        now = utcnow()
+        batch = [new.leased(now, order) for order, new in enumerate(batch)]
+        if self._lane is not None:
+            async with self._turn():
+                return await self._lane.run(sqlite_lane.insert, batch)
+        ids = [new.id for new in batch]
+        async with self._begin() as conn:
+            found = await conn.execute(
+                select(deliveries.c.id, deliveries.c.status).where(deliveries.c.id.in_(ids))
+            )
+            known = {row.id: row.status for row in found}
+            fresh = [new for new in batch if new.id not in known]
+            again = [new for new in batch if known.get(new.id) == "failed"]
+            if fresh:
+                await conn.execute(
+                    self._insert(deliveries).on_conflict_do_nothing(),
+                    [_row(new) for new in fresh],
+                )
+            for new in again:
+                await conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == new.id)
+                    .values(_row(new) | {"error": None, "finished_at": None, "payload": None})
+                )
+                await conn.execute(
+                    delete(delivery_bodies).where(delivery_bodies.c.delivery_id == new.id)
+                )
+            stored = fresh + again
+            if stored:
+                await conn.execute(
+                    delivery_bodies.insert(),
+                    [{"delivery_id": new.id, "body": new.body} for new in stored],
+                )
+        return {new.id for new in stored}
+
+    async def close_inbox(self) -> None:
+        """Commit the deliveries waiting for their group commit, then take no more."""
+        group_commit = getattr(self, "_group_commit", None)
+        if group_commit is not None:
+            await group_commit.close()
+
+    async def renew_deliveries(
+        self, delivery_ids: Sequence[str], owner: str, lease_seconds: float
+    ) -> int:
+        """Extend the leases of deliveries still being handled; how many `owner` still holds."""
+        if not delivery_ids:
+            return 0
+        until = utcnow() + timedelta(seconds=lease_seconds)
+        if self._lane is not None:
+            async with self._turn():
+                return await self._lane.run(
+                    sqlite_lane.renew, list(delivery_ids), owner, stamp(until)
+                )
+        async with self._begin() as conn:
             result = await conn.execute(
                 update(deliveries)
                 .where(
-                    deliveries.c.id == delivery_id,
+                    deliveries.c.id.in_(list(delivery_ids)),
                     deliveries.c.lease_owner == owner,
                     deliveries.c.status == "pending",
                 )
-                .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+                .values(lease_expires_at=until)
             )
-        return result.rowcount == 1
+        return int(result.rowcount or 0)
 
-    async def claim_delivery(self, owner: str, lease_seconds: float) -> Delivery | None:
-        """The oldest undispatched delivery whose lease is free or expired; attempts += 1."""
+    async def renew_delivery(self, delivery_id: str, owner: str, lease_seconds: float) -> bool:
+        """Extend the lease of one delivery still being handled; False if `owner` lost it."""
+        return await self.renew_deliveries([delivery_id], owner, lease_seconds) == 1
+
+    async def claim_deliveries(
+        self, owner: str, lease_seconds: float, *, limit: int = 1
+    ) -> list[Delivery]:
+        """The oldest undispatched deliveries whose lease is free or expired; attempts += 1."""
         now = utcnow()
+        if self._lane is not None:
+            until = stamp(now + timedelta(seconds=lease_seconds))
+            async with self._turn():
+                claimed = await self._lane.run(sqlite_lane.claim, owner, stamp(now), until, limit)
+            return [_claimed(row) for row in claimed]
         free = or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now)
-        async with self.engine.begin() as conn:
-            row = (
+        async with self._begin() as conn:
+            rows = (
                 await conn.execute(
-                    select(deliveries)
+                    select(deliveries, delivery_bodies.c.body)
+                    .outerjoin(delivery_bodies, delivery_bodies.c.delivery_id == deliveries.c.id)
                     .where(deliveries.c.status == "pending", free)
                     .order_by(deliveries.c.received_at, deliveries.c.id)
-                    .limit(1)
-                    .with_for_update(skip_locked=True)
+                    .limit(limit)
+                    .with_for_update(of=deliveries, skip_locked=True)
                 )
-            ).first()
-            if row is None:
-                return None
+            ).all()
+            if not rows:
+                return []
             await conn.execute(
                 update(deliveries)
-                .where(deliveries.c.id == row.id)
+                .where(deliveries.c.id.in_([row.id for row in rows]))
                 .values(
                     attempts=deliveries.c.attempts + 1,
                     lease_owner=owner,
                     lease_expires_at=now + timedelta(seconds=lease_seconds),
                 )
             )
-        return Delivery(
-            row.id, row.event, row.action, row.payload, row.attempts + 1, row.received_at
-        )
+        return [_delivery(row) for row in rows]
+
+    async def claim_delivery(self, owner: str, lease_seconds: float) -> Delivery | None:
+        """The oldest claimable delivery (see claim_deliveries), or None."""
+        claimed = await self.claim_deliveries(owner, lease_seconds, limit=1)
+        return claimed[0] if claimed else None
+
+    async def finish_deliveries(self, finished: Sequence[Finished]) -> None:
+        """Record how each ended, in one transaction: done, failed, or back off and retry.
+
+        A retry waits delivery_retry_delay, doubled per attempt, up to MAX_DELIVERY_ATTEMPTS.
+        """
+        if not finished:
+            return
+        now = utcnow()
+
+        def ending(one: Finished, tries: int) -> dict[str, Any]:
+            return _ending(one, tries, now, self.delivery_retry_delay)
+
+        if self._lane is not None:
+            async with self._turn():
+                missing = await self._lane.run(sqlite_lane.finish, finished, stamp(now), ending)
+            if missing:
+                raise StoreError(f"no delivery {', '.join(missing)}")
+            return
+        ids = [f.id for f in finished]
+        async with self._begin() as conn:
+            rows = await conn.execute(
+                select(deliveries.c.id, deliveries.c.attempts)
+                .where(deliveries.c.id.in_(ids))
+                .with_for_update()
+            )
+            attempts = {row.id: row.attempts for row in rows}
+            missing = [i for i in ids if i not in attempts]
+            if missing:
+                raise StoreError(f"no delivery {', '.join(missing)}")
+            done = [f.id for f in finished if f.ok]
+            if done:
+                await conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(done))
+                    .values(**_NO_LEASE, error=None, status="done", finished_at=now)
+                )
+            for one in finished:
+                if not one.ok:
+                    await conn.execute(
+                        update(deliveries)
+                        .where(deliveries.c.id == one.id)
+                        .values(ending(one, attempts[one.id]))
+                    )
 
     async def finish_delivery(
         self, delivery_id: str, *, error: str | None = None, retry: bool = False
     ) -> None:
         """Done (or failed, with error); retry=True: claimed again after a delay, up to 5 tries."""
-        where = deliveries.c.id == delivery_id
-        async with self.engine.begin() as conn:
-            attempts = await conn.scalar(
-                select(deliveries.c.attempts).where(where).with_for_update()
-            )
-            if attempts is None:
-                raise StoreError(f"no delivery {delivery_id}")
-            values: dict[str, Any] = {**_NO_LEASE, "error": error}
-            if retry and attempts < MAX_DELIVERY_ATTEMPTS:
-                # Released; the lease's expiry doubles as "not before", the back-off.
-                delay = self.delivery_retry_delay * 2 ** (attempts - 1)
-                values["lease_expires_at"] = utcnow() + timedelta(seconds=delay)
-            else:
-                values.update(status="failed" if error or retry else "done", finished_at=utcnow())
-                if retry:
-                    values["error"] = f"gave up after {attempts} attempts: {error or 'no error'}"
-            await conn.execute(update(deliveries).where(where).values(values))
+        await self.finish_deliveries([Finished(delivery_id, error, retry)])
 
     async def count_deliveries(self, *, pending: bool = False) -> int:
         """How many deliveries are stored (pending=True: not yet dispatched)."""
         query = select(func.count()).select_from(deliveries)
         if pending:
             query = query.where(deliveries.c.status == "pending")
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             return int(await conn.scalar(query) or 0)
+
+    async def oldest_pending(self) -> datetime | None:
+        """When the oldest delivery still waiting for dispatch arrived."""
+        async with self._begin() as conn:
+            return await conn.scalar(
+                select(func.min(deliveries.c.received_at)).where(deliveries.c.status == "pending")
+            )
+
+    async def prune_deliveries(self, older_than: timedelta) -> int:
+        """Forget finished deliveries (done or failed) that finished more than `older_than` ago."""
+        cutoff = utcnow() - older_than
+        async with self._begin() as conn:
+            result = await conn.execute(
+                delete(deliveries).where(
+                    and_(deliveries.c.status != "pending", deliveries.c.finished_at < cutoff)
+                )
+            )
+        return int(result.rowcount or 0)
+
+
+def _new(
+    delivery_id: str,
+    event: str,
+    payload: dict[str, Any] | bytes,
+    parsed: dict[str, Any] | None,
+    lease: tuple[str, float] | None,
+) -> NewDelivery:
+    if isinstance(payload, bytes | bytearray):
+        body = bytes(payload)
+        if parsed is None:
+            loaded = orjson.loads(body) if body else {}
+            parsed = loaded if isinstance(loaded, dict) else {}
+    else:
+        body, parsed = orjson.dumps(payload), payload
+    answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    return NewDelivery(delivery_id, event, parsed.get("action"), body, parsed, lease, answer)
+
+
+def _row(new: NewDelivery) -> dict[str, Any]:
+    """The deliveries row of a new delivery (pending; claimed already when it has a lease)."""
+    return {
+        "id": new.id,
+        "event": new.event,
+        "action": new.action,
+        "status": "pending",
+        "attempts": 1 if new.lease else 0,
+        "lease_owner": new.lease[0] if new.lease else None,
+        "lease_expires_at": new.lease_until,
+        "received_at": new.received_at,
+    }
+
+
+def _delivery(row: Any) -> Delivery:
+    body = row.body
+    if body is None:  # stored before bodies were kept as received (migration 0005)
+        body = orjson.dumps(row.payload or {})
+    return Delivery(row.id, row.event, row.action, bytes(body), row.attempts + 1, row.received_at)
+
+
+def _claimed(row: sqlite_lane.Claimed) -> Delivery:
+    delivery_id, event, action, body, payload, attempts, received_at = row
+    if body is None:  # stored before bodies were kept as received (migration 0005)
+        body = (payload or "{}").encode()
+    received = sqlite_lane.unstamp(received_at)
+    return Delivery(delivery_id, event, action, bytes(body), attempts + 1, received)
+
+
+def _ending(one: Finished, tries: int, now: datetime, retry_delay: float) -> dict[str, Any]:
+    """The columns of a delivery that did not simply succeed: released to retry, or failed."""
+    values: dict[str, Any] = {**_NO_LEASE, "error": one.error}
+    if one.retry and tries < MAX_DELIVERY_ATTEMPTS:
+        # Released; the lease's expiry doubles as "not before", the back-off.
+        values["lease_expires_at"] = now + timedelta(seconds=retry_delay * 2 ** (tries - 1))
+    else:
+        values.update(status="failed", finished_at=now)
+        if one.retry:
+            values["error"] = f"gave up after {tries} attempts: {one.error or 'no error'}"
+    return values

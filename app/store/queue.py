@@ -96,7 +96,7 @@ class RunQueue(StoreBase):
         now = utcnow()
         kind = RunKind(new.kind)
         try:
-            async with self.engine.begin() as conn:
+            async with self._begin() as conn:
                 key = await _serial_key(conn, new)
                 if kind == RunKind.ISSUE and key is not None:
                     active = select(runs.c.id).where(
@@ -121,7 +121,7 @@ class RunQueue(StoreBase):
     async def claim_run(self, worker_id: str, lease_seconds: float) -> Run | None:
         """The oldest claimable run, now RUNNING under this worker's lease; attempts += 1."""
         now = utcnow()
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             # A cancel requested of a worker that died or let go of the run ends it here.
             await conn.execute(
                 update(runs)
@@ -155,7 +155,7 @@ class RunQueue(StoreBase):
 
     async def renew_lease(self, run_id: int, worker_id: str, lease_seconds: float) -> bool:
         now = utcnow()
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             result = await conn.execute(
                 update(runs)
                 .where(_held(run_id, worker_id))
@@ -164,7 +164,7 @@ class RunQueue(StoreBase):
         return result.rowcount == 1
 
     async def release_run(self, run_id: int, worker_id: str) -> None:
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(
                 update(runs)
                 .where(_held(run_id, worker_id))
@@ -172,7 +172,7 @@ class RunQueue(StoreBase):
             )
 
     async def get_run(self, run_id: int) -> Run | None:
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             return await _fetch_run(conn, run_id)
 
     async def update_run(self, run_id: int, **fields: Any) -> Run:
@@ -198,7 +198,7 @@ class RunQueue(StoreBase):
 
     async def add_step(self, run_id: int, name: str, detail: str = "") -> None:
         now = utcnow()
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await _touch(conn, run_id, now)
             await conn.execute(
                 insert(run_steps).values(run_id=run_id, name=name, detail=detail, at=now)
@@ -206,7 +206,7 @@ class RunQueue(StoreBase):
 
     async def add_usage(self, run_id: int, usage: Usage) -> Usage:
         added = usage.to_dict()
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             row = (
                 await conn.execute(
                     update(runs)
@@ -229,7 +229,7 @@ class RunQueue(StoreBase):
         return await self._change_run(run_id, values)
 
     async def request_cancel(self, run_id: int) -> Run:
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await _cancel(conn, runs.c.id == run_id)
             run = await _fetch_run(conn, run_id)
         if run is None:
@@ -260,10 +260,16 @@ class RunQueue(StoreBase):
         query = select(runs).where(*(runs.c[k] == v for k, v in filters.items() if v is not None))
         if states is not None:
             query = query.where(runs.c.state.in_(list(states)))
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             rows = (await conn.execute(query.order_by(runs.c.id.desc()).limit(limit))).all()
             steps = await _load_steps(conn, [row.id for row in rows])
         return [_to_run(row, steps.get(row.id, [])) for row in rows]
+
+    async def count_runs_by_state(self) -> dict[str, int]:
+        """How many runs there are in each state."""
+        async with self._begin() as conn:
+            rows = await conn.execute(select(runs.c.state, func.count()).group_by(runs.c.state))
+            return {str(state): int(count) for state, count in rows}
 
     async def newest_run(self, **filters: Any) -> Run | None:
         """The newest run matching `filters` (those of find_runs), or None."""
@@ -275,11 +281,11 @@ class RunQueue(StoreBase):
         scope = runs.c.installation_id == installation_id
         if repos is not None:
             scope = and_(scope, runs.c.repo.in_(list(repos)))
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             return await _cancel(conn, scope)
 
     async def _change_run(self, run_id: int, values: dict[str, Any]) -> Run:
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(update(runs).where(runs.c.id == run_id).values(values))
             run = await _fetch_run(conn, run_id)
         if run is None:

@@ -35,8 +35,12 @@ class Store(Inbox, RunQueue, Facts):
         return store
 
     async def close(self) -> None:
-        # Operations whose callers were cancelled still finish (see _uncancellable) first.
+        # Deliveries waiting for their group commit, and operations whose callers were
+        # cancelled (see _uncancellable), still finish first.
+        await self.close_inbox()
         await asyncio.gather(*self._inflight, return_exceptions=True)
+        if self._lane is not None:
+            await self._lane.close()
         await self.engine.dispose()
 
     async def ping(self) -> bool:
@@ -68,8 +72,10 @@ def _uncancellable(
     return shielded
 
 
+# The group commit's writer task finishes on its own: a record needs no shield of its own.
+_SHIELDED_ALREADY = ("close", "open", "close_inbox", "record_delivery")
 for _part in Store.__mro__[::-1]:
     for _name, _method in list(vars(_part).items()):
-        public = not _name.startswith("_") and _name not in ("close", "open")
+        public = not _name.startswith("_") and _name not in _SHIELDED_ALREADY
         if inspect.iscoroutinefunction(_method) and public:
             setattr(Store, _name, _uncancellable(_method))

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -48,7 +49,7 @@ deliveries = Table(
     Column("id", String(100), primary_key=True),  # X-GitHub-Delivery
     Column("event", String(64), nullable=False),
     Column("action", String(64)),
-    Column("payload", JSON, nullable=False),
+    Column("payload", JSON),  # before migration 0005; newer ones are in delivery_bodies
     Column("status", String(16), nullable=False, server_default="pending"),  # pending|done|failed
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("error", Text),
@@ -57,6 +58,21 @@ deliveries = Table(
     Column("received_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
     Index("ix_deliveries_pending", "status", "received_at"),
+    Index("ix_deliveries_finished", "finished_at"),  # migration 0005: retention
+)
+
+# The body exactly as received, apart from the delivery's small and often-updated row, so a
+# claim or a finish never rewrites kilobytes of payload (migration 0005).
+delivery_bodies = Table(
+    "delivery_bodies",
+    metadata,
+    Column(
+        "delivery_id",
+        String(100),
+        ForeignKey("deliveries.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("body", LargeBinary, nullable=False),
 )
 
 # Runs whose kind is ISSUE and that are still active may share no serial key: this partial

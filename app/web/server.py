@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import orjson
 from aiohttp import web
 from gidgethub import ValidationFailure, sansio
 
+from app import metrics
 from app.config import Settings
 from app.log import log_context
 from app.services import Services, open_services
 from app.web import setup
+from app.web.metrics import STORE, add_metrics_route, loopback_metrics
 from app.web.slack import SLACK, add_slack_routes
 
 log = logging.getLogger(__name__)
@@ -30,19 +34,31 @@ def create_app(settings: Settings, *, workers: int | None = None) -> web.Applica
     app[SETTINGS] = settings
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with open_services(settings, workers=workers) as services:
+        async with (
+            open_services(settings, workers=workers) as services,
+            loopback_metrics(settings, services.store),
+        ):
             app[SERVICES] = services
             app[SLACK] = services.slack_front
+            app[STORE] = services.store
             yield
 
     app.cleanup_ctx.append(services_ctx)
     app.router.add_post(settings.webhook_path, github_webhook)
     app.router.add_get("/healthz", healthz)
+    add_metrics_route(app, settings)  # /metrics, with HONK_METRICS_TOKEN
     add_slack_routes(app)  # /slack/events, /slack/commands, /slack/interactions
     if settings.github_configured:
         app.router.add_get("/", index)
     setup.add_routes(app, settings)  # also "/" while GitHub is not configured
     return app
+
+
+_ACCEPTED = b'{"status": "accepted"}'
+
+
+def _accepted() -> web.Response:
+    return web.Response(body=_ACCEPTED, status=202, content_type="application/json")
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -51,41 +67,77 @@ def _error(status: int, message: str) -> web.Response:
 
 async def github_webhook(request: web.Request) -> web.Response:
     """Verify, store, acknowledge; the dispatcher routes the event from the store."""
+    started = time.perf_counter()
+    delivery_id = request.headers.get("X-GitHub-Delivery", "")
+    with log_context(delivery_id=delivery_id or None):
+        response, outcome = await _take_webhook(request, delivery_id)
+    # A refused request's event header is anyone's to choose: not a label.
+    event = request.headers.get("X-GitHub-Event", "") if outcome != "refused" else "-"
+    metrics.deliveries.labels(event, outcome).inc()
+    metrics.ingest_seconds.observe(time.perf_counter() - started)
+    return response
+
+
+async def _take_webhook(request: web.Request, delivery_id: str) -> tuple[web.Response, str]:
+    """The answer, and what became of the delivery: stored, duplicate or refused."""
     services = request.app[SERVICES]
     secret = services.settings.webhook_secret
     if request.content_length is not None and request.content_length > MAX_WEBHOOK_BYTES:
-        return _error(413, "payload larger than GitHub's 25 MB limit")
+        return _error(413, "payload larger than GitHub's 25 MB limit"), "refused"
     signature = request.headers.get("X-Hub-Signature-256", "")
     body = await request.read()
-    delivery_id = request.headers.get("X-GitHub-Delivery", "")
-    with log_context(delivery_id=delivery_id or None):
-        if not secret:
-            log.error("webhook refused: WEBHOOK_SECRET is not configured")
-            return _error(401, "webhook secret not configured")
-        if not signature.startswith("sha256="):
-            log.warning("webhook refused: missing X-Hub-Signature-256")
-            return _error(401, "missing or unsupported signature")
-        try:
-            sansio.validate_event(body, signature=signature, secret=secret)
-        except ValidationFailure:
-            log.warning("webhook refused: signature mismatch")
-            return _error(401, "signature mismatch")
-        event = request.headers.get("X-GitHub-Event", "")
-        if not event or not delivery_id:
-            return _error(400, "X-GitHub-Event and X-GitHub-Delivery headers are required")
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "body is not JSON")
-        if not isinstance(payload, dict):
-            return _error(400, "body is not a JSON object")
-        stored = await services.store.record_delivery(delivery_id, event, payload)
-        if not stored:
-            log.info("delivery %s already received; ignored", delivery_id)
-            return web.json_response({"status": "duplicate"}, status=200)
-        log.info("stored %s.%s", event, payload.get("action") or "-")
-        services.dispatcher.wake()
-        return web.json_response({"status": "accepted"}, status=202)
+    if not secret:
+        log.error("webhook refused: WEBHOOK_SECRET is not configured")
+        return _error(401, "webhook secret not configured"), "refused"
+    if not signature.startswith("sha256="):
+        log.warning("webhook refused: missing X-Hub-Signature-256")
+        return _error(401, "missing or unsupported signature"), "refused"
+    try:
+        sansio.validate_event(body, signature=signature, secret=secret)
+    except ValidationFailure:
+        log.warning("webhook refused: signature mismatch")
+        return _error(401, "signature mismatch"), "refused"
+    event = request.headers.get("X-GitHub-Event", "")
+    if not event or not delivery_id:
+        message = "X-GitHub-Event and X-GitHub-Delivery headers are required"
+        return _error(400, message), "refused"
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _error(400, "body is not JSON"), "refused"
+    if not isinstance(payload, dict):
+        return _error(400, "body is not a JSON object"), "refused"
+    if not await _store(services, delivery_id, event, body, payload):
+        log.info("delivery %s already received; ignored", delivery_id)
+        return web.json_response({"status": "duplicate"}, status=200), "duplicate"
+    log.debug("stored %s.%s", event, payload.get("action") or "-")
+    return _accepted(), "stored"
+
+
+async def _store(
+    services: Services, delivery_id: str, event: str, body: bytes, payload: dict[str, Any]
+) -> bool:
+    """Store the body as received (parsed once, never serialised again); False: a duplicate.
+
+    When this process's dispatcher has room, the delivery is stored already claimed by it and
+    handed over at once: no claim of its own, and no second parse.
+    """
+    dispatcher, store = services.dispatcher, services.store
+    if not dispatcher.has_room:
+        stored = await store.record_delivery(delivery_id, event, body, parsed=payload)
+        dispatcher.wake()
+        return stored
+    delivery = await store.record_claimed(
+        delivery_id,
+        event,
+        body,
+        parsed=payload,
+        owner=dispatcher.owner,
+        lease_seconds=dispatcher.lease_seconds,
+    )
+    if delivery is not None:
+        dispatcher.take(delivery)
+    return delivery is not None
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -1,0 +1,269 @@
+"""Ingest and dispatch at pace: group commit, bodies as received, batched concurrent dispatch,
+subject order, a SIGKILL under load losing nothing answered, retention and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select
+
+from app import metrics
+from app.config import Settings
+from app.store import NewRun, Store
+from app.store.inbox import Finished
+from app.store.tables import deliveries, delivery_bodies
+from app.web import SERVICES, create_app
+from tests.conftest import WEBHOOK_SECRET, sign
+from tests.helpers import eventually, post_webhook
+
+ClientFactory = Callable[..., Awaitable[TestClient]]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def histogram_count(histogram: Any) -> float:
+    return next(s.value for s in histogram.collect()[0].samples if s.name.endswith("_count"))
+
+
+async def test_concurrent_records_share_transactions_and_each_hears_the_truth(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'honk.db'}")
+    try:
+        batches_before = histogram_count(metrics.inbox_batch)
+        ids = [f"d-{n}" for n in range(300)] + ["d-7", "d-8"]  # two duplicates among them
+        answers = await asyncio.gather(
+            *(store.record_delivery(i, "issues", {"action": "opened", "n": i}) for i in ids)
+        )
+        batches = histogram_count(metrics.inbox_batch) - batches_before
+        assert answers.count(True) == 300 and answers[-2:] == [False, False]
+        assert batches <= 300 / 10, f"{batches} transactions for 300 concurrent deliveries"
+        assert await store.count_deliveries(pending=True) == 300
+        # A redelivery of one already stored is a duplicate, at any time.
+        assert await store.record_delivery("d-3", "issues", {"action": "opened"}) is False
+    finally:
+        await store.close()
+
+
+async def test_claims_come_in_arrival_order_and_finish_in_one_batch(store: Store) -> None:
+    for n in range(12):
+        await store.record_delivery(f"z-{11 - n}", "ping", {"n": n})  # ids sort backwards
+    first = await store.claim_deliveries("w", 30, limit=5)
+    assert [d.payload["n"] for d in first] == [0, 1, 2, 3, 4]
+    assert all(d.attempts == 1 for d in first)
+    await store.finish_deliveries(
+        [Finished(first[0].id), Finished(first[1].id, "boom"), Finished(first[2].id, "5xx", True)]
+    )
+    rest = await store.claim_deliveries("w", 30, limit=50)
+    assert [d.payload["n"] for d in rest] == list(range(5, 12))  # 3 and 4 are still leased
+    assert await store.count_deliveries(pending=True) == 12 - 2  # the retried one waits
+
+
+async def test_the_body_is_stored_and_dispatched_exactly_as_received(
+    aiohttp_client: ClientFactory, base_settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(base_settings))
+    services = client.app[SERVICES]
+    seen: list[dict[str, Any]] = []
+
+    async def handler(payload: dict[str, Any]) -> None:
+        seen.append(payload)
+
+    services.dispatcher.register("honk_test", handler)
+    body = b'{ "zeta": 1,\n  "alpha": [1.50, "\\u00e9"], "action": "poked" }'
+    response = await post_webhook(client, "honk_test", body, delivery_id="raw-1")
+    assert response.status == 202
+    await eventually(lambda: seen)
+    assert seen == [{"zeta": 1, "alpha": [1.5, "é"], "action": "poked"}]
+    async with services.store.engine.connect() as conn:
+        stored = await conn.scalar(select(delivery_bodies.c.body))
+    assert stored == body  # byte for byte: no second serialisation
+
+
+async def test_one_subject_in_order_while_others_pass_a_slow_handler(
+    aiohttp_client: ClientFactory, base_settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(base_settings))
+    services = client.app[SERVICES]
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def handler(payload: dict[str, Any]) -> None:
+        if payload["step"] == "slow":
+            await release.wait()
+        order.append(f"{payload['issue']['number']}:{payload['step']}")
+
+    services.dispatcher.register("honk_test", handler)
+
+    def about(number: int, step: str) -> dict[str, Any]:
+        repository = {"full_name": "octo/widgets"}
+        return {"repository": repository, "issue": {"number": number}, "step": step}
+
+    for number, step in [(1, "slow"), (1, "second"), (2, "other"), (1, "third"), (3, "more")]:
+        assert (await post_webhook(client, "honk_test", about(number, step))).status == 202
+    # Issue 2 and 3 are not held up by issue 1's slow first delivery; issue 1 waits its turn.
+    await eventually(lambda: {"2:other", "3:more"} <= set(order))
+    assert not any(entry.startswith("1:") for entry in order)
+    release.set()
+    await eventually(lambda: len(order) == 5)
+    assert [e for e in order if e.startswith("1:")] == ["1:slow", "1:second", "1:third"]
+
+    async def all_finished() -> bool:
+        return await services.store.count_deliveries(pending=True) == 0
+
+    await eventually(all_finished)  # and each finish was written back
+
+
+async def test_finished_deliveries_age_out_and_runs_stay(store: Store) -> None:
+    for n in range(3):
+        await store.record_delivery(f"old-{n}", "ping", {})
+    await store.record_delivery("waiting", "ping", {})
+    claimed = await store.claim_deliveries("w", 30, limit=3)
+    await store.finish_deliveries([Finished(d.id) for d in claimed[:2]] + [Finished("old-2", "x")])
+    run = await store.enqueue_run(NewRun(repo="octo/widgets", installation_id=1, issue_number=4))
+    await asyncio.sleep(0.05)
+    assert await store.prune_deliveries(timedelta(seconds=0.02)) == 3  # done and failed alike
+    assert await store.count_deliveries() == 1 and await store.count_deliveries(pending=True) == 1
+    assert run is not None and await store.get_run(run.id) is not None
+    async with store.engine.connect() as conn:  # their bodies went with them
+        bodies = (await conn.execute(select(delivery_bodies.c.delivery_id))).scalars().all()
+    assert bodies == ["waiting"]
+
+
+# -- /metrics ---------------------------------------------------------------------------------
+
+
+async def test_metrics_need_the_token_and_count_what_came_in(
+    aiohttp_client: ClientFactory, base_settings: Settings
+) -> None:
+    plain = await aiohttp_client(create_app(base_settings))
+    assert (await plain.get("/metrics")).status == 404  # no token configured: not served
+    token = "metrics-token-" + uuid.uuid4().hex
+    client = await aiohttp_client(create_app(base_settings.with_overrides(metrics_token=token)))
+    await post_webhook(client, "issues", {"action": "opened"})
+    await post_webhook(client, "issues", {"action": "opened"}, signature="sha256=0000")
+    assert (await client.get("/metrics")).status == 401
+    wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
+    assert wrong.status == 401
+    scraped = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert scraped.status == 200 and scraped.content_type.startswith("text/plain")
+    text = await scraped.text()
+    assert 'honk_deliveries_total{event="issues",outcome="stored"}' in text
+    assert 'honk_deliveries_total{event="-",outcome="refused"}' in text
+    assert "honk_inbox_pending " in text and 'honk_runs{state="queued"} 0.0' in text
+    assert "honk_ingest_seconds_bucket" in text and token not in text
+
+
+async def test_metrics_on_their_own_loopback_port(
+    aiohttp_client: ClientFactory, base_settings: Settings
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    await aiohttp_client(create_app(base_settings.with_overrides(metrics_port=port)))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        assert response.status == 200
+        assert "honk_inbox_oldest_pending_seconds" in await response.text()
+
+
+# -- a real `honk serve`, killed under load -----------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def honk_serve(data_dir: Path, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "PYTHONPATH": str(ROOT),
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "HONK_DATA_DIR": str(data_dir),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{data_dir / 'honk.db'}",
+        "HONK_WORKERS": "0",
+        "LOG_LEVEL": "WARNING",
+        "LOG_FORMAT": "json",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "--env-file", "", "serve",
+        env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def test_sigkill_under_load_loses_no_answered_delivery(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api/github/webhooks"
+    answered: list[str] = []
+    async with honk_serve(tmp_path, port) as process, aiohttp.ClientSession() as session:
+
+        async def up() -> bool:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    return response.status == 200
+            return False
+
+        await eventually(up, within=30)
+
+        async def sender(lane: int) -> None:
+            for n in range(10_000):
+                delivery_id = f"kill-{lane}-{n}"
+                body = json.dumps({"action": "opened", "issue": {"number": n}}).encode()
+                headers = {
+                    "Content-Type": "application/json",
+                    "X-GitHub-Event": "issues",
+                    "X-GitHub-Delivery": delivery_id,
+                    "X-Hub-Signature-256": sign(body),
+                }
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        if response.status == 202:
+                            answered.append(delivery_id)
+                except aiohttp.ClientError:
+                    return  # the server is gone
+
+        senders = [asyncio.create_task(sender(lane)) for lane in range(32)]
+        await eventually(lambda: len(answered) > 300, within=30)
+        process.send_signal(signal.SIGKILL)  # mid-load: requests in flight everywhere
+        assert await process.wait() == -signal.SIGKILL
+        killed_with = len(answered)
+        await asyncio.gather(*senders)
+    assert len(answered) == killed_with  # nothing answered after the kill
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'honk.db'}", migrate=False)
+    try:
+        async with store.engine.connect() as conn:
+            rows = await conn.execute(select(deliveries.c.id))
+            stored = set(rows.scalars())
+    finally:
+        await store.close()
+    missing = [i for i in answered if i not in stored]
+    assert not missing, f"{len(missing)} answered deliveries lost, e.g. {missing[:3]}"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'honk.db'}")
+    yield opened
+    await opened.close()
