@@ -16,7 +16,15 @@ from pathlib import Path
 
 from app.config import Settings
 from app.workspace.limits import MIB, DiskWatch, PidsCgroup, SandboxLimits, count_tasks
-from app.workspace.mounts import Hidden, hidden_in, honk_hidden, host_mounts, python_dirs, under
+from app.workspace.mounts import (
+    Hidden,
+    HonkInstall,
+    hidden_in,
+    honk_hidden,
+    host_mounts,
+    python_dirs,
+    under,
+)
 
 # The checkout shows at /workspace/<its directory's name>: nothing of the host path.
 WORKSPACE_DIR = "/workspace"
@@ -101,7 +109,14 @@ class Sandbox:
         )
 
     @classmethod
-    def for_settings(cls, settings: Settings, root: Path, *, network: bool = False) -> Sandbox:
+    def for_settings(
+        cls,
+        settings: Settings,
+        root: Path,
+        *,
+        network: bool = False,
+        install: HonkInstall | None = None,
+    ) -> Sandbox:
         """The sandbox the server's runs and `honk run` both use: one place, no drift."""
         return cls(
             root,
@@ -110,7 +125,7 @@ class Sandbox:
             network=network,
             timeout=settings.command_timeout,
             output_limit=settings.output_limit,
-            hidden=honk_hidden(settings),
+            hidden=honk_hidden(settings, install),
             limits=SandboxLimits.from_settings(settings),
         )
 
