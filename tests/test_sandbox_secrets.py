@@ -7,9 +7,11 @@ file, the data directory, its working directory and its package all sit there.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import secrets
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,3 +312,36 @@ async def test_honk_run_agent_cannot_read_honks_secrets(
     out = io.StringIO()
     assert await run_local(checkout, "look around", settings, out=out) == 0, out.getvalue()
     _assert_nothing_leaked(_tool_results(fake_anthropic), deployment, None)
+
+
+async def test_a_secret_stays_hidden_even_when_named_as_a_read_only_path(
+    deployment: Deployment, base_settings: Settings, checkout: Path
+) -> None:
+    settings = deployment.settings(base_settings)
+    settings = settings.with_overrides(
+        sandbox_ro_paths=(*settings.sandbox_ro_paths, str(deployment.data_dir))
+    )
+    sandbox = Sandbox.for_settings(settings, checkout, install=deployment.install)
+    result = await sandbox.run(f"ls -A {deployment.data_dir}; cat {deployment.data_dir}/honk.db")
+    assert result.exit_code != 0 and "tenant" not in result.output
+
+
+async def test_honk_in_a_venv_leaves_its_dependencies_out(tmp_path: Path, checkout: Path) -> None:
+    """The venv's interpreter works in the sandbox; Honk's own site-packages are not there."""
+    venv = tmp_path / "venv"
+    made = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "venv", "--without-pip", str(venv)
+    )
+    assert await made.wait() == 0
+    site = next(venv.glob("lib/python*/site-packages"))
+    (site / "honk_dependency.py").write_text("SECRET_SAUCE = 1\n")
+    install = HonkInstall(package=tmp_path / "elsewhere" / "app", site_packages=(site,))
+    settings = Settings(sandbox_ro_paths=(str(venv),), checkout_dir=tmp_path / "co")
+    sandbox = Sandbox.for_settings(settings, checkout, install=install)
+    result = await sandbox.run(
+        f"{venv}/bin/python -c 'import sys; print(sys.prefix)'; "
+        f"{venv}/bin/python -c 'import honk_dependency' 2>&1 | tail -1; ls {site}"
+    )
+    assert result.output.splitlines()[0] == str(venv)
+    assert "ModuleNotFoundError" in result.output
+    assert "No such file" in result.output  # the site-packages directory itself is gone

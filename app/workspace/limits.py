@@ -34,6 +34,8 @@ class SandboxLimits:
     tmp_mb: int = 512
     disk_mb: int = 10240
     check_interval: float = 0.25
+    # False: never a pids cgroup (as where none is writable): RLIMIT_NPROC and the watch.
+    use_cgroup: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SandboxLimits:

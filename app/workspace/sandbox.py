@@ -165,7 +165,7 @@ class Sandbox:
         argv = await asyncio.to_thread(self.command_line, command, network=use_network)
         confined = self.mode == "bwrap"
         cgroup = None
-        if confined:
+        if confined and self.limits.use_cgroup:
             cgroup = await asyncio.to_thread(PidsCgroup.create, self.limits.processes)
         if cgroup is not None:
             argv = cgroup.wrap(argv)
