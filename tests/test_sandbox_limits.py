@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from app.agent.tools import ToolBox
 from app.config import Settings
 from app.web import create_app
-from app.workspace.limits import MIB, SandboxLimits, pids_dirs
+from app.workspace.limits import MIB, PidsCgroup, SandboxLimits, pids_dirs
 from app.workspace.sandbox import Sandbox
 from tests.test_sandbox import _processes_with
 
@@ -56,6 +56,11 @@ async def _serves_while(client: TestClient, work: asyncio.Task[object]) -> list[
 async def test_a_fork_bomb_ends_with_a_clear_error_while_honk_serves(
     aiohttp_client: ClientFactory, base_settings: Settings, checkout: Path, cgroup: bool
 ) -> None:
+    if cgroup:
+        # Never a real fork bomb where nothing but the watch would stop it.
+        probe = PidsCgroup.create(1)
+        assert probe is not None, "this host has no writable pids cgroup for the sandbox"
+        probe.remove()
     client = await aiohttp_client(create_app(base_settings, workers=0))
     limits = SandboxLimits(processes=64, check_interval=0.1, use_cgroup=cgroup)
     tools = ToolBox(Sandbox(checkout, limits=limits, timeout=60))

@@ -146,6 +146,17 @@ class PidsCgroup:
         return True
 
 
+def process_cap() -> str:
+    """What holds a command to its process limit on this host (blocking: probes cgroups)."""
+    probe = PidsCgroup.create(1)
+    if probe is not None:
+        probe.remove()
+        return "a pids cgroup per command"
+    if os.getuid() != 0:
+        return "RLIMIT_NPROC in the sandbox's user namespace"
+    return "Honk's watch only (root is not bound by RLIMIT_NPROC and no pids cgroup is writable)"
+
+
 def count_tasks(pid: int) -> int:
     """Tasks (threads) of `pid` and all its descendants, from /proc (blocking).
 

@@ -387,8 +387,8 @@ async def _write_input(stdin: asyncio.StreamWriter | None, text: str | None) -> 
 
 
 async def _remove(cgroup: PidsCgroup) -> None:
-    """The command's cgroup goes with it; its tasks are gone within moments of its end."""
-    for _ in range(40):
+    """The command's cgroup goes with it; its last tasks are gone within moments of its end."""
+    for delay in (0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0):
+        await asyncio.sleep(delay)
         if await asyncio.to_thread(cgroup.remove):
             return
-        await asyncio.sleep(0.05)
