@@ -378,18 +378,18 @@ def test_resolve_inside(tmp_path: Path) -> None:
     assert resolve_inside(root, "src/../src/app.py") == real / "src" / "app.py"
     assert resolve_inside(root, "link-in") == real / "src" / "app.py"
     assert resolve_inside(root, str(real / "src")) == real / "src"
-    ws = {"visible_root": "/workspace"}
-    assert resolve_inside(root, "/workspace/src/app.py", **ws) == real / "src" / "app.py"
-    assert resolve_inside(root, "/workspace", **ws) == real
-    assert resolve_inside(root, "/workspace/", **ws) == real
+    ws = {"visible_root": "/workspace/widgets"}
+    assert resolve_inside(root, "/workspace/widgets/src/app.py", **ws) == real / "src" / "app.py"
+    assert resolve_inside(root, "/workspace/widgets", **ws) == real
+    assert resolve_inside(root, "/workspace/widgets/", **ws) == real
     for bad in ("../outside.txt", "/etc/passwd", "link-out", "dir-out/outside.txt", "src/../.."):
         with pytest.raises(PathOutsideWorkspace):
             resolve_inside(root, bad, **ws)
-    for bad in ("/workspacex/a", "/workspace/../etc/passwd", "a\0b"):
+    for bad in ("/workspace/widgetsx/a", "/workspace/widgets/../etc/passwd", "/workspace", "a\0b"):
         with pytest.raises(PathOutsideWorkspace):
             resolve_inside(root, bad, **ws)
     with pytest.raises(PathOutsideWorkspace, match="outside the workspace"):
-        resolve_inside(root, "/workspace/src", visible_root=None)
+        resolve_inside(root, "/workspace/widgets/src", visible_root=None)
 
 
 def _exists(path: str) -> bool:
