@@ -310,6 +310,7 @@ def under_root(path: str, root: str) -> bool:
 def _usable_parent(candidates: list[Path]) -> Path | None:
     """The first candidate where a child capped by pids.max can be made and removed."""
     for parent in candidates:
+        _sweep(parent)
         probe = parent / f"{_CGROUP_PREFIX}probe-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             probe.mkdir()
@@ -324,3 +325,16 @@ def _usable_parent(candidates: list[Path]) -> Path | None:
             with contextlib.suppress(OSError):
                 probe.rmdir()
     return None
+
+
+def _sweep(parent: Path) -> None:
+    """Remove the empty cgroups a dead Honk process left behind (a crash, a kill -9)."""
+    try:
+        children = list(parent.glob(f"{_CGROUP_PREFIX}*"))
+    except OSError:
+        return
+    for child in children:
+        owner = child.name.removeprefix(_CGROUP_PREFIX).removeprefix("probe-").split("-")[0]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            with contextlib.suppress(OSError):
+                child.rmdir()  # refused while tasks remain in it

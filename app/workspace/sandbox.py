@@ -169,9 +169,9 @@ class Sandbox:
             cgroup = await asyncio.to_thread(PidsCgroup.create, self.limits.processes)
         if cgroup is not None:
             argv = cgroup.wrap(argv)
-        disk_before = await asyncio.to_thread(self.disk.measure) if confined else 0
         limit = self.timeout if timeout is None else timeout
         try:
+            disk_before = await asyncio.to_thread(self.disk.measure) if confined else 0
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=self.root,
