@@ -67,6 +67,25 @@ async def test_objects_gone_upstream_are_not_in_later_clones(
     assert blob not in await _objects(workspaces.mirror_path(REPO))
 
 
+async def test_a_repack_that_did_not_finish_is_done_by_the_next_fetch(
+    host: GitHost, workspaces: Workspaces, tmp_path: Path
+) -> None:
+    blob = await _push_secret_then_erase(host, tmp_path, how="force-push")
+    async with _checkout(workspaces, host, 45, "honk/45-a"):
+        pass
+    await _erase(host, tmp_path, "force-push")
+    mirror = workspaces.mirror_path(REPO)
+    # The fetch that lost the objects ran, but its repack did not (Honk died in between).
+    await run_git(
+        "fetch", "-q", "--prune", str(host.bare()), "+refs/heads/*:refs/heads/*", cwd=mirror
+    )
+    (mirror / "honk-prune-pending").touch()
+    assert blob in await _objects(mirror)
+    assert await prune.fetch_and_prune(mirror, token=TOKEN, git_timeout=60)
+    assert blob not in await _objects(mirror)
+    assert not (mirror / "honk-prune-pending").exists()
+
+
 async def test_a_fast_forward_fetch_does_not_repack(
     host: GitHost, workspaces: Workspaces, tmp_path: Path
 ) -> None:

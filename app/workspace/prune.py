@@ -24,8 +24,12 @@ async def fetch_and_prune(mirror: Path, *, token: str | None, git_timeout: float
     before = await refs(mirror)
     await git("fetch", "--prune", "--quiet", "origin", cwd=mirror, token=token, timeout=git_timeout)
     after = await refs(mirror)
-    if dropped or await _lost_objects(mirror, before, after):
+    # Left when a repack did not finish (a timeout, a crash): the next fetch repacks.
+    pending = mirror / "honk-prune-pending"
+    if dropped or pending.exists() or await _lost_objects(mirror, before, after):
+        pending.touch()
         await git("gc", "--prune=now", "--quiet", cwd=mirror, timeout=git_timeout)
+        pending.unlink()
         return True
     return False
 
