@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -141,3 +142,24 @@ async def test_the_sandbox_sees_neither_the_data_directory_nor_the_run_id(
     assert "honk-data-dir" not in rest and "4711" not in rest.split("---")[0]
     assert rest.strip().splitlines()[-1] == "searched"
     assert rest.split("---")[1].strip() == "searched"
+
+
+@pytest.mark.parametrize("planted", ["symlink", "foreign-owner"])
+async def test_a_checkouts_directory_planted_by_someone_else_is_refused(
+    host: GitHost, tmp_path: Path, planted: str
+) -> None:
+    """HONK_CHECKOUT_DIR defaults to world-writable /var/tmp: another user may be first."""
+    checkouts = tmp_path / "shared-tmp" / "honk-checkouts"
+    checkouts.parent.mkdir()
+    elsewhere = tmp_path / "attacker"
+    elsewhere.mkdir()
+    if planted == "symlink":
+        checkouts.symlink_to(elsewhere)
+    else:
+        checkouts.mkdir()
+        os.chown(checkouts, 65534, 65534)
+    spaces = Workspaces(tmp_path / "data", checkouts)
+    with pytest.raises(RuntimeError, match="HONK_CHECKOUT_DIR"):
+        async with _checkout(spaces, host, 46, "honk/46-a"):
+            pytest.fail("a checkout in a directory of someone else's must not be entered")
+    assert not any(elsewhere.iterdir())
