@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +27,8 @@ class Settings:
 
     app_id: int | None = None
     private_key: str | None = field(default=None, repr=False)
+    # Kept so the sandbox can hide the file wherever it is.
+    private_key_path: Path | None = None
     webhook_secret: str | None = field(default=None, repr=False)
     github_api_url: str = GITHUB_API_URL
     github_url: str = GITHUB_URL
@@ -46,6 +49,17 @@ class Settings:
     # The sandbox: "bwrap" (default) or "off" (unsafe, explicit opt-out).
     sandbox: str = "bwrap"
     sandbox_ro_paths: tuple[str, ...] = ()
+    # Per sandboxed command (docs: README "Security"): tasks, data segment per process,
+    # any one file, /tmp and /dev/shm each, and how much the checkout's work tree may hold.
+    sandbox_max_processes: int = 512
+    sandbox_memory_mb: int = 4096
+    sandbox_file_size_mb: int = 1024
+    sandbox_tmp_mb: int = 512
+    sandbox_disk_mb: int = 10240
+    # The editor tool reads and writes files up to this size.
+    editor_max_file_mb: int = 10
+    # Per-run checkouts, under opaque names: the sandbox's mount table shows this path.
+    checkout_dir: Path = field(default_factory=lambda: default_checkout_dir())
     # Agent limits; a repository's .github/honk.yml may lower them (repo_config.run_limits).
     max_turns: int = 40
     max_minutes: float = 30.0
@@ -116,6 +130,8 @@ class Settings:
         settings = cls(
             app_id=_int(get("APP_ID"), "APP_ID") if get("APP_ID") else None,
             private_key=_private_key(get("PRIVATE_KEY"), get("PRIVATE_KEY_PATH")),
+            # Kept even when PRIVATE_KEY wins: the file is a secret on disk all the same.
+            private_key_path=_absolute(get("PRIVATE_KEY_PATH")),
             webhook_secret=get("WEBHOOK_SECRET"),
             github_api_url=_url(get("GITHUB_API_URL") or GITHUB_API_URL, "GITHUB_API_URL"),
             github_url=_url(get("GITHUB_URL") or GITHUB_URL, "GITHUB_URL"),
@@ -141,6 +157,21 @@ class Settings:
             sandbox_ro_paths=tuple(
                 p for p in (get("HONK_SANDBOX_RO_PATHS") or "").split(os.pathsep) if p
             ),
+            sandbox_max_processes=_int(
+                get("HONK_SANDBOX_MAX_PROCESSES") or "512", "HONK_SANDBOX_MAX_PROCESSES", 16
+            ),
+            sandbox_memory_mb=_int(
+                get("HONK_SANDBOX_MEMORY_MB") or "4096", "HONK_SANDBOX_MEMORY_MB", 64
+            ),
+            sandbox_file_size_mb=_int(
+                get("HONK_SANDBOX_FILE_SIZE_MB") or "1024", "HONK_SANDBOX_FILE_SIZE_MB", 1
+            ),
+            sandbox_tmp_mb=_int(get("HONK_SANDBOX_TMP_MB") or "512", "HONK_SANDBOX_TMP_MB", 1),
+            sandbox_disk_mb=_int(get("HONK_SANDBOX_DISK_MB") or "10240", "HONK_SANDBOX_DISK_MB", 1),
+            editor_max_file_mb=_int(
+                get("HONK_EDITOR_MAX_FILE_MB") or "10", "HONK_EDITOR_MAX_FILE_MB", 1, 1024
+            ),
+            checkout_dir=Path(get("HONK_CHECKOUT_DIR") or default_checkout_dir()),
             max_turns=_int(get("HONK_MAX_TURNS") or "40", "HONK_MAX_TURNS", minimum=1),
             max_minutes=_float(get("HONK_MAX_MINUTES") or "30", "HONK_MAX_MINUTES"),
             max_tokens=_int(get("HONK_MAX_TOKENS") or "3000000", "HONK_MAX_TOKENS", minimum=1),
@@ -170,6 +201,18 @@ class Settings:
         if settings.app_id is not None and not settings.private_key:
             raise ConfigError("PRIVATE_KEY or PRIVATE_KEY_PATH is required when APP_ID is set")
         return settings
+
+
+def default_checkout_dir() -> Path:
+    """Disk-backed temporary space outside the data directory, one directory per user."""
+    base = Path("/var/tmp")
+    if not base.is_dir():
+        base = Path(tempfile.gettempdir())
+    return base / f"honk-checkouts-{os.getuid()}"
+
+
+def _absolute(value: str | None) -> Path | None:
+    return Path(value).absolute() if value else None
 
 
 def _int(value: str | None, name: str, minimum: int = 1, maximum: int | None = None) -> int:

@@ -1,18 +1,26 @@
-"""Run the benchmarks and print their figures: `python -m bench [checkout|pr|ingest] [--quick]`."""
+"""Run the benchmarks and print their figures: `python -m bench [NAME ...] [--quick]`."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 
-from bench import checkout, ingest, webhook_to_pr
+from bench import checkout, ingest, sandbox, webhook_to_pr
+
+NAMES = ("checkout", "sandbox", "pr", "ingest")
 
 
 def main() -> int:
     quick = "--quick" in sys.argv
-    chosen = [a for a in sys.argv[1:] if not a.startswith("-")] or ["checkout", "pr", "ingest"]
+    chosen = [a for a in sys.argv[1:] if not a.startswith("-")] or list(NAMES)
+    unknown = [name for name in chosen if name not in NAMES]
+    if unknown:
+        print(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
+        return 2
     if "checkout" in chosen:
         asyncio.run(checkout.main(quick=quick))
+    if "sandbox" in chosen:
+        asyncio.run(sandbox.main(quick=quick))
     if "pr" in chosen:
         asyncio.run(webhook_to_pr.main(quick=quick))
     if "ingest" in chosen:

@@ -2,7 +2,9 @@
 
 The repository is made locally from this machine's Python standard library (thousands of
 files, tens of MB), served over loopback by `git http-backend` with token auth, as GitHub
-serves it to Honk.
+serves it to Honk. Also: a warm checkout after a force-push upstream (the mirror is
+repacked without the objects nothing reaches any more), and, for comparison, what cloning
+every run through the pack protocol (`--no-local`, only reachable objects) would cost.
 """
 
 from __future__ import annotations
@@ -66,6 +68,25 @@ def make_repository(root: Path, quick: bool) -> tuple[Path, int, int]:
     return bare, files, size
 
 
+def force_push(bare: Path, root: Path) -> None:
+    """Rewrite the last commit upstream, as a force-push does: its objects become garbage."""
+    work = root / "rewrite"
+    env = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
+           "GIT_COMMITTER_EMAIL": "b@x", "PATH": "/usr/bin:/bin", "HOME": str(root)}  # fmt: skip
+
+    def run(*args: str, cwd: Path = work) -> None:
+        subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True)
+
+    run("git", "clone", "-q", str(bare), str(work), cwd=root)
+    run("git", "reset", "-q", "--hard", "HEAD~1")
+    (work / "REWRITTEN.txt").write_text("rewritten\n")
+    run("git", "add", "-A")
+    run("git", "commit", "-q", "-m", "rewritten")
+    run("git", "push", "-q", "-f", "origin", "HEAD:main")
+    run("git", "gc", "-q", "--prune=now", cwd=bare)
+    shutil.rmtree(work)
+
+
 async def timed(coro_factory) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     await coro_factory()
@@ -75,7 +96,7 @@ async def timed(coro_factory) -> float:  # type: ignore[no-untyped-def]
 async def main(quick: bool = False) -> None:
     with tempfile.TemporaryDirectory(prefix="honk-bench-") as tmp:
         root = Path(tmp)
-        _bare, files, size = await asyncio.to_thread(make_repository, root, quick)
+        bare, files, size = await asyncio.to_thread(make_repository, root, quick)
         app = web.Application()
         app.router.add_route(
             "*",
@@ -106,12 +127,42 @@ async def main(quick: bool = False) -> None:
 
             cold = await timed(lambda: one_checkout(0))
             warm = [await timed(lambda i=i: one_checkout(i + 1)) for i in range(rounds)]
+            await asyncio.to_thread(force_push, bare, root)
+            pruned = await timed(lambda: one_checkout(rounds + 1))
+            mirror = workspaces.mirror_path(REPO)
+            no_local, linked = [], []
+            for index in range(rounds):
+                dest = root / f"linked-{index}"
+                linked.append(
+                    await timed(
+                        lambda d=dest: git("clone", "-q", "--no-checkout", str(mirror), str(d))
+                    )
+                )
+                shutil.rmtree(dest)
+                dest = root / f"no-local-{index}"
+                no_local.append(
+                    await timed(
+                        lambda d=dest: git(
+                            "clone", "-q", "--no-local", "--no-checkout", str(mirror), str(d)
+                        )
+                    )
+                )
+                shutil.rmtree(dest)
         print(f"checkout benchmark: {files} files, {size / 1e6:.1f} MB, served over loopback")
         print(f"  plain git clone          {statistics.median(plain):7.3f} s (median of {rounds})")
         print(f"  honk cold (mirror+clone) {cold:7.3f} s")
         print(f"  honk warm (fetch+clone)  {statistics.median(warm):7.3f} s (median of {rounds})")
         print(
             f"  warm speed-up vs clone   {statistics.median(plain) / statistics.median(warm):7.1f}x"
+        )
+        print(f"  warm after a force-push  {pruned:7.3f} s (fetch + gc --prune=now + clone)")
+        print(
+            f"  hard-linked clone alone  {statistics.median(linked):7.3f} s "
+            f"(median of {rounds}; what a run pays, before checkout)"
+        )
+        print(
+            f"  --no-local clone alone   {statistics.median(no_local):7.3f} s "
+            f"(median of {rounds}; the per-run alternative to pruning)"
         )
 
 

@@ -79,6 +79,7 @@ async def main(quick: bool = False) -> None:
                 slack_channel="#honk",
                 slack_api_url=slack_url,
                 data_dir=root / "honk",
+                checkout_dir=root / "checkouts",
                 database_url=f"sqlite+aiosqlite:///{root / 'honk' / 'honk.db'}",
                 workers=1,
                 poll_interval=0.02,

@@ -53,6 +53,7 @@ def base_settings(tmp_path: Path, private_key_pem: str) -> Settings:
         anthropic_api_key="sk-ant-test-key-0123456789",
         anthropic_base_url="http://127.0.0.1:9",
         data_dir=data_dir,
+        checkout_dir=tmp_path / "checkouts",
         database_url=f"sqlite+aiosqlite:///{data_dir / 'honk.db'}",
         workers=0,
         poll_interval=0.05,

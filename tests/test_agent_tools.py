@@ -253,13 +253,14 @@ async def test_editor_errors_go_back_as_results(box: ToolBox) -> None:
 @pytest.mark.bwrap
 async def test_tools_in_bwrap_see_the_checkout_as_workspace(repo: Path) -> None:
     box = ToolBox(Sandbox(repo, mode="bwrap", timeout=30))
-    assert box.visible_root == "/workspace"
+    # A neutral path: the checkout directory's name only, nothing of where it is on the host.
+    assert box.visible_root == "/workspace/repo"
     outcome = await box.run("bash", {"command": "pwd; cat pkg/calc.py; ls /root 2>&1 | head -1"})
-    assert outcome.content.startswith("/workspace\n")
+    assert outcome.content.startswith("/workspace/repo\n")
     assert "return a - b" in outcome.content
     content, is_error = await edit(
-        box, command="str_replace", path="/workspace/pkg/calc.py", old_str="-", new_str="+"
+        box, command="str_replace", path="/workspace/repo/pkg/calc.py", old_str="-", new_str="+"
     )
     assert not is_error, content
-    check = await box.run("bash", {"command": "grep -c 'a + b' /workspace/pkg/calc.py"})
+    check = await box.run("bash", {"command": "grep -c 'a + b' /workspace/repo/pkg/calc.py"})
     assert check.content.strip() == "1"

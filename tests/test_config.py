@@ -38,6 +38,34 @@ def test_private_key_path(tmp_path: Path, private_key_pem: str) -> None:
     key.write_text(private_key_pem)
     settings = Settings.from_env({"APP_ID": "1", "PRIVATE_KEY_PATH": str(key)}, env_file=None)
     assert settings.private_key == private_key_pem
+    # The path is kept, so the sandbox can hide the file wherever it is.
+    assert settings.private_key_path == key
+
+
+def test_sandbox_limits_and_checkout_dir(tmp_path: Path) -> None:
+    defaults = Settings.from_env({}, env_file=None)
+    assert (defaults.sandbox_max_processes, defaults.sandbox_memory_mb) == (512, 4096)
+    assert (defaults.sandbox_file_size_mb, defaults.sandbox_tmp_mb) == (1024, 512)
+    assert (defaults.sandbox_disk_mb, defaults.editor_max_file_mb) == (10240, 10)
+    # Outside the data directory: the sandbox's mount table shows where checkouts are.
+    assert defaults.checkout_dir.name.startswith("honk-checkouts-")
+    assert defaults.data_dir not in (defaults.checkout_dir, *defaults.checkout_dir.parents)
+    chosen = Settings.from_env(
+        {
+            "HONK_SANDBOX_MAX_PROCESSES": "64",
+            "HONK_SANDBOX_MEMORY_MB": "256",
+            "HONK_SANDBOX_FILE_SIZE_MB": "8",
+            "HONK_SANDBOX_TMP_MB": "16",
+            "HONK_SANDBOX_DISK_MB": "100",
+            "HONK_EDITOR_MAX_FILE_MB": "2",
+            "HONK_CHECKOUT_DIR": str(tmp_path / "co"),
+        },
+        env_file=None,
+    )
+    assert (chosen.sandbox_max_processes, chosen.sandbox_memory_mb) == (64, 256)
+    assert (chosen.sandbox_file_size_mb, chosen.sandbox_tmp_mb) == (8, 16)
+    assert (chosen.sandbox_disk_mb, chosen.editor_max_file_mb) == (100, 2)
+    assert chosen.checkout_dir == tmp_path / "co"
 
 
 def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
@@ -74,6 +102,12 @@ def test_enterprise_urls_and_postgres_url() -> None:
         ({"HONK_WORKERS": "many"}, "HONK_WORKERS"),
         ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
         ({"HONK_SANDBOX": "docker"}, "HONK_SANDBOX"),
+        ({"HONK_SANDBOX_MAX_PROCESSES": "4"}, "HONK_SANDBOX_MAX_PROCESSES"),
+        ({"HONK_SANDBOX_MEMORY_MB": "lots"}, "HONK_SANDBOX_MEMORY_MB"),
+        ({"HONK_SANDBOX_FILE_SIZE_MB": "0"}, "HONK_SANDBOX_FILE_SIZE_MB"),
+        ({"HONK_SANDBOX_TMP_MB": "-1"}, "HONK_SANDBOX_TMP_MB"),
+        ({"HONK_SANDBOX_DISK_MB": "1.5"}, "HONK_SANDBOX_DISK_MB"),
+        ({"HONK_EDITOR_MAX_FILE_MB": "5000"}, "HONK_EDITOR_MAX_FILE_MB"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], names: str) -> None:

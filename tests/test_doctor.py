@@ -61,6 +61,8 @@ async def test_healthy_configuration_passes_every_check(
     assert line(lines, "Slack channel")
     assert [m.text for m in fake_slack.messages("#honk")] == [SLACK_TEST_MESSAGE]
     assert "bwrap" in line(lines, "sandbox")
+    # This machine (root, cgroup v1's pids hierarchy writable) caps with a cgroup.
+    assert "processes capped by a pids cgroup" in line(lines, "sandbox")
     assert "schema up to date" in line(lines, "store")
 
 

@@ -138,7 +138,8 @@ async def test_labelled_issue_becomes_a_tested_pull_request(
     for token in tokens:
         assert token not in haystack
     # The checkout is gone once the run is over.
-    assert not any((world_settings.data_dir / "runs").glob("*/*"))
+    assert world_settings.checkout_dir.is_dir()
+    assert not any(world_settings.checkout_dir.iterdir())
 
 
 async def test_no_change_needed_comments_and_opens_no_pr(

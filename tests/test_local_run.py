@@ -92,12 +92,15 @@ async def test_run_local_fixes_and_leaves_the_change_uncommitted(
 async def test_run_local_in_bwrap(
     repo: Path, settings: Settings, fake_anthropic: FakeAnthropic
 ) -> None:
-    script_fix(fake_anthropic, "/workspace")
+    script_fix(fake_anthropic, "/workspace/widgets")
     out = io.StringIO()
     code = await run_local(repo, "add() subtracts", settings, out=out)
     assert code == 0, out.getvalue()
     assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
-    assert "/workspace" in fake_anthropic.requests[0]["system"][0]["text"]
+    # The prompt names the neutral root, and the agent's view of a file under it worked.
+    assert "/workspace/widgets" in fake_anthropic.requests[0]["system"][0]["text"]
+    viewed = fake_anthropic.requests[1]["messages"][-1]["content"][0]
+    assert not viewed.get("is_error") and "return a - b" in str(viewed["content"])
     assert "1 passed" in str(fake_anthropic.requests[3]["messages"][-1]["content"])
 
 

@@ -27,7 +27,7 @@ def task(**changes: Any) -> Any:
         "issue": ISSUE,
         "comments": [],
         "repo_instructions": {},
-        "visible_root": "/workspace",
+        "visible_root": "/workspace/widgets",
     }
     arguments.update(changes)
     return build_task(**arguments)
@@ -37,7 +37,7 @@ def test_system_prompt_says_how_honk_works() -> None:
     system = task(verify_command="make check").system
     assert "acme/widgets" in system
     assert "no network" in system
-    assert "/workspace" in system
+    assert "/workspace/widgets" in system
     assert "git commit" in system and "git push" in system and "Never run" in system
     assert "smallest change" in system
     assert "RUN THE TESTS" in system

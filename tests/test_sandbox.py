@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from app.workspace.mounts import Hidden
 from app.workspace.sandbox import (
-    VISIBLE_ROOT,
     OutputCap,
     PathOutsideWorkspace,
     Sandbox,
@@ -23,6 +24,7 @@ from app.workspace.sandbox import (
 from tests.fakes.git_http import create_git_app, init_bare_repo, run_git
 
 pytestmark = pytest.mark.bwrap
+SESSION_STARTED = time.time() - 60
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 
@@ -75,11 +77,11 @@ async def test_files_outside_the_checkout_are_invisible(
         result = await sandbox.run(f"cat {path}")
         assert result.exit_code != 0
         assert "No such file" in result.output
-    listing = await sandbox.run(
-        f"ls -a {VISIBLE_ROOT}/.. /; test -e {data_dir} || test -e {tmp_path} || echo none"
-    )
+    parent = await sandbox.run(f"ls -a {sandbox.visible_root}/..")
+    assert parent.output.split() == [".", "..", "widgets"]  # the checkout alone, by name
+    listing = await sandbox.run(f"ls -a /; test -e {data_dir} || test -e {tmp_path} || echo none")
     assert listing.output.splitlines()[-1] == "none"
-    assert "honk-data" not in listing.output and "widgets" not in listing.output
+    assert "honk-data" not in listing.output and "runs" not in listing.output
     # The Python installation is readable (the toolchain), nothing else of /root.
     root_home = await sandbox.run("ls -a /root; ls /root/.pyenv 2>&1")
     assert root_home.exit_code == 0
@@ -88,10 +90,16 @@ async def test_files_outside_the_checkout_are_invisible(
 
 async def test_private_key_not_readable_anywhere(checkout: Path, private_key_pem: str) -> None:
     marker = private_key_pem.splitlines()[1]  # random per key: found only in a copy of it
-    # Everything but the big read-only toolchain trees (system, /opt, the Python install).
-    skip = " ".join(f"--exclude-dir={d}" for d in ("proc", "sys", "dev", "usr", "opt", "root"))
-    result = await Sandbox(checkout).run(f"grep -rIl {skip} -F '{marker}' / ; echo searched")
-    assert result.output.strip().splitlines()[-1] == "searched"
+    # The whole file system, /usr, /opt and the Python install included (only the kernel's
+    # /proc, /sys and /dev are left to the check below): a file holding the key was written
+    # during this test session, so only files changed since it began are read.
+    result = await Sandbox(checkout).run(
+        "find / \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o -type f "
+        f"-newermt '@{int(SESSION_STARTED)}' -print0 2>/dev/null"
+        f" | xargs -0 -r grep -lF -e '{marker}' 2>/dev/null; echo searched",
+        timeout=120,
+    )
+    assert result.output.strip().splitlines()[-1] == "searched", result.output
     assert "private-key" not in result.output and ".pem" not in result.output
     # Other places Honk keeps it: its own environment and the parent's /proc entries.
     proc = await Sandbox(checkout).run(
@@ -166,7 +174,8 @@ async def test_cannot_write_outside_the_checkout(checkout: Path, target: str) ->
 
 async def test_cannot_write_next_to_the_checkout(checkout: Path, tmp_path: Path) -> None:
     target = tmp_path / "escaped.txt"
-    result = await Sandbox(checkout).run(f"echo x > {target}; echo x > {VISIBLE_ROOT}/../up.txt")
+    sandbox = Sandbox(checkout)
+    result = await sandbox.run(f"echo x > {target}; echo x > {sandbox.visible_root}/../up.txt")
     assert result.exit_code != 0
     assert not target.exists()
     assert not (checkout.parent / "up.txt").exists()
@@ -321,7 +330,9 @@ async def test_ro_paths_are_visible_read_only_and_hide_paths_are_not(
     (tools / "secret").mkdir(parents=True)
     (tools / "tool.sh").write_text("echo tool works\n")
     (tools / "secret" / "key").write_text("hidden\n")
-    sandbox = Sandbox(checkout, ro_paths=[str(tools)], hide_paths=[tools / "secret"])
+    sandbox = Sandbox(
+        checkout, ro_paths=[str(tools)], hidden=Hidden(secrets=(str(tools / "secret"),))
+    )
     used = await sandbox.run(f"bash {tools}/tool.sh")
     assert used.output.strip() == "tool works"
     assert (await sandbox.run(f"touch {tools}/new")).exit_code != 0
@@ -339,7 +350,7 @@ async def test_mode_off_runs_in_the_checkout_with_a_clean_environment(
     result = await sandbox.run("pwd; env")
     assert result.output.splitlines()[0] == real
     assert "ANTHROPIC_API_KEY" not in result.output
-    assert Sandbox(checkout).visible_root == VISIBLE_ROOT
+    assert Sandbox(checkout).visible_root == "/workspace/widgets"
 
 
 async def test_missing_bwrap_is_reported(checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -367,18 +378,18 @@ def test_resolve_inside(tmp_path: Path) -> None:
     assert resolve_inside(root, "src/../src/app.py") == real / "src" / "app.py"
     assert resolve_inside(root, "link-in") == real / "src" / "app.py"
     assert resolve_inside(root, str(real / "src")) == real / "src"
-    ws = {"visible_root": "/workspace"}
-    assert resolve_inside(root, "/workspace/src/app.py", **ws) == real / "src" / "app.py"
-    assert resolve_inside(root, "/workspace", **ws) == real
-    assert resolve_inside(root, "/workspace/", **ws) == real
+    ws = {"visible_root": "/workspace/widgets"}
+    assert resolve_inside(root, "/workspace/widgets/src/app.py", **ws) == real / "src" / "app.py"
+    assert resolve_inside(root, "/workspace/widgets", **ws) == real
+    assert resolve_inside(root, "/workspace/widgets/", **ws) == real
     for bad in ("../outside.txt", "/etc/passwd", "link-out", "dir-out/outside.txt", "src/../.."):
         with pytest.raises(PathOutsideWorkspace):
             resolve_inside(root, bad, **ws)
-    for bad in ("/workspacex/a", "/workspace/../etc/passwd", "a\0b"):
+    for bad in ("/workspace/widgetsx/a", "/workspace/widgets/../etc/passwd", "/workspace", "a\0b"):
         with pytest.raises(PathOutsideWorkspace):
             resolve_inside(root, bad, **ws)
     with pytest.raises(PathOutsideWorkspace, match="outside the workspace"):
-        resolve_inside(root, "/workspace/src", visible_root=None)
+        resolve_inside(root, "/workspace/widgets/src", visible_root=None)
 
 
 def _exists(path: str) -> bool:

@@ -96,7 +96,11 @@ async def test_first_checkout_mirrors_then_later_runs_fetch(
 ) -> None:
     mirror = workspaces.mirror_path(REPO)
     async with _checkout(workspaces, host, 1, "honk/1-a") as first:
-        assert first.path == tmp_path / "data" / "runs" / "1" / "widgets"
+        # An opaque name in place of the run id (the sandbox's mount table shows the path).
+        assert first.path.parent.parent == workspaces.checkouts_dir
+        assert first.path.name == "widgets" and len(first.path.parent.name) == 24
+        assert "1" not in first.path.relative_to(workspaces.checkouts_dir).parts
+        assert first.path == workspaces.checkout_path(REPO, 1) != workspaces.checkout_path(REPO, 2)
         assert (first.path / "src" / "app.py").read_text() == "x = 1\n"
         assert first.base == "main"
     inode = mirror.stat().st_ino

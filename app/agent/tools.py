@@ -9,6 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.agent.editor import (
+    DEFAULT_MAX_FILE_BYTES,
+    FileAccess,
+    ToolError,
+    check_range,
+    insert,
+    listing,
+    one_line,
+    str_replace,
+)
+from app.config import Settings
 from app.workspace.sandbox import (
     PathOutsideWorkspace,
     Sandbox,
@@ -20,10 +31,6 @@ log = logging.getLogger(__name__)
 
 BASH_TOOL_NAME = "bash"
 EDITOR_TOOL_NAME = "str_replace_based_edit_tool"
-SNIPPET_CONTEXT_LINES = 4
-MAX_LISTING_ENTRIES = 1000
-_LINE = re.compile(r"[^\n]*\n|[^\n]+$")
-
 # Commands that run a test suite: the last one of these is what Honk reports as "tested with".
 _TEST_COMMAND = re.compile(
     r"(^|[\s;&|(/])("
@@ -77,10 +84,6 @@ class ToolOutcome:
     is_error: bool = False
 
 
-class ToolError(Exception):
-    """A tool call that cannot be done; its message goes to the model."""
-
-
 class ToolBox:
     """Runs the model's tool calls on one sandboxed checkout and records what it ran."""
 
@@ -90,13 +93,24 @@ class ToolBox:
         *,
         output_limit: int = 30_000,
         command_timeout: float | None = None,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     ) -> None:
         self.sandbox = sandbox
         self.output_limit = output_limit
         self.command_timeout = command_timeout
+        self.files = FileAccess(max_file_bytes)
         self.commands: list[CommandRecord] = []
         self.last_test: CommandRecord | None = None
         self.edited: list[str] = []
+
+    @classmethod
+    def for_settings(cls, settings: Settings, sandbox: Sandbox) -> ToolBox:
+        return cls(
+            sandbox,
+            output_limit=settings.output_limit,
+            command_timeout=settings.command_timeout,
+            max_file_bytes=settings.editor_max_file_mb * 1024 * 1024,
+        )
 
     @property
     def definitions(self) -> list[dict[str, Any]]:
@@ -111,7 +125,7 @@ class ToolBox:
         if name == BASH_TOOL_NAME:
             if tool_input.get("restart"):
                 return "restart"
-            return _one_line(str(tool_input.get("command", "")), 200)
+            return one_line(str(tool_input.get("command", "")), 200)
         if name == EDITOR_TOOL_NAME:
             return f"{tool_input.get('command', '?')} {tool_input.get('path', '')}".strip()
         return name
@@ -159,6 +173,9 @@ class ToolBox:
         if result.timed_out:
             limit = self.command_timeout or self.sandbox.timeout
             return ToolOutcome(f"{output}\n\n[command timed out after {limit:g}s]", is_error=True)
+        if result.limit is not None:
+            code = "" if result.exit_code is None else f"exit code {result.exit_code}; "
+            return ToolOutcome(f"{output}\n\n[{code}{result.limit}]", is_error=True)
         if result.exit_code != 0:
             output += f"\n\n[exit code {result.exit_code}]"
         return ToolOutcome(output)
@@ -170,6 +187,9 @@ class ToolBox:
             raise ToolError("`path` is required")
         path = resolve_inside(self.sandbox.root, raw_path, visible_root=self.visible_root)
         shown = self._shown(path)
+        if await asyncio.to_thread(self.sandbox.is_hidden, path):
+            raise ToolError(f"{shown} is one of Honk's own files, hidden from the agent")
+        files = self.files
         if command == "view":
             return await asyncio.to_thread(self._view, path, shown, tool_input.get("view_range"))
         if ".git" in path.relative_to(self.sandbox.root).parts:
@@ -177,7 +197,7 @@ class ToolBox:
             raise ToolError(f"{shown} is inside .git, which cannot be changed")
         if command == "create":
             file_text = _text_arg(tool_input, "file_text")
-            existed = await asyncio.to_thread(_write_new, path, file_text)
+            existed = await asyncio.to_thread(files.create, path, shown, file_text)
             self._note_edit(shown)
             return f"File {'overwritten' if existed else 'created'}: {shown}"
         if command == "str_replace":
@@ -185,7 +205,7 @@ class ToolBox:
             new = tool_input.get("new_str") or ""
             if not isinstance(new, str):
                 raise ToolError("`new_str` must be a string")
-            result = await asyncio.to_thread(_str_replace, path, shown, old, new)
+            result = await asyncio.to_thread(str_replace, files, path, shown, old, new)
             self._note_edit(shown)
             return result
         if command == "insert":
@@ -196,7 +216,7 @@ class ToolBox:
                 raise ToolError("`insert_line` (a line number) is required")
             if not isinstance(inserted, str):
                 raise ToolError("`insert_text` is required")
-            result = await asyncio.to_thread(_insert, path, shown, line, inserted)
+            result = await asyncio.to_thread(insert, files, path, shown, line, inserted)
             self._note_edit(shown)
             return result
         if command == "undo_edit":
@@ -219,23 +239,18 @@ class ToolBox:
         if path.is_dir():
             if view_range is not None:
                 raise ToolError("`view_range` cannot be used when viewing a directory")
-            return _listing(path, shown)
-        content = _read(path, shown)
+            return listing(path, shown)
+        content = self.files.read(path, shown)
         lines = content.split("\n")
         if content.endswith("\n"):
             lines.pop()
         start, end = 1, len(lines)
         if view_range is not None:
-            start, end = _check_range(view_range, len(lines))
+            start, end = check_range(view_range, len(lines))
         numbered = "\n".join(
             f"{number:6}\t{line}" for number, line in enumerate(lines[start - 1 : end], start)
         )
         return cut_middle(numbered, self.output_limit)
-
-
-def _one_line(text: str, limit: int) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _text_arg(tool_input: dict[str, Any], name: str) -> str:
@@ -243,144 +258,3 @@ def _text_arg(tool_input: dict[str, Any], name: str) -> str:
     if not isinstance(value, str):
         raise ToolError(f"`{name}` is required")
     return value
-
-
-def _read(path: Path, shown: str) -> str:
-    if not path.exists():
-        raise ToolError(f"the path {shown} does not exist")
-    if not path.is_file():
-        raise ToolError(f"{shown} is not a regular file")
-    try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            return handle.read()
-    except UnicodeDecodeError:
-        raise ToolError(f"{shown} is not UTF-8 text (binary file?)") from None
-
-
-def _write(path: Path, text: str) -> None:
-    # newline="" keeps the file's own line endings.
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-
-
-def _write_new(path: Path, text: str) -> bool:
-    if path.is_dir():
-        raise ToolError("the path is a directory; give a file path to create")
-    existed = path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write(path, text)
-    return existed
-
-
-def _str_replace(path: Path, shown: str, old: str, new: str) -> str:
-    if not old:
-        raise ToolError("`old_str` must not be empty; use insert or create to add text")
-    content = _read(path, shown)
-    count = content.count(old)
-    if count == 0:
-        raise ToolError(
-            f"No replacement was performed, old_str `{_one_line(old, 200)}` did not appear "
-            f"verbatim in {shown}."
-        )
-    if count > 1:
-        lines = _occurrence_lines(content, old)
-        raise ToolError(
-            f"No replacement was performed. Multiple occurrences ({count}) of old_str "
-            f"`{_one_line(old, 200)}` in lines {lines}. Please ensure it is unique."
-        )
-    before = content[: content.index(old)]
-    _write(path, before + new + content[len(before) + len(old) :])
-    first = before.count("\n") + 1
-    snippet = _snippet(before + new + content[len(before) + len(old) :], first, new.count("\n"))
-    return (
-        f"The file {shown} has been edited. Here's the result of running `cat -n` on a snippet:"
-        f"\n{snippet}\nReview the changes and make sure they are as expected."
-    )
-
-
-def _insert(path: Path, shown: str, line: int, text: str) -> str:
-    content = _read(path, shown)
-    lines = _LINE.findall(content)
-    if line < 0 or line > len(lines):
-        raise ToolError(
-            f"Invalid `insert_line` parameter: {line}. It should be within the range of lines "
-            f"of the file: [0, {len(lines)}]"
-        )
-    newline = "\r\n" if "\r\n" in content else "\n"
-    added = text if not text or text.endswith("\n") else text + newline
-    if line == len(lines) and lines and not lines[-1].endswith("\n"):
-        lines[-1] += newline
-    updated = "".join(lines[:line]) + added + "".join(lines[line:])
-    _write(path, updated)
-    snippet = _snippet(updated, line + 1, added.count("\n"))
-    return (
-        f"The file {shown} has been edited. Here's the result of running `cat -n` on a snippet:"
-        f"\n{snippet}\nReview the changes and make sure they are as expected."
-    )
-
-
-def _snippet(content: str, first_line: int, changed_lines: int) -> str:
-    lines = content.split("\n")
-    start = max(1, first_line - SNIPPET_CONTEXT_LINES)
-    end = min(len(lines), first_line + changed_lines + SNIPPET_CONTEXT_LINES)
-    return "\n".join(f"{n:6}\t{lines[n - 1]}" for n in range(start, end + 1))
-
-
-def _occurrence_lines(content: str, old: str) -> list[int]:
-    lines, start = [], 0
-    while (found := content.find(old, start)) != -1:
-        lines.append(content.count("\n", 0, found) + 1)
-        start = found + 1
-    return lines
-
-
-def _check_range(view_range: Any, line_count: int) -> tuple[int, int]:
-    if (
-        not isinstance(view_range, list)
-        or len(view_range) != 2
-        or not all(isinstance(n, int) and not isinstance(n, bool) for n in view_range)
-    ):
-        raise ToolError("`view_range` must be a list of two integers, e.g. [10, 40]")
-    start, end = view_range
-    if start < 1 or start > line_count:
-        raise ToolError(
-            f"Invalid `view_range`: {view_range}. Its first element `{start}` should be "
-            f"within the range of lines of the file: [1, {line_count}]"
-        )
-    if end == -1:
-        end = line_count
-    if end < start:
-        raise ToolError(
-            f"Invalid `view_range`: {view_range}. Its second element `{end}` should be "
-            f"larger or equal than its first `{start}`, or -1 for the end of the file"
-        )
-    return start, min(end, line_count)
-
-
-def _listing(path: Path, shown: str) -> str:
-    """Files and directories up to 2 levels deep, hidden ones skipped (like `find -maxdepth 2`)."""
-    entries: list[str] = []
-    for entry in sorted(path.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        entries.append(f"{shown}/{entry.name}" + ("/" if entry.is_dir() else ""))
-        if entry.is_dir() and not entry.is_symlink():
-            try:
-                children = sorted(entry.iterdir())
-            except OSError:
-                continue
-            entries += [
-                f"{shown}/{entry.name}/{child.name}" + ("/" if child.is_dir() else "")
-                for child in children
-                if not child.name.startswith(".")
-            ]
-        if len(entries) > MAX_LISTING_ENTRIES:
-            break
-    more = len(entries) > MAX_LISTING_ENTRIES
-    entries = entries[:MAX_LISTING_ENTRIES]
-    header = (
-        f"Here are the files and directories up to 2 levels deep in {shown}, "
-        "excluding hidden items:"
-    )
-    footer = f"\n[listing stopped at {MAX_LISTING_ENTRIES} entries]" if more else ""
-    return "\n".join([header, shown + "/", *entries]) + footer

@@ -23,6 +23,7 @@ from app.github.auth import GitHubApp
 from app.github.client import GitHubClient
 from app.log import configure_logging, redact
 from app.store import Store
+from app.workspace.limits import process_cap
 from app.workspace.sandbox import Sandbox
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -310,7 +311,8 @@ async def check_sandbox(settings: Settings) -> Check:
     problem = await Sandbox.check(settings.sandbox)
     if problem:
         return Check("sandbox", FAIL, problem)
-    return Check("sandbox", PASS, "bwrap starts a sandbox")
+    cap = await asyncio.to_thread(process_cap)
+    return Check("sandbox", PASS, f"bwrap starts a sandbox; processes capped by {cap}")
 
 
 async def check_store(settings: Settings) -> Check:

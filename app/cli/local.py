@@ -45,19 +45,9 @@ async def run_local(repo_path: Path, task_text: str, settings: Settings, *, out:
             return EXIT_UNUSABLE
     else:
         _say(out, "honk: WARNING: sandbox off; commands run unconfined on this machine")
-    sandbox = Sandbox(
-        root,
-        mode=settings.sandbox,
-        ro_paths=settings.sandbox_ro_paths,
-        network=False,
-        timeout=settings.command_timeout,
-        output_limit=settings.output_limit,
-        # Honk's own files (database, .env with keys) stay out of sight where bound.
-        hide_paths=[p for p in (settings.data_dir, settings.env_file) if p is not None],
-    )
-    tools = ToolBox(
-        sandbox, output_limit=settings.output_limit, command_timeout=settings.command_timeout
-    )
+    # The same sandbox as the server's runs: Honk's own files stay out of sight.
+    sandbox = Sandbox.for_settings(settings, root, network=False)
+    tools = ToolBox.for_settings(settings, sandbox)
     instructions = await asyncio.to_thread(read_repo_instructions, root)
     first_line = task_text.strip().splitlines()[0]
     task = build_task(

@@ -60,7 +60,7 @@ class Pipeline:
         self.slack = slack
         self.ci = ci
         self.config_cache = config_cache
-        self.workspaces = workspaces or Workspaces(settings.data_dir)
+        self.workspaces = workspaces or Workspaces.for_settings(settings)
         self._anthropic = anthropic_client
         self._stop_requested: set[int] = set()
         self._sandbox_ok = False  # bwrap was seen to work in this process
@@ -228,19 +228,12 @@ class Pipeline:
                 )
             self._sandbox_ok = True
         assert ctx.checkout is not None
-        settings = self.settings
-        ctx.sandbox = Sandbox(
-            ctx.checkout.path,
-            mode=settings.sandbox,
-            ro_paths=settings.sandbox_ro_paths,
-            # bwrap cannot filter by host: a repository that names any host gets the
-            # network for the agent; without `network:` the agent is offline.
-            network=bool(ctx.config.network),
-            timeout=settings.command_timeout,
-            output_limit=settings.output_limit,
-            hide_paths=[settings.data_dir.resolve()],
+        # bwrap cannot filter by host: a repository that names any host gets the network
+        # for the agent; without `network:` the agent is offline.
+        ctx.sandbox = Sandbox.for_settings(
+            self.settings, ctx.checkout.path, network=bool(ctx.config.network)
         )
-        ctx.toolbox = ToolBox(ctx.sandbox)
+        ctx.toolbox = ToolBox.for_settings(self.settings, ctx.sandbox)
 
     async def _setup(self, ctx: RunContext) -> None:
         """The repository's `setup:` commands (installing dependencies) may use the network."""

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.config import Settings
+from app.workspace import prune
 from app.workspace.git import GitError, git, git_error
 
 BRANCH_PREFIX = "honk/"
@@ -137,22 +141,40 @@ class Checkout:
 
 
 class Workspaces:
-    """Mirrors under data_dir/mirrors/<owner>/<name>.git, runs under data_dir/runs/<id>/<name>."""
+    """Mirrors under data_dir/mirrors/<owner>/<name>.git; runs in checkouts_dir/<opaque>/<name>.
+
+    The sandbox's mount table shows a checkout's host path, so it names neither the data
+    directory nor the run: the opaque part is a keyed hash of the run id (the key is kept
+    in the data directory), the same for a run claimed again, so its leftovers go.
+    """
 
     clone_timeout: float = 1800.0
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, checkouts_dir: Path | None = None) -> None:
         self.mirrors_dir = Path(data_dir) / "mirrors"
-        self.runs_dir = Path(data_dir) / "runs"
+        self.checkouts_dir = Path(checkouts_dir or Path(data_dir) / "runs").absolute()
+        self._key_path = Path(data_dir) / "checkout-names.key"
+        self._key: bytes | None = None
         self._locks: dict[str, asyncio.Lock] = {}
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Workspaces:
+        return cls(settings.data_dir, settings.checkout_dir)
 
     def mirror_path(self, repo: str) -> Path:
         owner, name = split_repo(repo)
         return self.mirrors_dir / owner / f"{name}.git"
 
     def checkout_path(self, repo: str, run_id: int) -> Path:
+        """Where run `run_id` checks `repo` out (blocking the first time: reads the key)."""
         _owner, name = split_repo(repo)
-        return self.runs_dir / str(int(run_id)) / name
+        opaque = hashlib.blake2b(str(int(run_id)).encode(), key=self._name_key(), digest_size=12)
+        return self.checkouts_dir / opaque.hexdigest() / name
+
+    def _name_key(self) -> bytes:
+        if self._key is None:
+            self._key = _shared_key(self._key_path)
+        return self._key
 
     @contextlib.asynccontextmanager
     async def checkout(
@@ -167,7 +189,7 @@ class Workspaces:
     ) -> AsyncIterator[Checkout]:
         """A fresh clone for one run on `branch`; removed on exit, however it exits."""
         mirror = self.mirror_path(repo)
-        path = self.checkout_path(repo, run_id)
+        path = await asyncio.to_thread(self.checkout_path, repo, run_id)
         try:
             async with self._mirror_lock(repo):
                 await self._update_mirror(mirror, clone_url, token)
@@ -175,11 +197,15 @@ class Workspaces:
                     base = await _default_branch(mirror)
                 # A claim of an expired lease may find the dead worker's leftovers.
                 await _remove(path)
+                await asyncio.to_thread(_private_dir, self.checkouts_dir)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 # A plain local clone hard-links the mirror's objects: fast, and
                 # independent of later repacks of the mirror (unlike --shared).
                 await git("clone", "--quiet", "--no-checkout", str(mirror), str(path))
             await git("remote", "set-url", "origin", clone_url, cwd=path)
+            # The reflogs say "clone: from <mirror path>": the data directory's place.
+            await git("config", "core.logAllRefUpdates", "false", cwd=path)
+            await asyncio.to_thread(shutil.rmtree, path / ".git" / "logs", True)
             start = await _switch_to_branch(path, branch, base)
             yield Checkout(path, repo, branch, base, clone_url, start_sha=start)
         finally:
@@ -190,19 +216,18 @@ class Workspaces:
     async def _update_mirror(self, mirror: Path, clone_url: str, token: str | None) -> None:
         if (mirror / "HEAD").exists():
             await git("remote", "set-url", "origin", clone_url, cwd=mirror)
-            await git(
-                "fetch", "--prune", "--quiet", "origin", cwd=mirror, token=token,
-                timeout=self.clone_timeout,
-            )  # fmt: skip
+            await prune.fetch_and_prune(mirror, token=token, git_timeout=self.clone_timeout)
             return
         mirror.parent.mkdir(parents=True, exist_ok=True)
         partial = mirror.with_name(f".{mirror.name}.partial-{os.getpid()}")
         await _remove(partial)
         try:
+            # Bare, not --mirror: branches and tags only (see prune.py).
             await git(
-                "clone", "--mirror", "--quiet", clone_url, str(partial), token=token,
+                "clone", "--bare", "--quiet", clone_url, str(partial), token=token,
                 timeout=self.clone_timeout,
             )  # fmt: skip
+            await prune.configure(partial)
             # Renamed into place only when complete: a crash never leaves half a mirror.
             partial.rename(mirror)
         finally:
@@ -260,6 +285,34 @@ async def _switch_to_branch(path: Path, branch: str, base: str) -> str:
 async def _resolves(path: Path, rev: str) -> bool:
     result = await git("rev-parse", "--verify", "--quiet", rev, cwd=path, check=False)
     return result.returncode == 0
+
+
+def _shared_key(path: Path) -> bytes:
+    """A random key kept in `path`, made once by whichever process gets there first."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(32))
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, path)  # never replaces a key another process made
+        draft.unlink()
+    return path.read_bytes()
+
+
+def _private_dir(path: Path) -> None:
+    """`path` as a directory of this user's only (it may be in a world-writable /var/tmp)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise RuntimeError(
+            f"{path} is not a directory of this user's: set HONK_CHECKOUT_DIR to one that is"
+        )
+    if info.st_mode & 0o077:
+        path.chmod(0o700)
 
 
 async def _remove(path: Path) -> None:

@@ -1,49 +1,39 @@
-"""Agent commands in bubblewrap: only the checkout writable, no secrets, time and output capped."""
+"""Agent commands in bubblewrap: only the checkout writable, no secrets, resources capped."""
 
 from __future__ import annotations
 
 import asyncio
 import codecs
 import contextlib
+import functools
 import os
 import shutil
 import signal
-import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-VISIBLE_ROOT = "/workspace"
-MODES = ("bwrap", "off")
-
-# Top-level directories toolchains need, bound read-only (or re-created as the
-# symlinks they are on merged-/usr systems). Never / or /etc as a whole.
-_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
-# The parts of /etc that programs read to resolve names, users, certificates, libraries.
-_ETC_PATHS = (
-    "/etc/alternatives",
-    "/etc/ca-certificates",
-    "/etc/ca-certificates.conf",
-    "/etc/crypto-policies",
-    "/etc/gai.conf",
-    "/etc/gitconfig",
-    "/etc/group",
-    "/etc/host.conf",
-    "/etc/hosts",
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-    "/etc/localtime",
-    "/etc/mime.types",
-    "/etc/nsswitch.conf",
-    "/etc/passwd",
-    "/etc/pki",
-    "/etc/protocols",
-    "/etc/resolv.conf",
-    "/etc/services",
-    "/etc/ssl",
+from app import metrics
+from app.config import Settings
+from app.workspace.limits import MIB, DiskWatch, PidsCgroup, SandboxLimits, count_tasks
+from app.workspace.mounts import (
+    Hidden,
+    HonkInstall,
+    hidden_in,
+    honk_hidden,
+    host_mounts,
+    python_dirs,
+    under,
 )
+
+# The checkout shows at /workspace/<its directory's name>: nothing of the host path.
+WORKSPACE_DIR = "/workspace"
+MODES = ("bwrap", "off")
+# bash's status for a command killed by SIGXFSZ (a file reached RLIMIT_FSIZE).
+_FILE_TOO_BIG = 128 + signal.SIGXFSZ
+_FILE_TOO_BIG_NOTE = "File size limit exceeded"  # what bash says of such a child (LANG=C)
 _READ_CHUNK = 64 * 1024
 # After the command exits, how long to wait for the last of its output.
 _DRAIN_SECONDS = 5.0
@@ -63,6 +53,8 @@ class CommandResult:
     output: str
     timed_out: bool = False
     truncated: bool = False
+    # Which of the sandbox's limits ended or marked the command, for the agent to read.
+    limit: str | None = None
 
 
 def resolve_inside(root: Path, path: str, *, visible_root: str | None = None) -> Path:
@@ -99,20 +91,50 @@ class Sandbox:
         network: bool = False,
         timeout: float = 600,
         output_limit: int = 30000,
-        hide_paths: Sequence[str | Path] = (),
+        hidden: Hidden | None = None,
+        limits: SandboxLimits | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"sandbox mode must be one of {', '.join(MODES)}")
         self.root = Path(os.path.realpath(root))
         self.mode = mode
         self.ro_paths = tuple(ro_paths)
-        # Paths that must stay invisible even when under a bound directory (the data
-        # dir or key file of an install under /opt, say).
-        self.hide_paths = tuple(str(p) for p in hide_paths)
+        self.hidden = hidden or Hidden()
+        self.limits = limits or SandboxLimits()
         self.network = network
         self.timeout = timeout
         self.output_limit = output_limit
-        self.visible_root = VISIBLE_ROOT if mode == "bwrap" else str(self.root)
+        name = self.root.name or "repo"
+        self.visible_root = f"{WORKSPACE_DIR}/{name}" if mode == "bwrap" else str(self.root)
+        self.disk = DiskWatch(
+            self.root, self.limits.disk_mb * MIB, min_interval=self.limits.check_interval
+        )
+
+    @classmethod
+    def for_settings(
+        cls,
+        settings: Settings,
+        root: Path,
+        *,
+        network: bool = False,
+        install: HonkInstall | None = None,
+    ) -> Sandbox:
+        """The sandbox the server's runs and `honk run` both use: one place, no drift."""
+        return cls(
+            root,
+            mode=settings.sandbox,
+            ro_paths=settings.sandbox_ro_paths,
+            network=network,
+            timeout=settings.command_timeout,
+            output_limit=settings.output_limit,
+            hidden=honk_hidden(settings, install),
+            limits=SandboxLimits.from_settings(settings),
+        )
+
+    def is_hidden(self, path: Path) -> bool:
+        """True for a path inside the checkout that is one of Honk's secrets (`honk run`)."""
+        secret = [str(p) for p in hidden_in(self.root, self.hidden)]
+        return bool(secret) and under(os.path.realpath(path), secret)
 
     @staticmethod
     async def check(mode: str = "bwrap") -> str | None:
@@ -141,35 +163,52 @@ class Sandbox:
         input: str | None = None,
     ) -> CommandResult:
         """Run `command` with bash; output is stdout and stderr merged, capped."""
-        argv = self.command_line(command, network=self.network if network is None else network)
+        use_network = self.network if network is None else network
+        argv = await asyncio.to_thread(self.command_line, command, network=use_network)
+        confined = self.mode == "bwrap"
+        cgroup = None
+        if confined and self.limits.use_cgroup:
+            cgroup = await asyncio.to_thread(PidsCgroup.create, self.limits.processes)
+        if cgroup is not None:
+            argv = cgroup.wrap(argv)
         limit = self.timeout if timeout is None else timeout
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=self.root,
-            env=sandbox_env(),
-            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
+        started = time.monotonic()
+        try:
+            disk_before = await asyncio.to_thread(self.disk.measure) if confined else 0
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=self.root,
+                env=sandbox_env(),
+                stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except BaseException:
+            if cgroup is not None:
+                await _remove(cgroup)
+            raise
         cap = OutputCap(self.output_limit)
         assert proc.stdout is not None
         reader = asyncio.create_task(_read_into(proc.stdout, cap))
         writer = asyncio.create_task(_write_input(proc.stdin, input))
         timed_out = False
+        stopped: str | None = None
         try:
             async with asyncio.timeout(limit):
-                await proc.wait()
+                stopped = await self._until_done(proc, cgroup, disk_before)
         except TimeoutError:
             timed_out = True
         finally:
-            # Kill what is left of the group (the timed-out or cancelled command, or
-            # background jobs in mode "off"; under bwrap they die with the pid
+            # Kill what is left of the group (the timed-out, stopped or cancelled command,
+            # or background jobs in mode "off"; under bwrap they die with the pid
             # namespace), reap it, and collect the remaining output.
             if proc.returncode is None or self.mode == "off":
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
             await asyncio.shield(proc.wait())
+            if cgroup is not None:
+                await asyncio.shield(_remove(cgroup))
             writer.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(reader), _DRAIN_SECONDS)
@@ -177,17 +216,69 @@ class Sandbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
         output = cap.text()
-        if self.mode == "bwrap" and proc.returncode == 1 and output.startswith("bwrap: "):
+        if confined and proc.returncode == 1 and output.startswith("bwrap: "):
             raise SandboxUnavailable(f"bwrap could not set up the sandbox: {output.strip()[:500]}")
+        ended = timed_out or stopped is not None
+        if confined and stopped is None:
+            stopped = await self._after(proc.returncode, output)
+        result = (
+            "timeout" if timed_out else "killed" if stopped else
+            "ok" if proc.returncode == 0 else "failed"
+        )  # fmt: skip
+        metrics.sandbox_seconds.labels(result).observe(time.monotonic() - started)
         return CommandResult(
-            exit_code=None if timed_out else proc.returncode,
+            exit_code=None if ended else proc.returncode,
             output=output,
             timed_out=timed_out,
             truncated=cap.cut > 0,
+            limit=stopped,
         )
 
+    async def _until_done(
+        self, proc: asyncio.subprocess.Process, cgroup: PidsCgroup | None, disk_before: int
+    ) -> str | None:
+        """Wait for the command; a limit it reaches first ends it (the reason is returned)."""
+        if self.mode == "off":
+            await proc.wait()
+            return None
+        waiter = asyncio.ensure_future(proc.wait())
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiter}, timeout=self.limits.check_interval)
+                if done:
+                    return None
+                reason = await asyncio.to_thread(self._limit_reached, proc.pid, cgroup, disk_before)
+                if reason is not None and proc.returncode is None:
+                    return reason
+        finally:
+            waiter.cancel()
+
+    def _limit_reached(self, pid: int, cgroup: PidsCgroup | None, disk_before: int) -> str | None:
+        limits = self.limits
+        if cgroup is not None and cgroup.tasks() > 0:
+            too_many = cgroup.hit_limit()  # the kernel refused a fork: the cap was reached
+        else:
+            too_many = count_tasks(pid) >= limits.processes
+        if too_many:
+            return limits.process_message()
+        used = self.disk.measure()
+        # Growing past the limit ends the command; shrinking (rm) never does.
+        if used > self.disk.limit and used > disk_before:
+            return limits.disk_message(used)
+        return None
+
+    async def _after(self, returncode: int | None, output: str) -> str | None:
+        """A limit the finished command ran into: a file too big, the checkout too full."""
+        if returncode == _FILE_TOO_BIG or _FILE_TOO_BIG_NOTE in output:
+            return self.limits.file_size_message()
+        used = await asyncio.to_thread(functools.partial(self.disk.measure, fresh=True))
+        return self.limits.disk_message(used) if used > self.disk.limit else None
+
     def command_line(self, command: str, *, network: bool) -> list[str]:
-        """The argv that runs `command` (bwrap and its mounts, or plain bash)."""
+        """The argv that runs `command` (bwrap and its mounts, or plain bash).
+
+        Blocking (it looks at the host's directories): call in a thread.
+        """
         if self.mode == "off":
             return ["bash", "-c", command]
         bwrap = shutil.which("bwrap")
@@ -197,7 +288,8 @@ class Sandbox:
                 "apt-get install bubblewrap) or set HONK_SANDBOX=off to run agent "
                 "commands without a sandbox (unsafe)"
             )
-        return [bwrap, *self._bwrap_args(network), "--", "bash", "-c", command]
+        inner = ["bash", "-c", self.limits.preamble(), "honk-limits", command]
+        return [bwrap, *self._bwrap_args(network), "--", *inner]
 
     def _bwrap_args(self, network: bool) -> list[str]:
         args = [
@@ -213,34 +305,34 @@ class Sandbox:
             args.append("--share-net")
         for key, value in sandbox_env().items():
             args += ["--setenv", key, value]
-        bound: list[str] = []
-        for path in _SYSTEM_DIRS:
-            if os.path.islink(path):
-                args += ["--symlink", os.readlink(path), path]
-            elif os.path.isdir(path):
-                args += ["--ro-bind", path, path]
-                bound.append(path)
-        # Fresh /proc, /dev and /tmp first, so an ro_path under /tmp stays visible.
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        for path in (*_ETC_PATHS, *python_dirs(), *self.ro_paths):
-            if os.path.lexists(path) and not _under(path, bound):
-                args += ["--ro-bind-try", path, path]
-                bound.append(path)
-        for path in self.hide_paths:
-            real = os.path.realpath(path)
-            if _under(real, bound):
-                args += (
-                    ["--tmpfs", real] if os.path.isdir(real) else ["--ro-bind", "/dev/null", real]
-                )
-        args += ["--bind", str(self.root), VISIBLE_ROOT]
+        system, rest = host_mounts(self.ro_paths, self.hidden)
+        tmp_size = str(self.limits.tmp_mb * MIB)
+        # Fresh /proc, /dev and size-capped /tmp and /dev/shm (RAM) before the rest, so an
+        # ro_path under /tmp stays visible; /dev itself takes no files.
+        args += [
+            *system,
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--size", tmp_size, "--tmpfs", "/dev/shm",
+            "--remount-ro", "/dev",
+            "--size", tmp_size, "--tmpfs", "/tmp",
+            *rest,
+        ]  # fmt: skip
+        args += ["--bind", str(self.root), self.visible_root]
+        for secret in hidden_in(self.root, self.hidden):
+            shown = f"{self.visible_root}/{secret.relative_to(self.root)}"
+            if secret.is_dir() and not secret.is_symlink():
+                args += ["--tmpfs", shown, "--remount-ro", shown]
+            elif not secret.is_symlink():
+                args += ["--ro-bind", "/dev/null", shown]
         git_dir = self.root / ".git"
         if git_dir.exists():
             # Read-only so that nothing in the sandbox can plant hooks or config that
             # Honk's own git commands (commit, push) would run on the host.
-            args += ["--ro-bind", str(git_dir), f"{VISIBLE_ROOT}/.git"]
-        # bwrap's own root is a writable tmpfs; nothing outside /workspace and /tmp
-        # should take writes, even ones lost when the command ends.
-        args += ["--remount-ro", "/", "--chdir", VISIBLE_ROOT]
+            args += ["--ro-bind", str(git_dir), f"{self.visible_root}/.git"]
+        # bwrap's own root is a writable tmpfs; nothing outside the checkout and the
+        # tmpfs mounts should take writes, even ones lost when the command ends.
+        args += ["--remount-ro", "/", "--chdir", self.visible_root]
         return args
 
 
@@ -282,16 +374,6 @@ def sandbox_env() -> dict[str, str]:
     return {"PATH": path, "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def python_dirs() -> list[str]:
-    """The Python installation Honk runs on: the venv first (if any), then its base."""
-    dirs = [os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)]
-    return list(dict.fromkeys(dirs))
-
-
-def _under(path: str, parents: Sequence[str]) -> bool:
-    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in parents)
-
-
 async def _read_into(stream: asyncio.StreamReader, cap: OutputCap) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     while chunk := await stream.read(_READ_CHUNK):
@@ -310,3 +392,11 @@ async def _write_input(stdin: asyncio.StreamWriter | None, text: str | None) -> 
         pass
     finally:
         stdin.close()
+
+
+async def _remove(cgroup: PidsCgroup) -> None:
+    """The command's cgroup goes with it; its last tasks are gone within moments of its end."""
+    for delay in (0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0):
+        await asyncio.sleep(delay)
+        if await asyncio.to_thread(cgroup.remove):
+            return

@@ -61,7 +61,7 @@ def tool_use_bash(command: str, *, say: str | None = None) -> Turn:
 
 
 def tool_use_edit(*, say: str | None = None, **tool_input: Any) -> Turn:
-    """An editor call, e.g. tool_use_edit(command="view", path="/workspace/app.py")."""
+    """An editor call, e.g. tool_use_edit(command="view", path="/workspace/calc/app.py")."""
     return tool_use("str_replace_based_edit_tool", tool_input, say=say)
 
 
