@@ -52,7 +52,7 @@ async def publish(ctx: RunContext, github: GitHubApp, usage: Usage) -> tuple[dic
     run, gh, subject = ctx.run, ctx.gh, ctx.subject
     checkout, _sandbox, _tools = ctx.work
     result, verification = ctx.done
-    bot_name, bot_email = await github.bot_identity()
+    bot_name, bot_email = await github.bot_identity(run.installation_id)
     requester = await co_author(gh, github, run.requested_by)
     message = ctx.rules.commit_message(run, subject.title, requester)
     await checkout.commit_all(message, author_name=bot_name, author_email=bot_email)

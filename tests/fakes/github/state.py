@@ -155,7 +155,7 @@ class GitHubState:
         self._job_logs: dict[int, str] = {}
         self._scripted: list[ScriptedAnswer] = []
         self._ids = itertools.count(10_001)
-        self._access: dict[Any, str | None] = {}  # route -> None (token), "anonymous", "public"
+        self._access: dict[Any, str | None] = {}  # route -> None (token), "jwt", "public"
 
     # --- seeding -------------------------------------------------------------------
 
