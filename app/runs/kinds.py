@@ -6,6 +6,7 @@ from typing import Any
 
 from app.models import Run, RunKind
 from app.runs import follow_up
+from app.untrusted import inert
 
 CoAuthor = tuple[str, str] | None  # (name, e-mail) for a Co-authored-by trailer
 
@@ -81,7 +82,7 @@ class RetryRun(IssueRun):
         if not sha:
             return super().published(pr, sha, cost, summary)
         line = f"Pushed {sha[:7]} to {pr['html_url']}{cost}"
-        return line + ("\n\n" + summary.strip()[:3000] if summary.strip() else "")
+        return line + ("\n\n" + inert(summary.strip()[:3000]) if summary.strip() else "")
 
     def may_have_unpublished_work(self, run: Run) -> bool:
         return False  # the PR exists already

@@ -17,6 +17,7 @@ from app.slack import blocks
 from app.slack.notify import SlackNotifier
 from app.slack.threads import is_user_root
 from app.store import Store
+from app.untrusted import inert
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,11 @@ class RunTracker:
         error: str | None = None,
         pushed_sha: str | None = None,
     ) -> None:
-        """The closing report: tracking comment, then Slack (thread reply and root status)."""
+        """The closing report: tracking comment, then Slack (thread reply and root status).
+
+        `note` and `summary` may hold what the model wrote (a cut no-change reason): inert.
+        """
+        note = inert(note)
         if pr is not None:
             kind = "draft pull request" if pr.get("draft") else "pull request"
             self.progress.done("publish", f"[{kind} #{pr['number']}]({pr['html_url']})")
