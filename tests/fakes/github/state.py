@@ -329,8 +329,9 @@ class GitHubState:
         """Whoever the request acts as: the App's bot for installation tokens."""
         return self._bot_user()
 
-    def _now(self) -> str:
-        return datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    def _now(self, at: float | None = None) -> str:
+        moment = self.clock() if at is None else at
+        return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def _user(self, login: str, *, kind: str = "User") -> dict[str, Any]:
         if login.lower() not in self.users:
