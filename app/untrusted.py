@@ -30,19 +30,29 @@ _REFERENCE_DEFINITION = re.compile(
 # Hosts whose images GitHub's own pages may show from model-written text: fetching them
 # tells no one outside GitHub anything.
 GITHUB_IMAGE_HOSTS = ("github.com", "githubusercontent.com")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+# Only a fence at the line's very start is surely a top-level code block: an indented one may
+# sit in a list item, whose end ends the block too. Indented ones are treated as prose.
+_FENCE = re.compile(r"^(`{3,}|~{3,})")
+_CLOSING_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*\r?\n?$")
 _BACKTICKS = re.compile(r"`+")
+# What is wrapped never holds a backtick (it could pair with one outside), a pipe (a table
+# cell would split it) or a line break.
 _IMAGE = re.compile(
-    r"!\[(?:[^\[\]\n]|\[[^\[\]\n]*\])*\]"
-    r"\(\s*(?P<dest><[^>\n]*>|[^\s()]*(?:\([^\s()]*\)[^\s()]*)*)"
-    r"(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'|\([^()\n]*\)))?\s*\)"
+    r"!\[(?:[^\[\]\n`|]|\[[^\[\]\n`|]*\])*\]"
+    r"\(\s*(?:<[^>\n`|]*>|[^\s()`|]*(?:\([^\s()`|]*\)[^\s()`|]*)*)"
+    r"(?:\s+(?:\"[^\"\n`|]*\"|'[^'\n`|]*'|\([^()\n`|]*\)))?\s*\)"
 )
-_PROSE = re.compile(
-    r"(?P<url>https?://[^\s<>()\[\]`]+)"  # a mention inside a URL is not a mention
-    r"|(?P<image>!\[)"
-    r"|(?P<tag><[A-Za-z/!?@#][^>\n]*>?)"  # HTML, comments, Slack's <!channel> and <@U123>
+# The one image kept as written: plain alt text and a plain URL, nothing to misread.
+_PLAIN_IMAGE = re.compile(
+    r"!\[[^\[\]\n`|<>\\]*\]\((?P<dest>https?://[^\s()<>\[\]`|\\\"']+|[A-Za-z0-9_.~/-]+)\)"
+)
+_DANGER = re.compile(
+    r"(?P<image>!\[)"
+    r"|(?P<tag><[A-Za-z/!?@#][^>\n`|]*>?)"  # HTML, comments, Slack's <!channel> and <@U123>
     r"|(?P<entity>&#?[A-Za-z0-9]+;)"  # &#64;team is a mention once GitHub decodes it
-    r"|(?P<mention>(?<![A-Za-z0-9_])@[A-Za-z0-9][A-Za-z0-9-]*(?:/[A-Za-z0-9][\w.-]*)?)"
+    # A mention, and whatever it runs into (`@a@b`: after the code span, `@b` would be one).
+    # `_` may be emphasis (`_@team_`): only a letter or digit before `@` makes it no mention.
+    r"|(?P<mention>(?<![A-Za-z0-9])@[A-Za-z0-9](?:[\w.@/-]*\w)?)"
 )
 
 
@@ -59,94 +69,118 @@ def inert(text: str | None) -> str:
 
     Images from hosts other than GitHub's (GitHub's image proxy would fetch them: a way out
     for an offline agent), HTML and Slack's control sequences (`<!channel>`, `<@U…>`),
-    character references and @-mentions of people or teams are shown as inline code.
-    Code the model wrote (fenced blocks, code spans) is left as it is: nothing in it renders.
+    character references and @-mentions of people or teams are shown as inline code. Only
+    top-level fenced code blocks are left as they are: whether a backtick pair is a code
+    span depends on the whole paragraph (and on cmark's quirks), so inline code is not
+    trusted, and what it holds is wrapped too.
+
+    Each code span added has its own run length, longer than any backtick run in the text,
+    and never touches another backtick, a backslash or a URL: it pairs only with itself.
     """
     text = INVISIBLE.sub("", text or "")
-    # Longer than any backtick run in the text: these code spans pair only with each other.
-    fence = "`" * (max((len(m) for m in _BACKTICKS.findall(text)), default=0) + 1)
-    lines, block = [], ""
+    spans = _Spans(max((len(m) for m in _BACKTICKS.findall(text)), default=0) + 1)
+    lines: list[str] = []
+    block = ""  # the fence of the top-level code block the line is in
+    trust_fences = True
     for line in text.splitlines(keepends=True):
-        opened = _FENCE.match(line)
         if block:
-            if opened and opened.group(1)[0] == block[0] and len(opened.group(1)) >= len(block):
+            closing = _CLOSING_FENCE.match(line)
+            if closing and closing.group(1)[0] == block[0] and len(closing.group(1)) >= len(block):
                 block = ""
             lines.append(line)
-        elif opened and not (opened.group(1)[0] == "`" and "`" in line[opened.end() :]):
+            continue
+        opened = _FENCE.match(line)
+        # A backtick fence's info string holds no backtick: "```x`" is inline code instead.
+        if opened and opened.group(1)[0] == "`" and "`" in line[opened.end() :]:
+            opened = None
+        if trust_fences and opened:
             block = opened.group(1)
             lines.append(line)
-        else:
-            lines.append(_inert_line(line, fence))
+            continue
+        if "```" in line or "~~~" in line:
+            # A fence that is not at the line's start may sit in a list or a quote, and end
+            # with it: from here on, no line is taken for code.
+            trust_fences = False
+        lines.append(spans.join(_split_prose(line)))
     return "".join(lines)
 
 
-def _inert_line(line: str, fence: str) -> str:
-    """One line outside code blocks: its code spans kept, the prose between them made inert."""
-    out, prose_start, pos = [], 0, 0
-    while (run := _BACKTICKS.search(line, pos)) is not None:
-        start = run.start()
-        if _escaped(line, start):  # \` is a literal backtick; the run opens one shorter
-            start += 1
-        closing = _closing_run(line, run.end(), run.end() - start) if start < run.end() else None
-        if closing is None:
-            pos = run.end()
-            continue
-        out.append(_inert_prose(line[prose_start:start], fence))
-        out.append(line[start:closing])
-        prose_start = pos = closing
-    out.append(_inert_prose(line[prose_start:], fence))
-    return "".join(out)
+class _Spans:
+    """Code spans for one text, each with a backtick run of its own length (cmark forgets a
+    closer of a length it has seen once, after an unmatched run: no two spans share one)."""
+
+    LIMIT = 400  # past this many spans, the runs would grow too long: plain text instead
+
+    def __init__(self, first_length: int) -> None:
+        self.length = first_length
+
+    def join(self, pieces: list[tuple[bool, str]]) -> str:
+        out: list[str] = []
+        index = 0
+        while index < len(pieces):
+            dangerous, text = pieces[index]
+            if not dangerous:
+                out.append(text)
+                index += 1
+                continue
+            while index + 1 < len(pieces) and pieces[index + 1][0]:
+                index += 1
+                text += pieces[index][1]
+            after = pieces[index + 1][1][:1] if index + 1 < len(pieces) else ""
+            out.append((" " if _must_part("".join(out)) else "") + self._code(text))
+            out.append(" " if after == "`" else "")
+            index += 1
+        return "".join(out)
+
+    def _code(self, text: str) -> str:
+        if self.length > self.LIMIT:
+            # Characters nothing in Markdown or Slack turns into an image, tag or mention.
+            return text.replace("&", "&amp;").replace("<", "&lt;").replace("@", "\uff20")
+        fence = "`" * self.length
+        self.length += 1
+        return fence + text + fence
 
 
-def _escaped(line: str, index: int) -> bool:
-    backslashes = len(line[:index]) - len(line[:index].rstrip("\\"))
-    return backslashes % 2 == 1
-
-
-def _closing_run(line: str, start: int, length: int) -> int | None:
-    """Where the code span opened by a run of `length` backticks ends, or None."""
-    for run in _BACKTICKS.finditer(line, start):
-        if len(run.group()) == length:
-            return run.end()
-    return None
-
-
-def _inert_prose(prose: str, fence: str) -> str:
-    out, pos = [], 0
-    while (found := _PROSE.search(prose, pos)) is not None:
-        out.append(prose[pos : found.start()])
-        kind, end = found.lastgroup, found.end()
-        if kind == "url":
-            out.append(found.group())
-        elif kind == "image":
+def _split_prose(prose: str) -> list[tuple[bool, str]]:
+    """`prose` as (dangerous, text) pieces; a dangerous piece holds no backtick or pipe."""
+    pieces: list[tuple[bool, str]] = []
+    pos = 0
+    while (found := _DANGER.search(prose, pos)) is not None:
+        pieces.append((False, prose[pos : found.start()]))
+        end = found.end()
+        if found.lastgroup == "image":
+            plain = _PLAIN_IMAGE.match(prose, found.start())
+            if plain is not None and _github_hosted(plain.group("dest")):
+                pieces.append((False, plain.group()))
+                pos = plain.end()
+                continue
             image = _IMAGE.match(prose, found.start())
             # An image that does not parse is still broken up: `![` alone becomes code.
             end = image.end() if image is not None else end
-            if image is not None and _github_hosted(image.group("dest")):
-                out.append(image.group())
-            else:
-                out.append(_code(prose[found.start() : end], fence))
-        else:
-            out.append(_code(found.group(), fence))
+        pieces.append((True, prose[found.start() : end]))
         pos = end
-    out.append(prose[pos:])
-    return "".join(out)
+    pieces.append((False, prose[pos:]))
+    return [piece for piece in pieces if piece[1]]
 
 
-def _code(text: str, fence: str) -> str:
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
+def _must_part(before: str) -> bool:
+    """Whether a code span may not start right after `before`: a backtick or backslash would
+    change its run of backticks, and GitHub's autolinks (`https://…`, `www.…`, e-mail
+    addresses) run on over anything but white space and `<`."""
+    if before[-1:] in ("`", "\\"):
+        return True
+    word = re.split(r"[\s<]", before)[-1]
+    return ":" in word or "www." in word.lower() or "@" in word
 
 
-def _github_hosted(destination: str) -> bool:
+def _github_hosted(url: str) -> bool:
     """A relative image (the repository's own, on GitHub) or one from GitHub's hosts."""
-    url = destination.strip("<>").strip()
     try:
         parts = urlsplit(url)
     except ValueError:
         return False
     if not parts.scheme and not parts.netloc:
-        return bool(url) and not url.startswith("\\")
+        return True
     host = (parts.hostname or "").lower()
     return parts.scheme in ("http", "https") and any(
         host == allowed or host.endswith("." + allowed) for allowed in GITHUB_IMAGE_HOSTS

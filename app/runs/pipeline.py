@@ -337,8 +337,10 @@ class Pipeline:
             await ctx.gh.comment(run.repo, ctx.tracker.comment_on, text)
         ctx.tracker.progress.states["publish"] = "skipped"
         usage = (await self.store.get_run(run.id) or run).usage
+        # Cut before it is made inert: a cut through an inert code span would undo it.
+        note = no_change_comment(result.summary[:400])
         await ctx.tracker.finished(
-            RunState.NO_CHANGE, note=text[:500], usage_text=usage.describe(ctx.model)
+            RunState.NO_CHANGE, note=note, usage_text=usage.describe(ctx.model)
         )
         return Outcome(RunState.NO_CHANGE)
 

@@ -17,7 +17,6 @@ from app.slack import blocks
 from app.slack.notify import SlackNotifier
 from app.slack.threads import is_user_root
 from app.store import Store
-from app.untrusted import inert
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +124,8 @@ class RunTracker:
     ) -> None:
         """The closing report: tracking comment, then Slack (thread reply and root status).
 
-        `note` and `summary` may hold what the model wrote (a cut no-change reason): inert.
+        `summary` is the model's: the closing line (`rules.published`) and Slack make it inert.
         """
-        note = inert(note)
         if pr is not None:
             kind = "draft pull request" if pr.get("draft") else "pull request"
             self.progress.done("publish", f"[{kind} #{pr['number']}]({pr['html_url']})")

@@ -241,8 +241,8 @@ class Checkout:
         if skipped:
             # An ignored directory that holds tracked files is still looked into by `git add`.
             tracked = await git("ls-files", "-z", "--", *sorted(skipped), cwd=self.path)
-            holding = {os.path.dirname(p) for p in tracked.stdout.split("\0") if p}
-            skipped = {d for d in skipped if not any(_under(h, d) for h in holding)}
+            paths = [p for p in tracked.stdout.split("\0") if p]
+            skipped = {d for d in skipped if not any(_under(p, d) for p in paths)}
         refused = [entry for entry in nested if os.path.dirname(entry) not in skipped]
         if refused:
             raise ChangeRefused(
