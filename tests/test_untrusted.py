@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import random
 import re
 from html.parser import HTMLParser
 
@@ -216,6 +217,98 @@ def test_slack_control_sequences_never_reach_the_channel() -> None:
     for control in ("<!channel>", "<!here>", "<@U024BE7LH>", "<!subteam"):
         assert control not in text
     assert "`@everyone`" in text
+
+
+# Pieces of Markdown an attacker would combine; random texts made of them must stay inert.
+_PIECES = [
+    "\n```\n",
+    "\n~~~\n",
+    "\n   ```\n",
+    "\n- ",
+    "\n> ",
+    "| a | b |\n|---|---|\n| ",
+    " | ",
+    "\n1. ",
+    "\n    ",
+    "**",
+    "~~",
+    "\n```python\n",
+    "<details>\n\n",
+    "@a@b",
+    "_@team_",
+    "[x](/@team)",
+    "www.evil.ex/",
+    "x@y.com",
+    "![ok](https://github.com/a.png)",
+    "![ok](docs/a.png)",
+    "`",
+    "``",
+    "```",
+    "~~~",
+    "\\",
+    "\n",
+    "\n\n",
+    " ",
+    "    ",
+    "![",
+    "]",
+    "[",
+    "(",
+    ")",
+    "<",
+    ">",
+    "img",
+    "<img src=https://evil.ex/p.png>",
+    "![x](https://evil.ex/p.png)",
+    "https://evil.ex/p.png",
+    "@team",
+    "@org/team",
+    "&#64;",
+    "a",
+    "-",
+    "*",
+    ">",
+    "|",
+    '"',
+    "'",
+    "<!--",
+    "-->",
+    "src=",
+    "]: ",
+    "[r]: https://evil.ex/p.png\n",
+    "![r]",
+    "![x][r]",
+    "<a href=x>",
+    "</a>",
+    "<code>",
+    "</code>",
+    "<pre>",
+    "1. ",
+    "- ",
+    "#",
+    "_",
+    ":",
+    "/",
+    "//evil.ex/p.png",
+    "<https://evil.ex/p.png>",
+    "\t",
+    "&lt;",
+    "&amp;",
+    "<details>",
+    "<source srcset=https://evil.ex/p.png>",
+    "<picture>",
+    "$",
+]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_markdown_never_renders_an_outside_image_or_a_mention(seed: int) -> None:
+    chance = random.Random(seed)
+    for _ in range(400):
+        text = "".join(chance.choice(_PIECES) for _ in range(chance.randint(1, 25)))
+        published = inert(text)
+        assert not _renders_image(published, "evil.ex"), (text, published)
+        assert not _mentions(published), (text, published)
 
 
 class _Rendered(HTMLParser):
