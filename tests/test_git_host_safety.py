@@ -165,6 +165,11 @@ async def test_planted_config_attributes_and_names_run_nothing_on_the_host(
     )
     async with retry as co:
         assert (co.path / ".gitmodules").exists() and (co.path / OPTION_LIKE[0]).exists()
+        async with co.on_base_tree() as switched:  # as setup: runs, with the base's files
+            assert switched and not (co.path / ".gitmodules").exists()
+            (co.path / "deps").mkdir(exist_ok=True)
+            (co.path / "deps" / "built").write_text("by setup\n")
+        assert (co.path / ".gitmodules").exists() and (co.path / "deps" / "built").exists()
         planted = await Sandbox(co.path, mode="bwrap", timeout=60).run(
             plant_script(markers, "deps/other")
         )
