@@ -285,16 +285,23 @@ def refuse_outside(changes: Sequence[Change], allowed: Callable[[str], bool]) ->
 
 def nested_git_entries(root: Path) -> list[str]:
     """Relative paths of every `.git` below the top of `root`, symlinks not followed
-    (blocking: call in a thread)."""
+    (blocking: call in a thread). Iterative: the agent may nest directories deeply."""
     found: list[str] = []
-    for directory, subdirs, files in os.walk(root):
-        relative = os.path.relpath(directory, root)
-        if relative == ".":
-            subdirs[:] = [d for d in subdirs if d != ".git"]  # the checkout's own
+    pending = [""]
+    while pending:
+        relative = pending.pop()
+        try:
+            with os.scandir(os.path.join(root, relative)) as entries:
+                children = list(entries)
+        except OSError:
             continue
-        if ".git" in subdirs or ".git" in files:
-            found.append(os.path.join(relative, ".git"))
-            subdirs[:] = [d for d in subdirs if d != ".git"]
+        for entry in children:
+            path = os.path.join(relative, entry.name)
+            if entry.name == ".git":
+                if relative:  # the checkout's own is at the top
+                    found.append(path)
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append(path)
     return sorted(found)
 
 
