@@ -109,35 +109,40 @@ class _Spans:
     """Code spans for one text, each with a backtick run of its own length (cmark forgets a
     closer of a length it has seen once, after an unmatched run: no two spans share one)."""
 
-    LIMIT = 400  # past this many spans, the runs would grow too long: plain text instead
+    # Past this many spans the runs would grow long (a PR body holds 65,536 characters):
+    # character references and a full-width @ instead, which nothing turns into markup.
+    MAX_SPANS = 50
 
     def __init__(self, first_length: int) -> None:
         self.length = first_length
+        self.made = 0
 
     def join(self, pieces: list[tuple[bool, str]]) -> str:
         out: list[str] = []
+        word = ""  # what was written since the last white space or `<`: a URL, maybe
         index = 0
         while index < len(pieces):
             dangerous, text = pieces[index]
-            if not dangerous:
-                out.append(text)
-                index += 1
-                continue
-            while index + 1 < len(pieces) and pieces[index + 1][0]:
-                index += 1
-                text += pieces[index][1]
-            after = pieces[index + 1][1][:1] if index + 1 < len(pieces) else ""
-            out.append((" " if _must_part("".join(out)) else "") + self._code(text))
-            out.append(" " if after == "`" else "")
+            if dangerous:
+                while index + 1 < len(pieces) and pieces[index + 1][0]:
+                    index += 1
+                    text += pieces[index][1]
+                after = pieces[index + 1][1][:1] if index + 1 < len(pieces) else ""
+                parted = " " if _must_part(out[-1][-1:] if out else "", word) else ""
+                text = parted + self._code(text) + (" " if after == "`" else "")
+            out.append(text)
+            word = _last_word(word, text)
             index += 1
         return "".join(out)
 
     def _code(self, text: str) -> str:
-        if self.length > self.LIMIT:
-            # Characters nothing in Markdown or Slack turns into an image, tag or mention.
-            return text.replace("&", "&amp;").replace("<", "&lt;").replace("@", "\uff20")
+        if self.made >= self.MAX_SPANS:
+            for markup, plain in (("&", "&amp;"), ("<", "&lt;"), ("@", "\uff20"), ("[", "&#91;")):
+                text = text.replace(markup, plain)
+            return text
         fence = "`" * self.length
         self.length += 1
+        self.made += 1
         return fence + text + fence
 
 
@@ -163,14 +168,19 @@ def _split_prose(prose: str) -> list[tuple[bool, str]]:
     return [piece for piece in pieces if piece[1]]
 
 
-def _must_part(before: str) -> bool:
-    """Whether a code span may not start right after `before`: a backtick or backslash would
-    change its run of backticks, and GitHub's autolinks (`https://…`, `www.…`, e-mail
-    addresses) run on over anything but white space and `<`."""
-    if before[-1:] in ("`", "\\"):
+def _must_part(last: str, word: str) -> bool:
+    """Whether a code span may not start after the character `last`, in the middle of `word`:
+    a backtick or backslash would change its run of backticks, and GitHub's autolinks
+    (`https://…`, `www.…`, e-mail addresses) run on over anything but white space and `<`."""
+    if last in ("`", "\\"):
         return True
-    word = re.split(r"[\s<]", before)[-1]
     return ":" in word or "www." in word.lower() or "@" in word
+
+
+def _last_word(word: str, text: str) -> str:
+    """The word being written once `text` follows `word`."""
+    parts = re.split(r"[\s<]", text)
+    return parts[-1] if len(parts) > 1 else word + text
 
 
 def _github_hosted(url: str) -> bool:

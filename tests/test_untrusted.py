@@ -199,6 +199,15 @@ def test_markdown_that_fools_a_simple_reading_fools_no_one(attack: str) -> None:
     assert not _renders_image(inert(attack), "attacker.example")
 
 
+def test_a_flood_of_mentions_and_images_stays_inert_and_small() -> None:
+    attacks = [EXFILTRATION, "@octo-org/everyone", "<img src=https://attacker.example/p.png>"]
+    text = " and ".join(attacks * 200) + " &#64;team"
+    published = inert(text)
+    assert not _renders_image(published, "attacker.example")
+    assert not _mentions(published)
+    assert len(published) < len(text) + 6_000  # the added backticks stay few
+
+
 def test_slack_control_sequences_never_reach_the_channel() -> None:
     summary = (
         "Done <!channel> <!here> <@U024BE7LH> <!subteam^S0123|@devs> @everyone " + EXFILTRATION
