@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.agent.loop import AgentLimits, AgentResult
 from app.agent.prompts import AgentTask
 from app.agent.tools import ToolBox
 from app.github.client import GitHubClient
-from app.models import Run, RunState
+from app.models import Run, RunState, Usage
 from app.repo_config import RepoConfig, RunLimits
 from app.runs.kinds import IssueRun, rules_for
 from app.runs.texts import Verification
@@ -18,6 +18,9 @@ from app.runs.tracker import RunTracker
 from app.store import Store
 from app.workspace.mirror import Checkout
 from app.workspace.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from app.runs.review import Review
 
 
 class RunCancelled(Exception):
@@ -71,6 +74,7 @@ class RunContext:
     task_with: Callable[[str], AgentTask] | None = None  # the task, given extra instructions
     result: AgentResult | None = None
     verification: Verification | None = None
+    review: Review | None = None  # the review before the PR (app/runs/review.py)
 
     def __post_init__(self) -> None:
         self.rules = rules_for(self.run.kind)
@@ -78,6 +82,10 @@ class RunContext:
     async def save(self, **fields: Any) -> None:
         """Change the run in the store and in memory alike: the one way a phase records it."""
         await self.store.save_run(self.run, **fields)
+
+    async def stored_usage(self) -> Usage:
+        """The run's usage so far as the store has added it up (agent and review alike)."""
+        return (await self.store.get_run(self.run.id) or self.run).usage
 
     @property
     def work(self) -> tuple[Checkout, Sandbox, ToolBox]:
@@ -90,3 +98,20 @@ class RunContext:
         """What the agent did and how it was verified, once those phases have run."""
         assert self.result is not None and self.verification is not None, "not verified yet"
         return self.result, self.verification
+
+
+async def load_subject(ctx: RunContext) -> Subject:
+    """The run's issue and, for a follow-up, the PR it continues; the title to use."""
+    run, gh = ctx.run, ctx.gh
+    issue = await gh.issue(run.repo, run.issue_number) if run.issue_number else None
+    pull = None
+    if ctx.rules.continues_pull and run.pr_number:
+        pull = await gh.pull(run.repo, run.pr_number)
+    request = run.instructions.strip()
+    title = (
+        (issue or {}).get("title")
+        or (pull or {}).get("title", "").removeprefix("[unfinished] ")
+        or (request.splitlines()[0][:72] if request else "")
+        or "change"
+    )
+    return Subject(issue, pull, title)

@@ -89,6 +89,7 @@ runs = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("round", Integer, nullable=False, server_default="0"),
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    Column("review", String(16)),  # migration 0003_review: the review's verdict
     Column("input_tokens", BigInteger, nullable=False, server_default="0"),
     Column("output_tokens", BigInteger, nullable=False, server_default="0"),
     Column("cache_creation_input_tokens", BigInteger, nullable=False, server_default="0"),
@@ -106,6 +107,7 @@ runs = Table(
     Index("ix_runs_repo_pr", "repo", "pr_number"),
     Index("ix_runs_repo_head_sha", "repo", "head_sha"),  # migration 0002
     Index("ix_runs_installation", "installation_id", "state"),
+    Index("ix_runs_created_review", "created_at", "review"),  # migration 0003_review
     Index(
         "uq_runs_active_issue",
         "serial_key",

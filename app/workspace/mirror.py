@@ -55,6 +55,17 @@ class Checkout:
         """`git diff --stat` of everything changed since the run began."""
         return await self._against_start("--stat")
 
+    async def unified_diff(self, context: int = 3) -> str:
+        """The unified diff of everything changed since the run began, renames found.
+
+        Hunk headers carry the new files' line numbers; the prefixes are git's defaults
+        whatever the clone's config says, and non-ASCII names are left unquoted.
+        """
+        return await self._against_start(
+            f"--unified={context}", "--find-renames", "--no-color", "--src-prefix=a/",
+            "--dst-prefix=b/", git_options=("-c", "core.quotePath=false"),
+        )  # fmt: skip
+
     async def commit_all(self, message: str, *, author_name: str, author_email: str) -> str | None:
         """Stage everything not ignored and commit it; None when there was nothing."""
         status = await git("status", "--porcelain", _NO_SUBMODULES, cwd=self.path)
@@ -116,7 +127,7 @@ class Checkout:
         )
         return int(result.stdout.strip() or 0)
 
-    async def _against_start(self, *diff_args: str) -> str:
+    async def _against_start(self, *diff_args: str, git_options: Sequence[str] = ()) -> str:
         # Stage into a throwaway copy of the index so untracked files count too and
         # the real index is left as the agent left it. copy2 keeps the index mtime,
         # which git needs to re-check files changed in the second it was written.
@@ -128,7 +139,7 @@ class Checkout:
             env = {"GIT_INDEX_FILE": str(index)}
             await git("add", "-A", cwd=self.path, env=env)
             result = await git(
-                "diff", "--cached", "--no-ext-diff", "--no-textconv", _NO_SUBMODULES,
+                *git_options, "diff", "--cached", "--no-ext-diff", "--no-textconv", _NO_SUBMODULES,
                 *diff_args, self.start_sha, cwd=self.path, env=env,
             )  # fmt: skip
             return result.stdout
