@@ -114,7 +114,7 @@ async def report(ctx: RunContext, pr: dict[str, Any], sha: str, usage: Usage) ->
         summary=result.summary,
         usage_text=usage_text(usage, ctx.model, ctx.review),
         pushed_sha=sha,
-        review=ctx.review.status() if ctx.review is not None else None,
+        review=ctx.review.line() if ctx.review is not None else None,
     )
 
 
@@ -132,7 +132,7 @@ async def withhold(ctx: RunContext, usage: Usage) -> Outcome:
         RunState.FAILED,
         error=reason,
         usage_text=usage_text(usage, ctx.model, ctx.review),
-        review=ctx.review.status(),
+        review=ctx.review.line(),
     )
     return Outcome(RunState.FAILED, reason)
 

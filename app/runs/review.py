@@ -57,6 +57,7 @@ class Round:
     findings: list[Finding]
     verdict: Verdict | None = None
     unavailable: str | None = None  # why the judge gave no verdict
+    diff: str = field(default="", repr=False)
 
     @property
     def objections(self) -> list[str]:
@@ -129,17 +130,21 @@ class Review:
         return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
 
     def status(self) -> str:
-        """One line for the tracking comment, Slack and the check: the verdict and why."""
+        """The verdict and why, in a few words (the tracking comment's checklist)."""
         if self.verdict == APPROVED:
-            return "Review: approved." + (f" {self.summary}" if self.summary else "")
+            return "approved." + (f" {self.summary}" if self.summary else "")
         if self.verdict == RECOVERED:
             first = "; ".join(self.first_objections[:3])
-            return f"Review: vetoed at first ({first}); the agent's second attempt was approved."
+            return f"vetoed at first ({first}); the agent's second attempt was approved."
         if self.verdict == VETOED:
-            return f"Review: vetoed: {self.why()}."
+            return f"vetoed: {self.why()}."
         if self.verdict == UNAVAILABLE:
-            return f"Review: {self.why()}; the pull request is a draft."
-        return "Review: skipped (the checks and the model judge are off for this repository)."
+            return f"{self.why()}; the pull request is a draft."
+        return "skipped (the checks and the model judge are off for this repository)."
+
+    def line(self) -> str:
+        """One line for the tracking comment's outcome, Slack and the check."""
+        return f"Review: {self.status()}"
 
 
 async def review_change(
@@ -193,13 +198,20 @@ async def _look(
     checkout, _sandbox, _tools = ctx.work
     policy = review.policy
     diff = await checkout.unified_diff()
+    if review.rounds and review.last.diff == diff:
+        # The second attempt changed nothing: the first look stands (asking the judge again
+        # would only buy another roll of the dice).
+        same = Round(review.last.findings, review.last.verdict, review.last.unavailable, diff)
+        review.rounds.append(same)
+        await ctx.store.add_step(ctx.run.id, "review", "unchanged: " + same.describe())
+        return same
     findings: list[Finding] = []
     if policy.checks:
         try:
             findings = check_diff(diff, request=request, allow=policy.allow)
         except ValueError as exc:  # a diff that cannot be read is never a clean one
             findings = [Finding("(the change)", None, UNREADABLE, str(exc))]
-    current = Round(findings)
+    current = Round(findings, diff=diff)
     if policy.model_judge:
         tests = [p for p in await checkout.changed_files() if test_syntax.is_test_file(p)]
         case = Case(
