@@ -141,7 +141,8 @@ _DEFINITIONS: dict[frozenset[str], tuple[re.Pattern[str], ...]] = {
     ),
     JS: (
         re.compile(
-            r"^(?P<indent>\s*)(it|test|specify)(\.\w+)*\s*\(\s*(?P<q>['\"`])(?P<name>.+?)(?P=q)"
+            r"^(?P<indent>\s*)[xf]?(it|test|specify)(\.\w+)*\s*\(\s*"
+            r"(?P<q>['\"`])(?P<name>.+?)(?P=q)"
         ),
     ),
     GO: (re.compile(r"^(?P<indent>)func\s+(?P<name>(Test|Benchmark|Fuzz)\w*)\s*\("),),
@@ -151,7 +152,7 @@ _DEFINITIONS: dict[frozenset[str], tuple[re.Pattern[str], ...]] = {
     ),
     RB: (
         re.compile(
-            r"^(?P<indent>\s*)(it|specify|example|scenario)\s+(?P<q>['\"])(?P<name>.+?)(?P=q)"
+            r"^(?P<indent>\s*)[xf]?(it|specify|example|scenario)\s+(?P<q>['\"])(?P<name>.+?)(?P=q)"
         ),
     ),
     RS: (re.compile(r"^(?P<indent>\s*)(pub\s+)?(async\s+)?fn\s+(?P<name>test_\w*)\s*\("),),
