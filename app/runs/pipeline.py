@@ -307,7 +307,7 @@ class Pipeline:
         self._verified(ctx)
 
     async def _again(self, ctx: RunContext, feedback: str, note: str) -> bool:
-        """The agent once more with `feedback`, within half the limits; then verify again.
+        """The agent once more with `feedback`, within half the limits; then verify what changed.
 
         False when the first attempt ended at a limit or in an error: no second one then.
         """
@@ -316,11 +316,14 @@ class Pipeline:
         if result.limit_hit or result.outcome != "done":
             return False
         await ctx.tracker.phase("agent", note)
+        checkout, _sandbox, _tools = ctx.work
+        before = await checkout.unified_diff()
         task = ctx.task_with(f"{ctx.request}\n\n{feedback}".strip())
         second = await self._agent(ctx, task, second_attempt_limits(ctx.agent_limits))
         ctx.result = combine(result, second)
-        await ctx.tracker.phase("verify")
-        ctx.verification = await self._verification(ctx, ctx.result)
+        if await checkout.unified_diff() != before:  # the same change keeps its verification
+            await ctx.tracker.phase("verify")
+            ctx.verification = await self._verification(ctx, ctx.result)
         return True
 
     def _verified(self, ctx: RunContext) -> None:
