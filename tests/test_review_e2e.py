@@ -181,7 +181,11 @@ CHEATS = [
             ),
             text("Fixed add() and made CI more forgiving."),
         ],
-        ["`.github/workflows/ci.yml` line 6: a CI file was changed, which the request did not"],
+        [
+            "`.github/workflows/ci.yml` line 6: a CI file was changed, which the request did not",
+            # GitHub would refuse the push: the draft carries the rest of the change.
+            "**Left out of this pull request:** the change to `.github/workflows/ci.yml`.",
+        ],
     ),
 ]
 
@@ -203,6 +207,9 @@ async def test_the_checks_catch_it_though_the_judge_approves(
     _client, run = await run_to_the_end(world_settings, aiohttp_client)
     assert run.state == RunState.SUCCEEDED, run.error
     assert run.review == "vetoed"
+    if WORKFLOW in cheat.files.values():  # left out: the fix went up, the workflow did not
+        assert fake_github.file_at(REPO, run.branch, ".github/workflows/ci.yml") == WORKFLOW
+        assert fake_github.file_at(REPO, run.branch, "calc.py") == FIXED
 
     pr = the_pr(fake_github)
     assert pr["draft"] is True

@@ -56,6 +56,8 @@ async def publish(ctx: RunContext, github: GitHubApp, usage: Usage) -> tuple[dic
     bot_name, bot_email = await github.bot_identity()
     requester = await co_author(gh, github, run.requested_by)
     message = ctx.rules.commit_message(run, subject.title, requester)
+    if ctx.review is not None and ctx.review.left_out:
+        await checkout.drop_changes(ctx.review.left_out)  # GitHub would refuse the push
     await checkout.commit_all(message, author_name=bot_name, author_email=bot_email)
     pushed = await checkout.push(ctx.token)
     await ctx.save(head_sha=pushed)

@@ -36,6 +36,9 @@ SKIPPED = "skipped"  # no review: the run ended before one, or both halves are o
 VERDICTS = (APPROVED, RECOVERED, VETOED, UNAVAILABLE, SKIPPED)
 
 UNREADABLE = "unreadable"
+# GitHub refuses a push that changes workflows from an App without the `workflows`
+# permission, which Honk does not ask for: such changes are left out of the commit.
+WORKFLOWS = ".github/workflows/"
 
 FEEDBACK = """\
 Honk's review stopped your change before the pull request, for these reasons:
@@ -83,6 +86,7 @@ class Review:
     verdict: str = SKIPPED
     rounds: list[Round] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    left_out: list[str] = field(default_factory=list)  # workflow files Honk cannot push
 
     @property
     def last(self) -> Round:
@@ -160,6 +164,8 @@ async def review_change(
             await ctx.tracker.phase("review", "after the agent's second attempt")
             current = await _look(ctx, review, client, request)
         review.verdict = _verdict(current, retried=review.retried)
+    checkout, _sandbox, _tools = ctx.work
+    review.left_out = [p for p in await checkout.changed_files() if p.startswith(WORKFLOWS)]
     await ctx.save(review=review.verdict)
     ctx.tracker.progress.done("review", review.status()[:300])
     return review

@@ -21,11 +21,12 @@ _VERDICT_LINES = {
 
 def review_text(review: Review) -> ReviewText:
     """The review's parts of the PR body and the `Honk` check run."""
+    opening = "\n\n".join(p for p in (preamble(review), left_out(review)) if p)
     return ReviewText(
         section=review_section(review),
         usage=review.usage,
         model=review.policy.model,
-        preamble=preamble(review),
+        preamble=opening or None,
         title_note={VETOED: "review vetoed", UNAVAILABLE: "review could not be done"}.get(
             review.verdict
         ),
@@ -49,6 +50,17 @@ def preamble(review: Review, *, draft: bool = True) -> str | None:
             "the change yourself before marking it ready for review."
         )
     return None
+
+
+def left_out(review: Review) -> str | None:
+    """The workflow changes Honk kept out of the commit (GitHub would refuse the push)."""
+    if not review.left_out:
+        return None
+    names = ", ".join(f"`{path}`" for path in review.left_out[:10])
+    return (
+        f"**Left out of this pull request:** the change to {names}. GitHub does not let Honk "
+        "push changes to workflows (it has no `workflows` permission); make them yourself."
+    )
 
 
 def review_section(review: Review) -> str:

@@ -66,6 +66,15 @@ class Checkout:
             "--dst-prefix=b/", git_options=("-c", "core.quotePath=false"),
         )  # fmt: skip
 
+    async def drop_changes(self, paths: Sequence[str]) -> None:
+        """Put `paths` back as they were when the run began; files the run added go."""
+        for path in paths:
+            known = f"{self.start_sha}:{path}"
+            if (await git("cat-file", "-e", known, cwd=self.path, check=False)).returncode == 0:
+                await git("checkout", "--quiet", self.start_sha, "--", path, cwd=self.path)
+            else:
+                await asyncio.to_thread((self.path / path).unlink, missing_ok=True)
+
     async def commit_all(self, message: str, *, author_name: str, author_email: str) -> str | None:
         """Stage everything not ignored and commit it; None when there was nothing."""
         status = await git("status", "--porcelain", _NO_SUBMODULES, cwd=self.path)
