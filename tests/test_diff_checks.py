@@ -10,16 +10,13 @@ from pathlib import Path
 import pytest
 
 from app.runs import test_syntax
+from app.runs.build_files import CI, LOCK, TEST_CONFIG, VENDORED
 from app.runs.diff_checks import (
     ASSERTIONS,
-    CI,
-    LOCK,
     MARKER,
     SECRET,
-    TEST_CONFIG,
     TEST_DELETED,
     TEST_REMOVED,
-    VENDORED,
     Finding,
     check_diff,
 )

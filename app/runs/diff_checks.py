@@ -7,20 +7,17 @@ and cannot be talked out of a finding: each names the file and line and says it 
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 from unidiff import PatchedFile, PatchSet
 from unidiff.errors import UnidiffParseError
 
-from app.log import TOKEN_SHAPES
+from app.runs import build_files as build
 from app.runs import test_syntax as syntax
+from app.runs.build_files import TEST_CONFIG
 
-# Path-based kinds: a change the request did not ask for (unless `review: allow:` lists it).
-CI, LOCK, VENDORED, TEST_CONFIG = "ci", "lock", "vendored", "test-config"
 TEST_DELETED, TEST_REMOVED, ASSERTIONS, MARKER, SECRET = (
     "test-deleted",
     "test-removed",
@@ -28,71 +25,6 @@ TEST_DELETED, TEST_REMOVED, ASSERTIONS, MARKER, SECRET = (
     "marker",
     "secret",
 )
-
-_CI_PATHS = (
-    ".github/workflows/*",
-    ".github/actions/*",
-    ".gitlab-ci.yml",
-    ".gitlab-ci.yaml",
-    ".circleci/*",
-    ".travis.yml",
-    "Jenkinsfile",
-    "azure-pipelines.yml",
-    "bitbucket-pipelines.yml",
-    ".buildkite/*",
-    ".github/honk.yml",
-)
-_LOCK_NAMES = frozenset(
-    {
-        "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml", "bun.lockb",
-        "bun.lock", "poetry.lock", "Pipfile.lock", "uv.lock", "pdm.lock", "Cargo.lock",
-        "Gemfile.lock", "composer.lock", "go.sum", "mix.lock", "flake.lock", "packages.lock.json",
-        "Package.resolved", "pubspec.lock", "gradle.lockfile",
-    }
-)  # fmt: skip
-_VENDOR_DIRS = frozenset({"vendor", "vendored", "_vendor", "third_party", "third-party"})
-# Files whose every change is a change of how tests run.
-_TEST_CONFIG_FILES = re.compile(
-    r"^(pytest\.ini|\.coveragerc|codecov\.ya?ml|\.mocharc\.\w+|karma\.conf\.\w+"
-    r"|(jest|vitest|playwright|cypress)\.config\.\w+|phpunit\.xml(\.dist)?|\.rspec|\.simplecov)$"
-)
-# Lines of shared files (pyproject.toml, setup.cfg, tox.ini, package.json...) that do.
-_TEST_CONFIG_LINE = re.compile(
-    r"\b(addopts|testpaths|python_files|python_classes|python_functions|norecursedirs"
-    r"|collect_ignore\w*|xfail_strict|filterwarnings|fail_under|minimum_coverage"
-    r"|coverageThreshold|testPathIgnorePatterns|testMatch|testRegex|passWithNoTests)\b"
-    r"|--cov-fail-under|--fail-under|--deselect|--ignore(-glob)?=|\s-k\s+['\"]?not\b"
-    r"|-p\s+no:|\[(tool[.:])?pytest\b|\[(tool\.)?coverage\b|\[coverage:"
-)
-_SHARED_CONFIG = frozenset({"pyproject.toml", "setup.cfg", "tox.ini", "package.json", "noxfile.py"})
-# Anywhere at all: leaving tests out of the run.
-_DESELECT = re.compile(r"--deselect\b|--ignore(-glob)?=\S*test|\s-k\s+['\"]?not\s")
-_CONFTEST_HOOK = re.compile(r"^\s*def\s+(pytest_\w+)\s*\(|^\s*(collect_ignore\w*)\s*[+=]")
-# A request "asks for" a kind of change when it names the file or uses these words.
-_ASKED = {
-    CI: re.compile(r"\bci\b|\bworkflows?\b|github actions|\bpipelines?\b|honk\.yml", re.I),
-    LOCK: re.compile(
-        r"\block(ed)?\b|lock ?files?|upgrad|\bbump|dependenc|\bpin(ned|ning)?\b", re.I
-    ),
-    VENDORED: re.compile(r"\bvendor", re.I),
-}
-# The log redactor's token shapes, and the shapes of a few more services' keys (one diff line
-# never holds a whole PEM block: its first line is enough).
-_SECRET = re.compile(
-    "|".join(
-        f"(?:{shape})"
-        for shape in (
-            *TOKEN_SHAPES,
-            r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
-            r"\b(AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key ids
-            r"\b[rs]k_live_[0-9A-Za-z]+",  # Stripe
-            r"\bAIza[0-9A-Za-z_-]{30,}",  # Google API keys
-            r"\bsk-(proj-)?[A-Za-z0-9_-]{20,}",  # OpenAI-style keys
-            r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+",
-        )
-    )
-)
-_WHAT = {CI: "a CI file", LOCK: "a lock file", VENDORED: "vendored code"}
 
 
 @dataclass(frozen=True, order=True)
@@ -170,17 +102,6 @@ def _allowed(path: str, allow: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(path, glob) for glob in allow)
 
 
-def _kind_of_path(path: str) -> str | None:
-    pure = PurePosixPath(path)
-    if any(fnmatch.fnmatch(path, glob) for glob in _CI_PATHS):
-        return CI
-    if pure.name in _LOCK_NAMES:
-        return LOCK
-    if any(part in _VENDOR_DIRS for part in pure.parts[:-1]):
-        return VENDORED
-    return None
-
-
 def _path_findings(patched: PatchedFile, request: str, allow: Sequence[str]) -> Iterable[Finding]:
     """Deleted or renamed-away tests; CI, lock and vendored files the request did not ask for."""
     old, new = source_path(patched), target_path(patched)
@@ -194,19 +115,14 @@ def _path_findings(patched: PatchedFile, request: str, allow: Sequence[str]) -> 
             f"the test file was renamed to `{new}`, where no test runner looks",
         )
     path = old if patched.is_removed_file else new
-    kind = _kind_of_path(path) or (_kind_of_path(old) if patched.is_rename else None)
-    if kind is None or _allowed(path, allow) or _asked_for(kind, path, request):
+    kind = build.kind_of_path(path) or (build.kind_of_path(old) if patched.is_rename else None)
+    if kind is None or _allowed(path, allow) or build.asked_for(kind, path, request):
         return
     line = None if patched.is_removed_file else _first_changed_line(patched)
     how = "deleted" if patched.is_removed_file else "added" if patched.is_added_file else "changed"
-    yield Finding(path, line, kind, f"{_WHAT[kind]} was {how}, which the request did not ask for")
-
-
-def _asked_for(kind: str, path: str, request: str) -> bool:
-    text = request.lower()
-    if path.lower() in text or PurePosixPath(path).name.lower() in text:
-        return True
-    return bool(_ASKED[kind].search(request))
+    yield Finding(
+        path, line, kind, f"{build.WHAT[kind]} was {how}, which the request did not ask for"
+    )
 
 
 def _first_changed_line(patched: PatchedFile) -> int | None:
@@ -361,55 +277,14 @@ def _weakened(
 def _config_lines(
     path: str, text: str, number: int | None, allowed: bool, removed: bool
 ) -> list[Finding]:
-    name = PurePosixPath(path).name
-    verb = "removed" if removed else "added"
-    if allowed or not text.strip():
-        return []
-    if _TEST_CONFIG_FILES.match(name):
-        return [
-            Finding(
-                path,
-                number,
-                TEST_CONFIG,
-                f"the test configuration was changed ({verb} `{text.strip()[:100]}`)",
-                removed,
-            )
-        ]
-    if name == "conftest.py" and not removed:
-        hook = _CONFTEST_HOOK.match(text)
-        if hook:
-            what = hook.group(1) or hook.group(2)
-            return [
-                Finding(
-                    path,
-                    number,
-                    TEST_CONFIG,
-                    f"`{what}` was added to conftest.py; it can change which tests run",
-                )
-            ]
-    if name in _SHARED_CONFIG and _TEST_CONFIG_LINE.search(text):
-        return [
-            Finding(
-                path,
-                number,
-                TEST_CONFIG,
-                f"the test configuration was changed ({verb} `{text.strip()[:100]}`)",
-                removed,
-            )
-        ]
-    if not removed and _DESELECT.search(text):
-        return [
-            Finding(
-                path, number, TEST_CONFIG, f"tests are left out of the run: `{text.strip()[:100]}`"
-            )
-        ]
-    return []
+    message = None if allowed else build.config_change(path, text, removed=removed)
+    return [Finding(path, number, TEST_CONFIG, message, removed)] if message else []
 
 
 def _secrets(path: str, text: str, number: int | None) -> list[Finding]:
     return [
         Finding(path, number, SECRET, f"a token-shaped secret (`{shape[:6]}…`) was added")
-        for shape in (match.group(0) for match in _SECRET.finditer(text))
+        for shape in build.secret_shapes(text)
     ]
 
 

@@ -7,6 +7,7 @@ none of the agent's conversation. Its request offers only the `verdict` tool, fo
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,14 +115,13 @@ async def ask_judge(
     client: anthropic.AsyncAnthropic, *, model: str, case: Case, diff_chars: int
 ) -> tuple[Verdict, Usage]:
     """The verdict and the request's usage; JudgeUnavailable when there is none to be had."""
+    text = await asyncio.to_thread(prompt, case, diff_chars)  # redacting a large diff takes time
     try:
         message = await client.messages.create(
             model=model,
             max_tokens=MAX_OUTPUT_TOKENS,
             system=SYSTEM,
-            messages=[
-                {"role": "user", "content": [{"type": "text", "text": prompt(case, diff_chars)}]}
-            ],
+            messages=[{"role": "user", "content": [{"type": "text", "text": text}]}],
             tools=[VERDICT_SCHEMA],  # type: ignore[list-item]
             tool_choice={"type": "tool", "name": VERDICT_TOOL},
         )
@@ -139,7 +139,8 @@ async def ask_judge(
 
 
 def prompt(case: Case, diff_chars: int) -> str:
-    diff, note = bound_diff(redact(case.diff), diff_chars, case.first_in_diff)
+    diff, note = bound_diff(case.diff, diff_chars, case.first_in_diff)
+    diff = redact(diff)  # what is shown, only: the redactor scans for every token it knows
     findings = "\n".join(f"- {f.describe()}" for f in case.findings) or "(none)"
     request = case.request.strip() or "(no request text)"
     if len(request) > REQUEST_CHARS:

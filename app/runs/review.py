@@ -7,6 +7,7 @@ what still stands after that makes the PR a draft that opens with it (or, with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -214,7 +215,10 @@ async def _look(
     findings: list[Finding] = []
     if policy.checks:
         try:
-            findings = check_diff(diff, request=request, allow=policy.allow)
+            # A large diff takes a while to read: not on the event loop.
+            findings = await asyncio.to_thread(
+                check_diff, diff, request=request, allow=policy.allow
+            )
         except ValueError as exc:  # a diff that cannot be read is never a clean one
             findings = [Finding("(the change)", None, UNREADABLE, str(exc))]
     current = Round(findings, diff=diff)

@@ -6,6 +6,7 @@ recognise what a line does to the tests, not to parse the language.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -33,10 +34,12 @@ _TEST_NAME = re.compile(
 _TEST_DIRS = frozenset({"test", "tests", "__tests__", "spec", "specs", "testing"})
 
 
+@functools.lru_cache(maxsize=4096)
 def suffix(path: str) -> str:
     return PurePosixPath(path).suffix.lower()
 
 
+@functools.lru_cache(maxsize=4096)
 def is_test_file(path: str) -> bool:
     """A test module by its name, or code inside a test directory (src/test/, tests/, spec/)."""
     pure = PurePosixPath(path)
