@@ -218,6 +218,7 @@ async def test_the_checks_catch_it_though_the_judge_approves(
     for phrase in cheat.named:
         assert phrase in opening
     assert "they still hold" in opening  # the agent had its second attempt
+    assert "**Vetoed** by Honk's checks of the diff, though the model judge approved" in pr["body"]
     # The agent was told what was found, once, with the run's request.
     told = [
         r for r in fake_anthropic.requests if "Honk's review stopped your change" in json.dumps(r)

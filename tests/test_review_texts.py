@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,7 +71,13 @@ def test_a_veto_opens_the_pr_body_in_plain_words() -> None:
         "- `test_calc.py` line 4: `test_add` was skipped with `@pytest.mark.skip`\n"
         f"- {STILL_BROKEN}\n\nThe agent was given these reasons and tried once more"
     )
-    assert "## Review\n\nNot fixed.\n\n**Vetoed**" in text
+    assert (
+        "## Review\n\nNot fixed.\n\n**Vetoed** by the model judge (`claude-haiku-4-5`) and" in text
+    )
+    approving = Round([SKIPPED_TEST], Verdict(True, "Looks fine.", (), False))
+    assert "**Vetoed** by Honk's checks of the diff, though the model judge approved" in body(
+        review(VETOED, approving)
+    )
     line = review(VETOED, vetoed()).line()
     assert line == (
         "Review: vetoed: `test_calc.py` line 4: `test_add` was skipped with "
@@ -210,6 +217,11 @@ def test_honk_stats_from_the_command_line(
             await store.close()
 
     asyncio.run(seed())
+    # main() installs its log handler on capsys's stream, closed after this test: put the
+    # root logger back as it was.
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
     monkeypatch.setenv("DATABASE_URL", database)
     monkeypatch.setenv("HONK_DATA_DIR", str(tmp_path))
     assert main(["--env-file", str(tmp_path / "none.env"), "stats", "--days", "7"]) == 0

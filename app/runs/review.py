@@ -161,6 +161,9 @@ async def review_change(
     if policy.checks or policy.model_judge:
         request = request_text(ctx)
         current = await _look(ctx, review, client, request)
+        if current.objections:
+            # Recorded now: a run that dies in its second attempt was still vetoed.
+            await ctx.save(review=VETOED)
         if current.objections and await again(_feedback(current)):
             await ctx.tracker.phase("review", "after the agent's second attempt")
             current = await _look(ctx, review, client, request)

@@ -73,7 +73,15 @@ def review_section(review: Review) -> str:
         first=_listed(review.first_objections),
         unavailable=review.last.unavailable or "unknown",
     )
-    if review.verdict == APPROVED and not policy.model_judge:
+    judged = review.last.verdict
+    if review.verdict == VETOED and review.last.findings and (judged is None or judged.approve):
+        also = ", though the model judge approved" if judged is not None else ""
+        line = f"**Vetoed** by Honk's checks of the diff{also}; the reasons open this description."
+    elif review.verdict == VETOED:
+        checks = " and Honk's checks of the diff" if review.last.findings else ""
+        line = f"**Vetoed** by the model judge (`{policy.model}`){checks}; the reasons open this "
+        line += "description."
+    elif review.verdict == APPROVED and not policy.model_judge:
         line = "**Approved** by Honk's checks of the diff (the model judge is off here)."
     elif review.verdict == APPROVED and not policy.checks:
         line = f"**Approved** by the model judge (`{policy.model}`); Honk's checks are off here."
