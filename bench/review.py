@@ -35,7 +35,10 @@ def make_diff(root: Path, quick: bool) -> tuple[str, int]:
 
     def git(*args: str) -> str:
         command = ["git", "-c", "user.name=b", "-c", "user.email=b@example.com", *args]
-        return subprocess.run(command, cwd=work, check=True, capture_output=True, text=True, errors="replace").stdout
+        done = subprocess.run(
+            command, cwd=work, check=True, capture_output=True, text=True, errors="replace"
+        )
+        return done.stdout
 
     git("init", "-q")
     git("add", "-A")
