@@ -1,4 +1,4 @@
-"""Command line: `honk serve | worker | run | migrate | doctor` (thin: parse, call the rest)."""
+"""Command line: `honk serve | worker | run | migrate | doctor | stats` (thin: parse, call)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("worker", help="run workers only, sharing the database with `serve`")
     sub.add_parser("migrate", help="create or upgrade the database schema and exit")
     sub.add_parser("doctor", help="check the configuration against GitHub, Anthropic, Slack")
+    stats = sub.add_parser("stats", help="the review's veto and recovery rates per repository")
+    stats.add_argument("--days", type=_days, default=30, help="the period (default 30 days)")
     run = sub.add_parser("run", help="run the agent on a local checkout, no GitHub")
     run.add_argument("--repo", type=Path, default=Path("."), help="the checkout (default .)")
     run.add_argument("task", help="what to do, in words")
@@ -48,11 +50,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(worker_command(settings))
     if args.command == "migrate":
         return asyncio.run(migrate_command(settings))
+    if args.command == "stats":
+        from app.cli.stats import stats_command
+
+        return asyncio.run(stats_command(settings, args.days, sys.stdout))
     if args.command == "run":
         from app.cli.local import run_local
 
         return asyncio.run(run_local(args.repo, args.task, settings, out=sys.stdout))
     return 2  # pragma: no cover - argparse enforces a command
+
+
+def _days(value: str) -> int:
+    try:
+        days = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("--days must be a whole number") from None
+    if days < 1:
+        raise argparse.ArgumentTypeError("--days must be at least 1")
+    return days
 
 
 def serve_command(settings: Settings) -> int:

@@ -67,6 +67,12 @@ class Settings:
     command_timeout: float = 600.0
     output_limit: int = 30_000
     ci_repair_rounds: int = 2
+    # The review before a PR (app/runs/review.py): the judge's model, whether it runs by
+    # default, whether a repository may turn the deterministic checks off, the diff it sees.
+    review_model: str = DEFAULT_MODEL
+    model_judge: bool = True
+    review_checks_optional: bool = False
+    review_diff_chars: int = 60_000
     # Pause between label writes when installing on an org: GitHub's secondary rate
     # limits ask for about a second between content-creating requests.
     label_pause: float = 1.0
@@ -126,6 +132,7 @@ class Settings:
             return value if value not in (None, "") else None
 
         data_dir = Path(get("HONK_DATA_DIR") or ".honk")
+        model = get("HONK_MODEL") or DEFAULT_MODEL
         database_url = get("DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir / 'honk.db'}"
         settings = cls(
             app_id=_int(get("APP_ID"), "APP_ID") if get("APP_ID") else None,
@@ -141,7 +148,7 @@ class Settings:
                 if get("ANTHROPIC_BASE_URL")
                 else None
             ),
-            model=get("HONK_MODEL") or DEFAULT_MODEL,
+            model=model,
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
             slack_channel=get("SLACK_CHANNEL"),
@@ -181,6 +188,14 @@ class Settings:
             ),
             ci_repair_rounds=_int(
                 get("HONK_CI_REPAIR_ROUNDS") or "2", "HONK_CI_REPAIR_ROUNDS", minimum=0
+            ),
+            review_model=get("HONK_REVIEW_MODEL") or model,
+            model_judge=_bool(get("HONK_MODEL_JUDGE") or "on", "HONK_MODEL_JUDGE"),
+            review_checks_optional=_bool(
+                get("HONK_REVIEW_CHECKS_OPTIONAL") or "off", "HONK_REVIEW_CHECKS_OPTIONAL"
+            ),
+            review_diff_chars=_int(
+                get("HONK_REVIEW_DIFF_CHARS") or "60000", "HONK_REVIEW_DIFF_CHARS", minimum=1000
             ),
             label_pause=_float(get("HONK_LABEL_PAUSE") or "1", "HONK_LABEL_PAUSE", zero_ok=True),
             lease_seconds=_float(get("HONK_LEASE_SECONDS") or "60", "HONK_LEASE_SECONDS"),
@@ -233,6 +248,15 @@ def _float(value: str, name: str, zero_ok: bool = False) -> float:
     if number < 0 or (number == 0 and not zero_ok):
         raise ConfigError(f"{name} must be positive")
     return number
+
+
+def _bool(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("on", "true", "yes", "1"):
+        return True
+    if lowered in ("off", "false", "no", "0"):
+        return False
+    raise ConfigError(f"{name} must be on or off")
 
 
 def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:

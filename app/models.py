@@ -78,6 +78,15 @@ class Usage:
             self.requests + other.requests,
         )
 
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens - other.input_tokens,
+            self.output_tokens - other.output_tokens,
+            self.cache_creation_input_tokens - other.cache_creation_input_tokens,
+            self.cache_read_input_tokens - other.cache_read_input_tokens,
+            self.requests - other.requests,
+        )
+
     @property
     def total_tokens(self) -> int:
         return (
@@ -171,6 +180,7 @@ class Run:
     attempts: int = 0  # how many times a worker claimed it
     round: int = 0  # CI repair round
     cancel_requested: bool = False
+    review: str | None = None  # the review's verdict (app/runs/review.py VERDICTS)
     usage: Usage = field(default_factory=Usage)
     steps: list[Step] = field(default_factory=list)
     lease_owner: str | None = None

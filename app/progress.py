@@ -9,6 +9,7 @@ PHASES: tuple[tuple[str, str], ...] = (
     ("checkout", "Checked out the repository"),
     ("agent", "Agent working"),
     ("verify", "Verifying"),
+    ("review", "Review"),
     ("publish", "Pull request"),
 )
 MARKER = "<!-- honk:run:{run_id} -->"

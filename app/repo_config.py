@@ -18,8 +18,19 @@ from app.config import Settings
 CONFIG_PATH = ".github/honk.yml"
 ORG_DEFAULTS_REPO = ".github"  # Probot's convention: the org's `.github` repository
 
-SETTINGS = ("verify", "setup", "network", "model", "limits", "slack_channel", "label", "paths")
+SETTINGS = (
+    "verify", "setup", "network", "model", "limits", "slack_channel", "label", "paths", "review",
+)  # fmt: skip
 _LIMITS = {"turns": "max_turns", "minutes": "max_minutes", "ci_repair_rounds": "ci_repair_rounds"}
+# `review:` in the file -> RepoConfig's fields.
+_REVIEW = {
+    "model": "review_model",
+    "model_judge": "model_judge",
+    "on_veto": "on_veto",
+    "allow": "review_allow",
+    "checks": "review_checks",
+}
+ON_VETO = ("draft", "comment")
 # A host name, optionally a leading "*." wildcard and a port: what the agent's proxy can match.
 _HOST = re.compile(
     r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*"
@@ -44,13 +55,18 @@ class RepoConfig:
     slack_channel: str | None = None
     label: str | None = None
     paths: tuple[str, ...] = ()  # gitignore-style globs the agent may change; empty: anything
+    review_model: str | None = None
+    model_judge: bool | None = None  # the model judge on or off; None: the operator's default
+    on_veto: str | None = None  # "draft" (a draft PR, the default) or "comment" (no PR)
+    review_allow: tuple[str, ...] = ()  # globs of files the repository expects changes to
+    review_checks: bool | None = None  # False: checks off (only if the operator allows it)
     source: str = "defaults"  # where it came from, for messages
     # Fields the file wrote, even as empty (`network: []` clears an org-wide default).
     fields_set: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def path_allowed(self, path: str) -> bool:
         """Whether `paths:` lets Honk change `path` (a path inside the repository)."""
-        return not self.paths or _paths_spec(self.paths).match_file(path)
+        return not self.paths or globs_match(self.paths, path)
 
     def merged_over(self, base: RepoConfig) -> RepoConfig:
         """This file's values on top of `base` (the org-wide default)."""
@@ -67,6 +83,11 @@ class RepoConfig:
         return replace(
             base, **changes, source=self.source, fields_set=base.fields_set | self.fields_set
         )
+
+
+def globs_match(globs: tuple[str, ...], path: str) -> bool:
+    """Whether `path` matches `globs` as `paths:` reads them (see _paths_spec)."""
+    return bool(globs) and _paths_spec(tuple(globs)).match_file(path)
 
 
 @functools.lru_cache(maxsize=256)
@@ -109,10 +130,14 @@ def parse_config(text: str, source: str = CONFIG_PATH) -> RepoConfig:
     for key in ("setup", "network", "paths"):
         if key in data:
             values[key] = _strings(data[key], key, source)
+    values.update(_review(data.get("review"), source))
     _check_items(values, source)
     values.update(_limits(data.get("limits"), source))
-    # `limits:` is one setting in the file but three fields here.
-    written = {k for k in data if k != "limits"} | {k for k in values if k in _LIMITS.values()}
+    # `limits:` and `review:` are one setting each in the file but several fields here.
+    nested = {*_LIMITS.values(), *_REVIEW.values()}
+    written = {k for k in data if k not in ("limits", "review")} | {
+        k for k in values if k in nested
+    }
     return RepoConfig(**values, source=source, fields_set=frozenset(written))
 
 
@@ -144,6 +169,43 @@ def _limits(limits: Any, source: str) -> dict[str, Any]:
     return values
 
 
+def _review(review: Any, source: str) -> dict[str, Any]:
+    if review is None:
+        return {}
+    if not isinstance(review, dict):
+        raise RepoConfigError(
+            f"{source}: review must be a mapping ({', '.join(_REVIEW)}), not {_kind(review)}"
+        )
+    values: dict[str, Any] = {}
+    for key, value in review.items():
+        if key not in _REVIEW:
+            raise RepoConfigError(
+                f"{source}: unknown review setting {key!r}{_hint([str(key)], list(_REVIEW))}"
+            )
+        if value is None:
+            continue
+        if key == "model":
+            values["review_model"] = _string(value, "review.model", source)
+        elif key in ("model_judge", "checks"):
+            values[_REVIEW[key]] = _on_off(value, f"review.{key}", source)
+        elif key == "on_veto":
+            if value not in ON_VETO:
+                raise RepoConfigError(f"{source}: review.on_veto must be draft or comment")
+            values["on_veto"] = value
+        else:
+            values["review_allow"] = _strings(value, "review.allow", source)
+    return values
+
+
+def _on_off(value: Any, key: str, source: str) -> bool:
+    # YAML 1.1 reads a bare on/off as true/false; quoted, they stay words.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("on", "off"):
+        return value.strip().lower() == "on"
+    raise RepoConfigError(f"{source}: {key} must be on or off")
+
+
 def _check_items(values: dict[str, Any], source: str) -> None:
     for host in values.get("network", ()):
         if not _HOST.fullmatch(host):
@@ -151,17 +213,18 @@ def _check_items(values: dict[str, Any], source: str) -> None:
                 f"{source}: network entries are host names like pypi.org or *.npmjs.org, "
                 f"not {host!r}"
             )
-    for glob in values.get("paths", ()):
-        if glob.removeprefix("!").startswith("/") or ".." in glob.split("/"):
-            raise RepoConfigError(
-                f"{source}: paths are globs inside the repository (src/**), not {glob!r}"
-            )
-        try:
-            _paths_spec((glob,))
-        except ValueError as exc:
-            raise RepoConfigError(
-                f"{source}: paths: {glob!r} is not a valid glob ({exc})"
-            ) from None
+    for key, name in (("paths", "paths"), ("review_allow", "review.allow")):
+        for glob in values.get(key, ()):
+            if glob.removeprefix("!").startswith("/") or ".." in glob.split("/"):
+                raise RepoConfigError(
+                    f"{source}: {name} are globs inside the repository (src/**), not {glob!r}"
+                )
+            try:
+                _paths_spec((glob,))
+            except ValueError as exc:
+                raise RepoConfigError(
+                    f"{source}: {name}: {glob!r} is not a valid glob ({exc})"
+                ) from None
     label = values.get("label")
     if label is not None and not 0 < len(label.strip()) <= LABEL_MAX:
         raise RepoConfigError(f"{source}: label must be 1 to {LABEL_MAX} characters")
@@ -228,6 +291,34 @@ def run_limits(settings: Settings, config: RepoConfig) -> RunLimits:
             if config.ci_repair_rounds is not None
             else settings.ci_repair_rounds
         ),
+    )
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    """How a run's change is reviewed, once the operator's defaults and `review:` are merged."""
+
+    model: str
+    model_judge: bool
+    on_veto: str  # "draft" or "comment"
+    allow: tuple[str, ...]
+    checks: bool  # the deterministic checks run
+    checks_kept: bool  # the repository asked to turn them off; the operator does not allow it
+    diff_chars: int  # the most of the diff the judge is shown
+
+
+def review_policy(settings: Settings, config: RepoConfig) -> ReviewPolicy:
+    """The one merge of HONK_REVIEW_* with `review:`; only the operator lets the checks go."""
+    wants_checks_off = config.review_checks is False
+    checks_off = wants_checks_off and settings.review_checks_optional
+    return ReviewPolicy(
+        model=config.review_model or settings.review_model,
+        model_judge=settings.model_judge if config.model_judge is None else config.model_judge,
+        on_veto=config.on_veto or "draft",
+        allow=config.review_allow,
+        checks=not checks_off,
+        checks_kept=wants_checks_off and not checks_off,
+        diff_chars=settings.review_diff_chars,
     )
 
 

@@ -64,6 +64,19 @@ def clean_untrusted(text: str | None) -> str:
     return _REFERENCE_DEFINITION.sub("", text)
 
 
+def code(text: str) -> str:
+    """`text` (a file name, say) as one inline code span that pairs only with itself.
+
+    Its backtick run is longer than any inside, and it is padded where the text itself
+    begins or ends with a backtick; line breaks become spaces. Inside a code span GitHub
+    renders no mention, image or HTML.
+    """
+    flat = " ".join(text.splitlines()) or " "
+    fence = "`" * (max((len(m) for m in _BACKTICKS.findall(flat)), default=0) + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
 def inert(text: str | None) -> str:
     """Model-written Markdown made safe to publish on GitHub or Slack.
 

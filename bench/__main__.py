@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bench import checkout, ingest, sandbox, webhook_to_pr
+from bench import checkout, ingest, review, sandbox, webhook_to_pr
 
-NAMES = ("checkout", "sandbox", "pr", "ingest")
+NAMES = ("checkout", "sandbox", "pr", "review", "ingest")
 
 
 def main() -> int:
@@ -23,6 +23,8 @@ def main() -> int:
         asyncio.run(sandbox.main(quick=quick))
     if "pr" in chosen:
         asyncio.run(webhook_to_pr.main(quick=quick))
+    if "review" in chosen:
+        review.main(quick=quick)
     if "ingest" in chosen:
         asyncio.run(ingest.main(count=1000 if quick else 3000))
     return 0

@@ -71,7 +71,7 @@ async def finished_run(client: TestClient) -> Any:
 def everything_sent(fake_github: Any, fake_slack: Any, fake_anthropic: Any) -> str:
     sent = [json.dumps(c.json) for c in fake_github.calls if c.json is not None]
     sent += [f"{m.text} {json.dumps(m.blocks)}" for m in fake_slack.messages()]
-    sent += [json.dumps(r) for r in fake_anthropic.requests]
+    sent += [json.dumps(r) for r in fake_anthropic.requests + fake_anthropic.review_requests]
     return "\n".join(sent)
 
 
@@ -116,7 +116,9 @@ async def test_labelled_issue_becomes_a_tested_pull_request(
     assert "subtracted instead of adding" in pr["body"]
     assert "`python -m pytest -q`: **passed**" in pr["body"]
     assert "$" in pr["body"] and "tokens" in pr["body"]
-    assert run.pr_number == pr["number"] and run.usage.requests == 4
+    # The run's usage counts the agent's four requests and the review's one.
+    assert run.pr_number == pr["number"] and run.usage.requests == 4 + 1
+    assert len(fake_anthropic.review_requests) == 1 and run.review == "approved"
 
     # The tracking comment ends with the PR link; Slack's thread has it too.
     tracking = fake_github.repo(REPO)["comments"][run.tracking_comment_id]

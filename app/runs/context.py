@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.agent.loop import AgentLimits, AgentResult
 from app.agent.prompts import AgentTask
 from app.agent.tools import ToolBox
 from app.github.client import GitHubClient
-from app.models import Run, RunState
+from app.models import Run, RunState, Usage
 from app.repo_config import RepoConfig, RunLimits
 from app.runs.kinds import IssueRun, rules_for
 from app.runs.subject import Subject
@@ -19,6 +19,9 @@ from app.runs.tracker import RunTracker
 from app.store import Store
 from app.workspace.checkout import Checkout
 from app.workspace.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from app.runs.review import Review
 
 
 class RunCancelled(Exception):
@@ -54,6 +57,7 @@ class RunContext:
     task_with: Callable[[str], AgentTask] | None = None  # the task, given extra instructions
     result: AgentResult | None = None
     verification: Verification | None = None
+    review: Review | None = None  # the review before the PR (app/runs/review.py)
 
     def __post_init__(self) -> None:
         self.rules = rules_for(self.run.kind)
@@ -61,6 +65,10 @@ class RunContext:
     async def save(self, **fields: Any) -> None:
         """Change the run in the store and in memory alike: the one way a phase records it."""
         await self.store.save_run(self.run, **fields)
+
+    async def stored_usage(self) -> Usage:
+        """The run's usage so far as the store has added it up (agent and review alike)."""
+        return (await self.store.get_run(self.run.id) or self.run).usage
 
     @property
     def work(self) -> tuple[Checkout, Sandbox, ToolBox]:

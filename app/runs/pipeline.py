@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable
@@ -13,12 +12,7 @@ from typing import Any, TypeVar
 import anthropic
 
 from app.agent.loop import AgentEvent, AgentLimits, AgentResult, make_client, run_agent
-from app.agent.prompts import (
-    MAX_REPO_INSTRUCTIONS,
-    REPO_INSTRUCTION_FILES,
-    AgentTask,
-    build_task,
-)
+from app.agent.prompts import MAX_REPO_INSTRUCTIONS, REPO_INSTRUCTION_FILES, AgentTask
 from app.agent.tools import ToolBox
 from app.ci.reporter import CiReporter
 from app.config import Settings
@@ -27,11 +21,21 @@ from app.installations import repository_active
 from app.log import describe_error
 from app.models import Run, RunState
 from app.repo_config import ConfigCache, RepoConfigError, load_repo_config, run_limits
+from app.runs.attempts import combine, second_attempt_limits, task_with, verification
 from app.runs.context import Outcome, RunCancelled, RunContext
 from app.runs.people import write_access_check, writer_comments
-from app.runs.publish import BUILD_ARTIFACTS, RUN_PERMISSIONS, limit_reason, publish, report
+from app.runs.publish import (
+    BUILD_ARTIFACTS,
+    RUN_PERMISSIONS,
+    limit_reason,
+    publish,
+    report,
+    report_no_change,
+    withhold,
+)
+from app.runs.review import mark_unreviewed, review_change
 from app.runs.subject import load_subject
-from app.runs.texts import Verification, branch_name, no_change_comment
+from app.runs.texts import Verification, branch_name
 from app.runs.tracker import RunTracker
 from app.slack.notify import SlackNotifier
 from app.store import Store
@@ -121,20 +125,22 @@ class Pipeline:
         )
         ctx = RunContext(run, gh, RunTracker(run, gh, self.store, self.slack), self.store)
         try:
-            return await self._phases(ctx)
+            outcome = await self._phases(ctx)
         except RunCancelled:
             await self.store.add_step(run.id, "cancelled", "the pipeline stopped")
             await ctx.tracker.finished(
                 RunState.CANCELLED, note=CANCELLED_NOTE, error="cancelled on request"
             )
-            return Outcome(RunState.CANCELLED, "cancelled on request")
+            outcome = Outcome(RunState.CANCELLED, "cancelled on request")
         except Exception as exc:
             reason = describe_error(exc)
             log.exception("run %s failed: %s", run.id, reason)
             await ctx.tracker.finished(RunState.FAILED, error=reason)
-            return Outcome(RunState.FAILED, reason)
+            outcome = Outcome(RunState.FAILED, reason)
         finally:
             self._stop_requested.discard(run.id)
+        await mark_unreviewed(ctx)  # not on shutdown: that run is claimed again
+        return outcome
 
     async def _phases(self, ctx: RunContext) -> Outcome:
         await self._prepare(ctx)
@@ -148,6 +154,9 @@ class Pipeline:
             if stopped is not None:
                 return stopped
             await self._check_paths(ctx)
+            stopped = await self._review(ctx)
+            if stopped is not None:
+                return stopped
             await self._publish(ctx)
         await self._settle_ci(ctx)
         return Outcome(RunState.SUCCEEDED)
@@ -267,7 +276,7 @@ class Pipeline:
             run, issue=subject.issue, gh=gh, store=self.store, may_steer=may_steer
         )
         ctx.task_with = functools.partial(
-            _task,
+            task_with,
             repo=run.repo,
             issue=task_issue,
             comments=comments,
@@ -292,25 +301,41 @@ class Pipeline:
     async def _verify(self, ctx: RunContext) -> None:
         """Honk's own check of the change; one more bounded attempt when it fails."""
         await ctx.tracker.phase("verify")
+        assert ctx.result is not None
+        ctx.verification = await self._verification(ctx, ctx.result)
+        if ctx.verification.passed is False:
+            failed = ctx.verification
+            await self._again(
+                ctx,
+                f"Your previous change failed verification. "
+                f"`{failed.command}` printed:\n{failed.output}",
+                "fixing the failed verification",
+            )
+        self._verified(ctx)
+
+    async def _again(self, ctx: RunContext, feedback: str, note: str) -> bool:
+        """The agent once more with `feedback`, within half the limits; then verify what changed.
+
+        False when the first attempt ended at a limit or in an error: no second one then.
+        """
         result = ctx.result
-        assert result is not None and ctx.task_with is not None and ctx.agent_limits is not None
-        verification = await self._verification(ctx, result)
-        if verification.passed is False and not result.limit_hit and result.outcome == "done":
-            await ctx.tracker.phase("agent", "fixing the failed verification")
-            retry_task = ctx.task_with(
-                f"{ctx.request}\n\nYour previous change failed verification. "
-                f"`{verification.command}` printed:\n{verification.output}".strip()
-            )
-            retry_limits = dataclasses.replace(
-                ctx.agent_limits,
-                max_turns=max(ctx.agent_limits.max_turns // 2, 5),
-                max_seconds=ctx.agent_limits.max_seconds / 2,
-            )
-            result = _combine(result, await self._agent(ctx, retry_task, retry_limits))
+        assert result is not None and ctx.task_with and ctx.agent_limits
+        if result.limit_hit or result.outcome != "done":
+            return False
+        await ctx.tracker.phase("agent", note)
+        checkout, _sandbox, _tools = ctx.work
+        before = await checkout.unified_diff()
+        task = ctx.task_with(f"{ctx.request}\n\n{feedback}".strip())
+        second = await self._agent(ctx, task, second_attempt_limits(ctx.agent_limits))
+        ctx.result = combine(result, second)
+        if await checkout.unified_diff() != before:  # the same change keeps its verification
             await ctx.tracker.phase("verify")
-            verification = await self._verification(ctx, result)
+            ctx.verification = await self._verification(ctx, ctx.result)
+        return True
+
+    def _verified(self, ctx: RunContext) -> None:
+        result, verification = ctx.done
         ctx.tracker.progress.done("verify", verification.describe())
-        ctx.result, ctx.verification = result, verification
         self._check_stop(ctx.run)
         if result.outcome == "error":
             raise RuntimeError(result.error or "the agent failed")
@@ -325,17 +350,7 @@ class Pipeline:
             return None  # an earlier attempt pushed this branch but died before the PR
         if result.limit_hit:
             raise RuntimeError(f"{limit_reason(result)} before any change was made")
-        text = no_change_comment(result.summary)
-        if ctx.tracker.comment_on:
-            await ctx.gh.comment(run.repo, ctx.tracker.comment_on, text)
-        ctx.tracker.progress.states["publish"] = "skipped"
-        usage = (await self.store.get_run(run.id) or run).usage
-        # Cut before it is made inert: a cut through an inert code span would undo it.
-        note = no_change_comment(result.summary[:400])
-        await ctx.tracker.finished(
-            RunState.NO_CHANGE, note=note, usage_text=usage.describe(ctx.model)
-        )
-        return Outcome(RunState.NO_CHANGE)
+        return await report_no_change(ctx, await ctx.stored_usage())
 
     async def _check_paths(self, ctx: RunContext) -> None:
         """`paths:` in `.github/honk.yml`, held on exactly what is staged for the commit
@@ -343,10 +358,29 @@ class Pipeline:
         checkout, _sandbox, _tools = ctx.work
         refuse_outside(await checkout.stage(), ctx.config.path_allowed)
 
+    async def _review(self, ctx: RunContext) -> Outcome | None:
+        """The judge before the PR (runs/review.py); an objection gets the agent once more."""
+        await ctx.tracker.phase("review")
+
+        async def again(feedback: str) -> bool:
+            if not await self._again(ctx, feedback, "addressing the review"):
+                return False
+            self._verified(ctx)
+            await self._check_paths(ctx)
+            return True
+
+        ctx.review = await review_change(ctx, self.settings, self.anthropic, again)
+        self._check_stop(ctx.run)
+        if ctx.review.retried and (stopped := await self._no_change(ctx)) is not None:
+            return stopped  # the second attempt undid the change
+        if ctx.review.withheld:
+            return await withhold(ctx, await ctx.stored_usage())
+        return None
+
     async def _publish(self, ctx: RunContext) -> None:
         """Commit, push, open the PR; then the `Honk` check run and the closing report."""
         await ctx.tracker.phase("publish", "pushing")
-        usage = (await self.store.get_run(ctx.run.id) or ctx.run).usage
+        usage = await ctx.stored_usage()
         pr, sha = await publish(ctx, self.github, usage)
         await report(ctx, pr, sha, usage)
 
@@ -394,26 +428,10 @@ class Pipeline:
         return result
 
     async def _verification(self, ctx: RunContext, result: AgentResult) -> Verification:
-        verify = ctx.config.verify
         _checkout, sandbox, _tools = ctx.work
-        if verify:
+        return await verification(
+            ctx.config.verify,
+            result,
             # Offline whatever `network:` says: it runs the code the agent wrote.
-            outcome = await self._until_stopped(ctx.run, sandbox.run(verify, network=False))
-            return Verification(verify, outcome.exit_code == 0, outcome.output, "honk")
-        if result.last_test is not None:
-            return Verification(
-                result.last_test.command, result.last_test.exit_code == 0, "", "agent"
-            )
-        return Verification(None, None)
-
-
-def _task(extra_instructions: str, **parts: Any) -> AgentTask:
-    return build_task(extra_instructions=extra_instructions, **parts)
-
-
-def _combine(first: AgentResult, second: AgentResult) -> AgentResult:
-    second.turns += first.turns
-    second.commands = first.commands + second.commands
-    second.usage = first.usage + second.usage
-    second.last_test = second.last_test or first.last_test
-    return second
+            lambda cmd: self._until_stopped(ctx.run, sandbox.run(cmd, network=False)),
+        )

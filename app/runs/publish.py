@@ -7,9 +7,10 @@ from typing import Any
 from app.agent.loop import AgentResult
 from app.github.auth import GitHubApp
 from app.models import RunState, Usage
-from app.runs.context import RunContext
+from app.runs.context import Outcome, RunContext
 from app.runs.people import co_author
-from app.runs.texts import check_run_conclusion, check_run_output, pr_body
+from app.runs.review_texts import review_text, usage_text, veto_comment
+from app.runs.texts import check_run_conclusion, check_run_output, no_change_comment, pr_body
 
 # What a run's installation token may do, and on which repository: no more.
 RUN_PERMISSIONS = {
@@ -55,6 +56,9 @@ async def publish(ctx: RunContext, github: GitHubApp, usage: Usage) -> tuple[dic
     bot_name, bot_email = await github.bot_identity(run.installation_id)
     requester = await co_author(gh, github, run.requested_by)
     message = ctx.rules.commit_message(run, subject.title, requester)
+    if ctx.review is not None and ctx.review.left_out:
+        await checkout.drop_changes(ctx.review.left_out)  # GitHub would refuse the push
+        await checkout.stage()  # the index as it will be committed, without them
     # The index as the paths check saw it (`Pipeline._check_paths` staged it): nothing more.
     await checkout.commit_staged(message, author_name=bot_name, author_email=bot_email)
     pushed = await checkout.push(ctx.token)
@@ -64,6 +68,7 @@ async def publish(ctx: RunContext, github: GitHubApp, usage: Usage) -> tuple[dic
         await ctx.save(pr_number=pr["number"], pr_url=pr["html_url"])
         return pr, pushed
     unfinished = unfinished_reason(result)
+    review = ctx.review
     body = pr_body(
         issue_number=run.issue_number,
         summary=result.summary,
@@ -72,8 +77,10 @@ async def publish(ctx: RunContext, github: GitHubApp, usage: Usage) -> tuple[dic
         model=ctx.model,
         run_id=run.id,
         unfinished_reason=unfinished,
+        review=review_text(review) if review is not None else None,
     )
-    draft = bool(unfinished) or verification.passed is False
+    blocked = review is not None and review.blocks
+    draft = bool(unfinished) or verification.passed is False or blocked
     pr, _created = await gh.open_pull(
         run.repo,
         head=checkout.branch,
@@ -91,6 +98,7 @@ async def report(ctx: RunContext, pr: dict[str, Any], sha: str, usage: Usage) ->
     run = ctx.run
     result, verification = ctx.done
     unfinished = unfinished_reason(result)
+    review = review_text(ctx.review) if ctx.review is not None else None
     title, summary = check_run_output(
         kind=run.kind,
         round=run.round,
@@ -100,13 +108,47 @@ async def report(ctx: RunContext, pr: dict[str, Any], sha: str, usage: Usage) ->
         model=ctx.model,
         run_id=run.id,
         unfinished_reason=unfinished,
+        review=review,
     )
-    conclusion = check_run_conclusion(verification, unfinished is not None)
+    conclusion = check_run_conclusion(verification, unfinished is not None, review)
     await ctx.tracker.check_run(sha, conclusion, title, summary)
     await ctx.tracker.finished(
         RunState.SUCCEEDED,
         pr=pr,
         summary=result.summary,
-        usage_text=usage.describe(ctx.model),
+        usage_text=usage_text(usage, ctx.model, ctx.review),
         pushed_sha=sha,
+        review=ctx.review.line() if ctx.review is not None else None,
     )
+
+
+async def withhold(ctx: RunContext, usage: Usage) -> Outcome:
+    """`review: {on_veto: comment}` and a veto: nothing is pushed; the issue is told why."""
+    assert ctx.review is not None
+    checkout, _sandbox, _tools = ctx.work
+    reason = f"Honk's review vetoed the change: {ctx.review.why()}"[:1000]
+    where = ctx.tracker.comment_on
+    if where:
+        text = veto_comment(ctx.review, await checkout.diff_stat())
+        await ctx.gh.comment(ctx.run.repo, where, text)
+    ctx.tracker.progress.states["publish"] = "skipped"
+    await ctx.tracker.finished(
+        RunState.FAILED,
+        error=reason,
+        usage_text=usage_text(usage, ctx.model, ctx.review),
+        review=ctx.review.line(),
+    )
+    return Outcome(RunState.FAILED, reason)
+
+
+async def report_no_change(ctx: RunContext, usage: Usage) -> Outcome:
+    """The agent changed nothing: say why on the issue (or PR); no PR is opened."""
+    result, _verification = ctx.done
+    text = no_change_comment(result.summary)
+    if ctx.tracker.comment_on:
+        await ctx.gh.comment(ctx.run.repo, ctx.tracker.comment_on, text)
+    ctx.tracker.progress.states["publish"] = "skipped"
+    # Cut before it is made inert: a cut through an inert code span would undo it.
+    note = no_change_comment(result.summary[:400])
+    await ctx.tracker.finished(RunState.NO_CHANGE, note=note, usage_text=usage.describe(ctx.model))
+    return Outcome(RunState.NO_CHANGE)

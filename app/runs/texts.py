@@ -32,6 +32,33 @@ class Verification:
         return f"{who} `{self.command}`: **{result}**."
 
 
+@dataclass(frozen=True)
+class ReviewText:
+    """What the review adds to the PR body and the `Honk` check (rendered in review_texts)."""
+
+    section: str  # the "## Review" section
+    usage: Usage  # the review's share of the run's usage
+    model: str  # the judge's model
+    preamble: str | None = None  # opens the text when the review stopped the change
+    title_note: str | None = None  # added to the check run's title ("review vetoed")
+    conclusion: str | None = None  # the check's conclusion when the review stopped the change
+
+
+def cost_section(usage: Usage, model: str, review: ReviewText | None) -> str:
+    """The run's cost; with a review, the agent's and the review's shares each at its price."""
+    if review is None or not review.usage.requests:
+        return f"## Cost\n\n{usage.describe(model)} ({usage.requests} requests to `{model}`)"
+    agent = usage - review.usage
+    total = agent.cost_usd(model) + review.usage.cost_usd(review.model)
+    return (
+        f"## Cost\n\n${total:.2f} in all.\n\n"
+        f"- Agent: {agent.describe(model)} ({agent.requests} requests to `{model}`)\n"
+        f"- Review: {review.usage.describe(review.model)} "
+        f"({review.usage.requests} request{'s' if review.usage.requests != 1 else ''} "
+        f"to `{review.model}`)"
+    )
+
+
 def branch_name(issue_number: int, title: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-")
     return f"honk/{issue_number}-{slug or 'change'}"
@@ -46,15 +73,20 @@ def pr_body(
     model: str,
     run_id: int,
     unfinished_reason: str | None = None,
+    review: ReviewText | None = None,
 ) -> str:
     parts = []
+    if review is not None and review.preamble:
+        parts.append(review.preamble)
     if unfinished_reason:
         parts.append(UNFINISHED.format(reason=unfinished_reason))
     parts.append("## What changed\n\n" + (inert(summary.strip()) or "_The agent gave no summary._"))
     if issue_number:
         parts.append(f"Fixes #{issue_number}")
     parts.append("## Verification\n\n" + verification.describe())
-    parts.append(f"## Cost\n\n{usage.describe(model)} ({usage.requests} requests to `{model}`)")
+    if review is not None:
+        parts.append(review.section)
+    parts.append(cost_section(usage, model, review))
     parts.append(
         f"<sub>Opened by Honk, run {run_id}. Comment `/honk retry <what to change>` "
         "to run it again on this branch.</sub>"
@@ -81,6 +113,7 @@ def check_run_output(
     model: str,
     run_id: int,
     unfinished_reason: str | None = None,
+    review: ReviewText | None = None,
 ) -> tuple[str, str]:
     """The `Honk` check run's title and Markdown summary: what the agent did, and at what cost."""
     what = rules_for(kind).check_title_note(round)
@@ -89,20 +122,31 @@ def check_run_output(
         title += ": unfinished"
     elif verification.passed is False:
         title += ": verification failed"
+    elif review is not None and review.title_note:
+        title += f": {review.title_note}"
     parts = []
+    if review is not None and review.preamble:
+        parts.append(review.preamble)
     if unfinished_reason:
         parts.append(UNFINISHED.format(reason=unfinished_reason))
     did = inert(summary.strip()) or "_The agent gave no summary._"
     parts.append("## What the agent did\n\n" + did)
     parts.append("## Verification\n\n" + verification.describe())
-    parts.append(f"## Cost\n\n{usage.describe(model)} ({usage.requests} requests to `{model}`)")
+    if review is not None:
+        parts.append(review.section)
+    parts.append(cost_section(usage, model, review))
     return title, "\n\n".join(parts)[:60_000]
 
 
-def check_run_conclusion(verification: Verification, unfinished: bool) -> str:
-    """failure when Honk's own verification failed; neutral when unfinished or unverified."""
+def check_run_conclusion(
+    verification: Verification, unfinished: bool, review: ReviewText | None = None
+) -> str:
+    """failure when Honk's verification failed or its review vetoed; neutral when unfinished,
+    unverified or unreviewed."""
     if verification.passed is False:
         return "failure"
+    if review is not None and review.conclusion:
+        return review.conclusion
     if unfinished or verification.passed is None:
         return "neutral"
     return "success"

@@ -122,10 +122,12 @@ class RunTracker:
         usage_text: str = "",
         error: str | None = None,
         pushed_sha: str | None = None,
+        review: str | None = None,
     ) -> None:
         """The closing report: tracking comment, then Slack (thread reply and root status).
 
-        `summary` is the model's: the tracking comment and Slack show it inert.
+        `summary` is the model's: the tracking comment and Slack show it inert. `review` is
+        the review's verdict in one line (app/runs/review.py Review.status).
         """
         if pr is not None:
             kind = "draft pull request" if pr.get("draft") else "pull request"
@@ -138,6 +140,8 @@ class RunTracker:
             self.progress.fail(f"Failed: {error}" if state == RunState.FAILED else (note or error))
         else:
             self.progress.outcome = note or state.value
+        if review and pr is not None:
+            self.progress.outcome = f"{self.progress.outcome}\n\n{review}"
         await self.update(force=True)
         thread = self.run.slack_thread
         if thread is None:
@@ -151,6 +155,7 @@ class RunTracker:
             usage_text=usage_text,
             error=error,
             run_id=self.run.id,
+            review=review,
         )
         await self.slack.reply(thread, text=text, blocks=blks)
         # The thread root shows the latest status too, so the channel view is current;

@@ -150,8 +150,12 @@ def run_finished(
     error: str | None,
     run_id: int | None = None,
     buttons: bool = True,
+    review: str | None = None,
 ) -> Message:
-    """The last reply of a run: the outcome, the PR link, the agent's summary, or why it failed."""
+    """The last reply of a run: the outcome, the PR link, the agent's summary, or why it failed.
+
+    `review` is the review's verdict in a line ("Review: vetoed: `test_add` was skipped ...").
+    """
     emoji, label = _run_status(outcome)
     if outcome == RunState.SUCCEEDED and draft:
         label = "Draft PR opened"
@@ -163,6 +167,8 @@ def run_finished(
     if summary:
         # The model wrote it: no <!channel>, <@U…> or @-mentions reach the channel.
         blocks.append(_section(escape(inert(summary))))
+    if review:  # the judge's words are the model's too
+        blocks.append(_section(":mag: " + escape(inert(review))))
     if usage_text:
         blocks.append(_context(escape(usage_text)))
     if buttons:
@@ -172,6 +178,8 @@ def run_finished(
         fallback += f": {_pr_link(pr_url, pr_number)}"
     if error:
         fallback += f" ({clip(escape(error), 500)})"
+    elif review:
+        fallback += f" ({clip(escape(review), 500)})"
     return _message(fallback, blocks)
 
 

@@ -326,14 +326,14 @@ def _row(new: NewDelivery) -> dict[str, Any]:
 
 def _delivery(row: Any) -> Delivery:
     body = row.body
-    if body is None:  # stored before bodies were kept as received (migration 0005)
+    if body is None:  # stored before bodies were kept as received (migration 0004)
         body = orjson.dumps(row.payload or {})
     return Delivery(row.id, row.event, row.action, bytes(body), row.attempts + 1, row.received_at)
 
 
 def _claimed(row: sqlite_lane.Claimed) -> Delivery:
     delivery_id, event, action, body, payload, attempts, received_at = row
-    if body is None:  # stored before bodies were kept as received (migration 0005)
+    if body is None:  # stored before bodies were kept as received (migration 0004)
         body = (payload or "{}").encode()
     received = sqlite_lane.unstamp(received_at)
     return Delivery(delivery_id, event, action, bytes(body), attempts + 1, received)

@@ -29,6 +29,7 @@ UPDATABLE_FIELDS = frozenset(
         "round",
         "instructions",
         "issue_number",
+        "review",
     }
 )
 _PLAIN_RUN_FIELDS = [

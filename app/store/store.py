@@ -15,11 +15,12 @@ from app.store.engine import migrate as migrate_schema
 from app.store.facts import Facts
 from app.store.inbox import Inbox
 from app.store.queue import RunQueue
+from app.store.stats import RunStats
 
 T = TypeVar("T")
 
 
-class Store(Inbox, RunQueue, Facts):
+class Store(Inbox, RunQueue, Facts, RunStats):
     """One database shared by the web and worker processes; each method is one short transaction."""
 
     @classmethod

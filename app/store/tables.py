@@ -49,7 +49,7 @@ deliveries = Table(
     Column("id", String(100), primary_key=True),  # X-GitHub-Delivery
     Column("event", String(64), nullable=False),
     Column("action", String(64)),
-    Column("payload", JSON),  # before migration 0005; newer ones are in delivery_bodies
+    Column("payload", JSON),  # before migration 0004; newer ones are in delivery_bodies
     Column("status", String(16), nullable=False, server_default="pending"),  # pending|done|failed
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("error", Text),
@@ -58,11 +58,11 @@ deliveries = Table(
     Column("received_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
     Index("ix_deliveries_pending", "status", "received_at"),
-    Index("ix_deliveries_finished", "finished_at"),  # migration 0005: retention
+    Index("ix_deliveries_finished", "finished_at"),  # migration 0004: retention
 )
 
 # The body exactly as received, apart from the delivery's small and often-updated row, so a
-# claim or a finish never rewrites kilobytes of payload (migration 0005).
+# claim or a finish never rewrites kilobytes of payload (migration 0004).
 delivery_bodies = Table(
     "delivery_bodies",
     metadata,
@@ -105,6 +105,7 @@ runs = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("round", Integer, nullable=False, server_default="0"),
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    Column("review", String(16)),  # migration 0003: the review's verdict
     Column("input_tokens", BigInteger, nullable=False, server_default="0"),
     Column("output_tokens", BigInteger, nullable=False, server_default="0"),
     Column("cache_creation_input_tokens", BigInteger, nullable=False, server_default="0"),
@@ -122,6 +123,7 @@ runs = Table(
     Index("ix_runs_repo_pr", "repo", "pr_number"),
     Index("ix_runs_repo_head_sha", "repo", "head_sha"),  # migration 0002
     Index("ix_runs_installation", "installation_id", "state"),
+    Index("ix_runs_created_review", "created_at", "review"),  # migration 0003
     Index(
         "uq_runs_active_issue",
         "serial_key",

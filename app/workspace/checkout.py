@@ -85,6 +85,26 @@ class Checkout:
         """`git diff --stat` of everything changed since the run began."""
         return await self._against_start("--stat")
 
+    async def unified_diff(self, context: int = 3) -> str:
+        """The unified diff of everything changed since the run began, renames found.
+
+        Hunk headers carry the new files' line numbers; the prefixes are git's defaults
+        whatever the clone's config says, and non-ASCII names are left unquoted.
+        """
+        return await self._against_start(
+            f"--unified={context}", "--find-renames", "--no-color", "--src-prefix=a/",
+            "--dst-prefix=b/", git_options=("-c", "core.quotePath=false"),
+        )  # fmt: skip
+
+    async def drop_changes(self, paths: Sequence[str]) -> None:
+        """Put `paths` back as they were when the run began; files the run added go."""
+        for path in paths:
+            known = f"{self.start_sha}:{path}"
+            if (await git("cat-file", "-e", known, cwd=self.path, check=False)).returncode == 0:
+                await git("checkout", "--quiet", self.start_sha, "--", path, cwd=self.path)
+            else:
+                await asyncio.to_thread((self.path / path).unlink, missing_ok=True)
+
     async def stage(self) -> list[Change]:
         """Stage everything not ignored into the index the commit is made from; what it holds.
 
@@ -250,7 +270,7 @@ class Checkout:
                 + ", ".join(refused[:10])
             )
 
-    async def _against_start(self, *diff_args: str) -> str:
+    async def _against_start(self, *diff_args: str, git_options: Sequence[str] = ()) -> str:
         # Stage into a throwaway copy of the index so untracked files count too and
         # the real index is left as the agent left it. copy2 keeps the index mtime,
         # which git needs to re-check files changed in the second it was written.
@@ -263,8 +283,9 @@ class Checkout:
             env = {"GIT_INDEX_FILE": str(index)}
             await git("add", "-A", cwd=self.path, env=env)
             result = await git(
-                "diff", "--cached", "--no-ext-diff", "--no-textconv", "--no-renames",
-                "--ignore-submodules=none", *diff_args, self.start_sha, cwd=self.path, env=env,
+                *git_options, "diff", "--cached", "--no-ext-diff", "--no-textconv",
+                "--no-renames", "--ignore-submodules=none", *diff_args, self.start_sha,
+                cwd=self.path, env=env,
             )  # fmt: skip
             return result.stdout
         finally:

@@ -16,6 +16,11 @@ from aiohttp import web
 
 API_KEY = "sk-ant-test-key-0123456789"
 MAX_CACHE_BREAKPOINTS = 4
+# The agent's client tools, by type: a review request must carry neither.
+AGENT_TOOL_TYPES = ("bash_20250124", "text_editor_20250728")
+AGENT_TOOL_NAMES = ("bash", "str_replace_based_edit_tool")
+REVIEW_TOOL = "verdict"
+DEFAULT_APPROVAL = "The change does what the request asks, and the tests stay as they were."
 
 Block = dict[str, Any]
 
@@ -104,6 +109,33 @@ def server_error() -> HttpError:
     return HttpError(500, "api_error", "Internal server error", {"retry-after-ms": "1"})
 
 
+def approve(summary: str = DEFAULT_APPROVAL, *, beyond_request: bool = False) -> Turn:
+    """The judge's approval, as the forced `verdict` tool call."""
+    return verdict("approve", summary, [], beyond_request=beyond_request)
+
+
+def veto(*reasons: str, summary: str = "The change does not do what was asked.") -> Turn:
+    """The judge's veto with its reasons."""
+    return verdict("veto", summary, list(reasons))
+
+
+def verdict(
+    decision: str, summary: str, reasons: list[str], *, beyond_request: bool = False
+) -> Turn:
+    tool_input = {
+        "decision": decision,
+        "summary": summary,
+        "reasons": reasons,
+        "beyond_request": beyond_request,
+    }
+    return tool_use(REVIEW_TOOL, tool_input)
+
+
+def is_review_request(body: dict[str, Any]) -> bool:
+    """A review (the judge) offers the `verdict` tool; an agent turn offers bash and the editor."""
+    return any(tool.get("name") == REVIEW_TOOL for tool in body.get("tools") or [])
+
+
 def tool_results(request: dict[str, Any]) -> list[Block]:
     """The tool_result blocks of a request's last user message (for callable script items)."""
     last = request["messages"][-1]
@@ -132,11 +164,14 @@ class FakeAnthropic:
 
     def __init__(self, api_key: str = API_KEY) -> None:
         self.api_key = api_key
-        self.requests: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []  # the agent's turns
+        self.review_requests: list[dict[str, Any]] = []  # the judge's (by their tools)
+        self.complaints: list[str] = []  # review requests refused for carrying agent tools
         self.headers: list[dict[str, str]] = []
         self.count_token_requests: list[dict[str, Any]] = []
         self.url = ""
         self._script: deque[ScriptItem] = deque()
+        self._review_script: deque[ScriptItem] = deque()
         self._cache: dict[str, int] = {}
         self.app = web.Application()
         self.app.router.add_post("/v1/messages", self._messages)
@@ -144,6 +179,14 @@ class FakeAnthropic:
 
     def script(self, *turns: ScriptItem) -> None:
         self._script.extend(turns)
+
+    def script_review(self, *answers: ScriptItem) -> None:
+        """The judge's answers, apart from the agent's turns; unscripted, the judge approves."""
+        self._review_script.extend(answers)
+
+    @property
+    def reviews_remaining(self) -> int:
+        return len(self._review_script)
 
     @property
     def remaining(self) -> int:
@@ -153,12 +196,21 @@ class FakeAnthropic:
         body, failure = await self._read(request)
         if failure is not None:
             return failure
-        self.requests.append(body)
+        review = is_review_request(body)
+        (self.review_requests if review else self.requests).append(body)
         self.headers.append(dict(request.headers))
         invalid = _validate(body)
         if invalid:
             return _api_error(400, "invalid_request_error", invalid)
-        item: ScriptItem = self._script.popleft() if self._script else text("done")
+        if review:
+            carried = _agent_tools(body)
+            if carried:
+                complaint = f"a review request carried the agent's tools: {', '.join(carried)}"
+                self.complaints.append(complaint)
+                return _api_error(400, "invalid_request_error", complaint)
+            item: ScriptItem = self._review_script.popleft() if self._review_script else approve()
+        else:
+            item = self._script.popleft() if self._script else text("done")
         if isinstance(item, HttpError) and not (item.mid_stream and body.get("stream")):
             return _api_error(item.status, item.error_type, item.message, **item.headers)
         if isinstance(item, HttpError):
@@ -357,11 +409,34 @@ def _segments(body: dict[str, Any]) -> tuple[list[tuple[str, int]], set[int]]:
     return segments, breakpoints
 
 
+def _agent_tools(body: dict[str, Any]) -> list[str]:
+    return [
+        str(tool.get("name"))
+        for tool in body.get("tools") or []
+        if tool.get("type") in AGENT_TOOL_TYPES or tool.get("name") in AGENT_TOOL_NAMES
+    ]
+
+
 def _validate(body: dict[str, Any]) -> str | None:
     """The checks of the real API that catch agent-loop bugs."""
     for name in ("model", "max_tokens", "messages"):
         if name not in body:
             return f"{name}: Field required"
+    tools = body.get("tools") or []
+    for index, tool in enumerate(tools):
+        if not tool.get("type") and not isinstance(tool.get("input_schema"), dict):
+            return f"tools.{index}.custom.input_schema: Field required"
+    choice = body.get("tool_choice")
+    if choice is not None:
+        if not tools:
+            return "tool_choice may only be specified while providing tools"
+        if choice.get("type") not in ("auto", "any", "tool", "none"):
+            return f"tool_choice.type: unknown type {choice.get('type')!r}"
+        names = {tool.get("name") for tool in tools}
+        if choice.get("type") == "tool" and choice.get("name") not in names:
+            return f"tool_choice.name: tool {choice.get('name')!r} is not among the tools"
+        if choice.get("type") in ("any", "tool") and body.get("thinking"):
+            return "Thinking may not be enabled when tool_choice forces tool use."
     messages = body["messages"]
     if not messages or messages[0].get("role") != "user":
         return 'messages: first message must use the "user" role'

@@ -17,6 +17,23 @@ CheckAuth = Callable[[str | None, str], bool]
 
 GIT_ROUTE = "/{owner}/{name}.git/{tail:.*}"
 _CHUNK = 64 * 1024
+# GitHub refuses an App without the `workflows` permission any push that changes a workflow.
+PRE_RECEIVE = r"""#!/bin/sh
+zero=0000000000000000000000000000000000000000
+while read old new ref; do
+  [ "$new" = "$zero" ] && continue
+  if [ "$old" = "$zero" ]; then commits=$(git rev-list "$new" --not --all)
+  else commits=$(git rev-list "$old..$new"); fi
+  for commit in $commits; do
+    for path in $(git diff-tree --no-commit-id --name-only -r --root "$commit" -- \
+        .github/workflows); do
+      echo "refusing to allow a GitHub App to create or update workflow '$path'" \
+        "without 'workflows' permission" >&2
+      exit 1
+    done
+  done
+done
+"""
 
 
 def make_git_handler(repos_root: Path, check_auth: CheckAuth) -> GitHandler:
@@ -25,6 +42,11 @@ def make_git_handler(repos_root: Path, check_auth: CheckAuth) -> GitHandler:
     `check_auth(authorization_header, "owner/name")` runs first; False answers 401 the
     way GitHub does, so a git client reports an authentication failure.
     """
+
+    hooks = repos_root / ".hooks"
+    hooks.mkdir(parents=True, exist_ok=True)
+    (hooks / "pre-receive").write_text(PRE_RECEIVE)
+    (hooks / "pre-receive").chmod(0o755)
 
     async def handle(request: web.Request) -> web.StreamResponse:
         owner, name = request.match_info["owner"], request.match_info["name"]
@@ -36,6 +58,8 @@ def make_git_handler(repos_root: Path, check_auth: CheckAuth) -> GitHandler:
                 headers={"WWW-Authenticate": 'Basic realm="GitHub"'},
             )
         env = _cgi_env(request, repos_root, _basic_user(authorization))
+        env |= {"GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_1": "core.hooksPath"}
+        env["GIT_CONFIG_VALUE_1"] = str(hooks)
         return await _run_cgi(request, env)
 
     return handle

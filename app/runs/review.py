@@ -1,0 +1,281 @@
+"""The review before the PR: Honk's deterministic checks of the diff, then a model judge.
+
+An objection (a finding, or the judge's veto) goes back to the agent once with the reasons;
+what still stands after that makes the PR a draft that opens with it (or, with
+`review: {on_veto: comment}`, no PR and a comment). Every run records its verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import anthropic
+
+from app.config import Settings
+from app.log import describe_error
+from app.models import Usage
+from app.repo_config import ReviewPolicy, review_policy
+from app.runs import test_syntax
+from app.runs.diff_checks import Finding, check_diff
+from app.runs.judge import Case, JudgeUnavailable, Verdict, ask_judge
+from app.runs.texts import Verification
+from app.untrusted import inert
+
+if TYPE_CHECKING:
+    from app.runs.context import RunContext
+
+log = logging.getLogger(__name__)
+
+APPROVED = "approved"
+RECOVERED = "recovered"  # vetoed, then the agent's second attempt was approved
+VETOED = "vetoed"
+UNAVAILABLE = "unavailable"  # the judge could not be asked; the PR is a draft
+SKIPPED = "skipped"  # no review: the run ended before one, or both halves are off
+VERDICTS = (APPROVED, RECOVERED, VETOED, UNAVAILABLE, SKIPPED)
+
+UNREADABLE = "unreadable"
+# GitHub refuses a push that changes workflows from an App without the `workflows`
+# permission, which Honk does not ask for: such changes are left out of the commit.
+WORKFLOWS = ".github/workflows/"
+
+FEEDBACK = """\
+Honk's review stopped your change before the pull request, for these reasons:
+{reasons}
+
+Change the code so that it does what was asked and the tests stay honest: do not skip, \
+delete or weaken tests or rewrite what they expect, and leave CI, test configuration, lock \
+files and vendored code as they were unless the request asks otherwise; undo any such change \
+you made. Then run the tests again."""
+
+# One more attempt of the agent with the feedback; False when the run's limits leave none.
+Again = Callable[[str], Awaitable[bool]]
+
+
+@dataclass
+class Round:
+    """One look at the change: the checks' findings and the judge's verdict (or why none)."""
+
+    findings: list[Finding]
+    verdict: Verdict | None = None
+    unavailable: str | None = None  # why the judge gave no verdict
+    diff: str = field(default="", repr=False)
+
+    @property
+    def objections(self) -> list[str]:
+        """What the agent is told: the checks' findings, then the judge's reasons."""
+        return [finding.describe() for finding in self.findings] + self._reasons
+
+    @property
+    def published_objections(self) -> list[str]:
+        """The same for GitHub and Slack: the judge's reasons are a model's, so inert."""
+        return [finding.describe() for finding in self.findings] + [
+            inert(reason) for reason in self._reasons
+        ]
+
+    @property
+    def _reasons(self) -> list[str]:
+        vetoed = self.verdict is not None and not self.verdict.approve
+        return list(self.verdict.reasons) if self.verdict is not None and vetoed else []
+
+    def describe(self) -> str:
+        if self.unavailable is not None:
+            judge = f"judge unavailable ({self.unavailable})"
+        elif self.verdict is None:
+            judge = "no judge"
+        else:
+            judge = "judge approved" if self.verdict.approve else "judge vetoed"
+        return f"{len(self.findings)} finding(s), {judge}"
+
+
+@dataclass
+class Review:
+    """The whole review of a run: its rounds, the verdict, what the judge cost."""
+
+    policy: ReviewPolicy
+    verdict: str = SKIPPED
+    rounds: list[Round] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    left_out: list[str] = field(default_factory=list)  # workflow files Honk cannot push
+
+    @property
+    def last(self) -> Round:
+        return self.rounds[-1] if self.rounds else Round([])
+
+    @property
+    def retried(self) -> bool:
+        return len(self.rounds) > 1
+
+    @property
+    def objections(self) -> list[str]:
+        return self.last.objections
+
+    @property
+    def first_objections(self) -> list[str]:
+        return self.rounds[0].objections if self.rounds else []
+
+    @property
+    def published(self) -> tuple[list[str], list[str]]:
+        """The objections of the last look and of the first, as published (see Round)."""
+        first = self.rounds[0].published_objections if self.rounds else []
+        return self.last.published_objections, first
+
+    @property
+    def summary(self) -> str:
+        verdict = self.last.verdict
+        return verdict.summary if verdict is not None else ""
+
+    @property
+    def beyond_request(self) -> bool:
+        return self.last.verdict is not None and self.last.verdict.beyond_request
+
+    @property
+    def blocks(self) -> bool:
+        """The PR must not be ready for review: the change was vetoed, or not reviewed."""
+        return self.verdict in (VETOED, UNAVAILABLE)
+
+    @property
+    def withheld(self) -> bool:
+        """Vetoed where the repository asked for a comment instead of a draft PR."""
+        return self.verdict == VETOED and self.policy.on_veto == "comment"
+
+    def why(self, limit: int = 5) -> str:
+        """Why the review stopped the change, in plain words (empty when it did not)."""
+        if self.verdict == UNAVAILABLE:
+            return f"the review could not be done ({self.last.unavailable})"
+        if self.verdict != VETOED:
+            return ""
+        objections = self.published[0]
+        shown = objections[:limit]
+        more = len(objections) - len(shown)
+        return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+    def status(self) -> str:
+        """The verdict and why, in a few words (the tracking comment's checklist)."""
+        if self.verdict == APPROVED:
+            return "approved." + (f" {inert(self.summary)}" if self.summary else "")
+        if self.verdict == RECOVERED:
+            first = "; ".join(self.published[1][:3])
+            return f"vetoed at first ({first}); the agent's second attempt was approved."
+        if self.verdict == VETOED:
+            return f"vetoed: {self.why()}."
+        if self.verdict == UNAVAILABLE:
+            return f"{self.why()}; the pull request is a draft."
+        return "skipped (the checks and the model judge are off for this repository)."
+
+    def line(self) -> str:
+        """One line for the tracking comment's outcome, Slack and the check."""
+        return f"Review: {self.status()}"
+
+
+async def review_change(
+    ctx: RunContext, settings: Settings, client: anthropic.AsyncAnthropic, again: Again
+) -> Review:
+    """Check the change, ask the judge, give the agent one more go on an objection; record it."""
+    review = Review(review_policy(settings, ctx.config))
+    policy = review.policy
+    if policy.checks or policy.model_judge:
+        request = request_text(ctx)
+        current = await _look(ctx, review, client, request)
+        if current.objections:
+            # Recorded now: a run that dies in its second attempt was still vetoed.
+            await ctx.save(review=VETOED)
+        if current.objections and await again(_feedback(current)):
+            await ctx.tracker.phase("review", "after the agent's second attempt")
+            current = await _look(ctx, review, client, request)
+        review.verdict = _verdict(current, retried=review.retried)
+    checkout, _sandbox, _tools = ctx.work
+    review.left_out = [p for p in await checkout.changed_files() if p.startswith(WORKFLOWS)]
+    await ctx.save(review=review.verdict)
+    ctx.tracker.progress.done("review", review.status()[:300])
+    return review
+
+
+async def mark_unreviewed(ctx: RunContext) -> None:
+    """A run that ended before its review records that it had none; never fails the run."""
+    if ctx.run.review is not None:
+        return
+    try:
+        await ctx.save(review=SKIPPED)
+    except Exception as exc:
+        log.warning("could not record the run's review: %s", describe_error(exc))
+
+
+def request_text(ctx: RunContext) -> str:
+    """What the run was asked: the issue (or PR) and the run's own instructions."""
+    parts = []
+    issue = ctx.subject.as_issue
+    if issue is not None:
+        parts.append(f"# {issue.get('title') or ''}\n\n{issue.get('body') or ''}".strip())
+    if ctx.request.strip():
+        parts.append(ctx.request.strip())
+    return "\n\n".join(parts)
+
+
+def verification_text(verification: Verification | None) -> str:
+    if verification is None:
+        return ""
+    return f"{verification.describe()}\n\n{verification.output}".strip()
+
+
+async def _look(
+    ctx: RunContext, review: Review, client: anthropic.AsyncAnthropic, request: str
+) -> Round:
+    checkout, _sandbox, _tools = ctx.work
+    policy = review.policy
+    diff = await checkout.unified_diff()
+    if review.rounds and review.last.diff == diff:
+        # The second attempt changed nothing: the first look stands (asking the judge again
+        # would only buy another roll of the dice).
+        same = Round(review.last.findings, review.last.verdict, review.last.unavailable, diff)
+        review.rounds.append(same)
+        await ctx.store.add_step(ctx.run.id, "review", "unchanged: " + same.describe())
+        return same
+    findings: list[Finding] = []
+    if policy.checks:
+        try:
+            # A large diff takes a while to read: not on the event loop.
+            findings = await asyncio.to_thread(
+                check_diff, diff, request=request, allow=policy.allow
+            )
+        except ValueError as exc:  # a diff that cannot be read is never a clean one
+            findings = [Finding("(the change)", None, UNREADABLE, str(exc))]
+    current = Round(findings, diff=diff)
+    if policy.model_judge:
+        tests = [p for p in await checkout.changed_files() if test_syntax.is_test_file(p)]
+        case = Case(
+            request=request,
+            diff=diff,
+            verification=verification_text(ctx.verification),
+            findings=findings,
+            first_in_diff=[f.path for f in findings] + tests,
+        )
+        usage = Usage()
+        try:
+            current.verdict, usage = await ask_judge(
+                client, model=policy.model, case=case, diff_chars=policy.diff_chars
+            )
+        except JudgeUnavailable as exc:
+            current.unavailable, usage = exc.reason, exc.usage
+            log.warning("the review's judge is unavailable: %s", exc.reason)
+        if usage.requests:
+            review.usage += usage
+            await ctx.store.add_usage(ctx.run.id, usage)
+    review.rounds.append(current)
+    await ctx.store.add_step(ctx.run.id, "review", current.describe())
+    return current
+
+
+def _verdict(current: Round, *, retried: bool) -> str:
+    if current.objections:
+        return VETOED
+    if current.unavailable is not None:
+        return UNAVAILABLE
+    return RECOVERED if retried else APPROVED
+
+
+def _feedback(current: Round) -> str:
+    return FEEDBACK.format(reasons="\n".join(f"- {o}" for o in current.objections))
