@@ -112,7 +112,8 @@ class Pipeline:
         gh = await self.github.installation_client(
             run.installation_id, repositories=[run.repo_ref.name], permissions=RUN_PERMISSIONS
         )
-        ctx = RunContext(run, gh, RunTracker(run, gh, self.store, self.slack), self.store)
+        tracker = RunTracker(run, gh, self.store, self.slack, run_url=self.settings.run_url(run.id))
+        ctx = RunContext(run, gh, tracker, self.store)
         try:
             return await self._phases(ctx)
         except RunCancelled:
@@ -313,6 +314,7 @@ class Pipeline:
             await ctx.tracker.phase("verify")
             verification = await self._verification(ctx, result)
         ctx.tracker.progress.done("verify", verification.describe())
+        await ctx.tracker.events.verification(verification)
         ctx.result, ctx.verification = result, verification
         self._check_stop(ctx.run)
         if result.outcome == "error":
@@ -351,6 +353,8 @@ class Pipeline:
     async def _publish(self, ctx: RunContext) -> None:
         """Commit, push, open the PR; then the `Honk` check run and the closing report."""
         await ctx.tracker.phase("publish", "pushing")
+        checkout, _sandbox, _tools = ctx.work
+        await ctx.tracker.events.diff(await checkout.diff())
         usage = (await self.store.get_run(ctx.run.id) or ctx.run).usage
         pr, sha = await publish(ctx, self.github, usage)
         await report(ctx, pr, sha, usage)
@@ -377,10 +381,12 @@ class Pipeline:
                 await self.store.add_usage(run.id, event.usage)
             if event.kind == "turn":
                 await tracker.note("agent", f"turn {event.turn}")
+            await tracker.events.agent(event)  # the run page's transcript
 
         async def should_stop() -> bool:
             return run.id in self._stop_requested
 
+        await tracker.events.agent_started(ctx.model, limits)
         result = await self._until_stopped(
             run,
             run_agent(

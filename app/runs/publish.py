@@ -71,6 +71,7 @@ async def publish(ctx: RunContext, github: GitHubApp, usage: Usage) -> tuple[dic
         model=ctx.model,
         run_id=run.id,
         unfinished_reason=unfinished,
+        run_url=ctx.tracker.run_url,
     )
     draft = bool(unfinished) or verification.passed is False
     pr, _created = await gh.open_pull(

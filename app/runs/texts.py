@@ -45,6 +45,7 @@ def pr_body(
     model: str,
     run_id: int,
     unfinished_reason: str | None = None,
+    run_url: str | None = None,
 ) -> str:
     parts = []
     if unfinished_reason:
@@ -54,8 +55,9 @@ def pr_body(
         parts.append(f"Fixes #{issue_number}")
     parts.append("## Verification\n\n" + verification.describe())
     parts.append(f"## Cost\n\n{usage.describe(model)} ({usage.requests} requests to `{model}`)")
+    run = f"[run {run_id}]({run_url})" if run_url else f"run {run_id}"
     parts.append(
-        f"<sub>Opened by Honk, run {run_id}. Comment `/honk retry <what to change>` "
+        f"<sub>Opened by Honk, {run}. Comment `/honk retry <what to change>` "
         "to run it again on this branch.</sub>"
     )
     return "\n\n".join(parts)

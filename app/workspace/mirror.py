@@ -51,6 +51,10 @@ class Checkout:
         result = await self._against_start("--name-only", "--no-renames", "-z")
         return sorted({p for p in result.split("\0") if p})
 
+    async def diff(self) -> str:
+        """The unified diff of everything changed since the run began (for the run page)."""
+        return await self._against_start("--no-color", "--no-renames")
+
     async def diff_stat(self) -> str:
         """`git diff --stat` of everything changed since the run began."""
         return await self._against_start("--stat")
