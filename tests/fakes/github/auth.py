@@ -28,7 +28,7 @@ from tests.fakes.github.state import (
 
 class AuthMixin(GitHubState):
     """Every request goes through `_middleware`: recorded, scripted answers given, then
-    authorized (App JWT, installation token, or public) before its handler runs."""
+    authorized (App JWT, installation token, user token, or public) before its handler runs."""
 
     # --- seeding: scripted answers -------------------------------------------------
 
@@ -104,6 +104,11 @@ class AuthMixin(GitHubState):
         header = request.headers.get("Authorization")
         if header is None and access == "anonymous":
             return
+        if self._authorize_user(request, access):
+            return
+        if access == "user":  # GET /user answers user tokens only
+            self._check_token(header or "")
+            raise _Answer(403, "Resource not accessible by integration")
         issued = self._check_token(header or "")
         request[TOKEN] = issued
         owner, name = request.match_info.get("owner"), request.match_info.get("repo")
