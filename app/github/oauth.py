@@ -94,6 +94,9 @@ class GitHubOAuth:
     def configured(self) -> bool:
         return self._settings.sign_in_configured
 
+    def now(self) -> float:
+        return self._clock()
+
     def authorize_url(self, *, redirect_uri: str, state: str) -> str:
         """Where to send the browser: GitHub asks the person, then redirects back with a code."""
         query = {

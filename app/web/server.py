@@ -12,7 +12,7 @@ from gidgethub import ValidationFailure, sansio
 from app.config import Settings
 from app.log import log_context
 from app.services import Services, open_services
-from app.web import setup
+from app.web import pages, setup
 from app.web.slack import SLACK, add_slack_routes
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def create_app(settings: Settings, *, workers: int | None = None) -> web.Applica
             yield
 
     app.cleanup_ctx.append(services_ctx)
+    pages.add_routes(app, settings, SERVICES)  # /runs, /runs/<id>, /api/runs, /signin
     app.router.add_post(settings.webhook_path, github_webhook)
     app.router.add_get("/healthz", healthz)
     add_slack_routes(app)  # /slack/events, /slack/commands, /slack/interactions

@@ -1,0 +1,251 @@
+"""The run page without a browser: who sees what, CSRF, the JSON API, and a real run's record."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from app.config import Settings
+from app.models import Run, RunState
+from app.store import NewRun
+from app.web import SERVICES, create_app
+from tests.calc_world import INSTALLATION, ISSUE, REPO, fixing_script, labeled
+from tests.fakes.anthropic import tool_use_bash
+from tests.helpers import eventually, post_webhook
+from tests.run_page_world import page_settings, seed_people, sign_in
+
+ClientFactory = Callable[..., Awaitable[TestClient]]
+HONK_URL = "http://honk.example.test"  # http: the test client has no TLS for a Secure cookie
+# Shaped like a GitHub token: the redactor knows it by its prefix, whatever its length.
+LEAKED = "ghp_" + "Z9" * 20
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: ClientFactory,
+    base_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+    fake_slack: Any,
+) -> TestClient:
+    seed_people(fake_github)
+    settings = page_settings(
+        base_settings, fake_github, fake_anthropic, fake_slack, honk_url=HONK_URL, workers=0
+    )
+    return await aiohttp_client(create_app(settings, workers=0))
+
+
+async def queued(client: TestClient, **fields: Any) -> Run:
+    store = client.app[SERVICES].store
+    values = {"repo": REPO, "installation_id": INSTALLATION, "issue_number": ISSUE} | fields
+    run = await store.enqueue_run(NewRun(**values))
+    assert run is not None
+    return run
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+async def test_a_visitor_signs_in_with_github_and_comes_back_to_the_run(
+    client: TestClient, fake_github: Any
+) -> None:
+    run = await queued(client, requested_by="alice")
+    first = await client.get(f"/runs/{run.id}", allow_redirects=False)
+    assert first.status == 302
+    assert unquote(first.headers["Location"]) == f"/signin?next=/runs/{run.id}"
+    assert await sign_in(client, fake_github, "alice", f"/runs/{run.id}") == f"/runs/{run.id}"
+    authorize = fake_github.calls_to("GET", r"^/login/oauth/authorize$")[-1]
+    assert authorize.query["client_id"] == fake_github.oauth_client_id
+    assert authorize.query["redirect_uri"] == f"{HONK_URL}/signin/callback"
+    page = await client.get(f"/runs/{run.id}")
+    assert page.status == 200
+    text = await page.text()
+    assert f"Run {run.id}" in text and "Cancel this run" in text
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    # The cookie is the encrypted session: neither the login nor the token is readable in it.
+    cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["honk_session"]
+    token = next(iter(fake_github.user_tokens))
+    assert "alice" not in cookie.value and token not in cookie.value
+    # An outside address to come back to is refused: the flow ends on Honk's own runs list.
+    assert await sign_in(client, fake_github, "alice", "https://evil.example/x") == "/runs"
+
+
+async def test_a_person_who_cannot_read_the_repository_gets_the_same_404_as_for_no_run(
+    client: TestClient, fake_github: Any
+) -> None:
+    run = await queued(client, requested_by="alice")
+    await sign_in(client, fake_github, "bob")
+    hidden = await client.get(f"/runs/{run.id}")
+    missing = await client.get("/runs/999999")
+    assert hidden.status == missing.status == 404
+    assert await hidden.text() == await missing.text()
+    for path in (f"/api/runs/{run.id}", f"/api/runs/{run.id}/events", f"/runs/{run.id}/live"):
+        assert (await client.get(path)).status == 404, path
+    listed = await (await client.get("/runs")).text()
+    assert f"/runs/{run.id}" not in listed
+
+
+async def test_a_reader_sees_the_run_but_may_not_steer_it(
+    client: TestClient, fake_github: Any
+) -> None:
+    run = await queued(client, requested_by="alice")
+    await sign_in(client, fake_github, "carol")
+    page = await (await client.get(f"/runs/{run.id}")).text()
+    assert f"Run {run.id}" in page and "Cancel this run" not in page
+    refused = await client.post(
+        f"/runs/{run.id}/cancel", data={"csrf": csrf_of(page)}, allow_redirects=False
+    )
+    assert refused.status == 403
+    assert "needs write access" in await refused.text()
+    stored = await client.app[SERVICES].store.get_run(run.id)
+    assert stored is not None and stored.state == RunState.QUEUED
+
+
+async def test_cancel_needs_the_sessions_csrf_token(client: TestClient, fake_github: Any) -> None:
+    run = await queued(client, requested_by="alice")
+    await sign_in(client, fake_github, "alice")
+    page = await (await client.get(f"/runs/{run.id}")).text()
+    store = client.app[SERVICES].store
+    for form in ({}, {"csrf": "forged"}):
+        refused = await client.post(f"/runs/{run.id}/cancel", data=form, allow_redirects=False)
+        assert refused.status == 403
+        assert (await store.get_run(run.id)).state == RunState.QUEUED  # type: ignore[union-attr]
+    done = await client.post(
+        f"/runs/{run.id}/cancel", data={"csrf": csrf_of(page)}, allow_redirects=False
+    )
+    assert done.status == 303 and done.headers["Location"] == f"/runs/{run.id}"
+    cancelled = await store.get_run(run.id)
+    assert cancelled is not None and cancelled.state == RunState.CANCELLED
+    assert any(s.name == "cancel" and "@alice" in s.detail for s in cancelled.steps)
+
+
+async def test_retry_with_instructions_queues_a_follow_up_by_the_person(
+    client: TestClient, fake_github: Any
+) -> None:
+    store = client.app[SERVICES].store
+    run = await queued(client, requested_by="alice")
+    await store.finish_run(run.id, RunState.FAILED, error="the tests failed")
+    await sign_in(client, fake_github, "alice")
+    page = await (await client.get(f"/runs/{run.id}")).text()
+    assert "Retry" in page and "Cancel this run" not in page
+    response = await client.post(
+        f"/runs/{run.id}/retry",
+        data={"csrf": csrf_of(page), "instructions": "Keep the old name as an alias."},
+        allow_redirects=False,
+    )
+    assert response.status == 303
+    follow_up = await store.get_run(int(response.headers["Location"].rsplit("/", 1)[1]))
+    assert follow_up is not None and follow_up.id != run.id
+    assert follow_up.requested_by == "alice" and follow_up.state == RunState.QUEUED
+    assert follow_up.instructions == "Keep the old name as an alias."
+
+
+async def test_the_json_api_takes_a_github_token_as_a_bearer(
+    client: TestClient, fake_github: Any
+) -> None:
+    store = client.app[SERVICES].store
+    run = await queued(client, requested_by="alice")
+    for n in range(3):
+        await store.add_run_event(run.id, "text", {"turn": n, "text": f"step {n}"})
+    carol = {"Authorization": f"Bearer {fake_github.user_token_for('carol')}"}
+    described = await client.get(f"/api/runs/{run.id}", headers=carol)
+    assert described.status == 200
+    body = await described.json()
+    assert body["repo"] == REPO and body["state"] == "queued"
+    assert body["links"]["page"] == f"{HONK_URL}/runs/{run.id}"
+    events = await (await client.get(f"/api/runs/{run.id}/events?after=1", headers=carol)).json()
+    assert [e["seq"] for e in events["events"]] == [2, 3] and events["last"] == 3
+    assert events["events"][0]["data"]["text"] == "step 1"
+    bob = {"Authorization": f"token {fake_github.user_token_for('bob')}"}
+    assert (await client.get(f"/api/runs/{run.id}", headers=bob)).status == 404
+    nobody = await client.get(f"/api/runs/{run.id}")
+    assert nobody.status == 401 and "Bearer" in nobody.headers["WWW-Authenticate"]
+    forged = {"Authorization": "Bearer ghu_not-a-token"}
+    assert (await client.get(f"/api/runs/{run.id}", headers=forged)).status == 401
+    assert (await client.get(f"/api/runs/{run.id}/events?after=x", headers=carol)).status == 400
+
+
+async def test_the_runs_list_filters_by_repository_state_and_mine(
+    client: TestClient, fake_github: Any
+) -> None:
+    fake_github.add_repo("octo-org/other", private=True)
+    store = client.app[SERVICES].store
+    mine = await queued(client, requested_by="carol")
+    theirs = await queued(client, issue_number=13, requested_by="alice")
+    await store.finish_run(theirs.id, RunState.SUCCEEDED)
+    hidden = await queued(client, repo="octo-org/other", issue_number=1, requested_by="carol")
+    await sign_in(client, fake_github, "carol")
+
+    async def listed(query: str = "") -> set[int]:
+        page = await (await client.get(f"/runs{query}")).text()
+        return {int(n) for n in re.findall(r'href="/runs/(\d+)"', page)}
+
+    assert await listed() == {mine.id, theirs.id}  # never the repository carol cannot read
+    assert await listed("?mine=1") == {mine.id}
+    assert await listed("?state=succeeded") == {theirs.id}
+    assert await listed(f"?repo={REPO}&state=queued") == {mine.id}
+    assert await listed("?repo=octo-org/other") == set()
+    assert hidden.id not in await listed("?mine=1")
+
+
+async def test_a_real_run_is_recorded_redacted_and_linked_from_everywhere(
+    aiohttp_client: ClientFactory,
+    base_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+    fake_slack: Any,
+) -> None:
+    seed_people(fake_github)
+    settings = page_settings(
+        base_settings, fake_github, fake_anthropic, fake_slack, honk_url=HONK_URL
+    )
+    leak = tool_use_bash(f"echo 'the token is {LEAKED}'; seq 1 40", say="Checking the env.")
+    fake_anthropic.script(leak, *fixing_script())
+    client = await aiohttp_client(create_app(settings))
+    store = client.app[SERVICES].store
+    assert (await post_webhook(client, "issues", labeled())).status == 202
+
+    async def finished() -> Run | None:
+        runs = await store.find_runs(repo=REPO, issue_number=ISSUE)
+        return runs[0] if runs and not runs[0].state.active else None
+
+    run = await eventually(finished, within=60)
+    assert run.state == RunState.SUCCEEDED, run.error
+    events = await store.run_events(run.id)
+    kinds = [e.kind for e in events]
+    for kind in ("phase", "agent", "turn", "text", "tool", "tool_done", "verification", "diff"):
+        assert kind in kinds, kind
+    assert kinds[-1] == "finished" and events[-1].data["state"] == "succeeded"
+    stored = json.dumps([e.data for e in events])
+    assert LEAKED not in stored and "[REDACTED]" in stored
+    outputs = [e.data["output"] for e in events if e.kind == "tool_done"]
+    assert any("40" in out for out in outputs)  # the whole output, not its last line
+    diff = next(e for e in events if e.kind == "diff").data
+    assert [f["path"] for f in diff["files"]] == ["calc.py"] and diff["files"][0]["added"] == 1
+
+    await sign_in(client, fake_github, "alice")
+    page = await (await client.get(f"/runs/{run.id}")).text()
+    assert LEAKED not in page
+    assert "$ echo &#39;the token is [REDACTED]" in page
+    assert "Passed: <code>python -m pytest -q</code>" in page
+    assert 'class="hl-gi"' in page or 'class="hl-gd"' in page  # the diff, highlighted
+    assert "more lines</summary>" in page  # the long output folded
+    pr = next(iter(fake_github.repo(REPO)["pulls"].values()))
+    assert f"{HONK_URL}/runs/{run.id}" in pr["body"]
+    assert f"{pr['html_url']}" in page
+    tracking = fake_github.repo(REPO)["comments"][run.tracking_comment_id]["body"]
+    assert f"({HONK_URL}/runs/{run.id})" in tracking
+    check = next(iter(fake_github.repo(REPO)["check_runs"].values()))
+    assert check["details_url"] == f"{HONK_URL}/runs/{run.id}"
+    assert f"/octo-org/calc/runs/{check['id']}" in page
+    for message in fake_slack.messages():
+        assert f"{HONK_URL}/runs/{run.id}" in json.dumps(message.blocks), message.text
