@@ -36,7 +36,9 @@ def page_settings(
     return calc_settings(base, fake_github, fake_anthropic, fake_slack, **(values | overrides))
 
 
-async def sign_in(client: TestClient, fake_github: Any, login: str, next_path: str = "/runs") -> str:
+async def sign_in(
+    client: TestClient, fake_github: Any, login: str, next_path: str = "/runs"
+) -> str:
     """Sign `login` in through the fake's authorize page; the path Honk sends them back to."""
     fake_github.sign_in_as(login)
     response = await client.get(f"/signin?next={next_path}", allow_redirects=False)

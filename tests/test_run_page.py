@@ -114,6 +114,7 @@ async def test_cancel_needs_the_sessions_csrf_token(client: TestClient, fake_git
     run = await queued(client, requested_by="alice")
     await sign_in(client, fake_github, "alice")
     page = await (await client.get(f"/runs/{run.id}")).text()
+    assert '<noscript><meta http-equiv="refresh"' in page  # active: refreshes without JavaScript
     store = client.app[SERVICES].store
     for form in ({}, {"csrf": "forged"}):
         refused = await client.post(f"/runs/{run.id}/cancel", data=form, allow_redirects=False)
@@ -137,6 +138,7 @@ async def test_retry_with_instructions_queues_a_follow_up_by_the_person(
     await sign_in(client, fake_github, "alice")
     page = await (await client.get(f"/runs/{run.id}")).text()
     assert "Retry" in page and "Cancel this run" not in page
+    assert 'http-equiv="refresh"' not in page  # finished: nothing more to wait for
     response = await client.post(
         f"/runs/{run.id}/retry",
         data={"csrf": csrf_of(page), "instructions": "Keep the old name as an alias."},

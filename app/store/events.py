@@ -10,10 +10,9 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from app.store.base import StoreBase, StoreError, utcnow
-from app.store.tables import run_events
+from app.store.tables import run_events, runs
 
-# Two writers of one run's events (a worker that lost its lease and the new one) may pick
-# the same next number; the unique index refuses the second, which simply takes the next.
+# Should two writers still pick one number, the unique index refuses the second: it retries.
 SEQ_ATTEMPTS = 5
 
 
@@ -46,6 +45,11 @@ class RunEventLog(StoreBase):
             now = utcnow()
             try:
                 async with self.engine.begin() as conn:
+                    # The run's row, locked: its writers number their events one at a time
+                    # (SQLite's BEGIN IMMEDIATE serializes them already).
+                    held = select(runs.c.id).where(runs.c.id == run_id).with_for_update()
+                    if await conn.scalar(held) is None:
+                        raise StoreError(f"no run {run_id}")
                     last = await conn.scalar(
                         select(func.coalesce(func.max(run_events.c.seq), 0)).where(
                             run_events.c.run_id == run_id
