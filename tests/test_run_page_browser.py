@@ -10,6 +10,7 @@ test-artifacts/ (ignored by git); docs/run-page.png is one of them, committed.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
@@ -23,8 +24,9 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from app.config import Settings
 from app.models import Run, RunState
+from app.store import NewRun
 from app.web import SERVICES, create_app
-from tests.calc_world import ISSUE, REPO, fixing_script, labeled
+from tests.calc_world import INSTALLATION, ISSUE, REPO, fixing_script, labeled
 from tests.fakes.anthropic import Hold, tool_use_bash
 from tests.helpers import eventually, post_webhook
 from tests.run_page_world import page_settings, seed_people
@@ -44,6 +46,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 WAIT_MS = 45_000
+LEAKED = "ghp_" + "Q7" * 20  # a token-shaped secret the agent prints
 
 
 class BrowserThread:
@@ -99,6 +102,27 @@ async def context(b: BrowserThread) -> Any:
     await b(made.close())
 
 
+async def start_honk(
+    aiohttp_server: Any, base: Settings, fakes: tuple[Any, Any, Any], workers: int
+) -> Any:
+    """Honk on a real port, reached by the browser at HONK_URL."""
+    fake_github, fake_anthropic, fake_slack = fakes
+    seed_people(fake_github)
+    port = unused_port()
+    settings = page_settings(
+        base,
+        fake_github,
+        fake_anthropic,
+        fake_slack,
+        honk_url=f"http://127.0.0.1:{port}",
+        workers=workers,
+        lease_seconds=3.0,  # the heartbeat (a third of it) notices a cancel within a second
+    )
+    server = await aiohttp_server(create_app(settings), port=port)
+    server.settings = settings
+    return server
+
+
 @pytest.fixture
 async def honk(
     aiohttp_server: Any,
@@ -107,15 +131,22 @@ async def honk(
     fake_anthropic: Any,
     fake_slack: Any,
 ) -> Any:
-    """Honk on a real port, reached by the browser at HONK_URL; one worker."""
-    seed_people(fake_github)
-    port = unused_port()
-    settings = page_settings(
-        base_settings, fake_github, fake_anthropic, fake_slack, honk_url=f"http://127.0.0.1:{port}"
-    )
-    server = await aiohttp_server(create_app(settings), port=port)
-    server.settings = settings
-    return server
+    """With one worker: runs happen."""
+    fakes = (fake_github, fake_anthropic, fake_slack)
+    return await start_honk(aiohttp_server, base_settings, fakes, workers=1)
+
+
+@pytest.fixture
+async def idle_honk(
+    aiohttp_server: Any,
+    base_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+    fake_slack: Any,
+) -> Any:
+    """Without workers: a queued run stays queued."""
+    fakes = (fake_github, fake_anthropic, fake_slack)
+    return await start_honk(aiohttp_server, base_settings, fakes, workers=0)
 
 
 async def started_run(honk: Any, hold: Hold) -> Run:
@@ -144,16 +175,22 @@ async def overflow(b: BrowserThread, page: Page) -> tuple[int, int]:
 
 
 async def test_the_transcript_grows_live_and_fits_a_phone(
-    b: BrowserThread, context: Any, honk: Any, fake_github: Any, fake_anthropic: Any
+    b: BrowserThread,
+    context: Any,
+    honk: Any,
+    fake_github: Any,
+    fake_anthropic: Any,
+    fake_slack: Any,
 ) -> None:
     hold = Hold(tool_use_bash("seq 1 50", say="Let me count before I change anything."))
-    fake_anthropic.script(tool_use_bash("ls", say="Looking around first."), hold, *fixing_script())
+    look = tool_use_bash(f"echo 'token: {LEAKED}'; ls", say="Looking around first.")
+    fake_anthropic.script(look, hold, *fixing_script())
     run = await started_run(honk, hold)
     fake_github.sign_in_as("alice")
     url = f"{honk.settings.honk_url}/runs/{run.id}"
     page = await signed_in_page(b, context, fake_github, url)
     transcript = page.locator("#transcript-list")
-    await b(expect(transcript).to_contain_text("$ ls", timeout=WAIT_MS))
+    await b(expect(transcript).to_contain_text("token: [REDACTED]", timeout=WAIT_MS))
     assert "seq 1 50" not in await b(transcript.inner_text())
     await b(page.evaluate("window.__stayed = 'no reload'"))
 
@@ -164,15 +201,33 @@ async def test_the_transcript_grows_live_and_fits_a_phone(
     await b(expect(page.locator("#diff-section")).to_be_visible(timeout=WAIT_MS))
     await b(expect(page.locator("#diff-list")).to_contain_text("calc.py"))
     await b(expect(page.locator("#verification-list")).to_contain_text("Passed"))
+    await b(expect(page.locator("nav.links")).to_contain_text("Pull request #"))
     assert await b(page.evaluate("window.__stayed")) == "no reload"
 
     width, inner = await overflow(b, page)
     assert width <= inner == PHONE["width"]
     # Outputs are folded: the 50 lines of `seq` show a few, the rest behind <details>.
-    folded = page.locator("details.more", has_text="more lines").first
+    folded = page.locator("details.more", has_text="44 more lines").first
     await b(expect(folded).not_to_have_attribute("open", ""))
     ARTIFACTS.mkdir(exist_ok=True)
     await b(page.screenshot(path=str(ARTIFACTS / "run-page-phone.png"), full_page=True))
+    assert LEAKED not in await b(page.content())
+
+    # What the run left links here: the tracking comment, the PR, the check, Slack.
+    store = honk.app[SERVICES].store
+    done = await store.get_run(run.id)
+    assert done is not None and done.state == RunState.SUCCEEDED
+    assert LEAKED not in json.dumps([e.data for e in await store.run_events(run.id)])
+    pr = next(iter(fake_github.repo(REPO)["pulls"].values()))
+    assert f"({url})" in pr["body"]
+    assert f"({url})" in fake_github.repo(REPO)["comments"][done.tracking_comment_id]["body"]
+    check = next(iter(fake_github.repo(REPO)["check_runs"].values()))
+    assert check["details_url"] == url
+    assert await b(page.locator("nav.links a", has_text="Honk check").get_attribute("href")) == (
+        f"{fake_github.url}/{REPO}/runs/{check['id']}"
+    )
+    messages = fake_slack.messages()
+    assert messages and all(url in json.dumps(m.blocks) for m in messages)
 
     await b(page.set_viewport_size(DESKTOP))
     await b(page.reload())
@@ -208,14 +263,17 @@ async def test_cancel_from_the_page_stops_the_run(
 
 
 async def test_a_person_who_cannot_read_the_repository_gets_404(
-    b: BrowserThread, context: Any, honk: Any, fake_github: Any, fake_anthropic: Any
+    b: BrowserThread, context: Any, idle_honk: Any, fake_github: Any
 ) -> None:
-    hold = Hold(tool_use_bash("echo held"))
-    fake_anthropic.script(hold, *fixing_script())
-    run = await started_run(honk, hold)
+    store = idle_honk.app[SERVICES].store
+    run = await store.enqueue_run(
+        NewRun(repo=REPO, installation_id=INSTALLATION, issue_number=ISSUE, requested_by="alice")
+    )
+    assert run is not None
     fake_github.sign_in_as("bob")
     page: Page = await b(context.new_page())
-    response = await b(page.goto(f"{honk.settings.honk_url}/runs/{run.id}"))
+    response = await b(page.goto(f"{idle_honk.settings.honk_url}/runs/{run.id}"))
     assert response is not None and response.status == 404
     assert "cannot see it" in await b(page.locator("body").inner_text())
-    hold.release()
+    missing = await b(page.goto(f"{idle_honk.settings.honk_url}/runs/{run.id + 1}"))
+    assert missing is not None and missing.status == 404

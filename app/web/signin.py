@@ -41,6 +41,13 @@ CALLBACK_PATH = "/signin/callback"
 SIGNOUT_PATH = "/signout"
 LOGIN_TTL = 300.0  # a bearer token's login, remembered for minutes
 CSRF_FIELD = "csrf"
+SIGNED_OUT = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    '<title>Signed out · Honk</title><link rel="stylesheet" href="/assets/honk.css"></head>'
+    '<body><main><h1>You are signed out</h1><p><a href="/runs">Sign in again</a></p></main>'
+    "</body></html>\n"
+)
 
 
 @dataclass(frozen=True)
@@ -206,7 +213,10 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
     if not csrf_ok(session, form.get(CSRF_FIELD)):
         raise web.HTTPForbidden(text="This form has expired; reload the page and try again.\n")
     session.invalidate()
-    raise web.HTTPSeeOther("/runs?signed_out=1")
+    # A page of its own: /runs would send them straight back through GitHub's sign-in.
+    return web.Response(
+        text=SIGNED_OUT, content_type="text/html", headers={"Cache-Control": "no-store"}
+    )
 
 
 def csrf_token(session: Session) -> str:

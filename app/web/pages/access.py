@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 READ_TTL = 300.0  # "can this token read that repository", remembered for five minutes
 WRITE_TTL = 60.0  # whether to show the steering forms; a POST always asks again
 NOT_FOUND = "There is no run here, or you cannot see it."
+NOT_FOUND_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    '<title>Not found · Honk</title><link rel="stylesheet" href="/assets/honk.css"></head>'
+    f'<body><main><h1>Not found</h1><p>{NOT_FOUND}</p><p><a href="/runs">Runs you can see</a>'
+    "</p></main></body></html>\n"
+)
 
 
 class NotSignedIn(Exception):
@@ -115,7 +122,7 @@ def not_found(*, api: bool = False) -> web.HTTPNotFound:
     """One answer for a run that does not exist and a run this person cannot see."""
     if api:
         return web.HTTPNotFound(text='{"error": "not found"}', content_type="application/json")
-    return web.HTTPNotFound(text=NOT_FOUND + "\n")
+    return web.HTTPNotFound(text=NOT_FOUND_PAGE, content_type="text/html")
 
 
 def _digest(value: str) -> str:

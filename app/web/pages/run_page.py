@@ -100,11 +100,11 @@ async def live(request: web.Request) -> web.StreamResponse:
                     await stream.send("{}", event="end")
                     break
                 await asyncio.sleep(LIVE_POLL)
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except ConnectionResetError:
+        pass  # the page was closed
     finally:
         streams.discard(task)
-    return web.Response(status=204)
+    return stream
 
 
 def _messages(batch: list[RunEvent], tools: dict[str, RunEvent]) -> list[dict[str, Any]]:
