@@ -215,3 +215,40 @@ async def test_a_secret_in_a_commands_output_never_reaches_the_page_or_the_api(
         assert LEAKED not in shown and "GITHUB_TOKEN=[REDACTED]" in shown
     assert "$ env" in page and "more lines</summary>" in page  # one entry, its output folded
     assert page.count('id="call-t1"') == 1
+
+
+async def test_an_expiring_user_token_is_refreshed_and_the_session_keeps_the_new_one(
+    client: TestClient, fake_github: Any
+) -> None:
+    run = await queued(client, requested_by="alice")
+    fake_github.user_token_ttl = 60.0  # inside Honk's margin: every request refreshes first
+    await sign_in(client, fake_github, "alice")
+    for _ in range(3):  # each time with the refresh token the last answer stored in the cookie
+        seen = await client.get(f"/runs/{run.id}", allow_redirects=False)
+        assert seen.status == 200, (seen.status, seen.headers.get("Location"))
+    assert len(fake_github.calls_to("POST", r"^/login/oauth/access_token$")) == 4
+    assert len(fake_github.refresh_tokens) == 1  # each refresh token was spent once
+    # A refresh GitHub refuses signs the person out: the next page asks them to sign in.
+    fake_github.refresh_tokens.clear()
+    again = await client.get(f"/runs/{run.id}", allow_redirects=False)
+    assert again.status == 302 and again.headers["Location"].startswith("/signin?next=")
+
+
+async def test_a_judges_review_and_the_network_summary_show_when_the_run_has_them(
+    client: TestClient, fake_github: Any
+) -> None:
+    run = await queued(client, requested_by="alice")
+    store = client.app[SERVICES].store
+    await sign_in(client, fake_github, "carol")
+    before = await (await client.get(f"/runs/{run.id}")).text()
+    assert 'id="review-section" hidden' in before and 'id="network-section" hidden' in before
+    await store.add_run_event(
+        run.id, "review", {"verdict": "request_changes", "summary": "<b>add()</b> lacks a test"}
+    )
+    for host, allowed in (("pypi.org", True), ("pypi.org", True), ("evil.example", False)):
+        await store.add_run_event(run.id, "network", {"host": host, "allowed": allowed})
+    page = await (await client.get(f"/runs/{run.id}")).text()
+    assert 'id="review-section" hidden' not in page
+    assert "<strong>request_changes</strong>" in page and "&lt;b&gt;add()&lt;/b&gt;" in page
+    assert '<code>pypi.org</code> <span class="tag allowed">allowed</span> \u00d72' in page
+    assert '<code>evil.example</code> <span class="tag blocked">blocked</span> \u00d71' in page

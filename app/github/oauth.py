@@ -127,16 +127,21 @@ class GitHubOAuth:
         return token
 
     def client(
-        self, token: UserToken | str, *, on_refresh: OnRefresh | None = None
+        self,
+        token: UserToken | str,
+        *,
+        on_refresh: OnRefresh | None = None,
+        refresh: bool = True,
     ) -> GitHubClient:
         """A GitHubClient acting as the person; it refreshes an expiring token before a call
-        (and hands the new one to `on_refresh`, so its keeper can store it)."""
+        and hands the new one to `on_refresh`, so its keeper stores it (the old refresh token
+        is spent). refresh=False for a token whose keeper refreshes it itself."""
         current = token if isinstance(token, UserToken) else UserToken(token)
         redact.add(current.access_token)
 
         async def authorization() -> str:
             nonlocal current
-            renewed = await self.fresh(current)
+            renewed = await self.fresh(current) if refresh else current
             if renewed is not current:
                 current = renewed
                 if on_refresh is not None:
@@ -151,8 +156,8 @@ class GitHubOAuth:
         )
 
     async def user(self, token: UserToken | str) -> dict[str, Any]:
-        """GET /user: who the token belongs to."""
-        return await self.client(token).getitem("/user")
+        """GET /user: who the token belongs to (the token as it is, never refreshed here)."""
+        return await self.client(token, refresh=False).getitem("/user")
 
     async def _token(self, params: dict[str, str]) -> UserToken:
         settings = self._settings

@@ -97,5 +97,5 @@ async def healthz(request: web.Request) -> web.Response:
 async def index(request: web.Request) -> web.Response:
     return web.Response(
         text="Honk is running. GitHub webhooks go to "
-        f"{request.app[SETTINGS].webhook_path}; health at /healthz.\n"
+        f"{request.app[SETTINGS].webhook_path}; health at /healthz; the runs at /runs.\n"
     )

@@ -50,7 +50,8 @@ class Access:
         if (known := self._reads.get(key)) is not None:
             return known
         try:
-            await self.oauth.client(viewer.token).getitem(f"/repos/{repo}")
+            # Never refreshed here: the session refreshed it, and keeps the new refresh token.
+            await self.oauth.client(viewer.token, refresh=False).getitem(f"/repos/{repo}")
             readable = True
         except gidgethub.BadRequest as exc:
             if exc.status_code == 401:
