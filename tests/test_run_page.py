@@ -1,7 +1,9 @@
-"""The run page without a browser: who sees what, CSRF, the JSON API, and a real run's record."""
+"""The run page without a browser: who sees what, CSRF, the JSON API, the live stream, redaction."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -252,3 +254,38 @@ async def test_a_judges_review_and_the_network_summary_show_when_the_run_has_the
     assert "<strong>request_changes</strong>" in page and "&lt;b&gt;add()&lt;/b&gt;" in page
     assert '<code>pypi.org</code> <span class="tag allowed">allowed</span> \u00d72' in page
     assert '<code>evil.example</code> <span class="tag blocked">blocked</span> \u00d71' in page
+
+
+async def test_the_live_stream_sends_new_entries_the_summary_and_the_end(
+    client: TestClient, fake_github: Any
+) -> None:
+    run = await queued(client, requested_by="alice")
+    store = client.app[SERVICES].store
+    await store.add_run_event(run.id, "text", {"turn": 1, "text": "already on the page"})
+    await sign_in(client, fake_github, "alice")
+    seen: list[tuple[str, str]] = []  # (event, data)
+
+    async def read_until(stream: Any, wanted: str) -> None:
+        event = ""
+        async with asyncio.timeout(20):
+            while not any(name == wanted for name, _ in seen):
+                line = (await stream.content.readline()).decode().rstrip("\r\n")
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    seen.append((event, line.removeprefix("data: ")))
+
+    async with client.get(f"/runs/{run.id}/live?after=1") as stream:
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        await read_until(stream, "summary")
+        await store.add_run_event(run.id, "text", {"turn": 2, "text": "<i>new</i> words"})
+        await read_until(stream, "entry")
+        await store.finish_run(run.id, RunState.FAILED, error="stopped")
+        await read_until(stream, "end")
+    entries = [json.loads(data) for name, data in seen if name == "entry"]
+    assert [(e["seq"], e["section"]) for e in entries] == [(2, "transcript")]
+    assert "&lt;i&gt;new&lt;/i&gt; words" in entries[0]["html"]
+    assert "already on the page" not in json.dumps(entries)
+    summaries = [json.loads(data)["html"] for name, data in seen if name == "summary"]
+    assert "Working" in summaries[0] or "Queued" in summaries[0]
+    assert "Failed" in summaries[-1] and "Retry" in summaries[-1]

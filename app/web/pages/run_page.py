@@ -77,8 +77,10 @@ async def live(request: web.Request) -> web.StreamResponse:
     if task is not None:
         streams.add(task)
     shown: Any = None
+    response: web.StreamResponse = web.Response(status=204)
     try:
         async with sse_response(request, ping_interval=15) as stream:
+            response = stream
             while stream.is_connected():
                 if not await request.app[ACCESS].can_read(viewer, run.repo):
                     break
@@ -86,9 +88,9 @@ async def live(request: web.Request) -> web.StreamResponse:
                 models += [e for e in batch if e.kind == "agent"]
                 for message in await asyncio.to_thread(_messages, batch, tools):
                     await stream.send(json.dumps(message), id=str(message["seq"]), event="entry")
+                after = batch[-1].seq if batch else after
                 if any(e.kind == "network" for e in batch):
                     await stream.send(json.dumps(await _network(store, run, after)), event="entry")
-                after = batch[-1].seq if batch else after
                 current = await store.get_run(run.id) or run
                 context = await _context(request, viewer, current, models)
                 changed = _changes(context)
@@ -104,7 +106,7 @@ async def live(request: web.Request) -> web.StreamResponse:
         pass  # the page was closed
     finally:
         streams.discard(task)
-    return stream
+    return response
 
 
 def _messages(batch: list[RunEvent], tools: dict[str, RunEvent]) -> list[dict[str, Any]]:
