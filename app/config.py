@@ -89,6 +89,12 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "auto"  # auto | json | text
     env_file: Path | None = None
+    # The run pages: where people reach Honk (every link is built from it), the App's own
+    # OAuth client (sign-in with GitHub) and the key of the encrypted session cookie.
+    honk_url: str | None = None
+    github_client_id: str | None = None
+    github_client_secret: str | None = field(default=None, repr=False)
+    session_key: str | None = field(default=None, repr=False)
 
     @property
     def github_configured(self) -> bool:
@@ -97,6 +103,16 @@ class Settings:
     @property
     def slack_enabled(self) -> bool:
         return bool(self.slack_bot_token and self.slack_channel)
+
+    @property
+    def sign_in_configured(self) -> bool:
+        return bool(self.github_client_id and self.github_client_secret)
+
+    def run_url(self, run_id: int | None) -> str | None:
+        """The run's page, or None while HONK_URL (where people reach Honk) is not set."""
+        if not self.honk_url or run_id is None:
+            return None
+        return f"{self.honk_url}/runs/{int(run_id)}"
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log redactor."""
@@ -107,6 +123,8 @@ class Settings:
             self.slack_bot_token,
             self.slack_signing_secret,
             self.metrics_token,
+            self.github_client_secret,
+            self.session_key,
         ]
         return [v for v in values if v]
 
@@ -212,6 +230,10 @@ class Settings:
             ),
             log_format=_choice(get("LOG_FORMAT") or "auto", "LOG_FORMAT", ("auto", "json", "text")),
             env_file=env_path,
+            honk_url=_url(url, "HONK_URL") if (url := get("HONK_URL")) else None,
+            github_client_id=get("GITHUB_CLIENT_ID"),
+            github_client_secret=get("GITHUB_CLIENT_SECRET"),
+            session_key=_session_key(get("HONK_SESSION_KEY")),
         )
         if settings.app_id is not None and not settings.private_key:
             raise ConfigError("PRIVATE_KEY or PRIVATE_KEY_PATH is required when APP_ID is set")
@@ -284,6 +306,22 @@ def _database_url(value: str) -> str:
         value = "sqlite+aiosqlite" + value[len(scheme) :]
     if value.split(":", 1)[0] not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
         raise ConfigError("DATABASE_URL must be sqlite:// or postgresql://")
+    return value
+
+
+def _session_key(value: str | None) -> str | None:
+    """A Fernet key (32 url-safe base64 bytes), as `honk serve`'s set-up writes it."""
+    if value is None:
+        return None
+    from cryptography.fernet import Fernet
+
+    try:
+        Fernet(value.encode())
+    except (ValueError, TypeError):
+        raise ConfigError(
+            "HONK_SESSION_KEY must be a Fernet key (32 url-safe base64-encoded bytes; "
+            'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key())")'
+        ) from None
     return value
 
 

@@ -30,6 +30,7 @@ class Progress:
     states: dict[str, str] = field(default_factory=lambda: {"queued": "done"})
     notes: dict[str, str] = field(default_factory=dict)
     outcome: str | None = None  # the closing line once the run has ended
+    run_url: str | None = None  # the run's page, when HONK_URL is set
 
     def start(self, phase: str, note: str = "") -> None:
         for name, _ in PHASES:
@@ -54,6 +55,8 @@ class Progress:
 
     def render(self) -> str:
         title = f"**Honk** run {self.run_id}" if self.run_id else "**Honk**"
+        if self.run_url:
+            title += f" · [watch it live]({self.run_url})"
         lines = [MARKER.format(run_id=self.run_id or "queued"), title, ""]
         for name, title in PHASES:
             state = self.states.get(name, "pending")

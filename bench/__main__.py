@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bench import checkout, ingest, review, sandbox, webhook_to_pr
+from bench import checkout, ingest, review, run_page, sandbox, webhook_to_pr
 
-NAMES = ("checkout", "sandbox", "pr", "review", "ingest")
+NAMES = ("checkout", "sandbox", "pr", "review", "run_page", "ingest")
 
 
 def main() -> int:
@@ -25,6 +25,8 @@ def main() -> int:
         asyncio.run(webhook_to_pr.main(quick=quick))
     if "review" in chosen:
         review.main(quick=quick)
+    if "run_page" in chosen:
+        asyncio.run(run_page.main(quick=quick))
     if "ingest" in chosen:
         asyncio.run(ingest.main(count=1000 if quick else 3000))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -16,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @contextlib.asynccontextmanager
 async def running(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    """This script as a child process (`claim-all URL WORKER` or `hold URL WORKER LEASE`)."""
+    """This script as a child process (`claim-all URL WORKER`, `hold URL WORKER LEASE` or
+    `events URL RUN_ID`)."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -67,11 +69,19 @@ async def hold(store: Store, worker: str, lease_seconds: float) -> None:
             sys.exit("lost the lease")
 
 
+async def print_events(store: Store, run_id: int) -> None:
+    """A run's stored events, one JSON line each: what any other process would serve."""
+    for event in await store.run_events(run_id):
+        print(json.dumps({"seq": event.seq, "kind": event.kind, "data": event.data}), flush=True)
+
+
 async def main(mode: str, url: str, worker: str, *rest: str) -> None:
     store = await Store.open(url)
     try:
         if mode == "claim-all":
             await claim_all(store, worker)
+        elif mode == "events":
+            await print_events(store, int(worker))
         else:
             await hold(store, worker, float(rest[0]))
     finally:

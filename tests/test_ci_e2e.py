@@ -211,7 +211,7 @@ async def test_ci_finished_before_the_run_recorded_its_commit_is_still_reported_
     fake_github.fail_next("POST", rf"^/repos/{REPO}/pulls$", 502)
     client = await aiohttp_client(create_app(world_settings))
     await post_webhook(client, "issues", labeled())
-    await eventually(lambda: fake_github.calls_to("POST", r"/pulls$"))
+    await eventually(lambda: fake_github.calls_to("POST", r"/pulls$"), within=60)
     store = client.app[SERVICES].store
     (run,) = await store.find_runs(repo=REPO, issue_number=ISSUE)
     assert run.branch and run.pr_number is None

@@ -149,3 +149,28 @@ def test_cli_reports_config_error_in_one_line(
     assert main(["--env-file", str(tmp_path / "none"), "migrate"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["honk: configuration error: PRIVATE_KEY_PATH cannot be read"]
+
+
+def test_run_page_settings() -> None:
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    settings = Settings.from_env(
+        {
+            "HONK_URL": "https://honk.example.com/",
+            "GITHUB_CLIENT_ID": "Iv1.abc",
+            "GITHUB_CLIENT_SECRET": "client-secret-123",
+            "HONK_SESSION_KEY": key,
+        },
+        env_file=None,
+    )
+    assert settings.run_url(7) == "https://honk.example.com/runs/7"
+    assert settings.sign_in_configured
+    assert {"client-secret-123", key} <= set(settings.secrets())
+    assert "client-secret-123" not in repr(settings) and key not in repr(settings)
+    assert Settings.from_env({}, env_file=None).run_url(7) is None  # no HONK_URL, no links
+    with pytest.raises(ConfigError, match="HONK_SESSION_KEY") as bad:
+        Settings.from_env({"HONK_SESSION_KEY": "not-a-key"}, env_file=None)
+    assert "not-a-key" not in str(bad.value)
+    with pytest.raises(ConfigError, match="HONK_URL"):
+        Settings.from_env({"HONK_URL": "honk.example.com"}, env_file=None)

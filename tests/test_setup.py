@@ -104,6 +104,7 @@ async def test_manifest_form_for_an_org_behind_a_proxy(
     assert action.startswith(f"{fake_github.url}/organizations/octo-org/settings/apps/new?state=")
     assert manifest["hook_attributes"]["url"] == "https://honk.example.org/api/github/webhooks"
     assert manifest["redirect_url"] == "https://honk.example.org/setup/callback"
+    assert manifest["callback_urls"] == ["https://honk.example.org/signin/callback"]
     assert manifest["name"] == "Honk Test"
     app_yml = yaml.safe_load(APP_YML.read_text())
     assert manifest["default_permissions"] == app_yml["default_permissions"]
@@ -140,6 +141,10 @@ async def test_callback_writes_env_and_asks_for_a_restart(
     assert settings.private_key is not None
     assert settings.private_key.strip() == app["pem"].strip()
     assert settings.webhook_secret == app["webhook_secret"]
+    # Signing in to the run pages: the App's OAuth client, and a session key made once.
+    assert settings.github_client_id == app["client_id"]
+    assert settings.github_client_secret == app["client_secret"]
+    assert settings.session_key and settings.sign_in_configured
     text = text_of(env_file)
     assert "# Honk settings\nSLACK_CHANNEL=#honk\n" in text and "HONK_WORKERS=3" in text
     assert "PRIVATE_KEY_PATH" not in text and "old" not in text

@@ -17,6 +17,17 @@ from app.store import Store
 from app.store.engine import head_revision
 from app.store.tables import runs
 
+# The run events' tests too: stored, bounded, redacted, read by another process.
+from tests.test_run_events import (  # noqa: F401
+    test_a_long_transcript_is_bounded_with_a_note_of_what_was_cut,
+    test_a_run_claimed_again_carries_on_numbering_and_its_bound,
+    test_concurrent_writers_never_share_a_number,
+    test_events_are_numbered_per_run_and_read_after_a_cursor,
+    test_events_survive_a_restart_and_another_process_reads_them,
+    test_secrets_never_reach_the_store,
+    test_the_migrated_schema_is_the_tables_schema,
+)
+
 # Every queue test of the SQLite suite runs again here, with `store_url` pointing at PostgreSQL.
 from tests.test_store import (  # noqa: F401
     INSTALLATION,
@@ -92,7 +103,9 @@ async def store_url(session_database: str) -> str:
     try:
         async with fresh.engine.begin() as conn:
             await conn.execute(
-                text("TRUNCATE runs, run_steps, deliveries, kv RESTART IDENTITY CASCADE")
+                text(
+                    "TRUNCATE runs, run_steps, run_events, deliveries, kv RESTART IDENTITY CASCADE"
+                )
             )
     finally:
         await fresh.close()

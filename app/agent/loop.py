@@ -81,8 +81,10 @@ class AgentEvent:
     """Progress of a run, reported as it happens.
 
     kind "turn": turn `turn` starts; "tool": tool `name` is about to run `detail` (a command
-    or "view <path>"); "tool_done": it finished (`is_error`, `result`: its last line);
+    or "view <path>") with `tool_input`; "tool_done": it finished (`is_error`, `result`: its
+    last line, `output`: what went back to the model, already cut to the output limit);
     "usage": one API request's `usage`, which the caller stores; "text": the model said `detail`.
+    `tool_id` pairs a "tool" with its "tool_done".
     """
 
     kind: EventKind
@@ -92,6 +94,9 @@ class AgentEvent:
     usage: Usage | None = None
     is_error: bool = False
     result: str = ""
+    tool_id: str = ""
+    tool_input: dict[str, Any] | None = None
+    output: str = ""
 
 
 EventHandler = Callable[[AgentEvent], Awaitable[None]]
@@ -277,7 +282,11 @@ async def _run_tools(message: Message, chat: _Conversation) -> list[dict[str, An
             continue
         tool_input = block.input if isinstance(block.input, dict) else {}
         description = chat.tools.describe(block.name, tool_input)
-        await chat.emit(AgentEvent("tool", chat.turns, block.name, description))
+        await chat.emit(
+            AgentEvent(
+                "tool", chat.turns, block.name, description, tool_id=block.id, tool_input=tool_input
+            )
+        )
         outcome = await chat.tools.run(block.name, tool_input)
         await chat.emit(
             AgentEvent(
@@ -287,6 +296,8 @@ async def _run_tools(message: Message, chat: _Conversation) -> list[dict[str, An
                 description,
                 is_error=outcome.is_error,
                 result=_summary(outcome.content),
+                tool_id=block.id,
+                output=outcome.content,
             )
         )
         result: dict[str, Any] = {

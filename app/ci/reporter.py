@@ -163,6 +163,7 @@ class CiReporter:
             failed_checks=[(c.name, c.url) for c in verdict.failed],
             links=links,
             repair_note=note,
+            run_url=self.settings.run_url(run.id),
         )
         await self.slack.reply(run.slack_thread, text=text, blocks=message)
 

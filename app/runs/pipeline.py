@@ -123,7 +123,8 @@ class Pipeline:
         gh = await self.github.installation_client(
             run.installation_id, repositories=[run.repo_ref.name], permissions=RUN_PERMISSIONS
         )
-        ctx = RunContext(run, gh, RunTracker(run, gh, self.store, self.slack), self.store)
+        tracker = RunTracker(run, gh, self.store, self.slack, run_url=self.settings.run_url(run.id))
+        ctx = RunContext(run, gh, tracker, self.store)
         try:
             outcome = await self._phases(ctx)
         except RunCancelled:
@@ -380,6 +381,8 @@ class Pipeline:
     async def _publish(self, ctx: RunContext) -> None:
         """Commit, push, open the PR; then the `Honk` check run and the closing report."""
         await ctx.tracker.phase("publish", "pushing")
+        checkout, _sandbox, _tools = ctx.work
+        await ctx.tracker.events.diff(await checkout.unified_diff())
         usage = await ctx.stored_usage()
         pr, sha = await publish(ctx, self.github, usage)
         await report(ctx, pr, sha, usage)
@@ -406,10 +409,12 @@ class Pipeline:
                 await self.store.add_usage(run.id, event.usage)
             if event.kind == "turn":
                 await tracker.note("agent", f"turn {event.turn}")
+            await tracker.events.agent(event)  # the run page's transcript
 
         async def should_stop() -> bool:
             return run.id in self._stop_requested
 
+        await tracker.events.agent_started(ctx.model, limits)
         result = await self._until_stopped(
             run,
             run_agent(
@@ -429,9 +434,11 @@ class Pipeline:
 
     async def _verification(self, ctx: RunContext, result: AgentResult) -> Verification:
         _checkout, sandbox, _tools = ctx.work
-        return await verification(
+        checked = await verification(
             ctx.config.verify,
             result,
             # Offline whatever `network:` says: it runs the code the agent wrote.
             lambda cmd: self._until_stopped(ctx.run, sandbox.run(cmd, network=False)),
         )
+        await ctx.tracker.events.verification(checked)  # for the run page
+        return checked

@@ -78,6 +78,7 @@ async def publish(ctx: RunContext, github: GitHubApp, usage: Usage) -> tuple[dic
         run_id=run.id,
         unfinished_reason=unfinished,
         review=review_text(review) if review is not None else None,
+        run_url=ctx.tracker.run_url,
     )
     blocked = review is not None and review.blocks
     draft = bool(unfinished) or verification.passed is False or blocked

@@ -74,6 +74,7 @@ def pr_body(
     run_id: int,
     unfinished_reason: str | None = None,
     review: ReviewText | None = None,
+    run_url: str | None = None,
 ) -> str:
     parts = []
     if review is not None and review.preamble:
@@ -87,8 +88,9 @@ def pr_body(
     if review is not None:
         parts.append(review.section)
     parts.append(cost_section(usage, model, review))
+    run = f"[run {run_id}]({run_url})" if run_url else f"run {run_id}"
     parts.append(
-        f"<sub>Opened by Honk, run {run_id}. Comment `/honk retry <what to change>` "
+        f"<sub>Opened by Honk, {run}. Comment `/honk retry <what to change>` "
         "to run it again on this branch.</sub>"
     )
     return "\n\n".join(parts)

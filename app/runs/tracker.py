@@ -12,6 +12,7 @@ from app.github.client import GitHubClient
 from app.log import describe_error
 from app.models import Run, RunState
 from app.progress import Progress
+from app.runs.events import RunEvents
 from app.runs.kinds import rules_for
 from app.slack import blocks
 from app.slack.notify import SlackNotifier
@@ -27,13 +28,23 @@ NOTE_INTERVAL = 5.0  # seconds between throttled tracking-comment updates
 class RunTracker:
     """One per run. Failures to report are logged, never raised: reporting must not fail a run."""
 
-    def __init__(self, run: Run, gh: GitHubClient, store: Store, slack: SlackNotifier) -> None:
+    def __init__(
+        self,
+        run: Run,
+        gh: GitHubClient,
+        store: Store,
+        slack: SlackNotifier,
+        *,
+        run_url: str | None = None,
+    ) -> None:
         self.run = run
         self.gh = gh
         self.store = store
         self.slack = slack
         self.rules = rules_for(run.kind)
-        self.progress = Progress(run.id)
+        self.run_url = run_url  # the run's page, linked from everything the run leaves
+        self.events = RunEvents(store, run.id)
+        self.progress = Progress(run.id, run_url=run_url)
         self._last_update = 0.0
         self.issue: dict[str, Any] | None = None
 
@@ -52,12 +63,14 @@ class RunTracker:
                 issue_url=(issue or {}).get("html_url"),
                 requested_by=run.requested_by or "someone",
                 run_id=run.id,
+                run_url=self.run_url,
             )
             thread = await self.slack.start_thread(channel=channel, text=text, blocks=blks)
             if thread is not None:
                 await self.store.save_run(run, slack_thread=thread)
         elif run.slack_thread is not None:
-            await self.slack.reply(run.slack_thread, text=self.rules.started_again(run))
+            text, blks = blocks.run_progress(self.rules.started_again(run), run_url=self.run_url)
+            await self.slack.reply(run.slack_thread, text=text, blocks=blks)
         await self.update(force=True)
 
     @property
@@ -68,6 +81,7 @@ class RunTracker:
     async def phase(self, name: str, note: str = "") -> None:
         self.progress.start(name, note)
         await self.store.add_step(self.run.id, name, note)
+        await self.events.phase(name, note)
         await self.update(force=True)
 
     async def note(self, phase: str, note: str) -> None:
@@ -102,7 +116,7 @@ class RunTracker:
                 head_sha=sha,
                 status="completed",
                 conclusion=conclusion,
-                details_url=self.run.pr_url,
+                details_url=self.run_url or self.run.pr_url,
                 external_id=str(self.run.id),
                 output={"title": title, "summary": summary},
             )
@@ -142,6 +156,7 @@ class RunTracker:
             self.progress.outcome = note or state.value
         if review and pr is not None:
             self.progress.outcome = f"{self.progress.outcome}\n\n{review}"
+        await self.events.finished(state, error=error, note=note)
         await self.update(force=True)
         thread = self.run.slack_thread
         if thread is None:
@@ -156,6 +171,7 @@ class RunTracker:
             error=error,
             run_id=self.run.id,
             review=review,
+            run_url=self.run_url,
         )
         await self.slack.reply(thread, text=text, blocks=blks)
         # The thread root shows the latest status too, so the channel view is current;
@@ -174,5 +190,6 @@ class RunTracker:
             pr_number=(pr or {}).get("number"),
             draft=bool((pr or {}).get("draft")),
             error=error,
+            run_url=self.run_url,
         )
         await self.slack.update(thread, text=root_text, blocks=root_blocks)

@@ -28,6 +28,7 @@ MAX_LINKS = 10
 RETRY_ACTION = "honk_retry"
 CANCEL_ACTION = "honk_cancel"
 OPEN_PR_ACTION = "honk_open_pr"
+VIEW_RUN_ACTION = "honk_view_run"
 
 RUN_STATUS: dict[str, tuple[str, str]] = {
     RunState.QUEUED: (":hourglass_flowing_sand:", "Queued"),
@@ -85,6 +86,7 @@ def run_started(
     run_id: int,
     status: str = RunState.QUEUED,
     buttons: bool = True,
+    run_url: str | None = None,
 ) -> Message:
     """The thread root: repository, issue link, who asked and the status (queued or working)."""
     return root_updated(
@@ -96,6 +98,7 @@ def run_started(
         run_id=run_id,
         status=status,
         buttons=buttons,
+        run_url=run_url,
     )
 
 
@@ -113,6 +116,7 @@ def root_updated(
     draft: bool = False,
     error: str | None = None,
     buttons: bool = True,
+    run_url: str | None = None,
 ) -> Message:
     """The thread root as it stands now, for chat.update: the same facts and the current status."""
     emoji, label = _run_status(status)
@@ -128,15 +132,17 @@ def root_updated(
     asked = f"Requested by *{escape(requested_by)}* · " if requested_by else ""
     blocks.append(_context(f"{asked}`{escape(repo)}` · run {run_id}"))
     if buttons:
-        blocks.extend(_run_buttons(run_id, status, pr_url))
+        blocks.extend(_run_buttons(run_id, status, pr_url, run_url))
     title = clip(escape(issue_title), 200)
     fallback = f"{emoji} {label}: {escape(target)} {title} (run {run_id})"
     return _message(fallback, blocks)
 
 
-def run_progress(text: str) -> Message:
-    """One progress line in the run's thread."""
-    return _message(escape(text), [_section(f":small_blue_diamond: {escape(text)}")])
+def run_progress(text: str, *, run_url: str | None = None) -> Message:
+    """One progress line in the run's thread (and its page's link, when there is one)."""
+    blocks: list[Block] = [_section(f":small_blue_diamond: {escape(text)}")]
+    blocks.extend(_view_run(run_url))
+    return _message(escape(text), blocks)
 
 
 def run_finished(
@@ -151,6 +157,7 @@ def run_finished(
     run_id: int | None = None,
     buttons: bool = True,
     review: str | None = None,
+    run_url: str | None = None,
 ) -> Message:
     """The last reply of a run: the outcome, the PR link, the agent's summary, or why it failed.
 
@@ -172,7 +179,7 @@ def run_finished(
     if usage_text:
         blocks.append(_context(escape(usage_text)))
     if buttons:
-        blocks.extend(_run_buttons(run_id, outcome, pr_url))
+        blocks.extend(_run_buttons(run_id, outcome, pr_url, run_url))
     fallback = f"{emoji} {label}"
     if pr_url:
         fallback += f": {_pr_link(pr_url, pr_number)}"
@@ -191,6 +198,7 @@ def ci_result(
     failed_checks: list[tuple[str, str | None]],
     links: list[tuple[str, str | None]],
     repair_note: str | None,
+    run_url: str | None = None,
 ) -> Message:
     """One message when CI finishes: conclusion, each failed check linked, PR and build links."""
     emoji, label = CI_CONCLUSIONS.get(conclusion, (":grey_question:", f"CI: {conclusion}"))
@@ -206,6 +214,7 @@ def ci_result(
         blocks.append(_context(joined_links))
     if repair_note:
         blocks.append(_context(f":wrench: {escape(repair_note)}"))
+    blocks.extend(_view_run(run_url))
     fallback = f"{emoji} {escape(label)}"
     if pr_url:
         fallback += f" on {_pr_link(pr_url, pr_number)}"
@@ -236,10 +245,24 @@ def _pr_link(pr_url: str, pr_number: int | None) -> str:
     return link(pr_url, f"PR #{pr_number}" if pr_number is not None else "pull request")
 
 
-def _run_buttons(run_id: int | None, status: str, pr_url: str | None) -> list[Block]:
-    """Open PR when there is one; Cancel while the run is active; Retry once it did not succeed."""
+def _view_button(run_url: str | None) -> list[ButtonElement]:
+    """A link button to the run's page (HONK_URL/runs/<id>), when Honk knows its address."""
+    if not run_url or not run_url.startswith(("https://", "http://")):
+        return []
+    return [ButtonElement(text="View run", action_id=VIEW_RUN_ACTION, url=run_url)]
+
+
+def _view_run(run_url: str | None) -> list[Block]:
+    elements = _view_button(run_url)
+    return [ActionsBlock(elements=elements)] if elements else []
+
+
+def _run_buttons(
+    run_id: int | None, status: str, pr_url: str | None, run_url: str | None = None
+) -> list[Block]:
+    """View run; Open PR when there is one; Cancel while active; Retry once it did not succeed."""
     value = str(run_id) if run_id is not None else None
-    elements: list[ButtonElement] = []
+    elements: list[ButtonElement] = _view_button(run_url)
     if pr_url and pr_url.startswith(("https://", "http://")):
         elements.append(
             ButtonElement(text="Open PR", action_id=OPEN_PR_ACTION, url=pr_url, value=value)

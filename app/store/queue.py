@@ -246,11 +246,13 @@ class RunQueue(StoreBase):
         head_sha: str | None = None,
         branch: str | None = None,
         installation_id: int | None = None,
+        requested_by: str | None = None,
         states: Sequence[RunState] | None = None,
         limit: int = 50,
     ) -> list[Run]:
         """Runs matching every given filter, newest first."""
         filters = {
+            "requested_by": requested_by,
             "repo": repo,
             "issue_number": issue_number,
             "pr_number": pr_number,

@@ -1,4 +1,4 @@
-"""Store: the webhook inbox, the runs queue and kv facts, in one database any process can share."""
+"""Store: the webhook inbox, the runs queue, kv facts and run events, in one shared database."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from app.store.engine import create_engine
 from app.store.engine import migrate as migrate_schema
+from app.store.events import RunEventLog
 from app.store.facts import Facts
 from app.store.inbox import Inbox
 from app.store.queue import RunQueue
@@ -20,7 +21,7 @@ from app.store.stats import RunStats
 T = TypeVar("T")
 
 
-class Store(Inbox, RunQueue, Facts, RunStats):
+class Store(Inbox, RunQueue, Facts, RunStats, RunEventLog):
     """One database shared by the web and worker processes; each method is one short transaction."""
 
     @classmethod

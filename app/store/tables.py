@@ -144,6 +144,21 @@ run_steps = Table(
     Index("ix_run_steps_run", "run_id", "id"),
 )
 
+# What a run did, as it happened (transcript, phases, verification, diff): redacted and
+# bounded by app/runs/events.py before it gets here. `seq` numbers a run's events 1, 2, ...
+run_events = Table(
+    "run_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("size", Integer, nullable=False, server_default="0"),  # characters of `data`
+    Column("at", UTCDateTime, nullable=False),
+    Index("uq_run_events_run_seq", "run_id", "seq", unique=True),  # migration 0004
+)
+
 kv = Table(
     "kv",
     metadata,

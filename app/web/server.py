@@ -15,7 +15,7 @@ from app import metrics
 from app.config import Settings
 from app.log import log_context
 from app.services import Services, open_services
-from app.web import setup
+from app.web import pages, setup
 from app.web.metrics import STORE, add_metrics_route, loopback_metrics
 from app.web.slack import SLACK, add_slack_routes
 
@@ -44,6 +44,7 @@ def create_app(settings: Settings, *, workers: int | None = None) -> web.Applica
             yield
 
     app.cleanup_ctx.append(services_ctx)
+    pages.add_routes(app, settings, SERVICES)  # /runs, /runs/<id>, /api/runs, /signin
     app.router.add_post(settings.webhook_path, github_webhook)
     app.router.add_get("/healthz", healthz)
     add_metrics_route(app, settings)  # /metrics, with HONK_METRICS_TOKEN
@@ -148,5 +149,5 @@ async def healthz(request: web.Request) -> web.Response:
 async def index(request: web.Request) -> web.Response:
     return web.Response(
         text="Honk is running. GitHub webhooks go to "
-        f"{request.app[SETTINGS].webhook_path}; health at /healthz.\n"
+        f"{request.app[SETTINGS].webhook_path}; health at /healthz; the runs at /runs.\n"
     )

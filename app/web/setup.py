@@ -6,10 +6,8 @@ import asyncio
 import html
 import json
 import logging
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,19 +18,21 @@ import gidgethub
 import yaml
 from aiohttp import web
 from cachetools import TTLCache
+from cryptography.fernet import Fernet
 
 from app.config import ConfigError, Settings
 from app.github.client import convert_manifest
 from app.log import redact
+from app.web.env_file import quoted, write_env_file
 
 log = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/setup/callback"
 START_PATH = "/setup/start"
 STATE_TTL = 3600.0  # seconds a started registration may take on GitHub's side
-# The keys setup writes; PRIVATE_KEY_PATH is dropped so it cannot shadow the new key.
-ENV_KEYS = ("APP_ID", "PRIVATE_KEY", "WEBHOOK_SECRET")
-DROPPED_KEYS = ("PRIVATE_KEY_PATH",)
+# The keys setup writes (PRIVATE_KEY_PATH is dropped: it could shadow the new key).
+ENV_KEYS = ("APP_ID", "PRIVATE_KEY", "WEBHOOK_SECRET", "GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET")
+SIGNIN_CALLBACK = "/signin/callback"  # app/web/signin.py: GitHub sends people back there
 GITHUB_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 HOST = re.compile(r"[A-Za-z0-9.-]+(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?")
 
@@ -48,8 +48,9 @@ button{{font-size:1rem;padding:.4em 1em}}</style></head>
 
 WELCOME = """<p>Honk is not connected to GitHub yet. This registers a new GitHub App from
 <code>app.yml</code>: GitHub asks you to confirm, then sends you back here and Honk writes
-<code>APP_ID</code>, <code>PRIVATE_KEY</code> and <code>WEBHOOK_SECRET</code> into
-<code>{env_file}</code>.</p>
+<code>APP_ID</code>, <code>PRIVATE_KEY</code>, <code>WEBHOOK_SECRET</code> and the App's
+OAuth client (<code>GITHUB_CLIENT_ID</code>, <code>GITHUB_CLIENT_SECRET</code>, for signing in
+to the run pages) into <code>{env_file}</code>.</p>
 <p>Webhooks will be sent to <code>{webhook_url}</code>. If that is not the address GitHub can
 reach, open this page through that address (a tunnel or your proxy) instead.</p>
 <form method="post" action="{start_path}">
@@ -189,7 +190,7 @@ async def callback(request: web.Request) -> web.Response:
             return _already(flow, why)
         try:
             app = await _convert(flow.settings.github_api_url, code)
-            await _save(flow.env_file, app)
+            await _save(flow.env_file, app, keep_session_key=bool(flow.settings.session_key))
         except SetupError as exc:
             log.error("set-up failed: %s", exc)
             return _page("Honk set-up failed", f"<p>{_h(exc)}</p>", status=502)
@@ -229,9 +230,12 @@ async def _convert(api_url: str, code: str) -> dict[str, Any]:
     return app
 
 
-async def _save(env_file: Path, app: Mapping[str, Any]) -> None:
+async def _save(env_file: Path, app: Mapping[str, Any], *, keep_session_key: bool) -> None:
+    values = env_values(app)
+    if not keep_session_key:  # the run pages' session cookie key, made once
+        values["HONK_SESSION_KEY"] = Fernet.generate_key().decode()
     try:
-        await asyncio.to_thread(write_env_file, env_file, env_values(app))
+        await asyncio.to_thread(write_env_file, env_file, values)
     except OSError as exc:
         # The App exists on GitHub now; its key cannot be shown here, but a new one can be
         # generated on the App's page.
@@ -286,6 +290,8 @@ def build_manifest(
     hooks.setdefault("active", True)
     data["hook_attributes"] = hooks
     data["redirect_url"] = base_url + CALLBACK_PATH
+    # Signing in with GitHub on the run pages: GitHub sends people back here.
+    data["callback_urls"] = [base_url + SIGNIN_CALLBACK]
     return data
 
 
@@ -308,74 +314,15 @@ def env_values(app: Mapping[str, Any]) -> dict[str, str]:
         raise SetupError("GitHub's answer has no private key")
     if not secret:
         raise SetupError("GitHub's answer has no webhook secret")
-    return {
+    values = {
         "APP_ID": str(int(app["id"])),
-        "PRIVATE_KEY": _quoted(pem.strip().replace("\r\n", "\n") + "\n"),
-        "WEBHOOK_SECRET": _quoted(secret),
+        "PRIVATE_KEY": quoted(pem.strip().replace("\r\n", "\n") + "\n"),
+        "WEBHOOK_SECRET": quoted(secret),
     }
-
-
-def _quoted(value: str) -> str:
-    """A double-quoted dotenv value on one line (python-dotenv decodes the escapes)."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
-
-
-def write_env_file(path: Path, values: Mapping[str, str]) -> None:
-    """Set `values` in the dotenv file, keeping its other lines; atomic, mode 0600.
-
-    Blocking file I/O: call it in a thread.
-    """
-    old = path.read_text() if path.exists() else ""
-    replaced = set(values) | set(DROPPED_KEYS)
-    lines = [*_without(old.splitlines(), replaced), *(f"{k}={v}" for k, v in values.items())]
-    text = "\n".join(lines) + "\n"
-    directory = path.parent if str(path.parent) else Path(".")
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)  # mkstemp makes 0600 already; say it anyway
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _without(lines: list[str], keys: set[str]) -> list[str]:
-    """`lines` minus the assignments to `keys`, multi-line quoted values included."""
-    kept: list[str] = []
-    skipping_until: str | None = None
-    for line in lines:
-        if skipping_until is not None:
-            if _closes(line, skipping_until):
-                skipping_until = None
-            continue
-        match = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)", line)
-        if match and match.group(1) in keys:
-            value = match.group(2)
-            quote_char = value[:1]
-            if quote_char in ("'", '"') and not _closes(value[1:], quote_char):
-                skipping_until = quote_char
-            continue
-        kept.append(line)
-    return kept
-
-
-def _closes(text: str, quote_char: str) -> bool:
-    """Whether `text` holds an unescaped closing `quote_char`."""
-    escaped = False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif char == "\\" and quote_char == '"':
-            escaped = True
-        elif char == quote_char:
-            return True
-    return False
+    if app.get("client_id") and app.get("client_secret"):  # sign-in with GitHub (run pages)
+        values["GITHUB_CLIENT_ID"] = quoted(str(app["client_id"]))
+        values["GITHUB_CLIENT_SECRET"] = quoted(str(app["client_secret"]))
+    return values
 
 
 def check_env_file(path: Path) -> None:

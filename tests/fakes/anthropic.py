@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import json
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +47,30 @@ class HttpError:
     cut_connection: bool = False  # mid-stream: drop the connection instead of an error event
 
 
+class Hold:
+    """A scripted turn the fake keeps back until the test releases it: the agent waits on the
+    model meanwhile, as it does on a slow answer. `reached` is set when the request arrives."""
+
+    def __init__(self, then: Turn, *, timeout: float = 60.0) -> None:
+        self.then = then
+        self.timeout = timeout
+        self.reached = asyncio.Event()
+        self.released = asyncio.Event()
+
+    def release(self) -> None:
+        self.released.set()
+
+    async def wait(self) -> Turn:
+        self.reached.set()
+        # Bounded, so a test that never releases still lets the server stop.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.timeout):
+                await self.released.wait()
+        return self.then
+
+
 Responder = Callable[[dict[str, Any]], "Turn | list[Block] | str"]
-ScriptItem = Turn | HttpError | Responder
+ScriptItem = Turn | HttpError | Hold | Responder
 
 _ids = itertools.count(1)
 
@@ -172,6 +195,7 @@ class FakeAnthropic:
         self.url = ""
         self._script: deque[ScriptItem] = deque()
         self._review_script: deque[ScriptItem] = deque()
+        self._holds: list[Hold] = []
         self._cache: dict[str, int] = {}
         self.app = web.Application()
         self.app.router.add_post("/v1/messages", self._messages)
@@ -192,6 +216,11 @@ class FakeAnthropic:
     def remaining(self) -> int:
         return len(self._script)
 
+    def release_all(self) -> None:
+        """Let every held turn go (at teardown, so no request is left waiting)."""
+        for hold in [*self._holds, *(i for i in self._script if isinstance(i, Hold))]:
+            hold.release()
+
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         body, failure = await self._read(request)
         if failure is not None:
@@ -211,6 +240,9 @@ class FakeAnthropic:
             item: ScriptItem = self._review_script.popleft() if self._review_script else approve()
         else:
             item = self._script.popleft() if self._script else text("done")
+        if isinstance(item, Hold):
+            self._holds.append(item)
+            item = await item.wait()
         if isinstance(item, HttpError) and not (item.mid_stream and body.get("stream")):
             return _api_error(item.status, item.error_type, item.message, **item.headers)
         if isinstance(item, HttpError):
@@ -475,9 +507,10 @@ def _validate(body: dict[str, Any]) -> str | None:
 
 
 @pytest.fixture
-async def fake_anthropic(aiohttp_server: Any) -> FakeAnthropic:
+async def fake_anthropic(aiohttp_server: Any) -> AsyncIterator[FakeAnthropic]:
     """A running FakeAnthropic; point settings.anthropic_base_url at `.url`."""
     fake = FakeAnthropic()
     server = await aiohttp_server(fake.app)
     fake.url = str(server.make_url("")).rstrip("/")
-    return fake
+    yield fake
+    fake.release_all()

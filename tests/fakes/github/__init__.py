@@ -16,6 +16,7 @@ from tests.fakes.github.auth import AuthMixin, public_key_of
 from tests.fakes.github.checks import ACTIONS_APP, ChecksMixin
 from tests.fakes.github.contents import ContentsMixin
 from tests.fakes.github.issues import IssuesMixin
+from tests.fakes.github.oauth import OAuthMixin, UserGrant
 from tests.fakes.github.pulls import PullsMixin
 from tests.fakes.github.state import (
     APP_SLUG,
@@ -38,12 +39,15 @@ __all__ = [
     "IssuedToken",
     "ManualClock",
     "ScriptedAnswer",
+    "UserGrant",
     "fake_github",
     "public_key_of",
 ]
 
 
-class FakeGitHub(AuthMixin, AppMixin, PullsMixin, IssuesMixin, ContentsMixin, ChecksMixin):
+class FakeGitHub(
+    AuthMixin, AppMixin, PullsMixin, IssuesMixin, ContentsMixin, ChecksMixin, OAuthMixin
+):
     """GitHub's REST API and git smart HTTP for the tests, on one aiohttp app (`.app`).
 
     state.GitHubState holds what it knows; each other module adds one group of handlers
@@ -65,6 +69,7 @@ class FakeGitHub(AuthMixin, AppMixin, PullsMixin, IssuesMixin, ContentsMixin, Ch
             private_key_pem=private_key_pem,
             clock=clock,
         )
+        self._oauth_init()
         self.app = web.Application(middlewares=[self._middleware])
         self._add_routes()
 
@@ -80,6 +85,9 @@ class FakeGitHub(AuthMixin, AppMixin, PullsMixin, IssuesMixin, ContentsMixin, Ch
             ("DELETE", "/installation/token", self._revoke_token, None),
             ("GET", "/installation/repositories", self._installation_repositories, None),
             ("GET", "/users/{login}", self._get_user, None),
+            ("GET", "/user", self._authenticated_user, "user"),
+            ("GET", "/login/oauth/authorize", self._oauth_authorize, "public"),
+            ("POST", "/login/oauth/access_token", self._oauth_access_token, "public"),
             ("GET", "/orgs/{org}/members", self._org_members, None),
             ("GET", "/orgs/{org}/members/{login}", self._org_member, None),
             ("GET", repo, self._get_repo, None),

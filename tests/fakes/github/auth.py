@@ -30,7 +30,7 @@ REQUIRES_AUTHENTICATION = "Requires authentication"
 
 class AuthMixin(GitHubState):
     """Every request goes through `_middleware`: recorded, scripted answers given, then
-    authorized (App JWT, installation token, or public) before its handler runs.
+    authorized (App JWT, installation token, user token, or public) before its handler runs.
 
     Like GitHub Enterprise Server in private mode, no REST endpoint answers an anonymous
     request ("Requires authentication"), however public it is on github.com; only what
@@ -111,6 +111,11 @@ class AuthMixin(GitHubState):
         if access == "jwt" or request.path == "/app" or request.path.startswith("/app/"):
             self._check_jwt(header)
             return
+        if self._authorize_user(request, access):
+            return
+        if access == "user":  # GET /user answers user tokens only
+            self._check_token(header)
+            raise _Answer(403, "Resource not accessible by integration")
         issued = self._check_token(header)
         request[TOKEN] = issued
         owner, name = request.match_info.get("owner"), request.match_info.get("repo")

@@ -322,6 +322,10 @@ class GitHubState:
             if s["data"]["owner"]["login"].lower() == account
         ]
 
+    def _authorize_user(self, request: web.Request, access: str | None) -> bool:
+        """Whether a user token authorizes the request (the OAuth section says)."""
+        return False
+
     def _state(self, request: web.Request) -> dict[str, Any]:
         return self.repo(f"{request.match_info['owner']}/{request.match_info['repo']}")
 

@@ -1,0 +1,241 @@
+"""Signing in with GitHub on the web: the OAuth web flow, the encrypted session, CSRF tokens.
+
+The session is an encrypted, signed cookie (aiohttp-session's EncryptedCookieStorage,
+Fernet with HONK_SESSION_KEY) holding the person's login and user token; nothing about
+them is kept on the server. A request may instead carry a GitHub token as a bearer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import warnings
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import gidgethub
+from aiohttp import web
+from aiohttp_session import Session, get_session, new_session
+from aiohttp_session import setup as setup_sessions
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from cachetools import TTLCache
+from cryptography.fernet import Fernet
+
+from app.config import Settings
+from app.github.oauth import GitHubOAuth, OAuthError, UserToken
+from app.log import describe_error
+
+log = logging.getLogger(__name__)
+# aiohttp-session keeps its request keys as strings; aiohttp only warns about the style.
+warnings.filterwarnings("ignore", category=web.NotAppKeyWarning, module="aiohttp_session")
+
+COOKIE = "honk_session"
+SESSION_DAYS = 30  # the refresh token lasts six months; a session, a month
+SIGNIN_PATH = "/signin"
+CALLBACK_PATH = "/signin/callback"
+SIGNOUT_PATH = "/signout"
+LOGIN_TTL = 300.0  # a bearer token's login, remembered for minutes
+CSRF_FIELD = "csrf"
+SIGNED_OUT = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+    '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    '<title>Signed out · Honk</title><link rel="stylesheet" href="/assets/honk.css"></head>'
+    '<body><main><h1>You are signed out</h1><p><a href="/runs">Sign in again</a></p></main>'
+    "</body></html>\n"
+)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking: their GitHub login and the token that speaks for them."""
+
+    login: str
+    token: UserToken
+    via: str  # "session" or "bearer"
+
+
+class SignIn:
+    """The sign-in flow's state for one process: the OAuth client and short caches."""
+
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self.oauth = GitHubOAuth(settings, session)
+        self._logins: TTLCache[str, str] = TTLCache(maxsize=4096, ttl=LOGIN_TTL)
+        # Two requests refreshing at once would spend the single-use refresh token twice.
+        self._refreshed: TTLCache[str, UserToken] = TTLCache(maxsize=1024, ttl=LOGIN_TTL)
+        self._refreshing = asyncio.Lock()
+
+    def callback_url(self, request: web.Request) -> str:
+        from app.web.setup import public_base_url
+
+        return (self.settings.honk_url or public_base_url(request)) + CALLBACK_PATH
+
+    async def viewer(self, request: web.Request) -> Viewer | None:
+        """The bearer token's owner, else the signed-in person (their token refreshed)."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() in ("bearer", "token") and credential.strip():
+            login = await self.login_of(credential.strip())
+            return Viewer(login, UserToken(credential.strip()), "bearer") if login else None
+        session = await get_session(request)
+        token = UserToken.from_dict(session.get("token"))
+        login = session.get("login")
+        if token is None or not isinstance(login, str):
+            return None
+        try:
+            fresh = await self._fresh(token)
+        except (OAuthError, aiohttp.ClientError, TimeoutError) as exc:
+            log.info("signed %s out: %s", login, describe_error(exc))
+            session.invalidate()
+            return None
+        if fresh is not token:
+            session["token"] = fresh.to_dict()
+        return Viewer(login, fresh, "session")
+
+    async def login_of(self, token: str) -> str | None:
+        """GET /user with the token (remembered for minutes); None when GitHub refuses it."""
+        key = _digest(token)
+        if (login := self._logins.get(key)) is not None:
+            return login
+        try:
+            user = await self.oauth.user(token)
+        except gidgethub.BadRequest:
+            return None
+        login = str(user.get("login") or "")
+        if login:
+            self._logins[key] = login
+        return login or None
+
+    async def _fresh(self, token: UserToken) -> UserToken:
+        now = self.oauth.now()
+        if not (token.expired(now) and token.refreshable(now)):
+            return token
+        key = _digest(token.refresh_token or "")
+        async with self._refreshing:
+            if (done := self._refreshed.get(key)) is not None:
+                return done
+            fresh = await self.oauth.refresh(token)
+            self._refreshed[key] = fresh
+            return fresh
+
+
+SIGN_IN = web.AppKey("sign_in", SignIn)
+
+
+def add_routes(app: web.Application, settings: Settings) -> None:
+    """The session middleware and /signin, /signin/callback, /signout."""
+    key = settings.session_key
+    if key is None:
+        log.warning(
+            "HONK_SESSION_KEY is not set: sessions use a key made for this process only "
+            "(people sign in again after a restart, and other processes cannot read them)"
+        )
+        key = Fernet.generate_key().decode()
+    secure = bool(settings.honk_url and settings.honk_url.startswith("https://"))
+    setup_sessions(
+        app,
+        EncryptedCookieStorage(
+            key,
+            cookie_name=COOKIE,
+            max_age=SESSION_DAYS * 86400,
+            secure=secure,
+            httponly=True,
+            samesite="Lax",  # sent on GitHub's redirect back (a top-level GET), not on posts
+        ),
+    )
+    app.router.add_get(SIGNIN_PATH, sign_in)
+    app.router.add_get(CALLBACK_PATH, callback)
+    app.router.add_post(SIGNOUT_PATH, sign_out)
+
+
+def local_path(value: str | None, default: str = "/runs") -> str:
+    """A path on this site to come back to; anything else (another host) is refused."""
+    if value and value.startswith("/") and not value.startswith(("//", "/\\")):
+        return value
+    return default
+
+
+def sign_in_url(request: web.Request) -> str:
+    """/signin, remembering the page to come back to."""
+    return f"{SIGNIN_PATH}?{urlencode({'next': request.path_qs})}"
+
+
+async def sign_in(request: web.Request) -> web.StreamResponse:
+    flow = request.app[SIGN_IN]
+    if not flow.oauth.configured:
+        raise web.HTTPServiceUnavailable(
+            text="Sign-in with GitHub is not configured: set GITHUB_CLIENT_ID and "
+            "GITHUB_CLIENT_SECRET (Honk's set-up writes them into .env).\n"
+        )
+    session = await get_session(request)
+    state = secrets.token_urlsafe(24)
+    session["oauth_state"] = state
+    session["next"] = local_path(request.query.get("next"))
+    raise web.HTTPFound(
+        flow.oauth.authorize_url(redirect_uri=flow.callback_url(request), state=state)
+    )
+
+
+async def callback(request: web.Request) -> web.StreamResponse:
+    """GitHub sends the person back with a code: trade it, learn who they are, go on."""
+    flow = request.app[SIGN_IN]
+    session = await get_session(request)
+    expected = session.pop("oauth_state", None)
+    state = request.query.get("state", "")
+    if not expected or not hmac.compare_digest(str(expected), state):
+        raise web.HTTPBadRequest(text="This sign-in link is unknown or expired: sign in again.\n")
+    if request.query.get("error"):
+        raise web.HTTPForbidden(text=f"GitHub did not sign you in ({request.query['error']}).\n")
+    code = request.query.get("code", "")
+    try:
+        token = await flow.oauth.exchange(code, redirect_uri=flow.callback_url(request))
+        user = await flow.oauth.user(token)
+    except (OAuthError, gidgethub.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("sign-in failed: %s", describe_error(exc))
+        raise web.HTTPBadGateway(text="GitHub did not sign you in; try again.\n") from None
+    back = local_path(session.get("next"))
+    fresh = await new_session(request)  # a new session: nothing of the old one carries over
+    fresh["login"] = str(user["login"])
+    fresh["token"] = token.to_dict()
+    fresh[CSRF_FIELD] = secrets.token_urlsafe(24)
+    log.info("%s signed in", user["login"])
+    raise web.HTTPFound(back)
+
+
+async def sign_out(request: web.Request) -> web.StreamResponse:
+    session = await get_session(request)
+    form = await request.post()
+    if not csrf_ok(session, form.get(CSRF_FIELD)):
+        raise web.HTTPForbidden(text="This form has expired; reload the page and try again.\n")
+    session.invalidate()
+    # A page of its own: /runs would send them straight back through GitHub's sign-in.
+    return web.Response(
+        text=SIGNED_OUT, content_type="text/html", headers={"Cache-Control": "no-store"}
+    )
+
+
+def csrf_token(session: Session) -> str:
+    """The session's CSRF token, made on first use; every POST form carries it."""
+    token = session.get(CSRF_FIELD)
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(24)
+        session[CSRF_FIELD] = token
+    return token
+
+
+def csrf_ok(session: Session, sent: Any) -> bool:
+    expected = session.get(CSRF_FIELD)
+    return (
+        isinstance(expected, str)
+        and isinstance(sent, str)
+        and hmac.compare_digest(expected.encode(), sent.encode())
+    )
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
