@@ -107,6 +107,19 @@ slack_calls = Counter(
 )
 
 
+def count_usage(model: str, token_counts: dict[str, int], dollars: float) -> None:
+    """One model request's tokens (Usage.to_dict()) and list-price cost."""
+    for kind, field in (
+        ("input", "input_tokens"),
+        ("output", "output_tokens"),
+        ("cache_read", "cache_read_input_tokens"),
+        ("cache_write", "cache_creation_input_tokens"),
+    ):
+        if token_counts.get(field):
+            tokens.labels(model, kind).inc(token_counts[field])
+    cost.labels(model).inc(dollars)
+
+
 def exposition() -> tuple[bytes, str]:
     """The registry in Prometheus' text format, and its content type."""
     return generate_latest(registry), CONTENT_TYPE_LATEST

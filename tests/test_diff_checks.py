@@ -20,7 +20,7 @@ from app.runs.diff_checks import (
     Finding,
     check_diff,
 )
-from app.workspace.mirror import Checkout
+from app.workspace.checkout import Checkout
 
 Files = dict[str, str | bytes | None]  # None: the file is deleted
 DiffOf = Callable[..., Awaitable[str]]

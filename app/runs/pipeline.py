@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import anthropic
 
+from app import metrics
 from app.agent.loop import AgentEvent, AgentLimits, AgentResult, make_client, run_agent
 from app.agent.prompts import MAX_REPO_INSTRUCTIONS, REPO_INSTRUCTION_FILES, AgentTask
 from app.agent.tools import ToolBox
@@ -407,6 +408,8 @@ class Pipeline:
         async def on_event(event: AgentEvent) -> None:
             if event.usage is not None:
                 await self.store.add_usage(run.id, event.usage)
+                usage = event.usage
+                metrics.count_usage(ctx.model, usage.to_dict(), usage.cost_usd(ctx.model))
             if event.kind == "turn":
                 await tracker.note("agent", f"turn {event.turn}")
             await tracker.events.agent(event)  # the run page's transcript

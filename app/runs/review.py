@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import anthropic
 
+from app import metrics
 from app.config import Settings
 from app.log import describe_error
 from app.models import Usage
@@ -190,6 +191,7 @@ async def review_change(
     checkout, _sandbox, _tools = ctx.work
     review.left_out = [p for p in await checkout.changed_files() if p.startswith(WORKFLOWS)]
     await ctx.save(review=review.verdict)
+    metrics.verdicts.labels(review.verdict).inc()
     ctx.tracker.progress.done("review", review.status()[:300])
     return review
 
@@ -264,6 +266,7 @@ async def _look(
         if usage.requests:
             review.usage += usage
             await ctx.store.add_usage(ctx.run.id, usage)
+            metrics.count_usage(policy.model, usage.to_dict(), usage.cost_usd(policy.model))
     review.rounds.append(current)
     await ctx.store.add_step(ctx.run.id, "review", current.describe())
     return current

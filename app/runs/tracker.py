@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from app import metrics
 from app.ci.records import HonkCheck, record_honk_check
 from app.ci.verdict import HONK_CHECK
 from app.github.client import GitHubClient
@@ -46,6 +47,7 @@ class RunTracker:
         self.events = RunEvents(store, run.id)
         self.progress = Progress(run.id, run_url=run_url)
         self._last_update = 0.0
+        self._phase: tuple[str, float] | None = None  # the phase under way, since when
         self.issue: dict[str, Any] | None = None
 
     async def started(self, issue: dict[str, Any] | None, *, channel: str | None = None) -> None:
@@ -78,7 +80,17 @@ class RunTracker:
         """Where the tracking comment goes: a follow-up's PR, else the issue."""
         return self.rules.comment_on(self.run)
 
+    def _phase_ended(self) -> None:
+        """How long the phase that just ended took, for /metrics."""
+        now = time.monotonic()
+        if self._phase is not None:
+            metrics.phase_seconds.labels(self._phase[0]).observe(now - self._phase[1])
+        self._phase = None
+
     async def phase(self, name: str, note: str = "") -> None:
+        if self._phase is None or self._phase[0] != name:
+            self._phase_ended()
+            self._phase = (name, time.monotonic())
         self.progress.start(name, note)
         await self.store.add_step(self.run.id, name, note)
         await self.events.phase(name, note)
@@ -143,6 +155,7 @@ class RunTracker:
         `summary` is the model's: the tracking comment and Slack show it inert. `review` is
         the review's verdict in one line (app/runs/review.py Review.status).
         """
+        self._phase_ended()
         if pr is not None:
             kind = "draft pull request" if pr.get("draft") else "pull request"
             self.progress.done("publish", f"[{kind} #{pr['number']}]({pr['html_url']})")
