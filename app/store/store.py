@@ -75,7 +75,7 @@ def _uncancellable(
 
 
 # The group commit's writer task finishes on its own: a record needs no shield of its own.
-_SHIELDED_ALREADY = ("close", "open", "close_inbox", "record_delivery")
+_SHIELDED_ALREADY = ("close", "open", "close_inbox", "record_delivery", "record_claimed")
 for _part in Store.__mro__[::-1]:
     for _name, _method in list(vars(_part).items()):
         public = not _name.startswith("_") and _name not in _SHIELDED_ALREADY

@@ -13,6 +13,7 @@ import hmac
 import logging
 import secrets
 import warnings
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -20,8 +21,7 @@ from urllib.parse import urlencode
 import aiohttp
 import gidgethub
 from aiohttp import web
-from aiohttp_session import Session, get_session, new_session
-from aiohttp_session import setup as setup_sessions
+from aiohttp_session import Session, get_session, new_session, session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cachetools import TTLCache
 from cryptography.fernet import Fernet
@@ -124,6 +124,8 @@ class SignIn:
             return fresh
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 SIGN_IN = web.AppKey("sign_in", SignIn)
 
 
@@ -137,8 +139,7 @@ def add_routes(app: web.Application, settings: Settings) -> None:
         )
         key = Fernet.generate_key().decode()
     secure = bool(settings.honk_url and settings.honk_url.startswith("https://"))
-    setup_sessions(
-        app,
+    sessions = session_middleware(
         EncryptedCookieStorage(
             key,
             cookie_name=COOKIE,
@@ -146,8 +147,18 @@ def add_routes(app: web.Application, settings: Settings) -> None:
             secure=secure,
             httponly=True,
             samesite="Lax",  # sent on GitHub's redirect back (a top-level GET), not on posts
-        ),
+        )
     )
+    machines = (settings.webhook_path, "/healthz", "/metrics", "/slack/")
+
+    @web.middleware
+    async def people_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Webhooks, Slack and scrapers carry no session: they skip its cost (the hot path).
+        if request.path.startswith(machines):
+            return await handler(request)
+        return await sessions(request, handler)
+
+    app.middlewares.append(people_only)
     app.router.add_get(SIGNIN_PATH, sign_in)
     app.router.add_get(CALLBACK_PATH, callback)
     app.router.add_post(SIGNOUT_PATH, sign_out)
