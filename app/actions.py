@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from app.github.client import WRITE_ROLES, GitHubClient
+from app.issue_snapshots import record_approved
 from app.models import ACTIVE_STATES, Run, RunKind, SlackThread
 from app.progress import Progress
 from app.store import NewRun, Store
@@ -53,17 +55,21 @@ async def start_issue_run(
     *,
     repo: str,
     installation_id: int,
-    issue_number: int,
+    issue: dict[str, Any],
     requested_by: str,
     delivery_id: str | None = None,
     slack_thread: SlackThread | None = None,
     wake_workers: Callable[[], None] = lambda: None,
 ) -> Run | None:
-    """Queue a run for an issue; None when the issue already has an active run.
+    """Queue a run for `issue` (as `requested_by` saw it); None when it already has one active.
 
     The tracking comment is posted first, so a worker that claims the run at once finds the
-    comment to update instead of writing a second one.
+    comment to update instead of writing a second one. The issue's title and body are kept
+    as they are now: the run follows them, not a later edit.
     """
+    issue_number = int(issue["number"])
+    # Before the run exists, so a worker that claims it at once finds it.
+    await record_approved(store, repo, issue, requested_by)
     comment = await gh.comment(repo, issue_number, Progress(None).render())
     run = await store.enqueue_run(
         NewRun(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import difflib
-import fnmatch
+import functools
 import re
 from dataclasses import dataclass, field, fields, replace
 from http import HTTPStatus
 from typing import Any
 
 import gidgethub
+import pathspec
 import yaml
 
 from app.config import Settings
@@ -42,13 +43,14 @@ class RepoConfig:
     ci_repair_rounds: int | None = None
     slack_channel: str | None = None
     label: str | None = None
-    paths: tuple[str, ...] = ()  # globs the agent may change; empty: anything
+    paths: tuple[str, ...] = ()  # gitignore-style globs the agent may change; empty: anything
     source: str = "defaults"  # where it came from, for messages
     # Fields the file wrote, even as empty (`network: []` clears an org-wide default).
     fields_set: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def path_allowed(self, path: str) -> bool:
-        return not self.paths or any(fnmatch.fnmatch(path, glob) for glob in self.paths)
+        """Whether `paths:` lets Honk change `path` (a path inside the repository)."""
+        return not self.paths or _paths_spec(self.paths).match_file(path)
 
     def merged_over(self, base: RepoConfig) -> RepoConfig:
         """This file's values on top of `base` (the org-wide default)."""
@@ -65,6 +67,19 @@ class RepoConfig:
         return replace(
             base, **changes, source=self.source, fields_set=base.fields_set | self.fields_set
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _paths_spec(globs: tuple[str, ...]) -> pathspec.GitIgnoreSpec:
+    """`paths:` as gitignore patterns: `*` stays inside one path segment, `**` crosses
+    them, `dir/` is everything under dir, `!` takes a path back out (the last match wins).
+    Unlike a .gitignore, each pattern is anchored at the repository's root: `calc.py` is
+    the top-level file only (`**/calc.py` is any)."""
+    anchored = []
+    for glob in globs:
+        negated = glob.startswith("!")
+        anchored.append(("!" if negated else "") + "/" + glob.removeprefix("!").lstrip("/"))
+    return pathspec.GitIgnoreSpec.from_lines(anchored)
 
 
 def parse_config(text: str, source: str = CONFIG_PATH) -> RepoConfig:
@@ -137,10 +152,16 @@ def _check_items(values: dict[str, Any], source: str) -> None:
                 f"not {host!r}"
             )
     for glob in values.get("paths", ()):
-        if glob.startswith("/") or ".." in glob.split("/"):
+        if glob.removeprefix("!").startswith("/") or ".." in glob.split("/"):
             raise RepoConfigError(
                 f"{source}: paths are globs inside the repository (src/**), not {glob!r}"
             )
+        try:
+            _paths_spec((glob,))
+        except ValueError as exc:
+            raise RepoConfigError(
+                f"{source}: paths: {glob!r} is not a valid glob ({exc})"
+            ) from None
     label = values.get("label")
     if label is not None and not 0 < len(label.strip()) <= LABEL_MAX:
         raise RepoConfigError(f"{source}: label must be 1 to {LABEL_MAX} characters")

@@ -12,6 +12,7 @@ REPO = "octo-org/calc"
 INSTALLATION = 5150
 ISSUE = 12
 ISSUE_TITLE = "add() returns the wrong sum"
+ISSUE_BODY = "`add(2, 3)` gives -1."
 
 BUGGY = "def add(a, b):\n    return a - b\n"
 FIXED = "def add(a, b):\n    return a + b\n"
@@ -29,9 +30,7 @@ def seed_calc(fake_github: Any, *, issue: bool = True) -> None:
     fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
     fake_github.add_repo(REPO, files=REPO_FILES)
     if issue:
-        fake_github.add_issue(
-            REPO, ISSUE, title=ISSUE_TITLE, body="`add(2, 3)` gives -1.", user="alice"
-        )
+        fake_github.add_issue(REPO, ISSUE, title=ISSUE_TITLE, body=ISSUE_BODY, user="alice")
     fake_github.set_permission(REPO, "alice", "write")
     fake_github.add_user("alice", name="Alice Example", email="alice@example.com")
 
@@ -67,7 +66,12 @@ def labeled(sender: str = "alice") -> dict[str, Any]:
     payload = load_payload("issues.labeled.1")
     payload["label"] = {**payload["label"], "name": "honk"}
     payload["repository"] = {**payload["repository"], "full_name": REPO, "name": "calc"}
-    payload["issue"] = {**payload["issue"], "number": ISSUE, "title": ISSUE_TITLE}
+    payload["issue"] = {
+        **payload["issue"],
+        "number": ISSUE,
+        "title": ISSUE_TITLE,
+        "body": ISSUE_BODY,
+    }
     payload["sender"] = {**payload["sender"], "login": sender, "type": "User"}
     payload["installation"] = {"id": INSTALLATION}
     return payload

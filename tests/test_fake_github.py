@@ -54,9 +54,10 @@ async def test_requests_need_a_valid_token(
     url = f"{fake_github.url}/repos/{REPO}"
     async with session.get(url) as response:
         assert response.status == 401
-        assert (await response.json())["message"] == "Bad credentials"
+        assert (await response.json())["message"] == "Requires authentication"
     async with session.get(url, headers={"Authorization": "token ghs_forged"}) as response:
         assert response.status == 401
+        assert (await response.json())["message"] == "Bad credentials"
     async with session.get(url, headers={"Authorization": f"Bearer {app.jwt()}"}) as response:
         assert response.status == 401  # the App's JWT only opens /app endpoints
     token = await app.installation_token(1)

@@ -190,19 +190,41 @@ async def test_bot_identity_uses_the_bot_user_and_noreply_host(
     if github_url is not None:
         settings = settings.with_overrides(github_url=github_url)
     app = GitHubApp(settings, session)
-    login, email = await app.bot_identity()
+    login, email = await app.bot_identity(1)
     assert login == "honk-test[bot]"
     assert email == f"{fake_github.bot_user_id}+honk-test[bot]@users.noreply.{host}"
-    assert await app.bot_identity() == (login, email)
+    assert await app.bot_identity(1) == (login, email)
     assert len(fake_github.calls_to("GET", r"^/users/honk-test\[bot\]$")) == 1
 
 
-async def test_bot_identity_can_use_an_installation_token(
+async def test_bot_identity_is_read_with_the_installation_token(
     app: GitHubApp, fake_github: FakeGitHub
 ) -> None:
     await app.bot_identity(1)
     (call,) = fake_github.calls_to("GET", r"^/users/honk-test\[bot\]$")
     assert call.headers["Authorization"].startswith("token ghs_")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/users/honk-test[bot]"),
+        ("GET", "/users/octocat"),
+        ("GET", f"/repos/{REPO}"),
+        ("GET", "/app"),
+        ("POST", "/app/installations/1/access_tokens"),
+        ("GET", f"/repos/{REPO}/issues/1"),
+    ],
+)
+async def test_anonymous_rest_requests_are_refused_as_ghes_private_mode_does(
+    settings: Settings, session: aiohttp.ClientSession, method: str, path: str
+) -> None:
+    fake_github_url = settings.github_api_url
+    async with session.request(method, fake_github_url + path) as response:
+        body = await response.json()
+    assert response.status == 401
+    assert body["message"] == "Requires authentication"
+    assert body["documentation_url"].startswith("https://docs.github.com/")
 
 
 async def test_a_wrong_key_is_refused(

@@ -68,7 +68,12 @@ async def test_two_instances_share_one_postgres_queue(
 
     for index, number in enumerate(ISSUES):
         payload = labeled()
-        payload["issue"] = {**payload["issue"], "number": number, "title": f"Record {number}"}
+        # The issue as labelled: the run follows this, not what the issue says later.
+        issue = fake_github.repo(REPO)["issues"][number]
+        payload["issue"] = {
+            **payload["issue"],
+            **{k: issue[k] for k in ("number", "title", "body")},
+        }
         response = await post_webhook((first, second)[index % 2], "issues", payload)
         assert response.status == 202
 

@@ -13,8 +13,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from app.workspace import mirror as mirror_module
+from app.workspace.checkout import PushRefused, PushRejected
 from app.workspace.git import GitAuthError, GitError, git
-from app.workspace.mirror import PushRefused, PushRejected, Workspaces, split_repo
+from app.workspace.mirror import Workspaces, split_repo
 from tests.fakes.git_http import create_git_app, init_bare_repo, run_git, token_auth
 
 REPO = "octo/widgets"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from app.agent.tools import cut_middle
+from app.untrusted import clean_untrusted
 from app.workspace.sandbox import PathOutsideWorkspace, resolve_inside
 
 NO_CHANGE_MARKER = "NO_CHANGE:"
@@ -82,8 +83,9 @@ def escape_tags(text: str) -> str:
 
 
 def untrusted(text: str | None, limit: int) -> str:
-    """Untrusted text made safe to place between tags: cut to `limit`, tags escaped."""
-    return escape_tags(cut_middle((text or "").strip(), limit))
+    """Untrusted text made safe to place between tags: only what GitHub shows of it (no HTML
+    comments, invisible or bidi characters), cut to `limit`, Honk's tags escaped."""
+    return escape_tags(cut_middle(clean_untrusted(text).strip(), limit))
 
 
 def _attr(value: Any) -> str:
@@ -167,7 +169,9 @@ def _recent_comments(comments: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def read_repo_instructions(root: Path) -> dict[str, str]:
-    """The repository's agent instructions found in a checkout (blocking: call in a thread).
+    """The agent instructions in a person's own checkout, for `honk run` (blocking: call in a
+    thread). The server reads them from the base commit instead (`Checkout.base_files`):
+    its work tree is the agent's on a follow-up.
 
     Symlinks that lead out of the checkout are ignored: the file is the repository's to write.
     """

@@ -138,18 +138,15 @@ class GitHubApp:
             self._app_info = await self.app_client().getitem("/app")
         return self._app_info
 
-    async def bot_identity(self, installation_id: int | None = None) -> tuple[str, str]:
+    async def bot_identity(self, installation_id: int) -> tuple[str, str]:
         """(login, email) of the App's bot user, for commit authorship; fetched once.
 
-        The user is public: without an installation it is read anonymously.
+        Read with the installation's token: GitHub Enterprise Server in private mode refuses
+        every anonymous API request, even for a public user.
         """
         if self._bot is None:
             login = f"{(await self.app_info())['slug']}[bot]"
-            client = (
-                await self.installation_client(installation_id)
-                if installation_id is not None
-                else self._client(None)
-            )
+            client = await self.installation_client(installation_id)
             user = await client.getitem(f"/users/{quote(login, safe='')}")
             self._bot = (login, self.noreply_email(user["id"], login))
         return self._bot
@@ -166,7 +163,7 @@ class GitHubApp:
         for key in [k for k in self._locks if k[0] == installation_id]:
             del self._locks[key]
 
-    def _client(self, authorization: Authorization | None) -> GitHubClient:
+    def _client(self, authorization: Authorization) -> GitHubClient:
         return GitHubClient(
             self._session,
             base_url=self._settings.github_api_url,

@@ -12,6 +12,7 @@ from gidgethub import routing, sansio
 from app.actions import cancel_active, honk_run_for_pr, may_act, queue_follow_up
 from app.github.client import GitHubClient
 from app.handlers.context import HandlerContext, is_bot
+from app.issue_snapshots import record_approved
 from app.models import ACTIVE_STATES, Run, RunKind, RunState
 from app.progress import Progress
 from app.store.kv import Namespace
@@ -159,6 +160,9 @@ async def retry(
     if not await _first_time(ctx, where):
         return  # this comment was carried out already (the delivery came twice)
     await gh.react(where.comment_url, "rocket")
+    if not where.is_pull and "issue" in event.data:
+        # A writer asked again on the issue as it reads now: that text is approved.
+        await record_approved(ctx.store, where.repo, event.data["issue"], user)
     instructions = "\n\n".join(part for part in (command.text, where.context) if part)
     run = await queue_follow_up(
         ctx.store,

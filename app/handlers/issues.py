@@ -66,7 +66,7 @@ async def request_run(event: sansio.Event, gh: GitHubClient, ctx: HandlerContext
         ctx.store,
         repo=repo,
         installation_id=event.data["installation"]["id"],
-        issue_number=number,
+        issue=issue,
         requested_by=sender["login"],
         delivery_id=event.delivery_id,
         wake_workers=ctx.wake_workers,

@@ -13,10 +13,11 @@ from app.github.client import GitHubClient
 from app.models import Run, RunState
 from app.repo_config import RepoConfig, RunLimits
 from app.runs.kinds import IssueRun, rules_for
+from app.runs.subject import Subject
 from app.runs.texts import Verification
 from app.runs.tracker import RunTracker
 from app.store import Store
-from app.workspace.mirror import Checkout
+from app.workspace.checkout import Checkout
 from app.workspace.sandbox import Sandbox
 
 
@@ -28,24 +29,6 @@ class RunCancelled(Exception):
 class Outcome:
     state: RunState
     error: str | None = None
-
-
-@dataclass
-class Subject:
-    """What a run works on: the issue, and for a follow-up the PR it continues."""
-
-    issue: dict[str, Any] | None
-    pull: dict[str, Any] | None
-    title: str
-
-    @property
-    def as_issue(self) -> dict[str, Any] | None:
-        """The issue, or for a follow-up without one the PR (its title and description)."""
-        if self.issue is not None:
-            return self.issue
-        if self.pull is not None:
-            return {"title": self.pull["title"], "body": self.pull.get("body"), "number": 0}
-        return None
 
 
 @dataclass

@@ -10,6 +10,7 @@ from app.ci.verdict import clip_middle
 from app.github.client import GitHubClient
 from app.models import Run
 from app.store import Store
+from app.untrusted import clean_untrusted
 
 # The agent's prompt gives a run's request 20,000 characters; these parts share them.
 MAX_REVIEW_COMMENT = 2_000
@@ -64,7 +65,8 @@ def ci_repair_request(run: Run, *, failure_text: str) -> str:
     """What a CI repair is told: the round, and the failure (bounded)."""
     branch = run.branch or "the branch"
     parts = [CI_FIX.format(pr=run.pr_number, round=run.round, branch=branch)]
-    parts.append("The failure:\n" + clip_middle(failure_text.strip(), MAX_FAILURE))
+    failure = clean_untrusted(failure_text).strip()
+    parts.append("The failure:\n" + clip_middle(failure, MAX_FAILURE))
     return "\n\n".join(parts)
 
 
@@ -77,8 +79,13 @@ def retry_request(
     failure_checks: str = "",
     failure_sha: str = "",
 ) -> str:
-    """What a retry is told: what to do now, the review comments, the CI failure (pure)."""
+    """What a retry is told: what to do now, the review comments, the CI failure (pure).
+
+    Each part is cut to what GitHub shows of it on its own, so an unclosed HTML comment in
+    one review comment cannot hide the parts after it.
+    """
     branch = run.branch or "the branch"
+    instructions, failure_text = clean_untrusted(instructions), clean_untrusted(failure_text)
     parts = [
         RETRY_ON_PR.format(pr=run.pr_number, branch=branch) if run.pr_number else RETRY_ON_ISSUE
     ]
@@ -104,5 +111,5 @@ def _review_line(comment: dict[str, Any]) -> str:
     line = comment.get("line") or comment.get("original_line")
     at = f"`{where}` line {line}" if line else f"`{where}`"
     author = (comment.get("user") or {}).get("login", "someone")
-    body = clip_middle((comment.get("body") or "").strip(), MAX_REVIEW_COMMENT)
+    body = clip_middle(clean_untrusted(comment.get("body")).strip(), MAX_REVIEW_COMMENT)
     return f"- {at}, @{author}: {body}"

@@ -38,7 +38,8 @@ class IssueRun:
         return f"Honk is on it (run {run.id})."
 
     def published(self, pr: dict[str, Any], sha: str | None, cost: str, summary: str) -> str:
-        """The tracking comment's closing line once the change is on GitHub."""
+        """The tracking comment's closing line once the change is on GitHub (`summary`: the
+        model's, already made inert by the tracker)."""
         return f"Opened {pr['html_url']}{cost}"
 
     def may_have_unpublished_work(self, run: Run) -> bool:
@@ -81,7 +82,7 @@ class RetryRun(IssueRun):
         if not sha:
             return super().published(pr, sha, cost, summary)
         line = f"Pushed {sha[:7]} to {pr['html_url']}{cost}"
-        return line + ("\n\n" + summary.strip()[:3000] if summary.strip() else "")
+        return line + ("\n\n" + summary if summary else "")
 
     def may_have_unpublished_work(self, run: Run) -> bool:
         return False  # the PR exists already

@@ -13,7 +13,12 @@ from typing import Any, TypeVar
 import anthropic
 
 from app.agent.loop import AgentEvent, AgentLimits, AgentResult, make_client, run_agent
-from app.agent.prompts import AgentTask, build_task, read_repo_instructions
+from app.agent.prompts import (
+    MAX_REPO_INSTRUCTIONS,
+    REPO_INSTRUCTION_FILES,
+    AgentTask,
+    build_task,
+)
 from app.agent.tools import ToolBox
 from app.ci.reporter import CiReporter
 from app.config import Settings
@@ -22,13 +27,15 @@ from app.installations import repository_active
 from app.log import describe_error
 from app.models import Run, RunState
 from app.repo_config import ConfigCache, RepoConfigError, load_repo_config, run_limits
-from app.runs.context import Outcome, RunCancelled, RunContext, Subject
+from app.runs.context import Outcome, RunCancelled, RunContext
 from app.runs.people import write_access_check, writer_comments
 from app.runs.publish import BUILD_ARTIFACTS, RUN_PERMISSIONS, limit_reason, publish, report
+from app.runs.subject import load_subject
 from app.runs.texts import Verification, branch_name, no_change_comment
 from app.runs.tracker import RunTracker
 from app.slack.notify import SlackNotifier
 from app.store import Store
+from app.workspace.checkout import refuse_outside
 from app.workspace.mirror import Workspaces
 from app.workspace.sandbox import Sandbox
 
@@ -152,7 +159,7 @@ class Pipeline:
         run = ctx.run
         ctx.repo_info = await ctx.gh.getitem(f"/repos/{run.repo}")
         default_branch = ctx.repo_info["default_branch"]
-        ctx.subject = await self._subject(ctx)
+        ctx.subject = await load_subject(ctx)
         config_error: RepoConfigError | None = None
         try:
             installation = await self.github.installation_client(run.installation_id)
@@ -178,21 +185,6 @@ class Pipeline:
         base = run.base_branch or (pull.get("base") or {}).get("ref") or default_branch
         await ctx.save(branch=branch, base_branch=base)
         self._check_stop(run)
-
-    async def _subject(self, ctx: RunContext) -> Subject:
-        run, gh = ctx.run, ctx.gh
-        issue = await gh.issue(run.repo, run.issue_number) if run.issue_number else None
-        pull = None
-        if ctx.rules.continues_pull and run.pr_number:
-            pull = await gh.pull(run.repo, run.pr_number)
-        request = run.instructions.strip()
-        title = (
-            (issue or {}).get("title")
-            or (pull or {}).get("title", "").removeprefix("[unfinished] ")
-            or (request.splitlines()[0][:72] if request else "")
-            or "change"
-        )
-        return Subject(issue, pull, title)
 
     @contextlib.asynccontextmanager
     async def _checkout(self, ctx: RunContext) -> AsyncIterator[None]:
@@ -236,12 +228,21 @@ class Pipeline:
         ctx.toolbox = ToolBox.for_settings(self.settings, ctx.sandbox)
 
     async def _setup(self, ctx: RunContext) -> None:
-        """The repository's `setup:` commands (installing dependencies) may use the network."""
-        _checkout, sandbox, _tools = ctx.work
-        for command in ctx.config.setup:
-            result = await self._until_stopped(ctx.run, sandbox.run(command, network=True))
-            if result.exit_code != 0:
-                raise RuntimeError(f"setup command `{command}` failed (exit {result.exit_code})")
+        """The repository's `setup:` commands (installing dependencies) have the network, so
+        they run over the base branch's files only: on a follow-up, whose branch the agent
+        wrote, the work tree is the base commit's while they run, and what they made stays."""
+        checkout, sandbox, _tools = ctx.work
+        if not ctx.config.setup:
+            return
+        async with checkout.on_base_tree() as switched:
+            if switched:
+                await self.store.add_step(ctx.run.id, "setup", "on the base branch's files")
+            for command in ctx.config.setup:
+                result = await self._until_stopped(ctx.run, sandbox.run(command, network=True))
+                if result.exit_code != 0:
+                    raise RuntimeError(
+                        f"setup command `{command}` failed (exit {result.exit_code})"
+                    )
 
     async def _instruct(self, ctx: RunContext) -> None:
         """The agent's task: the issue, writers' comments, the repository's own instructions."""
@@ -253,7 +254,10 @@ class Pipeline:
             if subject.issue and run.issue_number
             else []
         )
-        instructions = await asyncio.to_thread(read_repo_instructions, checkout.path)
+        # From the base branch, never the work tree: a follow-up's is the agent's own.
+        instructions = await checkout.base_files(
+            REPO_INSTRUCTION_FILES, max_bytes=MAX_REPO_INSTRUCTIONS * 4
+        )
         task_issue = subject.as_issue or {
             "title": run.instructions[:80],
             "body": run.instructions,
@@ -326,20 +330,18 @@ class Pipeline:
             await ctx.gh.comment(run.repo, ctx.tracker.comment_on, text)
         ctx.tracker.progress.states["publish"] = "skipped"
         usage = (await self.store.get_run(run.id) or run).usage
+        # Cut before it is made inert: a cut through an inert code span would undo it.
+        note = no_change_comment(result.summary[:400])
         await ctx.tracker.finished(
-            RunState.NO_CHANGE, note=text[:500], usage_text=usage.describe(ctx.model)
+            RunState.NO_CHANGE, note=note, usage_text=usage.describe(ctx.model)
         )
         return Outcome(RunState.NO_CHANGE)
 
     async def _check_paths(self, ctx: RunContext) -> None:
-        """`paths:` in `.github/honk.yml`: what the agent may change."""
+        """`paths:` in `.github/honk.yml`, held on exactly what is staged for the commit
+        (submodule commits, mode and type changes included)."""
         checkout, _sandbox, _tools = ctx.work
-        disallowed = [p for p in await checkout.changed_files() if not ctx.config.path_allowed(p)]
-        if disallowed:
-            raise RuntimeError(
-                "the change touches paths this repository does not let Honk change: "
-                + ", ".join(disallowed[:10])
-            )
+        refuse_outside(await checkout.stage(), ctx.config.path_allowed)
 
     async def _publish(self, ctx: RunContext) -> None:
         """Commit, push, open the PR; then the `Honk` check run and the closing report."""
@@ -395,7 +397,8 @@ class Pipeline:
         verify = ctx.config.verify
         _checkout, sandbox, _tools = ctx.work
         if verify:
-            outcome = await self._until_stopped(ctx.run, sandbox.run(verify))
+            # Offline whatever `network:` says: it runs the code the agent wrote.
+            outcome = await self._until_stopped(ctx.run, sandbox.run(verify, network=False))
             return Verification(verify, outcome.exit_code == 0, outcome.output, "honk")
         if result.last_test is not None:
             return Verification(

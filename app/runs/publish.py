@@ -52,10 +52,11 @@ async def publish(ctx: RunContext, github: GitHubApp, usage: Usage) -> tuple[dic
     run, gh, subject = ctx.run, ctx.gh, ctx.subject
     checkout, _sandbox, _tools = ctx.work
     result, verification = ctx.done
-    bot_name, bot_email = await github.bot_identity()
+    bot_name, bot_email = await github.bot_identity(run.installation_id)
     requester = await co_author(gh, github, run.requested_by)
     message = ctx.rules.commit_message(run, subject.title, requester)
-    await checkout.commit_all(message, author_name=bot_name, author_email=bot_email)
+    # The index as the paths check saw it (`Pipeline._check_paths` staged it): nothing more.
+    await checkout.commit_staged(message, author_name=bot_name, author_email=bot_email)
     pushed = await checkout.push(ctx.token)
     await ctx.save(head_sha=pushed)
     if subject.pull is not None and subject.pull.get("state") == "open":

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from app.models import RunKind, Usage
 from app.runs.kinds import rules_for
+from app.untrusted import inert
 
 UNFINISHED = (
     "**Unfinished:** Honk stopped before the work was done ({reason}). "
@@ -49,7 +50,7 @@ def pr_body(
     parts = []
     if unfinished_reason:
         parts.append(UNFINISHED.format(reason=unfinished_reason))
-    parts.append("## What changed\n\n" + (summary.strip() or "_The agent gave no summary._"))
+    parts.append("## What changed\n\n" + (inert(summary.strip()) or "_The agent gave no summary._"))
     if issue_number:
         parts.append(f"Fixes #{issue_number}")
     parts.append("## Verification\n\n" + verification.describe())
@@ -62,7 +63,7 @@ def pr_body(
 
 
 def no_change_comment(summary: str) -> str:
-    text = re.sub(r"^\s*NO_CHANGE:\s*", "", summary.strip())
+    text = inert(re.sub(r"^\s*NO_CHANGE:\s*", "", summary.strip()))
     return "Honk looked into this and made no change:\n\n" + (text or "_no reason given_")
 
 
@@ -91,7 +92,8 @@ def check_run_output(
     parts = []
     if unfinished_reason:
         parts.append(UNFINISHED.format(reason=unfinished_reason))
-    parts.append("## What the agent did\n\n" + (summary.strip() or "_The agent gave no summary._"))
+    did = inert(summary.strip()) or "_The agent gave no summary._"
+    parts.append("## What the agent did\n\n" + did)
     parts.append("## Verification\n\n" + verification.describe())
     parts.append(f"## Cost\n\n{usage.describe(model)} ({usage.requests} requests to `{model}`)")
     return title, "\n\n".join(parts)[:60_000]

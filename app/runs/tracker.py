@@ -17,6 +17,7 @@ from app.slack import blocks
 from app.slack.notify import SlackNotifier
 from app.slack.threads import is_user_root
 from app.store import Store
+from app.untrusted import inert
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +123,17 @@ class RunTracker:
         error: str | None = None,
         pushed_sha: str | None = None,
     ) -> None:
-        """The closing report: tracking comment, then Slack (thread reply and root status)."""
+        """The closing report: tracking comment, then Slack (thread reply and root status).
+
+        `summary` is the model's: the tracking comment and Slack show it inert.
+        """
         if pr is not None:
             kind = "draft pull request" if pr.get("draft") else "pull request"
             self.progress.done("publish", f"[{kind} #{pr['number']}]({pr['html_url']})")
             cost = f" ({usage_text})" if usage_text else ""
-            self.progress.outcome = self.rules.published(pr, pushed_sha, cost, summary)
+            # Cut before it is made inert: a cut through an inert code span would undo it.
+            shown = inert(summary.strip()[:3000])
+            self.progress.outcome = self.rules.published(pr, pushed_sha, cost, shown)
         elif error:
             self.progress.fail(f"Failed: {error}" if state == RunState.FAILED else (note or error))
         else:

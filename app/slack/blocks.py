@@ -15,6 +15,7 @@ from slack_sdk.models.blocks import (
 )
 
 from app.models import RunState
+from app.untrusted import inert
 
 Message = tuple[str, list[dict[str, Any]]]
 
@@ -160,7 +161,8 @@ def run_finished(
     reason = f"*Reason:* {escape(error)}" if error else ""
     blocks: list[Block] = [_section(headline, reason)]
     if summary:
-        blocks.append(_section(escape(summary)))
+        # The model wrote it: no <!channel>, <@U…> or @-mentions reach the channel.
+        blocks.append(_section(escape(inert(summary))))
     if usage_text:
         blocks.append(_context(escape(usage_text)))
     if buttons:

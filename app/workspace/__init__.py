@@ -1,7 +1,8 @@
 """Workspaces: per-repository mirrors, per-run checkouts, and the sandbox agent commands run in."""
 
+from app.workspace.checkout import Change, ChangeRefused, Checkout, PushRefused, PushRejected
 from app.workspace.git import GitAuthError, GitError, GitResult, git
-from app.workspace.mirror import Checkout, PushRefused, PushRejected, Workspaces
+from app.workspace.mirror import Workspaces
 from app.workspace.sandbox import (
     CommandResult,
     PathOutsideWorkspace,
@@ -11,6 +12,8 @@ from app.workspace.sandbox import (
 )
 
 __all__ = [
+    "Change",
+    "ChangeRefused",
     "Checkout",
     "CommandResult",
     "GitAuthError",

@@ -1,4 +1,4 @@
-"""Per-repository mirrors, fresh per-run clones made from them, and the push back."""
+"""Per-repository mirrors and the fresh per-run clones made from them."""
 
 from __future__ import annotations
 
@@ -11,133 +11,15 @@ import re
 import secrets
 import shutil
 import stat
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from app.config import Settings
 from app.workspace import prune
-from app.workspace.git import GitError, git, git_error
+from app.workspace.checkout import Checkout
+from app.workspace.git import GitError, git
 
-BRANCH_PREFIX = "honk/"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-# Honk's changes are judged by the working tree; submodules the agent might have
-# created are never entered (their config could run commands on the host).
-_NO_SUBMODULES = "--ignore-submodules=all"
-
-
-class PushRejected(GitError):
-    """The remote refused the push (not a fast-forward, or a protected branch)."""
-
-
-class PushRefused(RuntimeError):
-    """Honk itself will not push this branch (the base, or outside honk/)."""
-
-
-@dataclass
-class Checkout:
-    """One run's private clone; `start_sha` is where the run began on `branch`."""
-
-    path: Path
-    repo: str
-    branch: str
-    base: str
-    clone_url: str
-    start_sha: str = field(default="", repr=False)
-
-    async def has_changes(self) -> bool:
-        """True when the run changed anything: uncommitted edits or new commits."""
-        status = await git("status", "--porcelain", _NO_SUBMODULES, cwd=self.path)
-        return bool(status.stdout.strip()) or await self.head_sha() != self.start_sha
-
-    async def changed_files(self) -> list[str]:
-        """Paths changed since the run began, committed or not (untracked included)."""
-        result = await self._against_start("--name-only", "--no-renames", "-z")
-        return sorted({p for p in result.split("\0") if p})
-
-    async def diff_stat(self) -> str:
-        """`git diff --stat` of everything changed since the run began."""
-        return await self._against_start("--stat")
-
-    async def commit_all(self, message: str, *, author_name: str, author_email: str) -> str | None:
-        """Stage everything not ignored and commit it; None when there was nothing."""
-        status = await git("status", "--porcelain", _NO_SUBMODULES, cwd=self.path)
-        if not status.stdout.strip():
-            return None
-        identity = {
-            "GIT_AUTHOR_NAME": author_name,
-            "GIT_AUTHOR_EMAIL": author_email,
-            "GIT_COMMITTER_NAME": author_name,
-            "GIT_COMMITTER_EMAIL": author_email,
-        }
-        await git("add", "-A", cwd=self.path)
-        await git(
-            "commit", "--quiet", "--no-verify", "--file=-", cwd=self.path, env=identity,
-            input=message,
-        )  # fmt: skip
-        return await self.head_sha()
-
-    async def push(self, token: str | None) -> str:
-        """Push refs/heads/<branch> to the clone URL, never forced; returns its sha."""
-        if self.branch == self.base or not self.branch.startswith(BRANCH_PREFIX):
-            raise PushRefused(
-                f"refusing to push {self.branch!r}: Honk pushes only its own "
-                f"{BRANCH_PREFIX}* branches, never the base branch"
-            )
-        ref = f"refs/heads/{self.branch}"
-        sha = (await git("rev-parse", "--verify", ref, cwd=self.path)).stdout.strip()
-        # The URL is Honk's, not whatever the checkout's config says now.
-        result = await git(
-            "push", "--porcelain", "--no-verify", self.clone_url, f"{ref}:{ref}",
-            cwd=self.path, token=token, check=False,
-        )  # fmt: skip
-        rejected = [line for line in result.stdout.splitlines() if line.startswith("!")]
-        if rejected:
-            reason = rejected[0].split("\t")[-1]
-            raise PushRejected(
-                f"push of {self.branch} rejected: {reason}",
-                returncode=result.returncode,
-                stderr=result.stderr,
-            )
-        if result.returncode != 0:
-            raise git_error(("push", self.clone_url), result)
-        return sha
-
-    def ignore_locally(self, patterns: Sequence[str]) -> None:
-        """Ignore `patterns` in this clone only (.git/info/exclude is never committed)."""
-        exclude = self.path / ".git" / "info" / "exclude"
-        exclude.parent.mkdir(parents=True, exist_ok=True)
-        with exclude.open("a") as handle:
-            handle.write("\n# Honk: test and build caches\n" + "\n".join(patterns) + "\n")
-
-    async def head_sha(self) -> str:
-        return (await git("rev-parse", "HEAD", cwd=self.path)).stdout.strip()
-
-    async def commits_ahead_of_base(self) -> int:
-        """Commits on HEAD that the base branch lacks: work an earlier attempt already pushed."""
-        result = await git(
-            "rev-list", "--count", f"refs/remotes/origin/{self.base}..HEAD", cwd=self.path
-        )
-        return int(result.stdout.strip() or 0)
-
-    async def _against_start(self, *diff_args: str) -> str:
-        # Stage into a throwaway copy of the index so untracked files count too and
-        # the real index is left as the agent left it. copy2 keeps the index mtime,
-        # which git needs to re-check files changed in the second it was written.
-        index = self.path.parent / f".{self.path.name}.index-{secrets.token_hex(6)}"
-        real_index = self.path / ".git" / "index"
-        try:
-            if real_index.exists():
-                await asyncio.to_thread(shutil.copy2, real_index, index)
-            env = {"GIT_INDEX_FILE": str(index)}
-            await git("add", "-A", cwd=self.path, env=env)
-            result = await git(
-                "diff", "--cached", "--no-ext-diff", "--no-textconv", _NO_SUBMODULES,
-                *diff_args, self.start_sha, cwd=self.path, env=env,
-            )  # fmt: skip
-            return result.stdout
-        finally:
-            index.unlink(missing_ok=True)
 
 
 class Workspaces:

@@ -121,7 +121,7 @@ async def ask(ctx: SlackContext, command: Command, origin: Origin) -> None:
         ctx.store,
         repo=repo,
         installation_id=allowed.installation_id,
-        issue_number=issue["number"],
+        issue=issue,
         requested_by=allowed.login,
         delivery_id=origin.request_id[:100] or None,
         slack_thread=thread,

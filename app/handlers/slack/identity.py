@@ -7,6 +7,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +27,9 @@ _PENDING: Namespace[dict[str, Any]] = Namespace(
     "slack_link_pending", owner=__name__, decode=mapping
 )
 LINK_CODE_SECONDS = 30 * 60
+# The confirming comment must be this fresh and never edited: anyone with write access may
+# edit anyone's comment on GitHub, so an edited or old comment proves nothing of its author.
+LINK_COMMENT_SECONDS = 10 * 60
 ORG_INDEX_SECONDS = 10 * 60  # how long an org's e-mail -> login index is trusted
 USER_LOOKUPS = 8  # concurrent GET /users/{login} while indexing an org
 
@@ -158,8 +162,27 @@ class Identity:
             raise LinkError(f"that comment is by `{author}`, not `{pending['login']}`")
         if pending["code"] not in str(comment.get("body") or ""):
             raise LinkError(f"that comment does not contain the code `{pending['code']}`")
+        self._check_written_now(comment)
         await _LINKS.put(
             self.store, user.key, {"login": author, "via": "comment", "at": self.clock()}
         )
         await _PENDING.delete(self.store, user.key)
         return author
+
+    def _check_written_now(self, comment: dict[str, Any]) -> None:
+        """The comment was written as it is, minutes ago: its author wrote the code."""
+        created, updated = comment.get("created_at"), comment.get("updated_at")
+        if not created or created != updated:
+            raise LinkError(
+                "that comment was edited after it was written (anyone with write access can "
+                "edit a comment): write the code in a new comment"
+            )
+        try:
+            written = datetime.fromisoformat(str(created)).timestamp()
+        except ValueError:
+            raise LinkError("GitHub gave that comment no time Honk understands") from None
+        if self.clock() - written > LINK_COMMENT_SECONDS:
+            raise LinkError(
+                f"that comment is older than {LINK_COMMENT_SECONDS // 60} minutes: write the "
+                "code in a new comment and confirm right away"
+            )

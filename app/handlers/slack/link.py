@@ -5,13 +5,14 @@ from __future__ import annotations
 import gidgethub
 
 from app.handlers.slack.conversation import NOT_INSTALLED, SlackContext
-from app.handlers.slack.identity import LinkError
+from app.handlers.slack.identity import LINK_COMMENT_SECONDS, LinkError
 from app.handlers.slack.parsing import Command, Origin, comment_ref, github_login
 
 LINK_HOWTO = (
     "To link your Slack account to GitHub `{login}`, comment `{code}` on any issue or pull "
     "request in a repository Honk is installed on, then send "
-    "`/honk link confirm <link to that comment>` within 30 minutes."
+    "`/honk link confirm <link to that comment>` right away: the comment must be at most "
+    "{minutes} minutes old and never edited, and the code expires in 30 minutes."
 )
 BAD_COMMENT_URL = (
     "Give the comment's link, like `{host}/owner/repo/issues/12#issuecomment-123` "
@@ -35,7 +36,8 @@ async def on_link_command(ctx: SlackContext, command: Command, origin: Origin) -
             await ctx.tell(origin, f"`{command.text}` is not a GitHub login.")
             return
         code = await ctx.identity.start_link(origin.user, login)
-        await ctx.tell(origin, LINK_HOWTO.format(login=login, code=code))
+        howto = LINK_HOWTO.format(login=login, code=code, minutes=LINK_COMMENT_SECONDS // 60)
+        await ctx.tell(origin, howto)
     else:
         await confirm_link(ctx, command.text, origin)
 

@@ -79,7 +79,7 @@ class FakeGitHub(AuthMixin, AppMixin, PullsMixin, IssuesMixin, ContentsMixin, Ch
             ("POST", "/app-manifests/{code}/conversions", self._convert_manifest, "public"),
             ("DELETE", "/installation/token", self._revoke_token, None),
             ("GET", "/installation/repositories", self._installation_repositories, None),
-            ("GET", "/users/{login}", self._get_user, "anonymous"),
+            ("GET", "/users/{login}", self._get_user, None),
             ("GET", "/orgs/{org}/members", self._org_members, None),
             ("GET", "/orgs/{org}/members/{login}", self._org_member, None),
             ("GET", repo, self._get_repo, None),

@@ -25,10 +25,17 @@ from tests.fakes.github.state import (
     _Answer,
 )
 
+REQUIRES_AUTHENTICATION = "Requires authentication"
+
 
 class AuthMixin(GitHubState):
     """Every request goes through `_middleware`: recorded, scripted answers given, then
-    authorized (App JWT, installation token, or public) before its handler runs."""
+    authorized (App JWT, installation token, or public) before its handler runs.
+
+    Like GitHub Enterprise Server in private mode, no REST endpoint answers an anonymous
+    request ("Requires authentication"), however public it is on github.com; only what
+    GitHub serves to an App flow without credentials is "public" (the manifest conversion,
+    the signed log-blob URLs, git's own endpoints, which check their Basic auth)."""
 
     # --- seeding: scripted answers -------------------------------------------------
 
@@ -98,13 +105,13 @@ class AuthMixin(GitHubState):
         access = self._access.get(request.match_info.route)
         if access == "public":
             return
-        if access == "jwt" or request.path == "/app" or request.path.startswith("/app/"):
-            self._check_jwt(request.headers.get("Authorization", ""))
-            return
         header = request.headers.get("Authorization")
-        if header is None and access == "anonymous":
+        if not header:
+            raise _Answer(401, REQUIRES_AUTHENTICATION)
+        if access == "jwt" or request.path == "/app" or request.path.startswith("/app/"):
+            self._check_jwt(header)
             return
-        issued = self._check_token(header or "")
+        issued = self._check_token(header)
         request[TOKEN] = issued
         owner, name = request.match_info.get("owner"), request.match_info.get("repo")
         if owner and name:

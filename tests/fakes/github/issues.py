@@ -56,10 +56,28 @@ class IssuesMixin(GitHubState):
         return issue
 
     def add_comment(
-        self, repo: str, number: int, body: str, user: str = "octocat"
+        self,
+        repo: str,
+        number: int,
+        body: str,
+        user: str = "octocat",
+        *,
+        age: float = 0.0,
     ) -> dict[str, Any]:
+        """A comment by `user`, written `age` seconds ago."""
         state = self.repo(repo)
-        return self._new_comment(state, self._issue(state, number), body, self._user(user))
+        comment = self._new_comment(state, self._issue(state, number), body, self._user(user))
+        if age:
+            written = self._now(self.clock() - age)
+            comment.update(created_at=written, updated_at=written)
+        return comment
+
+    def edit_comment(self, repo: str, comment_id: int, body: str) -> dict[str, Any]:
+        """Someone edits the comment now (GitHub lets anyone with write access edit anyone's
+        comment); GitHub moves its `updated_at`, never its `created_at`."""
+        comment = self.repo(repo)["comments"][comment_id]
+        comment.update(body=body, updated_at=self._now())
+        return comment
 
     # --- building ------------------------------------------------------------------
 

@@ -155,7 +155,7 @@ class GitHubState:
         self._job_logs: dict[int, str] = {}
         self._scripted: list[ScriptedAnswer] = []
         self._ids = itertools.count(10_001)
-        self._access: dict[Any, str | None] = {}  # route -> None (token), "anonymous", "public"
+        self._access: dict[Any, str | None] = {}  # route -> None (token), "jwt", "public"
 
     # --- seeding -------------------------------------------------------------------
 
@@ -329,8 +329,9 @@ class GitHubState:
         """Whoever the request acts as: the App's bot for installation tokens."""
         return self._bot_user()
 
-    def _now(self) -> str:
-        return datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    def _now(self, at: float | None = None) -> str:
+        moment = self.clock() if at is None else at
+        return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def _user(self, login: str, *, kind: str = "User") -> dict[str, Any]:
         if login.lower() not in self.users:

@@ -1,0 +1,325 @@
+"""One run's clone on the host: what the agent changed, exactly as it will be committed; the
+base branch's files (trusted) for setup and instructions; the commit and the push."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.workspace.git import GitError, git, git_error
+
+BRANCH_PREFIX = "honk/"
+# `git status` judges whether anything changed; submodules the agent might have made are
+# never entered (their config could run commands on the host).
+_NO_SUBMODULES = "--ignore-submodules=all"
+GITLINK = "160000"
+SYMLINK = "120000"
+_REGULAR = ("100644", "100755")
+
+
+class PushRejected(GitError):
+    """The remote refused the push (not a fast-forward, or a protected branch)."""
+
+
+class PushRefused(RuntimeError):
+    """Honk itself will not push this branch (the base, or outside honk/)."""
+
+
+class ChangeRefused(RuntimeError):
+    """The change holds what Honk never commits (a nested repository, a path outside `paths:`)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path as staging everything changes it since the run began (`git diff --raw`)."""
+
+    path: str
+    status: str  # A (added), M (modified), D (deleted), T (type changed)
+    old_mode: str  # "000000" when added
+    new_mode: str  # "000000" when deleted
+
+    def describe(self) -> str:
+        """The path, and what kind of change it is when that is not a plain file's."""
+        if GITLINK in (self.old_mode, self.new_mode):
+            return f"{self.path} (a submodule or nested repository commit)"
+        if self.status == "T":
+            return f"{self.path} (type {self.old_mode} -> {self.new_mode})"
+        if self.status == "M" and self.old_mode != self.new_mode:
+            return f"{self.path} (mode {self.old_mode} -> {self.new_mode})"
+        return self.path
+
+
+@dataclass
+class Checkout:
+    """One run's private clone; `start_sha` is where the run began on `branch`."""
+
+    path: Path
+    repo: str
+    branch: str
+    base: str
+    clone_url: str
+    start_sha: str = field(default="", repr=False)
+
+    async def has_changes(self) -> bool:
+        """True when the run changed anything: uncommitted edits or new commits."""
+        await self.refuse_nested_repositories()
+        status = await git("status", "--porcelain", _NO_SUBMODULES, cwd=self.path)
+        return bool(status.stdout.strip()) or await self.head_sha() != self.start_sha
+
+    async def changes(self) -> list[Change]:
+        """Everything `git add -A` would stage, against where the run began (the real index
+        is left as it is)."""
+        return _parse_raw(await self._against_start("--raw", "--no-abbrev", "-z"))
+
+    async def changed_files(self) -> list[str]:
+        """Paths changed since the run began, committed or not (untracked included)."""
+        return sorted({change.path for change in await self.changes()})
+
+    async def diff_stat(self) -> str:
+        """`git diff --stat` of everything changed since the run began."""
+        return await self._against_start("--stat")
+
+    async def stage(self) -> list[Change]:
+        """Stage everything not ignored into the index the commit is made from; what it holds.
+
+        Nested repositories are refused before `git add` looks at them: git would record one
+        as a gitlink to whatever its `.git` (a file may point anywhere on the host) names.
+        """
+        await self.refuse_nested_repositories()
+        await git("add", "-A", cwd=self.path)
+        result = await git(
+            "diff", "--cached", "--raw", "--no-abbrev", "-z", "--no-renames",
+            "--ignore-submodules=none", self.start_sha, cwd=self.path,
+        )  # fmt: skip
+        return _parse_raw(result.stdout)
+
+    async def commit_staged(
+        self, message: str, *, author_name: str, author_email: str
+    ) -> str | None:
+        """Commit the index exactly as `stage` left it; None when it holds nothing new."""
+        staged = await git(
+            "diff", "--cached", "--quiet", "--ignore-submodules=none", "HEAD",
+            cwd=self.path, check=False,
+        )  # fmt: skip
+        if staged.returncode == 0:
+            return None
+        identity = {
+            "GIT_AUTHOR_NAME": author_name,
+            "GIT_AUTHOR_EMAIL": author_email,
+            "GIT_COMMITTER_NAME": author_name,
+            "GIT_COMMITTER_EMAIL": author_email,
+        }
+        await git(
+            "commit", "--quiet", "--no-verify", "--file=-", cwd=self.path, env=identity,
+            input=message,
+        )  # fmt: skip
+        return await self.head_sha()
+
+    async def commit_all(
+        self,
+        message: str,
+        *,
+        author_name: str,
+        author_email: str,
+        allowed: Callable[[str], bool] | None = None,
+    ) -> str | None:
+        """Stage everything, refuse paths `allowed` refuses, commit; None when nothing changed."""
+        changes = await self.stage()
+        if allowed is not None:
+            refuse_outside(changes, allowed)
+        return await self.commit_staged(message, author_name=author_name, author_email=author_email)
+
+    async def push(self, token: str | None) -> str:
+        """Push refs/heads/<branch> to the clone URL, never forced; returns its sha."""
+        if self.branch == self.base or not self.branch.startswith(BRANCH_PREFIX):
+            raise PushRefused(
+                f"refusing to push {self.branch!r}: Honk pushes only its own "
+                f"{BRANCH_PREFIX}* branches, never the base branch"
+            )
+        ref = f"refs/heads/{self.branch}"
+        sha = (await git("rev-parse", "--verify", ref, cwd=self.path)).stdout.strip()
+        # The URL is Honk's, not whatever the checkout's config says now.
+        result = await git(
+            "push", "--porcelain", "--no-verify", self.clone_url, f"{ref}:{ref}",
+            cwd=self.path, token=token, check=False,
+        )  # fmt: skip
+        rejected = [line for line in result.stdout.splitlines() if line.startswith("!")]
+        if rejected:
+            reason = rejected[0].split("\t")[-1]
+            raise PushRejected(
+                f"push of {self.branch} rejected: {reason}",
+                returncode=result.returncode,
+                stderr=result.stderr,
+            )
+        if result.returncode != 0:
+            raise git_error(("push", self.clone_url), result)
+        return sha
+
+    def ignore_locally(self, patterns: Sequence[str]) -> None:
+        """Ignore `patterns` in this clone only (.git/info/exclude is never committed)."""
+        exclude = self.path / ".git" / "info" / "exclude"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with exclude.open("a") as handle:
+            handle.write("\n# Honk: test and build caches\n" + "\n".join(patterns) + "\n")
+
+    async def head_sha(self) -> str:
+        return (await git("rev-parse", "HEAD", cwd=self.path)).stdout.strip()
+
+    async def commits_ahead_of_base(self) -> int:
+        """Commits on HEAD that the base branch lacks: work an earlier attempt already pushed."""
+        result = await git(
+            "rev-list", "--count", f"refs/remotes/origin/{self.base}..HEAD", cwd=self.path
+        )
+        return int(result.stdout.strip() or 0)
+
+    # -- the base branch: trusted files ------------------------------------------------
+
+    async def base_sha(self) -> str:
+        """The base branch's commit as fetched for this run (a base given as a commit: it)."""
+        for rev in (f"refs/remotes/origin/{self.base}^{{commit}}", f"{self.base}^{{commit}}"):
+            found = await git("rev-parse", "--verify", "--quiet", rev, cwd=self.path, check=False)
+            if found.returncode == 0:
+                return found.stdout.strip()
+        raise GitError(f"base {self.base!r} is neither a branch nor a commit of the repository")
+
+    @contextlib.asynccontextmanager
+    async def on_base_tree(self) -> AsyncIterator[bool]:
+        """The work tree holds the base commit's files while the block runs, then the run's
+        branch again; what the block made (untracked and ignored files: `.venv`,
+        `node_modules`) stays. Yields whether the tree had to be switched (a follow-up's
+        branch differs from the base): code the agent wrote is then not there at all."""
+        base = await self.base_sha()
+        if await _tree(self.path, base) == await _tree(self.path, "HEAD"):
+            yield False
+            return
+        await git("checkout", "--quiet", "--force", "--detach", base, cwd=self.path)
+        try:
+            yield True
+        finally:
+            await asyncio.shield(git("checkout", "--quiet", "--force", self.branch, cwd=self.path))
+
+    async def base_files(self, names: Sequence[str], *, max_bytes: int) -> dict[str, str]:
+        """The text of the regular files `names` at the base commit, read with git, never from
+        the work tree (on a follow-up that is the agent's); larger ones are left out."""
+        base = await self.base_sha()
+        listing = await git("ls-tree", "-z", "--full-tree", base, "--", *names, cwd=self.path)
+        found: dict[str, str] = {}
+        for entry in filter(None, listing.stdout.split("\0")):
+            meta, _, name = entry.partition("\t")
+            mode, kind, sha = meta.split()
+            if kind != "blob" or mode not in _REGULAR or name not in names:
+                continue  # a symlink's target is not the repository's text
+            size = await git("cat-file", "-s", sha, cwd=self.path)
+            if int(size.stdout.strip()) > max_bytes:
+                continue
+            found[name] = (await git("cat-file", "blob", sha, cwd=self.path)).stdout
+        return {name: found[name] for name in names if name in found}
+
+    # -- what host-side git must never look into ----------------------------------------
+
+    async def refuse_nested_repositories(self) -> None:
+        """Refuse a work tree holding `.git` below its top (a directory, or a `gitdir:` file
+        that may point at any repository on the host), unless it is in an ignored directory
+        (a dependency's checkout that setup made): such a path is never staged."""
+        nested = await asyncio.to_thread(nested_git_entries, self.path)
+        if not nested:
+            return
+        parents = [os.path.dirname(entry) for entry in nested]
+        ignored = await git(
+            "check-ignore", "-z", "--stdin", cwd=self.path, input="\0".join(parents) + "\0",
+            check=False,
+        )  # fmt: skip
+        skipped = (
+            set(filter(None, ignored.stdout.split("\0"))) if ignored.returncode == 0 else set()
+        )
+        if skipped:
+            # An ignored directory that holds tracked files is still looked into by `git add`.
+            tracked = await git("ls-files", "-z", "--", *sorted(skipped), cwd=self.path)
+            paths = [p for p in tracked.stdout.split("\0") if p]
+            skipped = {d for d in skipped if not any(_under(p, d) for p in paths)}
+        refused = [entry for entry in nested if os.path.dirname(entry) not in skipped]
+        if refused:
+            raise ChangeRefused(
+                "the change contains a nested git repository, which Honk never commits: "
+                + ", ".join(refused[:10])
+            )
+
+    async def _against_start(self, *diff_args: str) -> str:
+        # Stage into a throwaway copy of the index so untracked files count too and
+        # the real index is left as the agent left it. copy2 keeps the index mtime,
+        # which git needs to re-check files changed in the second it was written.
+        await self.refuse_nested_repositories()
+        index = self.path.parent / f".{self.path.name}.index-{secrets.token_hex(6)}"
+        real_index = self.path / ".git" / "index"
+        try:
+            if real_index.exists():
+                await asyncio.to_thread(shutil.copy2, real_index, index)
+            env = {"GIT_INDEX_FILE": str(index)}
+            await git("add", "-A", cwd=self.path, env=env)
+            result = await git(
+                "diff", "--cached", "--no-ext-diff", "--no-textconv", "--no-renames",
+                "--ignore-submodules=none", *diff_args, self.start_sha, cwd=self.path, env=env,
+            )  # fmt: skip
+            return result.stdout
+        finally:
+            index.unlink(missing_ok=True)
+
+
+def refuse_outside(changes: Sequence[Change], allowed: Callable[[str], bool]) -> None:
+    """Raise ChangeRefused naming the changes whose path `allowed` refuses."""
+    refused = [change.describe() for change in changes if not allowed(change.path)]
+    if refused:
+        more = f" and {len(refused) - 10} more" if len(refused) > 10 else ""
+        raise ChangeRefused(
+            "the change touches paths this repository does not let Honk change: "
+            + ", ".join(refused[:10])
+            + more
+        )
+
+
+def nested_git_entries(root: Path) -> list[str]:
+    """Relative paths of every `.git` below the top of `root`, symlinks not followed
+    (blocking: call in a thread). Iterative: the agent may nest directories deeply."""
+    found: list[str] = []
+    pending = [""]
+    while pending:
+        relative = pending.pop()
+        try:
+            with os.scandir(os.path.join(root, relative)) as entries:
+                children = list(entries)
+        except OSError:
+            continue
+        for entry in children:
+            path = os.path.join(relative, entry.name)
+            if entry.name == ".git":
+                if relative:  # the checkout's own is at the top
+                    found.append(path)
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append(path)
+    return sorted(found)
+
+
+def _parse_raw(raw: str) -> list[Change]:
+    """`git diff --raw -z` output: ":old new old_sha new_sha status\\0path\\0" per change."""
+    parts = raw.split("\0")
+    changes = []
+    for meta, path in zip(parts[::2], parts[1::2], strict=False):
+        if not meta.startswith(":"):
+            continue
+        old_mode, new_mode, _old, _new, status = meta[1:].split()
+        changes.append(Change(path, status[0], old_mode, new_mode))
+    return changes
+
+
+def _under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+async def _tree(path: Path, rev: str) -> str:
+    return (await git("rev-parse", f"{rev}^{{tree}}", cwd=path)).stdout.strip()
