@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bench import checkout, ingest, sandbox, webhook_to_pr
+from bench import checkout, ingest, proxy, sandbox, webhook_to_pr
 
-NAMES = ("checkout", "sandbox", "pr", "ingest")
+NAMES = ("checkout", "sandbox", "pr", "ingest", "proxy")
 
 
 def main() -> int:
@@ -25,6 +25,8 @@ def main() -> int:
         asyncio.run(webhook_to_pr.main(quick=quick))
     if "ingest" in chosen:
         asyncio.run(ingest.main(count=1000 if quick else 3000))
+    if "proxy" in chosen:
+        asyncio.run(proxy.main(quick=quick))
     return 0
 
 
