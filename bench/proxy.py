@@ -261,12 +261,12 @@ async def main(quick: bool = False) -> None:
         f"connection set-up (CONNECT + tiny GET, {setups} times)"
     )
     print(
-        f"  {'':26} {'tunnel':>9} {'forward':>9} {'set-up p50':>11} {'p95':>8}"
+        f"  {'':32} {'tunnel':>9} {'forward':>9} {'set-up p50':>11} {'p95':>8}"
         f" {'start':>8} {'memory':>8}"
     )
     for f in results:
         print(
-            f"  {f.name:26} {f.tunnel_mb_s:6.0f} MB/s {f.forward_mb_s:4.0f} MB/s"
+            f"  {f.name:32} {f.tunnel_mb_s:4.0f} MB/s {f.forward_mb_s:4.0f} MB/s"
             f" {f.setup_p50_ms:8.2f} ms {f.setup_p95_ms:5.2f} ms"
             f" {f.start_ms:5.0f} ms {f.rss_mb:5.0f} MB"
         )

@@ -4,11 +4,14 @@ its list is empty), and a summary of its connections on the run once it ends."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from app.network_policy import Cap
 from app.runs.context import RunContext
 from app.workspace.egress import NetworkSummary, phase_proxy, proxy_config
+
+log = logging.getLogger(__name__)
 
 PHASE_SETTINGS = {"setup": "setup_network", "agent": "network"}
 
@@ -33,4 +36,5 @@ async def phase_network(ctx: RunContext, cap: Cap, phase: str) -> AsyncIterator[
         sandbox.proxy = None
         for summary in summaries:
             ctx.network[phase] = summary
+            log.info("run %s, %s network: %s", ctx.run.id, phase, summary.describe())
             await ctx.tracker.network(phase, summary.describe())

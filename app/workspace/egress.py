@@ -30,6 +30,7 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 START_SECONDS = 15.0
 STOP_SECONDS = 5.0
 SHOWN_HOSTS = 6  # hosts named in a summary before "and N more"
+KEPT_RECORDS = 10_000  # per phase; past it, connections are only counted
 _PROXY_SCRIPT = Path(__file__).with_name("egress_proxy.py")
 _POLICY_MODULE = Path(__file__).parents[1] / "network_policy.py"
 # Loads the two modules by path, so the proxy process imports nothing else of Honk's (not
@@ -91,6 +92,8 @@ class NetworkSummary:
 
     phase: str  # "setup" or "agent"
     records: tuple[Record, ...] = ()
+    # Past KEPT_RECORDS: (allowed, refused, bytes down, bytes up) of the connections not kept.
+    uncounted: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     @property
     def allowed(self) -> list[Record]:
@@ -104,17 +107,19 @@ class NetworkSummary:
         """e.g. "14 requests to pypi.org, files.pythonhosted.org (9.1 MB down, 52 kB up);
         1 refused: evil.example"."""
         allowed, refused = self.allowed, self.refused
+        more_allowed, more_refused, more_down, more_up = self.uncounted
         if not self.records:
             return "no requests"
         parts = []
         if allowed:
-            down, up = sum(r.down for r in allowed), sum(r.up for r in allowed)
+            down = sum(r.down for r in allowed) + more_down
+            up = sum(r.up for r in allowed) + more_up
+            count = _count(len(allowed) + more_allowed, "request")
             hosts = _names(_target(r) for r in allowed)
-            parts.append(
-                f"{_count(len(allowed), 'request')} to {hosts} ({_size(down)} down, {_size(up)} up)"
-            )
+            parts.append(f"{count} to {hosts} ({_size(down)} down, {_size(up)} up)")
         if refused:
-            parts.append(f"{len(refused)} refused: {_names(_target(r) for r in refused)}")
+            count = str(len(refused) + more_refused)
+            parts.append(f"{count} refused: {_names(_target(r) for r in refused)}")
         return "; ".join(parts)
 
 
@@ -127,6 +132,7 @@ class EgressProxy:
     process: asyncio.subprocess.Process
     sandbox: SandboxProxy
     records: list[Record] = field(default_factory=list)
+    uncounted: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _errors: bytearray = field(default_factory=bytearray)
 
@@ -187,7 +193,12 @@ class EgressProxy:
         while line := await stdout.readline():
             with contextlib.suppress(ValueError, TypeError):
                 record = Record(**json.loads(line))
-                self.records.append(record)
+                if len(self.records) < KEPT_RECORDS:
+                    self.records.append(record)
+                else:  # a flood: counted, not kept
+                    self.uncounted[0 if record.allowed else 1] += 1
+                    self.uncounted[2] += record.down
+                    self.uncounted[3] += record.up
                 outcome = "allowed" if record.allowed else "refused"
                 metrics.sandbox_connections.labels(self.phase, outcome).inc()
 
@@ -215,7 +226,8 @@ class EgressProxy:
                 await asyncio.wait_for(asyncio.shield(task), STOP_SECONDS)
             task.cancel()
         await asyncio.to_thread(shutil.rmtree, self.directory, True)
-        return NetworkSummary(self.phase, tuple(self.records))
+        more = self.uncounted
+        return NetworkSummary(self.phase, tuple(self.records), (more[0], more[1], more[2], more[3]))
 
 
 def proxy_config(

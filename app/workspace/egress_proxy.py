@@ -32,6 +32,7 @@ CHUNK = 256 * 1024
 # After the server has finished, how long the client may still send before the tunnel closes.
 LINGER_SECONDS = 5.0
 STOP_GRACE_SECONDS = 1.0
+MAX_CONNECTIONS = 256  # at once; more get a 503 (the sandbox's processes are capped too)
 _HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -367,6 +368,12 @@ async def serve(socket_path: str, config: ProxyConfig) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(handlers) >= MAX_CONNECTIONS:
+            reason = f"more than {MAX_CONNECTIONS} connections at once"
+            await _reply(writer, 503, "Service Unavailable", f"Honk's proxy: {reason}.\n")
+            writer.close()
+            _emit(Record("(too many connections)", reason=reason))
+            return
         handlers.add(task)
         try:
             await relay.handle(reader, writer)
