@@ -117,12 +117,16 @@ async def test_setup_and_the_agent_each_reach_their_own_list(
     seen = outputs(fake_anthropic)
     # Setup's list is the registry; the agent-only host was refused there, naming its setting.
     assert "hello from the registry" in seen
-    assert f"refused {other}: it is not in this run's list. To allow it, add it to " in seen
-    assert "`setup_network:` in .github/honk.yml" in seen
+    assert (
+        f"refused {other}: it is not in this run's list. To allow it, add {other} to "
+        "`setup_network:` in .github/honk.yml"
+    ) in seen
     # The agent's list is its own host; the registry is not on it.
     assert "hello from the agent's api" in seen
-    assert f"refused {own}: it is not in this run's list" in seen
-    assert "`network:` in .github/honk.yml" in seen
+    assert (
+        f"refused {own}: it is not in this run's list. To allow it, add the preset "
+        "`registries` to `network:` in .github/honk.yml"
+    ) in seen
     system = fake_anthropic.requests[0]["system"]
     assert other in str(system) and "HTTP_PROXY" in str(system)
 
