@@ -218,26 +218,30 @@ async def test_a_refusal_says_what_would_allow_it(tmp_path: Path, mirror: Loopba
     def relay_for(cap: Cap, items: list[str]) -> EgressRelay:
         rules = compile_rules(items, setting="network", cap=cap)
         config = proxy_config(rules, setting="network", cap=cap)
-        return EgressRelay(config, records.append, resolver)
+        return EgressRelay(config, record, resolver)
+
+    def record(entry: Record) -> None:
+        records.append(entry)
+        recorded.set()
 
     async def ask(relay: EgressRelay, request: str) -> bytes:
-        seen = len(records)
-        path = str(tmp_path / f"relay-{seen}.sock")
+        recorded.clear()
+        path = str(tmp_path / f"relay-{len(records)}.sock")
         server = await asyncio.start_unix_server(relay.handle, path=path)
         try:
             reader, writer = await asyncio.open_unix_connection(path)
             writer.write(request.encode())
             answer = await reader.read()
             writer.close()
-            async with asyncio.timeout(5):
-                while len(records) == seen:  # the relay records the connection as it ends
-                    await asyncio.sleep(0.01)
+            # The relay records the connection as it ends.
+            await asyncio.wait_for(recorded.wait(), 5)
         finally:
             server.close()
             await server.wait_closed()
         return answer
 
     records: list[Record] = []
+    recorded = asyncio.Event()
     presets_only = relay_for(Cap(None, Presets.with_overrides({})), ["npm"])
     answer = await ask(presets_only, "CONNECT files.pythonhosted.org:443 HTTP/1.1\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 403 Forbidden by Honk: files.pythonhosted.org:443")
@@ -262,3 +266,16 @@ async def test_a_refusal_says_what_would_allow_it(tmp_path: Path, mirror: Loopba
         "CONNECT x..y:443 HTTP/1.1\r\n\r\n",
     ):
         assert (await ask(own, bad)).startswith(b"HTTP/1.1 400 Bad Request")
+
+
+async def test_the_proxy_ends_with_honk(mirror: LoopbackRegistry) -> None:
+    """Honk killed: the kernel closes the proxy's stdin, and the proxy stops on its own."""
+    listed = f"localhost:{mirror.port}"
+    proxy = await start_proxy([listed], cap=(listed,))
+    assert proxy.process.stdin is not None
+    proxy.process.stdin.close()  # what Honk's death does to the pipe
+    async with asyncio.timeout(10):
+        await proxy.process.wait()
+    assert not proxy.sandbox.socket_path.exists()
+    await proxy.stop()
+    assert not proxy.directory.exists()

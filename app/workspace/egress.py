@@ -173,10 +173,10 @@ class EgressProxy:
         stdin, stdout = self.process.stdin, self.process.stdout
         assert stdin is not None and stdout is not None
         self._tasks.append(asyncio.create_task(self._read_errors()))
-        stdin.write(config.to_json().encode())
+        # One line; stdin then stays open: the proxy stops when it ends, Honk's death included.
+        stdin.write(config.to_json().encode() + b"\n")
         with contextlib.suppress(ConnectionError):
             await stdin.drain()
-        stdin.close()
         try:
             line = await asyncio.wait_for(stdout.readline(), START_SECONDS)
         except TimeoutError:
@@ -212,6 +212,8 @@ class EgressProxy:
     async def stop(self) -> NetworkSummary:
         """Stop the process (open connections get a moment to end) and sum up."""
         process = self.process
+        if process.stdin is not None:
+            process.stdin.close()
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)

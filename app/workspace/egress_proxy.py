@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import socket
 import sys
@@ -72,7 +73,7 @@ class ProxyConfig:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> ProxyConfig:
+    def from_json(cls, text: str | bytes) -> ProxyConfig:
         data = json.loads(text)
         return cls(
             rules=tuple(Rule(Entry(**e), bool(ok)) for e, ok in data["rules"]),
@@ -361,7 +362,8 @@ def _emit(record: Record) -> None:
 
 
 async def serve(socket_path: str, config: ProxyConfig) -> None:
-    """Listen until SIGTERM; then let open connections end for a moment, and stop."""
+    """Listen until SIGTERM or the end of stdin (Honk closed it, or died); then let open
+    connections end for a moment, and stop."""
     relay = EgressRelay(config, _emit)
     handlers: set[asyncio.Task[Any]] = set()
 
@@ -384,6 +386,8 @@ async def serve(socket_path: str, config: ProxyConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    stdin = sys.stdin.fileno()
+    loop.add_reader(stdin, lambda: os.read(stdin, 4096) or stop.set())
     server = await asyncio.start_unix_server(handle, path=socket_path, limit=HEAD_LIMIT)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
@@ -395,10 +399,13 @@ async def serve(socket_path: str, config: ProxyConfig) -> None:
         task.cancel()
     if handlers:
         await asyncio.wait(set(handlers), timeout=STOP_GRACE_SECONDS)
+    with contextlib.suppress(OSError):
+        os.unlink(socket_path)
 
 
 def main() -> None:
-    """`<python> -I -c ...` from app.workspace.egress: the socket path in argv, config on stdin."""
+    """`<python> -I -c ...` from app.workspace.egress: the socket path in argv, the config as
+    stdin's first line; stdin stays open while Honk wants the proxy."""
     socket_path = sys.argv[1]
-    config = ProxyConfig.from_json(sys.stdin.read())
+    config = ProxyConfig.from_json(sys.stdin.buffer.readline())
     asyncio.run(serve(socket_path, config))
