@@ -15,8 +15,15 @@ from app import metrics
 from app.config import Settings
 from app.models import RunState
 from app.web import SERVICES, create_app
-from tests.calc_world import REPO, calc_settings, fixing_script, labeled, seed_calc
-from tests.fakes.anthropic import Turn, result_text, tool_results, tool_use_bash
+from tests.calc_world import REPO, calc_settings, labeled, seed_calc
+from tests.fakes.anthropic import (
+    Turn,
+    result_text,
+    text,
+    tool_results,
+    tool_use_bash,
+    tool_use_edit,
+)
 from tests.fakes.registry import LoopbackRegistry
 from tests.helpers import post_webhook
 from tests.test_e2e import finished_run
@@ -24,6 +31,11 @@ from tests.test_e2e import finished_run
 pytestmark = pytest.mark.bwrap
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
+# The fix, without the agent's own test run: Honk's `verify:` runs the tests once.
+FIX = (
+    tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a + b"),
+    text("Fixed `add`."),
+)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +119,7 @@ async def test_setup_and_the_agent_each_reach_their_own_list(
         tool_use_bash(
             f"cat .deps.log; echo; curl -sS http://{other}/; echo; curl -sS http://{own}/"
         ),
-        *fixing_script(),
+        *FIX,
     )
     client = await aiohttp_client(create_app(world_settings))
     await post_webhook(client, "issues", labeled())
@@ -172,7 +184,7 @@ async def test_network_off_reaches_nothing_and_starts_no_proxy(
         during.append(egress_processes())  # while the agent works
         return tool_use_bash(f"cat .probe.log; {probe}")
 
-    fake_anthropic.script(look_then_probe, *fixing_script())
+    fake_anthropic.script(look_then_probe, *FIX)
     started = proxies_started()
     asked = len(registry.paths)
     client = await aiohttp_client(create_app(world_settings))
