@@ -11,6 +11,8 @@ from urllib.parse import urlparse
 
 from dotenv import dotenv_values
 
+from app.network_policy import Cap, NetworkSettingError, Presets, is_preset_name, parse_items
+
 DEFAULT_MODEL = "claude-sonnet-4-6"
 GITHUB_API_URL = "https://api.github.com"
 GITHUB_URL = "https://github.com"
@@ -56,6 +58,11 @@ class Settings:
     sandbox_file_size_mb: int = 1024
     sandbox_tmp_mb: int = 512
     sandbox_disk_mb: int = 10240
+    # What repositories may let their sandboxes reach (`network:`, `setup_network:`): hosts,
+    # presets or "*"; None: every preset and no other host. And the operator's own presets
+    # (replacing a built-in one, e.g. PyPI by a mirror), name -> entries.
+    network_allow: tuple[str, ...] | None = None
+    network_presets: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # The editor tool reads and writes files up to this size.
     editor_max_file_mb: int = 10
     # Per-run checkouts, under opaque names: the sandbox's mount table shows this path.
@@ -128,6 +135,10 @@ class Settings:
         ]
         return [v for v in values if v]
 
+    def network_cap(self) -> Cap:
+        """HONK_NETWORK_ALLOW over the presets (HONK_NETWORK_PRESETS included)."""
+        return Cap(self.network_allow, Presets.with_overrides(dict(self.network_presets)))
+
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -193,6 +204,7 @@ class Settings:
             ),
             sandbox_tmp_mb=_int(get("HONK_SANDBOX_TMP_MB") or "512", "HONK_SANDBOX_TMP_MB", 1),
             sandbox_disk_mb=_int(get("HONK_SANDBOX_DISK_MB") or "10240", "HONK_SANDBOX_DISK_MB", 1),
+            **_network(get("HONK_NETWORK_ALLOW"), get("HONK_NETWORK_PRESETS")),
             editor_max_file_mb=_int(
                 get("HONK_EDITOR_MAX_FILE_MB") or "10", "HONK_EDITOR_MAX_FILE_MB", 1, 1024
             ),
@@ -238,6 +250,34 @@ class Settings:
         if settings.app_id is not None and not settings.private_key:
             raise ConfigError("PRIVATE_KEY or PRIVATE_KEY_PATH is required when APP_ID is set")
         return settings
+
+
+def _network(allow: str | None, presets: str | None) -> dict[str, object]:
+    """HONK_NETWORK_ALLOW ("pypi npm *.internal.example mirror.internal:3141", or "*") and
+    HONK_NETWORK_PRESETS ("pypi=mirror.internal:3141; tools=a.example b.example")."""
+    overrides: dict[str, tuple[str, ...]] = {}
+    for part in (presets or "").split(";"):
+        if not part.strip():
+            continue
+        name, sep, entries = part.partition("=")
+        if not sep:
+            raise ConfigError("HONK_NETWORK_PRESETS is a list of name=host,host separated by ;")
+        overrides[name.strip().lower()] = tuple(entries.replace(",", " ").split())
+    try:
+        cap = Cap(
+            parse_items((allow or "").replace(",", " ").split(), "HONK_NETWORK_ALLOW")
+            if allow is not None
+            else None,
+            Presets.with_overrides(overrides),
+        )
+        for item in cap.items or ():
+            if is_preset_name(item) and item not in cap.presets.items:
+                cap.presets.rules(item)  # raises: not a preset
+    except NetworkSettingError as exc:
+        raise ConfigError(
+            str(exc) if "HONK_" in str(exc) else f"HONK_NETWORK_ALLOW: {exc}"
+        ) from None
+    return {"network_allow": cap.items, "network_presets": tuple(overrides.items())}
 
 
 def default_checkout_dir() -> Path:

@@ -88,6 +88,18 @@ sandbox_seconds = Histogram(
     buckets=SLOW,
     registry=registry,
 )
+egress_proxies = Counter(
+    "honk_egress_proxies_started_total",
+    "Network proxies started for a sandbox phase (setup, agent)",
+    ("phase",),
+    registry=registry,
+)
+sandbox_connections = Counter(
+    "honk_sandbox_connections_total",
+    "Connections from sandboxes through the network proxy, by phase and outcome",
+    ("phase", "outcome"),
+    registry=registry,
+)
 github_calls = Counter(
     "honk_github_requests_total",
     "GitHub REST requests, by method and HTTP status (or error)",

@@ -29,6 +29,9 @@ class Progress:
     run_id: int | None  # None until the run is queued
     states: dict[str, str] = field(default_factory=lambda: {"queued": "done"})
     notes: dict[str, str] = field(default_factory=dict)
+    # Each sandbox phase's connections through the network proxy, e.g. "setup": "3 requests
+    # to pypi.org, files.pythonhosted.org (2.1 MB down, 4.0 kB up)".
+    network: dict[str, str] = field(default_factory=dict)
     outcome: str | None = None  # the closing line once the run has ended
     run_url: str | None = None  # the run's page, when HONK_URL is set
 
@@ -66,6 +69,9 @@ class Progress:
                 lines.append(f"{_ICONS['skipped']}{text}~")
             else:
                 lines.append(f"{_ICONS[state]} {text}")
+        if self.network:
+            lines.append("")
+            lines += [f"Network ({phase}): {text}" for phase, text in self.network.items()]
         if self.outcome:
             lines += ["", self.outcome]
         return "\n".join(lines)

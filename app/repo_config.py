@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import re
 from dataclasses import dataclass, field, fields, replace
 from http import HTTPStatus
 from typing import Any
@@ -14,13 +13,29 @@ import pathspec
 import yaml
 
 from app.config import Settings
+from app.network_policy import (
+    NetworkSettingError,
+    Rule,
+    compile_rules,
+    parse_items,
+    setup_default,
+)
 
 CONFIG_PATH = ".github/honk.yml"
 ORG_DEFAULTS_REPO = ".github"  # Probot's convention: the org's `.github` repository
 
 SETTINGS = (
-    "verify", "setup", "network", "model", "limits", "slack_channel", "label", "paths", "review",
-)  # fmt: skip
+    "verify",
+    "setup",
+    "setup_network",
+    "network",
+    "model",
+    "limits",
+    "slack_channel",
+    "label",
+    "paths",
+    "review",
+)
 _LIMITS = {"turns": "max_turns", "minutes": "max_minutes", "ci_repair_rounds": "ci_repair_rounds"}
 # `review:` in the file -> RepoConfig's fields.
 _REVIEW = {
@@ -31,11 +46,6 @@ _REVIEW = {
     "checks": "review_checks",
 }
 ON_VETO = ("draft", "comment")
-# A host name, optionally a leading "*." wildcard and a port: what the agent's proxy can match.
-_HOST = re.compile(
-    r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*"
-    r"[A-Za-z0-9])?)*(:\d{1,5})?"
-)
 LABEL_MAX = 50  # GitHub's limit on a label's name
 
 
@@ -46,8 +56,10 @@ class RepoConfigError(ValueError):
 @dataclass(frozen=True)
 class RepoConfig:
     verify: str | None = None  # the check command, run in the sandbox after the agent
-    setup: tuple[str, ...] = ()  # commands before the agent, with network
-    network: tuple[str, ...] = ()  # hosts the agent may reach; empty: no network
+    setup: tuple[str, ...] = ()  # commands before the agent, over the base branch's files
+    # What setup may reach through Honk's proxy (presets, hosts); None: the registries preset.
+    setup_network: tuple[str, ...] | None = None
+    network: tuple[str, ...] = ()  # what the agent may reach; empty: nothing (`off`)
     model: str | None = None
     max_turns: int | None = None
     max_minutes: float | None = None
@@ -127,9 +139,12 @@ def parse_config(text: str, source: str = CONFIG_PATH) -> RepoConfig:
     for key in ("model", "slack_channel", "label"):
         if data.get(key) is not None:
             values[key] = _string(data[key], key, source)
-    for key in ("setup", "network", "paths"):
+    for key in ("setup", "paths"):
         if key in data:
             values[key] = _strings(data[key], key, source)
+    for key in ("network", "setup_network"):
+        if key in data:
+            values[key] = _network(data[key], key, source)
     values.update(_review(data.get("review"), source))
     _check_items(values, source)
     values.update(_limits(data.get("limits"), source))
@@ -167,6 +182,20 @@ def _limits(limits: Any, source: str) -> dict[str, Any]:
             raise RepoConfigError(f"{source}: limits.{key} must be {least}")
         values[_LIMITS[key]] = int(value)
     return values
+
+
+def _network(value: Any, key: str, source: str) -> tuple[str, ...]:
+    """`off`, a preset name, or a list of hosts and presets."""
+    if value is False or value is None:  # YAML reads a bare `off` as false
+        return ()
+    if value is True:
+        raise RepoConfigError(f"{source}: {key} is `off`, a preset, or a list of hosts")
+    if isinstance(value, list):
+        value = ["off" if item is False else item for item in value]
+    try:
+        return parse_items(_strings(value, key, source), f"{source}: {key}")
+    except NetworkSettingError as exc:
+        raise RepoConfigError(str(exc)) from None
 
 
 def _review(review: Any, source: str) -> dict[str, Any]:
@@ -207,12 +236,6 @@ def _on_off(value: Any, key: str, source: str) -> bool:
 
 
 def _check_items(values: dict[str, Any], source: str) -> None:
-    for host in values.get("network", ()):
-        if not _HOST.fullmatch(host):
-            raise RepoConfigError(
-                f"{source}: network entries are host names like pypi.org or *.npmjs.org, "
-                f"not {host!r}"
-            )
     for key, name in (("paths", "paths"), ("review_allow", "review.allow")):
         for glob in values.get(key, ()):
             if glob.removeprefix("!").startswith("/") or ".." in glob.split("/"):
@@ -320,6 +343,35 @@ def review_policy(settings: Settings, config: RepoConfig) -> ReviewPolicy:
         checks_kept=wants_checks_off and not checks_off,
         diff_chars=settings.review_diff_chars,
     )
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """What each sandbox phase may reach through Honk's proxy: no rules, no proxy."""
+
+    setup: tuple[Rule, ...] = ()
+    agent: tuple[Rule, ...] = ()
+
+
+def network_plan(settings: Settings, config: RepoConfig) -> NetworkPlan:
+    """`setup_network:` and `network:` within the operator's HONK_NETWORK_ALLOW.
+
+    What the cap does not allow is refused (RepoConfigError names it), like any other error
+    in the file: running with less than the file asks would fail in confusing ways, and
+    with more is not the operator's choice. Setup's default is the registries preset.
+    """
+    cap = settings.network_cap()
+    setup_items = config.setup_network
+    try:
+        setup = compile_rules(
+            setup_default(cap) if setup_items is None else setup_items,
+            setting=f"{config.source}: setup_network",
+            cap=cap,
+        )
+        agent = compile_rules(config.network, setting=f"{config.source}: network", cap=cap)
+    except NetworkSettingError as exc:
+        raise RepoConfigError(str(exc)) from None
+    return NetworkPlan(setup, agent)
 
 
 @dataclass

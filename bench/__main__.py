@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bench import checkout, ingest, review, run_page, sandbox, webhook_to_pr
+from bench import checkout, ingest, proxy, review, run_page, sandbox, webhook_to_pr
 
-NAMES = ("checkout", "sandbox", "pr", "review", "run_page", "ingest")
+NAMES = ("checkout", "sandbox", "pr", "review", "run_page", "ingest", "proxy")
 
 
 def main() -> int:
@@ -29,6 +29,8 @@ def main() -> int:
         asyncio.run(run_page.main(quick=quick))
     if "ingest" in chosen:
         asyncio.run(ingest.main(count=1000 if quick else 3000))
+    if "proxy" in chosen:
+        asyncio.run(proxy.main(quick=quick))
     return 0
 
 

@@ -14,6 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from app.network_policy import Entry, Rule
+from app.workspace.egress import EgressProxy
+from app.workspace.egress_proxy import ProxyConfig
 from app.workspace.sandbox import Sandbox, sandbox_env
 
 
@@ -49,10 +52,18 @@ async def main(quick: bool = False) -> None:
             else float("nan")
         )
         honk = await _median(lambda: sandbox.run("true"), rounds)
+        config = ProxyConfig((Rule(Entry("pypi.org")),), setting="network")
+        proxy = await EgressProxy.start(config, phase="bench")
+        try:
+            sandbox.proxy = proxy.sandbox
+            proxied = await _median(lambda: sandbox.run("true"), rounds)
+        finally:
+            await proxy.stop()
     print(f"sandbox benchmark: median of {rounds} runs of `true`")
     print(f"  bash, unsandboxed        {plain * 1000:7.1f} ms")
     print(f"  bare bwrap (ro /)        {bare * 1000:7.1f} ms")
     print(f"  Honk's sandbox           {honk * 1000:7.1f} ms (allowlist, limits, watch)")
+    print(f"  ... with the net proxy   {proxied * 1000:7.1f} ms (socat started inside, listening)")
 
 
 if __name__ == "__main__":

@@ -287,20 +287,31 @@ async def test_github_hiccups_while_publishing_are_retried(
     assert len(fake_github.calls_to("POST", rf"^/repos/{REPO}/pulls$")) == 2
 
 
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ("verify: [unclosed\n", "not valid YAML"),
+        # A host the operator's HONK_NETWORK_ALLOW (by default: presets only) does not allow.
+        ("network: [pypi, evil.example]\n", "network: evil.example is not allowed by this"),
+    ],
+)
 async def test_malformed_config_stops_the_run_and_names_the_error(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
+    config: str,
+    named: str,
 ) -> None:
-    fake_github.commit_files(REPO, {".github/honk.yml": "verify: [unclosed\n"})
+    fake_github.commit_files(REPO, {".github/honk.yml": config})
     client = await aiohttp_client(create_app(world_settings))
     await post_webhook(client, "issues", labeled())
     run = await finished_run(client)
     assert run.state == RunState.FAILED
-    assert "honk.yml" in (run.error or "")
+    assert "honk.yml" in (run.error or "") and named in (run.error or "")
     tracking = fake_github.repo(REPO)["comments"][run.tracking_comment_id]
     assert "honk.yml" in tracking["body"] and "not valid" in tracking["body"]
+    assert named in tracking["body"]
     assert fake_anthropic.requests == []  # the agent never ran with the wrong settings
 
 

@@ -13,6 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from app.network_policy import Cap, Presets, compile_rules
+from app.workspace.egress import EgressProxy, proxy_config
 from app.workspace.mounts import Hidden
 from app.workspace.sandbox import (
     OutputCap,
@@ -148,18 +150,25 @@ async def test_no_network_by_default(checkout: Path, loopback: TestServer) -> No
     assert "ConnectionRefused" in blocked.output or "unreachable" in blocked.output.lower()
 
 
-async def test_network_when_asked(checkout: Path, loopback: TestServer) -> None:
+async def test_network_only_through_the_phases_proxy(checkout: Path, loopback: TestServer) -> None:
     fetch = (
         'python -c "import urllib.request; '
-        f"print(urllib.request.urlopen('http://127.0.0.1:{loopback.port}/').read().decode())\""
+        f"print(urllib.request.urlopen('http://localhost:{loopback.port}/').read().decode())\""
     )
-    sandbox = Sandbox(checkout)
-    allowed = await sandbox.run(fetch, network=True)
-    assert allowed.exit_code == 0, allowed.output
-    assert "hello from the host" in allowed.output
-    on_by_default = Sandbox(checkout, network=True)
-    assert (await on_by_default.run(fetch)).exit_code == 0
-    assert (await on_by_default.run(fetch, network=False)).exit_code != 0
+    listed = f"localhost:{loopback.port}"
+    cap = Cap((listed,), Presets.with_overrides({}))
+    rules = compile_rules([listed], setting="network", cap=cap)
+    proxy = await EgressProxy.start(proxy_config(rules, setting="network", cap=cap), phase="agent")
+    try:
+        sandbox = Sandbox(checkout)
+        assert (await sandbox.run(fetch)).exit_code != 0  # no proxy: loopback only
+        sandbox.proxy = proxy.sandbox
+        allowed = await sandbox.run(fetch)
+        assert allowed.exit_code == 0, allowed.output
+        assert "hello from the host" in allowed.output
+        assert (await sandbox.run(fetch, offline=True)).exit_code != 0
+    finally:
+        await proxy.stop()
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -311,8 +312,13 @@ async def check_sandbox(settings: Settings) -> Check:
     problem = await Sandbox.check(settings.sandbox)
     if problem:
         return Check("sandbox", FAIL, problem)
+    if shutil.which("socat") is None:
+        return Check("sandbox", FAIL, "socat is missing: sandboxes reach Honk's network proxy "
+                     "through it (apt-get install socat)")  # fmt: skip
     cap = await asyncio.to_thread(process_cap)
-    return Check("sandbox", PASS, f"bwrap starts a sandbox; processes capped by {cap}")
+    return Check(
+        "sandbox", PASS, f"bwrap starts a sandbox; processes capped by {cap}; network via proxy"
+    )
 
 
 async def check_store(settings: Settings) -> Check:

@@ -46,7 +46,7 @@ async def run_local(repo_path: Path, task_text: str, settings: Settings, *, out:
     else:
         _say(out, "honk: WARNING: sandbox off; commands run unconfined on this machine")
     # The same sandbox as the server's runs: Honk's own files stay out of sight.
-    sandbox = Sandbox.for_settings(settings, root, network=False)
+    sandbox = Sandbox.for_settings(settings, root)
     tools = ToolBox.for_settings(settings, sandbox)
     instructions = await asyncio.to_thread(read_repo_instructions, root)
     first_line = task_text.strip().splitlines()[0]

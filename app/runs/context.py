@@ -11,13 +11,14 @@ from app.agent.prompts import AgentTask
 from app.agent.tools import ToolBox
 from app.github.client import GitHubClient
 from app.models import Run, RunState, Usage
-from app.repo_config import RepoConfig, RunLimits
+from app.repo_config import NetworkPlan, RepoConfig, RunLimits
 from app.runs.kinds import IssueRun, rules_for
 from app.runs.subject import Subject
 from app.runs.texts import Verification
 from app.runs.tracker import RunTracker
 from app.store import Store
 from app.workspace.checkout import Checkout
+from app.workspace.egress import NetworkSummary
 from app.workspace.sandbox import Sandbox
 
 if TYPE_CHECKING:
@@ -47,6 +48,9 @@ class RunContext:
     subject: Subject = field(default_factory=lambda: Subject(None, None, "change"))
     config: RepoConfig = field(default_factory=RepoConfig)
     limits: RunLimits | None = None
+    network_plan: NetworkPlan = field(default_factory=NetworkPlan)  # what each phase may reach
+    # Each sandbox phase's connections through the proxy ("setup", "agent"), once it ended.
+    network: dict[str, NetworkSummary] = field(default_factory=dict)
     model: str = ""
     token: str = ""  # the installation token git pushes with; never shown to the agent
     checkout: Checkout | None = None

@@ -21,9 +21,16 @@ from app.github.auth import GitHubApp
 from app.installations import repository_active
 from app.log import describe_error
 from app.models import Run, RunState
-from app.repo_config import ConfigCache, RepoConfigError, load_repo_config, run_limits
+from app.repo_config import (
+    ConfigCache,
+    RepoConfigError,
+    load_repo_config,
+    network_plan,
+    run_limits,
+)
 from app.runs.attempts import combine, second_attempt_limits, task_with, verification
 from app.runs.context import Outcome, RunCancelled, RunContext
+from app.runs.network import phase_network
 from app.runs.people import write_access_check, writer_comments
 from app.runs.publish import (
     BUILD_ARTIFACTS,
@@ -150,13 +157,15 @@ class Pipeline:
             await self._sandbox(ctx)
             await self._setup(ctx)
             await self._instruct(ctx)
-            await self._work(ctx)
-            await self._verify(ctx)
-            stopped = await self._no_change(ctx)
-            if stopped is not None:
-                return stopped
-            await self._check_paths(ctx)
-            stopped = await self._review(ctx)
+            # The agent's proxy (if its list names anything) covers each of its attempts,
+            # the one after a failed verification or a veto too; verification stays offline.
+            async with phase_network(ctx, self.settings.network_cap(), "agent"):
+                await self._work(ctx)
+                await self._verify(ctx)
+                stopped = await self._no_change(ctx)
+                if stopped is None:
+                    await self._check_paths(ctx)
+                    stopped = await self._review(ctx)
             if stopped is not None:
                 return stopped
             await self._publish(ctx)
@@ -177,13 +186,15 @@ class Pipeline:
             ctx.config = await load_repo_config(
                 installation, run.repo, default_branch, self.config_cache
             )
+            ctx.network_plan = network_plan(self.settings, ctx.config)
         except RepoConfigError as exc:
             config_error = exc
         subject = ctx.subject
         await ctx.tracker.started(subject.issue or subject.pull, channel=ctx.config.slack_channel)
         if config_error is not None:
             # Running with defaults would silently drop the file's `paths:` and `network:`
-            # limits: stop, and the tracking comment names the error.
+            # limits: stop, and the tracking comment names the error (a host or preset the
+            # operator's HONK_NETWORK_ALLOW does not allow, too).
             raise RuntimeError(f"`.github/honk.yml` is not valid: {config_error}")
         ctx.limits = run_limits(self.settings, ctx.config)
         ctx.model = ctx.config.model or self.settings.model
@@ -231,25 +242,26 @@ class Pipeline:
                 )
             self._sandbox_ok = True
         assert ctx.checkout is not None
-        # bwrap cannot filter by host: a repository that names any host gets the network
-        # for the agent; without `network:` the agent is offline.
-        ctx.sandbox = Sandbox.for_settings(
-            self.settings, ctx.checkout.path, network=bool(ctx.config.network)
-        )
+        # A network namespace of its own, always: loopback, and the phase's proxy if any.
+        ctx.sandbox = Sandbox.for_settings(self.settings, ctx.checkout.path)
         ctx.toolbox = ToolBox.for_settings(self.settings, ctx.sandbox)
 
     async def _setup(self, ctx: RunContext) -> None:
-        """The repository's `setup:` commands (installing dependencies) have the network, so
-        they run over the base branch's files only: on a follow-up, whose branch the agent
-        wrote, the work tree is the base commit's while they run, and what they made stays."""
+        """The repository's `setup:` commands (installing dependencies) reach what
+        `setup_network:` allows, so they run over the base branch's files only: on a
+        follow-up, whose branch the agent wrote, the work tree is the base commit's while
+        they run, and what they made stays."""
         checkout, sandbox, _tools = ctx.work
         if not ctx.config.setup:
             return
-        async with checkout.on_base_tree() as switched:
+        async with (
+            checkout.on_base_tree() as switched,
+            phase_network(ctx, self.settings.network_cap(), "setup"),
+        ):
             if switched:
                 await self.store.add_step(ctx.run.id, "setup", "on the base branch's files")
             for command in ctx.config.setup:
-                result = await self._until_stopped(ctx.run, sandbox.run(command, network=True))
+                result = await self._until_stopped(ctx.run, sandbox.run(command))
                 if result.exit_code != 0:
                     raise RuntimeError(
                         f"setup command `{command}` failed (exit {result.exit_code})"
@@ -285,6 +297,7 @@ class Pipeline:
             repo_instructions=instructions,
             verify_command=ctx.config.verify,
             visible_root=sandbox.visible_root,
+            network_hosts=[str(rule.entry) for rule in ctx.network_plan.agent],
         )
         assert ctx.limits is not None
         ctx.agent_limits = AgentLimits(
@@ -441,7 +454,7 @@ class Pipeline:
             ctx.config.verify,
             result,
             # Offline whatever `network:` says: it runs the code the agent wrote.
-            lambda cmd: self._until_stopped(ctx.run, sandbox.run(cmd, network=False)),
+            lambda cmd: self._until_stopped(ctx.run, sandbox.run(cmd, offline=True)),
         )
         await ctx.tracker.events.verification(checked)  # for the run page
         return checked

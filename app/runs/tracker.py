@@ -101,6 +101,15 @@ class RunTracker:
         self.progress.notes[phase] = note
         await self.update()
 
+    async def network(self, phase: str, summary: str) -> None:
+        """A sandbox phase's connections through the proxy: a run step and a comment line.
+
+        Host names come from the sandbox's requests: shown inert, like model text.
+        """
+        self.progress.network[phase] = inert(summary[:1000])
+        await self.store.add_step(self.run.id, "network", f"{phase}: {summary}")
+        await self.update(force=True)
+
     async def update(self, *, force: bool = False) -> None:
         if not force and time.monotonic() - self._last_update < NOTE_INTERVAL:
             return

@@ -47,8 +47,9 @@ class SandboxLimits:
             disk_mb=settings.sandbox_disk_mb,
         )
 
-    def preamble(self) -> str:
-        """Shell that sets the hard limits, then runs the command given as "$1".
+    def preamble(self, before: str = "") -> str:
+        """Shell that sets the hard limits, runs `before` (shell, under those limits too),
+        then the command given as "$1".
 
         A limit already lower than ours (the host's hard limit) cannot be raised and stays.
         """
@@ -58,7 +59,7 @@ class SandboxLimits:
             ("-f", self.file_size_mb * 1024),  # KiB in bash's default mode
         )
         sets = "".join(f"ulimit -HS {flag} {value} 2>/dev/null; " for flag, value in limits)
-        return sets + 'exec bash -c "$1"'
+        return sets + before + 'exec bash -c "$1"'
 
     def process_message(self) -> str:
         return (

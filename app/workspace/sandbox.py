@@ -17,6 +17,7 @@ from pathlib import Path
 
 from app import metrics
 from app.config import Settings
+from app.workspace.egress import SandboxProxy
 from app.workspace.limits import MIB, DiskWatch, PidsCgroup, SandboxLimits, count_tasks
 from app.workspace.mounts import (
     Hidden,
@@ -88,7 +89,6 @@ class Sandbox:
         *,
         mode: str = "bwrap",
         ro_paths: Sequence[str] = (),
-        network: bool = False,
         timeout: float = 600,
         output_limit: int = 30000,
         hidden: Hidden | None = None,
@@ -101,7 +101,9 @@ class Sandbox:
         self.ro_paths = tuple(ro_paths)
         self.hidden = hidden or Hidden()
         self.limits = limits or SandboxLimits()
-        self.network = network
+        # The phase's way out (setup's, then the agent's), set while that phase runs; with
+        # none a command has loopback only. Never the host's network.
+        self.proxy: SandboxProxy | None = None
         self.timeout = timeout
         self.output_limit = output_limit
         name = self.root.name or "repo"
@@ -116,7 +118,6 @@ class Sandbox:
         settings: Settings,
         root: Path,
         *,
-        network: bool = False,
         install: HonkInstall | None = None,
     ) -> Sandbox:
         """The sandbox the server's runs and `honk run` both use: one place, no drift."""
@@ -124,7 +125,6 @@ class Sandbox:
             root,
             mode=settings.sandbox,
             ro_paths=settings.sandbox_ro_paths,
-            network=network,
             timeout=settings.command_timeout,
             output_limit=settings.output_limit,
             hidden=honk_hidden(settings, install),
@@ -159,12 +159,15 @@ class Sandbox:
         command: str,
         *,
         timeout: float | None = None,  # noqa: ASYNC109 - the whole process group is killed
-        network: bool | None = None,
+        offline: bool = False,
         input: str | None = None,
     ) -> CommandResult:
-        """Run `command` with bash; output is stdout and stderr merged, capped."""
-        use_network = self.network if network is None else network
-        argv = await asyncio.to_thread(self.command_line, command, network=use_network)
+        """Run `command` with bash; output is stdout and stderr merged, capped.
+
+        It reaches the phase's proxy, if any, unless `offline` (loopback only).
+        """
+        proxy = None if offline else self.proxy
+        argv = await asyncio.to_thread(self.command_line, command, proxy=proxy)
         confined = self.mode == "bwrap"
         cgroup = None
         if confined and self.limits.use_cgroup:
@@ -274,7 +277,7 @@ class Sandbox:
         used = await asyncio.to_thread(functools.partial(self.disk.measure, fresh=True))
         return self.limits.disk_message(used) if used > self.disk.limit else None
 
-    def command_line(self, command: str, *, network: bool) -> list[str]:
+    def command_line(self, command: str, *, proxy: SandboxProxy | None = None) -> list[str]:
         """The argv that runs `command` (bwrap and its mounts, or plain bash).
 
         Blocking (it looks at the host's directories): call in a thread.
@@ -288,10 +291,12 @@ class Sandbox:
                 "apt-get install bubblewrap) or set HONK_SANDBOX=off to run agent "
                 "commands without a sandbox (unsafe)"
             )
-        inner = ["bash", "-c", self.limits.preamble(), "honk-limits", command]
-        return [bwrap, *self._bwrap_args(network), "--", *inner]
+        preamble = self.limits.preamble(proxy.forwarder() if proxy else "")
+        inner = ["bash", "-c", preamble, "honk-limits", command]
+        return [bwrap, *self._bwrap_args(proxy), "--", *inner]
 
-    def _bwrap_args(self, network: bool) -> list[str]:
+    def _bwrap_args(self, proxy: SandboxProxy | None) -> list[str]:
+        # --unshare-all includes the network: a namespace of the sandbox's own, loopback only.
         args = [
             "--unshare-all",
             "--unshare-user",
@@ -301,8 +306,6 @@ class Sandbox:
             "--new-session",
             "--clearenv",
         ]  # fmt: skip
-        if network:
-            args.append("--share-net")
         for key, value in sandbox_env().items():
             args += ["--setenv", key, value]
         system, rest = host_mounts(self.ro_paths, self.hidden)
@@ -318,6 +321,8 @@ class Sandbox:
             "--size", tmp_size, "--tmpfs", "/tmp",
             *rest,
         ]  # fmt: skip
+        if proxy is not None:
+            args += proxy.bwrap_args()
         args += ["--bind", str(self.root), self.visible_root]
         for secret in hidden_in(self.root, self.hidden):
             shown = f"{self.visible_root}/{secret.relative_to(self.root)}"

@@ -1,0 +1,281 @@
+"""The sandbox's only way out, for real: bwrap in its own network namespace, Honk's egress
+proxy in its own process, socat inside, curl and pip as an agent would run them. Loopback
+only: the "internet" here is two loopback servers, and names resolve through the system's
+resolver (localhost) or, for names that must not exist, the proxy's test-only table."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.network_policy import Cap, Presets, compile_rules
+from app.workspace.egress import (
+    INSIDE_SOCKET,
+    EgressProxy,
+    NetworkSummary,
+    SandboxProxy,
+    proxy_config,
+)
+from app.workspace.egress_proxy import EgressRelay, Record
+from app.workspace.sandbox import Sandbox
+from tests.fakes.registry import LoopbackRegistry
+
+pytestmark = pytest.mark.bwrap
+
+
+@pytest.fixture(scope="module")
+def mirror() -> Iterator[LoopbackRegistry]:
+    """The listed host: a package index on the host's loopback, as `localhost:<port>`."""
+    with LoopbackRegistry("the mirror") as registry:
+        yield registry
+
+
+@pytest.fixture(scope="module")
+def unlisted() -> Iterator[LoopbackRegistry]:
+    with LoopbackRegistry("an unlisted server") as registry:
+        yield registry
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    root = tmp_path / "widgets"
+    root.mkdir()
+    return root
+
+
+async def start_proxy(
+    items: list[str], cap: tuple[str, ...], static_hosts: dict[str, list[str]] | None = None
+) -> EgressProxy:
+    """The agent's proxy for `network: items`, under HONK_NETWORK_ALLOW=cap."""
+    allowed = Cap(cap, Presets.with_overrides({}))
+    rules = compile_rules(items, setting="network", cap=allowed)
+    config = proxy_config(rules, setting="network", cap=allowed, static_hosts=static_hosts)
+    return await EgressProxy.start(config, phase="agent")
+
+
+def environment_of(pid: int) -> list[bytes]:
+    return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+
+
+def through(root: Path, proxy: EgressProxy) -> Sandbox:
+    sandbox = Sandbox(root)
+    sandbox.proxy = proxy.sandbox
+    return sandbox
+
+
+async def test_a_listed_host_is_reachable_and_nothing_else(
+    checkout: Path,
+    mirror: LoopbackRegistry,
+    unlisted: LoopbackRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = "whsec-" + secrets.token_hex(8)
+    monkeypatch.setenv("WEBHOOK_SECRET", secret)
+    listed = f"localhost:{mirror.port}"
+    proxy = await start_proxy([listed], cap=(listed,))
+    try:
+        # The proxy process holds nothing of Honk's environment.
+        environ = environment_of(proxy.process.pid)
+        assert {line.split(b"=")[0] for line in environ if line} == {b"PATH", b"LANG"}
+        assert all(secret.encode() not in line for line in environ)
+        sandbox = through(checkout, proxy)
+        index = f"http://{listed}/simple/"
+        allowed = await sandbox.run(
+            f"curl -sS http://{listed}/ && "
+            "python -m pip download -q --disable-pip-version-check --no-cache-dir "
+            f"--index-url {index} --no-deps -d /tmp/x honk-probe && ls /tmp/x"
+        )
+        assert allowed.exit_code == 0, allowed.output
+        assert "hello from the mirror" in allowed.output
+        assert mirror.wheel_file in allowed.output
+        assert f"/files/{mirror.wheel_file}" in mirror.paths
+
+        refused = await sandbox.run(
+            f"curl -sS --noproxy '' http://127.0.0.1:{unlisted.port}/; echo; "
+            f"curl -sS http://localhost:{unlisted.port}/; echo; "
+            "curl -sS --noproxy '' http://169.254.169.254/latest/meta-data/; echo; "
+            f"curl -sS -p --noproxy '' -o /dev/null -w 'tunnel %{{http_connect}}\\n' "
+            f"http://[::1]:{mirror.port}/;"
+            # A raw connection that ignores the proxy variables: the sandbox's own loopback.
+            " python -c \"import socket; socket.create_connection(('127.0.0.1', "
+            f'{mirror.port}), timeout=3)" 2>&1 | tail -n 1'
+        )
+        out = refused.output
+        assert f"refused 127.0.0.1:{unlisted.port}: it is an IP address" in out
+        assert f"refused localhost:{unlisted.port}: it is not in this run's list" in out
+        assert "HONK_NETWORK_ALLOW" in out and "`network:` in .github/honk.yml" in out
+        assert "refused 169.254.169.254:80: it is an IP address" in out
+        assert "tunnel 403" in out
+        assert "ConnectionRefusedError" in out
+        assert "hello from" not in out and unlisted.paths == []
+    finally:
+        summary = await proxy.stop()
+    assert proxy.process.returncode is not None and not proxy.directory.exists()
+    assert {(r.host, r.port) for r in summary.allowed} == {("localhost", mirror.port)}
+    assert {r.host for r in summary.refused} == {"127.0.0.1", "localhost", "169.254.169.254", "::1"}
+    pip = [r for r in summary.allowed if r.down >= len(mirror.wheel)]
+    assert pip and pip[0].address == "127.0.0.1" and pip[0].up > 0 and pip[0].seconds >= 0
+    text = summary.describe()
+    assert text.startswith(f"3 requests to {listed} (") and " down, " in text
+    assert f"; 4 refused: 127.0.0.1:{unlisted.port}, localhost:{unlisted.port}" in text
+
+
+async def test_a_wildcard_never_reaches_a_private_address(
+    checkout: Path, mirror: LoopbackRegistry
+) -> None:
+    exact = f"sneaky.example:{mirror.port}"
+    resolved = {
+        "sneaky.example": ["127.0.0.1"],
+        "inner.example": ["10.0.0.7"],
+        "metadata.example": ["169.254.169.254"],
+        "mapped.example": ["::ffff:127.0.0.1"],
+        "mixed.example": ["93.184.215.14", "192.168.1.1"],
+    }
+    # Any host for the repository, but only the operator's own exact entry may be private.
+    proxy = await start_proxy(["*.example", exact], cap=("*", exact), static_hosts=resolved)
+    try:
+        names = ("sneaky", "inner", "metadata", "mapped", "mixed")
+        result = await through(checkout, proxy).run(
+            "".join(f"curl -sS http://{name}.example/; echo; " for name in names)
+            + f"curl -sS -p -o /dev/null -w 'tunnel %{{http_connect}}\\n' https://sneaky.example/;"
+            f" curl -sS http://{exact}/"
+        )
+    finally:
+        summary = await proxy.stop()
+    out = result.output
+    assert "sneaky.example resolves to 127.0.0.1, a loopback address" in out
+    assert "inner.example resolves to 10.0.0.7, a private address" in out
+    assert "metadata.example resolves to 169.254.169.254, a link-local address" in out
+    assert "mapped.example resolves to ::ffff:127.0.0.1, a loopback address" in out
+    assert "mixed.example resolves to 192.168.1.1, a private address" in out
+    assert "tunnel 403" in out
+    # The exact entry the operator wrote reaches the address it resolved to, and only it.
+    assert out.rstrip().endswith("hello from the mirror")
+    assert [(r.host, r.port, r.address) for r in summary.allowed] == [
+        ("sneaky.example", mirror.port, "127.0.0.1")
+    ]
+    assert len(summary.refused) == 6
+
+
+async def test_the_hosts_abstract_unix_sockets_are_unreachable(
+    checkout: Path, mirror: LoopbackRegistry
+) -> None:
+    name = f"honk-test-{secrets.token_hex(6)}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind("\0" + name)
+        listener.listen()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.connect("\0" + name)  # reachable from the host: the attempt below can fail
+        listed = f"localhost:{mirror.port}"
+        proxy = await start_proxy([listed], cap=(listed,))
+        try:
+            result = await through(checkout, proxy).run(
+                f"socat -u ABSTRACT-CONNECT:{name} - 2>&1; echo socat=$?"
+            )
+        finally:
+            await proxy.stop()
+    assert "Connection refused" in result.output and "socat=1" in result.output
+
+
+def test_never_the_hosts_network(checkout: Path) -> None:
+    """Whatever the phase: a network namespace of the sandbox's own, the proxy bound in."""
+    sandbox = Sandbox(checkout)
+    bare = sandbox.command_line("true")
+    assert "--unshare-all" in bare and "--share-net" not in bare
+    assert not any("proxy" in arg.lower() or "socat" in arg for arg in bare)
+    proxied = sandbox.command_line("true", proxy=SandboxProxy(checkout / "proxy.sock"))
+    assert "--unshare-all" in proxied and "--share-net" not in proxied
+    bind = proxied.index("--ro-bind", proxied.index(str(checkout / "proxy.sock")) - 1)
+    assert proxied[bind + 1 : bind + 3] == [str(checkout / "proxy.sock"), INSIDE_SOCKET]
+    assert "HTTPS_PROXY" in proxied and "no_proxy" in proxied
+
+
+def test_summary_text_for_the_tracking_comment() -> None:
+    records = [Record("pypi.org", 443, "CONNECT", True, up=2_000, down=1_500_000)] * 13
+    records += [Record("files.pythonhosted.org", 443, "CONNECT", True, down=9_000_000)]
+    records += [Record("evil.example", 443, "CONNECT", False, reason="not allowed")]
+    text = NetworkSummary("setup", tuple(records)).describe()
+    assert text == (
+        "14 requests to pypi.org, files.pythonhosted.org (28.5 MB down, 26.0 kB up); "
+        "1 refused: evil.example"
+    )
+    assert NetworkSummary("agent").describe() == "no requests"
+
+
+async def test_a_refusal_says_what_would_allow_it(tmp_path: Path, mirror: LoopbackRegistry) -> None:
+    """The relay in this process, on a socket of its own, with a resolver that counts."""
+    asked: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"]
+
+    def relay_for(cap: Cap, items: list[str]) -> EgressRelay:
+        rules = compile_rules(items, setting="network", cap=cap)
+        config = proxy_config(rules, setting="network", cap=cap)
+        return EgressRelay(config, record, resolver)
+
+    def record(entry: Record) -> None:
+        records.append(entry)
+        recorded.set()
+
+    async def ask(relay: EgressRelay, request: str) -> bytes:
+        recorded.clear()
+        path = str(tmp_path / f"relay-{len(records)}.sock")
+        server = await asyncio.start_unix_server(relay.handle, path=path)
+        try:
+            reader, writer = await asyncio.open_unix_connection(path)
+            writer.write(request.encode())
+            answer = await reader.read()
+            writer.close()
+            # The relay records the connection as it ends.
+            await asyncio.wait_for(recorded.wait(), 5)
+        finally:
+            server.close()
+            await server.wait_closed()
+        return answer
+
+    records: list[Record] = []
+    recorded = asyncio.Event()
+    presets_only = relay_for(Cap(None, Presets.with_overrides({})), ["npm"])
+    answer = await ask(presets_only, "CONNECT files.pythonhosted.org:443 HTTP/1.1\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 403 Forbidden by Honk: files.pythonhosted.org:443")
+    assert b"add the preset `pypi` to `network:` in .github/honk.yml" in answer
+    answer = await ask(presets_only, "CONNECT evil.example:443 HTTP/1.1\r\n\r\n")
+    assert b"must be allowed in HONK_NETWORK_ALLOW first" in answer
+    assert asked == []  # a refused name is not even resolved
+    listed = f"localhost:{mirror.port}"
+    own = relay_for(Cap((listed,), Presets.with_overrides({})), [listed])
+    answer = await ask(
+        own, f"GET http://{listed}/ HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
+    )
+    assert answer.endswith(b"hello from the mirror\n") and asked == ["localhost"]
+    assert (records[-1].address, records[-1].method, records[-1].allowed) == (
+        "127.0.0.1",
+        "GET",
+        True,
+    )
+    for bad in (
+        "GET / HTTP/1.1\r\n\r\n",
+        "CONNECT a b c\r\n\r\n",
+        "CONNECT x..y:443 HTTP/1.1\r\n\r\n",
+    ):
+        assert (await ask(own, bad)).startswith(b"HTTP/1.1 400 Bad Request")
+
+
+async def test_the_proxy_ends_with_honk(mirror: LoopbackRegistry) -> None:
+    """Honk killed: the kernel closes the proxy's stdin, and the proxy stops on its own."""
+    listed = f"localhost:{mirror.port}"
+    proxy = await start_proxy([listed], cap=(listed,))
+    assert proxy.process.stdin is not None
+    proxy.process.stdin.close()  # what Honk's death does to the pipe
+    async with asyncio.timeout(10):
+        await proxy.process.wait()
+    assert not proxy.sandbox.socket_path.exists()
+    await proxy.stop()
+    assert not proxy.directory.exists()
