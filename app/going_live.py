@@ -32,7 +32,12 @@ OWN_APPROVAL = (
 
 
 class Refused(Exception):
-    """GitHub (or, for the requester's own approval, Honk) said no; the message says why."""
+    """GitHub (or, for the requester's own approval, Honk) said no; the message says why.
+    `status` is GitHub's HTTP status (401: the token no longer works)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def github_words(exc: gidgethub.HTTPException) -> str:
@@ -75,7 +80,7 @@ async def merge_pull(
             data={"merge_method": method, "sha": sha},
         )
     except gidgethub.BadRequest as exc:
-        raise Refused(github_words(exc)) from None
+        raise Refused(github_words(exc), int(exc.status_code)) from None
     if not isinstance(answer, Mapping) or not answer.get("merged"):
         message = answer.get("message") if isinstance(answer, Mapping) else None
         raise Refused(str(message or "GitHub did not merge the pull request."))
@@ -94,7 +99,7 @@ async def approve_pull(gh: GitHubClient, run: Run, *, sha: str, login: str) -> d
             data={"event": "APPROVE", "commit_id": sha, "body": body},
         )
     except gidgethub.BadRequest as exc:
-        raise Refused(github_words(exc)) from None
+        raise Refused(github_words(exc), int(exc.status_code)) from None
 
 
 async def close_pull(gh: GitHubClient, run: Run) -> dict[str, Any]:
@@ -105,7 +110,7 @@ async def close_pull(gh: GitHubClient, run: Run) -> dict[str, Any]:
             f"{_repo_path(run.repo)}/pulls/{int(run.pr_number)}", data={"state": "closed"}
         )
     except gidgethub.BadRequest as exc:
-        raise Refused(github_words(exc)) from None
+        raise Refused(github_words(exc), int(exc.status_code)) from None
 
 
 def _repo_path(repo: str) -> str:

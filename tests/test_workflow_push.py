@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from app.workspace.mirror import PushRejected, Workspaces
+from app.workspace.checkout import PushRejected
+from app.workspace.mirror import Workspaces
 from tests.fakes.git_http import create_git_app, init_bare_repo, run_git, token_auth
 
 REPO = "octo/widgets"

@@ -85,7 +85,7 @@ def ready_card(facts: CardFacts) -> Message:
     the cost; Merge, Approve, Request changes, Close PR; View run."""
     pr = pr_link(facts.pr_url, facts.pr_number)
     blocks: list[Block] = [
-        section(f":white_check_mark: *CI passed* on {pr}: ready to go live", facts.pr_title)
+        section(f":white_check_mark: *CI passed* on {pr}: ready to go live", escape(facts.pr_title))
     ]
     if facts.summary.strip():
         # Cut before it is made inert: a cut through an inert code span would undo it.

@@ -12,11 +12,21 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import gidgethub
+
 from app.actions import queue_follow_up
 from app.ci import records
 from app.github.client import GitHubClient
 from app.github.connections import Connection
-from app.going_live import OWN_APPROVAL, Refused, approve_pull, close_pull, merge_method, merge_pull
+from app.going_live import (
+    OWN_APPROVAL,
+    Refused,
+    approve_pull,
+    close_pull,
+    github_words,
+    merge_method,
+    merge_pull,
+)
 from app.handlers.slack.conversation import UNKNOWN_RUN, SlackContext, run_of
 from app.handlers.slack.link import offer_connect
 from app.handlers.slack.parsing import Origin
@@ -73,6 +83,12 @@ async def on_action(
             await close(ctx, payload, run, connection, gh, origin)
     except Refused as exc:
         said = str(exc)
+        if exc.status == 401 and ctx.connections is not None:
+            # Revoked on GitHub (the webhook may not have come yet): connect again.
+            await ctx.connections.forget(origin.user.key, "GitHub refused its token")
+            verb, label = VERBS[action_id]
+            await offer_connect(ctx, origin, CONNECT_FIRST.format(verb=verb, label=label))
+            return
         log.info("%s: %s refused for %s: %s", run.repo, action_id, connection.login, said)
         who = "" if said == OWN_APPROVAL else "GitHub refused: "
         await ctx.tell(origin, f"{who}{said}")
@@ -95,7 +111,10 @@ async def merge(
         config = await load_repo_config(installation, run.repo, None, ctx.config_cache)
     except RepoConfigError as exc:
         raise Refused(f"Honk cannot read `.github/honk.yml`: {exc}") from None
-    repo_info = await gh.getitem(f"/repos/{run.repo}")
+    try:
+        repo_info = await gh.getitem(f"/repos/{run.repo}")
+    except gidgethub.BadRequest as exc:
+        raise Refused(github_words(exc), int(exc.status_code)) from None
     method = merge_method(repo_info, config.merge)
     merged_sha = await merge_pull(gh, run, sha=sha, method=method)
     pr = await installation.pull(run.repo, run.pr_number)
