@@ -244,7 +244,9 @@ async def test_an_option_like_repository_name_is_only_ever_a_path(
         repo="octo/-n", clone_url=str(remote), token=None, run_id=4, branch="honk/4-x"
     )
     async with checkout as co:
-        assert co.path == tmp_path / "data" / "runs" / "4" / "-n"
+        # An absolute path ending in the name: git never reads it as an option.
+        assert co.path == workspaces.checkout_path("octo/-n", 4)
+        assert co.path.is_absolute() and co.path.name == "-n"
         (co.path / "calc.py").write_text("x = 4\n")
         assert await publish(co, remote) is not None
     assert workspaces.mirror_path("octo/-n") == tmp_path / "data" / "mirrors" / "octo" / "-n.git"
