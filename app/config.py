@@ -102,6 +102,8 @@ class Settings:
     github_client_id: str | None = None
     github_client_secret: str | None = field(default=None, repr=False)
     session_key: str | None = field(default=None, repr=False)
+    # Encrypts people's GitHub tokens at rest (Slack user -> GitHub); HONK_SESSION_KEY if unset.
+    token_key: str | None = field(default=None, repr=False)
 
     @property
     def github_configured(self) -> bool:
@@ -114,6 +116,14 @@ class Settings:
     @property
     def sign_in_configured(self) -> bool:
         return bool(self.github_client_id and self.github_client_secret)
+
+    @property
+    def github_graphql_url(self) -> str:
+        """GitHub's GraphQL endpoint: /graphql beside the REST API (GHES: /api/graphql)."""
+        api = self.github_api_url.rstrip("/")
+        if api.endswith("/api/v3"):
+            return api.removesuffix("/v3") + "/graphql"
+        return api + "/graphql"
 
     def run_url(self, run_id: int | None) -> str | None:
         """The run's page, or None while HONK_URL (where people reach Honk) is not set."""
@@ -132,6 +142,7 @@ class Settings:
             self.metrics_token,
             self.github_client_secret,
             self.session_key,
+            self.token_key,
         ]
         return [v for v in values if v]
 
@@ -245,7 +256,8 @@ class Settings:
             honk_url=_url(url, "HONK_URL") if (url := get("HONK_URL")) else None,
             github_client_id=get("GITHUB_CLIENT_ID"),
             github_client_secret=get("GITHUB_CLIENT_SECRET"),
-            session_key=_session_key(get("HONK_SESSION_KEY")),
+            session_key=_fernet_key(get("HONK_SESSION_KEY"), "HONK_SESSION_KEY"),
+            token_key=_fernet_key(get("HONK_TOKEN_KEY"), "HONK_TOKEN_KEY"),
         )
         if settings.app_id is not None and not settings.private_key:
             raise ConfigError("PRIVATE_KEY or PRIVATE_KEY_PATH is required when APP_ID is set")
@@ -349,7 +361,7 @@ def _database_url(value: str) -> str:
     return value
 
 
-def _session_key(value: str | None) -> str | None:
+def _fernet_key(value: str | None, name: str) -> str | None:
     """A Fernet key (32 url-safe base64 bytes), as `honk serve`'s set-up writes it."""
     if value is None:
         return None
@@ -359,7 +371,7 @@ def _session_key(value: str | None) -> str | None:
         Fernet(value.encode())
     except (ValueError, TypeError):
         raise ConfigError(
-            "HONK_SESSION_KEY must be a Fernet key (32 url-safe base64-encoded bytes; "
+            f"{name} must be a Fernet key (32 url-safe base64-encoded bytes; "
             'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key())")'
         ) from None
     return value

@@ -43,7 +43,7 @@ MAX_CLAIMED = 4 * CONCURRENCY  # claimed and not yet finished, so other processe
 
 # Events about the installation itself are handled with the App's own JWT: the
 # installation may already be gone (deleted) or unable to mint tokens (suspended).
-_APP_LEVEL_EVENTS = {"installation", "ping"}
+_APP_LEVEL_EVENTS = {"installation", "ping", "github_app_authorization"}
 _SHA_HOLDERS = ("check_suite", "check_run", "workflow_run", "deployment")
 
 

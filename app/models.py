@@ -28,6 +28,7 @@ class RunKind(StrEnum):
     ISSUE = "issue"  # an issue labelled `honk` (or asked for from Slack)
     RETRY = "retry"  # `/honk retry` on a Honk PR
     CI_FIX = "ci_fix"  # automatic repair after red CI
+    CONTINUE = "continue"  # a run that stopped at its limit, carried on from Slack
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ SETTINGS = (
     "label",
     "paths",
     "review",
+    "merge",
 )
 _LIMITS = {"turns": "max_turns", "minutes": "max_minutes", "ci_repair_rounds": "ci_repair_rounds"}
 # `review:` in the file -> RepoConfig's fields.
@@ -46,6 +47,7 @@ _REVIEW = {
     "checks": "review_checks",
 }
 ON_VETO = ("draft", "comment")
+MERGE_METHODS = ("squash", "merge", "rebase")  # GitHub's merge_method values
 LABEL_MAX = 50  # GitHub's limit on a label's name
 
 
@@ -72,6 +74,7 @@ class RepoConfig:
     on_veto: str | None = None  # "draft" (a draft PR, the default) or "comment" (no PR)
     review_allow: tuple[str, ...] = ()  # globs of files the repository expects changes to
     review_checks: bool | None = None  # False: checks off (only if the operator allows it)
+    merge: str | None = None  # how Merge in Slack merges: squash, merge or rebase
     source: str = "defaults"  # where it came from, for messages
     # Fields the file wrote, even as empty (`network: []` clears an org-wide default).
     fields_set: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
@@ -139,6 +142,8 @@ def parse_config(text: str, source: str = CONFIG_PATH) -> RepoConfig:
     for key in ("model", "slack_channel", "label"):
         if data.get(key) is not None:
             values[key] = _string(data[key], key, source)
+    if data.get("merge") is not None:
+        values["merge"] = _merge_method(data["merge"], source)
     for key in ("setup", "paths"):
         if key in data:
             values[key] = _strings(data[key], key, source)
@@ -224,6 +229,14 @@ def _review(review: Any, source: str) -> dict[str, Any]:
         else:
             values["review_allow"] = _strings(value, "review.allow", source)
     return values
+
+
+def _merge_method(value: Any, source: str) -> str:
+    if not isinstance(value, str) or value.strip().lower() not in MERGE_METHODS:
+        raise RepoConfigError(
+            f"{source}: merge must be one of {', '.join(MERGE_METHODS)}, not {value!r}"
+        )
+    return value.strip().lower()
 
 
 def _on_off(value: Any, key: str, source: str) -> bool:

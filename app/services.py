@@ -15,6 +15,8 @@ from app.ci.reporter import CiReporter
 from app.config import Settings
 from app.dispatch import Dispatcher
 from app.github.auth import GitHubApp
+from app.github.connections import GitHubConnections
+from app.github.oauth import GitHubOAuth
 from app.handlers.context import HandlerContext
 from app.handlers.slack.commands import SLACK_EVENT, on_stored_request
 from app.handlers.slack.conversation import SlackContext
@@ -40,6 +42,7 @@ class Services:
     workers: WorkerPool
     dispatcher: Dispatcher
     slack_front: SlackContext
+    connections: GitHubConnections
 
 
 @contextlib.asynccontextmanager
@@ -54,13 +57,22 @@ async def open_services(
     # One Slack client for notifications and the front door, on the shared session.
     slack = SlackNotifier(settings, session=session)
     github = GitHubApp(settings, session)
+    # People's own GitHub tokens (connected from Slack), encrypted in the store.
+    connections = GitHubConnections(settings, store, GitHubOAuth(settings, session))
     config_cache = ConfigCache()
     ci = CiReporter(settings, store, slack, config_cache=config_cache)
     pipeline = Pipeline(settings, store, github, slack, ci=ci, config_cache=config_cache)
     pool = WorkerPool(settings, store, pipeline)
     ci.wake_workers = pool.wake  # a repair queued from CI starts at once, not at the next poll
     handlers = HandlerContext(
-        settings, store, github, slack, ci, wake_workers=pool.wake, config_cache=config_cache
+        settings,
+        store,
+        github,
+        slack,
+        ci,
+        wake_workers=pool.wake,
+        config_cache=config_cache,
+        connections=connections,
     )
     dispatcher = Dispatcher(handlers)
     slack_front = SlackContext(
@@ -69,13 +81,17 @@ async def open_services(
         github,
         slack,
         session,
-        Identity(store, slack.client),
+        Identity(store, slack.client, connections),
+        connections=connections,
         wake_workers=pool.wake,
         wake_dispatcher=dispatcher.wake,
+        config_cache=config_cache,
     )
     # Slack requests are stored like GitHub deliveries; any process's dispatcher does them.
     dispatcher.register(SLACK_EVENT, functools.partial(on_stored_request, slack_front))
-    services = Services(settings, store, session, github, slack, pool, dispatcher, slack_front)
+    services = Services(
+        settings, store, session, github, slack, pool, dispatcher, slack_front, connections
+    )
     retention: asyncio.Task[None] | None = None
     try:
         if dispatch:

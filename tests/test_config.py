@@ -174,3 +174,17 @@ def test_run_page_settings() -> None:
     assert "not-a-key" not in str(bad.value)
     with pytest.raises(ConfigError, match="HONK_URL"):
         Settings.from_env({"HONK_URL": "honk.example.com"}, env_file=None)
+
+
+def test_token_key_and_graphql_url() -> None:
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    settings = Settings.from_env({"HONK_TOKEN_KEY": key}, env_file=None)
+    assert settings.token_key == key and key in settings.secrets() and key not in repr(settings)
+    with pytest.raises(ConfigError, match="HONK_TOKEN_KEY") as bad:
+        Settings.from_env({"HONK_TOKEN_KEY": "short"}, env_file=None)
+    assert "short" not in str(bad.value)
+    assert Settings().github_graphql_url == "https://api.github.com/graphql"
+    ghes = Settings.from_env({"GITHUB_API_URL": "https://ghe.example/api/v3"}, env_file=None)
+    assert ghes.github_graphql_url == "https://ghe.example/api/graphql"

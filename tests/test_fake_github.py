@@ -203,3 +203,35 @@ async def test_git_over_http_with_installation_tokens(
     gh = await app.installation_client(1, repositories=[REPO])
     pr, created = await gh.open_pull(REPO, head="honk/1", base="main", title="Fix", body="")
     assert created and pr["head"]["sha"] == fake_github.branch_sha(REPO, "honk/1")
+
+
+async def test_merging_honours_the_methods_allowed_a_moved_head_and_rebases_for_real(
+    app: GitHubApp, fake_github: FakeGitHub, session: aiohttp.ClientSession
+) -> None:
+    fake_github.set_permission(REPO, "alice", "write")
+    head = fake_github.commit_files(
+        REPO, {"a.txt": "one\n"}, branch="feature", from_ref="main", message="Add a"
+    )
+    fake_github.commit_files(REPO, {"b.txt": "two\n"}, branch="feature", message="Add b")
+    pr = fake_github.add_pull(REPO, head="feature", title="Two files")
+    token = fake_github.user_token_for("alice")
+    url = f"{fake_github.url}/repos/{REPO}/pulls/{pr['number']}/merge"
+    headers = {"Authorization": f"Bearer {token}"}
+    fake_github.allow_merge_methods(REPO, squash=False)
+
+    async def merge(body: dict[str, str]) -> tuple[int, dict[str, object]]:
+        async with session.put(url, json=body, headers=headers) as response:
+            return response.status, await response.json()
+
+    status, answer = await merge({"merge_method": "squash"})
+    assert (status, answer["message"]) == (405, "Squash merges are not allowed on this repository.")
+    status, answer = await merge({"merge_method": "rebase", "sha": head})  # not the head now
+    assert status == 409 and "Head branch was modified" in str(answer["message"])
+    status, answer = await merge({"merge_method": "rebase"})
+    assert status == 200 and answer["merged"] is True
+    log = fake_github.git(REPO, "log", "--format=%s", "main").split("\n")
+    assert log[:2] == ["Add b", "Add a"]  # the commits, rebased onto main
+    assert fake_github.branch_sha(REPO, "main") == answer["sha"] != head
+    assert fake_github.file_at(REPO, "main", "b.txt") == "two\n"
+    status, answer = await merge({"merge_method": "merge"})
+    assert status == 405  # merged already

@@ -19,7 +19,9 @@ from tests.calc_world import INSTALLATION, REPO, calc_settings, fixing_script, s
 from tests.conftest import load_payload
 from tests.fakes.anthropic import text
 from tests.fakes.slack import CHANNEL_ID, FakeSlack
+from tests.golive_world import HONK_URL, _connect_button, connect
 from tests.helpers import eventually, post_webhook
+from tests.run_page_world import SESSION_KEY
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 
@@ -267,28 +269,38 @@ async def test_a_channel_default_repository(
     assert run.issue_number == issue["number"]
 
 
-async def test_link_confirmed_by_a_github_comment(
+async def test_connecting_github_from_slack_tells_honk_who_you_are(
     aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: Any
 ) -> None:
+    """carol's Slack e-mail is no GitHub member's: signing in with GitHub from Slack is how
+    Honk learns who she is (the old comment-code `/honk link` is gone)."""
     fake_slack.add_user("U0CAROL", "carol", "carol@home.example")
     fake_github.set_permission(REPO, "carol", "write")
-    fake_github.add_issue(REPO, 1, title="Linking accounts")
-    client = await aiohttp_client(create_app(world))
+    settings = world.with_overrides(
+        github_client_id=fake_github.oauth_client_id,
+        github_client_secret=fake_github.oauth_client_secret,
+        session_key=SESSION_KEY,
+        honk_url=HONK_URL,
+    )
+    client = await aiohttp_client(create_app(settings))
+    await fake_slack.command(client, f"{REPO} fix add", user="U0CAROL")
+    await eventually(lambda: "carol@home.example" in texts(fake_slack))
 
-    await fake_slack.command(client, "link @carol", user="U0CAROL")
-    howto = await eventually(lambda: texts(fake_slack))
-    code = next(word.strip("`") for word in howto.split() if word.startswith("`honk-link-"))
-    forged = fake_github.add_comment(REPO, 1, f"{code} (I am carol, honest)", user="mallory")
-    await fake_slack.command(client, f"link confirm {forged['html_url']}", user="U0CAROL")
-    await eventually(lambda: "Not linked" in texts(fake_slack))
-
-    comment = fake_github.add_comment(REPO, 1, f"Linking my Slack: {code}", user="carol")
-    await fake_slack.command(client, f"link confirm {comment['html_url']}", user="U0CAROL")
-    await eventually(lambda: "Honk knows you as `carol`" in texts(fake_slack))
+    seen = len(fake_slack.responses)
+    await fake_slack.command(client, "link", user="U0CAROL")
+    url = await _connect_button(fake_slack, seen)
+    assert fake_slack.responses[-1]["response_type"] == "ephemeral"
+    page = await connect(client, fake_github, url, "carol")
+    assert "<strong>carol</strong>" in page
+    (note,) = await eventually(lambda: [m for m in fake_slack.ephemeral if "carol" in m.text])
+    assert note.user == "U0CAROL" and "connected GitHub as `carol`" in note.text
 
     await fake_slack.command(client, f"{REPO} fix add", user="U0CAROL")
     (run,) = await eventually(lambda: runs_of(client))
     assert run.requested_by == "carol"
+    await fake_slack.command(client, "unlink", user="U0CAROL")
+    await eventually(lambda: "Disconnected from GitHub `carol`" in texts(fake_slack))
+    assert await client.app[SERVICES].store.get_connection("T0HONKTEAM:U0CAROL") is None
 
 
 # -- buttons ------------------------------------------------------------------------------------

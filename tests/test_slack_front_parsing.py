@@ -1,4 +1,4 @@
-"""What a Slack request says: commands, repositories, Slack's markup, comment links, titles."""
+"""What a Slack request says: commands, repositories, Slack's markup, titles."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import pytest
 
 from app.handlers.slack.parsing import (
     Command,
-    comment_ref,
-    github_login,
     issue_body,
     issue_title,
     parse_command,
@@ -31,10 +29,12 @@ from app.handlers.slack.parsing import (
         ("repo", Command("repo", action="show")),
         ("repo clear", Command("repo", action="clear")),
         ("repo is broken, fix it", Command("ask", None, "repo is broken, fix it")),
-        ("link @carol", Command("link", text="@carol", action="start")),
-        ("link confirm https://x/y", Command("link", text="https://x/y", action="confirm")),
-        ("link", Command("link", action="show")),
+        # Connecting GitHub is signing in with GitHub: whatever follows `link` is ignored.
+        ("link", Command("link")),
+        ("link @carol", Command("link")),
+        ("connect", Command("link")),
         ("unlink", Command("unlink")),
+        ("disconnect", Command("unlink")),
         ("", Command("help")),
         ("help", Command("help")),
     ],
@@ -52,18 +52,6 @@ def test_slack_markup_becomes_plain_text() -> None:
         "fix o/r & tell @bob in #honk, @here the docs (https://example.com/a) <3"
     )
     assert slack_to_plain("hey <@U0HONKBOT> please fix it", "U0HONKBOT") == "hey please fix it"
-
-
-def test_comment_links_and_logins() -> None:
-    host = "https://github.com"
-    good = "https://github.com/octo-org/calc/issues/12#issuecomment-345"
-    assert comment_ref(good, host) == ("octo-org/calc", 345)
-    assert comment_ref("<https://github.com/o/r/pull/3#issuecomment-9>", host) == ("o/r", 9)
-    assert (
-        comment_ref("https://evil.example/octo-org/calc/issues/12#issuecomment-345", host) is None
-    )
-    assert comment_ref("https://github.com/octo-org/calc/issues/12", host) is None
-    assert github_login("@carol") == "carol" and github_login("not a login") is None
 
 
 def test_issue_title_and_body() -> None:

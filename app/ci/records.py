@@ -22,11 +22,37 @@ class HonkCheck:
 
 @dataclass(frozen=True)
 class CiFailure:
-    """The last red CI on a pull request: context for a retry."""
+    """The last red CI on a pull request: context for a retry; the repair it started."""
 
     sha: str
     checks: str
     summary: str
+    repair: int | None = None  # the CI_FIX run queued for it
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a run pushed, as the card on its commit shows it (the model's summary raw: the
+    card makes it inert)."""
+
+    run: int
+    summary: str
+    verification: str
+    review: str | None
+    cost: float  # dollars, the agent's and the review's shares each at its model's price
+    usage: str  # the cost in words
+
+
+@dataclass(frozen=True)
+class Merge:
+    """A Honk PR merged from Slack: the commit GitHub made, followed to production."""
+
+    run: int
+    pr: int
+    by: str  # the GitHub login that merged it
+    slack_user: str  # the Slack user id that pressed Merge
+    base: str
+    method: str
 
 
 def _honk_check(value: Any) -> HonkCheck | None:
@@ -43,12 +69,40 @@ def _failure(value: Any) -> CiFailure | None:
     data = mapping(value)
     if data is None:
         return None
+    repair = data.get("repair")
     return CiFailure(
-        str(data.get("sha", "")), str(data.get("checks", "")), str(data.get("summary", ""))
+        str(data.get("sha", "")),
+        str(data.get("checks", "")),
+        str(data.get("summary", "")),
+        int(repair) if isinstance(repair, int) else None,
     )
 
 
-# "<repo>@<sha>": the verdict on that commit was reported (claimed once, before anything is said)
+def _published(value: Any) -> Published | None:
+    data = mapping(value)
+    if not data or not isinstance(data.get("run"), int):
+        return None
+    return Published(
+        int(data["run"]), str(data.get("summary") or ""), str(data.get("verification") or ""),
+        str(data["review"]) if data.get("review") else None, float(data.get("cost") or 0.0),
+        str(data.get("usage") or ""),
+    )  # fmt: skip
+
+
+def _merge(value: Any) -> Merge | None:
+    data = mapping(value)
+    if not data or not isinstance(data.get("run"), int):
+        return None
+    return Merge(
+        int(data["run"]), int(data.get("pr") or 0), str(data.get("by") or ""),
+        str(data.get("slack_user") or ""), str(data.get("base") or ""),
+        str(data.get("method") or ""),
+    )  # fmt: skip
+
+
+# "<repo>@<sha>/<conclusion>": that verdict on that commit was reported (claimed once, before
+# anything is said; a re-run that changes the conclusion is a new verdict);
+# "<repo>@<sha>/deploy:<environment>:<state>": a deployment of a merge commit was reported
 _VERDICTS: Namespace[dict[str, Any]] = Namespace("ci", owner=__name__, decode=mapping)
 # "<repo>@<sha>": environment -> URL, from deployment_status events
 _DEPLOYMENTS: Namespace[dict[str, Any]] = Namespace("ci-deploy", owner=__name__, decode=mapping)
@@ -56,6 +110,12 @@ _DEPLOYMENTS: Namespace[dict[str, Any]] = Namespace("ci-deploy", owner=__name__,
 _FAILURES: Namespace[CiFailure] = Namespace(
     "ci-failure", owner=__name__, encode=asdict, decode=_failure
 )
+# "<repo>@<sha>": what the run that pushed that commit did (the card's facts)
+_PUBLISHED: Namespace[Published] = Namespace(
+    "ci-published", owner=__name__, encode=asdict, decode=_published
+)
+# "<repo>@<sha>": a merge commit of a Honk PR, merged from Slack, which its thread follows
+_MERGES: Namespace[Merge] = Namespace("ci-merge", owner=__name__, encode=asdict, decode=_merge)
 # "<repo>@<sha>": Honk's own check run on that commit
 _CHECKS: Namespace[HonkCheck] = Namespace(
     "honk-check", owner=__name__, encode=asdict, decode=_honk_check
@@ -70,14 +130,42 @@ def _pull(repo: str, pr_number: int) -> str:
     return f"{repo}#{pr_number}"
 
 
-async def verdict_reported(store: Store, repo: str, sha: str) -> bool:
-    return await _VERDICTS.get(store, _commit(repo, sha)) is not None
+async def verdict_reported(store: Store, repo: str, sha: str, conclusion: str) -> bool:
+    return await _VERDICTS.get(store, f"{_commit(repo, sha)}/{conclusion}") is not None
 
 
 async def claim_verdict(store: Store, repo: str, sha: str, *, conclusion: str, run_id: int) -> bool:
-    """True for exactly one caller per commit: the one that reports the verdict."""
+    """True for exactly one caller per commit and conclusion: the one that reports it. A
+    verdict that changes on the same commit (failed jobs re-run and passed) is claimed anew."""
     value = {"conclusion": conclusion, "run": run_id, "at": _now()}
-    return await _VERDICTS.put_if_absent(store, _commit(repo, sha), value)
+    return await _VERDICTS.put_if_absent(store, f"{_commit(repo, sha)}/{conclusion}", value)
+
+
+async def claim_deployment(
+    store: Store, repo: str, sha: str, *, environment: str, state: str, run_id: int
+) -> bool:
+    """True for exactly one caller per merge commit, environment and deployment state."""
+    value = {"environment": environment, "state": state, "run": run_id, "at": _now()}
+    key = f"{_commit(repo, sha)}/deploy:{environment}:{state}"
+    return await _VERDICTS.put_if_absent(store, key, value)
+
+
+async def record_published(store: Store, repo: str, sha: str, published: Published) -> None:
+    await _PUBLISHED.put(store, _commit(repo, sha), published)
+
+
+async def published(store: Store, repo: str, sha: str) -> Published | None:
+    return await _PUBLISHED.get(store, _commit(repo, sha))
+
+
+async def record_merge(store: Store, repo: str, sha: str, merge: Merge) -> None:
+    """Remember the merge commit, so CI on the base branch and its deployments reach the
+    run's thread."""
+    await _MERGES.put(store, _commit(repo, sha), merge)
+
+
+async def merge_of(store: Store, repo: str, sha: str) -> Merge | None:
+    return await _MERGES.get(store, _commit(repo, sha))
 
 
 async def record_deployment(store: Store, repo: str, sha: str, environment: str, url: str) -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from app.ci import records
+from app.ci.live import follow_deployment, follow_merge_ci
+from app.ci.ready import ready_to_go_live
 from app.ci.records import CiFailure
 from app.ci.verdict import Verdict, artifact_links, gather_verdict, summarize_failures
 from app.config import Settings
 from app.github.client import GitHubClient
+from app.log import describe_error
 from app.models import Run, RunKind
 from app.repo_config import ConfigCache, RepoConfigError, load_repo_config, run_limits
 from app.slack import blocks
@@ -59,17 +63,26 @@ class CiReporter:
         """Report CI's verdict on `sha` if it is complete and not yet reported; what happened.
 
         Safe to call for every event, twice, in any order: the verdict is claimed in the
-        store before anything is said, so exactly one caller reports it. A call made before
-        the run recorded the commit and its PR does nothing: the pipeline calls again then.
+        store before anything is said, so exactly one caller reports it (once per commit and
+        conclusion: failed jobs re-run and passed are news). A call made before the run
+        recorded the commit and its PR does nothing: the pipeline calls again then. A merge
+        commit of a Honk PR merged from Slack is followed in its run's thread.
         """
-        if await records.verdict_reported(self.store, repo, sha):
-            return "reported"
         run = await self.store.newest_run(repo=repo, head_sha=sha)
-        if run is None or run.pr_number is None:
+        if run is None:
+            merge = await records.merge_of(self.store, repo, sha)
+            if merge is None:
+                return "unknown"
+            return await follow_merge_ci(
+                gh, self.store, self.slack, self.settings, repo, sha, merge
+            )
+        if run.pr_number is None:
             return "unknown"
         verdict = await gather_verdict(gh, repo, sha, self.settings.app_id)
         if verdict is None:
             return "pending"
+        if await records.verdict_reported(self.store, repo, sha, verdict.conclusion):
+            return "reported"
         failure = await summarize_failures(gh, repo, verdict) if verdict.failed else ""
         links = await self._links(gh, repo, verdict)
         plan = await self._plan(gh, run, verdict)
@@ -80,6 +93,12 @@ class CiReporter:
             return "reported"
         await self._act(gh, run, verdict, failure, links, plan)
         return "sent"
+
+    async def deployed(
+        self, repo: str, deployment: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> bool:
+        """A deployment of a merge commit Honk follows, told in its thread; False otherwise."""
+        return await follow_deployment(self.store, self.slack, repo, deployment, status)
 
     async def _links(
         self, gh: GitHubClient, repo: str, verdict: Verdict
@@ -138,24 +157,55 @@ class CiReporter:
             self.wake_workers()
         names = ", ".join(c.name for c in verdict.failed) or "all checks passed"
         note = _repair_note(plan, repair)
+        assert run.pr_number is not None
+        if verdict.failed:
+            found = CiFailure(verdict.sha, names, failure, repair.id if repair else None)
+            await records.record_failure(self.store, run.repo, run.pr_number, found)
+        else:
+            before = await records.last_failure(self.store, run.repo, run.pr_number)
+            await records.clear_failure(self.store, run.repo, run.pr_number)
+            note = await self._stop_repair(before, verdict.sha)
         await self.store.add_step(
             run.id, "ci", f"{verdict.conclusion} on {verdict.sha[:7]}: {names}. {note or ''}"[:500]
         )
-        assert run.pr_number is not None
-        if verdict.failed:
-            found = CiFailure(verdict.sha, names, failure)
-            await records.record_failure(self.store, run.repo, run.pr_number, found)
-        else:
-            await records.clear_failure(self.store, run.repo, run.pr_number)
-        await self._tell_slack(run, verdict, links, note)
+        await self._tell_slack(gh, run, verdict, links, note)
         await self._tell_pr(gh, run, verdict, plan, repair, names)
         await self._update_check(gh, run.repo, verdict, note)
 
+    async def _stop_repair(self, failure: CiFailure | None, sha: str) -> str | None:
+        """CI passed on a commit whose failure started a repair (its failed jobs were re-run):
+        the repair still working on that commit is not needed any more."""
+        if failure is None or failure.sha != sha or failure.repair is None:
+            return None
+        repair = await self.store.get_run(failure.repair)
+        if repair is None or not repair.state.active:
+            return None
+        await self.store.add_step(repair.id, "cancel", f"CI passed on a re-run of {sha[:7]}")
+        await self.store.request_cancel(repair.id)
+        log.info("CI passed on a re-run of %s: stopped repair run %s", sha[:7], repair.id)
+        return f"CI passed on a re-run of {sha[:7]}: Honk stopped its repair (run {repair.id})."
+
     async def _tell_slack(
-        self, run: Run, verdict: Verdict, links: list[tuple[str, str | None]], note: str | None
+        self,
+        gh: GitHubClient,
+        run: Run,
+        verdict: Verdict,
+        links: list[tuple[str, str | None]],
+        note: str | None,
     ) -> None:
         if run.slack_thread is None:
             return
+        if not verdict.failed:
+            try:
+                ready = await ready_to_go_live(
+                    gh, self.store, self.settings, run, verdict, links, note=note
+                )
+            except Exception as exc:  # the plain message still goes out
+                log.warning("could not make the go-live card: %s", describe_error(exc))
+                ready = None
+            if ready is not None:
+                await self.slack.reply(run.slack_thread, text=ready[0], blocks=ready[1])
+                return
         text, message = blocks.ci_result(
             conclusion=verdict.conclusion,
             pr_url=run.pr_url,

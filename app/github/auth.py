@@ -57,6 +57,10 @@ class GitHubApp:
         self._app_info: dict[str, Any] | None = None
         self._bot: tuple[str, str] | None = None
 
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
     def jwt(self) -> str:
         """The App's RS256 JWT, reused while it has more than a minute left."""
         now = int(self._clock())

@@ -222,6 +222,20 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
     async def review_comments(self, repo: str, number: int) -> list[dict[str, Any]]:
         return await self._all(f"{_repo_path(repo)}/pulls/{int(number)}/comments")
 
+    async def pull_files(self, repo: str, number: int, limit: int = 100) -> list[dict[str, Any]]:
+        """The PR's files (name, status, additions, deletions): the first `limit` only."""
+        url = f"{_repo_path(repo)}/pulls/{int(number)}/files?per_page={min(limit, PER_PAGE)}"
+        return list(await self.getitem(url))[:limit]
+
+    async def mark_ready_for_review(self, node_id: str, *, graphql_url: str) -> None:
+        """A draft PR ready for review: GraphQL's markPullRequestReadyForReview (REST has none)."""
+        await self.graphql(
+            "mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) "
+            "{ pullRequest { isDraft } } }",
+            endpoint=graphql_url,
+            id=node_id,
+        )
+
     # --- contents and labels -------------------------------------------------------
 
     async def file_text(

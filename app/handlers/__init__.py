@@ -2,8 +2,10 @@
 
 from gidgethub import routing
 
-from app.handlers import checks, comments, installation, issues
+from app.handlers import authorizations, checks, comments, installation, issues
 
-router = routing.Router(issues.router, installation.router, comments.router, checks.router)
+router = routing.Router(
+    issues.router, installation.router, comments.router, checks.router, authorizations.router
+)
 
 __all__ = ["router"]

@@ -1,4 +1,4 @@
-"""CI events on Honk's commits: check suites and runs, workflow runs, statuses, deployments."""
+"""CI events on Honk's commits (and on its merges): suites, runs, statuses, deployments."""
 
 from __future__ import annotations
 
@@ -55,10 +55,12 @@ async def on_deployment_status(
 ) -> None:
     status = event.data["deployment_status"]
     deployment = event.data["deployment"]
+    repo = event.data["repository"]["full_name"]
+    if await ctx.ci.deployed(repo, deployment, status):
+        return  # a merge commit followed to production in its run's thread
     url = status.get("environment_url")
     if status.get("state") != "success" or not url:
         return
-    repo = event.data["repository"]["full_name"]
     environment = status.get("environment") or deployment.get("environment") or "deployment"
     await record_deployment(ctx.store, repo, deployment["sha"], environment, url)
     await settle(event, gh, ctx, deployment["sha"])

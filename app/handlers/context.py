@@ -10,6 +10,7 @@ from app.ci.reporter import CiReporter
 from app.config import Settings
 from app.github.auth import GitHubApp
 from app.github.client import GitHubClient
+from app.github.connections import GitHubConnections
 from app.repo_config import ConfigCache, RepoConfig, load_repo_config
 from app.slack.notify import SlackNotifier
 from app.store import Store
@@ -26,6 +27,8 @@ class HandlerContext:
     wake_workers: Callable[[], None] = field(default=lambda: None)
     # .github/honk.yml parsed once per blob SHA; the process's one cache.
     config_cache: ConfigCache = field(default_factory=ConfigCache)
+    # People's GitHub connections from Slack (forgotten when they revoke the App).
+    connections: GitHubConnections | None = None
 
     async def config(self, gh: GitHubClient, repo: str, ref: str | None = None) -> RepoConfig:
         """The repository's `.github/honk.yml` over its org's default (RepoConfigError if bad).

@@ -29,6 +29,16 @@ class RunCancelled(Exception):
     """Someone asked for the run to stop."""
 
 
+class LimitStop(RuntimeError):
+    """A limit stopped the agent before it changed anything: the run fails, and people may
+    carry on (Continue) with a fresh budget of `turns`."""
+
+    def __init__(self, reason: str, turns: int) -> None:
+        super().__init__(f"{reason} before any change was made")
+        self.reason = reason
+        self.turns = turns
+
+
 @dataclass
 class Outcome:
     state: RunState

@@ -30,6 +30,12 @@ CI_FIX = (
     "make CI pass. Run the failing checks locally where you can."
 )
 
+CONTINUE = (
+    "Your earlier attempt at this task stopped at its limit ({reason}) before it was done. "
+    "The branch `{branch}` is checked out with what it changed so far{pushed}: carry on from "
+    "there and finish the task; keep what is right."
+)
+
 MaySteer = Callable[[str], Awaitable[bool]]
 
 
@@ -68,6 +74,15 @@ def ci_repair_request(run: Run, *, failure_text: str) -> str:
     failure = clean_untrusted(failure_text).strip()
     parts.append("The failure:\n" + clip_middle(failure, MAX_FAILURE))
     return "\n\n".join(parts)
+
+
+def continue_request(run: Run, *, reason: str, parts: dict[str, Any]) -> str:
+    """What a continued run is told: it carries on where its predecessor stopped."""
+    branch = run.branch or "the branch"
+    pushed = f" (pull request #{run.pr_number})" if run.pr_number else ""
+    opening = CONTINUE.format(reason=reason, branch=branch, pushed=pushed)
+    rest = retry_request(run, **parts).split("\n\n", 1)  # its own opening is replaced
+    return "\n\n".join([opening, *rest[1:]])
 
 
 def retry_request(

@@ -1,10 +1,10 @@
-"""How the kinds of run differ (an issue, a retry, a CI repair), all in one place."""
+"""How the kinds of run differ (an issue, a retry, a CI repair, a continuation), in one place."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.models import Run, RunKind
+from app.models import Run, RunKind, RunState
 from app.runs import follow_up
 
 CoAuthor = tuple[str, str] | None  # (name, e-mail) for a Co-authored-by trailer
@@ -15,6 +15,12 @@ class IssueRun:
 
     kind = RunKind.ISSUE
     continues_pull = False  # works on an existing PR's branch, and reports on that PR
+    finishes_draft = False  # a draft PR it completes is made ready for review
+
+    def root_shows(self, state: RunState) -> bool:
+        """Whether the thread root (at the channel's top level) takes this ending as its
+        status; everything else the run says goes into the thread only."""
+        return True
 
     def comment_on(self, run: Run) -> int | None:
         """Where the tracking comment goes."""
@@ -74,6 +80,11 @@ class RetryRun(IssueRun):
     def _prefix(self, run_round: int) -> str:
         return self.commit_prefix
 
+    def root_shows(self, state: RunState) -> bool:
+        # The PR stands whatever a follow-up found: "No change needed" or a failure stays in
+        # the thread, and the root keeps showing the pull request.
+        return state == RunState.SUCCEEDED
+
     def started_again(self, run: Run) -> str:
         who = f" at @{run.requested_by}'s request" if run.requested_by else ""
         return f"Honk is working on it again{who} (run {run.id})."
@@ -116,10 +127,44 @@ class CiRepairRun(RetryRun):
         return follow_up.ci_repair_request(run, failure_text=str(parts.get("failure_text") or ""))
 
 
+class ContinueRun(RetryRun):
+    """Continue (from Slack) after a run stopped at its turn, token or time limit: the agent
+    carries on on the same branch with a fresh budget (the repository's, within the
+    operator's HONK_MAX_TURNS); a draft it completes is made ready for review."""
+
+    kind = RunKind.CONTINUE
+    commit_prefix = "Continue"
+    finishes_draft = True
+    stopped_because = "its turn, token or time limit"
+
+    def check_title_note(self, run_round: int) -> str | None:
+        return "continued"
+
+    def commit_message(self, run: Run, title: str, requester: CoAuthor) -> str:
+        if not run.pr_number:  # nothing was pushed before: a first commit, as an issue run's
+            return IssueRun.commit_message(self, run, title, requester)
+        return super().commit_message(run, title, requester)
+
+    def started_again(self, run: Run) -> str:
+        who = f" at @{run.requested_by}'s request" if run.requested_by else ""
+        return f"Honk carries on where it stopped{who} (run {run.id})."
+
+    def may_have_unpublished_work(self, run: Run) -> bool:
+        return run.pr_number is None
+
+    async def request(self, run: Run, **context: Any) -> str:
+        parts = await follow_up.retry_context(run, **context)
+        return follow_up.continue_request(run, reason=self.stopped_because, parts=parts)
+
+    def compose(self, run: Run, **parts: Any) -> str:
+        return follow_up.continue_request(run, reason=self.stopped_because, parts=parts)
+
+
 RULES: dict[RunKind, IssueRun] = {
     RunKind.ISSUE: IssueRun(),
     RunKind.RETRY: RetryRun(),
     RunKind.CI_FIX: CiRepairRun(),
+    RunKind.CONTINUE: ContinueRun(),
 }
 
 

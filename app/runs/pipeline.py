@@ -29,7 +29,7 @@ from app.repo_config import (
     run_limits,
 )
 from app.runs.attempts import combine, second_attempt_limits, task_with, verification
-from app.runs.context import Outcome, RunCancelled, RunContext
+from app.runs.context import LimitStop, Outcome, RunCancelled, RunContext
 from app.runs.network import phase_network
 from app.runs.people import write_access_check, writer_comments
 from app.runs.publish import (
@@ -141,6 +141,16 @@ class Pipeline:
                 RunState.CANCELLED, note=CANCELLED_NOTE, error="cancelled on request"
             )
             outcome = Outcome(RunState.CANCELLED, "cancelled on request")
+        except LimitStop as exc:
+            reason = str(exc)
+            usage, model = await ctx.stored_usage(), ctx.model or self.settings.model
+            await ctx.tracker.finished(
+                RunState.FAILED,
+                error=reason,
+                usage_text=usage.describe(model),
+                stopped=(reason, exc.turns, usage.cost_usd(model)),
+            )
+            outcome = Outcome(RunState.FAILED, reason)
         except Exception as exc:
             reason = describe_error(exc)
             log.exception("run %s failed: %s", run.id, reason)
@@ -364,7 +374,8 @@ class Pipeline:
         if ctx.rules.may_have_unpublished_work(run) and await checkout.commits_ahead_of_base():
             return None  # an earlier attempt pushed this branch but died before the PR
         if result.limit_hit:
-            raise RuntimeError(f"{limit_reason(result)} before any change was made")
+            assert ctx.limits is not None
+            raise LimitStop(limit_reason(result), ctx.limits.max_turns)
         return await report_no_change(ctx, await ctx.stored_usage())
 
     async def _check_paths(self, ctx: RunContext) -> None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from app.agent.loop import AgentResult
+from app.ci import records
 from app.github.auth import GitHubApp
+from app.log import describe_error
 from app.models import RunState, Usage
 from app.runs.context import Outcome, RunContext
 from app.runs.people import co_author
-from app.runs.review_texts import review_text, usage_text, veto_comment
+from app.runs.review_texts import review_text, total_cost, usage_text, veto_comment
 from app.runs.texts import check_run_conclusion, check_run_output, no_change_comment, pr_body
+
+log = logging.getLogger(__name__)
 
 # What a run's installation token may do, and on which repository: no more.
 RUN_PERMISSIONS = {
@@ -63,12 +68,14 @@ async def publish(ctx: RunContext, github: GitHubApp, usage: Usage) -> tuple[dic
     await checkout.commit_staged(message, author_name=bot_name, author_email=bot_email)
     pushed = await checkout.push(ctx.token)
     await ctx.save(head_sha=pushed)
+    unfinished = unfinished_reason(result)
+    review = ctx.review
     if subject.pull is not None and subject.pull.get("state") == "open":
         pr = subject.pull
         await ctx.save(pr_number=pr["number"], pr_url=pr["html_url"])
+        if ctx.rules.finishes_draft and pr.get("draft"):
+            pr = await _finish_draft(ctx, github, pr, usage)
         return pr, pushed
-    unfinished = unfinished_reason(result)
-    review = ctx.review
     body = pr_body(
         issue_number=run.issue_number,
         summary=result.summary,
@@ -94,12 +101,59 @@ async def publish(ctx: RunContext, github: GitHubApp, usage: Usage) -> tuple[dic
     return pr, pushed
 
 
+async def _finish_draft(
+    ctx: RunContext, github: GitHubApp, pr: dict[str, Any], usage: Usage
+) -> dict[str, Any]:
+    """A continuation finished the draft its predecessor left at a limit: when it is verified
+    and the review let it through, the draft is made ready for review with a fresh body."""
+    result, verification = ctx.done
+    if result.limit_hit or verification.passed is False or (ctx.review and ctx.review.blocks):
+        return pr  # still unfinished, or not good enough: it stays a draft
+    body = pr_body(
+        issue_number=ctx.run.issue_number,
+        summary=result.summary,
+        verification=verification,
+        usage=usage,
+        model=ctx.model,
+        run_id=ctx.run.id,
+        unfinished_reason=None,
+        review=review_text(ctx.review) if ctx.review is not None else None,
+        run_url=ctx.tracker.run_url,
+    )
+    try:
+        await ctx.gh.mark_ready_for_review(
+            str(pr["node_id"]), graphql_url=github.settings.github_graphql_url
+        )
+        return await ctx.gh.patch(
+            f"/repos/{ctx.run.repo}/pulls/{int(pr['number'])}",
+            data={"title": ctx.subject.title, "body": body},
+        )
+    except Exception as exc:  # the commit is pushed; the PR stays a draft, said in the log
+        log.warning("could not make PR #%s ready: %s", pr["number"], describe_error(exc))
+        return pr
+
+
 async def report(ctx: RunContext, pr: dict[str, Any], sha: str, usage: Usage) -> None:
     """The `Honk` check run on the pushed commit, then the tracking comment and Slack."""
     run = ctx.run
     result, verification = ctx.done
     unfinished = unfinished_reason(result)
     review = review_text(ctx.review) if ctx.review is not None else None
+    spent = usage_text(usage, ctx.model, ctx.review)
+    # What the go-live card on this commit shows, should CI pass on it.
+    await records.record_published(
+        ctx.store,
+        run.repo,
+        sha,
+        records.Published(
+            run=run.id,
+            summary=result.summary.strip()[:3000],
+            verification=verification.describe(),
+            review=ctx.review.line() if ctx.review is not None else None,
+            cost=total_cost(usage, ctx.model, ctx.review),
+            usage=spent,
+        ),
+    )
     title, summary = check_run_output(
         kind=run.kind,
         round=run.round,
@@ -113,13 +167,19 @@ async def report(ctx: RunContext, pr: dict[str, Any], sha: str, usage: Usage) ->
     )
     conclusion = check_run_conclusion(verification, unfinished is not None, review)
     await ctx.tracker.check_run(sha, conclusion, title, summary)
+    limits = ctx.limits
     await ctx.tracker.finished(
         RunState.SUCCEEDED,
         pr=pr,
         summary=result.summary,
-        usage_text=usage_text(usage, ctx.model, ctx.review),
+        usage_text=spent,
         pushed_sha=sha,
         review=ctx.review.line() if ctx.review is not None else None,
+        stopped=(
+            (unfinished, limits.max_turns, total_cost(usage, ctx.model, ctx.review))
+            if unfinished and limits
+            else None
+        ),
     )
 
 

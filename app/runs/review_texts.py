@@ -108,6 +108,13 @@ def usage_text(usage: Usage, model: str, review: Review | None) -> str:
     return f"{agent.describe(model)}; review: {_cost(review.usage, review.policy.model)}"
 
 
+def total_cost(usage: Usage, model: str, review: Review | None) -> float:
+    """Dollars in all: the agent's share at its model's price, the review's at the judge's."""
+    if review is None or not review.usage.requests:
+        return usage.cost_usd(model)
+    return (usage - review.usage).cost_usd(model) + review.usage.cost_usd(review.policy.model)
+
+
 def veto_comment(review: Review, diff_stat: str) -> str:
     """`review: {on_veto: comment}`: what is said on the issue instead of opening a PR."""
     opening = preamble(review, draft=False) or ""

@@ -15,7 +15,7 @@ from app.models import Run, RunState
 from app.progress import Progress
 from app.runs.events import RunEvents
 from app.runs.kinds import rules_for
-from app.slack import blocks
+from app.slack import blocks, card
 from app.slack.notify import SlackNotifier
 from app.slack.threads import is_user_root
 from app.store import Store
@@ -158,11 +158,14 @@ class RunTracker:
         error: str | None = None,
         pushed_sha: str | None = None,
         review: str | None = None,
+        stopped: tuple[str, int, float] | None = None,
     ) -> None:
         """The closing report: tracking comment, then Slack (thread reply and root status).
 
         `summary` is the model's: the tracking comment and Slack show it inert. `review` is
-        the review's verdict in one line (app/runs/review.py Review.status).
+        the review's verdict in one line (app/runs/review.py Review.status). `stopped` is
+        (why, turns, dollars so far) when a limit stopped the agent: Slack says so and
+        offers to continue.
         """
         self._phase_ended()
         if pr is not None:
@@ -183,22 +186,34 @@ class RunTracker:
         thread = self.run.slack_thread
         if thread is None:
             return
-        text, blks = blocks.run_finished(
-            outcome=state,
-            pr_url=(pr or {}).get("html_url"),
-            pr_number=(pr or {}).get("number"),
-            draft=bool((pr or {}).get("draft")),
-            summary=summary,
-            usage_text=usage_text,
-            error=error,
-            run_id=self.run.id,
-            review=review,
-            run_url=self.run_url,
-        )
+        if stopped is not None:
+            text, blks = card.stopped_at_limit(
+                reason=stopped[0],
+                cost=f"${stopped[2]:.2f}" + (f" ({usage_text})" if usage_text else ""),
+                turns=stopped[1],
+                run_id=self.run.id,
+                pr_url=(pr or {}).get("html_url"),
+                pr_number=(pr or {}).get("number"),
+                run_url=self.run_url,
+            )
+        else:
+            text, blks = blocks.run_finished(
+                outcome=state,
+                pr_url=(pr or {}).get("html_url"),
+                pr_number=(pr or {}).get("number"),
+                draft=bool((pr or {}).get("draft")),
+                summary=summary,
+                usage_text=usage_text,
+                error=error,
+                run_id=self.run.id,
+                review=review,
+                run_url=self.run_url,
+            )
         await self.slack.reply(thread, text=text, blocks=blks)
         # The thread root shows the latest status too, so the channel view is current;
-        # unless it is a person's own message (a mention or DM), which only they can edit.
-        if await is_user_root(self.store, thread):
+        # unless it is a person's own message (a mention or DM), which only they can edit,
+        # or a follow-up's ending that is no news for the PR (it stays in the thread).
+        if not self.rules.root_shows(state) or await is_user_root(self.store, thread):
             return
         root_text, root_blocks = blocks.root_updated(
             repo=self.run.repo,

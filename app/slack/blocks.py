@@ -124,25 +124,25 @@ def root_updated(
     header = f"{emoji} *{label}* · {link(issue_url, target)}"
     if pr_url:
         kind = "Draft pull request" if draft else "Pull request"
-        header += f"\n{kind}: {_pr_link(pr_url, pr_number)}"
+        header += f"\n{kind}: {pr_link(pr_url, pr_number)}"
     body = escape(issue_title)
     if error:
         body += f"\n*Reason:* {escape(error)}"
-    blocks: list[Block] = [_section(header, body)]
+    blocks: list[Block] = [section(header, body)]
     asked = f"Requested by *{escape(requested_by)}* · " if requested_by else ""
-    blocks.append(_context(f"{asked}`{escape(repo)}` · run {run_id}"))
+    blocks.append(context(f"{asked}`{escape(repo)}` · run {run_id}"))
     if buttons:
         blocks.extend(_run_buttons(run_id, status, pr_url, run_url))
     title = clip(escape(issue_title), 200)
     fallback = f"{emoji} {label}: {escape(target)} {title} (run {run_id})"
-    return _message(fallback, blocks)
+    return as_message(fallback, blocks)
 
 
 def run_progress(text: str, *, run_url: str | None = None) -> Message:
     """One progress line in the run's thread (and its page's link, when there is one)."""
-    blocks: list[Block] = [_section(f":small_blue_diamond: {escape(text)}")]
-    blocks.extend(_view_run(run_url))
-    return _message(escape(text), blocks)
+    blocks: list[Block] = [section(f":small_blue_diamond: {escape(text)}")]
+    blocks.extend(view_run(run_url))
+    return as_message(escape(text), blocks)
 
 
 def run_finished(
@@ -168,26 +168,26 @@ def run_finished(
         label = "Draft PR opened"
     headline = f"{emoji} *{label}*"
     if pr_url:
-        headline += f": {_pr_link(pr_url, pr_number)}"
+        headline += f": {pr_link(pr_url, pr_number)}"
     reason = f"*Reason:* {escape(error)}" if error else ""
-    blocks: list[Block] = [_section(headline, reason)]
+    blocks: list[Block] = [section(headline, reason)]
     if summary:
         # The model wrote it: no <!channel>, <@U…> or @-mentions reach the channel.
-        blocks.append(_section(escape(inert(summary))))
+        blocks.append(section(escape(inert(summary))))
     if review:  # the judge's words are the model's too
-        blocks.append(_section(":mag: " + escape(inert(review))))
+        blocks.append(section(":mag: " + escape(inert(review))))
     if usage_text:
-        blocks.append(_context(escape(usage_text)))
+        blocks.append(context(escape(usage_text)))
     if buttons:
         blocks.extend(_run_buttons(run_id, outcome, pr_url, run_url))
     fallback = f"{emoji} {label}"
     if pr_url:
-        fallback += f": {_pr_link(pr_url, pr_number)}"
+        fallback += f": {pr_link(pr_url, pr_number)}"
     if error:
         fallback += f" ({clip(escape(error), 500)})"
     elif review:
         fallback += f" ({clip(escape(review), 500)})"
-    return _message(fallback, blocks)
+    return as_message(fallback, blocks)
 
 
 def ci_result(
@@ -204,24 +204,24 @@ def ci_result(
     emoji, label = CI_CONCLUSIONS.get(conclusion, (":grey_question:", f"CI: {conclusion}"))
     headline = f"{emoji} *{escape(label)}*"
     if pr_url:
-        headline += f" on {_pr_link(pr_url, pr_number)}"
-    blocks: list[Block] = [_section(headline)]
+        headline += f" on {pr_link(pr_url, pr_number)}"
+    blocks: list[Block] = [section(headline)]
     if failed_checks:
         lines = [f"• {link(url, name)}" for name, url in failed_checks[:MAX_FAILED_CHECKS]]
-        blocks.append(_section(_fit_lines("*Failed checks*", lines, len(failed_checks))))
-    joined_links = _fit_joined([link(url, name) for name, url in links[:MAX_LINKS]])
+        blocks.append(section(fit_lines("*Failed checks*", lines, len(failed_checks))))
+    joined_links = fit_joined([link(url, name) for name, url in links[:MAX_LINKS]])
     if joined_links:
-        blocks.append(_context(joined_links))
+        blocks.append(context(joined_links))
     if repair_note:
-        blocks.append(_context(f":wrench: {escape(repair_note)}"))
-    blocks.extend(_view_run(run_url))
+        blocks.append(context(f":wrench: {escape(repair_note)}"))
+    blocks.extend(view_run(run_url))
     fallback = f"{emoji} {escape(label)}"
     if pr_url:
-        fallback += f" on {_pr_link(pr_url, pr_number)}"
+        fallback += f" on {pr_link(pr_url, pr_number)}"
     if failed_checks:
         names = ", ".join(escape(name) for name, _ in failed_checks[:MAX_FAILED_CHECKS])
         fallback += ": " + clip(names, 1000)
-    return _message(fallback, blocks)
+    return as_message(fallback, blocks)
 
 
 def installed(*, account: str, repos_count: int | None, label: str) -> Message:
@@ -234,26 +234,26 @@ def installed(*, account: str, repos_count: int | None, label: str) -> Message:
         f":wave: Honk was installed on *{escape(account)}* ({scope}).\n"
         f"Add the `{escape(label)}` label to an issue and Honk will open a pull request."
     )
-    return _message(f"Honk was installed on {escape(account)} ({scope})", [_section(text)])
+    return as_message(f"Honk was installed on {escape(account)} ({scope})", [section(text)])
 
 
 def _run_status(status: str) -> tuple[str, str]:
     return RUN_STATUS.get(status, (":grey_question:", escape(str(status))))
 
 
-def _pr_link(pr_url: str, pr_number: int | None) -> str:
+def pr_link(pr_url: str, pr_number: int | None) -> str:
     return link(pr_url, f"PR #{pr_number}" if pr_number is not None else "pull request")
 
 
-def _view_button(run_url: str | None) -> list[ButtonElement]:
+def view_button(run_url: str | None) -> list[ButtonElement]:
     """A link button to the run's page (HONK_URL/runs/<id>), when Honk knows its address."""
     if not run_url or not run_url.startswith(("https://", "http://")):
         return []
     return [ButtonElement(text="View run", action_id=VIEW_RUN_ACTION, url=run_url)]
 
 
-def _view_run(run_url: str | None) -> list[Block]:
-    elements = _view_button(run_url)
+def view_run(run_url: str | None) -> list[Block]:
+    elements = view_button(run_url)
     return [ActionsBlock(elements=elements)] if elements else []
 
 
@@ -262,7 +262,7 @@ def _run_buttons(
 ) -> list[Block]:
     """View run; Open PR when there is one; Cancel while active; Retry once it did not succeed."""
     value = str(run_id) if run_id is not None else None
-    elements: list[ButtonElement] = _view_button(run_url)
+    elements: list[ButtonElement] = view_button(run_url)
     if pr_url and pr_url.startswith(("https://", "http://")):
         elements.append(
             ButtonElement(text="Open PR", action_id=OPEN_PR_ACTION, url=pr_url, value=value)
@@ -289,7 +289,7 @@ def _run_buttons(
     return [ActionsBlock(elements=elements)] if elements else []
 
 
-def _fit_lines(header: str, lines: list[str], total: int) -> str:
+def fit_lines(header: str, lines: list[str], total: int) -> str:
     """Join whole lines under a header while they fit in a section (links are never cut)."""
     text, shown = header, 0
     for line in lines:
@@ -302,7 +302,7 @@ def _fit_lines(header: str, lines: list[str], total: int) -> str:
     return text
 
 
-def _fit_joined(parts: list[str]) -> str:
+def fit_joined(parts: list[str]) -> str:
     """Join whole parts with a separator while they fit (links are never cut)."""
     text = ""
     for part in parts:
@@ -313,7 +313,7 @@ def _fit_joined(parts: list[str]) -> str:
     return text
 
 
-def _section(head: str, body: str = "") -> SectionBlock:
+def section(head: str, body: str = "") -> SectionBlock:
     """A mrkdwn section: `head` (short, may hold links) kept whole, escaped `body` clipped."""
     text = head
     if body:
@@ -321,9 +321,9 @@ def _section(head: str, body: str = "") -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=clip(text, SECTION_LIMIT)))
 
 
-def _context(mrkdwn: str) -> ContextBlock:
+def context(mrkdwn: str) -> ContextBlock:
     return ContextBlock(elements=[MarkdownTextObject(text=clip(mrkdwn, SECTION_LIMIT))])
 
 
-def _message(fallback: str, blocks: list[Block]) -> Message:
+def as_message(fallback: str, blocks: list[Block]) -> Message:
     return clip(fallback, FALLBACK_LIMIT), [block.to_dict() for block in blocks]

@@ -1,4 +1,4 @@
-"""Store: the webhook inbox, the runs queue, kv facts and run events, in one shared database."""
+"""Store: the webhook inbox, the runs queue, kv facts, run events and GitHub connections."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import text
 
+from app.store.connections import Connections
 from app.store.engine import create_engine
 from app.store.engine import migrate as migrate_schema
 from app.store.events import RunEventLog
@@ -21,7 +22,7 @@ from app.store.stats import RunStats
 T = TypeVar("T")
 
 
-class Store(Inbox, RunQueue, Facts, RunStats, RunEventLog):
+class Store(Inbox, RunQueue, Facts, RunStats, RunEventLog, Connections):
     """One database shared by the web and worker processes; each method is one short transaction."""
 
     @classmethod

@@ -159,6 +159,22 @@ run_events = Table(
     Index("uq_run_events_run_seq", "run_id", "seq", unique=True),  # migration 0004
 )
 
+# A person's GitHub connection from Slack (migration 0006): the Slack user ("<team>:<user>"), the
+# GitHub account their own authorization of the App names, and their user and refresh tokens,
+# encrypted (app/github/connections.py; the store never sees them in the clear).
+github_connections = Table(
+    "github_connections",
+    metadata,
+    Column("slack_user", String(120), primary_key=True),
+    Column("github_login", String(100), nullable=False),
+    Column("github_id", BigInteger),
+    Column("secret", LargeBinary, nullable=False),
+    Column("connected_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_github_connections_github_id", "github_id"),
+    Index("ix_github_connections_login", "github_login"),
+)
+
 kv = Table(
     "kv",
     metadata,

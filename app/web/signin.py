@@ -127,6 +127,9 @@ class SignIn:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SIGN_IN = web.AppKey("sign_in", SignIn)
+# Connecting GitHub from Slack (app/web/connect.py) runs this same flow; its callback ends there.
+OnConnect = Callable[[web.Request, str, UserToken, dict[str, Any]], Awaitable[web.StreamResponse]]
+ON_CONNECT = web.AppKey("on_connect", OnConnect)
 
 
 def add_routes(app: web.Application, settings: Settings) -> None:
@@ -197,6 +200,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
     flow = request.app[SIGN_IN]
     session = await get_session(request)
     expected = session.pop("oauth_state", None)
+    connecting = session.pop("connect", None)  # a Slack user connecting GitHub, not a sign-in
     state = request.query.get("state", "")
     if not expected or not hmac.compare_digest(str(expected), state):
         raise web.HTTPBadRequest(text="This sign-in link is unknown or expired: sign in again.\n")
@@ -209,6 +213,10 @@ async def callback(request: web.Request) -> web.StreamResponse:
     except (OAuthError, gidgethub.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
         log.warning("sign-in failed: %s", describe_error(exc))
         raise web.HTTPBadGateway(text="GitHub did not sign you in; try again.\n") from None
+    if isinstance(connecting, str) and ON_CONNECT in request.app:
+        # The token goes to the server-side keeper only: a cookie holding the same single-use
+        # refresh token would spend it from under the keeper (or the keeper from under it).
+        return await request.app[ON_CONNECT](request, connecting, token, user)
     back = local_path(session.get("next"))
     fresh = await new_session(request)  # a new session: nothing of the old one carries over
     fresh["login"] = str(user["login"])

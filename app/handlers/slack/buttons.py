@@ -1,4 +1,5 @@
-"""The buttons on a run's messages: Retry (a modal with optional instructions), Cancel, Open PR."""
+"""The buttons on a run's messages: Retry (a modal with optional instructions; the card's
+Request changes too), Cancel, Open PR; the go-live card's and Continue in golive.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import (
-    ContextBlock,
     InputBlock,
     MarkdownTextObject,
     PlainTextInputElement,
@@ -18,7 +18,8 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from app.actions import cancel_run, queue_follow_up
-from app.handlers.slack.conversation import SlackContext
+from app.handlers.slack import golive
+from app.handlers.slack.conversation import UNKNOWN_RUN, SlackContext, run_of
 from app.handlers.slack.parsing import Origin, interaction_origin, interaction_user
 from app.log import describe_error
 from app.models import Run
@@ -33,7 +34,6 @@ _RETRY_MODALS: Namespace[dict[str, Any]] = Namespace(
 )
 RETRY_VIEW = "honk_retry_modal"
 RETRY_BLOCK, RETRY_INPUT = "instructions", "text"
-UNKNOWN_RUN = "Honk no longer knows that run."
 
 
 def retry_view(run: Run, key: str) -> dict[str, Any]:
@@ -62,12 +62,6 @@ def retry_view(run: Run, key: str) -> dict[str, Any]:
     ).to_dict()
 
 
-def marked(message_blocks: list[dict[str, Any]], note: str) -> list[dict[str, Any]]:
-    """A message's blocks with its buttons replaced by a note saying what was done."""
-    kept = [b for b in message_blocks if b.get("type") != "actions"]
-    return [*kept, ContextBlock(elements=[MarkdownTextObject(text=note)]).to_dict()]
-
-
 def submitted_text(view: Mapping[str, Any]) -> str:
     values = ((view.get("state") or {}).get("values") or {}).get(RETRY_BLOCK) or {}
     return str((values.get(RETRY_INPUT) or {}).get("value") or "").strip()
@@ -91,6 +85,8 @@ async def on_block_action(ctx: SlackContext, payload: Mapping[str, Any]) -> None
             await open_retry(ctx, payload, action, origin)
         elif action_id == blocks.CANCEL_ACTION:
             ctx.spawn(cancel(ctx, payload, action, origin), origin)
+        elif action_id in golive.ACTIONS:
+            ctx.spawn(golive.on_action(ctx, payload, action, origin), origin)
         # Open PR is a link button: Slack opens the URL; Honk only acknowledges.
 
 
@@ -157,7 +153,7 @@ async def on_retry_submitted(ctx: SlackContext, payload: Mapping[str, Any]) -> N
     )
     log.info("queued run %s, a retry of run %s, from Slack", follow_up.id, run.id)
     note = f":repeat: <@{user.id}> asked for a retry: run {follow_up.id} is queued."
-    await mark(ctx, record["channel"], record.get("ts"), record, note)
+    await ctx.mark(record["channel"], record.get("ts"), record, note)
 
 
 async def cancel(
@@ -176,28 +172,4 @@ async def cancel(
         return
     ids = ", ".join(str(r.id) for r in cancelled)
     note = f":no_entry_sign: <@{origin.user.id}> cancelled run {ids}."
-    message = payload.get("message") or {}
-    ts = (payload.get("container") or {}).get("message_ts") or message.get("ts")
-    await mark(ctx, origin.channel, ts, message, note)
-
-
-async def run_of(ctx: SlackContext, action: Mapping[str, Any]) -> Run | None:
-    value = str(action.get("value") or "")
-    return await ctx.store.get_run(int(value)) if value.isdigit() else None
-
-
-async def mark(
-    ctx: SlackContext, channel: str, ts: str | None, message: Mapping[str, Any], note: str
-) -> None:
-    """Update the clicked message in place: its buttons gone, what happened said instead."""
-    if not ts:
-        return
-    try:
-        await ctx.slack.client.chat_update(
-            channel=channel,
-            ts=ts,
-            text=str(message.get("text") or note),
-            blocks=marked(list(message.get("blocks") or []), note),
-        )
-    except SlackApiError as exc:
-        log.warning("could not update the clicked message: %s", describe_error(exc))
+    await ctx.mark_clicked(payload, note)

@@ -37,9 +37,11 @@ HELP = (
     "• `@Honk <what to do> in owner/repo`: the same from a mention or a direct message.\n"
     "• `/honk repo owner/repo` gives this channel a default repository, so "
     "`/honk <what to do>` is enough here (`/honk repo` shows it, `/honk repo clear` removes it).\n"
-    "• `/honk link <github-login>` links you to your GitHub account when your Slack e-mail is "
-    "not your GitHub profile's public e-mail (`/honk link` shows it, `/honk unlink` removes it).\n"
-    "Honk's messages have *Retry* (with optional instructions), *Cancel* and *Open PR* buttons. "
+    "• `/honk link` connects your GitHub account (you sign in with GitHub): Honk then knows "
+    "you, and *Merge* and *Approve* act as you, with your own permissions "
+    "(`/honk unlink` forgets it).\n"
+    "Honk's messages have *Retry* (with optional instructions), *Cancel* and *Open PR* buttons; "
+    "a green PR gets *Merge*, *Approve*, *Request changes* and *Close PR*. "
     "As on GitHub, you need write access to the repository."
 )
 NEED_REPO = (
@@ -91,7 +93,7 @@ async def _handle(ctx: SlackContext, command: Command, origin: Origin) -> None:
     elif command.kind == "repo":
         await on_repo_command(ctx, command, origin)
     elif command.kind == "link":
-        await on_link_command(ctx, command, origin)
+        await on_link_command(ctx, origin)
     elif command.kind == "unlink":
         await on_unlink_command(ctx, origin)
 

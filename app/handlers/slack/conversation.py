@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -13,16 +13,20 @@ from urllib.parse import quote
 import aiohttp
 import gidgethub
 from cachetools import TTLCache
+from slack_sdk.errors import SlackApiError
+from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from app.actions import may_act
 from app.config import Settings
 from app.github.auth import GitHubApp
 from app.github.client import GitHubClient
+from app.github.connections import GitHubConnections
 from app.handlers.slack.identity import Identity, Who
 from app.handlers.slack.parsing import Origin
 from app.log import describe_error
-from app.models import RepoRef
+from app.models import RepoRef, Run
+from app.repo_config import ConfigCache
 from app.slack.notify import SlackNotifier
 from app.store import Store
 
@@ -31,10 +35,11 @@ log = logging.getLogger(__name__)
 INSTALLATION_CACHE_SECONDS = 300
 SHUTDOWN_GRACE = 5.0
 
+UNKNOWN_RUN = "Honk no longer knows that run."
 NOT_INSTALLED = "Honk is not installed on `{repo}` (or there is no such repository)."
 UNMAPPED = (
-    "Honk doesn't know who you are on GitHub: {why}. Link your account with "
-    "`/honk link <github-login>` and ask again. Nothing was started."
+    "Honk doesn't know who you are on GitHub: {why}. Connect your GitHub account with "
+    "`/honk link` and ask again. Nothing was started."
 )
 
 
@@ -45,6 +50,18 @@ class Allowed:
     gh: GitHubClient
     login: str
     installation_id: int
+
+
+def marked(message_blocks: list[dict[str, Any]], note: str) -> list[dict[str, Any]]:
+    """A message's blocks with its buttons replaced by a note saying what was done."""
+    kept = [b for b in message_blocks if b.get("type") != "actions"]
+    return [*kept, ContextBlock(elements=[MarkdownTextObject(text=note)]).to_dict()]
+
+
+async def run_of(ctx: SlackContext, action: Mapping[str, Any]) -> Run | None:
+    """The run a button names: its value is the run id (go-live buttons: "<id>@<sha>")."""
+    value = str(action.get("value") or "").partition("@")[0]
+    return await ctx.store.get_run(int(value)) if value.isdigit() else None
 
 
 def unmapped_reason(who: Who, owner: str) -> str:
@@ -66,8 +83,10 @@ class SlackContext:
     slack: SlackNotifier
     session: aiohttp.ClientSession  # for response_url answers; its owner closes it
     identity: Identity
+    connections: GitHubConnections | None = None  # people's own GitHub tokens
     wake_workers: Callable[[], None] = lambda: None
     wake_dispatcher: Callable[[], None] = lambda: None
+    config_cache: ConfigCache = field(default_factory=ConfigCache)  # the process's one
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _installations: TTLCache[str, int] = field(
         default_factory=lambda: TTLCache(maxsize=1024, ttl=INSTALLATION_CACHE_SECONDS)
@@ -97,31 +116,65 @@ class SlackContext:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def tell(self, origin: Origin, text: str, *, public: bool = False) -> None:
+    async def tell(
+        self,
+        origin: Origin,
+        text: str,
+        *,
+        public: bool = False,
+        blocks: list[dict[str, Any]] | None = None,
+    ) -> None:
         """Answer the person who asked (only them, unless public); never raises."""
         try:
             if origin.response_url:
                 webhook = AsyncWebhookClient(origin.response_url, session=self.session)
                 answer = await webhook.send(
                     text=text,
+                    blocks=blocks,
                     response_type="in_channel" if public else "ephemeral",
                     replace_original=False,
                 )
-                if answer.status >= 300:
-                    log.warning("Slack's response_url answered %s", answer.status)
+                if answer.status_code >= 300:
+                    log.warning("Slack's response_url answered %s", answer.status_code)
             elif public or origin.is_dm:
                 await self.slack.client.chat_postMessage(
-                    channel=origin.channel, thread_ts=origin.thread_root, text=text
+                    channel=origin.channel, thread_ts=origin.thread_root, text=text, blocks=blocks
                 )
             else:
                 await self.slack.client.chat_postEphemeral(
                     channel=origin.channel,
                     user=origin.user.id,
                     text=text,
+                    blocks=blocks,
                     thread_ts=origin.thread_root,
                 )
         except Exception as exc:
             log.warning("could not answer in Slack: %s", describe_error(exc))
+
+    async def mark(
+        self, channel: str, ts: str | None, message: Mapping[str, Any], note: str
+    ) -> None:
+        """Update a clicked message in place: its buttons gone, what happened said instead."""
+        if not ts:
+            return
+        try:
+            await self.slack.client.chat_update(
+                channel=channel,
+                ts=ts,
+                text=str(message.get("text") or note),
+                blocks=marked(list(message.get("blocks") or []), note),
+            )
+        except SlackApiError as exc:
+            log.warning("could not update the clicked message: %s", describe_error(exc))
+
+    async def mark_clicked(self, payload: Mapping[str, Any], note: str) -> None:
+        """`mark` the message whose button `payload` reports."""
+        message = payload.get("message") or {}
+        channel = (payload.get("channel") or {}).get("id") or (payload.get("container") or {}).get(
+            "channel_id"
+        )
+        ts = (payload.get("container") or {}).get("message_ts") or message.get("ts")
+        await self.mark(str(channel or ""), ts, message, note)
 
     async def authorize(
         self, origin: Origin, repo: str, installation_id: int | None = None

@@ -6,7 +6,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from app.handlers.slack.identity import SlackUser
 
@@ -18,8 +17,6 @@ _REPO = rf"(?:https?://[^/\s]+/)?(?P<repo>{_OWNER}/{_NAME})(?:\.git)?/?"
 _LEADING_REPO = re.compile(rf"^{_REPO}(?=\s|$)")
 _TRAILING_REPO = re.compile(rf"\s+(?:in|on|for)\s+{_REPO}\s*[.!?]?\s*$", re.IGNORECASE)
 _ONLY_REPO = re.compile(rf"^{_REPO}$")
-_LOGIN = re.compile(rf"^@?({_OWNER})$")
-_COMMENT_PATH = re.compile(rf"^/(?P<repo>{_OWNER}/[A-Za-z0-9._-]+)/(?:issues|pull)/\d+/?$")
 _SLACK_TOKEN = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 _CLEAR_WORDS = {"clear", "none", "off", "unset"}
 
@@ -48,7 +45,7 @@ class Command:
     kind: str
     repo: str | None = None
     text: str = ""
-    action: str = ""  # repo: show|set|clear; link: show|start|confirm
+    action: str = ""  # repo: show|set|clear
 
 
 def slack_to_plain(text: str, bot_user_id: str | None = None) -> str:
@@ -84,14 +81,10 @@ def parse_command(text: str) -> Command:
             return Command("repo", action="clear")
         if match := _ONLY_REPO.match(rest):
             return Command("repo", repo=match["repo"], action="set")
-    if word == "link":
-        sub, _, arg = rest.partition(" ")
-        if not rest:
-            return Command("link", action="show")
-        if sub.lower() == "confirm":
-            return Command("link", text=arg.strip(), action="confirm")
-        return Command("link", text=rest, action="start")
-    if word == "unlink" and not rest:
+    if word in ("link", "connect", "login"):
+        # Connecting GitHub is signing in with GitHub: there is nothing to type after it.
+        return Command("link")
+    if word in ("unlink", "disconnect", "logout") and not rest:
         return Command("unlink")
     return parse_request(text)
 
@@ -103,22 +96,6 @@ def parse_request(text: str) -> Command:
     if match := _TRAILING_REPO.search(text):
         return Command("ask", repo=match["repo"], text=text[: match.start()].strip())
     return Command("ask", text=text)
-
-
-def github_login(text: str) -> str | None:
-    """A GitHub login (a leading @ allowed), or None when `text` cannot be one."""
-    match = _LOGIN.match(text.strip())
-    return match[1] if match else None
-
-
-def comment_ref(url: str, github_url: str) -> tuple[str, int] | None:
-    """(owner/repo, comment id) from an issue comment's link on `github_url`'s host."""
-    parts = urlsplit(url.strip().strip("<>"))
-    match = _COMMENT_PATH.match(parts.path)
-    comment_id = parts.fragment.removeprefix("issuecomment-")
-    if parts.netloc != urlsplit(github_url).netloc or match is None or not comment_id.isdigit():
-        return None
-    return match["repo"], int(comment_id)
 
 
 def issue_title(request: str) -> str:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from app.config import Settings
 from app.services import Services
-from app.web import signin
+from app.web import connect, signin
 from app.web.pages import api, render, run_page, runs_list
 from app.web.pages.access import ACCESS, Access
 from app.web.pages.links import Links
@@ -18,6 +18,7 @@ from app.web.pages.links import Links
 def add_routes(app: web.Application, settings: Settings, services: web.AppKey[Services]) -> None:
     """Routes and the session middleware; the checks are built once the services are open."""
     signin.add_routes(app, settings)
+    connect.add_routes(app, services)  # /connect/<nonce>: GitHub connected from Slack
     app[run_page.STREAMS] = set()
 
     async def pages_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -15,9 +15,10 @@ from tests.fakes.github.app_installations import AppMixin
 from tests.fakes.github.auth import AuthMixin, public_key_of
 from tests.fakes.github.checks import ACTIONS_APP, ChecksMixin
 from tests.fakes.github.contents import ContentsMixin
+from tests.fakes.github.deployments import DeploymentsMixin
 from tests.fakes.github.issues import IssuesMixin
+from tests.fakes.github.merging import MergingMixin
 from tests.fakes.github.oauth import OAuthMixin, UserGrant
-from tests.fakes.github.pulls import PullsMixin
 from tests.fakes.github.state import (
     APP_SLUG,
     DOCS_URL,
@@ -46,7 +47,14 @@ __all__ = [
 
 
 class FakeGitHub(
-    AuthMixin, AppMixin, PullsMixin, IssuesMixin, ContentsMixin, ChecksMixin, OAuthMixin
+    AuthMixin,
+    AppMixin,
+    MergingMixin,
+    IssuesMixin,
+    ContentsMixin,
+    ChecksMixin,
+    DeploymentsMixin,
+    OAuthMixin,
 ):
     """GitHub's REST API and git smart HTTP for the tests, on one aiohttp app (`.app`).
 
@@ -115,6 +123,13 @@ class FakeGitHub(
             ("GET", f"{repo}/pulls/{number}", self._get_pull, None),
             ("PATCH", f"{repo}/pulls/{number}", self._update_pull, None),
             ("GET", f"{repo}/pulls/{number}/comments", self._list_review_comments, None),
+            ("GET", f"{repo}/pulls/{number}/files", self._list_pull_files, None),
+            ("GET", f"{repo}/pulls/{number}/reviews", self._list_reviews, None),
+            ("POST", f"{repo}/pulls/{number}/reviews", self._create_review, None),
+            ("PUT", f"{repo}/pulls/{number}/merge", self._merge_pull, None),
+            ("POST", "/graphql", self._graphql, None),
+            ("GET", repo + "/deployments", self._list_deployments, None),
+            ("GET", repo + "/deployments/{id:\\d+}/statuses", self._list_deployment_statuses, None),
             ("GET", repo + "/contents/{path:.*}", self._contents, None),
             ("POST", repo + "/check-runs", self._create_check_run, None),
             ("GET", repo + "/check-runs/{id:\\d+}", self._get_check_run, None),

@@ -167,6 +167,42 @@ class ChecksMixin(GitHubState):
         ]
         return run
 
+    def rerun_failed_jobs(
+        self, repo: str, run: dict[str, Any], *, conclusion: str = "success"
+    ) -> dict[str, Any]:
+        """GitHub's "Re-run failed jobs": the failed jobs run again on the same commit as new
+        check runs (the old ones stay), and the workflow run's attempt and conclusion move."""
+        state = self.repo(repo)
+        failed = [
+            job
+            for job in list(state["jobs"].values())
+            if job["run_id"] == run["id"] and job["conclusion"] not in ("success", "skipped")
+        ]
+        for job in failed:
+            check = self._new_check_run(
+                state,
+                {
+                    "name": job["name"],
+                    "head_sha": run["head_sha"],
+                    "status": "completed",
+                    "conclusion": conclusion,
+                },
+                dict(ACTIONS_APP),
+            )
+            job_html = f"{run['html_url']}/job/{check['id']}"
+            check.update(details_url=job_html, html_url=job_html)
+            state["jobs"][check["id"]] = {
+                **job, "id": check["id"], "conclusion": conclusion, "html_url": job_html,
+                "check_run_url": check["url"], "completed_at": self._now(),
+            }  # fmt: skip
+        run.update(
+            run_attempt=run["run_attempt"] + 1,
+            status="completed",
+            conclusion=conclusion,
+            updated_at=self._now(),
+        )
+        return run
+
     # --- building ------------------------------------------------------------------
 
     def _new_check_run(

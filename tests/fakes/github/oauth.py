@@ -24,6 +24,8 @@ CODE_TTL = 600.0  # GitHub's codes expire after ten minutes
 USER_TOKEN_TTL = 8 * 3600.0
 REFRESH_TOKEN_TTL = 15_897_600.0  # six months, as GitHub says in refresh_token_expires_in
 READ_ROLES = frozenset({"read", "triage", "write", "maintain", "admin"})
+WRITE_ROLES = frozenset({"write", "maintain", "admin"})
+NO_PUSH = "Must have push access to repository"
 DOCS = (
     "https://docs.github.com/apps/managing-oauth-apps/"
     "troubleshooting-oauth-app-access-token-request-errors"
@@ -38,6 +40,9 @@ class UserGrant:
     login: str
     expires_at: float
     revoked: bool = False
+
+
+USER_GRANT = web.RequestKey("user_grant", UserGrant)  # the user token a request came with
 
 
 @dataclass
@@ -102,20 +107,47 @@ class OAuthMixin(GitHubState):
         )
         return installed and state["collaborators"].get(login.lower(), "none") in READ_ROLES
 
+    def _user_role(self, login: str, state: dict[str, Any]) -> str:
+        default = "none" if state["data"]["private"] else "read"
+        return str(state["collaborators"].get(login.lower(), default))
+
     def _authorize_user(self, request: web.Request, access: str | None) -> bool:
-        """True when the request carries a user token and may go on (read-only for now)."""
+        """True when the request carries a user token and may go on: as that user, within
+        their permission (a user token does what both the App and the user may do)."""
         grant = self._user_grant(request.headers.get("Authorization", ""))
         if grant is None:
             return False
+        request[USER_GRANT] = grant
         if access == "user":
             return True
         owner, name = request.match_info.get("owner"), request.match_info.get("repo")
-        if not (owner and name) or request.method != "GET":
+        if not (owner and name):
             raise _Answer(403, "Resource not accessible by integration")
         state = self._repos.get(f"{owner}/{name}".lower())
         if state is None or not self._user_may_read(grant.login, state):
             raise _Answer(404)
+        # Anyone who can read may review a pull request (only writers' approvals count);
+        # every other write needs push access, as GitHub answers a reader.
+        reviewing = request.method == "POST" and request.path.endswith("/reviews")
+        writing = request.method != "GET" and not reviewing
+        if writing and self._user_role(grant.login, state) not in WRITE_ROLES:
+            raise _Answer(404) if state["data"]["private"] else _Answer(403, NO_PUSH)
         return True
+
+    def _actor(self, request: web.Request) -> dict[str, Any]:
+        """The user a user token belongs to; the App's bot for installation tokens."""
+        grant = request.get(USER_GRANT)
+        return self._user(grant.login) if grant is not None else self._bot_user()
+
+    def revoke_user_tokens(self, login: str) -> None:
+        """The user revoked the App's authorization (Settings -> Applications): every token
+        of theirs stops working, refresh tokens too."""
+        for grant in self.user_tokens.values():
+            if grant.login.lower() == login.lower():
+                grant.revoked = True
+        for refresh, (owner, _expiry) in list(self.refresh_tokens.items()):
+            if owner.lower() == login.lower():
+                del self.refresh_tokens[refresh]
 
     # --- handlers --------------------------------------------------------------------
 

@@ -120,7 +120,7 @@ class PullsMixin(IssuesMixin):
         owner = state["data"]["owner"]
         pr = {
             "id": next(self._ids),
-            "node_id": f"PR_{number}",
+            "node_id": f"PR_{state['data']['id']}_{number}",
             "number": number,
             "url": api,
             "html_url": html,

@@ -198,6 +198,10 @@ class GitHubState:
             "pulls_url": f"{api}/pulls{{/number}}",
             "labels_url": f"{api}/labels{{/name}}",
             "default_branch": default_branch,
+            # The merge methods the repository allows (Settings -> General -> Pull Requests).
+            "allow_squash_merge": True,
+            "allow_merge_commit": True,
+            "allow_rebase_merge": True,
             "created_at": self._now(),
             "updated_at": self._now(),
             "pushed_at": self._now(),
@@ -217,6 +221,10 @@ class GitHubState:
             "jobs": {},  # id -> job
             "artifacts": {},  # run id -> [artifact]
             "collaborators": {},  # lower login -> role
+            "reviews": {},  # pull number -> [review], oldest first
+            "protection": {},  # branch -> {"required_approving_review_count": n}
+            "deployments": {},  # id -> deployment
+            "deployment_statuses": {},  # deployment id -> [status], newest first
         }
         if files != {}:
             self.commit_files(
