@@ -3,13 +3,59 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app.agent.loop import AgentLimits, AgentResult
-from app.agent.prompts import AgentTask, build_task
+from app.agent.prompts import MAX_REPO_INSTRUCTIONS, REPO_INSTRUCTION_FILES, AgentTask, build_task
+from app.runs.context import RunContext
+from app.runs.people import write_access_check, writer_comments
 from app.runs.texts import Verification
+from app.store import Store
 from app.workspace.sandbox import CommandResult
+
+
+async def instruct(ctx: RunContext, store: Store, *, output_limit: int) -> None:
+    """The run's task and limits on its context: the issue (as approved), writers' comments,
+    the repository's instructions (from the base branch), the run's own request."""
+    run, gh, subject = ctx.run, ctx.gh, ctx.subject
+    checkout, sandbox, _tools = ctx.work
+    may_steer = write_access_check(gh, run.repo)
+    comments = (
+        await writer_comments(gh, run.repo, run.issue_number, may_steer)
+        if subject.issue and run.issue_number
+        else []
+    )
+    # From the base branch, never the work tree: a follow-up's is the agent's own.
+    instructions = await checkout.base_files(
+        REPO_INSTRUCTION_FILES, max_bytes=MAX_REPO_INSTRUCTIONS * 4
+    )
+    task_issue = subject.as_issue or {
+        "title": run.instructions[:80],
+        "body": run.instructions,
+        "number": 0,
+    }
+    ctx.request = await ctx.rules.request(
+        run, issue=subject.issue, gh=gh, store=store, may_steer=may_steer
+    )
+    ctx.task_with = functools.partial(
+        task_with,
+        repo=run.repo,
+        issue=task_issue,
+        comments=comments,
+        repo_instructions=instructions,
+        verify_command=ctx.config.verify,
+        visible_root=sandbox.visible_root,
+        network_hosts=[str(rule.entry) for rule in ctx.network_plan.agent],
+    )
+    assert ctx.limits is not None
+    ctx.agent_limits = AgentLimits(
+        max_turns=ctx.limits.max_turns,
+        max_seconds=ctx.limits.max_minutes * 60,
+        max_tokens=ctx.limits.max_tokens,
+        output_limit=output_limit,
+    )
 
 
 def task_with(extra_instructions: str, **parts: Any) -> AgentTask:

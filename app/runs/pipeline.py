@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
 
 import anthropic
 
 from app import metrics
 from app.agent.loop import AgentEvent, AgentLimits, AgentResult, make_client, run_agent
-from app.agent.prompts import MAX_REPO_INSTRUCTIONS, REPO_INSTRUCTION_FILES, AgentTask
+from app.agent.prompts import AgentTask
 from app.agent.tools import ToolBox
 from app.ci.reporter import CiReporter
 from app.config import Settings
@@ -28,10 +26,9 @@ from app.repo_config import (
     network_plan,
     run_limits,
 )
-from app.runs.attempts import combine, second_attempt_limits, task_with, verification
+from app.runs.attempts import combine, instruct, second_attempt_limits, verification
 from app.runs.context import LimitStop, Outcome, RunCancelled, RunContext
 from app.runs.network import phase_network
-from app.runs.people import write_access_check, writer_comments
 from app.runs.publish import (
     BUILD_ARTIFACTS,
     RUN_PERMISSIONS,
@@ -42,6 +39,7 @@ from app.runs.publish import (
     withhold,
 )
 from app.runs.review import mark_unreviewed, review_change
+from app.runs.stops import Stops
 from app.runs.subject import load_subject
 from app.runs.texts import Verification, branch_name
 from app.runs.tracker import RunTracker
@@ -54,8 +52,6 @@ from app.workspace.sandbox import Sandbox
 log = logging.getLogger(__name__)
 
 CANCELLED_NOTE = "Cancelled on request."
-
-T = TypeVar("T")
 
 
 class Pipeline:
@@ -81,9 +77,10 @@ class Pipeline:
         self.config_cache = config_cache
         self.workspaces = workspaces or Workspaces.for_settings(settings)
         self._anthropic = anthropic_client
-        self._stop_requested: set[int] = set()
+        self._stops = Stops()
+        self._check_stop = self._stops.check
+        self._until_stopped = self._stops.until_stopped
         self._sandbox_ok = False  # bwrap was seen to work in this process
-        self._interruptible: dict[int, asyncio.Future[Any]] = {}
 
     @property
     def anthropic(self) -> anthropic.AsyncAnthropic:
@@ -98,33 +95,11 @@ class Pipeline:
 
     def request_stop(self, run_id: int) -> None:
         """Stop the run: at once while the agent, setup or verification works, else soon."""
-        self._stop_requested.add(run_id)
-        work = self._interruptible.get(run_id)
-        if work is not None:
-            work.cancel()
-
-    def _check_stop(self, run: Run) -> None:
-        if run.id in self._stop_requested:
-            raise RunCancelled()
-
-    async def _until_stopped(self, run: Run, work: Awaitable[T]) -> T:
-        """Await `work`; a stop request cancels it (killing its sandboxed command)."""
-        self._check_stop(run)
-        task = asyncio.ensure_future(work)
-        self._interruptible[run.id] = task
-        try:
-            return await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if run.id in self._stop_requested and (current is None or not current.cancelling()):
-                raise RunCancelled() from None
-            raise
-        finally:
-            self._interruptible.pop(run.id, None)
+        self._stops.request(run_id)
 
     async def execute(self, run: Run) -> Outcome:
         """Run it to the end and report; the state to record. Raises only on shutdown."""
-        self._stop_requested.discard(run.id)
+        self._stops.forget(run.id)
         if not await repository_active(self.store, run.installation_id, run.repo):
             # Uninstalled or suspended since the run was queued: nothing more is sent there.
             return Outcome(RunState.CANCELLED, "Honk is no longer installed on this repository")
@@ -157,7 +132,7 @@ class Pipeline:
             await ctx.tracker.finished(RunState.FAILED, error=reason)
             outcome = Outcome(RunState.FAILED, reason)
         finally:
-            self._stop_requested.discard(run.id)
+            self._stops.forget(run.id)
         await mark_unreviewed(ctx)  # not on shutdown: that run is claimed again
         return outcome
 
@@ -279,43 +254,7 @@ class Pipeline:
 
     async def _instruct(self, ctx: RunContext) -> None:
         """The agent's task: the issue, writers' comments, the repository's own instructions."""
-        run, gh, subject = ctx.run, ctx.gh, ctx.subject
-        checkout, sandbox, _tools = ctx.work
-        may_steer = write_access_check(gh, run.repo)
-        comments = (
-            await writer_comments(gh, run.repo, run.issue_number, may_steer)
-            if subject.issue and run.issue_number
-            else []
-        )
-        # From the base branch, never the work tree: a follow-up's is the agent's own.
-        instructions = await checkout.base_files(
-            REPO_INSTRUCTION_FILES, max_bytes=MAX_REPO_INSTRUCTIONS * 4
-        )
-        task_issue = subject.as_issue or {
-            "title": run.instructions[:80],
-            "body": run.instructions,
-            "number": 0,
-        }
-        ctx.request = await ctx.rules.request(
-            run, issue=subject.issue, gh=gh, store=self.store, may_steer=may_steer
-        )
-        ctx.task_with = functools.partial(
-            task_with,
-            repo=run.repo,
-            issue=task_issue,
-            comments=comments,
-            repo_instructions=instructions,
-            verify_command=ctx.config.verify,
-            visible_root=sandbox.visible_root,
-            network_hosts=[str(rule.entry) for rule in ctx.network_plan.agent],
-        )
-        assert ctx.limits is not None
-        ctx.agent_limits = AgentLimits(
-            max_turns=ctx.limits.max_turns,
-            max_seconds=ctx.limits.max_minutes * 60,
-            max_tokens=ctx.limits.max_tokens,
-            output_limit=self.settings.output_limit,
-        )
+        await instruct(ctx, self.store, output_limit=self.settings.output_limit)
 
     async def _work(self, ctx: RunContext) -> None:
         """The agent, within the run's limits."""
@@ -439,7 +378,7 @@ class Pipeline:
             await tracker.events.agent(event)  # the run page's transcript
 
         async def should_stop() -> bool:
-            return run.id in self._stop_requested
+            return self._stops.requested(run.id)
 
         await tracker.events.agent_started(ctx.model, limits)
         result = await self._until_stopped(
