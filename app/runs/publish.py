@@ -76,17 +76,7 @@ async def publish(ctx: RunContext, github: GitHubApp, usage: Usage) -> tuple[dic
         if ctx.rules.finishes_draft and pr.get("draft"):
             pr = await _finish_draft(ctx, github, pr, usage)
         return pr, pushed
-    body = pr_body(
-        issue_number=run.issue_number,
-        summary=result.summary,
-        verification=verification,
-        usage=usage,
-        model=ctx.model,
-        run_id=run.id,
-        unfinished_reason=unfinished,
-        review=review_text(review) if review is not None else None,
-        run_url=ctx.tracker.run_url,
-    )
+    body = _body(ctx, usage, unfinished)
     blocked = review is not None and review.blocks
     draft = bool(unfinished) or verification.passed is False or blocked
     pr, _created = await gh.open_pull(
@@ -101,6 +91,22 @@ async def publish(ctx: RunContext, github: GitHubApp, usage: Usage) -> tuple[dic
     return pr, pushed
 
 
+def _body(ctx: RunContext, usage: Usage, unfinished: str | None) -> str:
+    """The PR's description: the agent's summary, verification, review, cost and links."""
+    result, verification = ctx.done
+    return pr_body(
+        issue_number=ctx.run.issue_number,
+        summary=result.summary,
+        verification=verification,
+        usage=usage,
+        model=ctx.model,
+        run_id=ctx.run.id,
+        unfinished_reason=unfinished,
+        review=review_text(ctx.review) if ctx.review is not None else None,
+        run_url=ctx.tracker.run_url,
+    )
+
+
 async def _finish_draft(
     ctx: RunContext, github: GitHubApp, pr: dict[str, Any], usage: Usage
 ) -> dict[str, Any]:
@@ -109,17 +115,7 @@ async def _finish_draft(
     result, verification = ctx.done
     if result.limit_hit or verification.passed is False or (ctx.review and ctx.review.blocks):
         return pr  # still unfinished, or not good enough: it stays a draft
-    body = pr_body(
-        issue_number=ctx.run.issue_number,
-        summary=result.summary,
-        verification=verification,
-        usage=usage,
-        model=ctx.model,
-        run_id=ctx.run.id,
-        unfinished_reason=None,
-        review=review_text(ctx.review) if ctx.review is not None else None,
-        run_url=ctx.tracker.run_url,
-    )
+    body = _body(ctx, usage, None)
     try:
         await ctx.gh.mark_ready_for_review(
             str(pr["node_id"]), graphql_url=github.settings.github_graphql_url
