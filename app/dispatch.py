@@ -67,6 +67,10 @@ def subject_of(delivery: Delivery) -> str:
     return delivery.id  # unrelated to anything else: in parallel
 
 
+def _event(delivery: Delivery) -> sansio.Event:
+    return sansio.Event(delivery.payload, event=delivery.event, delivery_id=delivery.id)
+
+
 class Dispatcher:
     """Claims undispatched deliveries from the store (none is lost on a crash), routes them."""
 
@@ -156,6 +160,12 @@ class Dispatcher:
             waiting_for.clear()
 
     def _start(self, delivery: Delivery) -> None:
+        if delivery.event not in self._others and not router.fetch(_event(delivery)):
+            # Most events start nothing: finished at once, without a task of their own.
+            metrics.labelled(metrics.dispatched, delivery.event, "done").inc()
+            self._finished.append(Finished(delivery.id))
+            self._finish_wake.set()
+            return
         subject = subject_of(delivery)
         before = self._last_of.get(subject)
         task = asyncio.create_task(self._handle(delivery, before), name=f"delivery-{delivery.id}")
@@ -183,8 +193,10 @@ class Dispatcher:
         started = time.perf_counter()
         finished = await self._route(delivery)
         result = "done" if finished.ok else "retry" if finished.retry else "failed"
-        metrics.dispatched.labels(delivery.event, result).inc()
-        metrics.dispatch_seconds.labels(delivery.event).observe(time.perf_counter() - started)
+        metrics.labelled(metrics.dispatched, delivery.event, result).inc()
+        metrics.labelled(metrics.dispatch_seconds, delivery.event).observe(
+            time.perf_counter() - started
+        )
         return finished
 
     async def _route(self, delivery: Delivery) -> Finished:
@@ -193,9 +205,7 @@ class Dispatcher:
                 if delivery.event in self._others:
                     await self._others[delivery.event](delivery.payload)
                 else:
-                    event = sansio.Event(
-                        delivery.payload, event=delivery.event, delivery_id=delivery.id
-                    )
+                    event = _event(delivery)
                     handlers = router.fetch(event)
                     if handlers:  # most events start nothing: no client (nor token) for them
                         gh = await self._client_for(event)

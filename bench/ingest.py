@@ -175,61 +175,83 @@ def base_env() -> dict[str, str]:
     }
 
 
-async def bare(items: list[tuple[str, bytes]], concurrency: int) -> Figures:
-    port = free_port()
-    argv = [sys.executable, "-m", "bench.bare_server", str(port)]
-    async with server(argv, base_env(), port) as pid:
-        url = f"http://127.0.0.1:{port}/api/github/webhooks"
-        await fire(url, items[:200], concurrency, "warm-up")
-        before = cpu_seconds(pid)
-        figures = await fire(url, items, concurrency, "bare aiohttp + gidgethub (stores nothing)")
-        figures.cpu = cpu_seconds(pid) - before
-        return figures
-
-
-async def honk(
-    items: list[tuple[str, bytes]], concurrency: int, data_dir: Path
-) -> tuple[Figures, int, float]:
-    """Honk's figures, the deliveries still pending when the load ended, and the drain time."""
-    port = free_port()
-    database = f"sqlite+aiosqlite:///{data_dir / 'honk.db'}"
-    env = base_env() | {
+def honk_env(port: int, data_dir: Path) -> dict[str, str]:
+    return base_env() | {
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "HONK_DATA_DIR": str(data_dir),
-        "DATABASE_URL": database,
+        "DATABASE_URL": database_url(data_dir),
         "HONK_WORKERS": "0",
         "HONK_SANDBOX": "off",
         "LOG_FORMAT": "json",
     }
-    argv = [sys.executable, "-m", "app", "--env-file", "", "serve"]
-    async with server(argv, env, port) as pid:
-        url = f"http://127.0.0.1:{port}/api/github/webhooks"
-        await fire(url, items[:200], concurrency, "warm-up")
-        before = cpu_seconds(pid)
-        figures = await fire(url, items, concurrency, "Honk (stores durably, dispatches)")
-        figures.cpu = cpu_seconds(pid) - before
-        store = await Store.open(database, migrate=False)
-        try:
-            pending = await store.count_deliveries(pending=True)
-            started = time.perf_counter()
-            while await store.count_deliveries(pending=True):  # noqa: ASYNC110 - another process
-                await asyncio.sleep(0.02)
-            drain = time.perf_counter() - started
-            stored = await store.count_deliveries()
-        finally:
-            await store.close()
-    if stored < len(items) + 200:
-        raise RuntimeError(f"only {stored} of {len(items) + 200} deliveries were stored")
-    return figures, pending, drain
 
 
-async def main(*, count: int = 3000, concurrency: int = 64) -> None:
+def database_url(data_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{data_dir / 'honk.db'}"
+
+
+async def measure(url: str, pid: int, items: list[tuple[str, bytes]], c: int, name: str) -> Figures:
+    before = cpu_seconds(pid)
+    figures = await fire(url, items, c, name)
+    figures.cpu = cpu_seconds(pid) - before
+    return figures
+
+
+async def drained(data_dir: Path, expected: int) -> tuple[int, float]:
+    """Deliveries still pending when the load ended, and how long the dispatcher took."""
+    store = await Store.open(database_url(data_dir), migrate=False)
+    try:
+        pending = await store.count_deliveries(pending=True)
+        started = time.perf_counter()
+        while await store.count_deliveries(pending=True):  # noqa: ASYNC110 - another process
+            await asyncio.sleep(0.02)
+        drain = time.perf_counter() - started
+        stored = await store.count_deliveries()
+    finally:
+        await store.close()
+    if stored < expected:
+        raise RuntimeError(f"only {stored} of {expected} deliveries were stored")
+    return pending, drain
+
+
+def median(figures: list[Figures]) -> Figures:
+    return sorted(figures, key=lambda f: f.rate)[len(figures) // 2]
+
+
+async def main(*, count: int = 3000, concurrency: int = 64, rounds: int = 3) -> None:
+    """Both servers run side by side; the rounds alternate between them, the median counts."""
     items = deliveries(count)
-    print(f"\n== ingest: {count} signed deliveries, {concurrency} at a time, over loopback ==")
-    baseline = await bare(items, concurrency)
+    print(
+        f"\n== ingest: {count} signed deliveries, {concurrency} at a time, over loopback; "
+        f"{rounds} rounds each, alternating ==",
+        flush=True,
+    )
+    bare_port, honk_port = free_port(), free_port()
+    bare_argv = [sys.executable, "-m", "bench.bare_server", str(bare_port)]
+    honk_argv = [sys.executable, "-m", "app", "--env-file", "", "serve"]
+    path = "/api/github/webhooks"
+    bare_url, honk_url = (f"http://127.0.0.1:{p}{path}" for p in (bare_port, honk_port))
     with tempfile.TemporaryDirectory(prefix="honk-bench-ingest-") as tmp:
-        honk_figures, pending, drain = await honk(items, concurrency, Path(tmp))
+        data_dir = Path(tmp)
+        async with (
+            server(bare_argv, base_env(), bare_port) as bare_pid,
+            server(honk_argv, honk_env(honk_port, data_dir), honk_port) as honk_pid,
+        ):
+            await fire(bare_url, items[:200], concurrency, "warm-up")
+            await fire(honk_url, items[:200], concurrency, "warm-up")
+            bare_runs: list[Figures] = []
+            honk_runs: list[Figures] = []
+            for n in range(rounds):
+                name = f"bare aiohttp + gidgethub, round {n + 1}"
+                bare_runs.append(await measure(bare_url, bare_pid, items, concurrency, name))
+                name = f"Honk (stores durably, dispatches), round {n + 1}"
+                honk_runs.append(await measure(honk_url, honk_pid, items, concurrency, name))
+                print(bare_runs[-1].line(), honk_runs[-1].line(), sep="\n", flush=True)
+            pending, drain = await drained(data_dir, 200 + count * rounds)
+    baseline, honk_figures = median(bare_runs), median(honk_runs)
+    baseline.name = "bare aiohttp + gidgethub (median round)"
+    honk_figures.name = "Honk (median round)"
     print(baseline.line())
     print(honk_figures.line())
     throughput = honk_figures.rate / baseline.rate
@@ -239,10 +261,10 @@ async def main(*, count: int = 3000, concurrency: int = 64) -> None:
         f"ratios: throughput {throughput:.2f}x (goal >= {GOAL_THROUGHPUT}x), "
         f"p99 {p99:.2f}x (goal <= {GOAL_P99}x): goal {verdict}"
     )
-    drained = pending / drain if drain > 0 else float("inf")
+    drained_rate = pending / drain if drain > 0 else float("inf")
     print(
         f"dispatch: {pending} deliveries pending when the load ended, drained in {drain:.2f} s"
-        + (f" ({drained:,.0f}/s)" if pending else " (kept pace with ingest)")
+        + (f" ({drained_rate:,.0f}/s)" if pending else " (kept pace with ingest)")
     )
 
 
@@ -250,5 +272,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
     arguments = parser.parse_args()
-    asyncio.run(main(count=arguments.count, concurrency=arguments.concurrency))
+    asyncio.run(
+        main(count=arguments.count, concurrency=arguments.concurrency, rounds=arguments.rounds)
+    )

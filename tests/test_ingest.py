@@ -19,11 +19,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from app import metrics
 from app.config import Settings
-from app.store import NewRun, Store
+from app.store import NewRun, Store, body_log
 from app.store.inbox import Finished
 from app.store.tables import deliveries, delivery_bodies
 from app.web import SERVICES, create_app
@@ -88,9 +88,12 @@ async def test_the_body_is_stored_and_dispatched_exactly_as_received(
     assert response.status == 202
     await eventually(lambda: seen)
     assert seen == [{"zeta": 1, "alpha": [1.5, "é"], "action": "poked"}]
+    assert await services.store.delivery_body("raw-1") == body  # byte for byte
+    # On SQLite the body lies in a file beside the database, not in it.
     async with services.store.engine.connect() as conn:
-        stored = await conn.scalar(select(delivery_bodies.c.body))
-    assert stored == body  # byte for byte: no second serialisation
+        assert await conn.scalar(select(func.count()).select_from(delivery_bodies)) == 0
+    files = list(body_log.directory_for(str(base_settings.data_dir / "honk.db")).iterdir())
+    assert len(files) == 1 and files[0].read_bytes() == body
 
 
 async def test_one_subject_in_order_while_others_pass_a_slow_handler(
@@ -138,9 +141,52 @@ async def test_finished_deliveries_age_out_and_runs_stay(store: Store) -> None:
     assert await store.prune_deliveries(timedelta(seconds=0.02)) == 3  # done and failed alike
     assert await store.count_deliveries() == 1 and await store.count_deliveries(pending=True) == 1
     assert run is not None and await store.get_run(run.id) is not None
-    async with store.engine.connect() as conn:  # their bodies went with them
-        bodies = (await conn.execute(select(delivery_bodies.c.delivery_id))).scalars().all()
-    assert bodies == ["waiting"]
+    assert await store.delivery_body("waiting") == b"{}"
+
+
+async def test_a_day_file_of_bodies_goes_once_no_delivery_needs_it(tmp_path: Path) -> None:
+    database = tmp_path / "honk.db"
+    store = await Store.open(f"sqlite+aiosqlite:///{database}")
+    try:
+        await store.record_delivery("done-1", "ping", b'{"n": 1}')
+        await store.record_delivery("waiting", "ping", b'{"n": 2}')
+        # Both bodies went to today's file; make it a file of long ago.
+        folder = body_log.directory_for(str(database))
+        (today,) = folder.iterdir()
+        old = today.with_name("2020-01-01-" + today.name.split("-", 3)[3])
+        today.rename(old)
+        async with store.engine.begin() as conn:
+            await conn.execute(update(deliveries).values(body_file=old.name))
+        stray = folder / "2020-01-02-0123abcd.log"  # no delivery's: a crashed write's file
+        stray.write_bytes(b"x")
+        claimed = await store.claim_deliveries("w", 30, limit=1)
+        await store.finish_deliveries([Finished(claimed[0].id)])
+        await asyncio.sleep(0.02)
+        assert await store.prune_deliveries(timedelta(seconds=0.01)) == 1
+        assert old.exists() and not stray.exists()  # "waiting" still needs the old file
+        assert await store.delivery_body("waiting") == b'{"n": 2}'
+        claimed = await store.claim_deliveries("w", 30, limit=1)
+        assert [d.payload for d in claimed] == [{"n": 2}]
+        await store.finish_deliveries([Finished("waiting")])
+        await asyncio.sleep(0.02)
+        assert await store.prune_deliveries(timedelta(seconds=0.01)) == 1
+        assert not old.exists()
+        # A body whose file is gone fails its delivery with a clear error; others go on.
+        await store.record_delivery("lost", "ping", b'{"n": 3}')
+        for path in folder.iterdir():
+            path.unlink()
+        await store.record_delivery("kept", "ping", b'{"n": 4}')
+        claimed = await store.claim_deliveries("w", 30, limit=5)
+        assert [d.id for d in claimed] == ["kept"]
+        async with store.engine.connect() as conn:
+            status, error = (
+                await conn.execute(
+                    select(deliveries.c.status, deliveries.c.error).where(deliveries.c.id == "lost")
+                )
+            ).one()
+        assert status == "failed" and "is missing or cut short" in error
+    finally:
+        await store.close()
 
 
 # -- /metrics ---------------------------------------------------------------------------------
@@ -256,10 +302,13 @@ async def test_sigkill_under_load_loses_no_answered_delivery(tmp_path: Path) -> 
         async with store.engine.connect() as conn:
             rows = await conn.execute(select(deliveries.c.id))
             stored = set(rows.scalars())
+        missing = [i for i in answered if i not in stored]
+        assert not missing, f"{len(missing)} answered deliveries lost, e.g. {missing[:3]}"
+        for delivery_id in answered:  # and each one's body, whole
+            body = await store.delivery_body(delivery_id)
+            assert body is not None and json.loads(body)["action"] == "opened", delivery_id
     finally:
         await store.close()
-    missing = [i for i in answered if i not in stored]
-    assert not missing, f"{len(missing)} answered deliveries lost, e.g. {missing[:3]}"
 
 
 @pytest.fixture

@@ -14,7 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 MIGRATIONS = Path(__file__).parent / "migrations"
 # WAL lets readers and one writer share the file across processes; busy_timeout makes a
 # writer wait for the lock instead of failing at once.
-SQLITE_PRAGMAS = ("busy_timeout=30000", "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
+SQLITE_PRAGMAS = (
+    "busy_timeout=30000",
+    "journal_mode=WAL",
+    "synchronous=NORMAL",
+    "foreign_keys=ON",
+    "temp_store=MEMORY",  # statement journals of multi-row statements: no file each time
+)
 MIGRATION_LOCK = 7274390001  # any constant: the PostgreSQL advisory lock migrations take
 
 

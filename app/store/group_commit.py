@@ -1,22 +1,23 @@
-"""Group commit of new deliveries: one transaction for whatever arrived while the last committed.
+"""Group commit: one transaction for whatever arrived while the last one committed.
 
-The first delivery waits for nothing; those that arrive while a transaction commits go into
-the next one, so a burst costs one transaction per batch rather than per delivery, and every
-caller still hears only after its delivery is committed.
+New deliveries and the dispatcher's "how these ended" are written together: the first
+arrival waits for nothing, those that arrive while a transaction commits go into the next
+one, so a burst costs one transaction per batch (not one to record and one to finish each
+delivery), and every caller hears only after its part is committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from app import metrics
 
-GROUP_COMMIT_MAX = 256  # deliveries written in one transaction at most
+GROUP_COMMIT_MAX = 256  # new deliveries written in one transaction at most
 
 
 @dataclass
@@ -41,15 +42,37 @@ class NewDelivery:
         return self
 
 
-Writer = Callable[[list[NewDelivery]], Awaitable[set[str]]]
+@dataclass(slots=True)
+class Finished:
+    """How a claimed delivery ended: done, failed (error), or handed back to retry."""
+
+    id: str
+    error: str | None = None
+    retry: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.retry
+
+
+@dataclass
+class _Finishing:
+    finished: Sequence[Finished]
+    answer: asyncio.Future[list[str]] = field(repr=False)
+
+
+# write(new, finished) stores the new deliveries and records the finished ones in one
+# transaction: the ids stored (not duplicates), and the finished ids that were not found.
+Writer = Callable[[list[NewDelivery], list[Finished]], Awaitable[tuple[set[str], list[str]]]]
 
 
 class GroupCommit:
-    """The one writer of new deliveries in this process; `write` stores a batch, says which."""
+    """The one writer of new and finished deliveries in this process."""
 
     def __init__(self, write: Writer) -> None:
         self._write = write
         self._waiting: list[NewDelivery] = []
+        self._finishing: list[_Finishing] = []
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -58,15 +81,27 @@ class GroupCommit:
         """True once `delivery` is committed; False when it was a duplicate."""
         if self._closing:
             raise RuntimeError("the store is closing: no delivery is taken now")
+        self._waiting.append(delivery)
+        self._start()
+        return await delivery.answer
+
+    async def finish(self, finished: Sequence[Finished]) -> list[str]:
+        """Once how these ended is committed: the ids among them that are not stored."""
+        if self._task is not None and self._task.done():  # closed: written on its own
+            return list((await self._write([], list(finished)))[1])
+        answer: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._finishing.append(_Finishing(finished, answer))
+        self._start()
+        return await answer
+
+    def _start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="honk-inbox-writer")
-        self._waiting.append(delivery)
         self._wake.set()
-        return await delivery.answer
 
     async def _run(self) -> None:
         while True:
-            if not self._waiting:
+            if not self._waiting and not self._finishing:
                 if self._closing:
                     return
                 self._wake.clear()
@@ -75,21 +110,28 @@ class GroupCommit:
             await asyncio.sleep(0)  # requests parsed in the same turn of the loop join in
             batch = self._waiting[:GROUP_COMMIT_MAX]
             del self._waiting[:GROUP_COMMIT_MAX]
+            finishing, self._finishing = self._finishing, []
             first: dict[str, NewDelivery] = {}
             for delivery in batch:
                 first.setdefault(delivery.id, delivery)  # the same id twice: one stored
-            metrics.inbox_batch.observe(len(first))
+            if first:
+                metrics.inbox_batch.observe(len(first))
+            ended = [one for part in finishing for one in part.finished]
             try:
-                stored = await self._write(list(first.values()))
+                stored, not_found = await self._write(list(first.values()), ended)
             except Exception as exc:
-                for delivery in batch:
-                    if not delivery.answer.done():
-                        delivery.answer.set_exception(exc)
+                for waiter in (*batch, *finishing):
+                    if not waiter.answer.done():
+                        waiter.answer.set_exception(exc)
                 continue
             for delivery in batch:
                 if not delivery.answer.done():
                     delivery.answer.set_result(first.get(delivery.id) is delivery
                                                and delivery.id in stored)  # fmt: skip
+            missing = set(not_found)
+            for part in finishing:
+                if not part.answer.done():
+                    part.answer.set_result([one.id for one in part.finished if one.id in missing])
 
     async def close(self) -> None:
         """Commit what is waiting, then stop."""

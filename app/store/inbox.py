@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import sqlite_lane
 from app.store.base import StoreBase, StoreError, utcnow
-from app.store.group_commit import GroupCommit, NewDelivery
+from app.store.group_commit import Finished, GroupCommit, NewDelivery
 from app.store.sqlite_lane import stamp
 from app.store.tables import deliveries, delivery_bodies
 
@@ -39,19 +40,6 @@ class Delivery:
             parsed = orjson.loads(self.body) if self.body else {}
             self._payload = parsed if isinstance(parsed, dict) else {}
         return self._payload
-
-
-@dataclass
-class Finished:
-    """How a claimed delivery ended: done, failed (error), or handed back to retry."""
-
-    id: str
-    error: str | None = None
-    retry: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and not self.retry
 
 
 class Inbox(StoreBase):
@@ -94,51 +82,68 @@ class Inbox(StoreBase):
         new = _new(delivery_id, event, body, parsed, (owner, lease_seconds))
         return await self._record(new)
 
-    async def _record(self, new: NewDelivery) -> Delivery | None:
+    def _writer(self) -> GroupCommit:
         if getattr(self, "_group_commit", None) is None:
-            self._group_commit = GroupCommit(self._insert_deliveries)
-        if not await self._group_commit.submit(new):
+            self._group_commit = GroupCommit(self._write)
+        return self._group_commit
+
+    async def _record(self, new: NewDelivery) -> Delivery | None:
+        if not await self._writer().submit(new):
             return None
         assert new.received_at is not None and new.parsed is not None
         attempts = 1 if new.lease else 0
         return Delivery(new.id, new.event, new.action, new.body, attempts, new.received_at,
                         new.parsed)  # fmt: skip
 
-    async def _insert_deliveries(self, batch: list[NewDelivery]) -> set[str]:
-        """One transaction for the batch; the ids stored (new, or a failed one taken again)."""
+    async def _write(
+        self, batch: list[NewDelivery], finished: list[Finished]
+    ) -> tuple[set[str], list[str]]:
+        """One group commit: the ids stored (new, or a failed one taken again), and the
+        finished ids that are not stored."""
         now = utcnow()
         batch = [new.leased(now, order) for order, new in enumerate(batch)]
+
+        def ending(one: Finished, tries: int) -> dict[str, Any]:
+            return _ending(one, tries, now, self.delivery_retry_delay)
+
         if self._lane is not None:
             async with self._turn():
-                return await self._lane.run(sqlite_lane.insert, batch)
-        ids = [new.id for new in batch]
+                return await self._lane.run(
+                    sqlite_lane.write, self._lane.bodies, batch, finished, stamp(now), ending
+                )
         async with self._begin() as conn:
-            found = await conn.execute(
-                select(deliveries.c.id, deliveries.c.status).where(deliveries.c.id.in_(ids))
+            stored = await self._insert_portably(conn, batch) if batch else set()
+            missing = await self._finish_portably(conn, finished, ending) if finished else []
+        return stored, missing
+
+    async def _insert_portably(self, conn: AsyncConnection, batch: list[NewDelivery]) -> set[str]:
+        ids = [new.id for new in batch]
+        found = await conn.execute(
+            select(deliveries.c.id, deliveries.c.status).where(deliveries.c.id.in_(ids))
+        )
+        known = {row.id: row.status for row in found}
+        fresh = [new for new in batch if new.id not in known]
+        again = [new for new in batch if known.get(new.id) == "failed"]
+        if fresh:
+            await conn.execute(
+                self._insert(deliveries).on_conflict_do_nothing(),
+                [_row(new) for new in fresh],
             )
-            known = {row.id: row.status for row in found}
-            fresh = [new for new in batch if new.id not in known]
-            again = [new for new in batch if known.get(new.id) == "failed"]
-            if fresh:
-                await conn.execute(
-                    self._insert(deliveries).on_conflict_do_nothing(),
-                    [_row(new) for new in fresh],
-                )
-            for new in again:
-                await conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id == new.id)
-                    .values(_row(new) | {"error": None, "finished_at": None, "payload": None})
-                )
-                await conn.execute(
-                    delete(delivery_bodies).where(delivery_bodies.c.delivery_id == new.id)
-                )
-            stored = fresh + again
-            if stored:
-                await conn.execute(
-                    delivery_bodies.insert(),
-                    [{"delivery_id": new.id, "body": new.body} for new in stored],
-                )
+        for new in again:
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == new.id)
+                .values(_row(new) | {"error": None, "finished_at": None, "payload": None})
+            )
+            await conn.execute(
+                delete(delivery_bodies).where(delivery_bodies.c.delivery_id == new.id)
+            )
+        stored = fresh + again
+        if stored:
+            await conn.execute(
+                delivery_bodies.insert(),
+                [{"delivery_id": new.id, "body": new.body} for new in stored],
+            )
         return {new.id for new in stored}
 
     async def close_inbox(self) -> None:
@@ -183,7 +188,9 @@ class Inbox(StoreBase):
         if self._lane is not None:
             until = stamp(now + timedelta(seconds=lease_seconds))
             async with self._turn():
-                claimed = await self._lane.run(sqlite_lane.claim, owner, stamp(now), until, limit)
+                claimed = await self._lane.run(
+                    sqlite_lane.claim, self._lane.bodies, owner, stamp(now), until, limit
+                )
             return [_claimed(row) for row in claimed]
         free = or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now)
         async with self._begin() as conn:
@@ -216,54 +223,67 @@ class Inbox(StoreBase):
         return claimed[0] if claimed else None
 
     async def finish_deliveries(self, finished: Sequence[Finished]) -> None:
-        """Record how each ended, in one transaction: done, failed, or back off and retry.
+        """Record how each ended, in the next group commit: done, failed, or back off and retry.
 
         A retry waits delivery_retry_delay, doubled per attempt, up to MAX_DELIVERY_ATTEMPTS.
+        An id that is not stored is an error (the others are recorded all the same).
         """
         if not finished:
             return
-        now = utcnow()
+        missing = await self._writer().finish(finished)
+        if missing:
+            raise StoreError(f"no delivery {', '.join(missing)}")
 
-        def ending(one: Finished, tries: int) -> dict[str, Any]:
-            return _ending(one, tries, now, self.delivery_retry_delay)
-
-        if self._lane is not None:
-            async with self._turn():
-                missing = await self._lane.run(sqlite_lane.finish, finished, stamp(now), ending)
-            if missing:
-                raise StoreError(f"no delivery {', '.join(missing)}")
-            return
+    async def _finish_portably(
+        self,
+        conn: AsyncConnection,
+        finished: Sequence[Finished],
+        ending: Callable[[Finished, int], dict[str, Any]],
+    ) -> list[str]:
         ids = [f.id for f in finished]
-        async with self._begin() as conn:
-            rows = await conn.execute(
-                select(deliveries.c.id, deliveries.c.attempts)
-                .where(deliveries.c.id.in_(ids))
-                .with_for_update()
+        rows = await conn.execute(
+            select(deliveries.c.id, deliveries.c.attempts)
+            .where(deliveries.c.id.in_(ids))
+            .with_for_update()
+        )
+        attempts = {row.id: row.attempts for row in rows}
+        done = [f.id for f in finished if f.ok and f.id in attempts]
+        if done:
+            await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(done))
+                .values(**_NO_LEASE, error=None, status="done", finished_at=utcnow())
             )
-            attempts = {row.id: row.attempts for row in rows}
-            missing = [i for i in ids if i not in attempts]
-            if missing:
-                raise StoreError(f"no delivery {', '.join(missing)}")
-            done = [f.id for f in finished if f.ok]
-            if done:
+        for one in finished:
+            if not one.ok and one.id in attempts:
                 await conn.execute(
                     update(deliveries)
-                    .where(deliveries.c.id.in_(done))
-                    .values(**_NO_LEASE, error=None, status="done", finished_at=now)
+                    .where(deliveries.c.id == one.id)
+                    .values(ending(one, attempts[one.id]))
                 )
-            for one in finished:
-                if not one.ok:
-                    await conn.execute(
-                        update(deliveries)
-                        .where(deliveries.c.id == one.id)
-                        .values(ending(one, attempts[one.id]))
-                    )
+        return [i for i in ids if i not in attempts]
 
     async def finish_delivery(
         self, delivery_id: str, *, error: str | None = None, retry: bool = False
     ) -> None:
         """Done (or failed, with error); retry=True: claimed again after a delay, up to 5 tries."""
         await self.finish_deliveries([Finished(delivery_id, error, retry)])
+
+    async def delivery_body(self, delivery_id: str) -> bytes | None:
+        """A delivery's body exactly as received; None for an unknown one (or a lost body)."""
+        if self._lane is not None:
+            return await self._lane.run(sqlite_lane.body, self._lane.bodies, delivery_id)
+        async with self._begin() as conn:
+            row = (
+                await conn.execute(
+                    select(deliveries.c.payload, delivery_bodies.c.body)
+                    .outerjoin(delivery_bodies, delivery_bodies.c.delivery_id == deliveries.c.id)
+                    .where(deliveries.c.id == delivery_id)
+                )
+            ).first()
+        if row is None:
+            return None
+        return bytes(row.body) if row.body is not None else orjson.dumps(row.payload or {})
 
     async def count_deliveries(self, *, pending: bool = False) -> int:
         """How many deliveries are stored (pending=True: not yet dispatched)."""
@@ -281,8 +301,15 @@ class Inbox(StoreBase):
             )
 
     async def prune_deliveries(self, older_than: timedelta) -> int:
-        """Forget finished deliveries (done or failed) that finished more than `older_than` ago."""
-        cutoff = utcnow() - older_than
+        """Forget finished deliveries (done or failed) that finished more than `older_than` ago,
+        and on SQLite the files of bodies no delivery refers to any more."""
+        now = utcnow()
+        cutoff = now - older_than
+        if self._lane is not None:
+            async with self._turn():
+                return await self._lane.run(
+                    sqlite_lane.prune, self._lane.bodies, stamp(cutoff), now.date()
+                )
         async with self._begin() as conn:
             result = await conn.execute(
                 delete(deliveries).where(
@@ -332,11 +359,9 @@ def _delivery(row: Any) -> Delivery:
 
 
 def _claimed(row: sqlite_lane.Claimed) -> Delivery:
-    delivery_id, event, action, body, payload, attempts, received_at = row
-    if body is None:  # stored before bodies were kept as received (migration 0004)
-        body = (payload or "{}").encode()
+    delivery_id, event, action, body, attempts, received_at = row
     received = sqlite_lane.unstamp(received_at)
-    return Delivery(delivery_id, event, action, bytes(body), attempts + 1, received)
+    return Delivery(delivery_id, event, action, body, attempts + 1, received)
 
 
 def _ending(one: Finished, tries: int, now: datetime, retry_delay: float) -> dict[str, Any]:

@@ -4,27 +4,31 @@ SQLAlchemy's async adapter for SQLite crosses to its worker thread for every ste
 statement (begin, cursor, execute, fetch, close, commit), and under load each crossing waits
 for a busy event loop. Here recording, claiming and finishing a batch of deliveries is one
 crossing and one transaction, with the same SQL rules as the portable path in inbox.py.
+Bodies lie in files beside the database (body_log.py), appended before their rows commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
+from app.store.body_log import BodyLog, directory_for
 from app.store.engine import SQLITE_PRAGMAS
 
 T = TypeVar("T")
-# How SQLAlchemy writes UTCDateTime into SQLite: comparisons between them are textual.
-STAMP = "%Y-%m-%d %H:%M:%S.%f"
-Claimed = tuple[str, str, str | None, bytes | None, str | None, int, str]
+# id, event, action, body, attempts, received_at
+Claimed = tuple[str, str, str | None, bytes, int, str]
 
 
 def stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(STAMP)
+    """As SQLAlchemy writes UTCDateTime into SQLite: comparisons between them are textual."""
+    # isoformat is several times faster than strftime, and writes the same text.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def unstamp(text: str) -> datetime:
@@ -39,6 +43,7 @@ class SqliteLane:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="honk-sqlite-lane")
         self._connection: sqlite3.Connection | None = None
         self._closed = False
+        self.bodies = BodyLog(directory_for(path), uuid.uuid4().hex[:12])
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -67,6 +72,7 @@ class SqliteLane:
         self._closed = True
 
         def shut() -> None:
+            self.bodies.close()
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
@@ -75,72 +81,147 @@ class SqliteLane:
         self._executor.shutdown(wait=False)
 
 
-def insert(connection: sqlite3.Connection, batch: Sequence[Any]) -> set[str]:
+def write(
+    connection: sqlite3.Connection,
+    bodies: BodyLog,
+    batch: Sequence[Any],
+    finished: Sequence[Any],
+    now: str,
+    ending: Callable[[Any, int], dict[str, Any]],
+) -> tuple[set[str], list[str]]:
+    """A group commit (see group_commit.py): insert `batch`, record how `finished` ended."""
+    stored = insert(connection, bodies, batch) if batch else set()
+    missing = finish(connection, finished, now, ending) if finished else []
+    return stored, missing
+
+
+# Every step of a statement lets go of the GIL and takes it back, waiting for the event loop
+# while it is busy: a batch is a few multi-row statements, not a statement per row.
+_ROW = "(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)"
+_CHUNK = 200  # rows per statement: SQLite binds at most 32766 values in one
+
+
+def insert(connection: sqlite3.Connection, bodies: BodyLog, batch: Sequence[Any]) -> set[str]:
     """Store each new delivery (see inbox._row); a failed one is taken again (redelivery)."""
-    marks = ",".join("?" * len(batch))
+    ids = [new.id for new in batch]
     known = dict(
         connection.execute(
-            f"SELECT id, status FROM deliveries WHERE id IN ({marks})", [n.id for n in batch]
+            f"SELECT id, status FROM deliveries WHERE id IN ({_marks(ids)})", ids
         ).fetchall()
     )
     fresh = [new for new in batch if new.id not in known]
     again = [new for new in batch if known.get(new.id) == "failed"]
-    rows = [
-        (
-            new.id,
-            new.event,
-            new.action,
-            1 if new.lease else 0,
-            new.lease[0] if new.lease else None,
-            stamp(new.lease_until) if new.lease_until else None,
-            stamp(new.received_at),
+    stored = fresh + again
+    if not stored:
+        return set()
+    where = bodies.append([new.body for new in stored])
+    places = {new.id: place for new, place in zip(stored, where, strict=True)}
+    for part in _chunks(fresh):
+        values: list[Any] = []
+        for new in part:
+            values += (new.id, new.event, new.action, 1 if new.lease else 0,
+                       new.lease[0] if new.lease else None,
+                       stamp(new.lease_until) if new.lease_until else None,
+                       stamp(new.received_at), *places[new.id], len(new.body))  # fmt: skip
+        connection.execute(
+            "INSERT INTO deliveries (id, event, action, status, attempts, lease_owner, "
+            "lease_expires_at, received_at, body_file, body_offset, body_length) "
+            f"VALUES {','.join([_ROW] * len(part))}",
+            values,
         )
-        for new in fresh
-    ]
-    connection.executemany(
-        "INSERT INTO deliveries (id, event, action, status, attempts, lease_owner, "
-        "lease_expires_at, received_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
-        rows,
-    )
     for new in again:
         connection.execute(
             "UPDATE deliveries SET status = 'pending', attempts = ?, error = NULL, "
             "lease_owner = ?, lease_expires_at = ?, finished_at = NULL, payload = NULL, "
-            "received_at = ? WHERE id = ?",
+            "received_at = ?, body_file = ?, body_offset = ?, body_length = ? WHERE id = ?",
             (
                 1 if new.lease else 0,
                 new.lease[0] if new.lease else None,
                 stamp(new.lease_until) if new.lease_until else None,
                 stamp(new.received_at),
+                *places[new.id],
+                len(new.body),
                 new.id,
             ),
         )
-    stored = fresh + again
-    connection.executemany(
-        "INSERT OR REPLACE INTO delivery_bodies (delivery_id, body) VALUES (?, ?)",
-        [(new.id, new.body) for new in stored],
-    )
+        connection.execute("DELETE FROM delivery_bodies WHERE delivery_id = ?", (new.id,))
     return {new.id for new in stored}
 
 
 def claim(
-    connection: sqlite3.Connection, owner: str, now: str, until: str, limit: int
+    connection: sqlite3.Connection,
+    bodies: BodyLog,
+    owner: str,
+    now: str,
+    until: str,
+    limit: int,
 ) -> list[Claimed]:
-    rows: list[Claimed] = connection.execute(
-        "SELECT id, event, action, body, payload, attempts, received_at FROM deliveries "
-        "LEFT JOIN delivery_bodies ON delivery_id = id "
+    """The oldest claimable deliveries, leased to `owner`; one whose body is gone fails."""
+    rows = connection.execute(
+        "SELECT id, event, action, body, payload, body_file, body_offset, body_length, "
+        "attempts, received_at FROM deliveries LEFT JOIN delivery_bodies ON delivery_id = id "
         "WHERE status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at < ?) "
         "ORDER BY received_at, id LIMIT ?",
         (now, limit),
     ).fetchall()
-    if rows:
-        marks = ",".join("?" * len(rows))
+    claimed: list[Claimed] = []
+    for delivery_id, event, action, body, payload, file, offset, length, tries, at in rows:
+        if file is not None:
+            body = bodies.read(file, offset, length)
+            if body is None:
+                connection.execute(
+                    "UPDATE deliveries SET status = 'failed', error = ?, finished_at = ?, "
+                    "lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+                    (f"its body is gone: {file} is missing or cut short", now, delivery_id),
+                )
+                continue
+        elif body is None:  # stored before bodies were kept as received (migration 0004)
+            body = (payload or "{}").encode()
+        claimed.append((delivery_id, event, action, bytes(body), tries, at))
+    if claimed:
+        ids = [row[0] for row in claimed]
         connection.execute(
             "UPDATE deliveries SET attempts = attempts + 1, lease_owner = ?, "
-            f"lease_expires_at = ? WHERE id IN ({marks})",
-            (owner, until, *(row[0] for row in rows)),
+            f"lease_expires_at = ? WHERE id IN ({_marks(ids)})",
+            (owner, until, *ids),
         )
-    return rows
+    return claimed
+
+
+def body(connection: sqlite3.Connection, bodies: BodyLog, delivery_id: str) -> bytes | None:
+    """One delivery's body as received (None: no such delivery, or its body is gone)."""
+    row = connection.execute(
+        "SELECT body, payload, body_file, body_offset, body_length FROM deliveries "
+        "LEFT JOIN delivery_bodies ON delivery_id = id WHERE id = ?",
+        (delivery_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    stored, payload, file, offset, length = row
+    if file is not None:
+        return bodies.read(file, offset, length)
+    return bytes(stored) if stored is not None else (payload or "{}").encode()
+
+
+def prune(connection: sqlite3.Connection, bodies: BodyLog, cutoff: str, today: date) -> int:
+    """Forget deliveries finished before `cutoff`; then the body files no row refers to.
+
+    Only files of days before yesterday are looked at: a process still appending to today's
+    file (or, just after midnight, yesterday's) never has it taken away.
+    """
+    removed = connection.execute(
+        "DELETE FROM deliveries WHERE status != 'pending' AND finished_at < ?", (cutoff,)
+    ).rowcount
+    unused = [
+        name
+        for name in bodies.old_files(before=today - timedelta(days=1))
+        if connection.execute(
+            "SELECT 1 FROM deliveries WHERE body_file = ? LIMIT 1", (name,)
+        ).fetchone()
+        is None
+    ]
+    bodies.remove(unused)
+    return int(removed)
 
 
 def finish(
@@ -149,43 +230,51 @@ def finish(
     now: str,
     ending: Callable[[Any, int], dict[str, Any]],
 ) -> list[str]:
-    """Mark the ok ones done, the others as `ending(one, attempts)` says; ids not found."""
-    ids = [one.id for one in finished]
-    marks = ",".join("?" * len(ids))
-    found = connection.execute(
-        f"SELECT id, attempts FROM deliveries WHERE id IN ({marks})", tuple(ids)
-    ).fetchall()
-    attempts = {row[0]: int(row[1]) for row in found}
-    missing = [i for i in ids if i not in attempts]
-    if missing:
-        return missing
+    """Mark the ok ones done, the others as `ending(one, attempts)` says; the ids not found."""
     done = [one.id for one in finished if one.ok]
-    if done:
-        marks = ",".join("?" * len(done))
-        connection.execute(
+    missing: list[str] = []
+    for part in _chunks(done):
+        changed = connection.execute(
             "UPDATE deliveries SET status = 'done', error = NULL, lease_owner = NULL, "
-            f"lease_expires_at = NULL, finished_at = ? WHERE id IN ({marks})",
-            (now, *done),
-        )
+            f"lease_expires_at = NULL, finished_at = ? WHERE id IN ({_marks(part)})",
+            (now, *part),
+        ).rowcount
+        if changed < len(set(part)):  # rare: look for the ones that are not there
+            found = connection.execute(
+                f"SELECT id FROM deliveries WHERE id IN ({_marks(part)})", part
+            ).fetchall()
+            missing += sorted(set(part) - {row[0] for row in found})
     for one in finished:
         if one.ok:
             continue
+        row = connection.execute("SELECT attempts FROM deliveries WHERE id = ?", (one.id,))
+        attempts = row.fetchone()
+        if attempts is None:
+            missing.append(one.id)
+            continue
         values = {
             k: stamp(v) if isinstance(v, datetime) else v
-            for k, v in ending(one, attempts[one.id]).items()
+            for k, v in ending(one, int(attempts[0])).items()
         }
         columns = ", ".join(f"{name} = ?" for name in values)
         connection.execute(
             f"UPDATE deliveries SET {columns} WHERE id = ?", (*values.values(), one.id)
         )
-    return []
+    return missing
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
+    return [items[n : n + _CHUNK] for n in range(0, len(items), _CHUNK)]
 
 
 def renew(connection: sqlite3.Connection, ids: Sequence[str], owner: str, until: str) -> int:
-    marks = ",".join("?" * len(ids))
     renewed = connection.execute(
         "UPDATE deliveries SET lease_expires_at = ? WHERE lease_owner = ? "
-        f"AND status = 'pending' AND id IN ({marks})",
+        f"AND status = 'pending' AND id IN ({_marks(ids)})",
         (until, owner, *ids),
     )
     return int(renewed.rowcount)

@@ -57,12 +57,18 @@ deliveries = Table(
     Column("lease_expires_at", UTCDateTime),
     Column("received_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
+    # Migration 0007: on SQLite the body lies in a file beside the database (body_log.py).
+    Column("body_file", String(100)),
+    Column("body_offset", BigInteger),
+    Column("body_length", Integer),
     Index("ix_deliveries_pending", "status", "received_at"),
     Index("ix_deliveries_finished", "finished_at"),  # migration 0004: retention
+    Index("ix_deliveries_body_file", "body_file"),  # a day's file is removed once unused
 )
 
 # The body exactly as received, apart from the delivery's small and often-updated row, so a
-# claim or a finish never rewrites kilobytes of payload (migration 0004).
+# claim or a finish never rewrites kilobytes of payload (migration 0004). On PostgreSQL, and
+# on SQLite where there is no file to lie beside (":memory:").
 delivery_bodies = Table(
     "delivery_bodies",
     metadata,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -44,6 +45,7 @@ def create_app(settings: Settings, *, workers: int | None = None) -> web.Applica
             yield
 
     app.cleanup_ctx.append(services_ctx)
+    app.on_startup.append(_freeze_startup_objects)
     pages.add_routes(app, settings, SERVICES)  # /runs, /runs/<id>, /api/runs, /signin
     app.router.add_post(settings.webhook_path, github_webhook)
     app.router.add_get("/healthz", healthz)
@@ -53,6 +55,12 @@ def create_app(settings: Settings, *, workers: int | None = None) -> web.Applica
         app.router.add_get("/", index)
     setup.add_routes(app, settings)  # also "/" while GitHub is not configured
     return app
+
+
+async def _freeze_startup_objects(_app: web.Application) -> None:
+    # What startup made (modules, settings, clients) lives as long as the process: kept out
+    # of the collector's full passes, which otherwise stall every request for 100 ms or more.
+    gc.freeze()
 
 
 _ACCEPTED = b'{"status": "accepted"}'
@@ -74,7 +82,7 @@ async def github_webhook(request: web.Request) -> web.Response:
         response, outcome = await _take_webhook(request, delivery_id)
     # A refused request's event header is anyone's to choose: not a label.
     event = request.headers.get("X-GitHub-Event", "") if outcome != "refused" else "-"
-    metrics.deliveries.labels(event, outcome).inc()
+    metrics.labelled(metrics.deliveries, event, outcome).inc()
     metrics.ingest_seconds.observe(time.perf_counter() - started)
     return response
 
