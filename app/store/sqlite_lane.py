@@ -116,13 +116,14 @@ def insert(connection: sqlite3.Connection, bodies: BodyLog, batch: Sequence[Any]
         return set()
     where = bodies.append([new.body for new in stored])
     places = {new.id: place for new, place in zip(stored, where, strict=True)}
+    stamped = _stamper()
     for part in _chunks(fresh):
         values: list[Any] = []
         for new in part:
             values += (new.id, new.event, new.action, 1 if new.lease else 0,
                        new.lease[0] if new.lease else None,
-                       stamp(new.lease_until) if new.lease_until else None,
-                       stamp(new.received_at), *places[new.id], len(new.body))  # fmt: skip
+                       stamped(new.lease_until) if new.lease_until else None,
+                       stamped(new.received_at), *places[new.id], len(new.body))  # fmt: skip
         connection.execute(
             "INSERT INTO deliveries (id, event, action, status, attempts, lease_owner, "
             "lease_expires_at, received_at, body_file, body_offset, body_length) "
@@ -137,8 +138,8 @@ def insert(connection: sqlite3.Connection, bodies: BodyLog, batch: Sequence[Any]
             (
                 1 if new.lease else 0,
                 new.lease[0] if new.lease else None,
-                stamp(new.lease_until) if new.lease_until else None,
-                stamp(new.received_at),
+                stamped(new.lease_until) if new.lease_until else None,
+                stamped(new.received_at),
                 *places[new.id],
                 len(new.body),
                 new.id,
@@ -265,6 +266,20 @@ def finish(
 
 def _marks(values: Sequence[Any]) -> str:
     return ",".join("?" * len(values))
+
+
+def _stamper() -> Callable[[datetime], str]:
+    """stamp(), faster for moments of the same second (a batch's): each second formatted once."""
+    seconds: dict[datetime, str] = {}
+
+    def stamped(moment: datetime) -> str:
+        whole = moment.replace(microsecond=0)
+        head = seconds.get(whole)
+        if head is None:
+            head = seconds[whole] = stamp(whole)[:-7]  # "YYYY-MM-DD HH:MM:SS"
+        return f"{head}.{moment.microsecond:06d}"
+
+    return stamped
 
 
 def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
