@@ -316,3 +316,45 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     opened = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'honk.db'}")
     yield opened
     await opened.close()
+
+
+async def test_bodies_stored_before_the_files_are_still_read_after_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from app.store.engine import alembic_config, create_engine
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'honk.db'}"
+    engine = create_engine(url)
+
+    def to_0006(connection: Any) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0006")
+
+    async with engine.begin() as conn:
+        await conn.run_sync(to_0006)
+        await conn.execute(
+            text(
+                "INSERT INTO deliveries (id, event, status, attempts, received_at) "
+                "VALUES ('before', 'ping', 'pending', 0, '2026-11-30 10:00:00.000000')"
+            )
+        )
+        await conn.execute(
+            text("INSERT INTO delivery_bodies (delivery_id, body) VALUES ('before', :b)"),
+            {"b": b'{"zen": "old"}'},
+        )
+    await engine.dispose()
+    store = await Store.open(url)  # migrates to the newest revision
+    try:
+        await store.record_delivery("after", "ping", b'{"zen": "new"}')
+        assert await store.delivery_body("before") == b'{"zen": "old"}'
+        claimed = await store.claim_deliveries("w", 30, limit=5)
+        assert [(d.id, d.payload) for d in claimed] == [
+            ("before", {"zen": "old"}),
+            ("after", {"zen": "new"}),
+        ]
+    finally:
+        await store.close()
