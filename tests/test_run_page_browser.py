@@ -163,7 +163,13 @@ async def signed_in_page(b: BrowserThread, context: Any, fake_github: Any, url: 
     """Open `url` signed out: via the fake GitHub's authorize page, back to `url`."""
     page: Page = await b(context.new_page())
     visited: list[str] = []
-    page.on("request", lambda request: visited.append(request.url))
+
+    async def listen() -> None:
+        # On the browser's own loop: subscribing sends a message to Playwright's driver,
+        # and one sent from this thread races the browser thread's (a lost response).
+        page.on("request", lambda request: visited.append(request.url))
+
+    await b(listen())
     await b(page.goto(url))
     assert any(u.startswith(f"{fake_github.url}/login/oauth/authorize?") for u in visited)
     assert page.url == url
