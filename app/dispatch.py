@@ -159,21 +159,10 @@ class Dispatcher:
                     await waiting_for.wait()
             waiting_for.clear()
 
-    def handles(self, event: str, payload: dict[str, Any]) -> bool:
-        """Whether any handler acts on this event; most start nothing, and are stored done."""
-        if event in self._others:
-            return True
-        return bool(router.fetch(sansio.Event(payload, event=event, delivery_id="-")))
-
-    def count_finished(self, event: str) -> None:
-        """A delivery nothing handles was stored done: counted as dispatched."""
-        metrics.labelled(metrics.dispatched, event, "done").inc()
-
     def _start(self, delivery: Delivery) -> None:
-        if not self.handles(delivery.event, delivery.payload):
-            # Claimed from the store all the same (stored by another path): finished at once,
-            # without a task of its own.
-            self.count_finished(delivery.event)
+        if delivery.event not in self._others and not router.fetch(_event(delivery)):
+            # Most events start nothing: finished at once, without a task of their own.
+            metrics.labelled(metrics.dispatched, delivery.event, "done").inc()
             self._finished.append(Finished(delivery.id))
             self._finish_wake.set()
             return

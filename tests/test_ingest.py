@@ -358,31 +358,3 @@ async def test_bodies_stored_before_the_files_are_still_read_after_the_upgrade(
         ]
     finally:
         await store.close()
-
-
-async def test_an_event_no_handler_acts_on_is_stored_done_in_its_one_write(
-    aiohttp_client: ClientFactory, base_settings: Settings
-) -> None:
-    client = await aiohttp_client(create_app(base_settings))
-    store = client.app[SERVICES].store
-
-    def dispatched(event: str) -> float:
-        sample = {"event": event, "result": "done"}
-        return metrics.registry.get_sample_value("honk_dispatched_total", sample) or 0
-
-    before = dispatched("star")
-    body = b'{"action": "created", "starred_at": null, "repository": {"full_name": "o/r"}}'
-    assert (await post_webhook(client, "star", body, delivery_id="star-1")).status == 202
-    # Done as soon as it is answered: no claim, no handling, no second write.
-    async with store.engine.connect() as conn:
-        status, attempts, finished_at = (
-            await conn.execute(
-                select(deliveries.c.status, deliveries.c.attempts, deliveries.c.finished_at)
-            )
-        ).one()
-    assert (status, attempts) == ("done", 1) and finished_at is not None
-    assert await store.delivery_body("star-1") == body
-    assert dispatched("star") == before + 1
-    # It is still a delivery like any other: the same id again is a duplicate.
-    again = await post_webhook(client, "star", body, delivery_id="star-1")
-    assert again.status == 200 and (await again.json())["status"] == "duplicate"

@@ -96,17 +96,6 @@ async def test_a_redelivery_is_recognised(store: Store) -> None:
     assert delivery.received_at.tzinfo is not None
 
 
-async def test_a_delivery_nothing_handles_is_stored_done(store: Store) -> None:
-    assert await store.record_finished("quiet", "star", b'{"action": "created"}', parsed={})
-    row = await delivery_row(store, "quiet")
-    assert (row.status, row.attempts, row.action) == ("done", 1, None)
-    assert row.finished_at is not None and row.lease_owner is None
-    assert await store.delivery_body("quiet") == b'{"action": "created"}'
-    assert await store.count_deliveries(pending=True) == 0
-    assert await store.claim_deliveries("w", 30, limit=5) == []
-    assert not await store.record_finished("quiet", "star", b"{}", parsed={})  # a duplicate
-
-
 async def test_deliveries_are_claimed_oldest_first_and_finished(store: Store) -> None:
     await store.record_delivery("d-1", "issues", {"action": "opened"})
     await store.record_delivery("d-2", "ping", {})

@@ -33,11 +33,6 @@ class NewDelivery:
     answer: asyncio.Future[bool] = field(repr=False)
     received_at: datetime | None = None  # set when written
     lease_until: datetime | None = None
-    done: bool = False  # nothing will handle it: stored finished already
-
-    @property
-    def status(self) -> str:
-        return "done" if self.done else "pending"
 
     def leased(self, now: datetime, order: int) -> NewDelivery:
         """Stamp the arrival (a microsecond apart, to keep their order) and the lease."""

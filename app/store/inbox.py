@@ -87,15 +87,6 @@ class Inbox(StoreBase):
             self._group_commit = GroupCommit(self._write)
         return self._group_commit
 
-    async def record_finished(
-        self, delivery_id: str, event: str, body: bytes, *, parsed: dict[str, Any]
-    ) -> bool:
-        """record_delivery for a delivery nothing will handle: stored done, in the same one
-        write (a duplicate is refused all the same); False for a duplicate."""
-        new = _new(delivery_id, event, body, parsed, None)
-        new.done = True
-        return await self._record(new) is not None
-
     async def _record(self, new: NewDelivery) -> Delivery | None:
         if not await self._writer().submit(new):
             return None
@@ -142,7 +133,7 @@ class Inbox(StoreBase):
             await conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id == new.id)
-                .values(_row(new) | {"error": None, "payload": None})
+                .values(_row(new) | {"error": None, "finished_at": None, "payload": None})
             )
             await conn.execute(
                 delete(delivery_bodies).where(delivery_bodies.c.delivery_id == new.id)
@@ -347,18 +338,16 @@ def _new(
 
 
 def _row(new: NewDelivery) -> dict[str, Any]:
-    """The deliveries row of a new delivery: pending (claimed already when it has a lease),
-    or done when nothing will handle it."""
+    """The deliveries row of a new delivery (pending; claimed already when it has a lease)."""
     return {
         "id": new.id,
         "event": new.event,
         "action": new.action,
-        "status": new.status,
-        "attempts": 1 if new.lease or new.done else 0,
+        "status": "pending",
+        "attempts": 1 if new.lease else 0,
         "lease_owner": new.lease[0] if new.lease else None,
         "lease_expires_at": new.lease_until,
         "received_at": new.received_at,
-        "finished_at": new.received_at if new.done else None,
     }
 
 

@@ -97,7 +97,7 @@ def write(
 
 # Every step of a statement lets go of the GIL and takes it back, waiting for the event loop
 # while it is busy: a batch is a few multi-row statements, not a statement per row.
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ROW = "(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)"
 _CHUNK = 200  # rows per statement: SQLite binds at most 32766 values in one
 
 
@@ -120,30 +120,25 @@ def insert(connection: sqlite3.Connection, bodies: BodyLog, batch: Sequence[Any]
     for part in _chunks(fresh):
         values: list[Any] = []
         for new in part:
-            received = stamped(new.received_at)
-            values += (new.id, new.event, new.action, new.status,
-                       1 if new.lease or new.done else 0,
+            values += (new.id, new.event, new.action, 1 if new.lease else 0,
                        new.lease[0] if new.lease else None,
                        stamped(new.lease_until) if new.lease_until else None,
-                       received, received if new.done else None,
-                       *places[new.id], len(new.body))  # fmt: skip
+                       stamped(new.received_at), *places[new.id], len(new.body))  # fmt: skip
         connection.execute(
             "INSERT INTO deliveries (id, event, action, status, attempts, lease_owner, "
-            "lease_expires_at, received_at, finished_at, body_file, body_offset, body_length) "
+            "lease_expires_at, received_at, body_file, body_offset, body_length) "
             f"VALUES {','.join([_ROW] * len(part))}",
             values,
         )
     for new in again:
         connection.execute(
-            "UPDATE deliveries SET status = ?, attempts = ?, error = NULL, "
-            "lease_owner = ?, lease_expires_at = ?, finished_at = ?, payload = NULL, "
+            "UPDATE deliveries SET status = 'pending', attempts = ?, error = NULL, "
+            "lease_owner = ?, lease_expires_at = ?, finished_at = NULL, payload = NULL, "
             "received_at = ?, body_file = ?, body_offset = ?, body_length = ? WHERE id = ?",
             (
-                new.status,
-                1 if new.lease or new.done else 0,
+                1 if new.lease else 0,
                 new.lease[0] if new.lease else None,
                 stamped(new.lease_until) if new.lease_until else None,
-                stamped(new.received_at) if new.done else None,
                 stamped(new.received_at),
                 *places[new.id],
                 len(new.body),

@@ -128,16 +128,10 @@ async def _store(
 ) -> bool:
     """Store the body as received (parsed once, never serialised again); False: a duplicate.
 
-    A delivery no handler acts on is stored done. When this process's dispatcher has room,
-    the delivery is stored already claimed by it and handed over at once: no claim of its
-    own, and no second parse.
+    When this process's dispatcher has room, the delivery is stored already claimed by it and
+    handed over at once: no claim of its own, and no second parse.
     """
     dispatcher, store = services.dispatcher, services.store
-    if not dispatcher.handles(event, payload):  # most events: stored done, nothing to hand over
-        stored = await store.record_finished(delivery_id, event, body, parsed=payload)
-        if stored:
-            dispatcher.count_finished(event)
-        return stored
     if not dispatcher.has_room:
         stored = await store.record_delivery(delivery_id, event, body, parsed=payload)
         dispatcher.wake()
