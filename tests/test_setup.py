@@ -147,7 +147,9 @@ async def test_callback_writes_env_and_asks_for_a_restart(
     assert settings.session_key and settings.sign_in_configured
     text = text_of(env_file)
     assert "# Honk settings\nSLACK_CHANNEL=#honk\n" in text and "HONK_WORKERS=3" in text
-    assert "PRIVATE_KEY_PATH" not in text and "old" not in text
+    # The old values are gone (whole values: a fresh PEM may well contain "old" somewhere).
+    assert "PRIVATE_KEY_PATH" not in text and "/old/key.pem" not in text
+    assert '"old' not in text and 'secret"' not in text.splitlines()
     assert len([line for line in text.splitlines() if line.startswith("PRIVATE_KEY=")]) == 1
     assert names_in(env_file.parent) == [".env"]  # no temp file left
 
