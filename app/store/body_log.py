@@ -32,9 +32,9 @@ def directory_for(database: str) -> Path:
 class BodyLog:
     """One lane's appender and reader; used from the lane's thread only."""
 
-    def __init__(self, directory: Path, token: str) -> None:
+    def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._token = token
+        self._token = secrets.token_hex(6)  # this appender's own files
         self._name: str | None = None  # the file being appended to
         self._fd: int | None = None
         self._size = 0
@@ -97,18 +97,12 @@ class BodyLog:
                 names.append(path.name)
         return sorted(names)
 
-    def remove(self, names: Iterable[str]) -> int:
-        removed = 0
+    def remove(self, names: Iterable[str]) -> None:
         for name in names:
             fd = self._readers.pop(name, None)
             if fd is not None:
                 os.close(fd)
-            try:
-                (self.directory / name).unlink()
-                removed += 1
-            except FileNotFoundError:
-                pass
-        return removed
+            (self.directory / name).unlink(missing_ok=True)
 
     def close(self) -> None:
         self.sync()

@@ -113,7 +113,7 @@ class Inbox(StoreBase):
                 )
         async with self._begin() as conn:
             stored = await self._insert_portably(conn, batch) if batch else set()
-            missing = await self._finish_portably(conn, finished, ending) if finished else []
+            missing = await self._finish_portably(conn, finished, now, ending) if finished else []
         return stored, missing
 
     async def _insert_portably(self, conn: AsyncConnection, batch: list[NewDelivery]) -> set[str]:
@@ -238,6 +238,7 @@ class Inbox(StoreBase):
         self,
         conn: AsyncConnection,
         finished: Sequence[Finished],
+        now: datetime,
         ending: Callable[[Finished, int], dict[str, Any]],
     ) -> list[str]:
         ids = [f.id for f in finished]
@@ -252,7 +253,7 @@ class Inbox(StoreBase):
             await conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id.in_(done))
-                .values(**_NO_LEASE, error=None, status="done", finished_at=utcnow())
+                .values(**_NO_LEASE, error=None, status="done", finished_at=now)
             )
         for one in finished:
             if not one.ok and one.id in attempts:
@@ -281,9 +282,7 @@ class Inbox(StoreBase):
                     .where(deliveries.c.id == delivery_id)
                 )
             ).first()
-        if row is None:
-            return None
-        return bytes(row.body) if row.body is not None else orjson.dumps(row.payload or {})
+        return None if row is None else _stored_body(row)
 
     async def count_deliveries(self, *, pending: bool = False) -> int:
         """How many deliveries are stored (pending=True: not yet dispatched)."""
@@ -351,11 +350,15 @@ def _row(new: NewDelivery) -> dict[str, Any]:
     }
 
 
+def _stored_body(row: Any) -> bytes:
+    """A row's body (portable path); before migration 0004 bodies were JSON payloads."""
+    return bytes(row.body) if row.body is not None else orjson.dumps(row.payload or {})
+
+
 def _delivery(row: Any) -> Delivery:
-    body = row.body
-    if body is None:  # stored before bodies were kept as received (migration 0004)
-        body = orjson.dumps(row.payload or {})
-    return Delivery(row.id, row.event, row.action, bytes(body), row.attempts + 1, row.received_at)
+    return Delivery(
+        row.id, row.event, row.action, _stored_body(row), row.attempts + 1, row.received_at
+    )
 
 
 def _claimed(row: sqlite_lane.Claimed) -> Delivery:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
@@ -43,7 +42,7 @@ class SqliteLane:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="honk-sqlite-lane")
         self._connection: sqlite3.Connection | None = None
         self._closed = False
-        self.bodies = BodyLog(directory_for(path), uuid.uuid4().hex[:12])
+        self.bodies = BodyLog(directory_for(path))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -166,19 +165,16 @@ def claim(
         (now, limit),
     ).fetchall()
     claimed: list[Claimed] = []
-    for delivery_id, event, action, body, payload, file, offset, length, tries, at in rows:
-        if file is not None:
-            body = bodies.read(file, offset, length)
-            if body is None:
-                connection.execute(
-                    "UPDATE deliveries SET status = 'failed', error = ?, finished_at = ?, "
-                    "lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
-                    (f"its body is gone: {file} is missing or cut short", now, delivery_id),
-                )
-                continue
-        elif body is None:  # stored before bodies were kept as received (migration 0004)
-            body = (payload or "{}").encode()
-        claimed.append((delivery_id, event, action, bytes(body), tries, at))
+    for delivery_id, event, action, stored, payload, file, offset, length, tries, at in rows:
+        body = _body_of(bodies, stored, payload, file, offset, length)
+        if body is None:
+            connection.execute(
+                "UPDATE deliveries SET status = 'failed', error = ?, finished_at = ?, "
+                "lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+                (f"its body is gone: {file} is missing or cut short", now, delivery_id),
+            )
+            continue
+        claimed.append((delivery_id, event, action, body, tries, at))
     if claimed:
         ids = [row[0] for row in claimed]
         connection.execute(
@@ -196,11 +192,21 @@ def body(connection: sqlite3.Connection, bodies: BodyLog, delivery_id: str) -> b
         "LEFT JOIN delivery_bodies ON delivery_id = id WHERE id = ?",
         (delivery_id,),
     ).fetchone()
-    if row is None:
-        return None
-    stored, payload, file, offset, length = row
+    return None if row is None else _body_of(bodies, *row)
+
+
+def _body_of(
+    bodies: BodyLog,
+    stored: bytes | None,
+    payload: str | None,
+    file: str | None,
+    offset: int | None,
+    length: int | None,
+) -> bytes | None:
+    """A row's body: from its file (None if that is gone), its delivery_bodies row, or, from
+    before bodies were kept as received (migration 0004), its JSON payload."""
     if file is not None:
-        return bodies.read(file, offset, length)
+        return bodies.read(file, offset or 0, length or 0)
     return bytes(stored) if stored is not None else (payload or "{}").encode()
 
 
