@@ -15,6 +15,8 @@ from aiohttp.test_utils import TestClient
 from tests.conftest import WEBHOOK_SECRET, sign
 
 T = TypeVar("T")
+# pytest-aiohttp's `aiohttp_client` fixture: an app (or server) in, a client out.
+ClientFactory = Callable[..., Awaitable[TestClient]]
 
 
 async def post_webhook(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -24,9 +23,8 @@ from tests.calc_world import (
 from tests.conftest import load_payload
 from tests.fakes.anthropic import text, tool_use_edit
 from tests.fakes.github import ACTIONS_APP
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 PR = 13  # the fake numbers pull requests after the issues
 
 FAILING_LOG = "\n".join(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -17,9 +16,8 @@ from app.store import NewRun, Store
 from app.web import SERVICES, create_app
 from tests.conftest import load_payload
 from tests.fakes.anthropic import tool_use_bash
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 REPO = "octo-org/calc"
 INSTALLATION = 5150
 ISSUE = 12

@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,9 @@ from app.models import RunState
 from app.web import SERVICES, create_app
 from tests.calc_world import BUGGY, FIXED, ISSUE, REPO, labeled
 from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 from tests.test_e2e import world_settings
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 __all__ = ["world_settings"]  # the e2e world's fixture, shared
 
 

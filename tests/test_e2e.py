@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import subprocess
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,7 @@ from tests.calc_world import (
     seed_calc,
 )
 from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
-from tests.helpers import eventually, post_webhook
-
-ClientFactory = Callable[..., Awaitable[TestClient]]
+from tests.helpers import ClientFactory, eventually, post_webhook
 
 
 @pytest.fixture

@@ -5,12 +5,10 @@ cannot be reached through hard links, renames or symlinks. Real git, real bwrap.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from app.agent.tools import ToolBox
 from app.config import Settings
@@ -22,11 +20,10 @@ from app.workspace.mirror import Workspaces, split_repo
 from app.workspace.sandbox import Sandbox
 from tests.calc_world import ISSUE, REPO, calc_settings, fixing_script, labeled, seed_calc
 from tests.fakes.git_http import run_git
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 
 pytestmark = pytest.mark.bwrap
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 AUTHOR = {"author_name": "honk[bot]", "author_email": "honk@example.com"}
 OPTION_LIKE = ("--upload-pack=touch pwned", "--exec=touch pwned", "-n", "--output=pwned")
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from app.config import Settings
@@ -19,10 +18,9 @@ from app.store import Store
 from app.store.tables import github_connections
 from app.web import SERVICES, create_app
 from tests.fakes.github import FakeGitHub, ManualClock
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 from tests.test_oauth import code_for
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 ALICE = "T0HONKTEAM:U0ALICE"
 KEY = "dGhpcy1pcy1hLWZlcm5ldC1rZXktZm9yLXRlc3RzISE="  # 32 bytes, url-safe base64
 

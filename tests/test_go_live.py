@@ -4,11 +4,9 @@ yourself (GitHub's rules, GitHub's words), and the merge followed to production.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from app.config import Settings
 from app.going_live import OWN_APPROVAL
@@ -30,9 +28,8 @@ from tests.golive_world import (
     in_thread,
     told_to,
 )
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 SITE = "https://calc.example.com"
 
 

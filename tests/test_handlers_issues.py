@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -12,9 +11,8 @@ from app.config import Settings
 from app.models import RunKind, RunState
 from app.web import SERVICES, create_app
 from tests.conftest import load_payload
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 REPO = "octo-org/widgets"
 INSTALLATION = 9001
 

@@ -11,14 +11,13 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select, update
 
 from app import metrics
@@ -28,9 +27,8 @@ from app.store.inbox import Finished
 from app.store.tables import deliveries, delivery_bodies
 from app.web import SERVICES, create_app
 from tests.conftest import WEBHOOK_SECRET, sign
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -17,9 +16,8 @@ from app.store import NewRun, Store
 from app.web import SERVICES, create_app
 from tests.conftest import load_payload
 from tests.fakes.github import SECONDARY_RATE_LIMIT
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 ORG = "octo-org"
 INSTALLATION = 9001
 WIDGETS, GADGETS, GIZMOS = f"{ORG}/widgets", f"{ORG}/gadgets", f"{ORG}/gizmos"

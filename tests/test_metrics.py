@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
-
-from aiohttp.test_utils import TestClient
 
 from app.config import Settings
 from app.models import RunState
 from app.web import SERVICES, create_app
 from tests.calc_world import ISSUE, REPO, fixing_script, labeled
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 from tests.test_e2e import world_settings
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 __all__ = ["world_settings"]
 TOKEN = "metrics-test-token-5b1d"
 

@@ -3,11 +3,9 @@ pointing at another organisation's mirror on the host, is refused by name before
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from app.config import Settings
 from app.models import RunState
@@ -15,11 +13,10 @@ from app.web import SERVICES, create_app
 from tests.calc_world import ISSUE, REPO, calc_settings, fixing_script, labeled, seed_calc
 from tests.fakes.anthropic import tool_use_bash
 from tests.fakes.git_http import run_git
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 
 pytestmark = pytest.mark.bwrap
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 OTHER = "other-org/secret"
 
 

@@ -5,7 +5,6 @@ checkout."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,8 @@ from app.workspace.mirror import Workspaces
 from tests.calc_world import ISSUE, REPO, calc_settings, fixing_script, labeled, seed_calc
 from tests.fakes.anthropic import tool_use_bash, tool_use_edit
 from tests.fakes.git_http import run_git
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 AUTHOR = {"author_name": "honk[bot]", "author_email": "honk@example.com"}
 PATHS = 'verify: python -m pytest -q\npaths: ["calc.py", "test_calc.py", "tests/*.py"]\n'
 

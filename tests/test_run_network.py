@@ -4,12 +4,11 @@ summed up on the tracking comment and the run's steps; `off` starts no proxy at 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from app import metrics
 from app.config import Settings
@@ -25,12 +24,11 @@ from tests.fakes.anthropic import (
     tool_use_edit,
 )
 from tests.fakes.registry import LoopbackRegistry
-from tests.helpers import post_webhook
+from tests.helpers import ClientFactory, post_webhook
 from tests.test_e2e import finished_run
 
 pytestmark = pytest.mark.bwrap
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 # The fix, without the agent's own test run: Honk's `verify:` runs the tests once.
 FIX = (
     tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a + b"),

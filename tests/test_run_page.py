@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -19,9 +18,9 @@ from app.runs.events import RunEvents
 from app.store import NewRun
 from app.web import SERVICES, create_app
 from tests.calc_world import INSTALLATION, ISSUE, REPO
+from tests.helpers import ClientFactory
 from tests.run_page_world import page_settings, seed_people, sign_in
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 HONK_URL = "http://honk.example.test"  # http: the test client has no TLS for a Secure cookie
 # Shaped like a GitHub token: the redactor knows it by its prefix, whatever its length.
 LEAKED = "ghp_" + "Z9" * 20

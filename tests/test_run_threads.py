@@ -4,7 +4,6 @@ changes on one commit told twice (its repair stopped), a repair's no-change kept
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -28,9 +27,8 @@ from tests.golive_world import (
     thread,
     workflow_event,
 )
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 WIP = "a + b  # wip"
 FAILING_LOG = (
     "E       AssertionError: add(-1, 1) returned 7\n##[error]Process completed with exit code 1."

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,10 @@ from app.config import Settings
 from app.web import create_app
 from app.workspace.limits import MIB, PidsCgroup, SandboxLimits, pids_dirs
 from app.workspace.sandbox import Sandbox
+from tests.helpers import ClientFactory
 from tests.test_sandbox import _processes_with
 
 pytestmark = pytest.mark.bwrap
-ClientFactory = Callable[..., Awaitable[TestClient]]
 SMALL = SandboxLimits(
     processes=64, memory_mb=256, file_size_mb=4, tmp_mb=8, disk_mb=16, check_interval=0.1
 )

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from app.config import Settings
 from app.models import RunState
 from app.web import SERVICES, create_app
 from tests.calc_world import FIXED, REPO, calc_settings, labeled, seed_calc
 from tests.fakes.anthropic import Turn, tool_results, tool_use_edit
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 from tests.test_store_postgres import create_database, drop_database, url_of
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 ISSUES = (21, 22, 23, 24)
 pytestmark = pytest.mark.postgres
 

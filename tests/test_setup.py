@@ -7,7 +7,6 @@ import json
 import logging
 import re
 import stat
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,8 @@ from aiohttp.test_utils import TestClient
 from app.config import Settings
 from app.web import create_app
 from app.web.setup import SetupError, check_env_file, write_env_file
+from tests.helpers import ClientFactory
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 APP_YML = Path(__file__).parent.parent / "app.yml"
 PROXY = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "honk.example.org"}
 EXISTING_ENV = """# Honk settings

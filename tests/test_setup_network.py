@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
 from app.config import Settings
 from app.models import RunKind, RunState
 from app.web import SERVICES, create_app
 from tests.calc_world import REPO, calc_settings, fixing_script, seed_calc
 from tests.fakes.anthropic import result_text, text, tool_results, tool_use_bash, tool_use_edit
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 from tests.test_ci_e2e import (
     FAILING_LOG,
     PR,
@@ -28,7 +28,6 @@ from tests.test_ci_e2e import (
 
 pytestmark = pytest.mark.bwrap
 
-ClientFactory = Callable[..., Awaitable[TestClient]]
 SETUP = (
     "mkdir -p .deps && echo built-from-the-base > .deps/marker\n"
     # The base's own setup reaches the registry (the listener stands in for it).

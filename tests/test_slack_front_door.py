@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -20,10 +19,8 @@ from tests.conftest import load_payload
 from tests.fakes.anthropic import text
 from tests.fakes.slack import CHANNEL_ID, FakeSlack
 from tests.golive_world import HONK_URL, _connect_button, connect
-from tests.helpers import eventually, post_webhook
+from tests.helpers import ClientFactory, eventually, post_webhook
 from tests.run_page_world import SESSION_KEY
-
-ClientFactory = Callable[..., Awaitable[TestClient]]
 
 
 @pytest.fixture

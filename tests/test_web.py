@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -12,9 +11,7 @@ from aiohttp.test_utils import TestClient
 from app.config import Settings
 from app.web import SERVICES, create_app
 from tests.conftest import load_payload, sign
-from tests.helpers import eventually, post_webhook
-
-ClientFactory = Callable[..., Awaitable[TestClient]]
+from tests.helpers import ClientFactory, eventually, post_webhook
 
 
 @pytest.fixture
