@@ -25,6 +25,7 @@ from app.github.client import GitHubClient
 from app.handlers import router
 from app.handlers.context import HandlerContext
 from app.log import describe_error, log_context
+from app.models import delivery_subject
 from app.store import Delivery
 from app.store.inbox import Finished
 
@@ -44,27 +45,11 @@ MAX_CLAIMED = 4 * CONCURRENCY  # claimed and not yet finished, so other processe
 # Events about the installation itself are handled with the App's own JWT: the
 # installation may already be gone (deleted) or unable to mint tokens (suspended).
 _APP_LEVEL_EVENTS = {"installation", "ping", "github_app_authorization"}
-_SHA_HOLDERS = ("check_suite", "check_run", "workflow_run", "deployment")
 
 
 def subject_of(delivery: Delivery) -> str:
-    """What a delivery is about: deliveries with the same subject are handled in order."""
-    data = delivery.payload
-    repo = (data.get("repository") or {}).get("full_name")
-    for key in ("issue", "pull_request"):
-        number = (data.get(key) or {}).get("number") if isinstance(data.get(key), dict) else None
-        if repo and number is not None:
-            return f"{repo}#{number}"
-    for key in _SHA_HOLDERS:
-        holder = data.get(key)
-        sha = (holder.get("head_sha") or holder.get("sha")) if isinstance(holder, dict) else None
-        if repo and sha:
-            return f"{repo}@{sha}"
-    if repo and data.get("sha"):  # status events
-        return f"{repo}@{data['sha']}"
-    if delivery.event.startswith("installation"):
-        return f"installation:{(data.get('installation') or {}).get('id')}"
-    return delivery.id  # unrelated to anything else: in parallel
+    """What a delivery is about (see models.delivery_subject); unrelated ones: themselves."""
+    return delivery_subject(delivery.event, delivery.payload) or delivery.id
 
 
 def _event(delivery: Delivery) -> sansio.Event:
@@ -91,12 +76,17 @@ class Dispatcher:
         self._room = asyncio.Event()  # set when a claimed delivery finishes
         self._finished: list[Finished] = []
         self._finish_wake = asyncio.Event()
+        # Deliveries may wait in the store behind ones finishing here (same subject): after
+        # the next finish is written, claim again rather than at the next poll.
+        self._claim_after_flush = False
 
     def register(self, event: str, handler: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         """Dispatch stored deliveries named `event` to `handler(payload)` instead of GitHub's."""
         self._others[event] = handler
 
     def wake(self) -> None:
+        """A delivery was stored unclaimed: claim it (now, and again after the next finish)."""
+        self._claim_after_flush = True
         self._wake.set()
 
     @property
@@ -150,6 +140,7 @@ class Dispatcher:
             for delivery in claimed:
                 self._start(delivery)
             if claimed:
+                self._claim_after_flush = True  # what they held back is claimable once done
                 continue
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
             # cancellation that stops this loop when the event fires at that moment.
@@ -250,6 +241,9 @@ class Dispatcher:
             log.exception("dispatcher: could not record %d finished deliveries", len(batch))
             self._finished = batch + self._finished  # kept, and tried again
             return False
+        if self._claim_after_flush:
+            self._claim_after_flush = False
+            self._wake.set()
         return True
 
     async def _renew_loop(self) -> None:

@@ -202,3 +202,30 @@ class Run:
     @property
     def slack_ts(self) -> str | None:
         return self.slack_thread.ts if self.slack_thread else None
+
+
+_SHA_HOLDERS = ("check_suite", "check_run", "workflow_run", "deployment")
+
+
+def delivery_subject(event: str, payload: dict[str, Any]) -> str | None:
+    """What a delivery is about (an issue or PR, a commit, an installation), or None.
+
+    Deliveries about one subject are handled one after another in the order they arrived, by
+    whichever process: the dispatcher chains them in a process, the store's claim across them.
+    """
+    repo = (payload.get("repository") or {}).get("full_name")
+    for key in ("issue", "pull_request"):
+        held = payload.get(key)
+        number = held.get("number") if isinstance(held, dict) else None
+        if repo and number is not None:
+            return f"{repo}#{number}"
+    for key in _SHA_HOLDERS:
+        holder = payload.get(key)
+        sha = (holder.get("head_sha") or holder.get("sha")) if isinstance(holder, dict) else None
+        if repo and sha:
+            return f"{repo}@{sha}"
+    if repo and payload.get("sha"):  # status events
+        return f"{repo}@{payload['sha']}"
+    if event.startswith("installation"):
+        return f"installation:{(payload.get('installation') or {}).get('id')}"
+    return None

@@ -128,6 +128,41 @@ async def test_one_subject_in_order_while_others_pass_a_slow_handler(
     await eventually(all_finished)  # and each finish was written back
 
 
+async def test_two_processes_sharing_a_store_keep_one_subject_in_order(
+    aiohttp_client: ClientFactory, base_settings: Settings
+) -> None:
+    """Two Honk instances on one database: while one handles an issue's delivery, the other
+    stores the next about that issue but waits its turn; another issue's goes by at once."""
+    first = await aiohttp_client(create_app(base_settings))
+    second = await aiohttp_client(create_app(base_settings))
+    order: list[str] = []
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def handler(payload: dict[str, Any]) -> None:
+        if payload["step"] == "slow":
+            started.set()
+            await release.wait()
+        order.append(f"{payload['issue']['number']}:{payload['step']}")
+
+    for client in (first, second):
+        client.app[SERVICES].dispatcher.register("honk_test", handler)
+
+    def about(number: int, step: str) -> dict[str, Any]:
+        return {"repository": {"full_name": "octo/widgets"}, "issue": {"number": number},
+                "step": step}  # fmt: skip
+
+    assert (await post_webhook(first, "honk_test", about(1, "slow"))).status == 202
+    await asyncio.wait_for(started.wait(), 10)
+    assert (await post_webhook(second, "honk_test", about(1, "second"))).status == 202
+    assert (await post_webhook(second, "honk_test", about(2, "other"))).status == 202
+    await eventually(lambda: "2:other" in order)
+    await asyncio.sleep(0.3)  # several of the second's polls
+    assert order == ["2:other"]  # issue 1's second waits for its first, in the other process
+    release.set()
+    await eventually(lambda: len(order) == 3)
+    assert order == ["2:other", "1:slow", "1:second"]
+
+
 async def test_finished_deliveries_age_out_and_runs_stay(store: Store) -> None:
     for n in range(3):
         await store.record_delivery(f"old-{n}", "ping", {})

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from app.models import RunKind, RunState, SlackThread, Usage
 from app.store import NewRun, Store, StoreError
 from app.store.engine import head_revision
+from app.store.inbox import Finished
 from app.store.tables import deliveries, runs
 from tests.store_child import read_line, running
 
@@ -114,6 +116,59 @@ async def test_deliveries_are_claimed_oldest_first_and_finished(store: Store) ->
     assert (failed.status, failed.error) == ("failed", "handler raised")
     with pytest.raises(StoreError):
         await store.finish_delivery("d-unknown")
+
+
+def about_issue(number: int) -> dict[str, Any]:
+    return {"action": "edited", "repository": {"full_name": REPO}, "issue": {"number": number}}
+
+
+async def ids(claimed: Any) -> list[str]:
+    return [delivery.id for delivery in await claimed]
+
+
+async def test_a_subject_is_handled_in_order_across_processes(store: Store, store_url: str) -> None:
+    """Two processes ("a" and "b", each its own Store) never hold one issue's deliveries at
+    once, and take them in the order they arrived; unrelated deliveries pass."""
+    other = await Store.open(store_url)
+    other.delivery_retry_delay = 0.05
+    try:
+        for delivery_id, number in [("one-1", 1), ("one-2", 1), ("two-1", 2)]:
+            await store.record_delivery(delivery_id, "issues", about_issue(number))
+        await store.record_delivery("ping-1", "ping", {})  # about nothing in particular
+        assert await ids(store.claim_deliveries("a", 30, limit=10)) == ["one-1", "two-1", "ping-1"]
+        assert await ids(other.claim_deliveries("b", 30, limit=10)) == []  # a holds issue 1
+
+        # Arriving while "a" holds issue 1: stored unclaimed, at "b" and at "a" alike, for
+        # one-2 (pending, nobody's) is older.
+        body = orjson.dumps(about_issue(1))
+        for owner, at, delivery_id in [("b", other, "one-3"), ("a", store, "one-4")]:
+            recorded = await at.record_claimed(
+                delivery_id, "issues", body, parsed=about_issue(1), owner=owner, lease_seconds=30
+            )
+            assert recorded.stored and recorded.claimed is None, delivery_id
+        # About another issue, or about one "a" alone holds: stored claimed for its owner.
+        fresh = await store.record_claimed(
+            "two-2", "issues", body, parsed=about_issue(2), owner="a", lease_seconds=30
+        )
+        assert fresh.claimed is not None and fresh.claimed.id == "two-2"
+        assert (await delivery_row(store, "two-2")).lease_owner == "a"
+
+        await store.finish_deliveries([Finished(d) for d in ("one-1", "two-1", "ping-1")])
+        assert await ids(other.claim_deliveries("b", 30, limit=10)) == ["one-2"]
+        assert await ids(store.claim_deliveries("a", 30, limit=10)) == []  # b holds one-2
+
+        # A delivery handed back to retry later keeps its place: nothing behind it goes first.
+        await other.finish_deliveries([Finished("one-2", "GitHub said 502", retry=True)])
+        assert await ids(store.claim_deliveries("a", 30, limit=10)) == []
+        await asyncio.sleep(0.1)  # its back-off is over
+        assert await ids(store.claim_deliveries("a", 30, limit=10)) == ["one-2"]
+        # Behind a delivery "a" holds itself, "a" may take the next (it handles them in order).
+        assert await ids(store.claim_deliveries("a", 30, limit=10)) == ["one-3"]
+        assert await ids(other.claim_deliveries("b", 30, limit=10)) == []
+        await store.finish_deliveries([Finished("one-2"), Finished("one-3")])
+        assert await ids(other.claim_deliveries("b", 30, limit=10)) == ["one-4"]
+    finally:
+        await other.close()
 
 
 async def test_a_delivery_whose_lease_expired_is_claimed_again(store: Store) -> None:

@@ -42,6 +42,7 @@ from tests.test_store import (  # noqa: F401
     test_a_retried_delivery_waits_and_is_given_up_after_five_attempts,
     test_a_retry_waits_behind_the_active_run_of_its_issue,
     test_a_run_queued_without_an_issue_joins_its_queue_once_it_has_one,
+    test_a_subject_is_handled_in_order_across_processes,
     test_an_issue_with_an_active_retry_gets_no_new_run,
     test_cancel_a_queued_run_and_a_running_one,
     test_cancel_runs_of_an_installation,

@@ -31,8 +31,13 @@ class NewDelivery:
     parsed: dict[str, Any] | None
     lease: tuple[str, float] | None  # (owner, seconds): stored already claimed by that owner
     answer: asyncio.Future[bool] = field(repr=False)
+    subject: str | None = None  # models.delivery_subject
     received_at: datetime | None = None  # set when written
     lease_until: datetime | None = None
+
+    def hold_back(self) -> None:
+        """Stored unclaimed: an earlier delivery about its subject is another's, or waits."""
+        self.lease = self.lease_until = None
 
     def leased(self, now: datetime, order: int) -> NewDelivery:
         """Stamp the arrival (a microsecond apart, to keep their order) and the lease."""

@@ -6,12 +6,13 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.models import delivery_subject
 from app.store import sqlite_lane
 from app.store.base import StoreBase, StoreError, utcnow
 from app.store.group_commit import Finished, GroupCommit, NewDelivery
@@ -20,6 +21,7 @@ from app.store.tables import deliveries, delivery_bodies
 
 MAX_DELIVERY_ATTEMPTS = 5
 _NO_LEASE = {"lease_owner": None, "lease_expires_at": None}
+_SUBJECT_LOCKS = 7274390  # any constant: the namespace of PostgreSQL's per-subject locks
 
 
 @dataclass
@@ -40,6 +42,13 @@ class Delivery:
             parsed = orjson.loads(self.body) if self.body else {}
             self._payload = parsed if isinstance(parsed, dict) else {}
         return self._payload
+
+
+class Recorded(NamedTuple):
+    """What record_claimed did: stored (False: a duplicate), and claimed for the owner."""
+
+    stored: bool
+    claimed: Delivery | None  # None when stored: left for a claim, in its subject's order
 
 
 class Inbox(StoreBase):
@@ -73,14 +82,19 @@ class Inbox(StoreBase):
         parsed: dict[str, Any],
         owner: str,
         lease_seconds: float,
-    ) -> Delivery | None:
-        """record_delivery, stored already claimed by `owner`: the delivery to hand it, or None.
+    ) -> Recorded:
+        """record_delivery, stored already claimed by `owner` where the order allows it.
 
         A dispatcher in this process then needs no claim of its own; should it die, the
-        lease runs out and any process claims the delivery as usual.
+        lease runs out and any process claims the delivery as usual. When an earlier
+        delivery about the same subject is pending and not `owner`'s, it is stored unclaimed
+        and claimed after that one has finished (see claim_deliveries).
         """
         new = _new(delivery_id, event, body, parsed, (owner, lease_seconds))
-        return await self._record(new)
+        delivery = await self._record(new)
+        if delivery is None:
+            return Recorded(False, None)
+        return Recorded(True, delivery if new.lease is not None else None)
 
     def _writer(self) -> GroupCommit:
         if getattr(self, "_group_commit", None) is None:
@@ -112,11 +126,14 @@ class Inbox(StoreBase):
                     sqlite_lane.write, self._lane.bodies, batch, finished, stamp(now), ending
                 )
         async with self._begin() as conn:
-            stored = await self._insert_portably(conn, batch) if batch else set()
+            stored = await self._insert_portably(conn, batch, now) if batch else set()
             missing = await self._finish_portably(conn, finished, now, ending) if finished else []
         return stored, missing
 
-    async def _insert_portably(self, conn: AsyncConnection, batch: list[NewDelivery]) -> set[str]:
+    async def _insert_portably(
+        self, conn: AsyncConnection, batch: list[NewDelivery], now: datetime
+    ) -> set[str]:
+        await self._hold_back_portably(conn, batch, now)
         ids = [new.id for new in batch]
         found = await conn.execute(
             select(deliveries.c.id, deliveries.c.status).where(deliveries.c.id.in_(ids))
@@ -145,6 +162,44 @@ class Inbox(StoreBase):
                 [{"delivery_id": new.id, "body": new.body} for new in stored],
             )
         return {new.id for new in stored}
+
+    async def _hold_back_portably(
+        self, conn: AsyncConnection, batch: list[NewDelivery], now: datetime
+    ) -> None:
+        """Leave unclaimed each delivery whose subject has an earlier pending delivery that is
+        not its owner's (see sqlite_lane.hold_back; there one writer at a time needs no lock)."""
+        leased = [new for new in batch if new.lease is not None and new.subject is not None]
+        if not leased:
+            return
+        subjects = sorted({new.subject for new in leased if new.subject is not None})
+        if conn.dialect.name == "postgresql":
+            # Two processes storing deliveries about one subject at once take turns here, so
+            # the second sees the first and is held back. Locks in one order: no deadlock.
+            keys = (
+                await conn.execute(
+                    text("SELECT DISTINCT hashtext(s) FROM unnest(CAST(:subjects AS text[])) s"),
+                    {"subjects": subjects},
+                )
+            ).scalars()
+            for key in sorted(keys):
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:space, :key)"),
+                    {"space": _SUBJECT_LOCKS, "key": key},
+                )
+        for owner in {new.lease[0] for new in leased if new.lease is not None}:
+            found = await conn.execute(
+                select(deliveries.c.subject)
+                .where(
+                    deliveries.c.status == "pending",
+                    deliveries.c.subject.in_(subjects),
+                    _not_leased_to(deliveries, owner, now),
+                )
+                .distinct()
+            )
+            taken = set(found.scalars())
+            for new in leased:
+                if new.lease is not None and new.lease[0] == owner and new.subject in taken:
+                    new.hold_back()
 
     async def close_inbox(self) -> None:
         """Commit the deliveries waiting for their group commit, then take no more."""
@@ -193,12 +248,32 @@ class Inbox(StoreBase):
                 )
             return [_claimed(row) for row in claimed]
         free = or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now)
+        earlier = deliveries.alias("earlier")
+        # Only the oldest pending delivery of a subject is claimable, unless the earlier
+        # ones are this owner's own (its dispatcher handles them in order).
+        in_order = or_(
+            deliveries.c.subject.is_(None),
+            ~select(earlier.c.id)
+            .where(
+                earlier.c.subject == deliveries.c.subject,
+                earlier.c.status == "pending",
+                or_(
+                    earlier.c.received_at < deliveries.c.received_at,
+                    and_(
+                        earlier.c.received_at == deliveries.c.received_at,
+                        earlier.c.id < deliveries.c.id,
+                    ),
+                ),
+                _not_leased_to(earlier, owner, now),
+            )
+            .exists(),
+        )
         async with self._begin() as conn:
             rows = (
                 await conn.execute(
                     select(deliveries, delivery_bodies.c.body)
                     .outerjoin(delivery_bodies, delivery_bodies.c.delivery_id == deliveries.c.id)
-                    .where(deliveries.c.status == "pending", free)
+                    .where(deliveries.c.status == "pending", free, in_order)
                     .order_by(deliveries.c.received_at, deliveries.c.id)
                     .limit(limit)
                     .with_for_update(of=deliveries, skip_locked=True)
@@ -333,7 +408,19 @@ def _new(
     else:
         body, parsed = orjson.dumps(payload), payload
     answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-    return NewDelivery(delivery_id, event, parsed.get("action"), body, parsed, lease, answer)
+    subject = delivery_subject(event, parsed)
+    return NewDelivery(
+        delivery_id, event, parsed.get("action"), body, parsed, lease, answer, subject
+    )
+
+
+def _not_leased_to(table: Any, owner: str, now: datetime) -> Any:
+    """Rows of `table` that are not held by `owner` under a live lease."""
+    return or_(
+        table.c.lease_owner.is_(None),
+        table.c.lease_owner != owner,
+        table.c.lease_expires_at < now,
+    )
 
 
 def _row(new: NewDelivery) -> dict[str, Any]:
@@ -347,6 +434,7 @@ def _row(new: NewDelivery) -> dict[str, Any]:
         "lease_owner": new.lease[0] if new.lease else None,
         "lease_expires_at": new.lease_until,
         "received_at": new.received_at,
+        "subject": new.subject,
     }
 
 

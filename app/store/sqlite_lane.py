@@ -89,19 +89,22 @@ def write(
     ending: Callable[[Any, int], dict[str, Any]],
 ) -> tuple[set[str], list[str]]:
     """A group commit (see group_commit.py): insert `batch`, record how `finished` ended."""
-    stored = insert(connection, bodies, batch) if batch else set()
+    stored = insert(connection, bodies, batch, now) if batch else set()
     missing = finish(connection, finished, now, ending) if finished else []
     return stored, missing
 
 
 # Every step of a statement lets go of the GIL and takes it back, waiting for the event loop
 # while it is busy: a batch is a few multi-row statements, not a statement per row.
-_ROW = "(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)"
+_ROW = "(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)"
 _CHUNK = 200  # rows per statement: SQLite binds at most 32766 values in one
 
 
-def insert(connection: sqlite3.Connection, bodies: BodyLog, batch: Sequence[Any]) -> set[str]:
+def insert(
+    connection: sqlite3.Connection, bodies: BodyLog, batch: Sequence[Any], now: str
+) -> set[str]:
     """Store each new delivery (see inbox._row); a failed one is taken again (redelivery)."""
+    hold_back(connection, batch, now)
     ids = [new.id for new in batch]
     known = dict(
         connection.execute(
@@ -122,10 +125,11 @@ def insert(connection: sqlite3.Connection, bodies: BodyLog, batch: Sequence[Any]
             values += (new.id, new.event, new.action, 1 if new.lease else 0,
                        new.lease[0] if new.lease else None,
                        stamped(new.lease_until) if new.lease_until else None,
-                       stamped(new.received_at), *places[new.id], len(new.body))  # fmt: skip
+                       stamped(new.received_at), *places[new.id], len(new.body),
+                       new.subject)  # fmt: skip
         connection.execute(
             "INSERT INTO deliveries (id, event, action, status, attempts, lease_owner, "
-            "lease_expires_at, received_at, body_file, body_offset, body_length) "
+            "lease_expires_at, received_at, body_file, body_offset, body_length, subject) "
             f"VALUES {','.join([_ROW] * len(part))}",
             values,
         )
@@ -133,7 +137,8 @@ def insert(connection: sqlite3.Connection, bodies: BodyLog, batch: Sequence[Any]
         connection.execute(
             "UPDATE deliveries SET status = 'pending', attempts = ?, error = NULL, "
             "lease_owner = ?, lease_expires_at = ?, finished_at = NULL, payload = NULL, "
-            "received_at = ?, body_file = ?, body_offset = ?, body_length = ? WHERE id = ?",
+            "received_at = ?, body_file = ?, body_offset = ?, body_length = ?, subject = ? "
+            "WHERE id = ?",
             (
                 1 if new.lease else 0,
                 new.lease[0] if new.lease else None,
@@ -141,11 +146,37 @@ def insert(connection: sqlite3.Connection, bodies: BodyLog, batch: Sequence[Any]
                 stamped(new.received_at),
                 *places[new.id],
                 len(new.body),
+                new.subject,
                 new.id,
             ),
         )
         connection.execute("DELETE FROM delivery_bodies WHERE delivery_id = ?", (new.id,))
     return {new.id for new in stored}
+
+
+def _not_leased_to(row: str = "") -> str:
+    """SQL: the row is not held by the owner (the first ?) under a live lease (? = now)."""
+    return f"({row}lease_owner IS NULL OR {row}lease_owner != ? OR {row}lease_expires_at < ?)"
+
+
+def hold_back(connection: sqlite3.Connection, batch: Sequence[Any], now: str) -> None:
+    """Leave unclaimed each new delivery whose subject has an earlier pending delivery that is
+    not its owner's: that one is handled first, by whoever holds it. (One writer at a time:
+    nothing is stored between this look and the insert.)"""
+    leased = [new for new in batch if new.lease is not None and new.subject is not None]
+    for owner in {new.lease[0] for new in leased}:
+        subjects = sorted({new.subject for new in leased if new.lease[0] == owner})
+        taken = {
+            row[0]
+            for row in connection.execute(
+                "SELECT DISTINCT subject FROM deliveries WHERE status = 'pending' AND "
+                f"subject IN ({_marks(subjects)}) AND {_not_leased_to()}",
+                (*subjects, owner, now),
+            )
+        }
+        for new in leased:
+            if new.lease is not None and new.lease[0] == owner and new.subject in taken:
+                new.hold_back()
 
 
 def claim(
@@ -158,11 +189,17 @@ def claim(
 ) -> list[Claimed]:
     """The oldest claimable deliveries, leased to `owner`; one whose body is gone fails."""
     rows = connection.execute(
-        "SELECT id, event, action, body, payload, body_file, body_offset, body_length, "
-        "attempts, received_at FROM deliveries LEFT JOIN delivery_bodies ON delivery_id = id "
+        "SELECT d.id, event, action, body, payload, body_file, body_offset, body_length, "
+        "attempts, received_at FROM deliveries AS d "
+        "LEFT JOIN delivery_bodies ON delivery_id = d.id "
         "WHERE status = 'pending' AND (lease_expires_at IS NULL OR lease_expires_at < ?) "
-        "ORDER BY received_at, id LIMIT ?",
-        (now, limit),
+        # The oldest pending delivery of a subject only, unless the earlier are the owner's.
+        "AND (subject IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries AS e "
+        "WHERE e.subject = d.subject AND e.status = 'pending' AND "
+        "(e.received_at < d.received_at OR (e.received_at = d.received_at AND e.id < d.id)) "
+        f"AND {_not_leased_to('e.')})) "
+        "ORDER BY received_at, d.id LIMIT ?",
+        (now, owner, now, limit),
     ).fetchall()
     claimed: list[Claimed] = []
     for delivery_id, event, action, stored, payload, file, offset, length, tries, at in rows:

@@ -61,9 +61,18 @@ deliveries = Table(
     Column("body_file", String(100)),
     Column("body_offset", BigInteger),
     Column("body_length", Integer),
+    # Migration 0008: what it is about (models.delivery_subject), for the claim's order rule.
+    Column("subject", String(300)),
     Index("ix_deliveries_pending", "status", "received_at"),
     Index("ix_deliveries_finished", "finished_at"),  # migration 0004: retention
     Index("ix_deliveries_body_file", "body_file"),  # a day's file is removed once unused
+    Index(
+        "ix_deliveries_subject_pending",
+        "subject",
+        "received_at",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
 )
 
 # The body exactly as received, apart from the delivery's small and often-updated row, so a

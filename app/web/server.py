@@ -129,14 +129,15 @@ async def _store(
     """Store the body as received (parsed once, never serialised again); False: a duplicate.
 
     When this process's dispatcher has room, the delivery is stored already claimed by it and
-    handed over at once: no claim of its own, and no second parse.
+    handed over at once: no claim of its own, and no second parse. One that must wait for an
+    earlier delivery about its subject (another process's) is left for the claim.
     """
     dispatcher, store = services.dispatcher, services.store
     if not dispatcher.has_room:
         stored = await store.record_delivery(delivery_id, event, body, parsed=payload)
         dispatcher.wake()
         return stored
-    delivery = await store.record_claimed(
+    recorded = await store.record_claimed(
         delivery_id,
         event,
         body,
@@ -144,9 +145,11 @@ async def _store(
         owner=dispatcher.owner,
         lease_seconds=dispatcher.lease_seconds,
     )
-    if delivery is not None:
-        dispatcher.take(delivery)
-    return delivery is not None
+    if recorded.claimed is not None:
+        dispatcher.take(recorded.claimed)
+    elif recorded.stored:  # held back behind an earlier delivery about its subject
+        dispatcher.wake()
+    return recorded.stored
 
 
 async def healthz(request: web.Request) -> web.Response:
