@@ -94,6 +94,17 @@ class Dispatcher:
         """Whether this dispatcher takes a new delivery at once (see `take`)."""
         return bool(self._tasks) and not self._stopping and len(self._claimed) < MAX_CLAIMED
 
+    def starts_something(self, event: str, payload: dict[str, Any], delivery_id: str) -> bool:
+        """Whether a handler listens to this delivery; most of GitHub's events start nothing,
+        and are stored as handled already (never claimed, never finished)."""
+        if event in self._others:
+            return True
+        return bool(router.fetch(sansio.Event(payload, event=event, delivery_id=delivery_id)))
+
+    def handled_already(self, event: str) -> None:
+        """Count a delivery stored as handled at once (see starts_something)."""
+        metrics.labelled(metrics.dispatched, event, "done").inc()
+
     def take(self, delivery: Delivery) -> None:
         """Handle a delivery this process stored already claimed for it (no claim needed)."""
         self._start(delivery)

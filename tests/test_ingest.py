@@ -128,6 +128,34 @@ async def test_one_subject_in_order_while_others_pass_a_slow_handler(
     await eventually(all_finished)  # and each finish was written back
 
 
+def dispatched(event: str, result: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "honk_dispatched_total", {"event": event, "result": result}
+    )
+    return value or 0.0
+
+
+async def test_a_webhook_no_handler_listens_to_is_stored_handled(
+    aiohttp_client: ClientFactory, base_settings: Settings
+) -> None:
+    """A star starts nothing: stored (its body too) as done in one write, never claimed."""
+    client = await aiohttp_client(create_app(base_settings))
+    store = client.app[SERVICES].store
+    before = dispatched("star", "done")
+    body = b'{"action": "created", "starred_at": null}'
+    response = await post_webhook(client, "star", body, delivery_id="star-9")
+    assert response.status == 202
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(select(deliveries).where(deliveries.c.id == "star-9"))).one()
+    assert (row.status, row.attempts, row.lease_owner) == ("done", 0, None)
+    assert row.finished_at is not None
+    assert await store.delivery_body("star-9") == body
+    assert dispatched("star", "done") == before + 1
+    again = await post_webhook(client, "star", body, delivery_id="star-9")
+    assert again.status == 200 and (await again.json())["status"] == "duplicate"
+    assert dispatched("star", "done") == before + 1
+
+
 async def test_two_processes_sharing_a_store_keep_one_subject_in_order(
     aiohttp_client: ClientFactory, base_settings: Settings
 ) -> None:

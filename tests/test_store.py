@@ -98,6 +98,19 @@ async def test_a_redelivery_is_recognised(store: Store) -> None:
     assert delivery.received_at.tzinfo is not None
 
 
+async def test_a_delivery_that_starts_nothing_is_stored_done(store: Store) -> None:
+    assert await store.record_delivery("star-1", "star", b'{"action": "created"}', done=True)
+    assert await store.record_delivery("star-1", "star", b'{"action": "created"}') is False
+    row = await delivery_row(store, "star-1")
+    assert (row.status, row.lease_owner, row.attempts) == ("done", None, 0)
+    assert row.finished_at is not None and row.finished_at == row.received_at
+    assert await store.claim_deliveries("web", 30, limit=10) == []
+    assert await store.count_deliveries(pending=True) == 0
+    assert await store.delivery_body("star-1") == b'{"action": "created"}'
+    await asyncio.sleep(0.05)
+    assert await store.prune_deliveries(timedelta(seconds=0.02)) == 1  # it ages out as well
+
+
 async def test_deliveries_are_claimed_oldest_first_and_finished(store: Store) -> None:
     await store.record_delivery("d-1", "issues", {"action": "opened"})
     await store.record_delivery("d-2", "ping", {})

@@ -36,6 +36,7 @@ from tests.test_store import (  # noqa: F401
     some,
     store_fixture,
     test_a_cancel_outlives_the_worker_that_died,
+    test_a_delivery_that_starts_nothing_is_stored_done,
     test_a_delivery_whose_lease_expired_is_claimed_again,
     test_a_redelivery_is_recognised,
     test_a_released_run_is_queued_again,

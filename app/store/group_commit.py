@@ -32,6 +32,7 @@ class NewDelivery:
     lease: tuple[str, float] | None  # (owner, seconds): stored already claimed by that owner
     answer: asyncio.Future[bool] = field(repr=False)
     subject: str | None = None  # models.delivery_subject
+    done: bool = False  # stored as handled already: no handler listens to it
     received_at: datetime | None = None  # set when written
     lease_until: datetime | None = None
 

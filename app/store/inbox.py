@@ -65,13 +65,18 @@ class Inbox(StoreBase):
         payload: dict[str, Any] | bytes,
         *,
         parsed: dict[str, Any] | None = None,
+        done: bool = False,
     ) -> bool:
         """Store a delivery (a body as received, or a payload); False for a duplicate.
 
         GitHub's "Redeliver" reuses the delivery id: one that failed is taken again; one that
-        is pending or done is a duplicate. `parsed` is the body already parsed.
+        is pending or done is a duplicate. `parsed` is the body already parsed. `done`: one
+        that starts nothing (no handler listens to it) is stored as handled already, so it
+        is never claimed and needs no second write to finish it.
         """
-        return await self._record(_new(delivery_id, event, payload, parsed, None)) is not None
+        new = _new(delivery_id, event, payload, parsed, None)
+        new.done = done
+        return await self._record(new) is not None
 
     async def record_claimed(
         self,
@@ -150,7 +155,7 @@ class Inbox(StoreBase):
             await conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id == new.id)
-                .values(_row(new) | {"error": None, "finished_at": None, "payload": None})
+                .values(_row(new) | {"error": None, "payload": None})
             )
             await conn.execute(
                 delete(delivery_bodies).where(delivery_bodies.c.delivery_id == new.id)
@@ -424,12 +429,14 @@ def _not_leased_to(table: Any, owner: str, now: datetime) -> Any:
 
 
 def _row(new: NewDelivery) -> dict[str, Any]:
-    """The deliveries row of a new delivery (pending; claimed already when it has a lease)."""
+    """The deliveries row of a new delivery: pending (claimed already when it has a lease), or
+    done at once."""
     return {
         "id": new.id,
         "event": new.event,
         "action": new.action,
-        "status": "pending",
+        "status": "done" if new.done else "pending",
+        "finished_at": new.received_at if new.done else None,
         "attempts": 1 if new.lease else 0,
         "lease_owner": new.lease[0] if new.lease else None,
         "lease_expires_at": new.lease_until,

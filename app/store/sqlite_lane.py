@@ -96,7 +96,7 @@ def write(
 
 # Every step of a statement lets go of the GIL and takes it back, waiting for the event loop
 # while it is busy: a batch is a few multi-row statements, not a statement per row.
-_ROW = "(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)"
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _CHUNK = 200  # rows per statement: SQLite binds at most 32766 values in one
 
 
@@ -122,28 +122,31 @@ def insert(
     for part in _chunks(fresh):
         values: list[Any] = []
         for new in part:
-            values += (new.id, new.event, new.action, 1 if new.lease else 0,
-                       new.lease[0] if new.lease else None,
+            received = stamped(new.received_at)
+            values += (new.id, new.event, new.action, *_status(new, received),
+                       1 if new.lease else 0, new.lease[0] if new.lease else None,
                        stamped(new.lease_until) if new.lease_until else None,
-                       stamped(new.received_at), *places[new.id], len(new.body),
-                       new.subject)  # fmt: skip
+                       received, *places[new.id], len(new.body), new.subject)  # fmt: skip
         connection.execute(
-            "INSERT INTO deliveries (id, event, action, status, attempts, lease_owner, "
-            "lease_expires_at, received_at, body_file, body_offset, body_length, subject) "
+            "INSERT INTO deliveries (id, event, action, status, finished_at, attempts, "
+            "lease_owner, lease_expires_at, received_at, body_file, body_offset, body_length, "
+            "subject) "
             f"VALUES {','.join([_ROW] * len(part))}",
             values,
         )
     for new in again:
+        received = stamped(new.received_at)
         connection.execute(
-            "UPDATE deliveries SET status = 'pending', attempts = ?, error = NULL, "
-            "lease_owner = ?, lease_expires_at = ?, finished_at = NULL, payload = NULL, "
+            "UPDATE deliveries SET status = ?, finished_at = ?, attempts = ?, error = NULL, "
+            "lease_owner = ?, lease_expires_at = ?, payload = NULL, "
             "received_at = ?, body_file = ?, body_offset = ?, body_length = ?, subject = ? "
             "WHERE id = ?",
             (
+                *_status(new, received),
                 1 if new.lease else 0,
                 new.lease[0] if new.lease else None,
                 stamped(new.lease_until) if new.lease_until else None,
-                stamped(new.received_at),
+                received,
                 *places[new.id],
                 len(new.body),
                 new.subject,
@@ -152,6 +155,11 @@ def insert(
         )
         connection.execute("DELETE FROM delivery_bodies WHERE delivery_id = ?", (new.id,))
     return {new.id for new in stored}
+
+
+def _status(new: Any, received: str) -> tuple[str, str | None]:
+    """status and finished_at of a new row: pending, or done as it arrives (see inbox)."""
+    return ("done", received) if new.done else ("pending", None)
 
 
 def _not_leased_to(row: str = "") -> str:

@@ -128,11 +128,17 @@ async def _store(
 ) -> bool:
     """Store the body as received (parsed once, never serialised again); False: a duplicate.
 
-    When this process's dispatcher has room, the delivery is stored already claimed by it and
+    A delivery no handler listens to is stored as handled already. When this process's
+    dispatcher has room, the delivery is stored already claimed by it and
     handed over at once: no claim of its own, and no second parse. One that must wait for an
     earlier delivery about its subject (another process's) is left for the claim.
     """
     dispatcher, store = services.dispatcher, services.store
+    if not dispatcher.starts_something(event, payload, delivery_id):
+        stored = await store.record_delivery(delivery_id, event, body, parsed=payload, done=True)
+        if stored:
+            dispatcher.handled_already(event)
+        return stored
     if not dispatcher.has_room:
         stored = await store.record_delivery(delivery_id, event, body, parsed=payload)
         dispatcher.wake()
