@@ -106,8 +106,9 @@ class Dispatcher:
         metrics.labelled(metrics.dispatched, event, "done").inc()
 
     def take(self, delivery: Delivery) -> None:
-        """Handle a delivery this process stored already claimed for it (no claim needed)."""
-        self._start(delivery)
+        """Handle a delivery this process stored already claimed for it (no claim needed);
+        the caller has asked starts_something already."""
+        self._start(delivery, starts_something=True)
 
     def start(self) -> None:
         self._tasks = [
@@ -161,9 +162,12 @@ class Dispatcher:
                     await waiting_for.wait()
             waiting_for.clear()
 
-    def _start(self, delivery: Delivery) -> None:
-        if delivery.event not in self._others and not router.fetch(_event(delivery)):
-            # Most events start nothing: finished at once, without a task of their own.
+    def _start(self, delivery: Delivery, *, starts_something: bool = False) -> None:
+        if not starts_something and not self.starts_something(
+            delivery.event, delivery.payload, delivery.id
+        ):
+            # Claimed, yet starts nothing (stored without asking, as before 0008): finished at once,
+            # without a task of its own.
             metrics.labelled(metrics.dispatched, delivery.event, "done").inc()
             self._finished.append(Finished(delivery.id))
             self._finish_wake.set()
