@@ -1,7 +1,11 @@
-"""Run the benchmarks and print their figures: `python -m bench [NAME ...] [--quick]`."""
+"""Run the benchmarks and print their figures: `python -m bench [NAME ...] [--quick]`.
+
+`--rounds N` sets how many alternating rounds `ingest` runs of each server (default 3).
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 
@@ -11,8 +15,12 @@ NAMES = ("checkout", "sandbox", "pr", "review", "run_page", "ingest", "proxy")
 
 
 def main() -> int:
-    quick = "--quick" in sys.argv
-    chosen = [a for a in sys.argv[1:] if not a.startswith("-")] or list(NAMES)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"of {', '.join(NAMES)}")
+    parser.add_argument("--quick", action="store_true", help="smaller inputs")
+    parser.add_argument("--rounds", type=int, default=3, help="ingest: rounds of each server")
+    arguments = parser.parse_args()
+    quick, chosen = arguments.quick, arguments.names or list(NAMES)
     unknown = [name for name in chosen if name not in NAMES]
     if unknown:
         print(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
@@ -28,7 +36,7 @@ def main() -> int:
     if "run_page" in chosen:
         asyncio.run(run_page.main(quick=quick))
     if "ingest" in chosen:
-        asyncio.run(ingest.main(count=1000 if quick else 3000))
+        asyncio.run(ingest.main(count=1000 if quick else 3000, rounds=arguments.rounds))
     if "proxy" in chosen:
         asyncio.run(proxy.main(quick=quick))
     return 0
