@@ -61,6 +61,10 @@ async def _freeze_startup_objects(_app: web.Application) -> None:
     # What startup made (modules, settings, clients) lives as long as the process: kept out
     # of the collector's full passes, which otherwise stall every request for 100 ms or more.
     gc.freeze()
+    # A request allocates hundreds of objects that reference counting frees at once; young
+    # collections every 700 allocations mostly found nothing to collect (paired bench rounds:
+    # 16 of 24 faster with 10,000 or more, 2 to 12 us less CPU per delivery).
+    gc.set_threshold(10_000, 10, 10)
 
 
 _ACCEPTED = b'{"status": "accepted"}'
