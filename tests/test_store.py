@@ -184,6 +184,35 @@ async def test_a_subject_is_handled_in_order_across_processes(store: Store, stor
         await other.close()
 
 
+async def test_two_processes_storing_one_subject_at_once_claim_it_once(
+    store: Store, store_url: str
+) -> None:
+    """Two processes store a delivery about the same issue at the same moment, each asking
+    to claim its own: one is claimed, the other waits behind it (PostgreSQL: the per-subject
+    lock; SQLite: one writer at a time)."""
+    other = await Store.open(store_url)
+    try:
+        for number in range(1, 13):
+            body = orjson.dumps(about_issue(number))
+            a, b = await asyncio.gather(
+                *(
+                    at.record_claimed(
+                        f"{owner}-{number}",
+                        "issues",
+                        body,
+                        parsed=about_issue(number),
+                        owner=owner,
+                        lease_seconds=30,
+                    )
+                    for owner, at in (("a", store), ("b", other))
+                )
+            )
+            assert a.stored and b.stored
+            assert (a.claimed is None) != (b.claimed is None), number
+    finally:
+        await other.close()
+
+
 async def test_a_delivery_whose_lease_expired_is_claimed_again(store: Store) -> None:
     await store.record_delivery("d-1", "issues", {})
     assert some(await store.claim_delivery("web-a", 0.01)).attempts == 1

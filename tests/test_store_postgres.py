@@ -57,6 +57,7 @@ from tests.test_store import (  # noqa: F401
     test_runs_are_claimed_oldest_first,
     test_runs_on_a_pr_without_an_issue_share_the_pr_queue,
     test_the_partial_unique_index_refuses_a_second_active_issue_run,
+    test_two_processes_storing_one_subject_at_once_claim_it_once,
     test_update_run_steps_and_finish,
     test_usage_adds_up_atomically,
 )
