@@ -138,8 +138,9 @@ async def merge(
         pr_url=run.pr_url or "",
         pr_number=run.pr_number,
     )
-    await _tell_thread(ctx, run, origin, text, blocks)
+    # The card first: by the time the thread says it was merged, no one is offered Merge.
     await ctx.mark_clicked(payload, f":tada: Merged by <@{origin.user.id}>.")
+    await _tell_thread(ctx, run, origin, text, blocks)
 
 
 async def approve(
@@ -176,8 +177,8 @@ async def close(
     await ctx.store.add_step(run.id, "close", f"closed by @{connection.login}")
     pr = pr_link(run.pr_url or "", run.pr_number)
     text = f":no_entry_sign: <@{escape(origin.user.id)}> closed {pr}; nothing was merged."
-    await _tell_thread(ctx, run, origin, *card.note(text, f"PR #{run.pr_number} closed"))
     await ctx.mark_clicked(payload, f":no_entry_sign: Closed by <@{origin.user.id}>.")
+    await _tell_thread(ctx, run, origin, *card.note(text, f"PR #{run.pr_number} closed"))
 
 
 async def continue_run(
