@@ -168,7 +168,7 @@ class Dispatcher:
         ):
             # Claimed, yet starts nothing (stored without asking, as before 0008): finished at once,
             # without a task of its own.
-            metrics.labelled(metrics.dispatched, delivery.event, "done").inc()
+            self.handled_already(delivery.event)
             self._finished.append(Finished(delivery.id))
             self._finish_wake.set()
             return

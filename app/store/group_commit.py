@@ -48,6 +48,16 @@ class NewDelivery:
         return self
 
 
+def claimed_by_subject(batch: Sequence[NewDelivery]) -> dict[str, dict[str, list[NewDelivery]]]:
+    """The new deliveries to be stored claimed that are about a subject, by owner, then by
+    subject: the ones the subject order may hold back (see NewDelivery.hold_back)."""
+    found: dict[str, dict[str, list[NewDelivery]]] = {}
+    for new in batch:
+        if new.lease is not None and new.subject is not None:
+            found.setdefault(new.lease[0], {}).setdefault(new.subject, []).append(new)
+    return found
+
+
 @dataclass(slots=True)
 class Finished:
     """How a claimed delivery ended: done, failed (error), or handed back to retry."""

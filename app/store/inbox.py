@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.models import delivery_subject
 from app.store import sqlite_lane
 from app.store.base import StoreBase, StoreError, utcnow
-from app.store.group_commit import Finished, GroupCommit, NewDelivery
+from app.store.group_commit import Finished, GroupCommit, NewDelivery, claimed_by_subject
 from app.store.sqlite_lane import stamp
 from app.store.tables import deliveries, delivery_bodies
 
@@ -173,10 +173,10 @@ class Inbox(StoreBase):
     ) -> None:
         """Leave unclaimed each delivery whose subject has an earlier pending delivery that is
         not its owner's (see sqlite_lane.hold_back; there one writer at a time needs no lock)."""
-        leased = [new for new in batch if new.lease is not None and new.subject is not None]
-        if not leased:
+        to_claim = claimed_by_subject(batch)
+        if not to_claim:
             return
-        subjects = sorted({new.subject for new in leased if new.subject is not None})
+        subjects = sorted({subject for by_subject in to_claim.values() for subject in by_subject})
         if conn.dialect.name == "postgresql":
             # Two processes storing deliveries about one subject at once take turns here, so
             # the second sees the first and is held back. Locks in one order: no deadlock.
@@ -191,19 +191,18 @@ class Inbox(StoreBase):
                     text("SELECT pg_advisory_xact_lock(:space, :key)"),
                     {"space": _SUBJECT_LOCKS, "key": key},
                 )
-        for owner in {new.lease[0] for new in leased if new.lease is not None}:
-            found = await conn.execute(
+        for owner, by_subject in to_claim.items():
+            taken = await conn.execute(
                 select(deliveries.c.subject)
                 .where(
                     deliveries.c.status == "pending",
-                    deliveries.c.subject.in_(subjects),
+                    deliveries.c.subject.in_(sorted(by_subject)),
                     _not_leased_to(deliveries, owner, now),
                 )
                 .distinct()
             )
-            taken = set(found.scalars())
-            for new in leased:
-                if new.lease is not None and new.lease[0] == owner and new.subject in taken:
+            for subject in taken.scalars():
+                for new in by_subject[subject]:
                     new.hold_back()
 
     async def close_inbox(self) -> None:

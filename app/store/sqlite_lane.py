@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from app.store.body_log import BodyLog, directory_for
 from app.store.engine import SQLITE_PRAGMAS
+from app.store.group_commit import NewDelivery, claimed_by_subject
 
 T = TypeVar("T")
 _yield_cpu: Callable[[], None] = getattr(os, "sched_yield", lambda: None)  # not on Windows
@@ -174,23 +175,19 @@ def _not_leased_to(row: str = "") -> str:
     return f"({row}lease_owner IS NULL OR {row}lease_owner != ? OR {row}lease_expires_at < ?)"
 
 
-def hold_back(connection: sqlite3.Connection, batch: Sequence[Any], now: str) -> None:
+def hold_back(connection: sqlite3.Connection, batch: Sequence[NewDelivery], now: str) -> None:
     """Leave unclaimed each new delivery whose subject has an earlier pending delivery that is
     not its owner's: that one is handled first, by whoever holds it. (One writer at a time:
     nothing is stored between this look and the insert.)"""
-    leased = [new for new in batch if new.lease is not None and new.subject is not None]
-    for owner in {new.lease[0] for new in leased}:
-        subjects = sorted({new.subject for new in leased if new.lease[0] == owner})
-        taken = {
-            row[0]
-            for row in connection.execute(
-                "SELECT DISTINCT subject FROM deliveries WHERE status = 'pending' AND "
-                f"subject IN ({_marks(subjects)}) AND {_not_leased_to()}",
-                (*subjects, owner, now),
-            )
-        }
-        for new in leased:
-            if new.lease is not None and new.lease[0] == owner and new.subject in taken:
+    for owner, by_subject in claimed_by_subject(batch).items():
+        subjects = sorted(by_subject)
+        taken = connection.execute(
+            "SELECT DISTINCT subject FROM deliveries WHERE status = 'pending' AND "
+            f"subject IN ({_marks(subjects)}) AND {_not_leased_to()}",
+            (*subjects, owner, now),
+        )
+        for (subject,) in taken:
+            for new in by_subject[subject]:
                 new.hold_back()
 
 
