@@ -94,6 +94,11 @@ async def test_the_body_is_stored_and_dispatched_exactly_as_received(
     assert len(files) == 1 and files[0].read_bytes() == body
 
 
+def step_about(number: int, step: str) -> dict[str, Any]:
+    """A test event about issue `number` of octo/widgets, saying which step it is."""
+    return {"repository": {"full_name": "octo/widgets"}, "issue": {"number": number}, "step": step}
+
+
 async def test_one_subject_in_order_while_others_pass_a_slow_handler(
     aiohttp_client: ClientFactory, base_settings: Settings
 ) -> None:
@@ -109,12 +114,8 @@ async def test_one_subject_in_order_while_others_pass_a_slow_handler(
 
     services.dispatcher.register("honk_test", handler)
 
-    def about(number: int, step: str) -> dict[str, Any]:
-        repository = {"full_name": "octo/widgets"}
-        return {"repository": repository, "issue": {"number": number}, "step": step}
-
     for number, step in [(1, "slow"), (1, "second"), (2, "other"), (1, "third"), (3, "more")]:
-        assert (await post_webhook(client, "honk_test", about(number, step))).status == 202
+        assert (await post_webhook(client, "honk_test", step_about(number, step))).status == 202
     # Issue 2 and 3 are not held up by issue 1's slow first delivery; issue 1 waits its turn.
     await eventually(lambda: {"2:other", "3:more"} <= set(order))
     assert not any(entry.startswith("1:") for entry in order)
@@ -175,14 +176,10 @@ async def test_two_processes_sharing_a_store_keep_one_subject_in_order(
     for client in (first, second):
         client.app[SERVICES].dispatcher.register("honk_test", handler)
 
-    def about(number: int, step: str) -> dict[str, Any]:
-        return {"repository": {"full_name": "octo/widgets"}, "issue": {"number": number},
-                "step": step}  # fmt: skip
-
-    assert (await post_webhook(first, "honk_test", about(1, "slow"))).status == 202
+    assert (await post_webhook(first, "honk_test", step_about(1, "slow"))).status == 202
     await asyncio.wait_for(started.wait(), 10)
-    assert (await post_webhook(second, "honk_test", about(1, "second"))).status == 202
-    assert (await post_webhook(second, "honk_test", about(2, "other"))).status == 202
+    assert (await post_webhook(second, "honk_test", step_about(1, "second"))).status == 202
+    assert (await post_webhook(second, "honk_test", step_about(2, "other"))).status == 202
     await eventually(lambda: "2:other" in order)
     await asyncio.sleep(0.3)  # several of the second's polls
     assert order == ["2:other"]  # issue 1's second waits for its first, in the other process
