@@ -17,8 +17,11 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import importlib.util
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -827,3 +830,56 @@ def test_no_code_or_page_points_at_a_readme_section_that_is_gone() -> None:
         {"app/config.py": '# limits (docs: README "Security")', "app.yml": 'README ("Commands")'},
         README.read_text(),
     ) == ['app/config.py: README "Security" (no such section)']
+
+
+# -- docs/render_slack_card.py ----------------------------------------------------------------
+
+RENDERER = ROOT / "docs" / "render_slack_card.py"
+
+
+def renderer() -> Any:
+    spec = importlib.util.spec_from_file_location("render_slack_card", RENDERER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_card_renderer_refuses_without_an_emoji_font(tmp_path: Path) -> None:
+    """With no font that has the card's emoji, nothing is written and it says why."""
+    no_fonts = tmp_path / "fonts.conf"
+    no_fonts.write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n'
+        f"<fontconfig><cachedir>{tmp_path / 'cache'}</cachedir></fontconfig>\n"
+    )
+    committed = (ROOT / "docs" / "slack-card.png").read_bytes()
+    result = subprocess.run(
+        [sys.executable, str(RENDERER), "--overwrite"],
+        env={**os.environ, "FONTCONFIG_FILE": str(no_fonts)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "no installed font has" in result.stderr and "fonts-noto-color-emoji" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert (ROOT / "docs" / "slack-card.png").read_bytes() == committed
+
+
+def test_the_emoji_check_finds_characters_an_installed_font_has() -> None:
+    module = renderer()
+    assert set(module.missing_emoji()) <= {module.AVATAR, *module.EMOJI.values()}
+    # Letters every font has: the same query finds them, so a refusal means what it says.
+    module.AVATAR, module.EMOJI = "A", {":b:": "B"}
+    assert module.missing_emoji() == []
+
+
+def test_the_card_renderer_writes_beside_the_committed_picture_unless_told() -> None:
+    module = renderer()
+    picture, block_kit = module.output_paths(overwrite=False)
+    assert picture.parent == ROOT / "docs" and picture.suffix == ".png"
+    assert picture.name != "slack-card.png" and block_kit.name != "slack-card.json"
+    assert module.output_paths(overwrite=True) == (
+        ROOT / "docs" / "slack-card.png",
+        ROOT / "docs" / "slack-card.json",
+    )
