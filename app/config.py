@@ -51,7 +51,7 @@ class Settings:
     # The sandbox: "bwrap" (default) or "off" (unsafe, explicit opt-out).
     sandbox: str = "bwrap"
     sandbox_ro_paths: tuple[str, ...] = ()
-    # Per sandboxed command (docs: README "Security"): tasks, data segment per process,
+    # Per sandboxed command (docs/security.md, "The sandbox"): tasks, data segment per process,
     # any one file, /tmp and /dev/shm each, and how much the checkout's work tree may hold.
     sandbox_max_processes: int = 512
     sandbox_memory_mb: int = 4096
