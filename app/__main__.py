@@ -9,6 +9,7 @@ import logging
 import signal
 import socket
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -53,18 +54,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="honk", description=DESCRIPTION, parents=[common])
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
-    def command(name: str, summary: str, epilog: str | None = None) -> argparse.ArgumentParser:
+    def command(
+        name: str, summary: str, more: str = "", epilog: str | None = None
+    ) -> argparse.ArgumentParser:
+        """A subcommand: `summary` is its line in `honk --help`; `more` adds to its own help."""
         return sub.add_parser(
             name,
             help=summary,
-            description=summary[0].upper() + summary[1:] + ".",
+            description=textwrap.fill(f"{summary[0].upper()}{summary[1:]}. {more}".strip(), 79),
             epilog=epilog,
             parents=[common],
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
     serve = command(
-        "serve", "run the web service (GitHub and Slack webhooks, run pages) and workers"
+        "serve",
+        "run the web service (webhooks, run pages) and workers",
+        "It answers GitHub's and Slack's webhooks, serves the run pages and the first-run "
+        "set-up page, and runs HONK_WORKERS workers.",
     )
     serve.add_argument(
         "--port",
@@ -77,14 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     command("migrate", "create or upgrade the database schema, then exit")
     command(
         "doctor",
-        "check the configuration against GitHub, Anthropic and Slack, one line per check",
+        "check the configuration against GitHub, Anthropic, Slack",
+        "One line per check.",
         epilog=DOCTOR_EPILOG,
     )
     stats = command("stats", "show the review's veto and recovery rates per repository")
     stats.add_argument("--days", type=_days, default=30, help="the period (default 30 days)")
     run = command(
         "run",
-        "run the agent on a local git checkout, without GitHub; changes stay uncommitted",
+        "run the agent on a local git checkout, without GitHub",
+        "Its changes are left uncommitted, for you to review with git diff.",
         epilog=RUN_EPILOG,
     )
     run.add_argument("--repo", type=Path, default=Path("."), help="the git checkout (default: .)")
