@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,15 +30,23 @@ SETTINGS = web.AppKey("settings", Settings)
 MAX_WEBHOOK_BYTES = 25 * 1024 * 1024
 
 
-def create_app(settings: Settings, *, workers: int | None = None) -> web.Application:
-    """The aiohttp application; its cleanup context owns every long-lived collaborator."""
+def create_app(
+    settings: Settings,
+    *,
+    workers: int | None = None,
+    metrics_socket: socket.socket | None = None,
+) -> web.Application:
+    """The aiohttp application; its cleanup context owns every long-lived collaborator.
+
+    `metrics_socket`: HONK_METRICS_PORT's listener, bound already (see `listen`).
+    """
     app = web.Application(client_max_size=MAX_WEBHOOK_BYTES)
     app[SETTINGS] = settings
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with (
             open_services(settings, workers=workers) as services,
-            loopback_metrics(settings, services.store),
+            loopback_metrics(settings, services.store, metrics_socket),
         ):
             app[SERVICES] = services
             app[SLACK] = services.slack_front

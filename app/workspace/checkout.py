@@ -8,6 +8,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -302,6 +303,48 @@ def refuse_outside(changes: Sequence[Change], allowed: Callable[[str], bool]) ->
             + ", ".join(refused[:10])
             + more
         )
+
+
+class NotACheckout(Exception):
+    """A directory git does not take for a work tree; the message is git's reason."""
+
+
+async def work_tree_state(path: Path) -> str:
+    """An id of the work tree holding `path` as `git add -A` would see it (untracked files
+    included, ignored ones not) and of HEAD: equal ids, nothing changed in between.
+
+    Nothing is written to the repository: a copy of its index and a scratch object
+    directory (the real one as an alternate) take what `git add` and `write-tree` make.
+    Raises NotACheckout when `path` is not in a git work tree.
+    """
+    where = await git(
+        "rev-parse", "--show-toplevel", "--git-path", "index", "--git-path", "objects",
+        cwd=path, check=False,
+    )  # fmt: skip
+    lines = where.stdout.splitlines()
+    if where.returncode != 0 or len(lines) != 3:
+        reason = next((line for line in where.stderr.splitlines() if line.strip()), "")
+        raise NotACheckout(reason.removeprefix("fatal: ").strip() or "git rev-parse failed")
+    top = Path(lines[0])
+    real_index, objects = (path / lines[1]).absolute(), (path / lines[2]).absolute()
+    scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="honk-tree-state-"))
+    try:
+        index = scratch / "index"
+        if real_index.exists():
+            # copy2 keeps the mtime: git re-hashes only files changed since the index was.
+            await asyncio.to_thread(shutil.copy2, real_index, index)
+        await asyncio.to_thread((scratch / "objects").mkdir)
+        env = {
+            "GIT_INDEX_FILE": str(index),
+            "GIT_OBJECT_DIRECTORY": str(scratch / "objects"),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects),
+        }
+        await git("add", "-A", cwd=top, env=env)
+        tree = await git("write-tree", cwd=top, env=env)
+        head = await git("rev-parse", "--verify", "--quiet", "HEAD", cwd=top, check=False)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
+    return f"{head.stdout.strip() or '-'} {tree.stdout.strip()}"
 
 
 def nested_git_entries(root: Path) -> list[str]:

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from tests.fakes.github.state import JSON_BODY, GitHubState, _Answer
+from tests.fakes.github.state import JSON_BODY, OAUTH_CLIENT_ID, GitHubState, _Answer
 
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 CODE_TTL = 600.0  # GitHub's codes expire after ten minutes
@@ -55,7 +55,7 @@ class _Code:
 class OAuthMixin(GitHubState):
     """Seeding: the App's OAuth client, who signs in next; handlers for the web flow."""
 
-    oauth_client_id = "Iv1.fakeclient0001"
+    oauth_client_id = OAUTH_CLIENT_ID
     oauth_client_secret = "fake-client-secret-0123456789abcdef"
 
     def _oauth_init(self) -> None:

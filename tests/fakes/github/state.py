@@ -23,6 +23,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 DOCS_URL = "https://docs.github.com/rest"
 APP_SLUG = "honk-test"
+# The App's OAuth client (sign-in with GitHub); GET /app names it as GitHub does.
+OAUTH_CLIENT_ID = "Iv1.fakeclient0001"
 DEFAULT_INSTALLATION_PERMISSIONS = {
     "actions": "read",
     "checks": "write",
@@ -142,6 +144,7 @@ class GitHubState:
         self.app_info: dict[str, Any] = {
             "id": app_id,
             "slug": APP_SLUG,
+            "client_id": OAUTH_CLIENT_ID,
             "name": "Honk Test",
             "node_id": "A_honk",
             "description": "",
