@@ -26,9 +26,7 @@ def _safe_link(url: str) -> bool:
     return url.strip().lower().startswith(SAFE_SCHEMES)
 
 
-def _link_open(
-    renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any
-) -> str:
+def _link_open(renderer: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
     tokens[idx].attrSet("rel", "nofollow noopener noreferrer")
     return str(renderer.renderToken(tokens, idx, options, env))
 

@@ -26,6 +26,7 @@ FOLD_LINES = 6  # a tool's output shows this many lines; the rest opens with <de
 OPEN_DIFF_LINES = 400  # a file's diff up to this long is shown open
 HIGHLIGHT = HtmlFormatter(nowrap=True, classprefix="hl-")
 SECTION_OF = {kind: kind for kind in ("verification", "diff", "review", "network")}
+PHASES = ("checkout", "agent", "verify", "review", "publish")
 INTERNAL_DETAILS = frozenset({"claimed"})  # steps whose detail names Honk's own parts
 
 STATE_LABELS = {
@@ -62,7 +63,7 @@ GONE = "gone"  # an Entry of this kind takes the entry with its key off the page
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:
-    """"1 request", "2 requests" (a count and its noun, agreeing)."""
+    """A count and its noun, agreeing: "1 request", "2 requests"."""
     return f"{count:,} {word if count == 1 else (words or word + 's')}"
 
 
@@ -167,8 +168,11 @@ def review_view(data: dict[str, Any]) -> dict[str, Any]:
     and summary as Markdown (the judge's made inert first)."""
     verdict = str(data.get("verdict") or data.get("decision") or "")
     label, tone = REVIEW_LABELS.get(verdict, (verdict, ""))
-    if verdict == SKIPPED and data.get("final") and not data.get("checks") and not data.get(
-        "model"
+    if (
+        verdict == SKIPPED
+        and data.get("final")
+        and not data.get("checks")
+        and not data.get("model")
     ):
         label = "Not reviewed: the checks and the model judge are off for this repository"
     if data.get("final") is False:
@@ -277,7 +281,7 @@ def outcome(run: Run, highlights: Highlights) -> dict[str, Any]:
         review = {"verdict": run.review, "label": label, "tone": tone, "reasons": []}
     if review is not None:
         review["more"] = max(len(review.get("reasons") or []) - SHOWN_REASONS, 0)
-    phases = [s for s in run.steps if s.name in ("checkout", "agent", "verify", "review", "publish")]
+    phases = [step for step in run.steps if step.name in PHASES]
     return {
         "summary": head,
         "summary_rest": rest,
