@@ -60,8 +60,8 @@ async def client(
     return await honk(aiohttp_client, base_settings, fakes, workers=0)
 
 
-async def queued(client: TestClient) -> Run:
-    new = NewRun(repo=REPO, installation_id=INSTALLATION, issue_number=ISSUE, requested_by="alice")
+async def queued(client: TestClient, issue: int = ISSUE) -> Run:
+    new = NewRun(repo=REPO, installation_id=INSTALLATION, issue_number=issue, requested_by="alice")
     run = await client.app[SERVICES].store.enqueue_run(new)
     assert run is not None
     return run
@@ -252,3 +252,24 @@ async def test_empty_phases_leave_the_live_page_and_its_last_phase_says_how_it_e
     assert "Fixed <code>add</code>." in summaries[-1]
     page = await (await client.get(f"/runs/{run.id}")).text()
     assert PHASE.findall(page) == [("agent", "starting"), ("verify", "PR opened")]
+
+
+async def test_a_summary_only_from_the_end_or_from_a_run_recorded_before_summaries(
+    client: TestClient, fake_github: Any
+) -> None:
+    store = client.app[SERVICES].store
+    cancelled, older = await queued(client), await queued(client, ISSUE + 1)
+    for run in (cancelled, older):
+        await store.add_run_event(run.id, "text", {"turn": 1, "text": "Let me look at `calc.py`."})
+    # Cancelled mid-turn: the agent's last words were no summary, and the end says so.
+    await RunEvents(store, cancelled.id).finished(RunState.CANCELLED, note="Cancelled.")
+    await store.finish_run(cancelled.id, RunState.CANCELLED)
+    # An end stored before the end carried a summary: the agent's last message stands in.
+    await store.add_run_event(older.id, "finished", {"state": "succeeded", "error": None})
+    await store.finish_run(older.id, RunState.SUCCEEDED)
+    await sign_in(client, fake_github, "alice")
+    page = await (await client.get(f"/runs/{cancelled.id}")).text()
+    assert 'id="agent-summary"' not in page and 'id="state">Cancelled<' in page
+    page = await (await client.get(f"/runs/{older.id}")).text()
+    summary = page[position(page, 'id="agent-summary"') :]
+    assert summary.startswith('id="agent-summary"><p>Let me look at <code>calc.py</code>.</p>')

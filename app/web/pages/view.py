@@ -260,8 +260,10 @@ class Highlights:
         """The agent's summary (its last message), once the run has finished."""
         if self.finished is None:
             return ""
-        said = str(self.finished.get("summary") or "").strip() or (self.last_text or "").strip()
-        return said.removeprefix(NO_CHANGE_MARKER).strip()
+        if "summary" in self.finished:  # recorded at the end; empty when the agent said none
+            return str(self.finished["summary"] or "").strip()
+        # A run that ended before the end recorded a summary: its agent's last message.
+        return (self.last_text or "").strip().removeprefix(NO_CHANGE_MARKER).strip()
 
 
 def outcome(run: Run, highlights: Highlights) -> dict[str, Any]:
