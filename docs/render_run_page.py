@@ -17,9 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST = (
-    "tests/test_run_page_browser.py::test_the_first_screen_of_a_finished_run_shows_its_outcome"
-)
+TEST = "tests/test_run_page_browser.py::test_the_first_screen_of_a_finished_run_shows_its_outcome"
 SHOT = ROOT / "test-artifacts" / "run-page-outcome-desktop.png"
 PICTURE = ROOT / "docs" / "run-page.png"
 
