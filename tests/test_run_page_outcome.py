@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from app.agent.loop import AgentEvent
 from app.config import Settings
+from app.issue_snapshots import record_approved
 from app.models import Run, RunState, Usage
 from app.runs.events import RunEvents
 from app.store import NewRun
@@ -273,3 +274,22 @@ async def test_a_summary_only_from_the_end_or_from_a_run_recorded_before_summari
     page = await (await client.get(f"/runs/{older.id}")).text()
     summary = page[position(page, 'id="agent-summary"') :]
     assert summary.startswith('id="agent-summary"><p>Let me look at <code>calc.py</code>.</p>')
+
+
+async def test_a_queued_run_is_titled_by_its_issue_as_approved(
+    client: TestClient, fake_github: Any
+) -> None:
+    run = await queued(client)
+    store = client.app[SERVICES].store
+    await sign_in(client, fake_github, "alice")
+    untitled = await (await client.get(f"/runs/{run.id}")).text()
+    assert f'<h1 id="title">Run {run.id}</h1>' in untitled
+    issue = {"number": ISSUE, "title": "add() <b>returns</b> the wrong sum", "body": "x"}
+    await record_approved(store, REPO, issue, approved_by="alice")
+    page = await (await client.get(f"/runs/{run.id}")).text()
+    assert '<h1 id="title">add() &lt;b&gt;returns&lt;/b&gt; the wrong sum</h1>' in page
+    assert 'id="state">Queued<' in page and 'id="cancel"' in page  # its main action
+    # Once the run has started, the title it recorded is the one shown.
+    await RunEvents(store, run.id).subject("Follow-up: keep the old name")
+    page = await (await client.get(f"/runs/{run.id}")).text()
+    assert '<h1 id="title">Follow-up: keep the old name</h1>' in page
