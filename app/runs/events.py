@@ -113,6 +113,11 @@ class RunEvents:
         data = {"model": model, "max_turns": limits.max_turns, "max_seconds": limits.max_seconds}
         await self.record("agent", data)
 
+    async def subject(self, title: str) -> None:
+        """What the run works on, by its title (the issue's as approved, else the PR's or the
+        request's first line): the run page's heading."""
+        await self.record("subject", {"title": title})
+
     async def phase(self, name: str, note: str = "") -> None:
         await self.record("phase", {"name": name, "note": note})
 
@@ -128,14 +133,24 @@ class RunEvents:
             },
         )
 
+    async def review(self, record: dict[str, Any]) -> None:
+        """The review's verdict and its reasons, as runs/review.py decided them (the judge's
+        words as it wrote them: the page makes them inert when it shows them)."""
+        await self.record("review", record)
+
     async def diff(self, text: str) -> None:
         """The change as published, per file; a huge diff keeps its first files whole."""
         await self.record("diff", split_diff(text), field_limit=MAX_DIFF_FILE_CHARS + 1)
 
-    async def finished(self, state: RunState, *, error: str | None = None, note: str = "") -> None:
+    async def finished(
+        self, state: RunState, *, error: str | None = None, note: str = "", summary: str = ""
+    ) -> None:
+        """The end, with the agent's summary (its last message): kept whatever the
+        transcript's bound dropped, so the page can lead with it."""
         if self.dropped_events:
             await self._store("truncated", {"note": self._cut_note(first=False)})
-        await self.record("finished", {"state": state.value, "error": error, "note": note})
+        data = {"state": state.value, "error": error, "note": note, "summary": summary}
+        await self.record("finished", data)
 
     async def _loaded(self) -> EventTotals:
         if self._totals is None:  # a run claimed again carries on where it stopped

@@ -122,6 +122,7 @@ class Pipeline:
             await ctx.tracker.finished(
                 RunState.FAILED,
                 error=reason,
+                summary=ctx.result.summary if ctx.result is not None else "",
                 usage_text=usage.describe(model),
                 stopped=(reason, exc.turns, usage.cost_usd(model)),
             )
@@ -129,7 +130,8 @@ class Pipeline:
         except Exception as exc:
             reason = describe_error(exc)
             log.exception("run %s failed: %s", run.id, reason)
-            await ctx.tracker.finished(RunState.FAILED, error=reason)
+            summary = ctx.result.summary if ctx.result is not None else ""
+            await ctx.tracker.finished(RunState.FAILED, error=reason, summary=summary)
             outcome = Outcome(RunState.FAILED, reason)
         finally:
             self._stops.forget(run.id)
@@ -165,6 +167,7 @@ class Pipeline:
         ctx.repo_info = await ctx.gh.getitem(f"/repos/{run.repo}")
         default_branch = ctx.repo_info["default_branch"]
         ctx.subject = await load_subject(ctx)
+        await ctx.tracker.events.subject(ctx.subject.title)  # the run page's heading
         config_error: RepoConfigError | None = None
         try:
             installation = await self.github.installation_client(run.installation_id)

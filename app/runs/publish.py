@@ -192,6 +192,7 @@ async def withhold(ctx: RunContext, usage: Usage) -> Outcome:
     await ctx.tracker.finished(
         RunState.FAILED,
         error=reason,
+        summary=ctx.done[0].summary,
         usage_text=usage_text(usage, ctx.model, ctx.review),
         review=ctx.review.line(),
     )
@@ -207,5 +208,10 @@ async def report_no_change(ctx: RunContext, usage: Usage) -> Outcome:
     ctx.tracker.progress.states["publish"] = "skipped"
     # Cut before it is made inert: a cut through an inert code span would undo it.
     note = no_change_comment(result.summary[:400])
-    await ctx.tracker.finished(RunState.NO_CHANGE, note=note, usage_text=usage.describe(ctx.model))
+    await ctx.tracker.finished(
+        RunState.NO_CHANGE,
+        note=note,
+        summary=result.summary,
+        usage_text=usage.describe(ctx.model),
+    )
     return Outcome(RunState.NO_CHANGE)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 
@@ -89,7 +89,8 @@ class Round:
             judge = "no judge"
         else:
             judge = "judge approved" if self.verdict.approve else "judge vetoed"
-        return f"{len(self.findings)} finding(s), {judge}"
+        found = len(self.findings)
+        return f"{found} finding{'' if found == 1 else 's'}, {judge}"
 
 
 @dataclass
@@ -184,6 +185,7 @@ async def review_change(
         if current.objections:
             # Recorded now: a run that dies in its second attempt was still vetoed.
             await ctx.save(review=VETOED)
+            await ctx.tracker.events.review(review_record(review, VETOED, final=False))
         if current.objections and await again(_feedback(current)):
             await ctx.tracker.phase("review", "after the agent's second attempt")
             current = await _look(ctx, review, client, request)
@@ -191,9 +193,34 @@ async def review_change(
     checkout, _sandbox, _tools = ctx.work
     review.left_out = [p for p in await checkout.changed_files() if p.startswith(WORKFLOWS)]
     await ctx.save(review=review.verdict)
+    await ctx.tracker.events.review(review_record(review, review.verdict, final=True))
     metrics.verdicts.labels(review.verdict).inc()
     ctx.tracker.progress.done("review", review.status()[:300])
     return review
+
+
+def review_record(review: Review, verdict: str, *, final: bool) -> dict[str, Any]:
+    """The review's last look as a run event (the run page's Review card and its outcome).
+
+    `round` numbers the looks: a verdict on the same look replaces the one recorded before
+    the agent's second attempt, a second look is shown beside the first. The judge's words
+    are stored as written; whoever shows them makes them inert.
+    """
+    current, policy = review.last, review.policy
+    judge = current.verdict
+    return {
+        "verdict": verdict,
+        "round": len(review.rounds),
+        "final": final,
+        "findings": [finding.describe() for finding in current.findings],
+        "reasons": list(judge.reasons) if judge is not None and not judge.approve else [],
+        "summary": judge.summary if judge is not None else "",
+        "beyond_request": bool(judge is not None and judge.beyond_request),
+        "unavailable": current.unavailable,
+        "checks": policy.checks,
+        "model": policy.model if policy.model_judge else None,
+        "left_out": list(review.left_out),
+    }
 
 
 async def mark_unreviewed(ctx: RunContext) -> None:

@@ -162,7 +162,8 @@ class RunTracker:
     ) -> None:
         """The closing report: tracking comment, then Slack (thread reply and root status).
 
-        `summary` is the model's: the tracking comment and Slack show it inert. `review` is
+        `summary` is the model's: the tracking comment and Slack show it inert (with a PR;
+        the run page shows it however the run ended). `review` is
         the review's verdict in one line (app/runs/review.py Review.status). `stopped` is
         (why, turns, dollars so far) when a limit stopped the agent: Slack says so and
         offers to continue.
@@ -181,7 +182,7 @@ class RunTracker:
             self.progress.outcome = note or state.value
         if review and pr is not None:
             self.progress.outcome = f"{self.progress.outcome}\n\n{review}"
-        await self.events.finished(state, error=error, note=note)
+        await self.events.finished(state, error=error, note=note, summary=summary)
         await self.update(force=True)
         thread = self.run.slack_thread
         if thread is None:
