@@ -25,6 +25,7 @@ from aiohttp_session import Session, get_session, new_session, session_middlewar
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cachetools import TTLCache
 from cryptography.fernet import Fernet
+from yarl import URL
 
 from app.config import Settings
 from app.github.oauth import GitHubOAuth, OAuthError, UserToken
@@ -41,6 +42,7 @@ CALLBACK_PATH = "/signin/callback"
 SIGNOUT_PATH = "/signout"
 LOGIN_TTL = 300.0  # a bearer token's login, remembered for minutes
 CSRF_FIELD = "csrf"
+NEXT_MAX = 2048  # a path to come back to; longer is not one Honk made
 SIGNED_OUT = (
     '<!doctype html><html lang="en"><head><meta charset="utf-8">'
     '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -167,11 +169,32 @@ def add_routes(app: web.Application, settings: Settings) -> None:
     app.router.add_post(SIGNOUT_PATH, sign_out)
 
 
-def local_path(value: str | None, default: str = "/runs") -> str:
-    """A path on this site to come back to; anything else (another host) is refused."""
-    if value and value.startswith("/") and not value.startswith(("//", "/\\")):
-        return value
-    return default
+def local_path(value: object, default: str = "/runs") -> str:
+    """The path on Honk to send a browser to after sign-in, decided on exactly what the
+    Location header will carry; anything else comes back as `default`.
+
+    aiohttp writes a redirect's Location as yarl renders it, and yarl (like a browser) drops
+    tabs and line breaks: `/<tab>/evil.example` goes out as `//evil.example`, another site.
+    So the value may hold printable ASCII only (no control character, no whitespace, nothing
+    a browser strips or rewrites), and both it and its rendering must be a path: one `/`,
+    then neither `/` nor a backslash (browsers read `\\` as `/`), no backslash anywhere."""
+    if not isinstance(value, str) or not 0 < len(value) <= NEXT_MAX:
+        return default
+    if not _path_on_honk(value):
+        return default
+    try:
+        emitted = str(URL(value))
+    except ValueError:
+        return default
+    return emitted if _path_on_honk(emitted) else default
+
+
+def _path_on_honk(value: str) -> bool:
+    if not all("!" <= ch <= "~" for ch in value) or "\\" in value:
+        return False  # control characters, whitespace, non-ASCII, backslashes
+    if value == "/":
+        return True
+    return value.startswith("/") and value[1] != "/"
 
 
 def sign_in_url(request: web.Request) -> str:
