@@ -4,6 +4,7 @@ where `next` may send a browser after sign-in, and what signing out ends (a copi
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -14,7 +15,9 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from app.config import Settings
-from app.web import create_app
+from app.store import NewRun
+from app.web import SERVICES, create_app
+from tests.calc_world import INSTALLATION, ISSUE, REPO
 from tests.helpers import ClientFactory
 from tests.run_page_world import page_settings, seed_people
 
@@ -124,3 +127,77 @@ async def test_a_path_on_honk_is_where_sign_in_ends(
 ) -> None:
     assert await round_trip(client, fake_github, raw_next) == location
     assert urlsplit(where_a_browser_goes(location)).netloc == HONK_HOST
+
+
+# -- signing out ---------------------------------------------------------------------------------
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, "no CSRF field on the page"
+    return found.group(1)
+
+
+async def sign_in(client: TestClient, fake_github: Any, login: str) -> None:
+    fake_github.sign_in_as(login)
+    start = await client.get("/signin?next=/runs", allow_redirects=False)
+    async with (
+        aiohttp.ClientSession() as github,
+        github.get(start.headers["Location"], allow_redirects=False) as back,
+    ):
+        callback = urlsplit(back.headers["Location"])
+    done = await client.get(f"{callback.path}?{callback.query}", allow_redirects=False)
+    assert done.status == 302 and done.headers["Location"] == "/runs"
+
+
+def cookie_of(client: TestClient) -> str:
+    return client.session.cookie_jar.filter_cookies(client.make_url("/"))[COOKIE].value
+
+
+async def test_a_copied_cookie_is_signed_out_with_its_session(
+    client: TestClient, fake_github: Any
+) -> None:
+    store = client.app[SERVICES].store
+    run = await store.enqueue_run(
+        NewRun(repo=REPO, installation_id=INSTALLATION, issue_number=ISSUE, requested_by="alice")
+    )
+    assert run is not None
+    # Inside Honk's refresh margin: every request with this session refreshes its token first,
+    # so a copy that is still honoured would refresh on its next request.
+    fake_github.user_token_ttl = 60.0
+    await sign_in(client, fake_github, "alice")
+    page = await client.get(f"/runs/{run.id}")
+    assert page.status == 200
+    csrf = csrf_of(await page.text())
+    copied = cookie_of(client)  # the latest cookie: its refresh token is unspent
+    live = [t for t, g in fake_github.user_tokens.items() if g.login == "alice" and not g.revoked]
+    token = live[-1]
+
+    signed_out = await client.post("/signout", data={"csrf": csrf})
+    assert signed_out.status == 200 and "You are signed out" in await signed_out.text()
+    refreshes = len(fake_github.calls_to("POST", r"^/login/oauth/access_token$"))
+
+    # The copy, replayed from another browser: treated as signed out, nothing refreshed.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as thief:
+        headers = {"Cookie": f"{COOKIE}={copied}"}
+        seen = await thief.get(
+            client.make_url(f"/runs/{run.id}"), headers=headers, allow_redirects=False
+        )
+        assert seen.status == 302, seen.status
+        assert seen.headers["Location"].startswith("/signin?next=")
+        api = await thief.get(client.make_url(f"/api/runs/{run.id}"), headers=headers)
+        assert api.status == 401
+        listed = await thief.get(client.make_url("/runs"), headers=headers, allow_redirects=False)
+        assert listed.status == 302
+    assert len(fake_github.calls_to("POST", r"^/login/oauth/access_token$")) == refreshes
+
+    # GitHub was asked to revoke the session's token, with the App's client credentials.
+    (revocation,) = fake_github.calls_to(
+        "DELETE", rf"^/applications/{re.escape(fake_github.oauth_client_id)}/token$"
+    )
+    assert revocation.json == {"access_token": token}
+    credentials = f"{fake_github.oauth_client_id}:{fake_github.oauth_client_secret}"
+    assert revocation.headers["Authorization"] == (
+        "Basic " + base64.b64encode(credentials.encode()).decode()
+    )
+    assert fake_github.user_tokens[token].revoked
