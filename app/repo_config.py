@@ -146,15 +146,15 @@ def path_glob(glob: str) -> re.Pattern[str]:
     segments = body.split("/")
     regex = "" if anchored else "(?:.*/)?"
     for index, segment in enumerate(segments):
-        last = index == len(segments) - 1
+        at_end = index == len(segments) - 1
         if segment == "**":
-            regex += ".+" if last else "(?:.*/)?"
+            regex += ".+" if at_end else "(?:.*/)?"
             continue
-        regex += _segment(segment) + ("" if last else "/")
-    last = segments[-1]
-    if directory and last != "**":
+        regex += _segment(segment) + ("" if at_end else "/")
+    final = segments[-1]
+    if directory and final != "**":
         regex += "/.+"  # everything below the directory, not a file of that name
-    elif not directory and last != "**" and not _has_wildcard(last):
+    elif not directory and final != "**" and not _has_wildcard(final):
         regex += "(?:/.+)?"  # the file, or everything below the directory
     return re.compile(regex, re.DOTALL)
 
