@@ -243,6 +243,22 @@ async def test_an_unfinished_connect_link_does_not_hijack_the_next_sign_in(
     assert await store.get_connection(BOB) is None
 
 
+async def test_a_plain_sign_in_forgets_a_connection_waiting_for_its_confirm(
+    honk: TestClient, fake_github: FakeGitHub, fake_slack: FakeSlack
+) -> None:
+    path = await link_made_by_bob(honk, fake_slack)
+    authorize = await press_continue(honk, path)
+    asked = await honk.get(await at_github(fake_github, authorize, "alice"))
+    assert "Connect the GitHub account <strong>alice</strong>" in await asked.text()
+    start = await honk.get("/signin?next=/runs", allow_redirects=False)  # alice walks away
+    done = await honk.get(await at_github(fake_github, start.headers["Location"], "alice"))
+    assert done.status == 200  # the runs list, signed in
+    confirm = await honk.post(f"{path}/confirm", data={"csrf": _csrf(await done.text())})
+    assert confirm.status == 404
+    assert await honk.app[SERVICES].store.get_connection(BOB) is None
+    assert told_connected(fake_slack) == []
+
+
 async def test_a_connection_finishes_only_with_the_state_made_for_it(
     honk: TestClient, fake_github: FakeGitHub, fake_slack: FakeSlack
 ) -> None:

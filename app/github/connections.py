@@ -20,6 +20,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_SECONDS = 15 * 60  # a "Connect GitHub" link works this long, once
 CONFIRM_SECONDS = 10 * 60  # after GitHub's sign-in, the person confirms within this
+PRUNE_ONE_IN = 20  # one new link in this many forgets the links left over
 
 # nonce -> {"slack_user", "user_id", "channel", "thread_ts", "expires"}: a connection being made;
 # + "state" (digest of the OAuth state made for it) once its browser went on to GitHub;
@@ -105,6 +107,10 @@ class GitHubConnections:
         pending = PendingConnect(
             nonce, slack_user, user_id, channel, thread_ts, self.clock() + CONNECT_SECONDS
         )
+        if secrets.randbelow(PRUNE_ONE_IN) == 0:
+            # Every link ends within CONNECT_SECONDS + CONFIRM_SECONDS; one never used again
+            # (a token waiting for a confirm, sealed) is not kept beyond that.
+            await _PENDING.prune(self.store, timedelta(hours=1))
         await _PENDING.put(
             self.store,
             nonce,

@@ -24,14 +24,21 @@ from app.github.oauth import UserToken
 from app.log import describe_error
 from app.models import SlackThread
 from app.services import Services
-from app.web.signin import CSRF_FIELD, ON_CONNECT, SIGN_IN, begin_oauth, csrf_ok, csrf_token
+from app.web.signin import (
+    CONNECT_WAITING,
+    CSRF_FIELD,
+    ON_CONNECT,
+    SIGN_IN,
+    begin_oauth,
+    csrf_ok,
+    csrf_token,
+)
 
 log = logging.getLogger(__name__)
 
 CONNECT_PATH = "/connect/{nonce}"
 CONFIRM_PATH = "/connect/{nonce}/confirm"
 CANCEL_PATH = "/connect/{nonce}/cancel"
-WAITING = "connect_confirm"  # session: {"nonce", "key"}, the browser that may confirm
 SERVICES_KEY = web.AppKey("connect_services", web.AppKey)  # the app's Services key
 GONE = "This link has expired or was used already. Ask for a new one with `/honk link` in Slack."
 
@@ -133,7 +140,7 @@ async def finish(
         return _page("Link expired", f"<p>{html.escape(GONE)}</p>", status=400)
     pending, key = waiting
     session = await get_session(request)
-    session[WAITING] = {"nonce": nonce, "key": key}
+    session[CONNECT_WAITING] = {"nonce": nonce, "key": key}
     name = await _slack_name(services, pending)
     csrf = html.escape(csrf_token(session))
     login = html.escape(str(user["login"]))
@@ -158,7 +165,7 @@ async def _waiting_key(request: web.Request) -> str:
     form = await request.post()
     if not csrf_ok(session, form.get(CSRF_FIELD)):
         raise web.HTTPForbidden(text="This form has expired; open the link from Slack again.\n")
-    waiting = session.pop(WAITING, None)
+    waiting = session.pop(CONNECT_WAITING, None)
     nonce = request.match_info["nonce"]
     if not isinstance(waiting, dict) or waiting.get("nonce") != nonce:
         raise web.HTTPNotFound(text=f"{GONE}\n")

@@ -55,6 +55,7 @@ LOGIN_TTL = 300.0  # a bearer token's login, remembered for minutes
 CSRF_FIELD = "csrf"
 SID = "sid"  # the session id, whose record the store keeps while the session lasts
 OAUTH = "oauth"  # the OAuth flow under way: {"state", "next"} or {"state", "connect"}
+CONNECT_WAITING = "connect_confirm"  # {"nonce", "key"}: a connection waiting for its confirm
 IDENTITY = frozenset({SID, "login", "token"})  # keys only a signed-in session holds
 LEGACY_FLOW = ("oauth_state", "connect", "next")  # the flow's keys in older cookies
 PRUNE_ONE_IN = 50  # one sign-in in this many forgets the records of ended sessions
@@ -280,9 +281,10 @@ def sign_in_url(request: web.Request) -> str:
 def begin_oauth(session: Session, *, back: str | None = None, connect: str | None = None) -> str:
     """A new `state` for GitHub's authorize step, kept in the session with what the flow is
     for: the path to come back to (a sign-in), or the Connect GitHub link. It replaces any
-    flow begun before, so nothing of an unfinished one reaches the next callback."""
+    flow begun before, and any connection waiting for its confirm, so nothing of an
+    unfinished one reaches the next callback."""
     state = secrets.token_urlsafe(24)
-    for key in LEGACY_FLOW:
+    for key in (*LEGACY_FLOW, CONNECT_WAITING):
         session.pop(key, None)
     flow: dict[str, str] = {"state": state}
     if connect is not None:
