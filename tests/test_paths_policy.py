@@ -47,6 +47,7 @@ EXAMPLES = [
     ("*.md", "README.md", True),
     ("*.md", "docs/guide/a.md", True),
     ("*.md", "notes.md/run.sh", False),  # a directory named like a match is not one
+    ("calc.py", "calc.py", True),
     ("calc.py", "lib/calc.py", True),
     ("calc.py", "calc.pyc", False),
     ("/calc.py", "calc.py", True),
@@ -63,6 +64,7 @@ EXAMPLES = [
     ("tests/test_?.py", "tests/test_ab.py", False),
     ("tests/test_?.py", "tests/unit/test_a.py", False),
     ("tests/test_[ab].py", "tests/test_b.py", True),
+    ("tests/test_[ab].py", "tests/test_c.py", False),
     ("tests/test_[!ab].py", "tests/test_b.py", False),
     # `!` takes paths back out; the last glob that matches decides.
     ("src/** !src/vendor/**", "src/a.py", True),
