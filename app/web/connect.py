@@ -27,6 +27,7 @@ from app.services import Services
 from app.web.signin import (
     CONNECT_WAITING,
     CSRF_FIELD,
+    OAUTH,
     ON_CONNECT,
     SIGN_IN,
     begin_oauth,
@@ -122,7 +123,7 @@ async def connect_start(request: web.Request) -> web.StreamResponse:
     nonce = request.match_info["nonce"]
     state = begin_oauth(session, connect=nonce)
     if await _services(request).connections.bind(nonce, state) is None:
-        session.pop("oauth", None)
+        session.pop(OAUTH, None)
         raise web.HTTPNotFound(text=f"{GONE}\n")
     raise web.HTTPFound(
         flow.oauth.authorize_url(redirect_uri=flow.callback_url(request), state=state)
@@ -194,7 +195,8 @@ async def connect_confirm(request: web.Request) -> web.StreamResponse:
 async def connect_cancel(request: web.Request) -> web.StreamResponse:
     services = _services(request)
     key = await _waiting_key(request)
-    await services.connections.cancel(request.match_info["nonce"], key)
+    if await services.connections.cancel(request.match_info["nonce"], key) is None:
+        return _page("Link expired", f"<p>{html.escape(GONE)}</p>", status=400)
     body = "<p>Nothing was connected, and GitHub's sign-in for it was revoked.</p>"
     return _page("Not connected", body)
 

@@ -252,8 +252,8 @@ def local_path(value: object, default: str = "/runs") -> str:
     aiohttp writes a redirect's Location as yarl renders it, and yarl (like a browser) drops
     tabs and line breaks: `/<tab>/evil.example` goes out as `//evil.example`, another site.
     So the value may hold printable ASCII only (no control character, no whitespace, nothing
-    a browser strips or rewrites), and both it and its rendering must be a path: one `/`,
-    then neither `/` nor a backslash (browsers read `\\` as `/`), no backslash anywhere."""
+    a browser strips or rewrites), and both it and its rendering must be a path on Honk: a
+    single `/` first, never two, and no backslash anywhere (browsers read `\\` as `/`)."""
     if not isinstance(value, str) or not 0 < len(value) <= NEXT_MAX:
         return default
     if not _path_on_honk(value):
