@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import unused_port
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
@@ -380,3 +381,27 @@ async def test_the_setup_page_fits_a_phone(
     tunnel = await b(page.locator("#tunnel").inner_text())
     assert tunnel == f"ssh -R 80:localhost:{server.port} localhost.run"
     await b(page.screenshot(path=str(ARTIFACTS / "setup-phone.png"), full_page=True))
+
+
+async def test_a_tab_in_next_does_not_carry_the_browser_to_another_site(
+    b: BrowserThread, context: Any, idle_honk: Any, fake_github: Any, aiohttp_server: Any
+) -> None:
+    """The issue's attack in a browser: `next=/<tab>/other-site/landed` after a real sign-in.
+    The other site is a second server on loopback; it must never be asked for anything."""
+    landed: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        landed.append(request.path)
+        return web.Response(text="another site")
+
+    other = web.Application()
+    other.router.add_get("/{tail:.*}", record)
+    elsewhere = await aiohttp_server(other)
+    fake_github.sign_in_as("alice")
+    page: Page = await b(context.new_page())
+    honk_url = idle_honk.settings.honk_url
+    for encoded in ("%09", "%0A", "%5C"):
+        target = f"/{encoded}/127.0.0.1:{elsewhere.port}/landed"
+        await b(page.goto(f"{honk_url}/signin?next={target}"))
+        assert page.url == f"{honk_url}/runs", page.url
+    assert landed == []
