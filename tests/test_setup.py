@@ -99,7 +99,7 @@ async def test_first_run_serves_the_setup_page(client: TestClient) -> None:
     assert "https://honk.example.org/api/github/webhooks" in page
     assert VIEWPORT in page  # a phone lays it out at its own width
     # A tunnel to the port this server listens on, whatever address the browser used.
-    assert f'<pre id="tunnel">ssh -R 80:localhost:{client.server.port} localhost.run</pre>' in page
+    assert f'<pre id="tunnel">ngrok http {client.server.port}</pre>' in page
 
 
 async def test_manifest_form_for_an_org_behind_a_proxy(

@@ -101,7 +101,7 @@ def _unquote(name: str) -> str:
 
 
 def _allowed(path: str, allow: Sequence[str]) -> bool:
-    """`review: allow:` globs, read like `paths:` (gitignore-style, anchored at the root)."""
+    """`review: allow:` globs, read as `paths:` reads them (CODEOWNERS' reading, `path_glob`)."""
     return globs_match(tuple(allow), path)
 
 

@@ -57,8 +57,10 @@ OAuth client (<code>GITHUB_CLIENT_ID</code>, <code>GITHUB_CLIENT_SECRET</code>, 
 to the run pages) into <code>{env_file}</code>.</p>
 <p>Webhooks will be sent to <code>{webhook_url}</code>. If that is not the address GitHub can
 reach, open this page through that address (a tunnel or your proxy) instead.</p>
-<p>No public address yet? A tunnel gives Honk one for a first try; this one needs only
-<code>ssh</code>, and prints an <code>https://</code> address to open this page at:</p>
+<p>No public address yet? A tunnel gives Honk one for a first try. With
+<a href="https://ngrok.com/download">ngrok</a> and a free account's token
+(<code>ngrok config add-authtoken &lt;token&gt;</code>, once), this prints an
+<code>https://</code> address to open this page at:</p>
 <pre id="tunnel">{tunnel}</pre>
 <form method="post" action="{start_path}">
 <p><label>Organization (leave empty to register the App on your personal account)<br>
@@ -100,8 +102,8 @@ URL_STEP = """Put the address people open Honk at into <code>{env_file}</code> t
 pages, sign-in and the links Honk leaves on GitHub and in Slack use it:
 <pre>HONK_URL={base_url}</pre>"""
 URL_SET = "<code>HONK_URL</code> is set already (<code>{honk_url}</code>)."
-# Any tunnel will do; localhost.run needs nothing but ssh. 80 is the tunnel's side.
-TUNNEL = "ssh -R 80:localhost:{port} localhost.run"
+# Any tunnel will do; ngrok is the README's first run, so the page and the README agree.
+TUNNEL = "ngrok http {port}"
 
 ALREADY = """<p>Honk is already connected to a GitHub App: {why}.
 Restart Honk if you have just registered it. To start over, remove <code>APP_ID</code>
