@@ -252,7 +252,7 @@ async def test_a_refusal_says_what_would_allow_it(tmp_path: Path, mirror: Loopba
     listed = f"localhost:{mirror.port}"
     own = relay_for(Cap((listed,), Presets.with_overrides({})), [listed])
     answer = await ask(
-        own, f"GET http://{listed}/ HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
+        own, f"GET http://{listed}/ HTTP/1.1\r\nHost: {listed}\r\nConnection: keep-alive\r\n\r\n"
     )
     assert answer.endswith(b"hello from the mirror\n") and asked == ["localhost"]
     assert (records[-1].address, records[-1].method, records[-1].allowed) == (

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import metrics
-from app.network_policy import ANY, Cap, Entry, Rule, is_preset_name, parse_entry
+from app.network_policy import ANY, Cap, Entry, Rule, is_preset_name, parse_rule
 from app.workspace.egress_proxy import ProxyConfig, Record
 
 PROXY_PORT = 3128  # inside the sandbox's own network namespace: clashes with nothing outside
@@ -32,9 +32,10 @@ STOP_SECONDS = 5.0
 SHOWN_HOSTS = 6  # hosts named in a summary before "and N more"
 KEPT_RECORDS = 10_000  # per phase; past it, connections are only counted
 _PROXY_SCRIPT = Path(__file__).with_name("egress_proxy.py")
+_WIRE_MODULE = Path(__file__).with_name("egress_wire.py")
 _POLICY_MODULE = Path(__file__).parents[1] / "network_policy.py"
-# Loads the two modules by path, so the proxy process imports nothing else of Honk's (not
-# even app.workspace's package, which reaches the settings); argv: policy, proxy, socket.
+# Loads the three modules by path, so the proxy process imports nothing else of Honk's (not
+# even app.workspace's package, which reaches the settings); argv: policy, wire, proxy, socket.
 _BOOT = """
 import importlib.util, sys
 def load(name, path):
@@ -44,6 +45,7 @@ def load(name, path):
     spec.loader.exec_module(module)
     return module
 load("app.network_policy", sys.argv.pop(1))
+load("app.workspace.egress_wire", sys.argv.pop(1))
 load("honk_egress_proxy", sys.argv.pop(1)).main()
 """
 
@@ -149,7 +151,7 @@ class EgressProxy:
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", "-c", _BOOT,
-                str(_POLICY_MODULE), str(_PROXY_SCRIPT), str(socket_path),
+                str(_POLICY_MODULE), str(_WIRE_MODULE), str(_PROXY_SCRIPT), str(socket_path),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -244,7 +246,7 @@ def proxy_config(
     advice: list[tuple[str, tuple[Entry, ...]]] = []
     for item in cap.items or ():
         if item != ANY and not is_preset_name(item):
-            advice.append(("", (parse_entry(item),)))
+            advice.append(("", (parse_rule(item, operator=True).entry,)))
     presets = {name: [r.entry for r in cap.presets.rules(name)] for name in cap.presets.items}
     for name in sorted(presets, key=lambda n: len(presets[n])):
         if cap.allows(name):
