@@ -212,6 +212,34 @@ def test_summary_text_for_the_tracking_comment() -> None:
     assert NetworkSummary("agent").describe() == "no requests"
 
 
+def test_the_public_line_carries_no_name_the_sandbox_made_up() -> None:
+    """A name the sandbox chose (a secret as its labels, its port, an address) never
+    reaches the public line: refused names as registrable domains, allowed ones as the
+    entry that allowed them. Every name stays in `details()`, for Honk's log."""
+    secret = "s3cr3t" + secrets.token_hex(8)
+    records = [
+        Record(
+            f"{secret}.githubusercontent.com", 443, "CONNECT", True, rule="*.githubusercontent.com"
+        ),
+        Record(f"{secret}.x.example", 80, "GET", reason="not allowed"),
+        Record(f"a.{secret}.x.example", 8080, "GET", reason="not allowed"),
+        Record(f"{secret}.b.example.co.uk", 443, "CONNECT", reason="not allowed"),
+        Record("2001:db8::5ec:7e7", 443, "CONNECT", reason="not allowed"),
+        Record("pypi.org", 443, "CONNECT", reason="not allowed"),
+        Record("(malformed)", reason="a bare LF"),
+    ]
+    summary = NetworkSummary("agent", tuple(records))
+    text = summary.describe()
+    assert secret not in text and "5ec" not in text and "8080" not in text
+    assert text == (
+        "1 request to *.githubusercontent.com (0 B down, 0 B up); 6 refused: x.example (2), "
+        "example.co.uk, an IP address, pypi.org, (malformed)"
+    )
+    details = "\n".join(summary.details())
+    assert f"refused GET a.{secret}.x.example:8080 why='not allowed'" in details
+    assert f"allowed CONNECT {secret}.githubusercontent.com:443" in details
+
+
 async def test_a_refusal_says_what_would_allow_it(tmp_path: Path, mirror: LoopbackRegistry) -> None:
     """The relay in this process, on a socket of its own, with a resolver that counts."""
     asked: list[str] = []

@@ -20,6 +20,7 @@ HEADER_VALUE_LIMIT = 8 * 1024
 HEADER_COUNT_LIMIT = 100
 CHUNK_LINE_LIMIT = 1024  # a chunk's size line, extensions included
 CLIENT_HELLO_LIMIT = 64 * 1024  # the handshake message; real ones are a few kB
+RECORDS_LIMIT = 64  # TLS records a ClientHello may span (one, in practice)
 SHOWN_LIMIT = 255  # characters of a client's text kept in a record or a refusal
 _RECORD_LIMIT = 2**14  # a TLS record's plaintext (RFC 8446 5.1)
 _HANDSHAKE, _CLIENT_HELLO = 22, 1
@@ -168,21 +169,29 @@ def chunk_size(line: bytes) -> int:
 
 def client_hello(data: bytes | bytearray) -> ClientHello | None:
     """The ClientHello at the start of `data` (it may span TLS records); None while more
-    bytes are needed; WireError when `data` cannot start with one."""
+    bytes are needed; WireError when `data` cannot start with one.
+
+    Called again as bytes arrive: the records' frames are checked first, so nothing is
+    copied while the last record is still incomplete (a client sending a byte at a time
+    costs no more than one sending it whole), and a ClientHello over more than
+    RECORDS_LIMIT records is refused."""
     if data and data[0] != _HANDSHAKE:
         raise NotTls("the tunnel's first bytes are not a TLS handshake")
-    message = bytearray()
+    frames: list[tuple[int, int]] = []
     position = 0
-    while True:
-        if len(data) - position < 5:
-            return None
+    while len(data) - position >= 5:
         kind, major, length = data[position], data[position + 1], _int(data, position + 3, 2)
         if kind != _HANDSHAKE or major != 3 or not 0 < length <= _RECORD_LIMIT:
             raise WireError("not a TLS handshake record")
         if len(data) - position - 5 < length:
             return None
-        message += data[position + 5 : position + 5 + length]
+        frames.append((position + 5, length))
         position += 5 + length
+        if len(frames) > RECORDS_LIMIT:
+            raise WireError(f"a TLS ClientHello over more than {RECORDS_LIMIT} records")
+    message = bytearray()
+    for start, length in frames:
+        message += data[start : start + length]
         if len(message) >= 4:
             if message[0] != _CLIENT_HELLO:
                 raise WireError("the TLS handshake does not start with a ClientHello")
@@ -191,6 +200,7 @@ def client_hello(data: bytes | bytearray) -> ClientHello | None:
                 raise WireError(f"a TLS ClientHello larger than {CLIENT_HELLO_LIMIT // 1024} KiB")
             if len(message) >= 4 + size:
                 return _hello_body(bytes(message[4 : 4 + size]))
+    return None
 
 
 def _hello_body(body: bytes) -> ClientHello:
