@@ -79,6 +79,11 @@ async def test_healthy_configuration_passes_every_check(
     assert "bwrap" in line(lines, "sandbox")
     # This machine (root, cgroup v1's pids hierarchy writable) caps with a cgroup.
     assert "processes capped by a pids cgroup" in line(lines, "sandbox")
+    # ... and a memory cgroup of its own (v1's memory hierarchy) holds each command whole.
+    assert (
+        "memory capped by a memory cgroup (v1) per command: 4,096 MiB for all its processes "
+        "together, no swap"
+    ) in line(lines, "sandbox")
     assert "schema up to date" in line(lines, "store")
 
 

@@ -28,7 +28,7 @@ from app.github.auth import GitHubApp
 from app.github.client import GitHubClient
 from app.log import configure_logging, redact
 from app.store import Store
-from app.workspace.limits import process_cap
+from app.workspace.limits import SandboxLimits, memory_cap, process_cap
 from app.workspace.sandbox import Sandbox
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
@@ -462,8 +462,12 @@ async def check_sandbox(settings: Settings) -> Check:
         return Check("sandbox", FAIL, "socat is missing: sandboxes reach Honk's network proxy "
                      "through it (apt-get install socat)")  # fmt: skip
     cap = await asyncio.to_thread(process_cap)
+    memory = await asyncio.to_thread(memory_cap, SandboxLimits.from_settings(settings))
     return Check(
-        "sandbox", PASS, f"bwrap starts a sandbox; processes capped by {cap}; network via proxy"
+        "sandbox",
+        PASS,
+        f"bwrap starts a sandbox; processes capped by {cap}; memory capped by {memory}; "
+        "network via proxy",
     )
 
 

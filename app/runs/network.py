@@ -37,4 +37,8 @@ async def phase_network(ctx: RunContext, cap: Cap, phase: str) -> AsyncIterator[
         for summary in summaries:
             ctx.network[phase] = summary
             log.info("run %s, %s network: %s", ctx.run.id, phase, summary.describe())
+            # Every name as the sandbox sent it stays in Honk's own log: the tracking
+            # comment, the run's steps and Slack get the public line only.
+            for line in summary.details():
+                log.debug("run %s, %s network: %s", ctx.run.id, phase, line)
             await ctx.tracker.network(phase, summary.describe())
