@@ -54,7 +54,7 @@ def explain_refusals(
     config = proxy_config(rules, setting=setting, cap=cap)
     distinct = list(dict.fromkeys((r.host, r.port, r.reason) for r in summary.refused))
     lines = [
-        _explain(Record(host, port, reason=reason), config, cap, setting)
+        _explain(Record(host, port, reason=reason), config, cap, setting, rules)
         for host, port, reason in distinct[:EXPLAINED_REFUSALS]
     ]
     more = len(distinct) - EXPLAINED_REFUSALS
@@ -63,7 +63,9 @@ def explain_refusals(
     return tuple(lines)
 
 
-def _explain(record: Record, config: ProxyConfig, cap: Cap, setting: str) -> str:
+def _explain(
+    record: Record, config: ProxyConfig, cap: Cap, setting: str, rules: Sequence[Rule]
+) -> str:
     host, port, reason = record.host, record.port, record.reason
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     named = host if port in (0, 80, 443) else target
@@ -88,11 +90,14 @@ def _explain(record: Record, config: ProxyConfig, cap: Cap, setting: str) -> str
         )
     address, _, problem = reason.partition(": ")
     if problem and ip_literal(address) is not None:
-        return _private(host, port, address, problem, cap, setting)
+        named_already = any(r.entry.exact and r.entry.matches(host, port) for r in rules)
+        return _private(host, port, address, problem, cap, setting, named_already)
     return f"{code(named)} was refused: {reason or 'no reason given'}"
 
 
-def _private(host: str, port: int, address: str, problem: str, cap: Cap, setting: str) -> str:
+def _private(
+    host: str, port: int, address: str, problem: str, cap: Cap, setting: str, named: bool
+) -> str:
     """A name that resolves to an address the proxy never reaches unless the operator vouches
     for that exact host and port; say how (a split-horizon corporate DNS answers so)."""
     exact = f"{host}:{port}"
@@ -109,9 +114,8 @@ def _private(host: str, port: int, address: str, problem: str, cap: Cap, setting
         return f"{said} in the preset it comes from: {definition} in `HONK_NETWORK_PRESETS`"
     current = list(cap.items) if cap.items is not None else sorted(cap.presets.items)
     allow = " ".join([*current, exact])
-    return (
-        f"{said} with {code(f'HONK_NETWORK_ALLOW={allow}')}, then add {code(exact)} to `{setting}:`"
-    )
+    then = f"(`{setting}:` names it already)" if named else f"and add {code(exact)} to `{setting}:`"
+    return f"{said} with {code(f'HONK_NETWORK_ALLOW={allow}')} {then}"
 
 
 def _preset_naming(cap: Cap, host: str, port: int) -> tuple[str, str] | None:

@@ -54,7 +54,7 @@ class FailureDetails:
     def markdown(self) -> str:
         parts = []
         if self.tail:
-            parts.append(f"The last lines of {code(self.command)}:\n\n{code_block(self.tail)}")
+            parts.append(f"The last lines it printed:\n\n{code_block(self.tail)}")
         if self.notes:
             parts.append("\n".join(f"- {note}" for note in self.notes))
         return "\n\n".join(parts)
