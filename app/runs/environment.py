@@ -370,7 +370,7 @@ def plan_environment(
     that was not read because `setup:` is there."""
     own = tuple(SetupCommand(line) for line in config.setup)
     if devcontainer is None:
-        notes = ()
+        notes: tuple[str, ...] = ()
         if unused is not None:
             notes = (
                 f"{code(unused)} was not used: {code(CONFIG_PATH)} names `setup:`, "

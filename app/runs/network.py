@@ -123,7 +123,8 @@ def _preset_naming(cap: Cap, host: str, port: int) -> tuple[str, str] | None:
     items with that entry made exact."""
     found: list[tuple[int, str, str]] = []
     for name, items in cap.presets.items.items():
-        rewritten, matched = [], False
+        rewritten: list[str] = []
+        matched = False
         for item in items:
             try:
                 entry = None if ":" not in item and "." not in item else parse_entry(item)
@@ -138,5 +139,5 @@ def _preset_naming(cap: Cap, host: str, port: int) -> tuple[str, str] | None:
             found.append((len(items), name, " ".join(rewritten)))
     if not found:
         return None
-    _size, name, items = min(found)
-    return name, items
+    _size, name, definition = min(found)
+    return name, definition
