@@ -270,3 +270,25 @@ async def test_a_refusals_reason_and_advice_reach_the_comment(
     ) in comment
     replies = json.dumps([m.blocks for m in fake_slack.messages()])
     assert "HONK_NETWORK_ALLOW=* localhost:4873" in replies
+
+
+async def test_a_draft_pr_for_a_failed_verification_shows_the_command_and_its_last_lines(
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+) -> None:
+    wrong = tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a * b")
+    fake_anthropic.script(wrong, text("Fixed `add`."), text("It is fixed."))
+    client = await aiohttp_client(create_app(world_settings))
+    await post_webhook(client, "issues", labeled())
+    run = await finished_run(client)
+    assert run.state == RunState.SUCCEEDED, run.error
+    pr = fake_github.repo(REPO)["pulls"][run.pr_number]
+    assert pr["draft"]
+    body = pr["body"]
+    assert (
+        "Honk ran `python -m pytest -q`: **failed**.\n\nThe last lines it printed:\n\n```text\n"
+        in (body)
+    )
+    assert "assert 6 == 5" in body and "1 failed" in body
