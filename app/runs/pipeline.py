@@ -259,7 +259,7 @@ class Pipeline:
             except DevcontainerError as exc:
                 # Its commands are the repository's setup: without them the run would fail
                 # in confusing ways, so it stops here and says why, as for honk.yml.
-                raise RuntimeError(f"the devcontainer.json is not valid: {exc}") from None
+                raise RuntimeError(str(exc)) from None
         ctx.environment = plan_environment(ctx.config, devcontainer, unused=unused)
         sandbox.repository_env = dict(ctx.environment.env)
         for note in ctx.environment.notes:

@@ -276,7 +276,8 @@ class Checkout:
                 await asyncio.to_thread((self.path / path).unlink, missing_ok=True)
 
     async def stage(self) -> list[Change]:
-        """Stage everything not ignored into the index the commit is made from; what it holds.
+        """Stage everything not ignored into the index the commit is made from, less what is
+        never committed (setup's products, build output: `left_out` names them); what it holds.
 
         Nested repositories are refused before `git add` looks at them: git would record one
         as a gitlink to whatever its `.git` (a file may point anywhere on the host) names.
