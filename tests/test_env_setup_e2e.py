@@ -292,3 +292,28 @@ async def test_a_draft_pr_for_a_failed_verification_shows_the_command_and_its_la
         in (body)
     )
     assert "assert 6 == 5" in body and "1 failed" in body
+
+
+async def test_an_unreadable_devcontainer_stops_the_run_naming_the_line(
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+) -> None:
+    fake_github.commit_files(
+        REPO,
+        {
+            ".github/honk.yml": "verify: python -m pytest -q\n",  # no setup: the file is used
+            ".devcontainer.json": '{\n  // fine\n  "postCreateCommand": "make"\n  "name": "x"\n}\n',
+        },
+    )
+    client = await aiohttp_client(create_app(world_settings))
+    await post_webhook(client, "issues", labeled())
+    run = await finished_run(client)
+    assert run.state == RunState.FAILED
+    assert run.error == (
+        ".devcontainer.json is not valid JSON with comments: line 4, column 3: "
+        "Expecting ',' delimiter"
+    )
+    assert f"Failed: {run.error}" in tracking_comment(fake_github, run)
+    assert fake_anthropic.requests == []
