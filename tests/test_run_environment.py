@@ -522,3 +522,9 @@ def test_the_pr_body_lists_what_was_left_out_and_a_failed_verifications_tail() -
         run_id=7,
     )
     assert "last lines" not in passed and "Left out" not in passed
+
+
+def test_a_long_name_from_the_file_is_cut_before_it_is_quoted() -> None:
+    found = parse_devcontainer('{"' + "x" * 500 + '": 1}', ".devcontainer.json", WORKSPACE)
+    (_used, not_done) = describe_devcontainer(found)
+    assert len(not_done) < 200 and not_done.count("`") == 2 and "…" in not_done

@@ -414,7 +414,7 @@ def describe_devcontainer(found: Devcontainer) -> tuple[str, ...]:
             + "."
         )
     if found.dropped:
-        left = [f"{code(name)} ({why})" for name, why in found.dropped[:SHOWN_NAMES]]
+        left = [f"{code(_short(name))} ({why})" for name, why in found.dropped[:SHOWN_NAMES]]
         more = len(found.dropped) - SHOWN_NAMES
         lines.append(
             "Variables left out: "
@@ -431,7 +431,12 @@ def describe_devcontainer(found: Devcontainer) -> tuple[str, ...]:
     return tuple(lines)
 
 
+def _short(name: str, limit: int = 60) -> str:
+    """A name from the file, cut before it is made a code span (never through one)."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 def _names(items: list[str] | tuple[str, ...]) -> str:
-    shown = ", ".join(code(item) for item in items[:SHOWN_NAMES])
+    shown = ", ".join(code(_short(item)) for item in items[:SHOWN_NAMES])
     more = len(items) - SHOWN_NAMES
     return f"{shown} and {more} more" if more > 0 else shown
