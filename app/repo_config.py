@@ -13,6 +13,7 @@ import gidgethub
 import yaml
 
 from app.config import Settings
+from app.log import TOKEN_SHAPES
 from app.network_policy import (
     NetworkSettingError,
     Rule,
@@ -36,6 +37,7 @@ SETTINGS = (
     "paths",
     "review",
     "merge",
+    "env",
 )
 _LIMITS = {"turns": "max_turns", "minutes": "max_minutes", "ci_repair_rounds": "ci_repair_rounds"}
 # `review:` in the file -> RepoConfig's fields.
@@ -49,6 +51,55 @@ _REVIEW = {
 ON_VETO = ("draft", "comment")
 MERGE_METHODS = ("squash", "merge", "rebase")  # GitHub's merge_method values
 LABEL_MAX = 50  # GitHub's limit on a label's name
+
+# `env:` is for plain variables: a handful, short, each a word a shell takes as a name.
+ENV_MAX_VARIABLES = 64
+ENV_MAX_NAME = 128
+ENV_MAX_VALUE = 4096
+ENV_MAX_TOTAL = 32 * 1024  # names and values together
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Names that hold secrets by convention (case-insensitive): secrets never go to the agent, and
+# a value that a repository writes in its own file is no secret anyway.
+_SECRET_SUFFIXES = ("TOKEN", "_KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIALS", "CREDENTIAL")
+_SECRET_WORDS = ("SECRET", "PASSWORD", "PRIVATE_KEY", "API_KEY", "ACCESS_KEY", "AUTH_TOKEN")
+_SECRET_NAMES = frozenset({"KEY", "PASS", "PAT"})
+# Names Honk sets for every sandboxed command, or will (the toolchains' homes): a repository's
+# value would undo them. Extend this when the sandbox sets another.
+HONK_SET_ENV = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "LANG",
+        "PYTHONDONTWRITEBYTECODE",
+        "VIRTUAL_ENV",
+        "RUSTUP_HOME",
+        "CARGO_HOME",
+        "GOROOT",
+        "JAVA_HOME",
+    }
+)
+# Names that change how the sandbox itself works: the dynamic loader's, the shell's start-up
+# and prompt hooks (bash reads BASH_ENV before the sandbox's own limits are set), Python's
+# home, where temporary files go (a capped tmpfs), and git's (the checkout's .git is Honk's).
+_SANDBOX_ENV = frozenset(
+    {
+        "BASH_ENV",
+        "ENV",
+        "PROMPT_COMMAND",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "BASH_XTRACEFD",
+        "PS1",
+        "PS2",
+        "PS4",
+        "IFS",
+        "CDPATH",
+        "GLOBIGNORE",
+        "PYTHONHOME",
+        "TMPDIR",
+    }
+)
+_SANDBOX_PREFIXES = ("LD_", "DYLD_", "GIT_", "BASH_FUNC_", "HONK_")
 
 
 class RepoConfigError(ValueError):
@@ -75,6 +126,8 @@ class RepoConfig:
     review_allow: tuple[str, ...] = ()  # globs of files the repository expects changes to
     review_checks: bool | None = None  # False: checks off (only if the operator allows it)
     merge: str | None = None  # how Merge in Slack merges: squash, merge or rebase
+    # Plain variables for setup, the agent's commands, `verify:` and the review's test runs.
+    env: tuple[tuple[str, str], ...] = ()
     source: str = "defaults"  # where it came from, for messages
     # Fields the file wrote, even as empty (`network: []` clears an org-wide default).
     fields_set: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
@@ -95,9 +148,57 @@ class RepoConfig:
                 else getattr(self, f.name) not in (None, ())
             )
         }
+        if "env" in changes:  # variable by variable: this file's value wins over the default
+            changes["env"] = merge_env(base.env, self.env)
         return replace(
             base, **changes, source=self.source, fields_set=base.fields_set | self.fields_set
         )
+
+
+def merge_env(
+    under: tuple[tuple[str, str], ...], over: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
+    """`over`'s variables on top of `under`'s, each name once (in the order first seen)."""
+    merged = dict(under)
+    merged.update(over)
+    return tuple(merged.items())
+
+
+def env_name_refusal(name: str) -> str | None:
+    """Why `name` may not be a repository's variable (a sentence's end), or None if it may."""
+    if not _ENV_NAME.fullmatch(name):
+        return "is not a variable name (letters, digits and _, not starting with a digit)"
+    if len(name) > ENV_MAX_NAME:
+        return f"is longer than {ENV_MAX_NAME} characters"
+    upper = name.upper()
+    if (
+        upper in _SECRET_NAMES
+        or upper.endswith(_SECRET_SUFFIXES)
+        or any(word in upper for word in _SECRET_WORDS)
+    ):
+        return (
+            "names a secret (a token, key, password or credentials): secrets never go to the "
+            "agent, and a value written in the repository is no secret"
+        )
+    if upper in HONK_SET_ENV:
+        return "is set by Honk for every sandboxed command"
+    if upper in _SANDBOX_ENV or upper.startswith(_SANDBOX_PREFIXES) or upper.endswith("PROXY"):
+        return "changes how Honk's sandbox works (its shell, loader, proxy, git or temporary files)"
+    return None
+
+
+def env_value_refusal(value: str) -> str | None:
+    """Why `value` may not be a repository variable's value, or None if it may."""
+    if "\0" in value:
+        return "holds a NUL character"
+    if len(value) > ENV_MAX_VALUE:
+        return f"is longer than {ENV_MAX_VALUE} characters"
+    if _SECRET_VALUE.search(value):
+        return "looks like a secret (a token's or key's shape): secrets never go to the agent"
+    return None
+
+
+_SECRET_VALUE = re.compile("|".join(f"(?:{shape})" for shape in TOKEN_SHAPES))
 
 
 def globs_match(globs: tuple[str, ...], path: str) -> bool:
@@ -256,6 +357,8 @@ def parse_config(text: str, source: str = CONFIG_PATH) -> RepoConfig:
         if key in data:
             values[key] = _network(data[key], key, source)
     values.update(_review(data.get("review"), source))
+    if data.get("env") is not None:
+        values["env"] = parse_env(data["env"], source)
     _check_items(values, source)
     values.update(_limits(data.get("limits"), source))
     # `limits:` and `review:` are one setting each in the file but several fields here.
@@ -334,6 +437,46 @@ def _review(review: Any, source: str) -> dict[str, Any]:
         else:
             values["review_allow"] = _strings(value, "review.allow", source)
     return values
+
+
+def parse_env(value: Any, source: str, setting: str = "env") -> tuple[tuple[str, str], ...]:
+    """`env:`: a mapping of names to plain values (strings; numbers are written as strings).
+
+    Every refusal names the variable and why (RepoConfigError), like any other error in the
+    file: a run without a variable the repository asked for would fail in confusing ways.
+    """
+    if not isinstance(value, dict):
+        raise RepoConfigError(
+            f"{source}: {setting} must be a mapping of variable names to values, not {_kind(value)}"
+        )
+    if len(value) > ENV_MAX_VARIABLES:
+        raise RepoConfigError(
+            f"{source}: {setting} holds {len(value)} variables; at most {ENV_MAX_VARIABLES}"
+        )
+    pairs: list[tuple[str, str]] = []
+    for name, raw in value.items():
+        shown = str(name)[:ENV_MAX_NAME]
+        if not isinstance(name, str):
+            raise RepoConfigError(f"{source}: {setting}: {shown!r} is not a variable name")
+        if (why := env_name_refusal(name)) is not None:
+            raise RepoConfigError(f"{source}: {setting}: {name} is refused: it {why}")
+        if isinstance(raw, bool) or raw is None or not isinstance(raw, str | int | float):
+            what = (
+                "true or false" if isinstance(raw, bool) else "empty" if raw is None else _kind(raw)
+            )
+            raise RepoConfigError(
+                f"{source}: {setting}.{name} must be a string (quote it), not {what}"
+            )
+        text = str(raw)
+        if (why := env_value_refusal(text)) is not None:
+            raise RepoConfigError(f"{source}: {setting}.{name} is refused: its value {why}")
+        pairs.append((name, text))
+    total = sum(len(name) + len(text) for name, text in pairs)
+    if total > ENV_MAX_TOTAL:
+        raise RepoConfigError(
+            f"{source}: {setting} holds {total:,} characters; at most {ENV_MAX_TOTAL:,}"
+        )
+    return tuple(pairs)
 
 
 def _merge_method(value: Any, source: str) -> str:

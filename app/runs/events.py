@@ -121,6 +121,35 @@ class RunEvents:
     async def phase(self, name: str, note: str = "") -> None:
         await self.record("phase", {"name": name, "note": note})
 
+    async def setup_command(
+        self,
+        index: int,
+        command: str,
+        origin: str,
+        *,
+        exit_code: int | None = None,
+        output: str | None = None,
+        limit: str | None = None,
+        timed_out: bool = False,
+    ) -> None:
+        """One setup command: recorded as it starts (`output` None), then again when it ends
+        (the same `index`: the page shows the second in the first's place)."""
+        data: dict[str, Any] = {"index": index, "command": command, "origin": origin}
+        if output is not None:
+            data |= {
+                "exit_code": exit_code,
+                "passed": exit_code == 0,
+                "output": output,
+                "limit": limit,
+                "timed_out": timed_out,
+            }
+        await self.record("setup", data)
+
+    async def note(self, text: str) -> None:
+        """Something Honk did, or did not do, that the reader should know (Markdown of Honk's,
+        names from the repository's files as inline code)."""
+        await self.record("note", {"text": text})
+
     async def verification(self, verification: Verification) -> None:
         await self.record(
             "verification",

@@ -17,7 +17,7 @@ from app.ci.reporter import CiReporter
 from app.config import Settings
 from app.github.auth import GitHubApp
 from app.installations import repository_active
-from app.log import describe_error
+from app.log import describe_error, redact
 from app.models import Run, RunState
 from app.repo_config import (
     ConfigCache,
@@ -27,8 +27,14 @@ from app.repo_config import (
     run_limits,
 )
 from app.runs.attempts import combine, instruct, second_attempt_limits, verification
-from app.runs.context import LimitStop, Outcome, RunCancelled, RunContext
-from app.runs.network import phase_network
+from app.runs.context import LimitStop, Outcome, RunCancelled, RunContext, SetupFailed
+from app.runs.environment import (
+    DevcontainerError,
+    find_devcontainer,
+    load_devcontainer,
+    plan_environment,
+)
+from app.runs.network import explain_refusals, phase_network
 from app.runs.publish import (
     BUILD_ARTIFACTS,
     RUN_PERMISSIONS,
@@ -41,10 +47,11 @@ from app.runs.publish import (
 from app.runs.review import mark_unreviewed, review_change
 from app.runs.stops import Stops
 from app.runs.subject import load_subject
-from app.runs.texts import Verification, branch_name
+from app.runs.texts import FailureDetails, Verification, branch_name, tail
 from app.runs.tracker import RunTracker
 from app.slack.notify import SlackNotifier
 from app.store import Store
+from app.untrusted import code
 from app.workspace.checkout import refuse_outside
 from app.workspace.mirror import Workspaces
 from app.workspace.sandbox import Sandbox
@@ -131,7 +138,10 @@ class Pipeline:
             reason = describe_error(exc)
             log.exception("run %s failed: %s", run.id, reason)
             summary = ctx.result.summary if ctx.result is not None else ""
-            await ctx.tracker.finished(RunState.FAILED, error=reason, summary=summary)
+            details = exc.details if isinstance(exc, SetupFailed) else None
+            await ctx.tracker.finished(
+                RunState.FAILED, error=reason, summary=summary, details=details
+            )
             outcome = Outcome(RunState.FAILED, reason)
         finally:
             self._stops.forget(run.id)
@@ -142,6 +152,7 @@ class Pipeline:
         await self._prepare(ctx)
         async with self._checkout(ctx):
             await self._sandbox(ctx)
+            await self._environment(ctx)
             await self._setup(ctx)
             await self._instruct(ctx)
             # The agent's proxy (if its list names anything) covers each of its attempts,
@@ -234,26 +245,78 @@ class Pipeline:
         ctx.sandbox = Sandbox.for_settings(self.settings, ctx.checkout.path)
         ctx.toolbox = ToolBox.for_settings(self.settings, ctx.sandbox)
 
+    async def _environment(self, ctx: RunContext) -> None:
+        """The repository's variables and setup commands: `env:` and `setup:` of its
+        `.github/honk.yml`, or, without `setup:`, its devcontainer.json (the base commit's),
+        with a note of what Honk did not do of it."""
+        checkout, sandbox, _tools = ctx.work
+        devcontainer, unused = None, None
+        if "setup" in ctx.config.fields_set:
+            unused = await find_devcontainer(checkout)
+        else:
+            try:
+                devcontainer = await load_devcontainer(checkout, sandbox.visible_root)
+            except DevcontainerError as exc:
+                # Its commands are the repository's setup: without them the run would fail
+                # in confusing ways, so it stops here and says why, as for honk.yml.
+                raise RuntimeError(str(exc)) from None
+        ctx.environment = plan_environment(ctx.config, devcontainer, unused=unused)
+        sandbox.repository_env = dict(ctx.environment.env)
+        for note in ctx.environment.notes:
+            await ctx.tracker.notice(note, comment=note in ctx.environment.comment)
+
     async def _setup(self, ctx: RunContext) -> None:
-        """The repository's `setup:` commands (installing dependencies) reach what
+        """The repository's setup commands (installing dependencies) reach what
         `setup_network:` allows, so they run over the base branch's files only: on a
         follow-up, whose branch the agent wrote, the work tree is the base commit's while
-        they run, and what they made stays."""
+        they run, and what they made stays. Each command's output is a run event; what the
+        work tree holds beyond the commit once setup is done is never committed."""
+        checkout, _sandbox, _tools = ctx.work
+        commands = ctx.environment.commands
+        if commands:
+            await self._run_setup(ctx)
+        await checkout.record_setup_products()
+
+    async def _run_setup(self, ctx: RunContext) -> None:
         checkout, sandbox, _tools = ctx.work
-        if not ctx.config.setup:
-            return
+        commands, events = ctx.environment.commands, ctx.tracker.events
+        await events.phase("setup", f"{len(commands)} command{'s' if len(commands) != 1 else ''}")
+        failed = None
         async with (
             checkout.on_base_tree() as switched,
             phase_network(ctx, self.settings.network_cap(), "setup"),
         ):
             if switched:
                 await self.store.add_step(ctx.run.id, "setup", "on the base branch's files")
-            for command in ctx.config.setup:
-                result = await self._until_stopped(ctx.run, sandbox.run(command))
+            for index, command in enumerate(commands):
+                await events.setup_command(index, command.line, command.origin)
+                result = await self._until_stopped(ctx.run, sandbox.run(command.line))
+                await events.setup_command(
+                    index, command.line, command.origin, exit_code=result.exit_code,
+                    output=result.output, limit=result.limit, timed_out=result.timed_out,
+                )  # fmt: skip
                 if result.exit_code != 0:
-                    raise RuntimeError(
-                        f"setup command `{command}` failed (exit {result.exit_code})"
-                    )
+                    failed = (command, result)
+                    break
+        if failed is None:
+            return
+        # The phase's proxy has stopped: its refusals are summed up in ctx.network now.
+        command, result = failed
+        how = (
+            "timed out" if result.timed_out
+            else result.limit or f"exit {result.exit_code}"
+        )  # fmt: skip
+        shown = command.line if len(command.line) <= 200 else command.line[:199] + "…"
+        where = "" if command.origin == "setup" else f" ({command.origin})"
+        plan = ctx.network_plan
+        details = FailureDetails(
+            command=shown,
+            tail=redact(tail(result.output)),
+            notes=explain_refusals(
+                ctx.network.get("setup"), plan.setup, self.settings.network_cap(), "setup"
+            ),
+        )
+        raise SetupFailed(f"setup command {code(shown)}{where} failed ({how})", details)
 
     async def _instruct(self, ctx: RunContext) -> None:
         """The agent's task: the issue, writers' comments, the repository's own instructions."""

@@ -104,6 +104,7 @@ def _body(ctx: RunContext, usage: Usage, unfinished: str | None) -> str:
         unfinished_reason=unfinished,
         review=review_text(ctx.review) if ctx.review is not None else None,
         run_url=ctx.tracker.run_url,
+        left_out=tuple(item.describe() for item in ctx.work[0].left_out),
     )
 
 

@@ -126,6 +126,8 @@ class Sandbox:
         # The phase's way out (setup's, then the agent's), set while that phase runs; with
         # none a command has loopback only. Never the host's network.
         self.proxy: SandboxProxy | None = None
+        # The repository's plain variables (`env:`, a devcontainer's), vetted by repo_config.
+        self.repository_env: dict[str, str] = {}
         self.timeout = timeout
         self.output_limit = output_limit
         name = self.root.name or "repo"
@@ -206,7 +208,7 @@ class Sandbox:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=self.root,
-                env=sandbox_env(),
+                env=with_repository_env(sandbox_env(), self.repository_env),
                 stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -374,7 +376,7 @@ class Sandbox:
             "--new-session",
             "--clearenv",
         ]  # fmt: skip
-        for key, value in sandbox_env().items():
+        for key, value in with_repository_env(sandbox_env(), self.repository_env).items():
             args += ["--setenv", key, value]
         system, rest = host_mounts(self.ro_paths, self.hidden)
         tmp_size = str(self.limits.tmp_mb * MIB)
@@ -445,6 +447,16 @@ def sandbox_env() -> dict[str, str]:
     # No .pyc files: the agent edits and re-runs within a second, and a same-size edit in
     # the same second would otherwise run stale bytecode (and caches are not the change).
     return {"PATH": path, "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def with_repository_env(env: dict[str, str], repository: dict[str, str]) -> dict[str, str]:
+    """The sandbox's environment with the repository's variables (`env:`) beside it.
+
+    They were vetted when the file was read (no secret's name, nothing the sandbox sets or
+    depends on); Honk's own values still win here, whatever the repository names. The
+    phase's proxy variables are set after these (bwrap's --setenv), so they win too.
+    """
+    return {**repository, **env}
 
 
 async def _read_into(stream: asyncio.StreamReader, cap: OutputCap) -> None:

@@ -152,6 +152,15 @@ def entry(event: RunEvent, tools: dict[str, RunEvent]) -> Entry | None:
     if kind == "verification":
         output = str(data.get("output") or "")
         return Entry("verification", kind, "verification", {**data, "folded": fold(output)})
+    if kind == "setup":
+        return Entry(f"setup-{_safe(str(data.get('index')))}", kind, "transcript", _setup(data))
+    if kind == "note":  # Honk's own Markdown, names from the repository as code spans
+        return Entry(
+            f"ev-{event.seq}",
+            kind,
+            "transcript",
+            {"html": markdown.render_ours(str(data.get("text") or ""))},
+        )
     if kind in ("network", "subject"):
         return None  # summed up by `network_summary`; the page's heading
     if kind == "review":
@@ -345,6 +354,28 @@ def _tool(start: RunEvent | None, event: RunEvent) -> dict[str, Any]:
     elif name == "str_replace_based_edit_tool":
         view["edit"] = _edit(tool_input)
     return view
+
+
+def _setup(data: dict[str, Any]) -> dict[str, Any]:
+    """A setup command as shown: running until its end is recorded, then how it ended."""
+    ended = "output" in data
+    exit_code = data.get("exit_code")
+    if not ended:
+        status = "running…"
+    elif data.get("timed_out"):
+        status = "timed out"
+    elif data.get("limit"):
+        status = str(data["limit"])
+    else:
+        status = "ok" if exit_code == 0 else f"exit {exit_code}"
+    return {
+        "command": str(data.get("command") or ""),
+        "origin": str(data.get("origin") or "setup"),
+        "running": not ended,
+        "failed": ended and exit_code != 0,
+        "status": status,
+        "output": fold(str(data.get("output") or "")) if ended else None,
+    }
 
 
 def _edit(tool_input: dict[str, Any]) -> dict[str, Any]:

@@ -258,7 +258,9 @@ class GitHubState:
                 _git_sync("read-tree", parent, env=env)
             for path, content in files.items():
                 if content is None:
-                    _git_sync("update-index", "--force-remove", "--", path, env=env)
+                    # An empty work tree: update-index refuses a bare repository without one.
+                    removing = env | {"GIT_WORK_TREE": tmp}
+                    _git_sync("update-index", "--force-remove", "--", path, env=removing)
                     continue
                 blob = _git_sync("hash-object", "-w", "--stdin", env=env, input=content).strip()
                 _git_sync("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
