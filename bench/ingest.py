@@ -74,9 +74,12 @@ def deliveries(count: int) -> list[tuple[str, bytes]]:
             body = {**comment["comment"], "body": f"thanks {n}", "id": n}
             payload = {**comment, "comment": body, "issue": {**comment["issue"], "number": n}}
         elif event == "ping":
-            payload = ping
+            # Every body differs, as GitHub's do (Honk takes a body seen before as a replay).
+            payload = {**ping, "zen": f"{ping['zen']} ({n})"}
         else:
-            payload = {"action": "created", "starred_at": None, "repository": opened["repository"]}
+            starred = f"2026-12-07T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z"
+            payload = {"action": "created", "starred_at": starred,
+                       "repository": opened["repository"]}  # fmt: skip
         payload = {k: v for k, v in payload.items() if k != "installation"}
         made.append((event, json.dumps(payload).encode()))
     return made

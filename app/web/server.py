@@ -16,6 +16,7 @@ from app import metrics
 from app.config import Settings
 from app.log import log_context
 from app.services import Services, open_services
+from app.store.inbox import body_digest
 from app.web import pages, setup
 from app.web.metrics import STORE, add_metrics_route, loopback_metrics
 from app.web.slack import SLACK, add_slack_routes
@@ -121,7 +122,8 @@ async def _take_webhook(request: web.Request, delivery_id: str) -> tuple[web.Res
     if not isinstance(payload, dict):
         return _error(400, "body is not a JSON object"), "refused"
     if not await _store(services, delivery_id, event, body, payload):
-        log.info("delivery %s already received; ignored", delivery_id)
+        log.info("delivery %s (or its body, under another id) already received; ignored",
+                 delivery_id)  # fmt: skip
         return web.json_response({"status": "duplicate"}, status=200), "duplicate"
     log.debug("stored %s.%s", event, payload.get("action") or "-")
     return _accepted(), "stored"
@@ -138,13 +140,20 @@ async def _store(
     earlier delivery about its subject (another process's) is left for the claim.
     """
     dispatcher, store = services.dispatcher, services.store
+    # GitHub signs the body only, and the delivery id is a header anyone can change: a body
+    # stored once is a duplicate under any id (GitHub's own redelivery keeps the id).
+    digest = body_digest(body)
     if not dispatcher.starts_something(event, payload, delivery_id):
-        stored = await store.record_delivery(delivery_id, event, body, parsed=payload, done=True)
+        stored = await store.record_delivery(
+            delivery_id, event, body, parsed=payload, done=True, digest=digest
+        )
         if stored:
             dispatcher.handled_already(event)
         return stored
     if not dispatcher.has_room:
-        stored = await store.record_delivery(delivery_id, event, body, parsed=payload)
+        stored = await store.record_delivery(
+            delivery_id, event, body, parsed=payload, digest=digest
+        )
         dispatcher.wake()
         return stored
     recorded = await store.record_claimed(
@@ -154,6 +163,7 @@ async def _store(
         parsed=payload,
         owner=dispatcher.owner,
         lease_seconds=dispatcher.lease_seconds,
+        digest=digest,
     )
     if recorded.claimed is not None:
         dispatcher.take(recorded.claimed)
