@@ -41,6 +41,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         "ANTHROPIC_BASE_URL": settings.anthropic_base_url or "",
         "HONK_MODEL": settings.model,
         "HONK_DATA_DIR": str(settings.data_dir),
+        "HONK_CHECKOUT_DIR": str(settings.checkout_dir),
         "DATABASE_URL": settings.database_url,
         "HONK_WORKERS": "1",
         "HONK_LEASE_SECONDS": str(settings.lease_seconds),
@@ -243,3 +244,54 @@ async def test_killed_after_its_pr_opened_it_ends_as_pr_opened_and_the_agent_run
         c for c in fake_github.calls_to("POST", check_runs) if c.json["head_sha"] == run.head_sha
     ]
     assert made and made[-1].json["conclusion"] == "success"
+
+
+def checkouts_in(directory: Path) -> list[Path]:
+    """The runs' checkouts there (each in a directory of its own, beside its marker)."""
+    if not directory.exists():
+        return []
+    return [entry for entry in directory.iterdir() if entry.is_dir()]
+
+
+async def test_a_dead_processs_checkout_is_swept_by_the_process_that_takes_its_run_over(
+    aiohttp_client: ClientFactory,
+    crash_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+    tmp_path: Path,
+) -> None:
+    """Two processes with data directories of their own share one store and one checkouts
+    directory: the one that takes over a dead one's run leaves no checkout of it behind."""
+    fake_anthropic.script(
+        tool_use_bash("sleep 30"),  # the first process is killed while this runs
+        tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a + b"),
+        tool_use_bash("python -m pytest -q"),
+        text("Fixed add()."),
+    )
+    checkouts = crash_settings.checkout_dir
+    machine_a = crash_settings.with_overrides(data_dir=tmp_path / "machine-a")
+    machine_b = crash_settings.with_overrides(data_dir=tmp_path / "machine-b")
+    client = await aiohttp_client(create_app(crash_settings, workers=0))
+    await post_webhook(client, "issues", labeled())
+    await eventually(lambda: current_run(client))
+
+    async with honk_worker(machine_a, tmp_path / "worker-a.log") as first:
+        await eventually(lambda: len(fake_anthropic.requests) >= 1, within=30)
+        (left_behind,) = checkouts_in(checkouts)  # the first process's checkout, mid-run
+        os.killpg(first.pid, signal.SIGKILL)
+        await first.wait()
+    assert left_behind.exists()
+
+    async with honk_worker(machine_b, tmp_path / "worker-b.log"):
+
+        async def finished() -> Any:
+            run = await current_run(client)
+            return run if run and not run.state.active else None
+
+        run = await eventually(finished, within=60)
+        log = (tmp_path / "worker-b.log").read_text()
+        assert run.state == RunState.SUCCEEDED, (run.error, log[-3000:])
+        assert run.attempts == 2
+        # Swept when the second process claimed the run; its own went when the run ended.
+        await eventually(lambda: not checkouts_in(checkouts), within=10)
+    assert not left_behind.exists()

@@ -213,6 +213,7 @@ class Pipeline:
             clone_url=ctx.repo_info["clone_url"],
             token=token.token,
             run_id=run.id,
+            attempt=run.attempts,
             branch=run.branch,
             base=run.base_branch,
         ) as checkout:
