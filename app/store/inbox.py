@@ -423,7 +423,8 @@ class Inbox(StoreBase):
 
 
 def body_digest(body: bytes) -> str:
-    """What identifies a signed body (hex sha256): computed once, where the body arrives."""
+    """A body's digest (hex SHA-256) where none comes with it: GitHub's deliveries use the
+    verified signature instead (an HMAC-SHA256 of the body, computed already)."""
     return hashlib.sha256(body).hexdigest()
 
 

@@ -63,8 +63,9 @@ deliveries = Table(
     Column("body_length", Integer),
     # Migration 0008: what it is about (models.delivery_subject), for the claim's order rule.
     Column("subject", String(300)),
-    # Migration 0011: sha256 of the body as received (GitHub's), unique: GitHub signs only the
-    # body, so a captured delivery replayed under a new X-GitHub-Delivery id is a duplicate.
+    # Migration 0011: the body's digest (GitHub's: the verified HMAC-SHA256 it signed the body
+    # with), unique: GitHub signs only the body, so a captured delivery replayed under a new
+    # X-GitHub-Delivery id is a duplicate.
     Column("body_digest", String(64)),
     Index("ix_deliveries_pending", "status", "received_at"),
     Index("ix_deliveries_finished", "finished_at"),  # migration 0004: retention

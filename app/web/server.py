@@ -16,7 +16,6 @@ from app import metrics
 from app.config import Settings
 from app.log import log_context
 from app.services import Services, open_services
-from app.store.inbox import body_digest
 from app.web import pages, setup
 from app.web.metrics import STORE, add_metrics_route, loopback_metrics
 from app.web.slack import SLACK, add_slack_routes
@@ -121,7 +120,10 @@ async def _take_webhook(request: web.Request, delivery_id: str) -> tuple[web.Res
         return _error(400, "body is not JSON"), "refused"
     if not isinstance(payload, dict):
         return _error(400, "body is not a JSON object"), "refused"
-    if not await _store(services, delivery_id, event, body, payload):
+    # The signature just verified is HMAC-SHA256 of the body (lowercase hex, or it would not
+    # have matched): the body's digest for the replay check, at no cost of its own.
+    digest = signature.removeprefix("sha256=")
+    if not await _store(services, delivery_id, event, body, payload, digest):
         log.info("delivery %s (or its body, under another id) already received; ignored",
                  delivery_id)  # fmt: skip
         return web.json_response({"status": "duplicate"}, status=200), "duplicate"
@@ -130,7 +132,12 @@ async def _take_webhook(request: web.Request, delivery_id: str) -> tuple[web.Res
 
 
 async def _store(
-    services: Services, delivery_id: str, event: str, body: bytes, payload: dict[str, Any]
+    services: Services,
+    delivery_id: str,
+    event: str,
+    body: bytes,
+    payload: dict[str, Any],
+    digest: str,
 ) -> bool:
     """Store the body as received (parsed once, never serialised again); False: a duplicate.
 
@@ -141,8 +148,7 @@ async def _store(
     """
     dispatcher, store = services.dispatcher, services.store
     # GitHub signs the body only, and the delivery id is a header anyone can change: a body
-    # stored once is a duplicate under any id (GitHub's own redelivery keeps the id).
-    digest = body_digest(body)
+    # stored once (its `digest`) is a duplicate under any id (a redelivery keeps the id).
     if not dispatcher.starts_something(event, payload, delivery_id):
         stored = await store.record_delivery(
             delivery_id, event, body, parsed=payload, done=True, digest=digest
