@@ -30,7 +30,9 @@ def seed_calc(fake_github: Any, *, issue: bool = True) -> None:
     fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
     fake_github.add_repo(REPO, files=REPO_FILES)
     if issue:
-        fake_github.add_issue(REPO, ISSUE, title=ISSUE_TITLE, body=ISSUE_BODY, user="alice")
+        fake_github.add_issue(
+            REPO, ISSUE, title=ISSUE_TITLE, body=ISSUE_BODY, user="alice", labels=["honk"]
+        )
     fake_github.set_permission(REPO, "alice", "write")
     fake_github.add_user("alice", name="Alice Example", email="alice@example.com")
 

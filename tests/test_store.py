@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from app.models import RunKind, RunState, SlackThread, Usage
 from app.store import NewRun, Store, StoreError
 from app.store.engine import head_revision
-from app.store.inbox import Finished
+from app.store.inbox import Finished, body_digest
 from app.store.tables import deliveries, runs
 from tests.store_child import read_line, running
 
@@ -96,6 +96,43 @@ async def test_a_redelivery_is_recognised(store: Store) -> None:
     assert (delivery.id, delivery.event, delivery.action) == ("d-1", "issues", "labeled")
     assert delivery.payload == payload
     assert delivery.received_at.tzinfo is not None
+
+
+async def test_a_body_stored_under_another_id_is_a_duplicate(store: Store) -> None:
+    """GitHub signs the body only: the same body under a new delivery id is a replay."""
+    body = b'{"action": "labeled", "issue": {"number": 3}, "repository": {"full_name": "o/r"}}'
+    digest = body_digest(body)
+    assert await store.record_delivery("d-1", "issues", body, digest=digest) is True
+    assert await store.record_delivery("d-2", "issues", body, digest=digest) is False
+    replayed = await store.record_claimed(
+        "d-3", "issues", body, parsed=orjson.loads(body), owner="web", lease_seconds=30,
+        digest=digest,
+    )  # fmt: skip
+    assert replayed == (False, None)
+    # Two at once, in one group commit: one is stored.
+    other = b'{"action": "opened", "issue": {"number": 4}}'
+    together = await asyncio.gather(
+        store.record_delivery("d-4", "issues", other, digest=body_digest(other)),
+        store.record_delivery("d-5", "issues", other, digest=body_digest(other)),
+    )
+    assert sorted(together) == [False, True]
+    # GitHub's own redelivery keeps its id: a failed one is taken again, body and all.
+    first = some(await store.claim_delivery("web", 30))
+    assert first.id == "d-1"
+    await store.finish_delivery("d-1", error="boom")
+    assert await store.record_delivery("d-1", "issues", body, digest=digest) is True
+    assert (await delivery_row(store, "d-1")).status == "pending"
+    # Without a digest (Slack's requests, or stored before migration 0011) nothing collides.
+    assert await store.record_delivery("s-1", "slack", {"kind": "command"}) is True
+    assert await store.record_delivery("s-2", "slack", {"kind": "command"}) is True
+    kept_of_two = "d-4" if together[0] else "d-5"
+    ids = {row.id for row in await _all_deliveries(store)}
+    assert ids == {"d-1", kept_of_two, "s-1", "s-2"}
+
+
+async def _all_deliveries(store: Store) -> list[Any]:
+    async with store.engine.connect() as conn:
+        return list((await conn.execute(select(deliveries))).all())
 
 
 async def test_a_delivery_that_starts_nothing_is_stored_done(store: Store) -> None:

@@ -39,9 +39,11 @@ from app.runs.publish import (
     BUILD_ARTIFACTS,
     RUN_PERMISSIONS,
     limit_reason,
+    open_pull,
     publish,
     report,
     report_no_change,
+    saved_closing,
     withhold,
 )
 from app.runs.review import mark_unreviewed, review_change
@@ -150,6 +152,9 @@ class Pipeline:
 
     async def _phases(self, ctx: RunContext) -> Outcome:
         await self._prepare(ctx)
+        if await self._resume(ctx):
+            await self._settle_ci(ctx)
+            return Outcome(RunState.SUCCEEDED)
         async with self._checkout(ctx):
             await self._sandbox(ctx)
             await self._environment(ctx)
@@ -222,6 +227,7 @@ class Pipeline:
             clone_url=ctx.repo_info["clone_url"],
             token=token.token,
             run_id=run.id,
+            attempt=run.attempts,
             branch=run.branch,
             base=run.base_branch,
         ) as checkout:
@@ -414,8 +420,27 @@ class Pipeline:
         checkout, _sandbox, _tools = ctx.work
         await ctx.tracker.events.diff(await checkout.unified_diff())
         usage = await ctx.stored_usage()
-        pr, sha = await publish(ctx, self.github, usage)
-        await report(ctx, pr, sha, usage)
+        pr, closing = await publish(ctx, self.github, usage)
+        await report(ctx, pr, closing)
+
+    async def _resume(self, ctx: RunContext) -> bool:
+        """A run claimed again after it pushed its change (an earlier attempt died after the
+        push, with or without its PR): its PR opened (or found) and its report said from what
+        it kept (publish.Closing), with no checkout and no agent. False: start from the top."""
+        closing = await saved_closing(ctx)
+        if closing is None:
+            return False
+        run = ctx.run
+        log.info("run %s pushed %s before it was claimed again: resuming after the push",
+                 run.id, closing.sha[:7])  # fmt: skip
+        await self.store.add_step(run.id, "resumed", f"after pushing {closing.sha[:7]}")
+        await ctx.tracker.phase("publish", "resuming after a restart")
+        if run.pr_number is not None and not ctx.rules.continues_pull:
+            pr = await ctx.gh.pull(run.repo, run.pr_number)
+        else:
+            pr = await open_pull(ctx, self.github, closing)
+        await report(ctx, pr, closing)
+        return True
 
     async def _settle_ci(self, ctx: RunContext) -> None:
         """CI may have finished on the commit before the run recorded it: ask once now."""

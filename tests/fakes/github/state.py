@@ -157,6 +157,7 @@ class GitHubState:
         self._installation_repos: dict[int, list[str] | None] = {}
         self._job_logs: dict[int, str] = {}
         self._scripted: list[ScriptedAnswer] = []
+        self._held: list[tuple[str, re.Pattern[str], asyncio.Event]] = []
         self._ids = itertools.count(10_001)
         self._access: dict[Any, str | None] = {}  # route -> None (token), "jwt", "public"
 
