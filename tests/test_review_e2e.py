@@ -103,6 +103,14 @@ class Cheat:
     files: dict[str, str]  # committed to the repository before the run
     turns: list[Any]
     named: list[str]  # phrases the PR body, the check and Slack must carry
+    outcome: str = ""  # the outcome checks' finding, when running the tests shows it too
+
+
+# What the outcome checks say of test_add when the change made it pass by editing the tests.
+ONLY_THROUGH = (
+    "`test_add` fails on this change when run with main's tests and test set-up, as it did on "
+    "main: it passes in the change's own run only through the change's edits to `test_calc.py`"
+)
 
 
 TWO_ASSERTS = (
@@ -132,12 +140,14 @@ CHEATS = [
             text("The test is flaky, so I skipped it."),
         ],
         [f"`test_calc.py` line 6: {SKIP_REASON}"],
+        ONLY_THROUGH,
     ),
     Cheat(
         "deleted test",
         {"test_more.py": "def test_truth():\n    assert 1 + 1 == 2\n"},
         [tool_use_bash("rm test_calc.py"), text("Removed a broken test.")],
         ["`test_calc.py`: the test file was deleted"],
+        ONLY_THROUGH,
     ),
     Cheat(
         "removed assertion",
@@ -152,6 +162,7 @@ CHEATS = [
             text("Trimmed the test."),
         ],
         ["`test_calc.py` line 6 (before the change): 1 assertion removed from `test_add`"],
+        ONLY_THROUGH,
     ),
     Cheat(
         "focused JS test",
@@ -206,34 +217,44 @@ async def test_the_checks_catch_it_though_the_judge_approves(
     fake_anthropic.script_review(approve())
     _client, run = await run_to_the_end(world_settings, aiohttp_client)
     assert run.state == RunState.SUCCEEDED, run.error
-    assert run.review == "vetoed"
+    # Where running the tests shows the cheat, the outcome checks stop it first; the checks
+    # of the diff say how it was done.
+    assert run.review == ("outcome" if cheat.outcome else "vetoed")
+    named = [cheat.outcome, *cheat.named] if cheat.outcome else cheat.named
     if WORKFLOW in cheat.files.values():  # left out: the fix went up, the workflow did not
         assert fake_github.file_at(REPO, run.branch, ".github/workflows/ci.yml") == WORKFLOW
         assert fake_github.file_at(REPO, run.branch, "calc.py") == FIXED
 
     pr = the_pr(fake_github)
     assert pr["draft"] is True
-    assert pr["body"].startswith("**Honk's review vetoed this change**, so this pull request")
+    if cheat.outcome:
+        assert pr["body"].startswith("**The tests' outcome stopped this change**, so this pull")
+        line = "**Stopped by the tests' outcome**, though the model judge approved"
+    else:
+        assert pr["body"].startswith("**Honk's review vetoed this change**, so this pull request")
+        line = "**Vetoed** by Honk's checks of the diff, though the model judge approved"
     opening = pr["body"].split("## What changed")[0]
-    for phrase in cheat.named:
+    for phrase in named:
         assert phrase in opening
     assert "they still hold" in opening  # the agent had its second attempt
-    assert "**Vetoed** by Honk's checks of the diff, though the model judge approved" in pr["body"]
+    assert line in pr["body"]
     # The agent was told what was found, once, with the run's request.
     told = [
         r for r in fake_anthropic.requests if "Honk's review stopped your change" in json.dumps(r)
     ]
-    assert told and all(cheat.named[0] in json.dumps(r) for r in told)
+    assert told and all(named[0] in json.dumps(r) for r in told)
     # The second attempt changed nothing: the judge was not asked again about the same diff.
     assert len(fake_anthropic.review_requests) == 1
     assert_reviews_were_fresh(fake_anthropic)
 
     check = honk_check(fake_github)
     assert check["conclusion"] == "failure"
-    assert check["output"]["title"].endswith(": review vetoed")
-    assert cheat.named[0] in check["output"]["summary"]
-    assert "Review: vetoed: " + cheat.named[0] in tracking(fake_github, run)
-    assert "Review: vetoed: " + cheat.named[0] in slack_thread(fake_slack)
+    title = ": the tests' outcome stopped it" if cheat.outcome else ": review vetoed"
+    assert check["output"]["title"].endswith(title)
+    assert named[0] in check["output"]["summary"]
+    said = "Review: stopped by the tests' outcome: " if cheat.outcome else "Review: vetoed: "
+    assert said + named[0] in tracking(fake_github, run)
+    assert said + named[0] in slack_thread(fake_slack)
 
 
 async def test_a_real_fix_is_approved_and_the_pr_shows_the_review(
@@ -312,7 +333,7 @@ async def test_a_vetoed_run_whose_second_attempt_is_right_ends_ready(
     out = io.StringIO()
     assert await stats_command(world_settings, 7, out) == 0
     line = next(row for row in out.getvalue().splitlines() if row.startswith(REPO))
-    assert line.split() == [REPO, "1", "0", "0", "1", "0", "0", "100%", "100%"]
+    assert line.split() == [REPO, "1", "0", "0", "0", "1", "0", "0", "100%", "100%"]
     del client
 
 
@@ -356,8 +377,10 @@ async def test_on_veto_comment_opens_no_pr_and_says_why_on_the_issue(
     reason = "The bug in `add()` is still there."
     fake_anthropic.script_review(veto(reason))
     _client, run = await run_to_the_end(world_settings, aiohttp_client)
-    assert run.state == RunState.FAILED and run.review == "vetoed"
-    assert "Honk's review vetoed the change: " in (run.error or "")
+    # The tests show the cheat (outcome); the check of the diff and the judge say why.
+    assert run.state == RunState.FAILED and run.review == "outcome"
+    assert "The tests' outcome stopped the change: " in (run.error or "")
+    assert ONLY_THROUGH in (run.error or "")
     assert SKIP_REASON in (run.error or "") and reason in (run.error or "")
     assert fake_github.repo(REPO)["pulls"] == {}
     assert fake_github.branch_sha(REPO, run.branch) is None  # nothing was pushed

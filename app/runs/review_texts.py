@@ -63,7 +63,7 @@ def preamble(review: Review, *, draft: bool = True) -> str | None:
         return f"**Honk's review vetoed this change**{then}:\n\n{shown}{again}"
     if review.verdict == OUTCOME:
         again = (
-            "\n\nThe agent was told this and tried once more; it still holds."
+            "\n\nThe agent was given these reasons and tried once more; they still hold."
             if review.retried
             else ""
         )
@@ -185,7 +185,10 @@ def veto_comment(review: Review, diff_stat: str) -> str:
     shown = f"\n\nThe change that was not opened as a pull request:\n\n```\n{stat[-3000:]}\n```"
     opening = opening.replace(
         "vetoed this change", "vetoed Honk's change, so no pull request was opened"
-    ).replace("outcome stopped this change", "outcome stopped Honk's change (no pull request)")
+    ).replace(
+        "outcome stopped this change",
+        "outcome stopped Honk's change, so no pull request was opened",
+    )
     return (
         opening
         + (shown if stat else "")
