@@ -55,7 +55,7 @@ def is_infrastructure(path: str) -> bool:
     return bool(_INFRA_NAMES.match(PurePosixPath(path).name) or _TOP_INFRA.match(path))
 
 
-class TestMaterial:
+class Material:
     """Tests and test infrastructure of one repository: the defaults, the repository's extra
     globs (`review: tests: files:`) and the files its test commands read."""
 

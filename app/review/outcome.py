@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from app import metrics
 from app.log import describe_error
 from app.review import reports
-from app.review.files import TestMaterial
+from app.review.files import Material
 from app.review.reports import ERROR, FAILED, PASSED, SKIPPED, XFAILED, Results, test_name
 from app.review.runners import NODE, Runner, choose
 from app.review.trees import Change, Scratch, overlay
@@ -64,7 +64,7 @@ SandboxFor = Callable[[Path], Sandbox]
 
 
 @dataclass(frozen=True)
-class TestsConfig:
+class SuiteConfig:
     """Which tests the checks run: `review: tests:` (commands, extra infrastructure globs),
     else the repository's `verify:` when it is a known runner, else Honk's defaults."""
 
@@ -86,7 +86,7 @@ class OutcomeFinding:
 
 
 @dataclass
-class TestRun:
+class SuiteRun:
     """One run of a test command the checks made (or took from the cache)."""
 
     check: str  # BASE, PASS_TO_PASS, FAIL_TO_PASS
@@ -121,7 +121,7 @@ class OutcomeReport:
     """What the outcome checks of one look found, ran and could not do."""
 
     findings: list[OutcomeFinding] = field(default_factory=list)
-    runs: list[TestRun] = field(default_factory=list)
+    runs: list[SuiteRun] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # fallbacks to exit status, files left out
     source: str = ""  # where the commands came from
     base_cached: bool | None = None  # None: no base results were needed
@@ -189,7 +189,7 @@ class OutcomeChecks:
         checkout: Checkout,
         *,
         repo: str,
-        tests: TestsConfig,
+        tests: SuiteConfig,
         since: float | None = None,
         known: dict[str, int] | None = None,
     ) -> OutcomeReport:
@@ -252,7 +252,7 @@ def _cacheable(results: Results) -> bool:
     return results.exit_code is not None
 
 
-def variant_of(runner: Runner, material: TestMaterial) -> str:
+def variant_of(runner: Runner, material: Material) -> str:
     """What besides the commit decides the base's results: the command and the extra files."""
     text = "\n".join([RESULTS_VERSION, runner.command, *material.extra_globs])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -267,7 +267,7 @@ class _Look:
         checkout: Checkout,
         scratch: Scratch,
         repo: str,
-        tests: TestsConfig,
+        tests: SuiteConfig,
     ) -> None:
         self.checks = checks
         self.checkout = checkout
@@ -290,7 +290,7 @@ class _Look:
         if not runners:
             report.skipped = "Honk found no test command for this repository's files"
             return report
-        material = TestMaterial(self.tests.files, [f for r in runners for f in r.reads])
+        material = Material(self.tests.files, [f for r in runners for f in r.reads])
         touched = sorted(p for p in change.changed if material.covers(p))
         new_tests = sorted(p for p in touched if material.is_test(p) and change.changed[p] != "D")
         hidden = [p for p in await self.scratch.left_out(change) if _matters(p, material)]
@@ -338,7 +338,7 @@ class _Look:
         self,
         runner: Runner,
         change: Change,
-        material: TestMaterial,
+        material: Material,
         touched: Sequence[str],
         new_tests: Sequence[str],
         p2p_tree: Path,
@@ -347,7 +347,7 @@ class _Look:
         """The three runs of one runner (base, pass-to-pass, fail-to-pass) and what they show;
         True when the base's results were not run now."""
         key = (self.repo, change.base_sha, variant_of(runner, material))
-        base_run = TestRun(BASE, runner.kind, runner.command, Results(None))
+        base_run = SuiteRun(BASE, runner.kind, runner.command, Results(None))
 
         async def produce() -> Results:
             tree = await self.base_tree(change)
@@ -359,22 +359,22 @@ class _Look:
             base_run.results, base_run.cached = await self.checks.base_results(key, produce)
             return base_run.cached
 
-        async def p2p() -> TestRun:
+        async def p2p() -> SuiteRun:
             sandbox = self.checks.sandbox_for(p2p_tree)
             results, seconds, output = await _run_tests(sandbox, p2p_tree, runner)
-            return TestRun(
+            return SuiteRun(
                 PASS_TO_PASS, runner.kind, runner.command, results, seconds, False, output
             )
 
         only = [p for p in new_tests if runner.runs_file(p)] if runner.narrows else []
         f2p_wanted = f2p_tree is not None and runner.reported and (only or not runner.narrows)
 
-        async def f2p() -> TestRun | None:
+        async def f2p() -> SuiteRun | None:
             if not f2p_wanted or f2p_tree is None:
                 return None
             sandbox = self.checks.sandbox_for(f2p_tree)
             results, seconds, output = await _run_tests(sandbox, f2p_tree, runner, only=only)
-            return TestRun(
+            return SuiteRun(
                 FAIL_TO_PASS, runner.kind, runner.command, results, seconds, False, output
             )
 
@@ -545,7 +545,7 @@ def _named(paths: Sequence[str], limit: int = 3) -> str:
     return shown + (f" and {more} more" if more > 0 else "") if paths else "its tests"
 
 
-def _matters(path: str, material: TestMaterial) -> bool:
+def _matters(path: str, material: Material) -> bool:
     return material.covers(path) or path.endswith((".py", ".pth", ".js", ".mjs", ".cjs"))
 
 

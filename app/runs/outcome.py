@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
 from app.log import describe_error
-from app.review.outcome import OutcomeChecks, OutcomeReport, TestsConfig
+from app.review.outcome import OutcomeChecks, OutcomeReport, SuiteConfig
 from app.store import Store
 from app.store.kv import Namespace, mapping
 from app.workspace.sandbox import Sandbox
@@ -59,7 +59,7 @@ async def check_outcome(ctx: RunContext, checks: OutcomeChecks) -> OutcomeReport
     and the review counts as not done (as when the judge is unavailable)."""
     checkout, _sandbox, _tools = ctx.work
     config = ctx.config
-    tests = TestsConfig(
+    tests = SuiteConfig(
         commands=config.review_test_commands, files=config.review_test_files, verify=config.verify
     )
     try:
