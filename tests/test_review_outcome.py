@@ -325,7 +325,7 @@ async def test_a_command_without_a_report_is_judged_by_exit_status_and_says_so(
     assert messages(report, PASS_TO_PASS) == [
         "the tests fail on this change when run with main's tests and test set-up (exit status "
         "1), as they did on main: they pass in the change's own run only through its edits to "
-        "`tests/check.sh`"
+        "`tests/check.sh`, `tests/expected.txt`"
     ]
     assert "fail-to-pass not checked" in " ".join(report.notes)
 
