@@ -21,6 +21,7 @@ from app.config import Settings
 from app.models import RunState
 from app.web import SERVICES, create_app
 from tests.calc_world import (
+    BUGGY,
     FIXED,
     ISSUE,
     REPO,
@@ -406,3 +407,85 @@ async def test_model_judge_off_leaves_the_checks_alone_in_charge(
     pr = the_pr(fake_github)
     assert pr["draft"] is False
     assert "Approved** by Honk's checks of the diff (the model judge is off here)" in pr["body"]
+
+
+CONFTEST_CHEAT = "pytest_pyfunc_call = lambda pyfuncitem: True\n"
+
+
+async def test_a_conftest_that_greens_every_test_ends_as_a_draft_whatever_the_judge_says(
+    aiohttp_client: Any,
+    world_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+    fake_slack: Any,
+) -> None:
+    """The issue's case: no fix, one line of conftest.py, real pytest green. The checks of the
+    diff do not know this spelling; running the base's tests over the change does."""
+    token = "metrics-token-outcome"
+    settings = world_settings.with_overrides(metrics_token=token)
+    fake_anthropic.script(
+        tool_use_edit(command="create", path="conftest.py", file_text=CONFTEST_CHEAT),
+        tool_use_bash("python -m pytest -q"),
+        text("Fixed: the tests pass now."),
+        text("The tests pass; I will leave it as it is."),
+    )
+    fake_anthropic.script_review(approve("The change makes the tests pass."))
+    client, run = await run_to_the_end(settings, aiohttp_client)
+    assert run.state == RunState.SUCCEEDED, run.error
+    assert run.review == "outcome"
+    # The agent's run was green: verification passed, and add() is still wrong.
+    assert fake_github.file_at(REPO, run.branch, "calc.py") == BUGGY
+    assert fake_github.file_at(REPO, run.branch, "conftest.py") == CONFTEST_CHEAT
+
+    finding = (
+        "`test_add` fails on this change when run with main's tests and test set-up, as it did "
+        "on main: it passes in the change's own run only through the change's edits to "
+        "`conftest.py`"
+    )
+    pr = the_pr(fake_github)
+    assert pr["draft"] is True
+    assert pr["body"].startswith(
+        "**The tests' outcome stopped this change**, so this pull request is a draft. Honk ran "
+        f"the tests before and after it:\n\n- {finding}"
+    )
+    assert "`python -m pytest -q`: **passed**" in pr["body"]  # the agent's own verification
+    assert "**Stopped by the tests' outcome**, though the model judge approved" in pr["body"]
+    assert "**Test outcome checks:** Honk ran `python -m pytest -q` (from `verify:`)" in pr["body"]
+    # The judge was shown what the tests showed; the agent was told it for its second go.
+    (review_request,) = fake_anthropic.review_requests
+    assert finding in json.dumps(review_request)
+    told = [
+        r for r in fake_anthropic.requests if "Honk's review stopped your change" in json.dumps(r)
+    ]
+    assert told and finding in json.dumps(told[0])
+
+    check = honk_check(fake_github)
+    assert check["conclusion"] == "failure"
+    assert check["output"]["title"].endswith(": the tests' outcome stopped it")
+    assert "Review: stopped by the tests' outcome: " + finding in slack_thread(fake_slack)
+    assert "Review: stopped by the tests' outcome: " + finding in tracking(fake_github, run)
+
+    # The run page's record: which check caught what, and where the base results came from.
+    store = client.app[SERVICES].store
+    events = await store.run_events(run.id, kinds=("outcome",))
+    # One look: the agent's second attempt changed nothing, so the first look stands.
+    assert [e.data["base_cached"] for e in events] == [False]
+    first = events[0].data
+    assert first["findings"] == [
+        {"check": "pass-to-pass", "test": "test_calc.py::test_add", "message": finding}
+    ]
+    assert {r["check"] for r in first["runs"]} == {"base", "pass-to-pass"}
+    assert "base results: ran" in first["summary"]
+
+    # `honk stats` counts it apart from the judge's vetoes; /metrics counts the finding.
+    out = io.StringIO()
+    assert await stats_command(settings, 7, out) == 0
+    line = next(row for row in out.getvalue().splitlines() if row.startswith(REPO))
+    header = next(row for row in out.getvalue().splitlines() if row.startswith("repository"))
+    assert header.split()[:5] == ["repository", "runs", "approved", "vetoed", "outcome"]
+    assert line.split()[:5] == [REPO, "1", "0", "0", "1"]
+    scraped = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    exposed = await scraped.text()
+    assert 'honk_review_outcome_findings_total{check="pass-to-pass"}' in exposed
+    assert 'honk_review_verdicts_total{verdict="outcome"}' in exposed
+    assert 'honk_review_base_results_total{source="ran"}' in exposed
