@@ -21,6 +21,7 @@ from app.runs.diff_checks import MARKER, Finding
 from app.runs.judge import Verdict
 from app.runs.review import (
     APPROVED,
+    OUTCOME,
     RECOVERED,
     SKIPPED,
     UNAVAILABLE,
@@ -177,19 +178,22 @@ def test_rates_and_the_table() -> None:
     counts = {
         "octo/calc": Counter({APPROVED: 2, VETOED: 1, RECOVERED: 1, UNAVAILABLE: 1}),
         "octo/web": Counter({SKIPPED: 3}),
+        "octo/api": Counter({APPROVED: 1, OUTCOME: 1}),
     }
     assert rates(counts["octo/calc"]) == (0.5, 0.5)
+    assert rates(counts["octo/api"]) == (0.5, 0.0)  # stopped by the tests' outcome at first
     assert rates(counts["octo/web"]) == (None, None)
     since = datetime(2026, 11, 1, tzinfo=UTC)
     table = render_stats(counts, 30, since).splitlines()
     assert table[0] == "Review verdicts, last 30 days (since 2026-11-01 00:00 UTC):"
     assert table[2].split() == [
-        "repository", "runs", "approved", "vetoed", "recovered", "unavailable", "skipped",
-        "veto", "rate", "recovery", "rate",
+        "repository", "runs", "approved", "vetoed", "outcome", "recovered", "unavailable",
+        "skipped", "veto", "rate", "recovery", "rate",
     ]  # fmt: skip
-    assert table[3].split() == ["octo/calc", "5", "2", "1", "1", "1", "0", "50%", "50%"]
-    assert table[4].split() == ["octo/web", "3", "0", "0", "0", "0", "3", "-", "-"]
-    assert table[5].split() == ["all", "8", "2", "1", "1", "1", "3", "50%", "50%"]
+    assert table[3].split() == ["octo/api", "2", "1", "0", "1", "0", "0", "0", "50%", "0%"]
+    assert table[4].split() == ["octo/calc", "5", "2", "1", "0", "1", "1", "0", "50%", "50%"]
+    assert table[5].split() == ["octo/web", "3", "0", "0", "0", "0", "0", "3", "-", "-"]
+    assert table[6].split() == ["all", "10", "3", "1", "1", "1", "1", "3", "50%", "33%"]
     assert render_stats({}, 7, since).startswith("No reviewed runs in the last 7 days")
 
 
@@ -228,7 +232,7 @@ def test_honk_stats_from_the_command_line(
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("octo/calc"))
     # Four reviewed runs in the week: one approved, one vetoed, two recovered.
-    assert row.split() == ["octo/calc", "4", "1", "1", "2", "0", "0", "75%", "67%"]
-    assert "veto rate: runs vetoed at first" in out
+    assert row.split() == ["octo/calc", "4", "1", "1", "0", "2", "0", "0", "75%", "67%"]
+    assert "veto rate: runs stopped at first" in out
     with pytest.raises(SystemExit):
         main(["--env-file", str(tmp_path / "none.env"), "stats", "--days", "0"])
