@@ -450,7 +450,8 @@ async def test_a_conftest_that_greens_every_test_ends_as_a_draft_whatever_the_ju
     )
     assert "`python -m pytest -q`: **passed**" in pr["body"]  # the agent's own verification
     assert "**Stopped by the tests' outcome**, though the model judge approved" in pr["body"]
-    assert "**Test outcome checks:** Honk ran `python -m pytest -q` (from `verify:`)" in pr["body"]
+    ran = "Honk ran `PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q` (from `review: tests:`)"
+    assert f"**Test outcome checks:** {ran}" in pr["body"]
     # The judge was shown what the tests showed; the agent was told it for its second go.
     (review_request,) = fake_anthropic.review_requests
     assert finding in json.dumps(review_request)

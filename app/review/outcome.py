@@ -413,6 +413,17 @@ class _Look:
                         PASS_TO_PASS, test, f"{code(test_name(test))} passed on {branch} and {what}"
                     )
                 )
+            elif before in (FAILED, ERROR) and now in (SKIPPED, XFAILED):
+                # The base's own test, with the base's set-up, stops running: the change's
+                # code made it skip (a fix makes it pass).
+                what = _became(now, False)
+                regressions.append(
+                    OutcomeFinding(
+                        PASS_TO_PASS,
+                        test,
+                        f"{code(test_name(test))} failed on {branch} and {what} instead of passing",
+                    )
+                )
             elif (
                 before in (FAILED, ERROR)
                 and now != PASSED
