@@ -15,7 +15,7 @@ from sqlalchemy import update
 from app.__main__ import main
 from app.cli.stats import rates, render_stats
 from app.config import Settings
-from app.models import RunState, Usage
+from app.models import RunKind, RunState, Usage
 from app.repo_config import RepoConfig, review_policy
 from app.runs.diff_checks import MARKER, Finding
 from app.runs.judge import Verdict
@@ -236,3 +236,42 @@ def test_honk_stats_from_the_command_line(
     assert "veto rate: runs stopped at first" in out
     with pytest.raises(SystemExit):
         main(["--env-file", str(tmp_path / "none.env"), "stats", "--days", "0"])
+
+
+def outcome_round(*findings: str, notes: tuple[str, ...] = ()) -> Round:
+    from app.review.outcome import PASS_TO_PASS, OutcomeFinding, OutcomeReport, SuiteRun
+    from app.review.reports import Results
+
+    report = OutcomeReport(
+        findings=[OutcomeFinding(PASS_TO_PASS, "t.py::test_add", f) for f in findings],
+        runs=[SuiteRun("pass-to-pass", "exit status", "make test", Results(1, why="no report"))],
+        notes=list(notes),
+        source="`review: tests:`",
+        base_cached=True,
+    )
+    return Round([SKIPPED_TEST], Verdict(True, "Looks fine.", (), False), outcome=report)
+
+
+def test_an_outcome_finding_opens_the_pr_and_says_how_the_runs_were_judged() -> None:
+    finding = "`test_add` passed on main and is not collected any more"
+    fallback = "No test report could be read from `make test` (no report): Honk judged..."
+    r = review(OUTCOME, outcome_round(finding, notes=(fallback,)))
+    text = body(r)
+    assert text.startswith(
+        "**The tests' outcome stopped this change**, so this pull request is a draft. Honk ran "
+        f"the tests before and after it:\n\n- {finding}\n- `test_calc.py` line 4: `test_add`"
+    )
+    assert "**Stopped by the tests' outcome**, though the model judge approved" in text
+    assert "Honk ran `make test` (from `review: tests:`)" in text
+    assert "the base's results were cached" in text and fallback in text
+    assert r.blocks and r.line() == f"Review: stopped by the tests' outcome: {finding}; " + (
+        SKIPPED_TEST.describe() + "."
+    )
+    title, _summary = check_run_output(
+        kind=RunKind.ISSUE, round=0, summary="s", verification=Verification("pytest", True),
+        usage=Usage(), model="m", run_id=7, review=review_text(r),
+    )  # fmt: skip
+    assert title.endswith(": the tests' outcome stopped it")
+    assert check_run_conclusion(Verification("pytest", True), False, review_text(r)) == "failure"
+    comment = veto_comment(r, " calc.py | 2 +-")
+    assert comment.startswith("**The tests' outcome stopped Honk's change, so no pull request")
