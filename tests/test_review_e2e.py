@@ -307,7 +307,8 @@ async def test_a_vetoed_run_whose_second_attempt_is_right_ends_ready(
 ) -> None:
     reason = "`test_add` now expects -1; the bug in `add()` is still there."
     fake_anthropic.script(
-        # Rewrites the expectation to fit the bug (no deterministic check catches a new value).
+        # Rewrites the expectation to fit the bug (no check of the diff catches a new value;
+        # running the tests does).
         tool_use_edit(command="str_replace", path="test_calc.py", old_str="== 5", new_str="== -1"),
         text("Updated the test to the current behaviour."),
         # Given the judge's reason, it puts the test back and fixes the code.
@@ -327,7 +328,11 @@ async def test_a_vetoed_run_whose_second_attempt_is_right_ends_ready(
     pr = the_pr(fake_github)
     assert pr["draft"] is False
     assert "**Approved after a veto.**" in pr["body"] and reason in pr["body"]
-    assert "Review: vetoed at first" in slack_thread(fake_slack)
+    rewritten = "`test_add` fails on this change when run with main's tests and test set-up"
+    assert rewritten in pr["body"]  # the first look's outcome finding, with the judge's reason
+    assert "Review: stopped by the tests' outcome at first (" + rewritten in slack_thread(
+        fake_slack
+    )
     assert honk_check(fake_github)["conclusion"] == "success"
 
     # `honk stats` counts it: one run, vetoed at first, recovered.

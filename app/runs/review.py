@@ -193,7 +193,8 @@ class Review:
             return "approved." + (f" {inert(self.summary)}" if self.summary else "")
         if self.verdict == RECOVERED:
             first = "; ".join(self.published[1][:3])
-            return f"vetoed at first ({first}); the agent's second attempt was approved."
+            how = "stopped by the tests' outcome" if self.rounds[0].outcome_findings else "vetoed"
+            return f"{how} at first ({first}); the agent's second attempt was approved."
         if self.verdict == VETOED:
             return f"vetoed: {self.why()}."
         if self.verdict == OUTCOME:

@@ -14,7 +14,7 @@ from app.runs.review import (
     Review,
 )
 from app.runs.texts import ReviewText
-from app.untrusted import inert
+from app.untrusted import code, inert
 
 MAX_LISTED = 20  # objections listed in full; the rest are counted
 
@@ -144,7 +144,7 @@ def outcome_text(outcome: OutcomeReport) -> str:
     if outcome.skipped is not None:
         return f"**Test outcome checks:** not run: {outcome.skipped}."
     runs = [run for run in outcome.runs if run.check != "base"]
-    commands = ", ".join(dict.fromkeys(f"`{run.command}`" for run in runs)) or "none"
+    commands = ", ".join(dict.fromkeys(code(run.command) for run in runs)) or "none"
     held = "they found nothing" if not outcome.findings else "what they found opens this text"
     if outcome.fixed:
         held += f"; {len(outcome.fixed)} test(s) that failed on the base pass now"
