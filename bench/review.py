@@ -204,9 +204,9 @@ async def _outcome_case(
         findings += len(cold.findings) + len(again.findings)
         tests = sum(len(r.results.tests or {}) for r in cold.runs if r.check == "base")
     wall = {k: statistics.median(v) for k, v in times.items()}
-    print(f"  {name}: {tests} tests on the base; {findings} findings (none expected)")
+    print(f"  {name}: `{command}`, {tests} tests on the base; {findings} findings (none expected)")
     for key, label in (
-        ("verify", f"verification `{command}`"),
+        ("verify", "the agent's verification"),
         ("cold", "outcome checks, cold"),
         ("cached", "outcome checks, base cached"),
     ):
@@ -226,3 +226,8 @@ async def outcome_main(quick: bool = False) -> None:
     with tempfile.TemporaryDirectory(prefix="honk-bench-outcome-") as tmp:
         await _outcome_case(Path(tmp), "calc", calc_world(), rounds)
         await _outcome_case(Path(tmp), "generated", generated_world(), rounds)
+        # The same with pytest's plugin autoload off: a repository whose environment is lean,
+        # not Honk's own (whose plugins cost seconds of start-up in every run).
+        files, change, _command = generated_world()
+        lean = (files, change, "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q")
+        await _outcome_case(Path(tmp), "generated-lean", lean, rounds)
