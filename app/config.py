@@ -84,6 +84,8 @@ class Settings:
     model_judge: bool = True
     review_checks_optional: bool = False
     review_diff_chars: int = 60_000
+    # Whether a repository may turn the review's outcome checks off (`review: {outcome: off}`).
+    review_outcome_optional: bool = False
     # Pause between label writes when installing on an org: GitHub's secondary rate
     # limits ask for about a second between content-creating requests.
     label_pause: float = 1.0
@@ -247,6 +249,9 @@ class Settings:
             ),
             review_diff_chars=_int(
                 get("HONK_REVIEW_DIFF_CHARS") or "60000", "HONK_REVIEW_DIFF_CHARS", minimum=1000
+            ),
+            review_outcome_optional=_bool(
+                get("HONK_REVIEW_OUTCOME_OPTIONAL") or "off", "HONK_REVIEW_OUTCOME_OPTIONAL"
             ),
             label_pause=_float(get("HONK_LABEL_PAUSE") or "1", "HONK_LABEL_PAUSE", zero_ok=True),
             lease_seconds=_float(get("HONK_LEASE_SECONDS") or "60", "HONK_LEASE_SECONDS"),

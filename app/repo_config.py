@@ -47,7 +47,10 @@ _REVIEW = {
     "on_veto": "on_veto",
     "allow": "review_allow",
     "checks": "review_checks",
+    "outcome": "review_outcome",
+    "tests": "review_test_commands",  # and review_test_files
 }
+_REVIEW_TESTS = ("command", "commands", "files")
 ON_VETO = ("draft", "comment")
 MERGE_METHODS = ("squash", "merge", "rebase")  # GitHub's merge_method values
 LABEL_MAX = 50  # GitHub's limit on a label's name
@@ -125,6 +128,11 @@ class RepoConfig:
     on_veto: str | None = None  # "draft" (a draft PR, the default) or "comment" (no PR)
     review_allow: tuple[str, ...] = ()  # globs of files the repository expects changes to
     review_checks: bool | None = None  # False: checks off (only if the operator allows it)
+    # The outcome checks (app/review): off only where the operator allows it; the test
+    # commands they run and extra test infrastructure files, when Honk's defaults do not fit.
+    review_outcome: bool | None = None
+    review_test_commands: tuple[str, ...] = ()
+    review_test_files: tuple[str, ...] = ()
     merge: str | None = None  # how Merge in Slack merges: squash, merge or rebase
     # Plain variables for setup, the agent's commands, `verify:` and the review's test runs.
     env: tuple[tuple[str, str], ...] = ()
@@ -362,7 +370,7 @@ def parse_config(text: str, source: str = CONFIG_PATH) -> RepoConfig:
     _check_items(values, source)
     values.update(_limits(data.get("limits"), source))
     # `limits:` and `review:` are one setting each in the file but several fields here.
-    nested = {*_LIMITS.values(), *_REVIEW.values()}
+    nested = {*_LIMITS.values(), *_REVIEW.values(), "review_test_files"}
     written = {k for k in data if k not in ("limits", "review")} | {
         k for k in values if k in nested
     }
@@ -428,8 +436,10 @@ def _review(review: Any, source: str) -> dict[str, Any]:
             continue
         if key == "model":
             values["review_model"] = _string(value, "review.model", source)
-        elif key in ("model_judge", "checks"):
+        elif key in ("model_judge", "checks", "outcome"):
             values[_REVIEW[key]] = _on_off(value, f"review.{key}", source)
+        elif key == "tests":
+            values.update(_review_tests(value, source))
         elif key == "on_veto":
             if value not in ON_VETO:
                 raise RepoConfigError(f"{source}: review.on_veto must be draft or comment")
@@ -479,6 +489,27 @@ def parse_env(value: Any, source: str, setting: str = "env") -> tuple[tuple[str,
     return tuple(pairs)
 
 
+def _review_tests(value: Any, source: str) -> dict[str, Any]:
+    """`review: tests:`: a command, a list of them, or {commands (or command), files}."""
+    if not isinstance(value, dict):
+        return {"review_test_commands": _strings(value, "review.tests", source)}
+    unknown = sorted(str(k) for k in set(value) - set(_REVIEW_TESTS))
+    if unknown:
+        raise RepoConfigError(
+            f"{source}: unknown review.tests setting(s) {', '.join(unknown)}"
+            f"{_hint(unknown, list(_REVIEW_TESTS))} (commands, files)"
+        )
+    if "command" in value and "commands" in value:
+        raise RepoConfigError(f"{source}: review.tests takes command or commands, not both")
+    commands = value.get("commands", value.get("command"))
+    values: dict[str, Any] = {
+        "review_test_commands": _strings(commands, "review.tests.commands", source)
+    }
+    if value.get("files") is not None:
+        values["review_test_files"] = _strings(value["files"], "review.tests.files", source)
+    return values
+
+
 def _merge_method(value: Any, source: str) -> str:
     if not isinstance(value, str) or value.strip().lower() not in MERGE_METHODS:
         raise RepoConfigError(
@@ -497,7 +528,11 @@ def _on_off(value: Any, key: str, source: str) -> bool:
 
 
 def _check_items(values: dict[str, Any], source: str) -> None:
-    for key, name in (("paths", "paths"), ("review_allow", "review.allow")):
+    for key, name in (
+        ("paths", "paths"),
+        ("review_allow", "review.allow"),
+        ("review_test_files", "review.tests.files"),
+    ):
         for glob in values.get(key, ()):
             if ".." in glob.split("/") or glob.removeprefix("!").startswith("//"):
                 raise RepoConfigError(
@@ -589,12 +624,19 @@ class ReviewPolicy:
     checks: bool  # the deterministic checks run
     checks_kept: bool  # the repository asked to turn them off; the operator does not allow it
     diff_chars: int  # the most of the diff the judge is shown
+    outcome: bool = True  # the outcome checks run (app/review/outcome.py)
+    outcome_kept: bool = False  # asked off by the repository, kept on by the operator
+    test_commands: tuple[str, ...] = ()  # `review: tests:`: what the outcome checks run
+    test_files: tuple[str, ...] = ()  # and the extra test infrastructure they move
 
 
 def review_policy(settings: Settings, config: RepoConfig) -> ReviewPolicy:
-    """The one merge of HONK_REVIEW_* with `review:`; only the operator lets the checks go."""
+    """The one merge of HONK_REVIEW_* with `review:`; only the operator lets the checks go,
+    and the outcome checks."""
     wants_checks_off = config.review_checks is False
     checks_off = wants_checks_off and settings.review_checks_optional
+    wants_outcome_off = config.review_outcome is False
+    outcome_off = wants_outcome_off and settings.review_outcome_optional
     return ReviewPolicy(
         model=config.review_model or settings.review_model,
         model_judge=settings.model_judge if config.model_judge is None else config.model_judge,
@@ -603,6 +645,10 @@ def review_policy(settings: Settings, config: RepoConfig) -> ReviewPolicy:
         checks=not checks_off,
         checks_kept=wants_checks_off and not checks_off,
         diff_chars=settings.review_diff_chars,
+        outcome=not outcome_off,
+        outcome_kept=wants_outcome_off and not outcome_off,
+        test_commands=config.review_test_commands,
+        test_files=config.review_test_files,
     )
 
 

@@ -60,7 +60,10 @@ def test_review_in_the_file() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("review: on\n", "review must be a mapping (model, model_judge, on_veto, allow, checks)"),
+        (
+            "review: on\n",
+            "review must be a mapping (model, model_judge, on_veto, allow, checks, outcome, tests)",
+        ),
         (
             "review:\n  on_vetoo: draft\n",
             "unknown review setting 'on_vetoo' (did you mean on_veto?)",

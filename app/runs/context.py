@@ -83,6 +83,10 @@ class RunContext:
     result: AgentResult | None = None
     verification: Verification | None = None
     review: Review | None = None  # the review before the PR (app/runs/review.py)
+    # When the agent began (time.time()): ignored files changed since are its, not setup's,
+    # and stay out of the outcome checks' trees; and what those checks linked (app/review).
+    agent_began: float | None = None
+    ignored_links: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rules = rules_for(self.run.kind)

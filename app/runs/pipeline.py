@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import anthropic
@@ -26,6 +27,7 @@ from app.repo_config import (
     network_plan,
     run_limits,
 )
+from app.review.outcome import OutcomeReport
 from app.runs.attempts import combine, instruct, second_attempt_limits, verification
 from app.runs.context import LimitStop, Outcome, RunCancelled, RunContext, SetupFailed
 from app.runs.environment import (
@@ -35,6 +37,7 @@ from app.runs.environment import (
     plan_environment,
 )
 from app.runs.network import explain_refusals, phase_network
+from app.runs.outcome import check_outcome, outcome_checks
 from app.runs.publish import (
     BUILD_ARTIFACTS,
     RUN_PERMISSIONS,
@@ -90,6 +93,8 @@ class Pipeline:
         self._check_stop = self._stops.check
         self._until_stopped = self._stops.until_stopped
         self._sandbox_ok = False  # bwrap was seen to work in this process
+        # The review's outcome checks: their in-flight base runs shared by this process's runs.
+        self.outcome = outcome_checks(settings, store)
 
     @property
     def anthropic(self) -> anthropic.AsyncAnthropic:
@@ -332,6 +337,7 @@ class Pipeline:
         """The agent, within the run's limits."""
         assert ctx.task_with is not None and ctx.agent_limits is not None
         await ctx.tracker.phase("agent", "starting")
+        ctx.agent_began = time.time()
         ctx.result = await self._agent(ctx, ctx.task_with(ctx.request), ctx.agent_limits)
 
     async def _verify(self, ctx: RunContext) -> None:
@@ -406,7 +412,11 @@ class Pipeline:
             await self._check_paths(ctx)
             return True
 
-        ctx.review = await review_change(ctx, self.settings, self.anthropic, again)
+        async def outcome() -> OutcomeReport:
+            # Stoppable like verification: a stop request kills the test runs.
+            return await self._until_stopped(ctx.run, check_outcome(ctx, self.outcome))
+
+        ctx.review = await review_change(ctx, self.settings, self.anthropic, again, outcome)
         self._check_stop(ctx.run)
         if ctx.review.retried and (stopped := await self._no_change(ctx)) is not None:
             return stopped  # the second attempt undid the change

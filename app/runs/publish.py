@@ -13,6 +13,7 @@ from app.log import describe_error
 from app.models import RunState, Usage
 from app.runs.context import Outcome, RunContext
 from app.runs.people import co_author
+from app.runs.review import OUTCOME
 from app.runs.review_texts import review_text, total_cost, usage_text, veto_comment
 from app.runs.texts import check_run_conclusion, check_run_output, no_change_comment, pr_body
 from app.store.kv import Namespace, mapping
@@ -259,7 +260,12 @@ async def withhold(ctx: RunContext, usage: Usage) -> Outcome:
     """`review: {on_veto: comment}` and a veto: nothing is pushed; the issue is told why."""
     assert ctx.review is not None
     checkout, _sandbox, _tools = ctx.work
-    reason = f"Honk's review vetoed the change: {ctx.review.why()}"[:1000]
+    stopped = (
+        "The tests' outcome stopped the change"
+        if ctx.review.verdict == OUTCOME
+        else "Honk's review vetoed the change"
+    )
+    reason = f"{stopped}: {ctx.review.why()}"[:1000]
     where = ctx.tracker.comment_on
     if where:
         text = veto_comment(ctx.review, await checkout.diff_stat())
