@@ -76,7 +76,14 @@ class AuthMixin(GitHubState):
             except ValueError:
                 return _error(400, "Problems parsing JSON")
         self.calls.append(
-            Call(request.method, request.path, dict(request.query), dict(request.headers), body)
+            Call(
+                request.method,
+                request.path,
+                dict(request.query),
+                dict(request.headers),
+                body,
+                self.clock(),
+            )
         )
         request[JSON_BODY] = body if body is not None else {}
         scripted = self._take_scripted(request)

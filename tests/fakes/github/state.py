@@ -61,6 +61,7 @@ class Call:
     query: dict[str, str]
     headers: dict[str, str]
     json: Any
+    at: float = 0.0  # the fake's clock when it arrived
 
 
 @dataclass
