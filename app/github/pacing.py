@@ -161,6 +161,8 @@ class InstallationBudget:
         self._held_until = 0.0
         self._held_why = ""
         self._primary: dict[str, _Primary] = {}
+        # While a budget is unknown, bulk work sends one request to learn it, then the rest.
+        self._probes: dict[str, asyncio.Event] = {}
         self._last_bulk_write = -math.inf
 
     # --- what the client calls -------------------------------------------------------
@@ -182,18 +184,22 @@ class InstallationBudget:
         """
         priority = current_priority() if priority is None else priority
         write = is_content_creating(method, url, body)
-        await self._admit(write, _resource(url), priority, max_hold)
-        if not write:
-            yield
-            return
-        self._in_flight += 1
+        resource = _resource(url)
+        probe = await self._admit(write, resource, priority, max_hold)
+        if write:
+            self._in_flight += 1
         try:
             yield
         finally:
-            self._in_flight -= 1
-            answered = self._clock()
-            self._minute.append(answered)
-            self._hour.append(answered)
+            if write:
+                self._in_flight -= 1
+                answered = self._clock()
+                self._minute.append(answered)
+                self._hour.append(answered)
+            if probe is not None:
+                # The client reads the answer's budget (`observe`) before the waiters run.
+                del self._probes[resource]
+                probe.set()
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Take the primary budget from an answer's `X-RateLimit-*` headers."""
@@ -234,12 +240,20 @@ class InstallationBudget:
 
     async def _admit(
         self, write: bool, resource: str, priority: Priority, max_hold: float | None
-    ) -> None:
+    ) -> asyncio.Event | None:
+        """Wait for the request's turn; the probe it is, if it goes to learn the budget."""
         started = self._clock()
+        probe = None
         while True:
             now = self._clock()
             wait, imposed = self._wait(write, resource, priority, now)
             if wait <= 0:
+                if priority is not Priority.BULK or resource in self._primary:
+                    break
+                if (running := self._probes.get(resource)) is not None:
+                    await running.wait()
+                    continue
+                probe = self._probes[resource] = asyncio.Event()
                 break
             if imposed and max_hold is not None and wait > max_hold:
                 raise gidgethub.RateLimitExceeded(
@@ -255,6 +269,7 @@ class InstallationBudget:
             self._last_bulk_write = now
         if now > started:
             metrics.github_paced_seconds.labels(priority.name.lower()).observe(now - started)
+        return probe
 
     def _wait(
         self, write: bool, resource: str, priority: Priority, now: float
