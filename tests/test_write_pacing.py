@@ -188,9 +188,11 @@ async def test_retry_after_holds_every_task_of_the_installation(
     assert fake_github.reactions_on(REPO, "issue:2") == ["eyes"]
 
 
-async def test_a_wait_too_long_for_a_person_is_said_at_once_and_bulk_work_waits_it_out(
+async def test_a_wait_longer_than_a_client_allows_is_said_at_once(
     app: GitHubApp, fake_github: FakeGitHub, clock: VirtualClock
 ) -> None:
+    """As GitHub's own refusal would be (a delivery is tried again later, a run says why),
+    without sending what GitHub would refuse; a client made to wait longer waits it out."""
     fake_github.fail_next(
         "POST",
         rf"^/repos/{REPO}/issues/1/comments$",
@@ -198,14 +200,16 @@ async def test_a_wait_too_long_for_a_person_is_said_at_once_and_bulk_work_waits_
         headers={"Retry-After": "600"},
         body={"message": SECONDARY_RATE_LIMIT},
     )
-    bulk = await app.installation_client(1, priority=Priority.BULK)
+    bulk = await app.installation_client(1, priority=Priority.BULK, max_wait=3600)
     waits_it_out = asyncio.create_task(bulk.comment(REPO, 1, "bulk"))
     await settled(clock, [waits_it_out])
     calls = len(fake_github.calls)
-    person = await app.installation_client(1, priority=Priority.URGENT)
-    with pytest.raises(gidgethub.RateLimitExceeded) as limited:
-        await asyncio.wait_for(person.comment(REPO, 2, "On it"), timeout=10)
-    assert "more than the 120 s allowed" in str(limited.value)
+    for priority in Priority:
+        told = await app.installation_client(1, priority=priority)
+        with pytest.raises(gidgethub.RateLimitExceeded) as limited:
+            await asyncio.wait_for(told.comment(REPO, 2, "On it"), timeout=10)
+        assert "more than the 120 s allowed" in str(limited.value)
+        assert SECONDARY_RATE_LIMIT[:20] not in str(limited.value)  # the pacer said it
     assert len(fake_github.calls) == calls  # nothing sent that GitHub would refuse
     clock.advance(600)
     await asyncio.wait_for(waits_it_out, timeout=20)
@@ -240,12 +244,16 @@ async def test_bulk_work_never_spends_the_primary_reserve(
     limit = fake_github.primary_limit
     reserve = int(limit * 0.10)
     fake_github.set_primary_used(1, limit - reserve - 10)  # ten requests above the reserve
-    bulk = await app.installation_client(1, priority=Priority.BULK)
+    # Made to wait for the reset (an hour away); with the default wait it would be refused.
+    bulk = await app.installation_client(1, priority=Priority.BULK, max_wait=4000)
     tasks = [asyncio.create_task(bulk.issue(REPO, 1)) for _ in range(25)]
     await settled(clock, tasks)
     assert len(fake_github.calls_to("GET", rf"^/repos/{REPO}/issues/1$")) == 10
     assert fake_github.primary_remaining(1) == reserve
     assert sum(not task.done() for task in tasks) == 15
+    impatient = await app.installation_client(1, priority=Priority.BULK)
+    with pytest.raises(gidgethub.RateLimitExceeded, match="bulk work leaves the last"):
+        await asyncio.wait_for(impatient.issue(REPO, 1), timeout=10)
 
     # Ordinary work may spend the reserve: it is kept for it.
     run = await app.installation_client(1)

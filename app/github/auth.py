@@ -125,11 +125,14 @@ class GitHubApp:
         repositories: Sequence[str] | None = None,
         permissions: Mapping[str, str] | None = None,
         priority: Priority | None = None,
+        max_wait: float | None = None,
     ) -> GitHubClient:
         """A client acting as the installation; its token is renewed as the client lives on.
 
         Its requests are paced with every other client of the installation in this process;
         `priority` is the client's own, else each request's context's (`pacing.writes_at`).
+        `max_wait`: the longest wait for GitHub (a `Retry-After`, a reset) before it gives
+        up; bulk work that should wait out a reset sets it long.
         """
         # Fetch now so a removed installation fails here, not at the first call.
         await self.installation_token(
@@ -142,7 +145,10 @@ class GitHubApp:
             )
             return f"token {current.token}"
 
-        return self._client(token, self.pacer.budget(installation_id), priority)
+        client = self._client(token, self.pacer.budget(installation_id), priority)
+        if max_wait is not None:
+            client.max_wait = max_wait
+        return client
 
     async def app_info(self) -> dict[str, Any]:
         """GET /app (slug, id, name, html_url ...), fetched once."""

@@ -77,14 +77,12 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
         priority = self.priority if self.priority is not None else current_priority()
-        # Bulk work waits out whatever GitHub asks; a person or a run is told after max_wait.
-        max_hold = None if priority is Priority.BULK else self.max_wait
         attempt = 0
         while True:
             attempt += 1
             sent = dict(headers)
             try:
-                async with self._paced(method, url, body, priority, max_hold):
+                async with self._paced(method, url, body, priority):
                     # Asked for after the wait for the budget, so it is fresh when it goes.
                     if self._authorization is not None:
                         sent["authorization"] = await self._authorization()
@@ -105,15 +103,14 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 wait = self._retry_wait(status, answer, data, attempt)
                 if wait is None:
                     return status, answer, data
-                limited = status in (403, 429)
+                limited = self.budget is not None and status in (403, 429)
                 if self.budget is not None and limited:
                     # Every task of the installation waits, this one in its next admission.
                     self.budget.hold(wait, f"{status} on {method} {urlsplit(url).path}")
-                    if attempt > self.max_retries or (max_hold is not None and wait > max_hold):
-                        _give_up(method, url, status, answer, data, attempt, wait, self.max_wait)
-                    continue
                 if attempt > self.max_retries or wait > self.max_wait:
                     _give_up(method, url, status, answer, data, attempt, wait, self.max_wait)
+                if limited:
+                    continue
                 reason = str(status)
             log.warning(
                 "GitHub %s %s failed (%s); retry %d/%d in %.1f s",
@@ -127,16 +124,12 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             await self.sleep(wait)
 
     def _paced(
-        self,
-        method: str,
-        url: str,
-        body: bytes,
-        priority: Priority,
-        max_hold: float | None,
+        self, method: str, url: str, body: bytes, priority: Priority
     ) -> contextlib.AbstractAsyncContextManager[None]:
         if self.budget is None:
             return contextlib.nullcontext()
-        return self.budget.request(method, url, body, priority=priority, max_hold=max_hold)
+        # Longer than max_wait for GitHub's say-so (or the reserve): raised, as a 403 would.
+        return self.budget.request(method, url, body, priority=priority, max_hold=self.max_wait)
 
     def _backoff(self, attempt: int) -> float:
         return min(BACKOFF_BASE * 2 ** (attempt - 1), self.max_wait)

@@ -179,8 +179,11 @@ class InstallationBudget:
     ) -> AsyncIterator[None]:
         """Wait until the request may go, then hold its place while it is in flight.
 
-        `max_hold`: a wait GitHub imposed (`hold`, an exhausted primary budget) longer than
-        this raises `gidgethub.RateLimitExceeded` instead; None waits it out.
+        The pacer's own waits (the minute's and the hour's windows) are waited out. A wait
+        for GitHub's say-so (`hold`, a spent primary budget) or, for bulk work, for the
+        primary reset, longer than `max_hold` raises `gidgethub.RateLimitExceeded` at
+        once, as GitHub's own refusal would (a delivery is tried again later, a run says
+        why); None waits it out.
         """
         priority = current_priority() if priority is None else priority
         write = is_content_creating(method, url, body)
@@ -246,7 +249,7 @@ class InstallationBudget:
         probe = None
         while True:
             now = self._clock()
-            wait, imposed = self._wait(write, resource, priority, now)
+            wait, bounded = self._wait(write, resource, priority, now)
             if wait <= 0:
                 if priority is not Priority.BULK or resource in self._primary:
                     break
@@ -255,10 +258,10 @@ class InstallationBudget:
                     continue
                 probe = self._probes[resource] = asyncio.Event()
                 break
-            if imposed and max_hold is not None and wait > max_hold:
+            if bounded and max_hold is not None and wait > max_hold:
                 raise gidgethub.RateLimitExceeded(
                     sansio.RateLimit(limit=0, remaining=0, reset_epoch=now + wait),
-                    f"GitHub asks installation {self.installation_id} to wait {wait:.0f} s "
+                    f"rate limit: installation {self.installation_id} must wait {wait:.0f} s "
                     f"({self._why(resource, now)}), more than the {max_hold:.0f} s allowed",
                 )
             await self._sleep(wait)
@@ -274,7 +277,8 @@ class InstallationBudget:
     def _wait(
         self, write: bool, resource: str, priority: Priority, now: float
     ) -> tuple[float, bool]:
-        """Seconds before the request may go, and whether GitHub imposed the wait."""
+        """Seconds before the request may go, and whether `max_hold` bounds the wait (a
+        wait on GitHub's reset or its say-so, not the pacer's own windows)."""
         if self._held_until > now:
             return self._held_until - now, True
         primary = self._primary.get(resource)
@@ -288,7 +292,7 @@ class InstallationBudget:
                 priority is Priority.BULK
                 and primary.remaining - 1 < primary.limit * self.limits.primary_reserve
             ):
-                return until_reset, False
+                return until_reset, True
         if not write:
             return 0.0, False
         wait = max(
@@ -318,6 +322,9 @@ class InstallationBudget:
     def _why(self, resource: str, now: float) -> str:
         if self._held_until > now:
             return self._held_why
+        primary = self._primary.get(resource)
+        if primary is not None and primary.remaining > 0:
+            return f"bulk work leaves the last of the {resource} rate limit until its reset"
         return f"the {resource} rate limit is spent until its reset"
 
 
