@@ -87,6 +87,8 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                     if self._authorization is not None:
                         sent["authorization"] = await self._authorization()
                     status, answer, data = await super()._request(method, url, sent, body)
+                    if self.budget is not None:
+                        self.budget.observe(answer)  # the budget GitHub tells, in its place
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
                 metrics.github_calls.labels(method, type(exc).__name__).inc()
                 resendable = method in IDEMPOTENT or isinstance(exc, aiohttp.ClientConnectorError)
@@ -98,19 +100,17 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 remaining = answer.get("x-ratelimit-remaining")
                 if remaining is not None and remaining.isdigit():
                     metrics.github_rate_remaining.set(int(remaining))
-                if self.budget is not None:
-                    self.budget.observe(answer)
                 wait = self._retry_wait(status, answer, data, attempt)
                 if wait is None:
                     return status, answer, data
-                limited = self.budget is not None and status in (403, 429)
-                if self.budget is not None and limited:
+                held = self.budget is not None and status in (403, 429)
+                if held and self.budget is not None:
                     # Every task of the installation waits, this one in its next admission.
                     self.budget.hold(wait, f"{status} on {method} {urlsplit(url).path}")
                 if attempt > self.max_retries or wait > self.max_wait:
                     _give_up(method, url, status, answer, data, attempt, wait, self.max_wait)
-                if limited:
-                    continue
+                if held:
+                    continue  # the budget's hold is this task's wait too
                 reason = str(status)
             log.warning(
                 "GitHub %s %s failed (%s); retry %d/%d in %.1f s",

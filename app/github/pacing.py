@@ -161,8 +161,10 @@ class InstallationBudget:
         self._held_until = 0.0
         self._held_why = ""
         self._primary: dict[str, _Primary] = {}
-        # While a budget is unknown, bulk work sends one request to learn it, then the rest.
+        # While a budget is unknown, bulk work sends one request to learn it, then the rest;
+        # unmetered: budgets an answer did not tell (GitHub Enterprise without rate limits).
         self._probes: dict[str, asyncio.Event] = {}
+        self._unmetered: set[str] = set()
         self._last_bulk_write = -math.inf
 
     # --- what the client calls -------------------------------------------------------
@@ -200,12 +202,15 @@ class InstallationBudget:
                 self._minute.append(answered)
                 self._hour.append(answered)
             if probe is not None:
-                # The client reads the answer's budget (`observe`) before the waiters run.
+                # The client has told the answer's budget (`observe`), if the answer had one.
                 del self._probes[resource]
                 probe.set()
+                if resource not in self._primary:
+                    self._unmetered.add(resource)
 
     def observe(self, headers: Mapping[str, str]) -> None:
-        """Take the primary budget from an answer's `X-RateLimit-*` headers."""
+        """Take the primary budget from an answer's `X-RateLimit-*` headers (within
+        `request`'s block, so a probe's answer is known when it ends)."""
         try:
             limit = int(headers["x-ratelimit-limit"])
             remaining = int(headers["x-ratelimit-remaining"])
@@ -214,6 +219,7 @@ class InstallationBudget:
             return
         resource = headers.get("x-ratelimit-resource") or "core"
         known = self._primary.get(resource)
+        self._unmetered.discard(resource)
         if known is None or known.reset != reset:
             self._primary[resource] = _Primary(limit, remaining, reset)
         else:
@@ -232,13 +238,6 @@ class InstallationBudget:
                 why,
             )
 
-    # --- state, for tests and doctor ---------------------------------------------------
-
-    def writes_in_last(self, seconds: float) -> int:
-        """Writes answered within the last `seconds`, and those in flight."""
-        since = self._clock() - seconds
-        return sum(1 for at in self._hour if at > since) + self._in_flight
-
     # --- admission ---------------------------------------------------------------------
 
     async def _admit(
@@ -252,6 +251,8 @@ class InstallationBudget:
             wait, bounded = self._wait(write, resource, priority, now)
             if wait <= 0:
                 if priority is not Priority.BULK or resource in self._primary:
+                    break
+                if resource in self._unmetered:
                     break
                 if (running := self._probes.get(resource)) is not None:
                     await running.wait()
