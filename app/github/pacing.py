@@ -57,7 +57,8 @@ WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
 
 class Priority(IntEnum):
-    """Whose writes go first when an installation's budget runs short (lower goes first)."""
+    """Whose writes still find room when an installation's budget runs short: each
+    priority's ceiling (`PacingLimits.ceiling`) leaves the ones above it a share."""
 
     URGENT = 0  # a person's request answered: the reaction, the tracking comment, a reply
     NORMAL = 1  # an ordinary run's writes, CI's reports
