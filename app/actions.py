@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.github.client import WRITE_ROLES, GitHubClient
+from app.github.pacing import Priority, writes_at
 from app.issue_snapshots import record_approved
 from app.models import ACTIVE_STATES, Run, RunKind, SlackThread
 from app.progress import Progress
@@ -70,7 +71,9 @@ async def start_issue_run(
     issue_number = int(issue["number"])
     # Before the run exists, so a worker that claims it at once finds it.
     await record_approved(store, repo, issue, requested_by)
-    comment = await gh.comment(repo, issue_number, Progress(None).render())
+    # The person sees Honk at work at once, ahead of runs' and bulk writes.
+    with writes_at(Priority.URGENT):
+        comment = await gh.comment(repo, issue_number, Progress(None).render())
     run = await store.enqueue_run(
         NewRun(
             repo=repo,

@@ -89,6 +89,15 @@ class Settings:
     # Pause between label writes when installing on an org: GitHub's secondary rate
     # limits ask for about a second between content-creating requests.
     label_pause: float = 1.0
+    # GitHub's limits, paced per installation (app/github/pacing.py): content-creating
+    # requests a minute and an hour (GitHub allows about 80 and 500), the share of each
+    # window bulk work leaves to people and runs, the share of the primary budget (5,000
+    # requests an hour) bulk work never spends, and how many processes split the budget.
+    github_writes_per_minute: int = 60
+    github_writes_per_hour: int = 450
+    github_writes_reserved: float = 0.25
+    github_primary_reserve: float = 0.10
+    processes: int = 1
     # Queue leases: a worker renews every lease_seconds/3; a dead worker's run is
     # claimed again once its lease has run out.
     lease_seconds: float = 60.0
@@ -254,6 +263,19 @@ class Settings:
                 get("HONK_REVIEW_OUTCOME_OPTIONAL") or "off", "HONK_REVIEW_OUTCOME_OPTIONAL"
             ),
             label_pause=_float(get("HONK_LABEL_PAUSE") or "1", "HONK_LABEL_PAUSE", zero_ok=True),
+            github_writes_per_minute=_int(
+                get("HONK_GITHUB_WRITES_PER_MINUTE") or "60", "HONK_GITHUB_WRITES_PER_MINUTE"
+            ),
+            github_writes_per_hour=_int(
+                get("HONK_GITHUB_WRITES_PER_HOUR") or "450", "HONK_GITHUB_WRITES_PER_HOUR"
+            ),
+            github_writes_reserved=_share(
+                get("HONK_GITHUB_WRITES_RESERVED") or "0.25", "HONK_GITHUB_WRITES_RESERVED"
+            ),
+            github_primary_reserve=_share(
+                get("HONK_GITHUB_PRIMARY_RESERVE") or "0.1", "HONK_GITHUB_PRIMARY_RESERVE"
+            ),
+            processes=_int(get("HONK_PROCESSES") or "1", "HONK_PROCESSES"),
             lease_seconds=_float(get("HONK_LEASE_SECONDS") or "60", "HONK_LEASE_SECONDS"),
             poll_interval=_float(get("HONK_POLL_INTERVAL") or "1", "HONK_POLL_INTERVAL"),
             metrics_token=get("HONK_METRICS_TOKEN"),
@@ -342,6 +364,14 @@ def _float(value: str, name: str, zero_ok: bool = False) -> float:
     if number < 0 or (number == 0 and not zero_ok):
         allowed = "0 or more" if zero_ok else "more than 0"
         raise ConfigError(f"{name} must be {allowed} (got {value.strip()})")
+    return number
+
+
+def _share(value: str, name: str) -> float:
+    """A fraction from 0 up to, not including, 1 (a share that leaves something)."""
+    number = _float(value, name, zero_ok=True)
+    if number >= 1:
+        raise ConfigError(f"{name} must be from 0 up to, not including, 1 (got {value.strip()})")
     return number
 
 

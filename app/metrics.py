@@ -140,6 +140,13 @@ github_rate_remaining = Gauge(
     "x-ratelimit-remaining of GitHub's last answer",
     registry=registry,
 )
+github_paced_seconds = Histogram(
+    "honk_github_paced_seconds",
+    "Time GitHub requests waited for their installation's budget, by priority",
+    ("priority",),
+    buckets=(0.5, 1, 5, 15, 30, 60, 300, 900, 3600),
+    registry=registry,
+)
 slack_calls = Counter(
     "honk_slack_requests_total",
     "Slack Web API calls, by method and outcome (ok, or Slack's error)",

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -15,6 +16,7 @@ from app.ci.reporter import CiReporter
 from app.config import Settings
 from app.dispatch import Dispatcher
 from app.github.auth import GitHubApp
+from app.github.client import Sleep
 from app.github.connections import GitHubConnections
 from app.github.oauth import GitHubOAuth
 from app.handlers.context import HandlerContext
@@ -46,18 +48,32 @@ class Services:
     connections: GitHubConnections
 
 
+@dataclass(frozen=True)
+class GitHubTime:
+    """The clock and sleep GitHub's side keeps time with (tokens, retries, pacing): real
+    time, unless a test runs GitHub on a fake clock."""
+
+    clock: Callable[[], float] = field(default=time.time)
+    sleep: Sleep = field(default=asyncio.sleep)
+
+
 @contextlib.asynccontextmanager
 async def open_services(
-    settings: Settings, *, workers: int | None = None, dispatch: bool = True
+    settings: Settings,
+    *,
+    workers: int | None = None,
+    dispatch: bool = True,
+    github_time: GitHubTime | None = None,
 ) -> AsyncIterator[Services]:
     """Open the store, HTTP session, GitHub App, Slack; start workers and the dispatcher."""
+    github_time = github_time or GitHubTime()
     redact.add(*settings.secrets())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = await Store.open(settings.database_url)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
     # One Slack client for notifications and the front door, on the shared session.
     slack = SlackNotifier(settings, session=session)
-    github = GitHubApp(settings, session)
+    github = GitHubApp(settings, session, clock=github_time.clock, sleep=github_time.sleep)
     # People's own GitHub tokens (connected from Slack), encrypted in the store.
     connections = GitHubConnections(settings, store, GitHubOAuth(settings, session))
     config_cache = ConfigCache()

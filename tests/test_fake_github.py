@@ -135,6 +135,52 @@ async def test_calls_are_recorded(app: GitHubApp, fake_github: FakeGitHub) -> No
     assert fake_github.repo(REPO)["issues"][1]["labels"][0]["name"] == "bug"
 
 
+async def test_rate_limits_are_github_s(
+    app: GitHubApp, fake_github: FakeGitHub, session: aiohttp.ClientSession
+) -> None:
+    """Primary: X-RateLimit-* on every installation answer, a 403 at zero until the reset.
+    Secondary: past 80 writes a minute (or 500 an hour), a 403 with Retry-After; refused
+    requests spend nothing."""
+    clock = ManualClock()
+    fake_github.clock = clock
+    token = (await app.installation_token(1)).token
+    headers = {"Authorization": f"token {token}"}
+    issue = f"{fake_github.url}/repos/{REPO}/issues/1"
+    fake_github.add_issue(REPO, 1, title="Limits")
+    async with session.get(issue, headers=headers) as response:
+        assert response.status == 200
+        assert response.headers["X-RateLimit-Limit"] == "5000"
+        assert response.headers["X-RateLimit-Remaining"] == "4999"
+        assert response.headers["X-RateLimit-Resource"] == "core"
+        reset = int(response.headers["X-RateLimit-Reset"])
+        assert reset == int(clock()) + 3600
+
+    comments = f"{issue}/comments"
+    for n in range(80):
+        async with session.post(comments, json={"body": f"{n}"}, headers=headers) as response:
+            assert response.status == 201
+    async with session.post(comments, json={"body": "81st"}, headers=headers) as response:
+        assert response.status == 403
+        assert response.headers["Retry-After"] == "60"
+        assert "secondary rate limit" in (await response.json())["message"]
+    assert len(fake_github.rate_limited) == 1
+    assert fake_github.busiest_window(1, 60) == 80
+    clock.advance(60)  # the first minute's writes are behind it
+    async with session.post(comments, json={"body": "later"}, headers=headers) as response:
+        assert response.status == 201
+    assert fake_github.primary_remaining(1) == 5000 - 82  # the refused one spent nothing
+
+    fake_github.set_primary_used(1, 5000)
+    async with session.get(issue, headers=headers) as response:
+        assert response.status == 403
+        assert response.headers["X-RateLimit-Remaining"] == "0"
+        assert "API rate limit exceeded" in (await response.json())["message"]
+    clock.advance(reset - clock())
+    async with session.get(issue, headers=headers) as response:
+        assert response.status == 200
+        assert response.headers["X-RateLimit-Remaining"] == "4999"
+
+
 async def test_a_pr_needs_commits_and_an_existing_branch(
     app: GitHubApp, fake_github: FakeGitHub
 ) -> None:

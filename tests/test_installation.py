@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -12,10 +13,11 @@ from app.config import Settings
 from app.handlers import installation
 from app.installations import installation_active, repository_active
 from app.models import RunState
+from app.services import GitHubTime
 from app.store import NewRun, Store
 from app.web import SERVICES, create_app
 from tests.conftest import load_payload
-from tests.fakes.github import SECONDARY_RATE_LIMIT
+from tests.fakes.github import SECONDARY_RATE_LIMIT, VirtualClock
 from tests.helpers import ClientFactory, eventually, post_webhook
 
 ORG = "octo-org"
@@ -144,10 +146,23 @@ async def test_secondary_rate_limit_is_waited_out(client: TestClient, fake_githu
 
 
 async def test_lasting_rate_limit_resumes_where_it_stopped(
-    client: TestClient, fake_github: Any, fake_slack: Any
+    aiohttp_client: ClientFactory,
+    base_settings: Settings,
+    fake_github: Any,
+    fake_slack: Any,
 ) -> None:
-    """GitHub asks for longer than the client waits: the delivery is retried later and
-    carries on after the repositories already done, without a second Slack hello."""
+    """GitHub asks for longer than the client waits: the delivery is retried once GitHub's
+    wait is over (nothing is sent to the installation before) and carries on after the
+    repositories already done, without a second Slack hello."""
+    clock = VirtualClock()  # GitHub's side: a bulk write's pause takes no real time
+    fake_github.clock = clock
+    for repo in (WIDGETS, GADGETS):
+        fake_github.add_repo(repo)
+    settings = fake_slack.settings(base_settings.with_overrides(github_api_url=fake_github.url))
+    client = await aiohttp_client(
+        create_app(settings, workers=0, github_time=GitHubTime(clock=clock, sleep=clock.sleep))
+    )
+    client.app[SERVICES].store.delivery_retry_delay = 0.2
     fake_github.add_installation(INSTALLATION, account=ORG, repos=[WIDGETS, GADGETS])
     fake_github.fail_next(
         "POST",
@@ -157,6 +172,10 @@ async def test_lasting_rate_limit_resumes_where_it_stopped(
         body={"message": SECONDARY_RATE_LIMIT},
     )
     await post_webhook(client, "installation", created([WIDGETS, GADGETS]), delivery_id="inst-1")
+    await eventually(lambda: fake_github.rate_limited or label_posts(fake_github, GADGETS))
+    await asyncio.sleep(1)  # the delivery is tried again meanwhile
+    assert len(label_posts(fake_github, GADGETS)) == 1  # the refused one; none while held
+    clock.advance(3600)
     await eventually(lambda: fake_github.repo(GADGETS)["labels"].get("honk"))
     await eventually(lambda: dispatched(client))
     assert len(fake_github.calls_to("GET", rf"^/repos/{WIDGETS}/labels/honk$")) == 1

@@ -16,6 +16,7 @@ from cachetools import TLRUCache
 
 from app.config import ConfigError, Settings
 from app.github.client import Authorization, GitHubClient, Sleep
+from app.github.pacing import InstallationBudget, PacingLimits, Priority, WritePacer
 from app.log import redact
 
 JWT_BACKDATE = 60  # seconds; a host clock running fast is not refused
@@ -56,6 +57,8 @@ class GitHubApp:
         self._locks: dict[TokenKey, asyncio.Lock] = {}
         self._app_info: dict[str, Any] | None = None
         self._bot: tuple[str, str] | None = None
+        # This process's share of each installation's budget, shared by all its clients.
+        self.pacer = WritePacer(PacingLimits.from_settings(settings), clock=clock, sleep=sleep)
 
     @property
     def settings(self) -> Settings:
@@ -121,8 +124,16 @@ class GitHubApp:
         *,
         repositories: Sequence[str] | None = None,
         permissions: Mapping[str, str] | None = None,
+        priority: Priority | None = None,
+        max_wait: float | None = None,
     ) -> GitHubClient:
-        """A client acting as the installation; its token is renewed as the client lives on."""
+        """A client acting as the installation; its token is renewed as the client lives on.
+
+        Its requests are paced with every other client of the installation in this process;
+        `priority` is the client's own, else each request's context's (`pacing.writes_at`).
+        `max_wait`: the longest wait for GitHub (a `Retry-After`, a reset) before it gives
+        up; bulk work that should wait out a reset sets it long.
+        """
         # Fetch now so a removed installation fails here, not at the first call.
         await self.installation_token(
             installation_id, repositories=repositories, permissions=permissions
@@ -134,7 +145,10 @@ class GitHubApp:
             )
             return f"token {current.token}"
 
-        return self._client(token)
+        client = self._client(token, self.pacer.budget(installation_id), priority)
+        if max_wait is not None:
+            client.max_wait = max_wait
+        return client
 
     async def app_info(self) -> dict[str, Any]:
         """GET /app (slug, id, name, html_url ...), fetched once."""
@@ -166,14 +180,22 @@ class GitHubApp:
             self._tokens.pop(key, None)
         for key in [k for k in self._locks if k[0] == installation_id]:
             del self._locks[key]
+        # Its pacing budget is kept: clients still alive share it, and so will new ones.
 
-    def _client(self, authorization: Authorization) -> GitHubClient:
+    def _client(
+        self,
+        authorization: Authorization,
+        budget: InstallationBudget | None = None,
+        priority: Priority | None = None,
+    ) -> GitHubClient:
         return GitHubClient(
             self._session,
             base_url=self._settings.github_api_url,
             authorization=authorization,
             sleep=self._sleep,
             clock=self._clock,
+            budget=budget,
+            priority=priority,
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
@@ -20,6 +21,7 @@ from gidgethub import sansio
 
 from app import metrics
 from app.config import GITHUB_API_URL
+from app.github.pacing import InstallationBudget, Priority, current_priority
 from app.models import RepoRef
 
 log = logging.getLogger(__name__)
@@ -54,13 +56,19 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         max_wait: float = 120.0,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.time,
+        budget: InstallationBudget | None = None,
+        priority: Priority | None = None,
     ) -> None:
+        """`budget`: the installation's pacer (app/github/pacing.py), which every request
+        passes; `priority`: this client's, else the context's (`pacing.writes_at`)."""
         super().__init__(session, REQUESTER, oauth_token=oauth_token, base_url=base_url)
         self._authorization = authorization
         self.max_retries = max_retries
         self.max_wait = max_wait
         self._sleep = sleep
         self._clock = clock
+        self.budget = budget
+        self.priority = priority
 
     async def sleep(self, seconds: float) -> None:
         await self._sleep(seconds)
@@ -68,14 +76,19 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
+        priority = self.priority if self.priority is not None else current_priority()
         attempt = 0
         while True:
             attempt += 1
             sent = dict(headers)
-            if self._authorization is not None:
-                sent["authorization"] = await self._authorization()
             try:
-                status, answer, data = await super()._request(method, url, sent, body)
+                async with self._paced(method, url, body, priority):
+                    # Asked for after the wait for the budget, so it is fresh when it goes.
+                    if self._authorization is not None:
+                        sent["authorization"] = await self._authorization()
+                    status, answer, data = await super()._request(method, url, sent, body)
+                    if self.budget is not None:
+                        self.budget.observe(answer)  # the budget GitHub tells, in its place
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
                 metrics.github_calls.labels(method, type(exc).__name__).inc()
                 resendable = method in IDEMPOTENT or isinstance(exc, aiohttp.ClientConnectorError)
@@ -90,8 +103,14 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 wait = self._retry_wait(status, answer, data, attempt)
                 if wait is None:
                     return status, answer, data
+                held = self.budget is not None and status in (403, 429)
+                if held and self.budget is not None:
+                    # Every task of the installation waits, this one in its next admission.
+                    self.budget.hold(wait, f"{status} on {method} {urlsplit(url).path}")
                 if attempt > self.max_retries or wait > self.max_wait:
                     _give_up(method, url, status, answer, data, attempt, wait, self.max_wait)
+                if held:
+                    continue  # the budget's hold is this task's wait too
                 reason = str(status)
             log.warning(
                 "GitHub %s %s failed (%s); retry %d/%d in %.1f s",
@@ -103,6 +122,14 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 wait,
             )
             await self.sleep(wait)
+
+    def _paced(
+        self, method: str, url: str, body: bytes, priority: Priority
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        if self.budget is None:
+            return contextlib.nullcontext()
+        # Longer than max_wait for GitHub's say-so (or the reserve): raised, as a 403 would.
+        return self.budget.request(method, url, body, priority=priority, max_hold=self.max_wait)
 
     def _backoff(self, attempt: int) -> float:
         return min(BACKOFF_BASE * 2 ** (attempt - 1), self.max_wait)

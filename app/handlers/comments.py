@@ -11,6 +11,7 @@ from gidgethub import routing, sansio
 
 from app.actions import cancel_active, honk_run_for_pr, may_act, queue_follow_up
 from app.github.client import GitHubClient
+from app.github.pacing import Priority, writes_at
 from app.handlers.context import HandlerContext, is_bot
 from app.issue_snapshots import record_approved
 from app.models import ACTIVE_STATES, Run, RunKind, RunState
@@ -117,7 +118,17 @@ async def on_review_comment_created(
 async def carry_out(
     event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, command: Command, where: Where
 ) -> None:
-    """Check who asked, then retry, cancel or answer; bots are never listened to."""
+    """Check who asked, then retry, cancel or answer; bots are never listened to.
+
+    The answers (reactions, replies) go ahead of runs' and bulk writes: a person waits.
+    """
+    with writes_at(Priority.URGENT):
+        await _carry_out(event, gh, ctx, command, where)
+
+
+async def _carry_out(
+    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, command: Command, where: Where
+) -> None:
     sender = event.data["sender"]
     author = event.data["comment"].get("user") or {}
     if is_bot(sender) or is_bot(author):

@@ -15,6 +15,7 @@ from gidgethub import routing, sansio
 
 from app import installations
 from app.github.client import GitHubClient
+from app.github.pacing import Priority, writes_at
 from app.handlers.context import HandlerContext
 from app.installations import ACTIVE, ADDED, DELETED, REMOVED, SUSPENDED
 from app.slack import blocks
@@ -115,14 +116,17 @@ async def _welcome(
                 ctx.store, installation_id, repo, state=ADDED, label=None
             )
     await _announce(event, ctx, count)
-    tally = await ensure_labels(
-        client,
-        ctx.store,
-        installation_id,
-        repos,
-        ctx.settings.label,
-        pause=ctx.settings.label_pause,
-    )
+    # One write per repository, maybe thousands: bulk, so people's requests and runs on the
+    # installation go first.
+    with writes_at(Priority.BULK):
+        tally = await ensure_labels(
+            client,
+            ctx.store,
+            installation_id,
+            repos,
+            ctx.settings.label,
+            pause=ctx.settings.label_pause,
+        )
     log.info("installation %s: label %r %s", installation_id, ctx.settings.label, tally)
 
 

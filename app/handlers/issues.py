@@ -9,6 +9,7 @@ from gidgethub import routing, sansio
 
 from app.actions import may_act, start_issue_run
 from app.github.client import GitHubClient
+from app.github.pacing import Priority, writes_at
 from app.handlers.context import HandlerContext, is_bot
 from app.models import ACTIVE_STATES
 from app.repo_config import RepoConfigError
@@ -56,7 +57,18 @@ async def _repo_label(
 async def request_run(
     event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, label: str
 ) -> None:
-    """Queue a run for the event's issue if its sender may ask for one and `label` is on it."""
+    """Queue a run for the event's issue if its sender may ask for one and `label` is on it.
+
+    Its writes (a refusal, the reaction, the tracking comment) answer a person: they go
+    ahead of runs' and bulk writes when the installation's budget runs short.
+    """
+    with writes_at(Priority.URGENT):
+        await _request_run(event, gh, ctx, label)
+
+
+async def _request_run(
+    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, label: str
+) -> None:
     issue = event.data["issue"]
     repo = event.data["repository"]["full_name"]
     sender = event.data["sender"]

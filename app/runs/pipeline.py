@@ -152,6 +152,7 @@ class Pipeline:
             outcome = Outcome(RunState.FAILED, reason)
         finally:
             self._stops.forget(run.id)
+            tracker.discard()  # finished() has written the last word; on shutdown, nothing
         await mark_unreviewed(ctx)  # not on shutdown: that run is claimed again
         return outcome
 

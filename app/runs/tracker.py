@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from app import metrics
@@ -25,6 +27,64 @@ from app.untrusted import inert
 log = logging.getLogger(__name__)
 
 NOTE_INTERVAL = 5.0  # seconds between throttled tracking-comment updates
+# Edits of the tracking comment that land within a second of each other (phases that
+# start and end at once) go out as one; a change waits no longer than LONGEST.
+QUIET = 1.0
+LONGEST = 5.0
+
+
+class Coalesced:
+    """Writes the latest state once for changes that land close together, one write at a
+    time: `changed()` after each change, `flush()` to write what is pending now."""
+
+    def __init__(
+        self,
+        write: Callable[[], Awaitable[None]],
+        *,
+        quiet: float = QUIET,
+        longest: float = LONGEST,
+    ) -> None:
+        self._write = write
+        self.quiet = quiet
+        self.longest = longest
+        self._first: float | None = None  # when the oldest change not yet written came
+        self._last = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()  # writes in order: a later body never lands first
+
+    @property
+    def pending(self) -> bool:
+        return self._first is not None
+
+    def changed(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self._first is None:
+            self._first = now
+        self._last = now
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._when_quiet())
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if self._first is None:
+                return
+            self._first = None
+            await self._write()
+
+    def discard(self) -> None:
+        """Drop what is pending (the run is being handed back, not finished)."""
+        self._first = None
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _when_quiet(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._first is not None:
+            due = min(self._last + self.quiet, self._first + self.longest)
+            if (delay := due - loop.time()) > 0:
+                await asyncio.sleep(delay)
+                continue
+            await self.flush()
 
 
 class RunTracker:
@@ -50,6 +110,7 @@ class RunTracker:
         self._last_update = 0.0
         self._phase: tuple[str, float] | None = None  # the phase under way, since when
         self.issue: dict[str, Any] | None = None
+        self._edits = Coalesced(self._write_comment)
 
     async def started(self, issue: dict[str, Any] | None, *, channel: str | None = None) -> None:
         """Post (or reuse) the Slack thread and show the tracking comment as working.
@@ -120,10 +181,26 @@ class RunTracker:
             await self.update(force=True)
 
     async def update(self, *, force: bool = False) -> None:
+        """Show the progress in the tracking comment: made now if there is none yet, else
+        edited once changes stop landing for a moment (`Coalesced`)."""
         if not force and time.monotonic() - self._last_update < NOTE_INTERVAL:
             return
         self._last_update = time.monotonic()
-        body = self.progress.render()
+        if self.run.tracking_comment_id:
+            self._edits.changed()
+        else:
+            await self._write_comment()
+
+    async def flush(self) -> None:
+        """Write a pending edit of the tracking comment now."""
+        await self._edits.flush()
+
+    def discard(self) -> None:
+        """The run stops without finishing (shutdown): drop a pending edit."""
+        self._edits.discard()
+
+    async def _write_comment(self) -> None:
+        body = self.progress.render()  # the latest, however many changes it carries
         try:
             if self.run.tracking_comment_id:
                 await self.gh.edit_comment(self.run.repo, self.run.tracking_comment_id, body)
@@ -197,6 +274,7 @@ class RunTracker:
             self.progress.outcome = f"{self.progress.outcome}\n\n{review}"
         await self.events.finished(state, error=error, note=note, summary=summary)
         await self.update(force=True)
+        await self.flush()  # the run's last word is on GitHub before it is recorded as over
         thread = self.run.slack_thread
         if thread is None:
             return

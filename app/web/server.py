@@ -16,7 +16,7 @@ from gidgethub import ValidationFailure, sansio
 from app import metrics
 from app.config import Settings
 from app.log import log_context
-from app.services import Services, open_services
+from app.services import GitHubTime, Services, open_services
 from app.web import pages, setup
 from app.web.metrics import STORE, add_metrics_route, loopback_metrics
 from app.web.slack import SLACK, add_slack_routes
@@ -35,17 +35,19 @@ def create_app(
     *,
     workers: int | None = None,
     metrics_socket: socket.socket | None = None,
+    github_time: GitHubTime | None = None,
 ) -> web.Application:
     """The aiohttp application; its cleanup context owns every long-lived collaborator.
 
     `metrics_socket`: HONK_METRICS_PORT's listener, bound already (see `listen`).
+    `github_time`: the clock and sleep of GitHub's side (tests: the fake GitHub's clock).
     """
     app = web.Application(client_max_size=MAX_WEBHOOK_BYTES)
     app[SETTINGS] = settings
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with (
-            open_services(settings, workers=workers) as services,
+            open_services(settings, workers=workers, github_time=github_time) as services,
             loopback_metrics(settings, services.store, metrics_socket),
         ):
             app[SERVICES] = services

@@ -10,6 +10,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 
 from app.actions import start_issue_run
+from app.github.pacing import Priority, writes_at
 from app.handlers.slack.channels import channel_repo, on_repo_command
 from app.handlers.slack.conversation import SlackContext, SlackRouter
 from app.handlers.slack.link import on_link_command, on_unlink_command
@@ -117,12 +118,13 @@ async def ask(ctx: SlackContext, command: Command, origin: Origin) -> None:
     thread, own_root = await _open_thread(ctx, origin, repo, command.text)
     asked_in = SlackThread(origin.channel, origin.message_ts) if origin.message_ts else own_root
     permalink = await _permalink(ctx, asked_in)
-    issue = await allowed.gh.create_issue(
-        repo,
-        issue_title(command.text),
-        issue_body(command.text, allowed.login, permalink),
-        labels=[ctx.settings.label],
-    )
+    with writes_at(Priority.URGENT):  # a person waits for it
+        issue = await allowed.gh.create_issue(
+            repo,
+            issue_title(command.text),
+            issue_body(command.text, allowed.login, permalink),
+            labels=[ctx.settings.label],
+        )
     # Queued here, not by the issues.labeled webhook: that event's sender is Honk's bot,
     # which the labeled handler ignores (and one active run per issue holds anyway).
     run = await start_issue_run(

@@ -28,6 +28,7 @@ from tests.fakes.github.state import (
     IssuedToken,
     ManualClock,
     ScriptedAnswer,
+    VirtualClock,
 )
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "ManualClock",
     "ScriptedAnswer",
     "UserGrant",
+    "VirtualClock",
     "fake_github",
     "public_key_of",
 ]

@@ -14,12 +14,12 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 
+from tests.fakes.github.rate_limits import RateLimitsMixin
 from tests.fakes.github.state import (
     DOCS_URL,
     JSON_BODY,
     TOKEN,
     Call,
-    GitHubState,
     Handler,
     IssuedToken,
     ScriptedAnswer,
@@ -29,9 +29,10 @@ from tests.fakes.github.state import (
 REQUIRES_AUTHENTICATION = "Requires authentication"
 
 
-class AuthMixin(GitHubState):
+class AuthMixin(RateLimitsMixin):
     """Every request goes through `_middleware`: recorded, scripted answers given, then
-    authorized (App JWT, installation token, user token, or public) before its handler runs.
+    authorized (App JWT, installation token, user token, or public) and held to GitHub's
+    rate limits (`RateLimitsMixin`) before its handler runs.
 
     Like GitHub Enterprise Server in private mode, no REST endpoint answers an anonymous
     request ("Requires authentication"), however public it is on github.com; only what
@@ -85,7 +86,14 @@ class AuthMixin(GitHubState):
             except ValueError:
                 return _error(400, "Problems parsing JSON")
         self.calls.append(
-            Call(request.method, request.path, dict(request.query), dict(request.headers), body)
+            Call(
+                request.method,
+                request.path,
+                dict(request.query),
+                dict(request.headers),
+                body,
+                self.clock(),
+            )
         )
         request[JSON_BODY] = body if body is not None else {}
         for held in self._held:
@@ -98,11 +106,17 @@ class AuthMixin(GitHubState):
             return scripted
         if request.match_info.http_exception is not None:
             return _error(404)  # GitHub answers unknown routes and methods alike
+        limits: dict[str, str] = {}
         try:
             self._authorize(request)
-            return await handler(request)
+            refused, limits = self._spend(request)  # rate limits: installation tokens only
+            if refused is not None:
+                return refused
+            response = await handler(request)
         except _Answer as answer:
-            return _error(answer.status, answer.message, answer.errors)
+            response = _error(answer.status, answer.message, answer.errors)
+        response.headers.update(limits)
+        return response
 
     def _take_scripted(self, request: web.Request) -> web.Response | None:
         for scripted in self._scripted:

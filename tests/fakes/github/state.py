@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import math
 import os
@@ -61,6 +62,7 @@ class Call:
     query: dict[str, str]
     headers: dict[str, str]
     json: Any
+    at: float = 0.0  # the fake's clock when it arrived
 
 
 @dataclass
@@ -98,6 +100,56 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class VirtualClock(ManualClock):
+    """A clock whose time passes only for those who sleep on it (`sleep`): give it to the
+    fake and, as the clock and sleep of GitHub's side, to Honk, and a wait of minutes takes
+    none. `auto`: every `tick` of real time, time moves on to the next sleeper's wake-up;
+    real work in between (requests, git, the sandbox) takes no time. Not `auto`: time
+    moves only when the test calls `advance`."""
+
+    def __init__(self, start: float | None = None, *, auto: bool = True, tick: float = 0.01):
+        super().__init__(start)
+        self.auto = auto
+        self.tick = tick
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []  # a heap
+        self._order = itertools.count()
+        self._driver: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        """How many are asleep on this clock."""
+        return sum(1 for _, _, woken in self._sleepers if not woken.done())
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        woken = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + seconds, next(self._order), woken))
+        if self.auto and (self._driver is None or self._driver.done()):
+            self._driver = asyncio.create_task(self._drive())
+        await woken
+
+    def advance(self, seconds: float) -> None:
+        super().advance(seconds)
+        self._wake()
+
+    async def _drive(self) -> None:
+        while self.waiting:
+            await asyncio.sleep(self.tick)
+            while self._sleepers and self._sleepers[0][2].done():  # cancelled sleepers
+                heapq.heappop(self._sleepers)
+            if self._sleepers:
+                self.now = max(self.now, self._sleepers[0][0])
+                self._wake()
+
+    def _wake(self) -> None:
+        while self._sleepers and self._sleepers[0][0] <= self.now:
+            _, _, woken = heapq.heappop(self._sleepers)
+            if not woken.done():
+                woken.set_result(None)
 
 
 class _Answer(Exception):
