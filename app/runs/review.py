@@ -21,7 +21,7 @@ from app.log import describe_error
 from app.models import Usage
 from app.repo_config import ReviewPolicy, review_policy
 from app.runs import test_syntax
-from app.runs.diff_checks import Finding, check_diff
+from app.runs.diff_checks import PARSE_CHECK, Finding, check_change, read_change
 from app.runs.judge import Case, JudgeUnavailable, Verdict, ask_judge
 from app.runs.texts import Verification
 from app.untrusted import inert
@@ -89,7 +89,14 @@ class Round:
             judge = "no judge"
         else:
             judge = "judge approved" if self.verdict.approve else "judge vetoed"
-        return f"{len(self.findings)} finding(s), {judge}"
+        parsed = sum(1 for finding in self.findings if finding.check == PARSE_CHECK)
+        # Which check caught what: the parsed test files, or the diff's lines.
+        found = (
+            f" ({parsed} from reading the test files, {len(self.findings) - parsed} from the diff)"
+            if parsed
+            else ""
+        )
+        return f"{len(self.findings)} finding(s){found}, {judge}"
 
 
 @dataclass
@@ -228,7 +235,8 @@ async def _look(
 ) -> Round:
     checkout, _sandbox, _tools = ctx.work
     policy = review.policy
-    diff = await checkout.unified_diff()
+    change = await read_change(checkout)
+    diff = change.diff
     if review.rounds and review.last.diff == diff:
         # The second attempt changed nothing: the first look stands (asking the judge again
         # would only buy another roll of the dice).
@@ -239,9 +247,9 @@ async def _look(
     findings: list[Finding] = []
     if policy.checks:
         try:
-            # A large diff takes a while to read: not on the event loop.
+            # A large diff (or many test files) takes a while to read: not on the event loop.
             findings = await asyncio.to_thread(
-                check_diff, diff, request=request, allow=policy.allow
+                check_change, change, request=request, allow=policy.allow
             )
         except ValueError as exc:  # a diff that cannot be read is never a clean one
             findings = [Finding("(the change)", None, UNREADABLE, str(exc))]
