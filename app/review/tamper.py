@@ -9,7 +9,7 @@ its imports and assignments (`from pytest import mark as m`, `getattr(pytest, "s
 the start is the repository's, not the agent's. Each finding names the file, the line and the
 test, in plain words. The outcome checks (running the tests) are the gate; these say why.
 
-A package of its own below runs/: it imports nothing of Honk but `app.untrusted`.
+A package of its own below runs/: it imports nothing of Honk but `app.untrusted` and `app.log`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from app.log import redact
 from app.untrusted import code
 
 # Kinds of finding; the first three are the words the checks of the diff use for the same
@@ -481,7 +482,9 @@ def _string(node: ast.AST | None) -> str | None:
 
 
 def _snippet(node: ast.AST) -> str:
-    text = " ".join(ast.unparse(node).split())
+    """Code quoted in a finding: one line, bounded, token-shaped secrets redacted (a finding
+    is published on the PR, the check run and Slack)."""
+    text = redact(" ".join(ast.unparse(node).split()))
     return text if len(text) <= SNIPPET else text[: SNIPPET - 1] + "…"
 
 

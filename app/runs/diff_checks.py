@@ -131,15 +131,16 @@ def check_diff(diff: str, *, request: str = "", allow: Sequence[str] = ()) -> li
 
 
 def source_path(patched: PatchedFile) -> str:
-    return _unquote(patched.source_file).removeprefix("a/")
+    return unquote_path(patched.source_file).removeprefix("a/")
 
 
 def target_path(patched: PatchedFile) -> str:
-    return _unquote(patched.target_file).removeprefix("b/")
+    return unquote_path(patched.target_file).removeprefix("b/")
 
 
-def _unquote(name: str) -> str:
-    """git quotes names with unusual characters C-style ("a/t\\303\\251st.py")."""
+def unquote_path(name: str) -> str:
+    """A name as git writes it in a diff: C-quoted when unusual ("a/t\\303\\251st.py"), a tab
+    after one with spaces."""
     name = name.strip()
     if len(name) < 2 or not (name.startswith('"') and name.endswith('"')):
         return name
