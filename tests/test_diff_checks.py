@@ -112,7 +112,10 @@ async def test_a_new_test_and_more_assertions_are_fine(diff_of: DiffOf) -> None:
     ("marker", "does"),
     [
         ('@pytest.mark.skip(reason="flaky")', "was skipped with `@pytest.mark.skip`"),
-        ("@pytest.mark.skipif(True, reason='x')", "was skipped with `@pytest.mark.skipif`"),
+        (
+            "@pytest.mark.skipif(True, reason='x')",
+            "was skipped with `@pytest.mark.skipif` when `True`",
+        ),
         ("@pytest.mark.xfail", "was marked as expected to fail with `@pytest.mark.xfail`"),
     ],
 )
