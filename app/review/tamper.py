@@ -182,7 +182,17 @@ def check_file(
             old = _Module(file.path, file.before, project)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             old = None  # the start did not parse: everything in the new version is new
-    return _Checks(file, new, old, project, changed).run()
+    try:
+        return _Checks(file, new, old, project, changed).run()
+    except RecursionError:  # nesting deeper than Python's own tools go: said, never passed
+        return [
+            Found(
+                file.path,
+                None,
+                UNREADABLE,
+                "is nested too deeply to read, so what it does to the tests was not checked",
+            )
+        ]
 
 
 # -- one module, parsed ------------------------------------------------------------------------
@@ -409,14 +419,6 @@ class _Module:
             current = parent
         return None
 
-    def inside(self, node: ast.AST, kinds: tuple[type, ...], stop: ast.AST | None = None) -> bool:
-        current = node
-        while current in self.parents and current is not stop:
-            current = self.parents[current]
-            if isinstance(current, kinds):
-                return True
-        return False
-
     def under_main_guard(self, node: ast.AST) -> bool:
         """Inside `if __name__ == "__main__":`, which pytest never runs."""
         current = node
@@ -462,7 +464,7 @@ class _Module:
     def spelling(self, node: ast.AST) -> str:
         """How a use reads in the source: `@mark.skip`, `pytest.skip()`, `raise Skipped`,
         `pytest.param(1, marks=pytest.mark.xfail)`."""
-        text = ast.unparse(node)
+        text = _snippet(node)
         case = self._param_of(node)
         if case is not None:
             return _snippet(case)
