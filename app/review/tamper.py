@@ -983,7 +983,7 @@ class _Checks:
             rest = target[len(project_module) + 1 :]
             first = rest.split(".")[0] if rest else None
             if first in sys.stdlib_module_names:
-                continue  # `mirror.asyncio.create_subprocess_exec`: the standard library's
+                continue  # `mirror.asyncio.sleep`: the standard library's, seen through a module
             owner = module.owner(node)
             in_function = owner.kind in ("test", "fixture", "function")
             if not self.conftest and first is not None:

@@ -21,7 +21,7 @@ from app.log import describe_error
 from app.models import Usage
 from app.repo_config import ReviewPolicy, review_policy
 from app.runs import test_syntax
-from app.runs.diff_checks import PARSE_CHECK, Finding, check_change, read_change
+from app.runs.diff_checks import PARSE_CHECK, Change, Finding, check_change, read_change
 from app.runs.judge import Case, JudgeUnavailable, Verdict, ask_judge
 from app.runs.texts import Verification
 from app.untrusted import inert
@@ -235,7 +235,8 @@ async def _look(
 ) -> Round:
     checkout, _sandbox, _tools = ctx.work
     policy = review.policy
-    change = await read_change(checkout)
+    # The changed files are read whole only for the checks; the judge needs the diff alone.
+    change = await read_change(checkout) if policy.checks else Change(await checkout.unified_diff())
     diff = change.diff
     if review.rounds and review.last.diff == diff:
         # The second attempt changed nothing: the first look stands (asking the judge again
