@@ -15,6 +15,7 @@ A package of its own below runs/: it imports nothing of Honk but `app.untrusted`
 from __future__ import annotations
 
 import ast
+import functools
 import operator
 import os
 import platform
@@ -213,6 +214,7 @@ _SAME = (
 )
 
 
+@functools.lru_cache(maxsize=8192)
 def _canonical(name: str) -> str:
     for alias, same in _SAME:
         if alias.endswith("."):
@@ -274,10 +276,17 @@ class _Module:
     def __init__(self, path: str, text: str, project: Project) -> None:
         self.path = path
         self.tree = ast.parse(text, filename=path)
+        # One walk of the tree: each node's parent, and the nodes by kind, for every check.
         self.parents: dict[ast.AST, ast.AST] = {}
-        for node in ast.walk(self.tree):
+        self.kinds: dict[type, list[ast.AST]] = {}
+        pending: list[ast.AST] = [self.tree]
+        while pending:
+            node = pending.pop()
+            self.kinds.setdefault(type(node), []).append(node)
             for child in ast.iter_child_nodes(node):
                 self.parents[child] = node
+                pending.append(child)
+        self._resolved: dict[tuple[int, bool], str | None] = {}
         module = project.module_of(path) or ""
         is_package = PurePosixPath(path).name == "__init__.py"
         self.package = module if is_package else module.rpartition(".")[0]
@@ -291,8 +300,12 @@ class _Module:
 
     # what names stand for
 
+    def nodes(self, *kinds: type[ast.AST]) -> list[ast.AST]:
+        """Every node of these kinds (in no particular order)."""
+        return [node for kind in kinds for node in self.kinds.get(kind, [])]
+
     def _bind_names(self) -> None:
-        for node in ast.walk(self.tree):
+        for node in self.nodes(ast.Import, ast.ImportFrom):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     bound = alias.asname or alias.name.split(".")[0]
@@ -309,7 +322,8 @@ class _Module:
                     self.aliases[bound] = _canonical(f"{base}.{alias.name}" if base else alias.name)
         # `skip = pytest.mark.skip`, `m = importlib.import_module("calc")`: twice, for chains.
         for _ in range(2):
-            for node in ast.walk(self.tree):
+            self._resolved.clear()
+            for node in self.nodes(ast.Assign):
                 if isinstance(node, ast.Assign) and len(node.targets) == 1:
                     target = node.targets[0]
                     if isinstance(target, ast.Name):
@@ -331,6 +345,12 @@ class _Module:
 
     def resolve(self, node: ast.AST, *, calls: bool = False) -> str | None:
         """The dotted name an expression stands for (`m.skip` -> `pytest.mark.skip`), if any."""
+        key = (id(node), calls)
+        if key not in self._resolved:
+            self._resolved[key] = self._resolve(node, calls)
+        return self._resolved[key]
+
+    def _resolve(self, node: ast.AST, calls: bool) -> str | None:
         if isinstance(node, ast.Name):
             return _canonical(self.aliases.get(node.id, node.id))
         if isinstance(node, ast.Attribute):
@@ -438,28 +458,42 @@ class _Module:
 
     def references(self, wanted: Callable[[str], str | None]) -> Iterator[tuple[ast.AST, str, str]]:
         """Every use of a name `wanted` knows, in source order: (node, dotted name, its cause).
-        A use is not looked into further (`pytest.skip.Exception` is one use, not two), and
-        imports bind names without using them."""
-        stack: list[ast.AST] = [self.tree]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, ast.Import | ast.ImportFrom):
+        A use is one use however it is spelled (`pytest.skip.Exception` is not also a use of
+        `pytest.skip`); imports bind names without using them."""
+        found = []
+        for node in self.nodes(ast.Name, ast.Attribute, ast.Call):
+            if isinstance(getattr(node, "ctx", None), ast.Store | ast.Del):
                 continue
-            if isinstance(node, ast.Name | ast.Attribute | ast.Call) and not isinstance(
-                getattr(node, "ctx", ast.Load()), ast.Store | ast.Del
-            ):
-                dotted = self.resolve(node) if not isinstance(node, ast.Call) else None
-                if isinstance(node, ast.Call) and self.resolve(node.func) in (
-                    "getattr",
-                    "__import__",
-                    "importlib.import_module",
-                ):
-                    dotted = self.resolve(node)
-                cause = wanted(dotted) if dotted else None
-                if cause is not None and dotted is not None:
-                    yield node, dotted, cause
-                    continue
-            stack.extend(reversed(list(ast.iter_child_nodes(node))))
+            if isinstance(node, ast.Call) and self.resolve(node.func) not in _DYNAMIC:
+                continue
+            dotted = self.resolve(node)
+            cause = wanted(dotted) if dotted else None
+            if cause is None or dotted is None:
+                continue
+            if self._inside_use(node, wanted):
+                continue
+            found.append((node, dotted, cause))
+        found.sort(key=lambda use: (getattr(use[0], "lineno", 0), getattr(use[0], "col_offset", 0)))
+        yield from found
+
+    def _inside_use(self, node: ast.AST, wanted: Callable[[str], str | None]) -> bool:
+        """Part of a longer use: `pytest.skip` in `pytest.skip.Exception`, `os` in
+        `getattr(os, "_exit")`."""
+        current = node
+        while current in self.parents:
+            parent = self.parents[current]
+            longer = (isinstance(parent, ast.Attribute) and parent.value is current) or (
+                isinstance(parent, ast.Call)
+                and current in parent.args
+                and self.resolve(parent.func) in _DYNAMIC
+            )
+            if not longer:
+                return False
+            dotted = self.resolve(parent)
+            if dotted and wanted(dotted) is not None:
+                return True
+            current = parent
+        return False
 
     def spelling(self, node: ast.AST) -> str:
         """How a use reads in the source: `@mark.skip`, `pytest.skip()`, `raise Skipped`,
@@ -498,6 +532,10 @@ class _Module:
         return None
 
 
+# Calls that name a module or an attribute by a string.
+_DYNAMIC = ("getattr", "__import__", "importlib.import_module")
+
+
 def _string(node: ast.AST | None) -> str | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
@@ -534,6 +572,7 @@ _SKIPS = {
 }
 
 
+@functools.lru_cache(maxsize=8192)
 def _skip_cause(dotted: str) -> str | None:
     if dotted.endswith(".skipTest") or dotted == "skipTest":
         return _SKIPPED
@@ -674,7 +713,7 @@ def _imports_changed(module: _Module, project: Project, changed: frozenset[str])
     """Whether the change touched the project's code this file imports (any of the project's
     code when it imports none of it, as tests that run a command line do)."""
     imported: set[str] = set()
-    for node in ast.walk(module.tree):
+    for node in module.nodes(ast.Import, ast.ImportFrom):
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -835,7 +874,7 @@ class _Checks:
 
     def _collection(self, module: _Module) -> Iterator[_Fact]:
         """`__test__ = False` on the file, a class or a test: pytest collects nothing there."""
-        for node in ast.walk(module.tree):
+        for node in module.nodes(ast.Assign, ast.AnnAssign, ast.Call):
             targets: list[tuple[ast.AST, ast.AST]] = []  # (target, value)
             if isinstance(node, ast.Assign):
                 targets = [(target, node.value) for target in node.targets]
@@ -913,16 +952,16 @@ class _Checks:
         before: dict[str, set[str]] = {}
         if self.old is not None:
             for name, node, _how in self._bindings(self.old):
-                before.setdefault(name, set()).add(_dump(node))
+                if self._hook_name(name):
+                    before.setdefault(name, set()).add(_dump(node))
         facts = []
         seen: set[str] = set()
         for name, node, how in self._bindings(self.new):
-            if name in seen or _dump(node) in before.get(name, set()):
+            if not self._hook_name(name) or name in seen:
                 continue
-            hook = name.startswith("pytest_") or (self.conftest and name in _COLLECT_IGNORE)
-            star = name == "*" and self.conftest
-            if not (hook or star):
+            if _dump(node) in before.get(name, set()):
                 continue
+            star = name == "*"
             seen.add(name)
             line = getattr(node, "lineno", None)
             if star:
@@ -944,10 +983,10 @@ class _Checks:
             reach = f", for {self._tests_here()}" if self.conftest else ""
             message = f"{code(name)} {verb} {self._where()}{how}: {effect}{reach}"
             facts.append(_Fact(("hook", name), line, TEST_CONFIG, message))
-        for node in ast.walk(self.new.tree):  # collect_ignore.append(...), .extend(...)
+        calls = self.new.nodes(ast.Call) if self.conftest else []
+        for node in calls:  # collect_ignore.append(...), .extend(...)
             if (
-                self.conftest
-                and isinstance(node, ast.Call)
+                isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
                 and isinstance(node.func.value, ast.Name)
                 and node.func.value.id in _COLLECT_IGNORE
@@ -966,10 +1005,17 @@ class _Checks:
                 )
         return facts
 
+    def _hook_name(self, name: str) -> bool:
+        """A name pytest reads at a module's top: a hook, `pytest_plugins`; in a conftest also
+        `collect_ignore` and what a star import brings."""
+        if name.startswith("pytest_"):
+            return True
+        return self.conftest and (name in _COLLECT_IGNORE or name == "*")
+
     def _old_dumps(self) -> set[str]:
         if self.old is None:
             return set()
-        return {_dump(node) for node in ast.walk(self.old.tree) if isinstance(node, ast.Call)}
+        return {_dump(node) for node in self.old.nodes(ast.Call)}
 
     # patches of the code under test
 
@@ -1017,7 +1063,7 @@ class _Checks:
 
     def _exits(self, module: _Module) -> Iterator[_Fact]:
         uses = list(module.references(_exit_cause))
-        for node in ast.walk(module.tree):
+        for node in module.nodes(ast.Raise):
             if isinstance(node, ast.Raise) and node.exc is not None:
                 exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
                 if module.resolve(exc) == "SystemExit":
@@ -1218,7 +1264,8 @@ def _asserted_names(function: Function) -> set[str]:
 
 def _patch_targets(module: _Module) -> Iterator[tuple[ast.AST, str]]:
     """Each place the module replaces an attribute of another module: (node, dotted target)."""
-    for node in ast.walk(module.tree):
+    patching = (ast.Call, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)
+    for node in sorted(module.nodes(*patching), key=lambda n: getattr(n, "lineno", 0)):
         if isinstance(node, ast.Call):
             yield from ((node, target) for target in _call_patches(module, node))
         elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
@@ -1319,15 +1366,22 @@ def _call_patches(module: _Module, call: ast.Call) -> Iterator[str]:
             yield target
 
 
-def _own_nodes(function: Function) -> Iterator[ast.AST]:
-    """The function's nodes, without those of functions and classes defined inside it."""
+def _own_nodes(function: Function) -> list[ast.AST]:
+    """The function's nodes in source order, without those of functions and classes defined
+    inside it. Kept on the function's node: every check of a test reads them."""
+    cached: list[ast.AST] | None = getattr(function, "_honk_own_nodes", None)
+    if cached is not None:
+        return cached
+    nodes: list[ast.AST] = []
     stack: list[ast.AST] = list(reversed(function.body))
     while stack:
         node = stack.pop()
-        yield node
+        nodes.append(node)
         if isinstance(node, Function | ast.ClassDef | ast.Lambda):
             continue
         stack.extend(reversed(list(ast.iter_child_nodes(node))))
+    setattr(function, "_honk_own_nodes", nodes)  # noqa: B010 - a name of Honk's on ast's node
+    return nodes
 
 
 def _top_statement(function: Function, node: ast.AST) -> ast.AST:
