@@ -706,20 +706,29 @@ def test_what_the_project_is() -> None:
     assert project.module_of("src/calc/core.py") == "calc.core"
 
 
-async def test_a_symlinked_conftest_and_a_renamed_test_file_through_git(tmp_path: Path) -> None:
+async def test_a_symlinked_conftest_a_renamed_test_file_and_a_large_one_through_git(
+    tmp_path: Path,
+) -> None:
     before: Files = {**BASE, "helpers.py": "def pytest_pyfunc_call(pyfuncitem):\n    return True\n"}
     root = tmp_path / "repo"
     checkout = await asyncio.to_thread(_checkout, root, before, {"test_calc.py": None})
-    await asyncio.to_thread((root / "conftest.py").symlink_to, "helpers.py")
-    await asyncio.to_thread(
-        (root / "tests").mkdir,
-    )
-    await asyncio.to_thread((root / "tests" / "test_calc.py").write_text, TESTS.replace("5", "-1"))
-    found = check_change(await read_change(checkout))
+
+    def agent() -> None:
+        (root / "conftest.py").symlink_to("helpers.py")
+        (root / "tests").mkdir()
+        (root / "tests" / "test_calc.py").write_text(TESTS.replace("5", "-1"))
+        (root / "tests" / "test_big.py").write_text("# padding\n" * 300)
+
+    await asyncio.to_thread(agent)
+    found = check_change(await read_change(checkout, max_bytes=2_000))
     described = [f.describe() for f in found]
     assert (
         "`conftest.py`: is a symbolic link, which Honk does not read: what it does to the tests "
         "was not checked"
+    ) in described
+    assert (
+        "`tests/test_big.py`: is larger than 2,000 bytes, which Honk does not read: what it "
+        "does to the tests was not checked"
     ) in described
     # Moved to tests/ and rewritten: compared with where it was.
     assert any(
@@ -727,3 +736,8 @@ async def test_a_symlinked_conftest_and_a_renamed_test_file_through_git(tmp_path
         in d
         for d in described
     ), described
+    texts = {t.path: t for t in await checkout.changed_texts(lambda p: True, max_bytes=100)}
+    assert texts["tests/test_calc.py"].old_path == "test_calc.py"
+    assert texts["tests/test_calc.py"].before == TESTS
+    assert texts["conftest.py"].after is None and texts["conftest.py"].unread == "a symbolic link"
+    assert texts["tests/test_big.py"].unread == "larger than 100 bytes"

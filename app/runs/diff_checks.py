@@ -77,11 +77,11 @@ class Change:
     project: tamper.Project = field(default_factory=tamper.Project)
 
 
-async def read_change(checkout: Checkout) -> Change:
-    """The change as the checks read it: the diff, both sides of each changed Python file,
-    and the repository's own modules (what a test may not replace)."""
+async def read_change(checkout: Checkout, *, max_bytes: int = MAX_PYTHON_BYTES) -> Change:
+    """The change as the checks read it: the diff, both sides of each changed Python file
+    (of at most `max_bytes`), and the repository's own modules (what a test may not replace)."""
     diff = await checkout.unified_diff()
-    changed = await checkout.changed_texts(_is_python, max_bytes=MAX_PYTHON_BYTES)
+    changed = await checkout.changed_texts(_is_python, max_bytes=max_bytes)
     paths = await checkout.tracked_paths()
     python = tuple(python_file(text) for text in changed if _is_python(text.path))
     return Change(diff, python, tamper.Project.from_paths(paths, syntax.is_test_file))

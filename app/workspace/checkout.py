@@ -63,7 +63,7 @@ class ChangedText:
     old_path: str  # where it was where the run began (another path when renamed)
     before: str | None  # None: not there (or not a regular file) where the run began
     after: str | None  # None: deleted, or there but not read (`unread` says why)
-    unread: str = ""  # "a symbolic link", "larger than 2 MB"
+    unread: str = ""  # "a symbolic link", "larger than 2,000,000 bytes"
 
 
 @dataclass
@@ -121,7 +121,7 @@ class Checkout:
     async def _blob_text(self, sha: str, max_bytes: int) -> tuple[str | None, str]:
         size = int((await git("cat-file", "-s", sha, cwd=self.path)).stdout.strip())
         if size > max_bytes:
-            return None, f"larger than {max_bytes // 1_000_000 or 1} MB"
+            return None, f"larger than {max_bytes:,} bytes"
         return (await git("cat-file", "blob", sha, cwd=self.path)).stdout, ""
 
     async def tracked_paths(self) -> list[str]:
