@@ -676,6 +676,19 @@ def test_only_what_the_change_brought_is_reported() -> None:
     assert (found.test, found.line) == ("test_zero", 12)
 
 
+def test_an_expected_value_rewritten_beside_a_change_of_the_code() -> None:
+    rewritten = PythonFile(T, OLD, OLD.replace("== 5", "== -1"), True)
+    fixed = PythonFile("calc.py", BUGGY, FIXED, False)
+    touched = PythonFile("calc.py", BUGGY, "# a comment only\n" + BUGGY, False)
+    other = PythonFile("pkg/core.py", "X = 1\n", "X = 2\n", False)
+    # The code the test imports changed: the new value may be the point (the outcome checks
+    # judge it); a comment, or code the test does not import, makes it the tests' doing.
+    assert check_python([rewritten, fixed], _project()) == []
+    for beside in (touched, other):
+        (found,) = check_python([rewritten, beside], _project())
+        assert "changed from `5` to `-1`, and the code it tests did not change" in found.message
+
+
 def test_a_renamed_test_keeps_its_history() -> None:
     # Renamed and its expected value rewritten: still the same test's expected value.
     after = OLD.replace("def test_add", "def test_adds").replace("== 5", "== -1")
