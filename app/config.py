@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -20,7 +21,10 @@ SLACK_API_URL = "https://slack.com/api/"
 
 
 class ConfigError(ValueError):
-    """A setting is missing or wrong; the message names the variable, never its value."""
+    """A setting is missing or wrong: one line naming the variable and what it must be.
+
+    It may echo a value that is not a secret (a number, a choice, a path), never a secret's.
+    """
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class Settings:
     # The sandbox: "bwrap" (default) or "off" (unsafe, explicit opt-out).
     sandbox: str = "bwrap"
     sandbox_ro_paths: tuple[str, ...] = ()
-    # Per sandboxed command (docs: README "Security"): tasks, data segment per process,
+    # Per sandboxed command (docs/security.md, "The sandbox"): tasks, data segment per process,
     # any one file, /tmp and /dev/shm each, and how much the checkout's work tree may hold.
     sandbox_max_processes: int = 512
     sandbox_memory_mb: int = 4096
@@ -80,6 +84,8 @@ class Settings:
     model_judge: bool = True
     review_checks_optional: bool = False
     review_diff_chars: int = 60_000
+    # Whether a repository may turn the review's outcome checks off (`review: {outcome: off}`).
+    review_outcome_optional: bool = False
     # Pause between label writes when installing on an org: GitHub's secondary rate
     # limits ask for about a second between content-creating requests.
     label_pause: float = 1.0
@@ -161,7 +167,13 @@ class Settings:
         env: dict[str, str] = {}
         env_path = Path(env_file) if env_file else None
         if env_path is not None and env_path.is_file():
-            env.update({k: v for k, v in dotenv_values(env_path).items() if v is not None})
+            try:
+                values = dotenv_values(env_path)
+            except OSError as exc:
+                raise ConfigError(f"{env_path} cannot be read: {_reason(exc)}") from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"{env_path} is not UTF-8 text") from None
+            env.update({k: v for k, v in values.items() if v is not None})
         env.update(os.environ if environ is None else environ)
         return cls._parse(env, env_path)
 
@@ -238,6 +250,9 @@ class Settings:
             review_diff_chars=_int(
                 get("HONK_REVIEW_DIFF_CHARS") or "60000", "HONK_REVIEW_DIFF_CHARS", minimum=1000
             ),
+            review_outcome_optional=_bool(
+                get("HONK_REVIEW_OUTCOME_OPTIONAL") or "off", "HONK_REVIEW_OUTCOME_OPTIONAL"
+            ),
             label_pause=_float(get("HONK_LABEL_PAUSE") or "1", "HONK_LABEL_PAUSE", zero_ok=True),
             lease_seconds=_float(get("HONK_LEASE_SECONDS") or "60", "HONK_LEASE_SECONDS"),
             poll_interval=_float(get("HONK_POLL_INTERVAL") or "1", "HONK_POLL_INTERVAL"),
@@ -308,9 +323,12 @@ def _int(value: str | None, name: str, minimum: int = 1, maximum: int | None = N
     try:
         number = int(value or "")
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number") from None
+        raise ConfigError(f"{name} must be a whole number (got {_shown(value)})") from None
     if number < minimum or (maximum is not None and number > maximum):
-        raise ConfigError(f"{name} is out of range")
+        allowed = (
+            f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        )
+        raise ConfigError(f"{name} must be {allowed} (got {number})")
     return number
 
 
@@ -318,10 +336,19 @@ def _float(value: str, name: str, zero_ok: bool = False) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise ConfigError(f"{name} must be a number") from None
+        raise ConfigError(f"{name} must be a number (got {_shown(value)})") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name} must be a finite number (got {_shown(value)})")
     if number < 0 or (number == 0 and not zero_ok):
-        raise ConfigError(f"{name} must be positive")
+        allowed = "0 or more" if zero_ok else "more than 0"
+        raise ConfigError(f"{name} must be {allowed} (got {value.strip()})")
     return number
+
+
+def _shown(value: str | None) -> str:
+    """A non-secret value as given, quoted and cut short, for an error message."""
+    text = value or ""
+    return repr(text if len(text) <= 40 else text[:40] + "…")
 
 
 def _bool(value: str, name: str) -> bool:
@@ -330,12 +357,12 @@ def _bool(value: str, name: str) -> bool:
         return True
     if lowered in ("off", "false", "no", "0"):
         return False
-    raise ConfigError(f"{name} must be on or off")
+    raise ConfigError(f"{name} must be on or off (got {_shown(value)})")
 
 
 def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise ConfigError(f"{name} must be one of: {', '.join(choices)}")
+        raise ConfigError(f"{name} must be one of: {', '.join(choices)} (got {_shown(value)})")
     return value
 
 
@@ -383,15 +410,18 @@ def _private_key(literal: str | None, path: str | None) -> str | None:
     elif path:
         try:
             key = Path(path).read_text()
-        except OSError:
-            raise ConfigError("PRIVATE_KEY_PATH cannot be read") from None
+        except OSError as exc:
+            # The path and the OS's reason say what to fix; the file's content is never shown.
+            raise ConfigError(f"PRIVATE_KEY_PATH {path} cannot be read: {_reason(exc)}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"PRIVATE_KEY_PATH {path} is not a text (PEM) file") from None
     else:
         return None
     if "PRIVATE KEY-----" not in key:
         raise ConfigError(
             "PRIVATE_KEY is not a PEM private key"
             if literal
-            else "PRIVATE_KEY_PATH does not hold a PEM private key"
+            else f"PRIVATE_KEY_PATH {path} does not hold a PEM private key"
         )
     # Parse once so a broken key stops start-up, not the first webhook.
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -400,6 +430,13 @@ def _private_key(literal: str | None, path: str | None) -> str | None:
         load_pem_private_key(key.encode(), password=None)
     except (ValueError, TypeError):
         raise ConfigError(
-            "PRIVATE_KEY cannot be parsed" if literal else "PRIVATE_KEY_PATH cannot be parsed"
+            "PRIVATE_KEY cannot be parsed"
+            if literal
+            else f"PRIVATE_KEY_PATH {path} cannot be parsed as a private key"
         ) from None
     return key
+
+
+def _reason(exc: OSError) -> str:
+    """The OS's words for why a file could not be used, e.g. "No such file or directory"."""
+    return exc.strerror or type(exc).__name__

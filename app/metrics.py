@@ -91,6 +91,25 @@ cost = Counter(
 verdicts = Counter(
     "honk_review_verdicts_total", "The judge's verdicts on runs", ("verdict",), registry=registry
 )
+review_outcome_findings = Counter(
+    "honk_review_outcome_findings_total",
+    "Findings of the review's test outcome checks, by check (pass-to-pass, fail-to-pass)",
+    ("check",),
+    registry=registry,
+)
+review_base_results = Counter(
+    "honk_review_base_results_total",
+    "The base's test results the outcome checks used, by source (ran, cached)",
+    ("source",),
+    registry=registry,
+)
+review_outcome_seconds = Histogram(
+    "honk_review_outcome_seconds",
+    "The outcome checks of one look at a change, by where the base's results came from",
+    ("base",),  # ran | cached | none
+    buckets=SLOW,
+    registry=registry,
+)
 sandbox_seconds = Histogram(
     "honk_sandbox_command_seconds",
     "Sandboxed commands, by how they ended (ok, failed, timeout, killed)",

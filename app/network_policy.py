@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 OFF = "off"
 ANY = "*"  # in HONK_NETWORK_ALLOW: repositories may name any host (never a private address)
+# An operator's exact entry with this prefix (`tcp://git.example:22`) lets a CONNECT tunnel to
+# it carry any protocol; every other tunnel carries TLS only, its SNI the name it connects to.
+PLAIN_PREFIX = "tcp://"
+_OPERATOR_SETTINGS = ("HONK_NETWORK_ALLOW", "HONK_NETWORK_PRESETS")
 SETUP_DEFAULT = "registries"
 # Entries without a port allow these: plain HTTP and HTTPS.
 WEB_PORTS = (80, 443)
@@ -89,10 +93,33 @@ class Entry:
 
 @dataclass(frozen=True)
 class Rule:
-    """An allowed entry; `private_ok` (an exact entry the operator wrote) skips address vetting."""
+    """An allowed entry; `private_ok` (an exact entry the operator wrote) skips address vetting;
+    `plain_ok` (an exact entry the operator wrote as `tcp://host:port`) lets a CONNECT tunnel
+    carry something other than TLS."""
 
     entry: Entry
     private_ok: bool = False
+    plain_ok: bool = False
+
+
+def split_plain(text: str) -> tuple[str, bool]:
+    """An item without its `tcp://` prefix, and whether it had one."""
+    item = text.strip().lower()
+    if item.startswith(PLAIN_PREFIX):
+        return item[len(PLAIN_PREFIX) :], True
+    return item, False
+
+
+def parse_rule(item: str, *, operator: bool) -> Rule:
+    """An entry as a rule: an operator's exact entry may be private, a `tcp://` one plain."""
+    text, plain = split_plain(item)
+    entry = parse_entry(text)
+    if plain and not entry.exact:
+        raise NetworkSettingError(
+            f"{item!r}: a {PLAIN_PREFIX} entry names one host and its port ({PLAIN_PREFIX}"
+            "git.example:22)"
+        )
+    return Rule(entry, operator and entry.exact, operator and plain)
 
 
 def parse_entry(text: str) -> Entry:
@@ -133,16 +160,23 @@ def is_preset_name(text: str) -> bool:
 def parse_items(values: Iterable[str], setting: str) -> tuple[str, ...]:
     """A list as written (`off`, presets and entries), normalised; errors name `setting`."""
     items: list[str] = []
+    operator = setting.startswith(_OPERATOR_SETTINGS)
     for value in values:
         item = value.strip().lower()
         if item == OFF or (item == ANY and setting == "HONK_NETWORK_ALLOW"):
             items.append(item)
             continue
+        if split_plain(item)[1] and not operator:
+            raise NetworkSettingError(
+                f"{setting}: {item!r}: only the operator names {PLAIN_PREFIX} entries "
+                "(HONK_NETWORK_ALLOW, HONK_NETWORK_PRESETS); name the host and port alone"
+            )
         if not is_preset_name(item):
             try:
-                item = str(parse_entry(item))
+                rule = parse_rule(item, operator=operator)
             except NetworkSettingError as exc:
                 raise NetworkSettingError(f"{setting}: {exc}") from None
+            item = (PLAIN_PREFIX if rule.plain_ok else "") + str(rule.entry)
         items.append(item)
     if OFF in items and len(items) > 1:
         raise NetworkSettingError(f"{setting}: `off` cannot be mixed with hosts or presets")
@@ -213,8 +247,7 @@ class Presets:
             if is_preset_name(item):
                 rules += self.rules(item, (*_seen, name))
             else:
-                entry = parse_entry(item)
-                rules.append(Rule(entry, entry.exact and name in self.operator))
+                rules.append(parse_rule(item, operator=name in self.operator))
         return rules
 
 
@@ -251,8 +284,7 @@ class Cap:
             if is_preset_name(item):
                 rules += self.presets.rules(item)
             elif item != ANY:
-                entry = parse_entry(item)
-                rules.append(Rule(entry, entry.exact))
+                rules.append(parse_rule(item, operator=True))
         return rules
 
 
@@ -262,6 +294,8 @@ def compile_rules(items: Sequence[str], *, setting: str, cap: Cap) -> tuple[Rule
     Anything the cap does not allow is refused (NotAllowed names it). An exact entry may
     reach a private address only if the operator wrote that same entry (in the cap or in
     one of its presets): a repository alone can never aim the proxy at the host's services.
+    Likewise a tunnel carries other than TLS only to an entry the operator wrote as
+    `tcp://host:port`.
     """
     known = cap.presets.items
     unknown = [item for item in items if is_preset_name(item) and item not in known]
@@ -270,14 +304,16 @@ def compile_rules(items: Sequence[str], *, setting: str, cap: Cap) -> tuple[Rule
     refused = [item for item in items if not cap.allows(item)]
     if refused:
         raise NotAllowed(setting, refused)
-    vouched = {rule.entry for rule in cap.rules() if rule.private_ok}
+    operators = cap.rules()
+    vouched = {rule.entry for rule in operators if rule.private_ok}
+    plain = {rule.entry for rule in operators if rule.plain_ok}
     rules: list[Rule] = []
     for item in items:
         if is_preset_name(item):
             rules += cap.presets.rules(item)
         else:
             entry = parse_entry(item)
-            rules.append(Rule(entry, entry in vouched))
+            rules.append(Rule(entry, entry in vouched, entry in plain))
     return tuple(dict.fromkeys(rules))
 
 
@@ -299,7 +335,7 @@ def setup_default(cap: Cap) -> tuple[str, ...]:
 def match(rules: Sequence[Rule], host: str, port: int) -> Rule | None:
     """The rule that lets `host:port` through, an operator-vouched exact one first."""
     found = [rule for rule in rules if rule.entry.matches(host, port)]
-    return max(found, key=lambda r: r.private_ok, default=None)
+    return max(found, key=lambda r: (r.private_ok, r.plain_ok), default=None)
 
 
 # -- addresses ----------------------------------------------------------------------------

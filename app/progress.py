@@ -32,6 +32,8 @@ class Progress:
     # Each sandbox phase's connections through the network proxy, e.g. "setup": "3 requests
     # to pypi.org, files.pythonhosted.org (2.1 MB down, 4.0 kB up)".
     network: dict[str, str] = field(default_factory=dict)
+    # What Honk did or did not do of the repository's own environment (a devcontainer.json).
+    notices: list[str] = field(default_factory=list)
     outcome: str | None = None  # the closing line once the run has ended
     run_url: str | None = None  # the run's page, when HONK_URL is set
 
@@ -69,6 +71,9 @@ class Progress:
                 lines.append(f"{_ICONS['skipped']}{text}~")
             else:
                 lines.append(f"{_ICONS[state]} {text}")
+        if self.notices:
+            lines.append("")
+            lines += self.notices
         if self.network:
             lines.append("")
             lines += [f"Network ({phase}): {text}" for phase, text in self.network.items()]

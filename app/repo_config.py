@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from dataclasses import dataclass, field, fields, replace
 from http import HTTPStatus
 from typing import Any
 
 import gidgethub
-import pathspec
 import yaml
 
 from app.config import Settings
+from app.log import TOKEN_SHAPES
 from app.network_policy import (
     NetworkSettingError,
     Rule,
@@ -36,6 +37,7 @@ SETTINGS = (
     "paths",
     "review",
     "merge",
+    "env",
 )
 _LIMITS = {"turns": "max_turns", "minutes": "max_minutes", "ci_repair_rounds": "ci_repair_rounds"}
 # `review:` in the file -> RepoConfig's fields.
@@ -45,10 +47,62 @@ _REVIEW = {
     "on_veto": "on_veto",
     "allow": "review_allow",
     "checks": "review_checks",
+    "outcome": "review_outcome",
+    "tests": "review_test_commands",  # and review_test_files
 }
+_REVIEW_TESTS = ("command", "commands", "files")
 ON_VETO = ("draft", "comment")
 MERGE_METHODS = ("squash", "merge", "rebase")  # GitHub's merge_method values
 LABEL_MAX = 50  # GitHub's limit on a label's name
+
+# `env:` is for plain variables: a handful, short, each a word a shell takes as a name.
+ENV_MAX_VARIABLES = 64
+ENV_MAX_NAME = 128
+ENV_MAX_VALUE = 4096
+ENV_MAX_TOTAL = 32 * 1024  # names and values together
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Names that hold secrets by convention (case-insensitive): secrets never go to the agent, and
+# a value that a repository writes in its own file is no secret anyway.
+_SECRET_SUFFIXES = ("TOKEN", "_KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIALS", "CREDENTIAL")
+_SECRET_WORDS = ("SECRET", "PASSWORD", "PRIVATE_KEY", "API_KEY", "ACCESS_KEY", "AUTH_TOKEN")
+_SECRET_NAMES = frozenset({"KEY", "PASS", "PAT"})
+# Names Honk sets for every sandboxed command, or will (the toolchains' homes): a repository's
+# value would undo them. Extend this when the sandbox sets another.
+HONK_SET_ENV = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "LANG",
+        "PYTHONDONTWRITEBYTECODE",
+        "VIRTUAL_ENV",
+        "RUSTUP_HOME",
+        "CARGO_HOME",
+        "GOROOT",
+        "JAVA_HOME",
+    }
+)
+# Names that change how the sandbox itself works: the dynamic loader's, the shell's start-up
+# and prompt hooks (bash reads BASH_ENV before the sandbox's own limits are set), Python's
+# home, where temporary files go (a capped tmpfs), and git's (the checkout's .git is Honk's).
+_SANDBOX_ENV = frozenset(
+    {
+        "BASH_ENV",
+        "ENV",
+        "PROMPT_COMMAND",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "BASH_XTRACEFD",
+        "PS1",
+        "PS2",
+        "PS4",
+        "IFS",
+        "CDPATH",
+        "GLOBIGNORE",
+        "PYTHONHOME",
+        "TMPDIR",
+    }
+)
+_SANDBOX_PREFIXES = ("LD_", "DYLD_", "GIT_", "BASH_FUNC_", "HONK_")
 
 
 class RepoConfigError(ValueError):
@@ -68,13 +122,20 @@ class RepoConfig:
     ci_repair_rounds: int | None = None
     slack_channel: str | None = None
     label: str | None = None
-    paths: tuple[str, ...] = ()  # gitignore-style globs the agent may change; empty: anything
+    paths: tuple[str, ...] = ()  # globs (CODEOWNERS' reading) Honk may change; empty: anything
     review_model: str | None = None
     model_judge: bool | None = None  # the model judge on or off; None: the operator's default
     on_veto: str | None = None  # "draft" (a draft PR, the default) or "comment" (no PR)
     review_allow: tuple[str, ...] = ()  # globs of files the repository expects changes to
     review_checks: bool | None = None  # False: checks off (only if the operator allows it)
+    # The outcome checks (app/review): off only where the operator allows it; the test
+    # commands they run and extra test infrastructure files, when Honk's defaults do not fit.
+    review_outcome: bool | None = None
+    review_test_commands: tuple[str, ...] = ()
+    review_test_files: tuple[str, ...] = ()
     merge: str | None = None  # how Merge in Slack merges: squash, merge or rebase
+    # Plain variables for setup, the agent's commands, `verify:` and the review's test runs.
+    env: tuple[tuple[str, str], ...] = ()
     source: str = "defaults"  # where it came from, for messages
     # Fields the file wrote, even as empty (`network: []` clears an org-wide default).
     fields_set: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
@@ -95,27 +156,180 @@ class RepoConfig:
                 else getattr(self, f.name) not in (None, ())
             )
         }
+        if "env" in changes:  # variable by variable: this file's value wins over the default
+            changes["env"] = merge_env(base.env, self.env)
         return replace(
             base, **changes, source=self.source, fields_set=base.fields_set | self.fields_set
         )
 
 
+def merge_env(
+    under: tuple[tuple[str, str], ...], over: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
+    """`over`'s variables on top of `under`'s, each name once (in the order first seen)."""
+    merged = dict(under)
+    merged.update(over)
+    return tuple(merged.items())
+
+
+def env_name_refusal(name: str) -> str | None:
+    """Why `name` may not be a repository's variable (a sentence's end), or None if it may."""
+    if not _ENV_NAME.fullmatch(name):
+        return "is not a variable name (letters, digits and _, not starting with a digit)"
+    if len(name) > ENV_MAX_NAME:
+        return f"is longer than {ENV_MAX_NAME} characters"
+    upper = name.upper()
+    if (
+        upper in _SECRET_NAMES
+        or upper.endswith(_SECRET_SUFFIXES)
+        or any(word in upper for word in _SECRET_WORDS)
+    ):
+        return (
+            "names a secret (a token, key, password or credentials): secrets never go to the "
+            "agent, and a value written in the repository is no secret"
+        )
+    if upper in HONK_SET_ENV:
+        return "is set by Honk for every sandboxed command"
+    if upper in _SANDBOX_ENV or upper.startswith(_SANDBOX_PREFIXES) or upper.endswith("PROXY"):
+        return "changes how Honk's sandbox works (its shell, loader, proxy, git or temporary files)"
+    return None
+
+
+def env_value_refusal(value: str) -> str | None:
+    """Why `value` may not be a repository variable's value, or None if it may."""
+    if "\0" in value:
+        return "holds a NUL character"
+    if len(value) > ENV_MAX_VALUE:
+        return f"is longer than {ENV_MAX_VALUE} characters"
+    if _SECRET_VALUE.search(value):
+        return "looks like a secret (a token's or key's shape): secrets never go to the agent"
+    return None
+
+
+_SECRET_VALUE = re.compile("|".join(f"(?:{shape})" for shape in TOKEN_SHAPES))
+
+
 def globs_match(globs: tuple[str, ...], path: str) -> bool:
-    """Whether `path` matches `globs` as `paths:` reads them (see _paths_spec)."""
-    return bool(globs) and _paths_spec(tuple(globs)).match_file(path)
+    """Whether `path` (a file's path in the repository) matches `globs` as `paths:` and
+    `review.allow` read them: each glob read as CODEOWNERS reads it (see `path_glob`),
+    `!glob` taking paths back out, the last matching glob deciding."""
+    decided = False
+    for negated, pattern in _compiled_globs(tuple(globs)):
+        if pattern.fullmatch(path):
+            decided = not negated
+    return decided
 
 
 @functools.lru_cache(maxsize=256)
-def _paths_spec(globs: tuple[str, ...]) -> pathspec.GitIgnoreSpec:
-    """`paths:` as gitignore patterns: `*` stays inside one path segment, `**` crosses
-    them, `dir/` is everything under dir, `!` takes a path back out (the last match wins).
-    Unlike a .gitignore, each pattern is anchored at the repository's root: `calc.py` is
-    the top-level file only (`**/calc.py` is any)."""
-    anchored = []
-    for glob in globs:
-        negated = glob.startswith("!")
-        anchored.append(("!" if negated else "") + "/" + glob.removeprefix("!").lstrip("/"))
-    return pathspec.GitIgnoreSpec.from_lines(anchored)
+def _compiled_globs(globs: tuple[str, ...]) -> tuple[tuple[bool, re.Pattern[str]], ...]:
+    return tuple((glob.startswith("!"), path_glob(glob.removeprefix("!"))) for glob in globs)
+
+
+def path_glob(glob: str) -> re.Pattern[str]:
+    """One glob as a regular expression over a file's path, in CODEOWNERS' reading (GitHub's
+    own convention for rules about paths), since `paths:` restricts what may change:
+
+    - `*` and `?` stay inside one path segment, `[abc]` is one character of a class;
+    - `**` as a whole segment crosses segments: `**/x` is x at any depth, `a/**/x` is x
+      anywhere below a, `a/**` everything below a;
+    - a glob with a `/` at its start or middle is anchored at the repository's root
+      (`/calc.py` the top-level file, `docs/*` docs/ at the top); one without (`*.py`,
+      `Makefile`, `build/`) matches at any depth;
+    - a trailing `/` names a directory, everything below it (`docs/`);
+    - a last segment without wildcards is a file or a directory, everything below it then
+      (`src/app`, `**/logs`);
+    - a last segment with a wildcard matches files at that level only: `docs/*` is the files
+      directly in docs/, never docs/_ext/hook.py because `*` matched the directory `_ext`.
+      gitignore's reading (a pattern matching a directory matches all below it) would widen a
+      restriction through any directory a wildcard happens to match; CODEOWNERS already reads
+      `docs/*` this way, and here `*.py` or `docs/build*` do not reach through a directory so
+      named either.
+
+    ValueError for what is no glob (empty, or a lone `/`)."""
+    body = glob[1:] if glob.startswith("/") else glob
+    directory = body.endswith("/")
+    body = body.rstrip("/")
+    if not body:
+        raise ValueError("an empty pattern")
+    anchored = glob.startswith("/") or "/" in body
+    segments = body.split("/")
+    regex = "" if anchored else "(?:.*/)?"
+    for index, segment in enumerate(segments):
+        at_end = index == len(segments) - 1
+        if segment == "**":
+            regex += ".+" if at_end else "(?:.*/)?"
+            continue
+        regex += _segment(segment) + ("" if at_end else "/")
+    final = segments[-1]
+    if directory and final != "**":
+        regex += "/.+"  # everything below the directory, not a file of that name
+    elif not directory and final != "**" and not _has_wildcard(final):
+        regex += "(?:/.+)?"  # the file, or everything below the directory
+    return re.compile(regex, re.DOTALL)
+
+
+def _segment(segment: str) -> str:
+    """One path segment's glob as a regular expression that never crosses a `/`."""
+    out: list[str] = []
+    i = 0
+    while i < len(segment):
+        char = segment[i]
+        if char == "\\" and i + 1 < len(segment):
+            out.append(re.escape(segment[i + 1]))
+            i += 2
+            continue
+        if char == "*":
+            while i + 1 < len(segment) and segment[i + 1] == "*":
+                i += 1  # `**` inside a segment is `*` (gitignore's rule)
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[" and (end := _class_end(segment, i)) is not None:
+            inner = segment[i + 1 : end]
+            negate = inner[:1] in ("!", "^")
+            out.append(f"(?!/)[{'^' if negate else ''}{_class(inner[1:] if negate else inner)}]")
+            i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
+
+
+def _class(inner: str) -> str:
+    """A class's characters and ranges (`a-z`), each character escaped for `re`."""
+    out: list[str] = []
+    i = 0
+    while i < len(inner):
+        if i + 2 < len(inner) and inner[i + 1] == "-":
+            out.append(f"{re.escape(inner[i])}-{re.escape(inner[i + 2])}")
+            i += 3
+        else:
+            out.append(re.escape(inner[i]))
+            i += 1
+    return "".join(out)
+
+
+def _class_end(segment: str, start: int) -> int | None:
+    """Where the character class opened at `start` closes (its `]`), or None: a literal `[`."""
+    i = start + 1
+    if i < len(segment) and segment[i] in ("!", "^"):
+        i += 1
+    if i < len(segment) and segment[i] == "]":
+        i += 1  # a `]` first in the class is one of its characters
+    end = segment.find("]", i)
+    return end if end != -1 else None
+
+
+def _has_wildcard(segment: str) -> bool:
+    i = 0
+    while i < len(segment):
+        if segment[i] == "\\":
+            i += 2
+            continue
+        if segment[i] in "*?" or (segment[i] == "[" and _class_end(segment, i) is not None):
+            return True
+        i += 1
+    return False
 
 
 def parse_config(text: str, source: str = CONFIG_PATH) -> RepoConfig:
@@ -151,10 +365,12 @@ def parse_config(text: str, source: str = CONFIG_PATH) -> RepoConfig:
         if key in data:
             values[key] = _network(data[key], key, source)
     values.update(_review(data.get("review"), source))
+    if data.get("env") is not None:
+        values["env"] = parse_env(data["env"], source)
     _check_items(values, source)
     values.update(_limits(data.get("limits"), source))
     # `limits:` and `review:` are one setting each in the file but several fields here.
-    nested = {*_LIMITS.values(), *_REVIEW.values()}
+    nested = {*_LIMITS.values(), *_REVIEW.values(), "review_test_files"}
     written = {k for k in data if k not in ("limits", "review")} | {
         k for k in values if k in nested
     }
@@ -220,14 +436,77 @@ def _review(review: Any, source: str) -> dict[str, Any]:
             continue
         if key == "model":
             values["review_model"] = _string(value, "review.model", source)
-        elif key in ("model_judge", "checks"):
+        elif key in ("model_judge", "checks", "outcome"):
             values[_REVIEW[key]] = _on_off(value, f"review.{key}", source)
+        elif key == "tests":
+            values.update(_review_tests(value, source))
         elif key == "on_veto":
             if value not in ON_VETO:
                 raise RepoConfigError(f"{source}: review.on_veto must be draft or comment")
             values["on_veto"] = value
         else:
             values["review_allow"] = _strings(value, "review.allow", source)
+    return values
+
+
+def parse_env(value: Any, source: str, setting: str = "env") -> tuple[tuple[str, str], ...]:
+    """`env:`: a mapping of names to plain values (strings; numbers are written as strings).
+
+    Every refusal names the variable and why (RepoConfigError), like any other error in the
+    file: a run without a variable the repository asked for would fail in confusing ways.
+    """
+    if not isinstance(value, dict):
+        raise RepoConfigError(
+            f"{source}: {setting} must be a mapping of variable names to values, not {_kind(value)}"
+        )
+    if len(value) > ENV_MAX_VARIABLES:
+        raise RepoConfigError(
+            f"{source}: {setting} holds {len(value)} variables; at most {ENV_MAX_VARIABLES}"
+        )
+    pairs: list[tuple[str, str]] = []
+    for name, raw in value.items():
+        shown = str(name)[:ENV_MAX_NAME]
+        if not isinstance(name, str):
+            raise RepoConfigError(f"{source}: {setting}: {shown!r} is not a variable name")
+        if (why := env_name_refusal(name)) is not None:
+            raise RepoConfigError(f"{source}: {setting}: {name} is refused: it {why}")
+        if isinstance(raw, bool) or raw is None or not isinstance(raw, str | int | float):
+            what = (
+                "true or false" if isinstance(raw, bool) else "empty" if raw is None else _kind(raw)
+            )
+            raise RepoConfigError(
+                f"{source}: {setting}.{name} must be a string (quote it), not {what}"
+            )
+        text = str(raw)
+        if (why := env_value_refusal(text)) is not None:
+            raise RepoConfigError(f"{source}: {setting}.{name} is refused: its value {why}")
+        pairs.append((name, text))
+    total = sum(len(name) + len(text) for name, text in pairs)
+    if total > ENV_MAX_TOTAL:
+        raise RepoConfigError(
+            f"{source}: {setting} holds {total:,} characters; at most {ENV_MAX_TOTAL:,}"
+        )
+    return tuple(pairs)
+
+
+def _review_tests(value: Any, source: str) -> dict[str, Any]:
+    """`review: tests:`: a command, a list of them, or {commands (or command), files}."""
+    if not isinstance(value, dict):
+        return {"review_test_commands": _strings(value, "review.tests", source)}
+    unknown = sorted(str(k) for k in set(value) - set(_REVIEW_TESTS))
+    if unknown:
+        raise RepoConfigError(
+            f"{source}: unknown review.tests setting(s) {', '.join(unknown)}"
+            f"{_hint(unknown, list(_REVIEW_TESTS))} (commands, files)"
+        )
+    if "command" in value and "commands" in value:
+        raise RepoConfigError(f"{source}: review.tests takes command or commands, not both")
+    commands = value.get("commands", value.get("command"))
+    values: dict[str, Any] = {
+        "review_test_commands": _strings(commands, "review.tests.commands", source)
+    }
+    if value.get("files") is not None:
+        values["review_test_files"] = _strings(value["files"], "review.tests.files", source)
     return values
 
 
@@ -249,15 +528,19 @@ def _on_off(value: Any, key: str, source: str) -> bool:
 
 
 def _check_items(values: dict[str, Any], source: str) -> None:
-    for key, name in (("paths", "paths"), ("review_allow", "review.allow")):
+    for key, name in (
+        ("paths", "paths"),
+        ("review_allow", "review.allow"),
+        ("review_test_files", "review.tests.files"),
+    ):
         for glob in values.get(key, ()):
-            if glob.removeprefix("!").startswith("/") or ".." in glob.split("/"):
+            if ".." in glob.split("/") or glob.removeprefix("!").startswith("//"):
                 raise RepoConfigError(
                     f"{source}: {name} are globs inside the repository (src/**), not {glob!r}"
                 )
             try:
-                _paths_spec((glob,))
-            except ValueError as exc:
+                path_glob(glob.removeprefix("!"))
+            except (ValueError, re.error) as exc:
                 raise RepoConfigError(
                     f"{source}: {name}: {glob!r} is not a valid glob ({exc})"
                 ) from None
@@ -341,12 +624,19 @@ class ReviewPolicy:
     checks: bool  # the deterministic checks run
     checks_kept: bool  # the repository asked to turn them off; the operator does not allow it
     diff_chars: int  # the most of the diff the judge is shown
+    outcome: bool = True  # the outcome checks run (app/review/outcome.py)
+    outcome_kept: bool = False  # asked off by the repository, kept on by the operator
+    test_commands: tuple[str, ...] = ()  # `review: tests:`: what the outcome checks run
+    test_files: tuple[str, ...] = ()  # and the extra test infrastructure they move
 
 
 def review_policy(settings: Settings, config: RepoConfig) -> ReviewPolicy:
-    """The one merge of HONK_REVIEW_* with `review:`; only the operator lets the checks go."""
+    """The one merge of HONK_REVIEW_* with `review:`; only the operator lets the checks go,
+    and the outcome checks."""
     wants_checks_off = config.review_checks is False
     checks_off = wants_checks_off and settings.review_checks_optional
+    wants_outcome_off = config.review_outcome is False
+    outcome_off = wants_outcome_off and settings.review_outcome_optional
     return ReviewPolicy(
         model=config.review_model or settings.review_model,
         model_judge=settings.model_judge if config.model_judge is None else config.model_judge,
@@ -355,6 +645,10 @@ def review_policy(settings: Settings, config: RepoConfig) -> ReviewPolicy:
         checks=not checks_off,
         checks_kept=wants_checks_off and not checks_off,
         diff_chars=settings.review_diff_chars,
+        outcome=not outcome_off,
+        outcome_kept=wants_outcome_off and not outcome_off,
+        test_commands=config.review_test_commands,
+        test_files=config.review_test_files,
     )
 
 

@@ -18,7 +18,8 @@ from app.github.auth import GitHubApp
 from app.github.connections import GitHubConnections
 from app.github.oauth import GitHubOAuth
 from app.handlers.context import HandlerContext
-from app.handlers.slack.commands import SLACK_EVENT, on_stored_request
+from app.handlers.slack import on_stored_request
+from app.handlers.slack.commands import SLACK_EVENT
 from app.handlers.slack.conversation import SlackContext
 from app.handlers.slack.identity import Identity
 from app.log import redact
@@ -74,7 +75,8 @@ async def open_services(
         config_cache=config_cache,
         connections=connections,
     )
-    dispatcher = Dispatcher(handlers)
+    # A delivery's lease is a run's: a dead process's clicks and events are taken over as soon.
+    dispatcher = Dispatcher(handlers, lease_seconds=settings.lease_seconds)
     slack_front = SlackContext(
         settings,
         store,

@@ -77,6 +77,15 @@ def code(text: str) -> str:
     return f"{fence}{pad}{flat}{pad}{fence}"
 
 
+def code_block(text: str) -> str:
+    """`text` (a command's output, say) as one fenced code block that nothing inside closes:
+    its fence is longer than any backtick run in it. Inside, GitHub renders no mention, image
+    or HTML; invisible and bidi control characters are dropped."""
+    body = INVISIBLE.sub("", text).rstrip("\n")
+    fence = "`" * max(3, max((len(m) for m in _BACKTICKS.findall(body)), default=0) + 1)
+    return f"{fence}text\n{body}\n{fence}"
+
+
 def inert(text: str | None) -> str:
     """Model-written Markdown made safe to publish on GitHub or Slack.
 

@@ -33,6 +33,7 @@ def main() -> int:
         asyncio.run(webhook_to_pr.main(quick=quick))
     if "review" in chosen:
         review.main(quick=quick)
+        asyncio.run(review.outcome_main(quick=quick))
     if "run_page" in chosen:
         asyncio.run(run_page.main(quick=quick))
     if "ingest" in chosen:

@@ -60,13 +60,14 @@ class Figures:
         )
 
 
-def deliveries(count: int) -> list[tuple[str, bytes]]:
-    """Real payloads of events no handler acts on, spread over many issues."""
+def deliveries(count: int, first: int = 0) -> list[tuple[str, bytes]]:
+    """Real payloads of events no handler acts on, spread over many issues; each body differs
+    from every other of `first` .. `first + count` (a body seen before is a replay to Honk)."""
     opened = load_payload("issues.opened.1")
     comment = load_payload("issue_comment.created.1")
     ping = load_payload("ping.1")
     made: list[tuple[str, bytes]] = []
-    for n in range(count):
+    for n in range(first, first + count):
         event = EVENTS[n % len(EVENTS)]
         if event == "issues":
             payload = {**opened, "issue": {**opened["issue"], "number": n}}
@@ -74,9 +75,11 @@ def deliveries(count: int) -> list[tuple[str, bytes]]:
             body = {**comment["comment"], "body": f"thanks {n}", "id": n}
             payload = {**comment, "comment": body, "issue": {**comment["issue"], "number": n}}
         elif event == "ping":
-            payload = ping
+            payload = {**ping, "zen": f"{ping['zen']} ({n})"}
         else:
-            payload = {"action": "created", "starred_at": None, "repository": opened["repository"]}
+            starred = f"2026-12-07T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z"
+            payload = {"action": "created", "starred_at": starred,
+                       "repository": opened["repository"]}  # fmt: skip
         payload = {k: v for k, v in payload.items() if k != "installation"}
         made.append((event, json.dumps(payload).encode()))
     return made
@@ -221,7 +224,9 @@ def median(figures: list[Figures]) -> Figures:
 
 async def main(*, count: int = 3000, concurrency: int = 64, rounds: int = 3) -> None:
     """Both servers run side by side; the rounds alternate between them, the median counts."""
-    items = deliveries(count)
+    # Each round (and the warm-up) sends bodies of its own, the two servers the same ones.
+    warm_up = deliveries(200, first=count * rounds)
+    batches = [deliveries(count, first=n * count) for n in range(rounds)]
     print(
         f"\n== ingest: {count} signed deliveries, {concurrency} at a time, over loopback; "
         f"{rounds} rounds each, alternating ==",
@@ -238,12 +243,13 @@ async def main(*, count: int = 3000, concurrency: int = 64, rounds: int = 3) -> 
             server(bare_argv, base_env(), bare_port) as bare_pid,
             server(honk_argv, honk_env(honk_port, data_dir), honk_port) as honk_pid,
         ):
-            await fire(bare_url, items[:200], concurrency, "warm-up")
-            await fire(honk_url, items[:200], concurrency, "warm-up")
+            await fire(bare_url, warm_up, concurrency, "warm-up")
+            await fire(honk_url, warm_up, concurrency, "warm-up")
             bare_runs: list[Figures] = []
             honk_runs: list[Figures] = []
             for n in range(rounds):
                 name = f"bare aiohttp + gidgethub, round {n + 1}"
+                items = batches[n]
                 bare_runs.append(await measure(bare_url, bare_pid, items, concurrency, name))
                 name = f"Honk (stores durably, dispatches), round {n + 1}"
                 honk_runs.append(await measure(honk_url, honk_pid, items, concurrency, name))

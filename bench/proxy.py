@@ -175,7 +175,7 @@ async def _measure(
 
 async def _honk(origin: int, rounds: int, setups: int) -> Figures:
     figures = Figures("Honk's relay (asyncio)")
-    rule = Rule(Entry("localhost", origin), private_ok=True)
+    rule = Rule(Entry("localhost", origin), private_ok=True, plain_ok=True)  # plain tunnels
     config: ProxyConfig = proxy_config([rule], setting="network", cap=_no_cap())
     started = time.perf_counter()
     proxy = await EgressProxy.start(config, phase="bench")

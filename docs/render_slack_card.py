@@ -1,16 +1,24 @@
 """Render the go-live card (app/slack/card.py) as Slack would show it on a phone, for the README.
 
-    python docs/render_slack_card.py   # writes docs/slack-card.png and docs/slack-card.json
+    python docs/render_slack_card.py               # docs/slack-card.new.png and .new.json
+    python docs/render_slack_card.py --overwrite   # docs/slack-card.png and slack-card.json
 
 The blocks are the real builder's; the HTML is a small mock of Slack's look (mrkdwn bold,
 code, links, a few emoji), screenshot by Debian's chromium through Playwright.
+
+Without a font that has the card's emoji, chromium draws a box for each: the script refuses
+to run (exit 2) rather than write such a picture. Debian: apt-get install fonts-noto-color-emoji.
+It writes beside the committed picture unless told to replace it, so a look comes first.
 """
 
 from __future__ import annotations
 
+import argparse
 import html
 import json
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.slack.card import CardFacts, ChangedFile, ready_card
 
 HERE = Path(__file__).resolve().parent
+AVATAR = "🪿"
 EMOJI = {
     ":white_check_mark:": "✅",
     ":test_tube:": "🧪",
@@ -95,25 +104,66 @@ code {{ font-size: 12px; color: #c01343; background: #f6f6f6; border: 1px solid 
 .button {{ border: 1px solid #bbb; border-radius: 4px; padding: 4px 12px; font-weight: 700;
   font-size: 13px; }} .primary {{ background: #007a5a; color: #fff; border-color: #007a5a; }}
 .danger {{ color: #e01e5a; border-color: #e01e5a; }}
-</style></head><body><div class="message"><div class="avatar">🪿</div><div>
+</style></head><body><div class="message"><div class="avatar">{AVATAR}</div><div>
 <div><span class="name">Honk</span><span class="app">APP</span></div>{body}</div></div>
 </body></html>"""
 
 
-def main() -> None:
+def missing_emoji() -> list[str]:
+    """The card's emoji no installed font has (fontconfig's view, which chromium shares)."""
+    if shutil.which("fc-list") is None:
+        return [AVATAR, *EMOJI.values()]  # no fontconfig: nothing can be shown to be there
+    missing = []
+    for emoji in [AVATAR, *EMOJI.values()]:
+        pattern = ":charset=" + " ".join(f"{ord(c):x}" for c in emoji)
+        found = subprocess.run(
+            ["fc-list", "--format", "%{family}\\n", pattern],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if not found.stdout.strip():
+            missing.append(emoji)
+    return missing
+
+
+def output_paths(overwrite: bool) -> tuple[Path, Path]:
+    """The picture and its Block Kit: the committed files only when asked to replace them."""
+    stem = "slack-card" if overwrite else "slack-card.new"
+    return HERE / f"{stem}.png", HERE / f"{stem}.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace docs/slack-card.png and .json"
+    )
+    args = parser.parse_args(argv)
+    missing = missing_emoji()
+    if missing:
+        print(
+            f"render_slack_card: no installed font has {' '.join(missing)}; chromium would draw "
+            "boxes instead. Install an emoji font (Debian: apt-get install "
+            "fonts-noto-color-emoji) and run again. Nothing was written.",
+            file=sys.stderr,
+        )
+        return 2
     from playwright.sync_api import sync_playwright
 
+    picture, block_kit = output_paths(args.overwrite)
     _text, blocks = ready_card(FACTS)
-    (HERE / "slack-card.json").write_text(json.dumps({"blocks": blocks}, indent=2) + "\n")
+    block_kit.write_text(json.dumps({"blocks": blocks}, indent=2) + "\n")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium", args=["--no-sandbox", "--headless"]
         )
         tab = browser.new_page(viewport={"width": 390, "height": 700}, device_scale_factor=2)
         tab.set_content(page(blocks))
-        tab.locator(".message").screenshot(path=str(HERE / "slack-card.png"))
+        tab.locator(".message").screenshot(path=str(picture))
         browser.close()
+    print(f"wrote {picture.relative_to(HERE.parent)} and {block_kit.relative_to(HERE.parent)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

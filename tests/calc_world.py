@@ -17,11 +17,14 @@ ISSUE_BODY = "`add(2, 3)` gives -1."
 BUGGY = "def add(a, b):\n    return a - b\n"
 FIXED = "def add(a, b):\n    return a + b\n"
 TESTS = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+# The review's outcome checks run pytest without the plugins of Honk's own environment (the
+# sandbox shows its Python): loading them costs seconds a run, several runs a review.
+REVIEW_TESTS = "review:\n  tests: PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q\n"
 REPO_FILES = {
     "calc.py": BUGGY,
     "test_calc.py": TESTS,
     "AGENTS.md": "Run `python -m pytest -q` before you finish.\n",
-    ".github/honk.yml": "verify: python -m pytest -q\n",
+    ".github/honk.yml": "verify: python -m pytest -q\n" + REVIEW_TESTS,
 }
 
 
@@ -30,7 +33,9 @@ def seed_calc(fake_github: Any, *, issue: bool = True) -> None:
     fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
     fake_github.add_repo(REPO, files=REPO_FILES)
     if issue:
-        fake_github.add_issue(REPO, ISSUE, title=ISSUE_TITLE, body=ISSUE_BODY, user="alice")
+        fake_github.add_issue(
+            REPO, ISSUE, title=ISSUE_TITLE, body=ISSUE_BODY, user="alice", labels=["honk"]
+        )
     fake_github.set_permission(REPO, "alice", "write")
     fake_github.add_user("alice", name="Alice Example", email="alice@example.com")
 

@@ -82,7 +82,8 @@ async def _connect_button(fake_slack: FakeSlack, seen: int = 0) -> str:
 
 
 async def connect(client: TestClient, fake_github: Any, url: str, login: str) -> str:
-    """Open the Connect GitHub link, confirm, sign in on GitHub as `login`: the final page."""
+    """Open the Connect GitHub link, go on, sign in on GitHub as `login`, confirm the
+    connection on the page that names both accounts: the final page."""
     assert url.startswith(f"{HONK_URL}/connect/")
     path = urlsplit(url).path
     page = await client.get(path)
@@ -98,7 +99,15 @@ async def connect(client: TestClient, fake_github: Any, url: str, login: str) ->
     ):
         assert back.status == 302
         callback = urlsplit(back.headers["Location"])
-    done = await client.get(f"{callback.path}?{callback.query}", allow_redirects=False)
+    confirm = await client.get(f"{callback.path}?{callback.query}", allow_redirects=False)
+    assert confirm.status == 200, await confirm.text()
+    asked = await confirm.text()
+    # The last step names both accounts; only its button connects them.
+    assert f"Connect the GitHub account <strong>{login}</strong> to the Slack user" in asked
+    form = re.search(r'<form method="post" action="(/connect/[^"]+/confirm)">', asked)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', asked)
+    assert form and csrf
+    done = await client.post(form.group(1), data={"csrf": csrf.group(1)}, allow_redirects=False)
     assert done.status == 200, await done.text()
     return await done.text()
 

@@ -125,7 +125,11 @@ async def test_writer_retry_queues_one_run_on_the_branch_with_a_rocket(
     pr, origin_id = await honk_pull(client, fake_github)
     payload = issue_comment(fake_github, pr["number"], "/honk retry\nuse integers only")
     await send(client, "issue_comment", payload)
-    await send(client, "issue_comment", payload)  # the same comment delivered again
+    # The same comment delivered again: under GitHub's id it is a duplicate; under a new id
+    # its body, stored already, makes it one too. Either way it is carried out once.
+    again = await post_webhook(client, "issue_comment", payload)
+    assert again.status == 200 and (await again.json())["status"] == "duplicate"
+    await send(client, "issue_comment", {**payload, "zen": "a body of its own"})
     store: Store = client.app[SERVICES].store
     runs = await store.find_runs(repo=REPO, pr_number=pr["number"])
     assert [r.kind for r in runs] == [RunKind.RETRY, RunKind.ISSUE]
@@ -261,7 +265,9 @@ async def test_cancel_during_a_run_stops_it_and_the_tracking_comment_says_so(
 ) -> None:
     fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
     fake_github.add_repo(REPO, files={"calc.py": "def add(a, b):\n    return a - b\n"})
-    fake_github.add_issue(REPO, ISSUE, title="add() returns the wrong sum", user="alice")
+    fake_github.add_issue(
+        REPO, ISSUE, title="add() returns the wrong sum", user="alice", labels=["honk"]
+    )
     fake_github.set_permission(REPO, "alice", "write")
     working = asyncio.Event()
 

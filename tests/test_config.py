@@ -146,9 +146,85 @@ def test_cli_reports_config_error_in_one_line(
 
     monkeypatch.setenv("APP_ID", "1")
     monkeypatch.setenv("PRIVATE_KEY_PATH", str(tmp_path / "nope.pem"))
-    assert main(["--env-file", str(tmp_path / "none"), "migrate"]) == 2
+    assert main(["--env-file", "", "migrate"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["honk: configuration error: PRIVATE_KEY_PATH cannot be read"]
+    assert err == [
+        f"honk: configuration error: PRIVATE_KEY_PATH {tmp_path / 'nope.pem'} cannot be read: "
+        "No such file or directory"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HONK_MAX_TURNS": "0"}, "HONK_MAX_TURNS must be at least 1 (got 0)"),
+        ({"PORT": "70000"}, "PORT must be between 0 and 65535 (got 70000)"),
+        ({"PORT": "-1"}, "PORT must be between 0 and 65535 (got -1)"),
+        (
+            {"HONK_METRICS_PORT": "65536"},
+            "HONK_METRICS_PORT must be between 0 and 65535 (got 65536)",
+        ),
+        ({"HONK_WORKERS": "many"}, "HONK_WORKERS must be a whole number (got 'many')"),
+        ({"HONK_WORKERS": "-2"}, "HONK_WORKERS must be at least 0 (got -2)"),
+        (
+            {"HONK_SANDBOX_MAX_PROCESSES": "4"},
+            "HONK_SANDBOX_MAX_PROCESSES must be at least 16 (got 4)",
+        ),
+        (
+            {"HONK_EDITOR_MAX_FILE_MB": "5000"},
+            "HONK_EDITOR_MAX_FILE_MB must be between 1 and 1024 (got 5000)",
+        ),
+        ({"HONK_OUTPUT_LIMIT": "10"}, "HONK_OUTPUT_LIMIT must be at least 1000 (got 10)"),
+        ({"HONK_MAX_MINUTES": "0"}, "HONK_MAX_MINUTES must be more than 0 (got 0)"),
+        ({"HONK_COMMAND_TIMEOUT": "-5"}, "HONK_COMMAND_TIMEOUT must be more than 0 (got -5)"),
+        ({"HONK_LABEL_PAUSE": "-1"}, "HONK_LABEL_PAUSE must be 0 or more (got -1)"),
+        ({"HONK_RETENTION_DAYS": "soon"}, "HONK_RETENTION_DAYS must be a number (got 'soon')"),
+        ({"HONK_LEASE_SECONDS": "nan"}, "HONK_LEASE_SECONDS must be a finite number (got 'nan')"),
+        ({"HONK_SANDBOX": "docker"}, "HONK_SANDBOX must be one of: bwrap, off (got 'docker')"),
+        ({"HONK_MODEL_JUDGE": "maybe"}, "HONK_MODEL_JUDGE must be on or off (got 'maybe')"),
+    ],
+)
+def test_range_errors_name_the_range_and_the_value(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env, env_file=None)
+    assert str(info.value) == message
+
+
+def test_errors_never_echo_a_secret(tmp_path: Path) -> None:
+    """Numbers and choices are echoed; a URL (credentials in it) or a key never is."""
+    cases = [
+        {"DATABASE_URL": "mysql://root:hunter2-secret@db/honk"},
+        {"GITHUB_API_URL": "ftp://user:hunter2-secret@ghe.example"},
+        {"HONK_SESSION_KEY": "hunter2-secret"},
+        {"APP_ID": "1", "PRIVATE_KEY": "hunter2-secret"},
+    ]
+    for env in cases:
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env(env, env_file=None)
+        assert "hunter2" not in str(info.value), env
+
+
+def test_key_file_errors_name_the_path_and_the_reason_never_the_content(tmp_path: Path) -> None:
+    missing = tmp_path / "keys" / "app.pem"
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"APP_ID": "1", "PRIVATE_KEY_PATH": str(missing)}, env_file=None)
+    assert str(info.value) == (
+        f"PRIVATE_KEY_PATH {missing} cannot be read: No such file or directory"
+    )
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"APP_ID": "1", "PRIVATE_KEY_PATH": str(tmp_path)}, env_file=None)
+    assert str(info.value) == f"PRIVATE_KEY_PATH {tmp_path} cannot be read: Is a directory"
+    not_a_key = tmp_path / "notes.txt"
+    not_a_key.write_text("the-secret-content-42\n")
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"APP_ID": "1", "PRIVATE_KEY_PATH": str(not_a_key)}, env_file=None)
+    assert str(info.value) == f"PRIVATE_KEY_PATH {not_a_key} does not hold a PEM private key"
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWJvZHk=\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"APP_ID": "1", "PRIVATE_KEY_PATH": str(broken)}, env_file=None)
+    assert str(info.value) == f"PRIVATE_KEY_PATH {broken} cannot be parsed as a private key"
+    assert "c2VjcmV0" not in str(info.value)
 
 
 def test_run_page_settings() -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from cryptography.fernet import Fernet
 
-from app.cli.doctor import SLACK_TEST_MESSAGE, doctor_command, run_doctor
+from app.cli.doctor import SLACK_TEST_MESSAGE, doctor_command, run_doctor, unreachable
 from app.config import Settings
 from tests.conftest import new_private_key
 
@@ -28,7 +31,12 @@ def healthy(
     fake_github.add_installation(9001, account=ORG, repos=[REPO])
     return fake_slack.settings(
         base_settings.with_overrides(
-            github_api_url=fake_github.url, anthropic_base_url=fake_anthropic.url
+            github_api_url=fake_github.url,
+            anthropic_base_url=fake_anthropic.url,
+            honk_url="https://honk.example.com",
+            github_client_id=fake_github.oauth_client_id,
+            github_client_secret=fake_github.oauth_client_secret,
+            session_key=Fernet.generate_key().decode(),
         )
     )
 
@@ -55,6 +63,14 @@ async def test_healthy_configuration_passes_every_check(
     assert "honk-test (id 4242)" in line(lines, "GitHub App")
     assert line(lines, f"installation 9001 ({ORG})").endswith(f"selected: 1 repository: {REPO}")
     assert line(lines, "webhook secret")
+    assert (
+        line(lines, "HONK_URL")
+        == "✓ HONK_URL: run pages at https://honk.example.com/runs (not fetched)"
+    )
+    assert (
+        line(lines, "sign-in")
+        == "✓ sign-in: client Iv1.fakeclient0001 (the App's own); sessions keyed"
+    )
     assert f"model {healthy.model}" in line(lines, "Anthropic")
     assert fake_anthropic.count_token_requests[0]["model"] == healthy.model
     assert "auth.test passed" in line(lines, "Slack")
@@ -63,6 +79,11 @@ async def test_healthy_configuration_passes_every_check(
     assert "bwrap" in line(lines, "sandbox")
     # This machine (root, cgroup v1's pids hierarchy writable) caps with a cgroup.
     assert "processes capped by a pids cgroup" in line(lines, "sandbox")
+    # ... and a memory cgroup of its own (v1's memory hierarchy) holds each command whole.
+    assert (
+        "memory capped by a memory cgroup (v1) per command: 4,096 MiB for all its processes "
+        "together, no swap"
+    ) in line(lines, "sandbox")
     assert "schema up to date" in line(lines, "store")
 
 
@@ -161,10 +182,13 @@ async def test_cli_healthy_exits_zero(healthy: Settings, tmp_path: Path) -> None
         f"ANTHROPIC_BASE_URL={healthy.anthropic_base_url}\n"
         f"SLACK_BOT_TOKEN={healthy.slack_bot_token}\nSLACK_CHANNEL=#honk\n"
         f"SLACK_API_URL={healthy.slack_api_url}\nHONK_DATA_DIR={tmp_path / 'data'}\n"
+        f"HONK_URL={healthy.honk_url}\nGITHUB_CLIENT_ID={healthy.github_client_id}\n"
+        f"GITHUB_CLIENT_SECRET={healthy.github_client_secret}\n"
+        f"HONK_SESSION_KEY={healthy.session_key}\n"
     )
     status, out = await run_cli(env_file)
     assert status == 0, out
-    assert len(out.splitlines()) == 9 and out.count("✓ ") == 9
+    assert len(out.splitlines()) == 11 and out.count("✓ ") == 11
 
 
 def test_broken_configuration_is_one_failed_line(
@@ -177,3 +201,115 @@ def test_broken_configuration_is_one_failed_line(
     out = io.StringIO()
     assert doctor_command(env_file, out) == 1
     assert out.getvalue() == "✗ configuration: PRIVATE_KEY is not a PEM private key\n"
+
+
+async def test_warnings_are_marked_and_do_not_fail(healthy: Settings) -> None:
+    status, lines = await doctor(
+        healthy.with_overrides(
+            webhook_secret="zq9", honk_url=None, github_client_id=None, github_client_secret=None
+        )
+    )
+    assert status == 0, lines  # Honk runs, with less
+    assert line(lines, "webhook secret").startswith(
+        "! webhook secret: WEBHOOK_SECRET is short (3 characters): whoever guesses it can send "
+        "Honk webhooks; set it to 20 or more random characters"
+    )
+    assert line(lines, "HONK_URL").startswith(
+        "! HONK_URL: not set: comments and Slack messages carry no links to run pages"
+    )
+    assert line(lines, "sign-in") == (
+        "! sign-in: GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET are not set: run pages answer "
+        "503 and nobody can sign in; Honk's set-up writes them into .env, or copy them from "
+        "the GitHub App's settings"
+    )
+    assert line(lines, "GitHub App").startswith("✓")
+    assert "zq9" not in "\n".join(lines)  # its length, never the secret
+
+    status, lines = await doctor(
+        healthy.with_overrides(webhook_secret="ab" * 12, honk_url="http://honk.example.com")
+    )
+    assert status == 0
+    assert "is of only 2 distinct characters" in line(lines, "webhook secret")
+    assert line(lines, "webhook secret").startswith("! ")
+    assert line(lines, "HONK_URL").startswith("! HONK_URL: http://honk.example.com is plain http")
+    local = await doctor(healthy.with_overrides(honk_url="http://127.0.0.1:3000"))
+    assert line(local[1], "HONK_URL").startswith("✓")  # on one's own machine, http is fine
+
+    status, lines = await doctor(healthy.with_overrides(session_key=None))
+    assert status == 0
+    assert line(lines, "sign-in").startswith("! sign-in: client Iv1.fakeclient0001 set; ")
+    assert "HONK_SESSION_KEY is not" in line(lines, "sign-in")
+
+
+async def test_half_a_sign_in_client_or_another_apps_fails(healthy: Settings) -> None:
+    status, lines = await doctor(healthy.with_overrides(github_client_secret=None))
+    assert status == 1
+    assert line(lines, "sign-in").startswith(
+        "✗ sign-in: GITHUB_CLIENT_SECRET is not set (GITHUB_CLIENT_ID is): run pages answer 503"
+    )
+    status, lines = await doctor(healthy.with_overrides(github_client_id="Iv1.someone-elses"))
+    assert status == 1
+    assert line(lines, "sign-in") == (
+        "✗ sign-in: GITHUB_CLIENT_ID Iv1.someone-elses is not this App's client "
+        "(Iv1.fakeclient0001): signing in would fail"
+    )
+    assert healthy.github_client_secret not in "\n".join(lines)
+
+
+async def test_the_host_that_cannot_be_reached_is_named(healthy: Settings) -> None:
+    with socket.socket() as sock:  # a port nothing listens on: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{sock.getsockname()[1]}"
+    status, lines = await doctor(
+        healthy.with_overrides(
+            github_api_url=f"http://{closed}",
+            anthropic_base_url=f"http://{closed}",
+            slack_api_url=f"http://{closed}/api/",
+        )
+    )
+    assert status == 1
+    assert line(lines, "GitHub App") == (
+        f"✗ GitHub App: cannot reach {closed} (GITHUB_API_URL): Connection refused"
+    )
+    assert line(lines, "Anthropic") == (
+        f"✗ Anthropic: cannot reach {closed} (ANTHROPIC_BASE_URL): Connection refused"
+    )
+    assert (
+        line(lines, "Slack")
+        == f"✗ Slack: cannot reach {closed} (SLACK_API_URL): Connection refused"
+    )
+
+
+def test_unreachable_reads_the_reason_behind_the_exception() -> None:
+    """A name that does not resolve: the resolver's words, however deep the cause."""
+    try:
+        try:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        except socket.gaierror as cause:
+            raise RuntimeError("the client gave up") from cause
+    except RuntimeError as exc:
+        assert unreachable(exc) == "Name or service not known"
+    refused = aiohttp.ClientConnectorError(
+        aiohttp.client_reqrep.ConnectionKey("h", 1, False, True, None, None, None),
+        ConnectionRefusedError(111, "Connect call failed ('10.0.0.1', 1)"),
+    )
+    assert unreachable(refused) == "Connection refused"
+    assert unreachable(ValueError("not about the network")) is None
+
+
+async def test_without_a_unicode_terminal_the_marks_are_words(healthy: Settings) -> None:
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="ascii")
+    weak = healthy.with_overrides(webhook_secret="short-secret", honk_url=None)
+    status = await run_doctor(weak, out)
+    out.flush()
+    lines = raw.getvalue().decode().splitlines()
+    assert status == 0
+    assert line_named(lines, "webhook secret").startswith("warn webhook secret: ")
+    assert line_named(lines, "private key").startswith("ok private key: ")
+
+
+def line_named(lines: list[str], name: str) -> str:
+    found = [entry for entry in lines if entry.split(" ", 1)[1].startswith(f"{name}:")]
+    assert len(found) == 1, lines
+    return found[0]

@@ -6,9 +6,12 @@ resolver (localhost) or, for names that must not exist, the proxy's test-only ta
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import socket
+import sys
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ import pytest
 from app.network_policy import Cap, Presets, compile_rules
 from app.workspace.egress import (
     INSIDE_SOCKET,
+    RECORD_LINE_LIMIT,
     EgressProxy,
     NetworkSummary,
     SandboxProxy,
@@ -122,7 +126,8 @@ async def test_a_listed_host_is_reachable_and_nothing_else(
     assert pip and pip[0].address == "127.0.0.1" and pip[0].up > 0 and pip[0].seconds >= 0
     text = summary.describe()
     assert text.startswith(f"3 requests to {listed} (") and " down, " in text
-    assert f"; 4 refused: 127.0.0.1:{unlisted.port}, localhost:{unlisted.port}" in text
+    # Refused names as registrable domains, addresses as such: nothing the sandbox chose.
+    assert text.endswith("; 4 refused: an IP address (3), localhost")
 
 
 async def test_a_wildcard_never_reaches_a_private_address(
@@ -207,6 +212,34 @@ def test_summary_text_for_the_tracking_comment() -> None:
     assert NetworkSummary("agent").describe() == "no requests"
 
 
+def test_the_public_line_carries_no_name_the_sandbox_made_up() -> None:
+    """A name the sandbox chose (a secret as its labels, its port, an address) never
+    reaches the public line: refused names as registrable domains, allowed ones as the
+    entry that allowed them. Every name stays in `details()`, for Honk's log."""
+    secret = "s3cr3t" + secrets.token_hex(8)
+    records = [
+        Record(
+            f"{secret}.githubusercontent.com", 443, "CONNECT", True, rule="*.githubusercontent.com"
+        ),
+        Record(f"{secret}.x.example", 80, "GET", reason="not allowed"),
+        Record(f"a.{secret}.x.example", 8080, "GET", reason="not allowed"),
+        Record(f"{secret}.b.example.co.uk", 443, "CONNECT", reason="not allowed"),
+        Record("2001:db8::5ec:7e7", 443, "CONNECT", reason="not allowed"),
+        Record("pypi.org", 443, "CONNECT", reason="not allowed"),
+        Record("(malformed)", reason="a bare LF"),
+    ]
+    summary = NetworkSummary("agent", tuple(records))
+    text = summary.describe()
+    assert secret not in text and "5ec" not in text and "8080" not in text
+    assert text == (
+        "1 request to *.githubusercontent.com (0 B down, 0 B up); 6 refused: x.example (2), "
+        "example.co.uk, an IP address, pypi.org, (malformed)"
+    )
+    details = "\n".join(summary.details())
+    assert f"refused GET a.{secret}.x.example:8080 why='not allowed'" in details
+    assert f"allowed CONNECT {secret}.githubusercontent.com:443" in details
+
+
 async def test_a_refusal_says_what_would_allow_it(tmp_path: Path, mirror: LoopbackRegistry) -> None:
     """The relay in this process, on a socket of its own, with a resolver that counts."""
     asked: list[str] = []
@@ -252,7 +285,7 @@ async def test_a_refusal_says_what_would_allow_it(tmp_path: Path, mirror: Loopba
     listed = f"localhost:{mirror.port}"
     own = relay_for(Cap((listed,), Presets.with_overrides({})), [listed])
     answer = await ask(
-        own, f"GET http://{listed}/ HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
+        own, f"GET http://{listed}/ HTTP/1.1\r\nHost: {listed}\r\nConnection: keep-alive\r\n\r\n"
     )
     assert answer.endswith(b"hello from the mirror\n") and asked == ["localhost"]
     assert (records[-1].address, records[-1].method, records[-1].allowed) == (
@@ -279,3 +312,105 @@ async def test_the_proxy_ends_with_honk(mirror: LoopbackRegistry) -> None:
     assert not proxy.sandbox.socket_path.exists()
     await proxy.stop()
     assert not proxy.directory.exists()
+
+
+async def raw_request(proxy: EgressProxy, data: bytes) -> bytes:
+    """`data` sent to the proxy's socket as a sandboxed client would; its whole answer."""
+    reader, writer = await asyncio.open_unix_connection(str(proxy.sandbox.socket_path))
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+async def test_a_huge_request_is_one_refusal_and_the_record_goes_on(
+    mirror: LoopbackRegistry,
+) -> None:
+    """A 200 KB request method once ended Honk's reader of the records, so `stop()` raised,
+    the run failed and its temporary directory stayed; now every field a client chooses has
+    a limit, each over-long one is a refusal that says which, and reading goes on."""
+    listed = f"localhost:{mirror.port}"
+    proxy = await start_proxy([listed], cap=(listed,))
+
+    def request(method: str = "GET", path: str = "/", headers: str = "") -> bytes:
+        return (
+            f"{method} http://{listed}{path} HTTP/1.1\r\nHost: {listed}\r\n{headers}\r\n".encode()
+        )
+
+    try:
+        before = await raw_request(proxy, request(path="/upload-before"))
+        attempts = {
+            "method of 200 KB": request("A" * 200_000),
+            "method of 40": request("A" * 40),
+            "target of 9 KB": request(path="/" + "a" * 9000),
+            "101 header fields": request(headers="X-A: 1\r\n" * 101),
+            "a header value of 9 KB": request(headers=f"X-A: {'a' * 9000}\r\n"),
+            "a header name of 300": request(headers=f"X-{'a' * 300}: 1\r\n"),
+            "a head of 300 KB": request(headers=f"X-A: {'a' * 8000}\r\n" * 38),
+        }
+        answers = {name: await raw_request(proxy, data) for name, data in attempts.items()}
+        after = await raw_request(proxy, request(path="/after"))
+    finally:
+        summary = await proxy.stop()  # never raises
+    assert before.endswith(b"hello from the mirror\n") and after.endswith(
+        b"hello from the mirror\n"
+    )
+    statuses = {name: answer.split(b"\r\n")[0].decode() for name, answer in answers.items()}
+    assert statuses == {
+        "method of 200 KB": "HTTP/1.1 431 Request Header Fields Too Large",
+        "method of 40": "HTTP/1.1 400 Bad Request",
+        "target of 9 KB": "HTTP/1.1 414 URI Too Long",
+        "101 header fields": "HTTP/1.1 431 Request Header Fields Too Large",
+        "a header value of 9 KB": "HTTP/1.1 431 Request Header Fields Too Large",
+        "a header name of 300": "HTTP/1.1 431 Request Header Fields Too Large",
+        "a head of 300 KB": "HTTP/1.1 431 Request Header Fields Too Large",
+    }
+    assert b"the request head is larger than 64 KiB" in answers["method of 200 KB"]
+    assert b"the request method is longer than 32 characters" in answers["method of 40"]
+    assert not proxy.directory.exists() and proxy.process.returncode is not None
+    assert "/upload-before" in mirror.paths and "/after" in mirror.paths
+    assert not any(path.startswith("/aaaa") for path in mirror.paths)
+    assert [r.allowed for r in summary.records] == [True, *[False] * len(attempts), True]
+    assert summary.malformed == 0
+    assert all(len(json.dumps(asdict(r))) < 1500 for r in summary.records)
+    text = summary.describe()
+    assert text.startswith(f"2 requests to {listed} (") and text.endswith(
+        "7 refused: (malformed) (7)"
+    )
+
+
+async def test_the_record_reader_reads_past_lines_that_are_no_record(tmp_path: Path) -> None:
+    """Whatever the proxy's stdout holds (a line too long for the reader, text, a record of
+    the wrong shape), each is one unreadable record: the records around them are kept,
+    stopping returns a summary, and the proxy's directory is removed."""
+    good = json.dumps(asdict(Record("pypi.org", 443, "CONNECT", True, up=5, down=7)))
+    stand_in = (
+        "import sys\n"
+        "sys.stdin.readline()\n"
+        "print('ready', flush=True)\n"
+        f"print({good!r})\n"
+        "print('A' * 200_000)\n"
+        "print('not a record')\n"
+        'print(\'{"host": 7, "allowed": "yes"}\')\n'
+        f"print({good!r}, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", stand_in,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, limit=RECORD_LINE_LIMIT,
+    )  # fmt: skip
+    directory = tmp_path / "honk-egress-stand-in"
+    directory.mkdir()
+    proxy = EgressProxy("agent", directory, process, SandboxProxy(directory / "proxy.sock"))
+    config = proxy_config((), setting="network", cap=Cap((), Presets.with_overrides({})))
+    await proxy._handshake(config)
+    await asyncio.sleep(0.3)
+    summary = await proxy.stop()
+    assert [r.host for r in summary.records] == ["pypi.org", "pypi.org"]
+    assert summary.malformed == 3 and not directory.exists()
+    assert summary.describe() == (
+        "2 requests to pypi.org (14 B down, 10 B up); 3 unreadable records"
+    )

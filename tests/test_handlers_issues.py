@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -10,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from app.config import Settings
 from app.models import RunKind, RunState
 from app.web import SERVICES, create_app
-from tests.conftest import load_payload
+from tests.conftest import load_payload, sign
 from tests.helpers import ClientFactory, eventually, post_webhook
 
 REPO = "octo-org/widgets"
@@ -24,7 +26,12 @@ async def client(
     fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
     fake_github.add_repo(REPO, files={"README.md": "widgets\n"})
     fake_github.add_issue(
-        REPO, 7, title="Widgets crash on empty input", body="Steps...", user="alice"
+        REPO,
+        7,
+        title="Widgets crash on empty input",
+        body="Steps...",
+        user="alice",
+        labels=["honk", "ask-claude"],  # as GitHub shows the issue once labelled
     )
     settings = base_settings.with_overrides(github_api_url=fake_github.url)
     return await aiohttp_client(create_app(settings, workers=0))
@@ -145,3 +152,46 @@ async def test_a_repository_may_name_its_own_label(client: TestClient, fake_gith
     await post_webhook(client, "issues", labeled(label="bug", number=8))
     await eventually(lambda: dispatched(client))
     assert await runs_for(client, 8) == []
+
+
+async def test_a_captured_delivery_replayed_under_a_new_id_starts_no_run(
+    client: TestClient, fake_github: Any
+) -> None:
+    """GitHub signs the body only: someone who captured a signed `issues.labeled` sends it
+    again under a fresh X-GitHub-Delivery, after the run ended and the label came off."""
+    fake_github.set_permission(REPO, "alice", "write")
+    store = client.app[SERVICES].store
+    body = json.dumps(labeled()).encode()
+    signature = sign(body)
+    first = await post_webhook(client, "issues", body, delivery_id="real", signature=signature)
+    assert first.status == 202
+    (run,) = await eventually(lambda: runs_for(client))
+    await store.finish_run(run.id, RunState.SUCCEEDED)
+    fake_github.repo(REPO)["issues"][7]["labels"] = []  # someone removed the label
+
+    replay = await post_webhook(client, "issues", body, delivery_id="replay", signature=signature)
+    assert replay.status == 200 and (await replay.json())["status"] == "duplicate"
+    # GitHub's "Redeliver" keeps the id: still the same delivery, answered as a duplicate.
+    again = await post_webhook(client, "issues", body, delivery_id="real", signature=signature)
+    assert again.status == 200
+
+    # Past retention the stored body is gone: then GitHub is asked whether the label is on.
+    asked = len(fake_github.calls_to("GET", rf"^/repos/{REPO}/issues/7$"))
+    await eventually(lambda: dispatched(client))
+    assert await store.prune_deliveries(timedelta(0)) >= 1
+    late = await post_webhook(client, "issues", body, delivery_id="replay-2", signature=signature)
+    assert late.status == 202
+    await eventually(lambda: dispatched(client))
+    assert len(fake_github.calls_to("GET", rf"^/repos/{REPO}/issues/7$")) == asked + 1
+    assert [r.id for r in await runs_for(client)] == [run.id]
+    assert len(fake_github.calls_to("POST", r"/issues/7/reactions$")) == 1
+
+
+async def test_a_label_still_on_the_issue_queues_as_before(
+    client: TestClient, fake_github: Any
+) -> None:
+    fake_github.set_permission(REPO, "alice", "write")
+    await post_webhook(client, "issues", labeled())
+    await eventually(lambda: runs_for(client))
+    (asked,) = fake_github.calls_to("GET", rf"^/repos/{REPO}/issues/7$")
+    assert asked.headers["Authorization"].startswith("token ")  # the installation's client

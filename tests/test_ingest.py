@@ -334,7 +334,9 @@ async def test_sigkill_under_load_loses_no_answered_delivery(tmp_path: Path) -> 
         async def sender(lane: int) -> None:
             for n in range(10_000):
                 delivery_id = f"kill-{lane}-{n}"
-                body = json.dumps({"action": "opened", "issue": {"number": n}}).encode()
+                # Each body its own, as GitHub's are: a body seen before is a replay.
+                issue = {"number": lane * 10_000 + n}
+                body = json.dumps({"action": "opened", "issue": issue}).encode()
                 headers = {
                     "Content-Type": "application/json",
                     "X-GitHub-Event": "issues",

@@ -130,6 +130,25 @@ def test_only_the_operators_exact_entries_may_be_private() -> None:
     assert setup_default(Cap((), Presets.with_overrides({}))) == ()
 
 
+def test_only_the_operators_tcp_entries_tunnel_other_than_tls() -> None:
+    """`tcp://host:port` is the operator's word alone, for one host and port."""
+    assert parse_items(["tcp://Git.Example:22"], "HONK_NETWORK_ALLOW") == ("tcp://git.example:22",)
+    presets = Presets.with_overrides({"git": ("tcp://git.example:22", "git.example:9418")})
+    cap = Cap(("tcp://db.example:5432", "git", "*.example"), presets)
+    rules = compile_rules(["db.example:5432", "git", "web.example"], setting="network", cap=cap)
+    plain = {str(r.entry) for r in rules if r.plain_ok}
+    assert plain == {"db.example:5432", "git.example:22"}
+    assert {str(r.entry) for r in rules if r.private_ok} >= plain  # exact operator entries
+    assert match(rules, "web.example", 443) == Rule(Entry("web.example"))  # TLS only
+    for wrong in ("tcp://*.example:22", "tcp://git.example"):
+        with pytest.raises(NetworkSettingError, match="names one host and its port"):
+            parse_items([wrong], "HONK_NETWORK_ALLOW")
+    with pytest.raises(NetworkSettingError, match="only the operator names tcp:// entries"):
+        parse_items(["tcp://git.example:22"], ".github/honk.yml: network")
+    with pytest.raises(RepoConfigError, match="only the operator"):
+        parse_config("network: ['tcp://git.example:22']\n")
+
+
 def test_items_as_written() -> None:
     assert parse_items(["off"], "network") == ()
     assert parse_items(["PyPI", "Files.PythonHosted.org"], "network") == (

@@ -157,3 +157,33 @@ def _jwt(settings: Settings) -> str:
     from app.github.auth import GitHubApp
 
     return GitHubApp(settings, session=None).jwt()  # type: ignore[arg-type]
+
+
+async def test_the_app_revokes_a_user_token_as_github_answers(
+    session: aiohttp.ClientSession, oauth_settings: Settings, fake_github: FakeGitHub
+) -> None:
+    oauth = GitHubOAuth(oauth_settings, session)
+    token = await oauth.exchange(
+        await code_for(session, fake_github, "alice"),
+        redirect_uri="http://honk.test/signin/callback",
+    )
+    url = f"{fake_github.url}/applications/{fake_github.oauth_client_id}/token"
+    wrong = {"Authorization": aiohttp.encode_basic_auth(fake_github.oauth_client_id, "nope")}
+    async with session.delete(url, headers=wrong, json={"access_token": token.access_token}) as r:
+        assert r.status == 404
+    right = {
+        "Authorization": aiohttp.encode_basic_auth(
+            fake_github.oauth_client_id, fake_github.oauth_client_secret
+        )
+    }
+    async with session.delete(url, headers=right, json={}) as r:
+        assert r.status == 422
+    assert await oauth.revoke(token) is True
+    with pytest.raises(gidgethub.BadRequest) as refused:
+        await oauth.user(token)
+    assert refused.value.status_code == 401  # the token no longer works
+    # A second revocation (or an unknown token): GitHub's 404, which Honk takes as done.
+    async with session.delete(url, headers=right, json={"access_token": token.access_token}) as r:
+        assert r.status == 404
+    assert await oauth.revoke(token) is False
+    assert await oauth.revoke(UserToken("ghu_" + "x" * 36)) is False

@@ -1,6 +1,6 @@
-"""`paths:` holds for everything committed: gitignore-style globs (pathspec) checked on exactly
-what is staged, submodule commits, modes and types included; through a real run, and on a real
-checkout."""
+"""`paths:` holds for everything committed: globs in CODEOWNERS' reading (`docs/*` is the files
+directly in docs/) checked on exactly what is staged, submodule commits, modes and types
+included; through a real run, and on a real checkout."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from app.web import SERVICES, create_app
 from app.workspace.checkout import ChangeRefused
 from app.workspace.mirror import Workspaces
 from tests.calc_world import ISSUE, REPO, calc_settings, fixing_script, labeled, seed_calc
-from tests.fakes.anthropic import tool_use_bash, tool_use_edit
+from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
 from tests.fakes.git_http import run_git
 from tests.helpers import ClientFactory, eventually, post_webhook
 
@@ -26,23 +26,77 @@ AUTHOR = {"author_name": "honk[bot]", "author_email": "honk@example.com"}
 PATHS = 'verify: python -m pytest -q\npaths: ["calc.py", "test_calc.py", "tests/*.py"]\n'
 
 
+# The examples the repository-config page documents, each tested: (globs, path, allowed).
+EXAMPLES = [
+    # `*` is the files directly in the directory: never a directory it happens to match.
+    ("docs/*", "docs/index.md", True),
+    ("docs/*", "docs/_ext/build_hooks/hook.py", False),
+    ("docs/*", "api/docs/index.md", False),  # a `/` inside: anchored at the root
+    # A trailing `/` or `/**`: everything below.
+    ("docs/", "docs/index.md", True),
+    ("docs/", "docs/_ext/build_hooks/hook.py", True),
+    ("docs/", "api/docs/index.md", True),  # only a trailing `/`: any depth
+    ("/docs/", "api/docs/index.md", False),
+    ("/docs/", "docs/guide/a.md", True),
+    ("docs/**", "docs/guide/a/b.md", True),
+    ("docs/**", "api/docs/index.md", False),
+    ("docs/**/*.md", "docs/index.md", True),
+    ("docs/**/*.md", "docs/guide/a.md", True),
+    ("docs/**/*.md", "docs/guide/conf.py", False),
+    # No `/`: any depth, as in CODEOWNERS; a leading `/` anchors.
+    ("*.md", "README.md", True),
+    ("*.md", "docs/guide/a.md", True),
+    ("*.md", "notes.md/run.sh", False),  # a directory named like a match is not one
+    ("calc.py", "calc.py", True),
+    ("calc.py", "lib/calc.py", True),
+    ("calc.py", "calc.pyc", False),
+    ("/calc.py", "calc.py", True),
+    ("/calc.py", "lib/calc.py", False),
+    # A name without wildcards is a file or a directory (everything below it).
+    ("src/app", "src/app", True),
+    ("src/app", "src/app/main.py", True),
+    ("src/app", "src/apple.py", False),
+    ("src/app", "lib/src/app/main.py", False),
+    ("**/logs", "logs/today.txt", True),
+    ("**/logs", "build/logs/today.txt", True),
+    ("**/logs", "catalogs/a.txt", False),
+    ("tests/test_?.py", "tests/test_a.py", True),
+    ("tests/test_?.py", "tests/test_ab.py", False),
+    ("tests/test_?.py", "tests/unit/test_a.py", False),
+    ("tests/test_[ab].py", "tests/test_b.py", True),
+    ("tests/test_[ab].py", "tests/test_c.py", False),
+    ("tests/test_[!ab].py", "tests/test_b.py", False),
+    # `!` takes paths back out; the last glob that matches decides.
+    ("src/** !src/vendor/**", "src/a.py", True),
+    ("src/** !src/vendor/**", "src/vendor/x.py", False),
+    ("!src/vendor/** src/**", "src/vendor/x.py", True),
+    ("**", ".github/workflows/ci.yml", True),
+]
+
+
+@pytest.mark.parametrize(("globs", "path", "allowed"), EXAMPLES)
+def test_the_documented_examples(globs: str, path: str, allowed: bool) -> None:
+    config = parse_config(f"paths: {globs.split()!r}\n")
+    assert config.path_allowed(path) is allowed
+
+
 @pytest.mark.parametrize(
     ("path", "allowed"),
     [
         ("calc.py", True),
-        ("sub/calc.py", False),  # anchored at the root, unlike a .gitignore
         ("tests/test_x.py", True),
         ("tests/fixtures/plugins/conftest.py", False),  # `*` stays in one segment
         ("src/a/b/c.py", True),
         ("src/vendor/x.py", False),  # taken back out by `!`
         ("docs/guide/index.md", True),
         ("docs/guide/index.html", False),
+        ("docs/guide/index.md/hook.py", False),
         (".github/workflows/ci.yml", False),
     ],
 )
-def test_globs_are_gitignore_style(path: str, allowed: bool) -> None:
+def test_a_file_with_several_globs(path: str, allowed: bool) -> None:
     config = parse_config(
-        'paths: ["calc.py", "tests/*.py", "src/", "!src/vendor/**", "docs/**/*.md"]\n'
+        'paths: ["/calc.py", "tests/*.py", "src/", "!src/vendor/**", "docs/**/*.md"]\n'
     )
     assert config.path_allowed(path) is allowed
 
@@ -88,6 +142,30 @@ async def test_a_file_below_a_one_segment_glob_is_refused(
     error = await refused_run(client, fake_github)
     assert "does not let Honk change" in error and conftest in error
     assert "calc.py" not in error.split(":", 1)[1]  # only what is refused is named
+
+
+async def test_a_hook_below_a_directory_that_star_matches_is_refused(
+    aiohttp_client: ClientFactory,
+    base_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+    fake_slack: Any,
+) -> None:
+    """The issue's attempt: `paths: ['docs/*']`, and the agent writes a Sphinx build hook
+    below docs/_ext/ next to an allowed page; gitignore's reading let the hook through."""
+    seed_calc(fake_github)
+    fake_github.commit_files(REPO, {".github/honk.yml": "paths: ['docs/*']\n"})
+    hook = "docs/_ext/build_hooks/hook.py"
+    fake_anthropic.script(
+        tool_use_edit(command="create", path="docs/index.md", file_text="# Calc\n"),
+        tool_use_edit(command="create", path=hook, file_text="import os\n"),
+        text("Documented calc."),
+    )
+    settings = calc_settings(base_settings, fake_github, fake_anthropic, fake_slack)
+    client = await aiohttp_client(create_app(settings))
+    error = await refused_run(client, fake_github)
+    assert "does not let Honk change" in error and hook in error
+    assert "docs/index.md" not in error  # allowed: directly in docs/
 
 
 @pytest.mark.bwrap

@@ -98,7 +98,11 @@ def test_verify_as_a_list_runs_each_command() -> None:
         ("network: true\n", "network is `off`, a preset, or a list of hosts"),
         ("setup_network: [10.0.0.1]\n", "an IP address is allowed only with its port"),
         ("paths: ['../outside/*']\n", "globs inside the repository"),
-        ("paths: ['/etc/*']\n", "globs inside the repository"),
+        ("paths: ['//etc/*']\n", "globs inside the repository"),  # `/x` is x at the root
+        ("paths: ['src/../../etc']\n", "globs inside the repository"),
+        ("paths: ['/']\n", "not a valid glob"),
+        ("paths: ['!']\n", "not a valid glob"),
+        ("paths: ['src/[z-a].py']\n", "not a valid glob"),
         ("label: ''\n", "label must not be empty"),
         (f"label: {'x' * 51}\n", "label must be 1 to 50 characters"),
     ],

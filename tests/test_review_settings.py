@@ -34,7 +34,11 @@ def test_operator_defaults() -> None:
     [
         ("HONK_MODEL_JUDGE", "sometimes", "HONK_MODEL_JUDGE must be on or off"),
         ("HONK_REVIEW_CHECKS_OPTIONAL", "2", "HONK_REVIEW_CHECKS_OPTIONAL must be on or off"),
-        ("HONK_REVIEW_DIFF_CHARS", "10", "HONK_REVIEW_DIFF_CHARS is out of range"),
+        (
+            "HONK_REVIEW_DIFF_CHARS",
+            "10",
+            r"HONK_REVIEW_DIFF_CHARS must be at least 1000 \(got 10\)",
+        ),
     ],
 )
 def test_bad_operator_settings_name_the_variable(name: str, value: str, message: str) -> None:
@@ -56,7 +60,10 @@ def test_review_in_the_file() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("review: on\n", "review must be a mapping (model, model_judge, on_veto, allow, checks)"),
+        (
+            "review: on\n",
+            "review must be a mapping (model, model_judge, on_veto, allow, checks, outcome, tests)",
+        ),
         (
             "review:\n  on_vetoo: draft\n",
             "unknown review setting 'on_vetoo' (did you mean on_veto?)",

@@ -15,12 +15,13 @@ from sqlalchemy import update
 from app.__main__ import main
 from app.cli.stats import rates, render_stats
 from app.config import Settings
-from app.models import RunState, Usage
+from app.models import RunKind, RunState, Usage
 from app.repo_config import RepoConfig, review_policy
 from app.runs.diff_checks import MARKER, Finding
 from app.runs.judge import Verdict
 from app.runs.review import (
     APPROVED,
+    OUTCOME,
     RECOVERED,
     SKIPPED,
     UNAVAILABLE,
@@ -177,19 +178,22 @@ def test_rates_and_the_table() -> None:
     counts = {
         "octo/calc": Counter({APPROVED: 2, VETOED: 1, RECOVERED: 1, UNAVAILABLE: 1}),
         "octo/web": Counter({SKIPPED: 3}),
+        "octo/api": Counter({APPROVED: 1, OUTCOME: 1}),
     }
     assert rates(counts["octo/calc"]) == (0.5, 0.5)
+    assert rates(counts["octo/api"]) == (0.5, 0.0)  # stopped by the tests' outcome at first
     assert rates(counts["octo/web"]) == (None, None)
     since = datetime(2026, 11, 1, tzinfo=UTC)
     table = render_stats(counts, 30, since).splitlines()
     assert table[0] == "Review verdicts, last 30 days (since 2026-11-01 00:00 UTC):"
     assert table[2].split() == [
-        "repository", "runs", "approved", "vetoed", "recovered", "unavailable", "skipped",
-        "veto", "rate", "recovery", "rate",
+        "repository", "runs", "approved", "vetoed", "outcome", "recovered", "unavailable",
+        "skipped", "veto", "rate", "recovery", "rate",
     ]  # fmt: skip
-    assert table[3].split() == ["octo/calc", "5", "2", "1", "1", "1", "0", "50%", "50%"]
-    assert table[4].split() == ["octo/web", "3", "0", "0", "0", "0", "3", "-", "-"]
-    assert table[5].split() == ["all", "8", "2", "1", "1", "1", "3", "50%", "50%"]
+    assert table[3].split() == ["octo/api", "2", "1", "0", "1", "0", "0", "0", "50%", "0%"]
+    assert table[4].split() == ["octo/calc", "5", "2", "1", "0", "1", "1", "0", "50%", "50%"]
+    assert table[5].split() == ["octo/web", "3", "0", "0", "0", "0", "0", "3", "-", "-"]
+    assert table[6].split() == ["all", "10", "3", "1", "1", "1", "1", "3", "50%", "33%"]
     assert render_stats({}, 7, since).startswith("No reviewed runs in the last 7 days")
 
 
@@ -224,11 +228,50 @@ def test_honk_stats_from_the_command_line(
     monkeypatch.setattr(root, "level", root.level)
     monkeypatch.setenv("DATABASE_URL", database)
     monkeypatch.setenv("HONK_DATA_DIR", str(tmp_path))
-    assert main(["--env-file", str(tmp_path / "none.env"), "stats", "--days", "7"]) == 0
+    assert main(["--env-file", "", "stats", "--days", "7"]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("octo/calc"))
     # Four reviewed runs in the week: one approved, one vetoed, two recovered.
-    assert row.split() == ["octo/calc", "4", "1", "1", "2", "0", "0", "75%", "67%"]
-    assert "veto rate: runs vetoed at first" in out
+    assert row.split() == ["octo/calc", "4", "1", "1", "0", "2", "0", "0", "75%", "67%"]
+    assert "veto rate: runs stopped at first" in out
     with pytest.raises(SystemExit):
-        main(["--env-file", str(tmp_path / "none.env"), "stats", "--days", "0"])
+        main(["--env-file", "", "stats", "--days", "0"])
+
+
+def outcome_round(*findings: str, notes: tuple[str, ...] = ()) -> Round:
+    from app.review.outcome import PASS_TO_PASS, OutcomeFinding, OutcomeReport, SuiteRun
+    from app.review.reports import Results
+
+    report = OutcomeReport(
+        findings=[OutcomeFinding(PASS_TO_PASS, "t.py::test_add", f) for f in findings],
+        runs=[SuiteRun("pass-to-pass", "exit status", "make test", Results(1, why="no report"))],
+        notes=list(notes),
+        source="`review: tests:`",
+        base_cached=True,
+    )
+    return Round([SKIPPED_TEST], Verdict(True, "Looks fine.", (), False), outcome=report)
+
+
+def test_an_outcome_finding_opens_the_pr_and_says_how_the_runs_were_judged() -> None:
+    finding = "`test_add` passed on main and is not collected any more"
+    fallback = "No test report could be read from `make test` (no report): Honk judged..."
+    r = review(OUTCOME, outcome_round(finding, notes=(fallback,)))
+    text = body(r)
+    assert text.startswith(
+        "**The tests' outcome stopped this change**, so this pull request is a draft. Honk ran "
+        f"the tests before and after it:\n\n- {finding}\n- `test_calc.py` line 4: `test_add`"
+    )
+    assert "**Stopped by the tests' outcome**, though the model judge approved" in text
+    assert "Honk ran `make test` (from `review: tests:`)" in text
+    assert "the base's results were cached" in text and fallback in text
+    assert r.blocks and r.line() == f"Review: stopped by the tests' outcome: {finding}; " + (
+        SKIPPED_TEST.describe() + "."
+    )
+    title, _summary = check_run_output(
+        kind=RunKind.ISSUE, round=0, summary="s", verification=Verification("pytest", True),
+        usage=Usage(), model="m", run_id=7, review=review_text(r),
+    )  # fmt: skip
+    assert title.endswith(": the tests' outcome stopped it")
+    assert check_run_conclusion(Verification("pytest", True), False, review_text(r)) == "failure"
+    comment = veto_comment(r, " calc.py | 2 +-")
+    assert comment.startswith("**The tests' outcome stopped Honk's change, so no pull request")

@@ -243,14 +243,17 @@ async def test_a_judges_review_and_the_network_summary_show_when_the_run_has_the
     await sign_in(client, fake_github, "carol")
     before = await (await client.get(f"/runs/{run.id}")).text()
     assert 'id="review-section" hidden' in before and 'id="network-section" hidden' in before
-    await store.add_run_event(
-        run.id, "review", {"verdict": "request_changes", "summary": "<b>add()</b> lacks a test"}
-    )
+    record = {"verdict": "vetoed", "round": 1, "final": True, "model": "claude-haiku-4-5"}
+    record |= {"reasons": ["<b>add()</b> lacks a test"], "checks": True, "findings": []}
+    await store.add_run_event(run.id, "review", record)
     for host, allowed in (("pypi.org", True), ("pypi.org", True), ("evil.example", False)):
         await store.add_run_event(run.id, "network", {"host": host, "allowed": allowed})
     page = await (await client.get(f"/runs/{run.id}")).text()
     assert 'id="review-section" hidden' not in page
-    assert "<strong>request_changes</strong>" in page and "&lt;b&gt;add()&lt;/b&gt;" in page
+    assert '<span class="verdict-tag bad">Vetoed</span>' in page
+    # The judge's words are a model's: inert (its HTML shown as code), never markup.
+    assert "<li><code>&lt;b&gt;</code>add()<code>&lt;/b&gt;</code> lacks a test</li>" in page
+    assert "<b>add()" not in page
     assert '<code>pypi.org</code> <span class="tag allowed">allowed</span> \u00d72' in page
     assert '<code>evil.example</code> <span class="tag blocked">blocked</span> \u00d71' in page
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import unused_port
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
@@ -26,7 +28,7 @@ from app.config import Settings
 from app.models import Run, RunState
 from app.store import NewRun
 from app.web import SERVICES, create_app
-from tests.calc_world import INSTALLATION, ISSUE, REPO, fixing_script, labeled
+from tests.calc_world import INSTALLATION, ISSUE, ISSUE_TITLE, REPO, fixing_script, labeled
 from tests.fakes.anthropic import Hold, tool_use_bash
 from tests.helpers import eventually, post_webhook
 from tests.run_page_world import page_settings, seed_people
@@ -283,3 +285,123 @@ async def test_a_person_who_cannot_read_the_repository_gets_404(
     assert "cannot see it" in await b(page.locator("body").inner_text())
     missing = await b(page.goto(f"{idle_honk.settings.honk_url}/runs/{run.id + 1}"))
     assert missing is not None and missing.status == 404
+
+
+async def finished_run(honk: Any) -> Run:
+    """Label the issue and wait for the run to end."""
+    async with aiohttp.ClientSession(base_url=honk.settings.honk_url) as client:
+        assert (await post_webhook(client, "issues", labeled())).status == 202  # type: ignore[arg-type]
+    store = honk.app[SERVICES].store
+
+    async def ended() -> Run | None:
+        runs = await store.find_runs(repo=REPO, issue_number=ISSUE)
+        return runs[0] if runs and not runs[0].state.active else None
+
+    return await eventually(ended, within=60)
+
+
+async def on_first_screen(b: BrowserThread, page: Page, selector: str) -> str:
+    """The element's text, once it is seen to lie wholly within the first screen, unscrolled."""
+    element = page.locator(selector).first
+    await b(expect(element).to_be_visible(timeout=WAIT_MS))
+    box = await b(element.bounding_box())
+    assert box is not None, selector
+    assert await b(page.evaluate("window.scrollY")) == 0
+    assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE["height"], (selector, box)
+    return str(await b(element.inner_text()))
+
+
+async def test_the_first_screen_of_a_finished_run_shows_its_outcome(
+    b: BrowserThread,
+    context: Any,
+    honk: Any,
+    fake_github: Any,
+    fake_anthropic: Any,
+) -> None:
+    fake_anthropic.script(*fixing_script(look_first=True))
+    run = await finished_run(honk)
+    assert run.state == RunState.SUCCEEDED, run.error
+    fake_github.sign_in_as("alice")
+    url = f"{honk.settings.honk_url}/runs/{run.id}"
+    page = await signed_in_page(b, context, fake_github, url)
+
+    assert await on_first_screen(b, page, "h1#title") == ISSUE_TITLE
+    assert await on_first_screen(b, page, "#state") == "PR opened"
+    summary = await on_first_screen(b, page, "#agent-summary")
+    assert summary.startswith("Fixed add: it subtracted instead of adding.")
+    # The summary is Markdown, rendered: its backticks became code.
+    assert await on_first_screen(b, page, "#agent-summary code") == "add"
+    assert "Review: Approved" in await on_first_screen(b, page, "#verdict")
+    pr = next(iter(fake_github.repo(REPO)["pulls"].values()))
+    assert await on_first_screen(b, page, "a#open-pr") == f"Open pull request #{pr['number']}"
+    assert await b(page.locator("a#open-pr").get_attribute("href")) == pr["html_url"]
+    width, inner = await overflow(b, page)
+    assert width <= inner == PHONE["width"]
+    # Times in the reader's zone (here the browser's, UTC), still with their date.
+    stamp = await b(page.locator(".timeline time").first.text_content())
+    assert stamp is not None and re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} \S+", stamp)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await b(page.screenshot(path=str(ARTIFACTS / "run-page-outcome-phone.png")))
+
+    # The desktop picture (docs/render_run_page.py copies it to docs/run-page.png).
+    assert b.browser is not None
+    desktop: BrowserContext = await b(b.browser.new_context(viewport=DESKTOP))
+    try:
+        wide = await signed_in_page(b, desktop, fake_github, url)
+        await b(expect(wide.locator("#diff-list")).to_contain_text("calc.py"))
+        width, inner = await overflow(b, wide)
+        assert width <= inner == DESKTOP["width"]
+        await b(
+            wide.screenshot(path=str(ARTIFACTS / "run-page-outcome-desktop.png"), full_page=True)
+        )
+    finally:
+        await b(desktop.close())
+
+
+async def test_the_setup_page_fits_a_phone(
+    b: BrowserThread, context: Any, aiohttp_server: Any, base_settings: Settings, tmp_path: Path
+) -> None:
+    fresh = base_settings.with_overrides(
+        app_id=None, private_key=None, webhook_secret=None, env_file=tmp_path / ".env"
+    )
+    server = await aiohttp_server(create_app(fresh, workers=0))
+    page: Page = await b(context.new_page())
+    response = await b(page.goto(f"http://127.0.0.1:{server.port}/"))
+    assert response is not None and response.status == 200
+    width, inner = await overflow(b, page)
+    assert width == inner == PHONE["width"]  # not laid out 980 px wide and shrunk to fit
+    # The size text is seen at: its CSS size times the page's zoom.
+    seen = await b(
+        page.evaluate(
+            "parseFloat(getComputedStyle(document.querySelector('p')).fontSize)"
+            " * (window.visualViewport ? window.visualViewport.scale : 1)"
+        )
+    )
+    assert seen >= 14, seen
+    tunnel = await b(page.locator("#tunnel").inner_text())
+    assert tunnel == f"ngrok http {server.port}"
+    await b(page.screenshot(path=str(ARTIFACTS / "setup-phone.png"), full_page=True))
+
+
+async def test_a_tab_in_next_does_not_carry_the_browser_to_another_site(
+    b: BrowserThread, context: Any, idle_honk: Any, fake_github: Any, aiohttp_server: Any
+) -> None:
+    """The issue's attack in a browser: `next=/<tab>/other-site/landed` after a real sign-in.
+    The other site is a second server on loopback; it must never be asked for anything."""
+    landed: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        landed.append(request.path)
+        return web.Response(text="another site")
+
+    other = web.Application()
+    other.router.add_get("/{tail:.*}", record)
+    elsewhere = await aiohttp_server(other)
+    fake_github.sign_in_as("alice")
+    page: Page = await b(context.new_page())
+    honk_url = idle_honk.settings.honk_url
+    for encoded in ("%09", "%0A", "%5C"):
+        target = f"/{encoded}/127.0.0.1:{elsewhere.port}/landed"
+        await b(page.goto(f"{honk_url}/signin?next={target}"))
+        assert page.url == f"{honk_url}/runs", page.url
+    assert landed == []

@@ -15,7 +15,16 @@ from aiohttp.test_utils import TestClient
 from app.agent.tools import ToolBox
 from app.config import Settings
 from app.web import create_app
-from app.workspace.limits import MIB, PidsCgroup, SandboxLimits, pids_dirs
+from app.workspace.limits import (
+    FALLBACK_PROCESSES,
+    MIB,
+    MemoryCgroup,
+    PidsCgroup,
+    SandboxLimits,
+    controller_dirs,
+    memory_cap,
+    pids_dirs,
+)
 from app.workspace.sandbox import Sandbox
 from tests.helpers import ClientFactory
 from tests.test_sandbox import _processes_with
@@ -145,6 +154,80 @@ async def test_memory_per_process_is_capped(checkout: Path) -> None:
     assert result.exit_code != 0 and "MemoryError" in result.output
     fits = await sandbox.run("python -c 'x = bytearray(64 * 1024 * 1024); print(len(x))'")
     assert fits.exit_code == 0 and fits.output.strip() == str(64 * MIB)
+
+
+@pytest.mark.parametrize(
+    "memory_cgroup", [True, False], ids=["memory-cgroup", "address-space-and-watch"]
+)
+async def test_memory_is_capped_for_the_command_as_a_whole(
+    aiohttp_client: ClientFactory, base_settings: Settings, checkout: Path, memory_cgroup: bool
+) -> None:
+    """Four processes of 40 MiB each: every one within any per-process limit, together past
+    the command's 96 MiB. The kernel (a memory cgroup) or Honk's watch (without one) ends
+    the command, the result says which limit, and Honk serves on meanwhile."""
+    if memory_cgroup:
+        probe = MemoryCgroup.create(64 * MIB)
+        assert probe is not None, "this host has no memory cgroup Honk can make"
+        probe.remove()
+    client = await aiohttp_client(create_app(base_settings, workers=0))
+    limits = SandboxLimits(memory_mb=96, check_interval=0.1, memory_cgroup=memory_cgroup)
+    tools = ToolBox(Sandbox(checkout, limits=limits, timeout=60))
+    marker = _marker()
+    hog = (
+        f": {marker}; for i in 1 2 3 4; do python -c 'import time; "
+        "x = bytearray(40 * 1024 * 1024); time.sleep(30)' & done; wait; echo survived"
+    )
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    work = asyncio.create_task(tools.run("bash", {"command": hog}))
+    answers = await _serves_while(client, work)
+    outcome = await work
+    assert loop.time() - started < 20
+    assert outcome.is_error and "survived" not in outcome.content
+    assert "memory limit of 96 MiB for all its processes together" in outcome.content
+    assert "HONK_SANDBOX_MEMORY_MB" in outcome.content
+    assert answers and max(answers) < 2.0
+    await asyncio.sleep(0.3)
+    assert not _processes_with(marker)
+    limit = await Sandbox(checkout, limits=limits).run(
+        "ulimit -u; ulimit -v; python -c 'x = bytearray(8 * 1024 * 1024); print(len(x))'"
+    )
+    processes, address_space, fits = limit.output.split()
+    if memory_cgroup:  # the kernel holds the whole: the per-process limits stay as they were
+        assert (processes, address_space) == ("512", "unlimited")
+    else:  # fewer processes, each within the limit's address space
+        assert (processes, address_space) == (str(FALLBACK_PROCESSES), str(96 * 1024))
+    assert fits == str(8 * MIB) and limit.limit is None
+
+
+async def test_an_allocation_past_the_address_space_limit_is_named(checkout: Path) -> None:
+    limits = SandboxLimits(memory_mb=96, memory_cgroup=False)
+    result = await Sandbox(checkout, limits=limits).run(
+        "python -c 'x = bytearray(200 * 1024 * 1024)'"
+    )
+    assert result.exit_code != 0 and "MemoryError" in result.output
+    assert result.limit == (
+        "a process ran out of memory: each may map at most 96 MiB (HONK_SANDBOX_MEMORY_MB) "
+        "on this host"
+    )
+
+
+def test_what_holds_memory_on_this_host() -> None:
+    """This machine (root, cgroup v1's memory hierarchy writable) makes a memory cgroup;
+    the fallback is what the doctor names where none can be made."""
+    made = memory_cap(SandboxLimits(memory_mb=4096))
+    assert made == (
+        "a memory cgroup (v1) per command: 4,096 MiB for all its processes together, no swap"
+    )
+    assert memory_cap(SandboxLimits(memory_mb=4096, memory_cgroup=False)) == (
+        "an address-space limit (RLIMIT_AS) of 4,096 MiB per process, at most "
+        f"{FALLBACK_PROCESSES} processes, and Honk's watch of their total (4,096 MiB); no "
+        "memory cgroup: not used"
+    )
+    v1 = "40 31 0:37 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+    assert controller_dirs("memory", v1, "4:memory:/process_api/abc\n0::/\n") == [
+        Path("/sys/fs/cgroup/memory/process_api/abc")
+    ]
 
 
 async def test_the_limits_cannot_be_raised_from_inside(checkout: Path) -> None:

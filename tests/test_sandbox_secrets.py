@@ -21,7 +21,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from app.agent.tools import EDITOR_TOOL_NAME, ToolBox
-from app.cli.local import run_local
+from app.cli.local import EXIT_NO_CHANGE, run_local
 from app.config import Settings
 from app.models import RunState
 from app.web import create_app
@@ -308,8 +308,11 @@ async def test_honk_run_agent_cannot_read_honks_secrets(
         anthropic_base_url=fake_anthropic.url
     )
     fake_anthropic.script(*_spy_script(deployment))
+    init = await asyncio.create_subprocess_exec("git", "init", "-q", str(checkout))
+    assert await init.wait() == 0  # honk run works on a git checkout
     out = io.StringIO()
-    assert await run_local(checkout, "look around", settings, out=out) == 0, out.getvalue()
+    status = await run_local(checkout, "look around", settings, out=out)
+    assert status == EXIT_NO_CHANGE, out.getvalue()  # the spy only looked
     _assert_nothing_leaked(_tool_results(fake_anthropic), deployment, None)
 
 

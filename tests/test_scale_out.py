@@ -58,7 +58,9 @@ async def test_two_instances_share_one_postgres_queue(
     seed_calc(fake_github, issue=False)
     fake_github.commit_files(REPO, {"calc.py": FIXED})  # the repository's tests pass
     for number in ISSUES:
-        fake_github.add_issue(REPO, number, title=f"Record change {number}", body="", user="alice")
+        fake_github.add_issue(
+            REPO, number, title=f"Record change {number}", body="", user="alice", labels=["honk"]
+        )
     fake_anthropic.script(*[answer] * (2 * len(ISSUES)))
     shared = calc_settings(base_settings, fake_github, fake_anthropic, fake_slack)
     first = await aiohttp_client(create_app(machine(shared, "a", tmp_path, postgres_url)))

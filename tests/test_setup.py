@@ -88,12 +88,18 @@ def state_of(action: str) -> str:
     return match.group(1)
 
 
+VIEWPORT = '<meta name="viewport" content="width=device-width, initial-scale=1">'
+
+
 async def test_first_run_serves_the_setup_page(client: TestClient) -> None:
     response = await client.get("/", headers=PROXY)
     assert response.status == 200
     page = await response.text()
     assert 'action="/setup/start"' in page
     assert "https://honk.example.org/api/github/webhooks" in page
+    assert VIEWPORT in page  # a phone lays it out at its own width
+    # A tunnel to the port this server listens on, whatever address the browser used.
+    assert f'<pre id="tunnel">ngrok http {client.server.port}</pre>' in page
 
 
 async def test_manifest_form_for_an_org_behind_a_proxy(
@@ -126,12 +132,24 @@ async def test_callback_writes_env_and_asks_for_a_restart(
     client: TestClient, fake_github: Any, env_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    action, _ = await start(client, "octo-org")
+    action, _ = await start(client, "octo-org", **PROXY)
     app = fake_github.add_manifest_code("code-123")
-    response = await client.get(f"/setup/callback?code=code-123&state={state_of(action)}")
+    response = await client.get(
+        f"/setup/callback?code=code-123&state={state_of(action)}", headers=PROXY
+    )
     assert response.status == 200
     page = await response.text()
     assert "Restart Honk" in page and f"{app['html_url']}/installations/new" in page
+    assert VIEWPORT in page
+    # The next steps, in order: the key and the address into the env file, restart, install,
+    # label an issue. The test's settings have a key already; HONK_URL is the page's address.
+    steps = re.findall(r"<li>(.*?)</li>", page.split('<ol id="next-steps">')[1], re.DOTALL)
+    assert len(steps) == 5
+    assert "<code>ANTHROPIC_API_KEY</code> is set already" in steps[0]
+    assert "<pre>HONK_URL=https://honk.example.org</pre>" in steps[1]
+    assert str(env_file) in steps[1]
+    assert "Restart Honk" in steps[2] and "installations/new" in steps[3]
+    assert "<code>honk</code>" in steps[4]
     assert len(fake_github.calls_to("POST", r"^/app-manifests/code-123/conversions$")) == 1
 
     assert mode_of(env_file) == 0o600
@@ -161,6 +179,24 @@ async def test_callback_writes_env_and_asks_for_a_restart(
     again = await client.get("/")
     assert "already connected" in await again.text()
     assert (await client.post("/setup/start", data={"org": ""})).status == 409
+
+
+async def test_the_next_steps_ask_for_what_is_missing_and_name_what_is_set(
+    aiohttp_client: ClientFactory, fresh_settings: Settings, fake_github: Any, env_file: Path
+) -> None:
+    cases = (
+        ({"anthropic_api_key": None}, "<pre>ANTHROPIC_API_KEY=sk-ant-…</pre>"),
+        ({"honk_url": "https://honk.example.net"}, "<code>HONK_URL</code> is set already"),
+    )
+    for number, (overrides, wanted) in enumerate(cases):
+        env = {"env_file": env_file.parent / f"{number}.env"}  # each registration afresh
+        client = await aiohttp_client(create_app(fresh_settings.with_overrides(**overrides, **env)))
+        action, _ = await start(client)
+        code = f"code-{number}"
+        fake_github.add_manifest_code(code)
+        response = await client.get(f"/setup/callback?code={code}&state={state_of(action)}")
+        assert response.status == 200
+        assert wanted in await response.text()
 
 
 async def test_unknown_or_reused_state_is_refused(

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from app.config import Settings
 from app.models import RunKind, RunState
 from app.web import SERVICES, create_app
-from tests.calc_world import REPO, calc_settings, fixing_script, seed_calc
+from tests.calc_world import REPO, REVIEW_TESTS, calc_settings, fixing_script, seed_calc
 from tests.fakes.anthropic import result_text, text, tool_results, tool_use_bash, tool_use_edit
 from tests.helpers import ClientFactory, eventually, post_webhook
 from tests.test_ci_e2e import (
@@ -69,7 +69,8 @@ def world_settings(
     fake_github.commit_files(
         REPO,
         {
-            ".github/honk.yml": "verify: python -m pytest -q\nsetup: bash setup.sh\n",
+            ".github/honk.yml": "verify: python -m pytest -q\nsetup: bash setup.sh\n"
+            + REVIEW_TESTS,
             "setup.sh": SETUP,
             ".registry-port": f"{port}\n",
             ".gitignore": ".deps/\n",

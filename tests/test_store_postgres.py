@@ -35,6 +35,7 @@ from tests.test_store import (  # noqa: F401
     issue_run,
     some,
     store_fixture,
+    test_a_body_stored_under_another_id_is_a_duplicate,
     test_a_cancel_outlives_the_worker_that_died,
     test_a_delivery_that_starts_nothing_is_stored_done,
     test_a_delivery_whose_lease_expired_is_claimed_again,

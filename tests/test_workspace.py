@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -389,3 +391,37 @@ async def test_commits_ahead_of_base_counts_work_already_pushed(
     async with _checkout(workspaces, host, 902, "honk/9-ahead") as again:
         assert not await again.has_changes()
         assert await again.commits_ahead_of_base() == 1
+
+
+async def test_a_sweep_removes_what_is_over_whoever_made_it(
+    host: GitHost, workspaces: Workspaces, tmp_path: Path
+) -> None:
+    """Checkouts are named per run and attempt and marked; a process with another key (its
+    own data directory) sweeps what is over and leaves what may still be in use."""
+    other = Workspaces(tmp_path / "other-data", workspaces.checkouts_dir)
+    assert other.checkout_path(REPO, 40, 1) != workspaces.checkout_path(REPO, 40, 1)
+    assert workspaces.checkout_path(REPO, 40, 1) != workspaces.checkout_path(REPO, 40, 2)
+    asked: list[tuple[int, int]] = []
+
+    async def in_use(run_id: int, attempt: int) -> bool:
+        asked.append((run_id, attempt))
+        return (run_id, attempt) == (41, 1)  # run 40 was claimed again; 41 still works
+
+    async with (
+        _checkout(workspaces, host, 40, "honk/40-a", attempt=1) as dead,
+        _checkout(workspaces, host, 41, "honk/41-b", attempt=1) as alive,
+    ):
+        recent = workspaces.checkouts_dir / ("a" * 24)  # unmarked: made before markers
+        recent.mkdir()
+        old = workspaces.checkouts_dir / ("b" * 24)
+        old.mkdir()
+        os.utime(old, (time.time() - 2 * mirror_module.UNMARKED_AGE,) * 2)
+        foreign = workspaces.checkouts_dir / "not-honks"
+        foreign.mkdir()
+        os.utime(foreign, (time.time() - 2 * mirror_module.UNMARKED_AGE,) * 2)
+
+        assert await other.sweep(in_use) == 2
+        assert not dead.path.parent.exists() and not old.exists()
+        assert alive.path.exists() and recent.exists() and foreign.exists()
+        assert sorted(asked) == [(40, 1), (41, 1)]
+    assert not alive.path.parent.exists()  # its own run removed it, marker and all

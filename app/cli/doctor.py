@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import os
 import shutil
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import aiohttp
 import anthropic
@@ -24,13 +28,19 @@ from app.github.auth import GitHubApp
 from app.github.client import GitHubClient
 from app.log import configure_logging, redact
 from app.store import Store
-from app.workspace.limits import process_cap
+from app.workspace.limits import SandboxLimits, memory_cap, process_cap
 from app.workspace.sandbox import Sandbox
 
-PASS, FAIL, SKIP = "pass", "fail", "skip"
-MARKS = {PASS: "✓", FAIL: "✗", SKIP: "-"}
-ASCII_MARKS = {PASS: "ok", FAIL: "FAIL", SKIP: "skip"}
+PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
+# A warning: Honk runs, with less (no run pages, a guessable secret); it does not fail.
+MARKS = {PASS: "✓", WARN: "!", FAIL: "✗", SKIP: "-"}
+ASCII_MARKS = {PASS: "ok", WARN: "warn", FAIL: "FAIL", SKIP: "skip"}
 CHECK_TIMEOUT = 60.0  # seconds for any one check
+# A webhook secret shorter than this, or of fewer distinct characters, is guessable.
+MIN_SECRET_LENGTH = 20
+MIN_SECRET_CHARACTERS = 8
+NEW_SECRET = "python -c 'import secrets; print(secrets.token_hex(20))'"
+ANTHROPIC_API_URL = "https://api.anthropic.com"
 SHOWN_REPOS = 10  # repositories named per installation; the rest are counted
 SLACK_TEST_MESSAGE = ":stethoscope: `honk doctor`: Honk can post in this channel."
 
@@ -38,7 +48,7 @@ SLACK_TEST_MESSAGE = ":stethoscope: `honk doctor`: Honk can post in this channel
 @dataclass(frozen=True)
 class Check:
     name: str
-    status: str  # PASS, FAIL or SKIP
+    status: str  # PASS, WARN, FAIL or SKIP
     detail: str
 
     def line(self, ascii_only: bool = False) -> str:
@@ -61,7 +71,7 @@ def doctor_command(env_file: str | Path | None, out: TextIO | None = None) -> in
 
 
 async def run_doctor(settings: Settings, out: TextIO) -> int:
-    """Print every check in order, one line each; 0 when none failed, 1 otherwise."""
+    """Print every check in order, one line each; 0 when none failed (warnings pass), else 1."""
     failed = False
 
     def report(check: Check) -> None:
@@ -69,14 +79,20 @@ async def run_doctor(settings: Settings, out: TextIO) -> int:
         failed = failed or check.status == FAIL
         _print(out, check)
 
+    github_api = _where(settings.github_api_url, "GITHUB_API_URL")
+    slack_api = _where(settings.slack_api_url, "SLACK_API_URL")
+    app_info: dict[str, Any] = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         report(check_private_key(settings))
         github_ok = settings.github_configured
-        for check in await _guarded("GitHub App", _github_checks(settings, session, github_ok)):
+        github = _github_checks(settings, session, github_ok, app_info)
+        for check in await _guarded("GitHub App", github, github_api):
             report(check)
         report(check_webhook_secret(settings))
+        report(check_honk_url(settings))
+        report(check_sign_in(settings, app_info.get("client_id")))
         report(await _one("Anthropic", check_anthropic(settings)))
-        for check in await _guarded("Slack", check_slack(settings, session)):
+        for check in await _guarded("Slack", check_slack(settings, session), slack_api):
             report(check)
         report(await _one("sandbox", check_sandbox(settings)))
         report(await _one("store", check_store(settings)))
@@ -86,7 +102,7 @@ async def run_doctor(settings: Settings, out: TextIO) -> int:
 def _print(out: TextIO, check: Check) -> None:
     encoding = getattr(out, "encoding", None) or "utf-8"
     try:
-        "✓✗".encode(encoding)
+        "".join(MARKS.values()).encode(encoding)
         ascii_only = False
     except (LookupError, UnicodeEncodeError):
         ascii_only = True
@@ -102,14 +118,51 @@ async def _as_list(check: Awaitable[Check]) -> list[Check]:
     return [await check]
 
 
-async def _guarded(name: str, checks: Awaitable[list[Check]]) -> list[Check]:
-    """A check that raises or hangs fails with the reason instead of stopping the doctor."""
+async def _guarded(name: str, checks: Awaitable[list[Check]], where: str = "") -> list[Check]:
+    """A check that raises or hangs fails with the reason instead of stopping the doctor.
+
+    `where`: the host the checks talk to and its setting, named when it cannot be reached.
+    """
     try:
         return await asyncio.wait_for(checks, CHECK_TIMEOUT)
     except TimeoutError:
-        return [Check(name, FAIL, f"no answer within {CHECK_TIMEOUT:.0f} s")]
+        late = f"{where} gave " if where else ""
+        return [Check(name, FAIL, f"{late}no answer within {CHECK_TIMEOUT:.0f} s")]
     except Exception as exc:
+        if where and (why := unreachable(exc)):
+            return [Check(name, FAIL, f"cannot reach {where}: {why}")]
         return [Check(name, FAIL, f"{type(exc).__name__}: {exc}")]
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """Why a connection could not be made, in the OS's words ("Connection refused", "Name or
+    service not known"), when that is what `exc` or an exception behind it says; else None."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # causes chain; a cycle is not followed for ever
+        if seen is None:
+            return None
+        if isinstance(seen, socket.gaierror):
+            return seen.strerror or "the name does not resolve"
+        if isinstance(seen, aiohttp.ClientConnectorCertificateError):
+            return f"the TLS certificate is not trusted ({seen.certificate_error})"
+        if isinstance(seen, aiohttp.ClientConnectorError):
+            seen = seen.os_error
+            continue
+        if isinstance(seen, TimeoutError):
+            return "no answer (timed out)"
+        if isinstance(seen, OSError) and seen.errno:
+            # asyncio words a refused connection "Connect call failed (...)": the errno's
+            # own name says it for people.
+            return os.strerror(seen.errno)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _where(url: str, setting: str) -> str:
+    """The host (and port, when not the scheme's) of `url`, and the setting that names it."""
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    return f"{host}:{parts.port} ({setting})" if parts.port else f"{host} ({setting})"
 
 
 # --- GitHub ----------------------------------------------------------------------------
@@ -137,8 +190,12 @@ def check_private_key(settings: Settings) -> Check:
 
 
 async def _github_checks(
-    settings: Settings, session: aiohttp.ClientSession, configured: bool
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    configured: bool,
+    app_info: dict[str, Any],
 ) -> list[Check]:
+    """The App's JWT and installations; `app_info` receives what GET /app answered."""
     if not configured:
         skipped = "needs APP_ID and PRIVATE_KEY"
         return [Check("GitHub App", SKIP, skipped), Check("installations", SKIP, skipped)]
@@ -146,6 +203,7 @@ async def _github_checks(
     app_client = _client(settings, session, lambda: _bearer(github))
     try:
         info = await app_client.getitem("/app")
+        app_info.update(info)
     except gidgethub.HTTPException as exc:
         why = _github_reason(exc)
         return [
@@ -230,9 +288,94 @@ def check_webhook_secret(settings: Settings) -> Check:
     secret = settings.webhook_secret
     if not secret:
         return Check("webhook secret", FAIL, "WEBHOOK_SECRET is not set: every webhook is refused")
-    if len(secret) < 16:
-        return Check("webhook secret", PASS, f"set, but short ({len(secret)} characters)")
+    weak = None
+    if len(secret) < MIN_SECRET_LENGTH:
+        weak = f"short ({len(secret)} character{'s' if len(secret) != 1 else ''})"
+    elif len(set(secret)) < MIN_SECRET_CHARACTERS:
+        weak = f"of only {len(set(secret))} distinct characters"
+    if weak:
+        return Check(
+            "webhook secret",
+            WARN,
+            f"WEBHOOK_SECRET is {weak}: whoever guesses it can send Honk webhooks; set it "
+            f"to {MIN_SECRET_LENGTH} or more random characters ({NEW_SECRET}), and the same "
+            "in the GitHub App's webhook settings",
+        )
     return Check("webhook secret", PASS, f"set; webhooks verified at {settings.webhook_path}")
+
+
+def check_honk_url(settings: Settings) -> Check:
+    """HONK_URL: where people reach Honk; every link to a run page is built from it."""
+    url = settings.honk_url
+    if not url:
+        return Check(
+            "HONK_URL",
+            WARN,
+            "not set: comments and Slack messages carry no links to run pages, and "
+            "connecting GitHub from Slack is off; set HONK_URL to the address people reach "
+            "Honk at, e.g. https://honk.example.com",
+        )
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not _is_local(parts.hostname or ""):
+        return Check(
+            "HONK_URL",
+            WARN,
+            f"{url} is plain http: sign-in cookies cross the network unencrypted; "
+            "serve Honk over https",
+        )
+    return Check("HONK_URL", PASS, f"run pages at {url}/runs (not fetched)")
+
+
+def _is_local(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_sign_in(settings: Settings, app_client_id: object = None) -> Check:
+    """The App's OAuth client (sign-in with GitHub): without it run pages answer 503.
+
+    `app_client_id`: the client id GitHub gave for the App (GET /app), when it answered.
+    """
+    client_id, secret = settings.github_client_id, settings.github_client_secret
+    setup = "Honk's set-up writes them into .env, or copy them from the GitHub App's settings"
+    if not client_id and not secret:
+        return Check(
+            "sign-in",
+            WARN,
+            "GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET are not set: run pages answer 503 "
+            f"and nobody can sign in; {setup}",
+        )
+    if not client_id or not secret:
+        missing, given = (
+            ("GITHUB_CLIENT_SECRET", "GITHUB_CLIENT_ID")
+            if client_id
+            else ("GITHUB_CLIENT_ID", "GITHUB_CLIENT_SECRET")
+        )
+        return Check(
+            "sign-in",
+            FAIL,
+            f"{missing} is not set ({given} is): run pages answer 503; {setup}",
+        )
+    if isinstance(app_client_id, str) and app_client_id and app_client_id != client_id:
+        return Check(
+            "sign-in",
+            FAIL,
+            f"GITHUB_CLIENT_ID {client_id} is not this App's client ({app_client_id}): "
+            "signing in would fail",
+        )
+    if not settings.session_key:
+        return Check(
+            "sign-in",
+            WARN,
+            f"client {client_id} set; HONK_SESSION_KEY is not: everyone is signed out at "
+            "each restart, and other processes cannot read the sessions",
+        )
+    matched = " (the App's own)" if app_client_id == client_id else ""
+    return Check("sign-in", PASS, f"client {client_id}{matched}; sessions keyed")
 
 
 # --- Anthropic, Slack, sandbox, store --------------------------------------------------
@@ -255,7 +398,9 @@ async def check_anthropic(settings: Settings) -> Check:
     except anthropic.APIStatusError as exc:
         return Check("Anthropic", FAIL, f"HTTP {exc.status_code}: {_anthropic_reason(exc)}")
     except anthropic.APIConnectionError as exc:
-        return Check("Anthropic", FAIL, f"cannot reach the API: {type(exc).__name__}")
+        where = _where(settings.anthropic_base_url or ANTHROPIC_API_URL, "ANTHROPIC_BASE_URL")
+        why = unreachable(exc) or type(exc).__name__
+        return Check("Anthropic", FAIL, f"cannot reach {where}: {why}")
     finally:
         await client.close()
     return Check(
@@ -266,8 +411,9 @@ async def check_anthropic(settings: Settings) -> Check:
 
 
 def _anthropic_reason(exc: anthropic.APIStatusError) -> str:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    error = body.get("error") if isinstance(body.get("error"), dict) else body
+    body: dict[str, Any] = exc.body if isinstance(exc.body, dict) else {}
+    nested = body.get("error")
+    error: dict[str, Any] = nested if isinstance(nested, dict) else body
     kind, message = error.get("type"), error.get("message")
     return f"{kind}: {message}" if kind and message else str(exc.message)
 
@@ -316,8 +462,12 @@ async def check_sandbox(settings: Settings) -> Check:
         return Check("sandbox", FAIL, "socat is missing: sandboxes reach Honk's network proxy "
                      "through it (apt-get install socat)")  # fmt: skip
     cap = await asyncio.to_thread(process_cap)
+    memory = await asyncio.to_thread(memory_cap, SandboxLimits.from_settings(settings))
     return Check(
-        "sandbox", PASS, f"bwrap starts a sandbox; processes capped by {cap}; network via proxy"
+        "sandbox",
+        PASS,
+        f"bwrap starts a sandbox; processes capped by {cap}; memory capped by {memory}; "
+        "network via proxy",
     )
 
 
@@ -330,6 +480,9 @@ async def check_store(settings: Settings) -> Check:
     try:
         store = await Store.open(settings.database_url)
     except Exception as exc:
+        if url.host and (why := unreachable(exc)):
+            server = f"{url.host}:{url.port}" if url.port else url.host
+            return Check("store", FAIL, f"cannot reach {server} (DATABASE_URL): {why}")
         return Check("store", FAIL, f"{where}: {type(exc).__name__}: {exc}"[:500])
     try:
         ok = await store.ping()

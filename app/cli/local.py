@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
 from pathlib import Path
 from typing import TextIO
 
 from app.agent.loop import AgentEvent, AgentLimits, AgentResult, make_client, run_agent
 from app.agent.prompts import build_task, read_repo_instructions
-from app.agent.tools import EDITOR_TOOL_NAME, ToolBox
+from app.agent.tools import BASH_TOOL_NAME, EDITOR_TOOL_NAME, CommandRecord, ToolBox
 from app.config import Settings
 from app.log import redact
+from app.workspace.checkout import NotACheckout, work_tree_state
 from app.workspace.sandbox import Sandbox
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_UNUSABLE = 2
+# The exit statuses, as `honk run --help` tells them.
+EXIT_OK = 0  # the checkout changed, and the last test run passed (or there was none)
+EXIT_FAILED = 1  # the last test run failed, or the agent stopped (an error, a limit)
+EXIT_UNUSABLE = 2  # nothing was run
+EXIT_NO_CHANGE = 3  # the agent finished and the checkout is as it was
 TEXT_LINES_SHOWN = 12
+OUTPUT_TAIL_LINES = 15  # of a failing command's output
 
 NO_SANDBOX = (
     "honk: refusing to run: the bwrap sandbox does not work here: {why}\n"
@@ -26,27 +32,68 @@ NO_SANDBOX = (
 )
 
 
-async def run_local(repo_path: Path, task_text: str, settings: Settings, *, out: TextIO) -> int:
-    """Run the agent on `repo_path` for `task_text`, printing its steps; 0 when it finished."""
+class _Printer:
+    """Prints the run's steps with the person's own paths: the checkout as they named it
+    where the sandbox (/workspace/<name>) or the resolved path would show."""
+
+    def __init__(self, out: TextIO, shown: str, *roots: str) -> None:
+        self.out = out
+        self.shown = shown
+        alternatives = "|".join(re.escape(root) for root in dict.fromkeys(roots) if root)
+        # A root followed by "/" or by no other path character: /workspace/widgets2 is not it.
+        self.roots = re.compile(f"(?:{alternatives})(/|(?![\\w.-]))") if alternatives else None
+
+    def paths(self, text: str) -> str:
+        if self.roots is None:
+            return text
+        inside = "" if self.shown == "." else self.shown + "/"
+        return self.roots.sub(lambda m: inside if m.group(1) else self.shown, text)
+
+    def say(self, line: str) -> None:
+        self.out.write(redact(self.paths(line)) + "\n")
+        self.out.flush()
+
+
+async def run_local(
+    repo_path: Path,
+    task_text: str,
+    settings: Settings,
+    *,
+    out: TextIO,
+    err: TextIO | None = None,
+) -> int:
+    """Run the agent on `repo_path` for `task_text`, printing its steps on `out` and why it
+    cannot run on `err`; the exit status is one of the EXIT_ values."""
+    err = err or sys.stderr
+    shown = str(repo_path)
     root = await asyncio.to_thread(lambda: repo_path.expanduser().resolve())
     if not await asyncio.to_thread(root.is_dir):
-        _say(out, f"honk: {repo_path} is not a directory")
-        return EXIT_UNUSABLE
+        return _refuse(err, f"honk: {shown} is not a directory")
+    try:
+        before = await work_tree_state(root)
+    except FileNotFoundError:
+        return _refuse(err, "honk: git is not installed: honk run works on a git checkout")
+    except NotACheckout as exc:
+        if "not a git repository" in str(exc):
+            return _refuse(
+                err,
+                f"honk: {shown} is not a git repository: run `git init` there first, "
+                "or give --repo a git checkout",
+            )
+        return _refuse(err, f"honk: git cannot use {shown} as a checkout: {exc}")
     if not task_text.strip():
-        _say(out, "honk: say what to do, e.g. honk run 'fix the failing date parsing test'")
-        return EXIT_UNUSABLE
+        return _refuse(err, "honk: say what to do, e.g. honk run 'fix the failing date test'")
     if not settings.anthropic_api_key:
-        _say(out, "honk: ANTHROPIC_API_KEY is not set")
-        return EXIT_UNUSABLE
+        return _refuse(err, "honk: ANTHROPIC_API_KEY is not set (in the environment or .env)")
     if settings.sandbox != "off":
         problem = await Sandbox.check(settings.sandbox)
         if problem:
-            _say(out, NO_SANDBOX.format(why=problem))
-            return EXIT_UNUSABLE
-    else:
-        _say(out, "honk: WARNING: sandbox off; commands run unconfined on this machine")
+            return _refuse(err, NO_SANDBOX.format(why=problem))
     # The same sandbox as the server's runs: Honk's own files stay out of sight.
     sandbox = Sandbox.for_settings(settings, root)
+    printer = _Printer(out, shown, sandbox.visible_root, str(root))
+    if settings.sandbox == "off":
+        printer.say("honk: WARNING: sandbox off; commands run unconfined on this machine")
     tools = ToolBox.for_settings(settings, sandbox)
     instructions = await asyncio.to_thread(read_repo_instructions, root)
     first_line = task_text.strip().splitlines()[0]
@@ -57,12 +104,14 @@ async def run_local(repo_path: Path, task_text: str, settings: Settings, *, out:
         repo_instructions=instructions,
         visible_root=sandbox.visible_root,
     )
-    _say(out, f"honk: {settings.model} on {root} (sandbox: {settings.sandbox})")
+    printer.say(f"honk: {settings.model} on {shown} (sandbox: {settings.sandbox})")
     if instructions:
-        _say(out, f"honk: following {', '.join(instructions)}")
+        printer.say(f"honk: following {', '.join(instructions)}")
+    commands = _CommandOutputs()
 
     async def on_event(event: AgentEvent) -> None:
-        _print_event(out, event)
+        commands.note(event)
+        _print_event(printer, event)
 
     async with make_client(settings) as client:
         result = await run_agent(
@@ -73,34 +122,79 @@ async def run_local(repo_path: Path, task_text: str, settings: Settings, *, out:
             limits=AgentLimits.from_settings(settings),
             on_event=on_event,
         )
-    _print_result(out, result, tools, settings.model, root)
-    return EXIT_OK if result.outcome in ("done", "no_change") else EXIT_FAILED
+    changed = await work_tree_state(root) != before
+    _print_result(printer, result, tools, settings.model)
+    return _conclude(printer, result, commands, changed)
 
 
-def _say(out: TextIO, line: str) -> None:
-    out.write(redact(line) + "\n")
-    out.flush()
+def _refuse(err: TextIO, line: str) -> int:
+    err.write(redact(line) + "\n")
+    err.flush()
+    return EXIT_UNUSABLE
 
 
-def _print_event(out: TextIO, event: AgentEvent) -> None:
+class _CommandOutputs:
+    """The output of each command the agent ran, latest per command, to show the failing
+    test run's again at the end."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, str] = {}
+        self.outputs: dict[str, str] = {}
+
+    def note(self, event: AgentEvent) -> None:
+        if event.name != BASH_TOOL_NAME:
+            return
+        if event.kind == "tool":
+            command = (event.tool_input or {}).get("command")
+            if isinstance(command, str):
+                self._pending[event.tool_id] = command
+        elif event.kind == "tool_done" and event.tool_id in self._pending:
+            self.outputs[self._pending.pop(event.tool_id)] = event.output
+
+
+def _print_event(printer: _Printer, event: AgentEvent) -> None:
     if event.kind == "turn":
-        _say(out, f"\n── turn {event.turn}")
+        printer.say(f"\n── turn {event.turn}")
     elif event.kind == "text":
         lines = event.detail.strip().splitlines()
         shown = lines[:TEXT_LINES_SHOWN]
         if len(lines) > len(shown):
             shown.append(f"… ({len(lines) - len(shown)} more lines)")
         for line in shown:
-            _say(out, f"  {line}")
+            printer.say(f"  {line}")
     elif event.kind == "tool":
         mark = "✎" if event.name == EDITOR_TOOL_NAME else "$"
-        _say(out, f"  {mark} {event.detail}")
+        printer.say(f"  {mark} {event.detail}")
+    elif event.kind == "tool_done" and event.name == BASH_TOOL_NAME and _failed(event):
+        # What went wrong is at the end of a failing command's output: show that much.
+        for line in _tail(event.output):
+            printer.say(f"    │ {line}")
+        printer.say(f"    {event.result[:300]}")
     elif event.kind == "tool_done" and (event.is_error or event.result.startswith("[")):
-        _say(out, f"    {'error: ' if event.is_error else ''}{event.result[:300]}")
+        printer.say(f"    {'error: ' if event.is_error else ''}{event.result[:300]}")
 
 
-def _print_result(out: TextIO, result: AgentResult, tools: ToolBox, model: str, root: Path) -> None:
-    _say(out, "")
+def _failed(event: AgentEvent) -> bool:
+    """A bash call that failed: an error (a timeout, a limit) or a non-zero exit code."""
+    return event.is_error or event.result.startswith("[exit code")
+
+
+def _tail(output: str, count: int = OUTPUT_TAIL_LINES) -> list[str]:
+    """The last `count` lines of a command's output, without the closing "[exit code N]"."""
+    lines = output.rstrip().splitlines()
+    if lines and lines[-1].startswith("["):
+        lines.pop()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if lines == ["(no output)"]:
+        return []
+    if len(lines) <= count:
+        return lines
+    return [f"… ({len(lines) - count} lines before)", *lines[-count:]]
+
+
+def _print_result(printer: _Printer, result: AgentResult, tools: ToolBox, model: str) -> None:
+    printer.say("")
     headline = {
         "done": "done",
         "no_change": "no change needed",
@@ -110,16 +204,46 @@ def _print_result(out: TextIO, result: AgentResult, tools: ToolBox, model: str, 
         "cancelled": "cancelled",
         "error": "failed",
     }.get(result.outcome, result.outcome)
-    _say(out, f"honk: {headline} after {result.turns} turns")
+    printer.say(f"honk: {headline} after {result.turns} turns")
     if result.error:
-        _say(out, f"honk: {result.error}")
+        printer.say(f"honk: {result.error}")
     if result.summary:
-        _say(out, "\n" + result.summary + "\n")
-    if result.last_test is not None:
-        test = result.last_test
-        status = "timed out" if test.timed_out else f"exit {test.exit_code}"
-        _say(out, f"honk: last test run: {test.command} ({status})")
-    _say(out, f"honk: tokens: {result.usage.describe(model)}")
+        printer.say("\n" + result.summary + "\n")
+    if result.last_test is not None and not _test_failed(result.last_test):
+        printer.say(
+            f"honk: last test run: {result.last_test.command} ({_status(result.last_test)})"
+        )
+    printer.say(f"honk: tokens: {result.usage.describe(model)}")
     if tools.edited:
-        _say(out, f"honk: edited {', '.join(tools.edited)}")
-    _say(out, f"honk: changes are left uncommitted in {root} (review with `git diff`)")
+        printer.say(f"honk: edited {', '.join(tools.edited)}")
+
+
+def _conclude(
+    printer: _Printer, result: AgentResult, commands: _CommandOutputs, changed: bool
+) -> int:
+    """The last lines (what is left where, and why the exit status is what it is)."""
+    test = result.last_test
+    if changed:
+        printer.say(f"honk: changes are left uncommitted in {printer.shown} (review: git diff)")
+    if test is not None and _test_failed(test):
+        printer.say(f"honk: the last test run failed ({_status(test)}): {test.command}")
+        tail = _tail(commands.outputs.get(test.command, ""))
+        if tail:
+            printer.say("honk: its output ended with:")
+            for line in tail:
+                printer.say(f"  │ {line}")
+        return EXIT_FAILED
+    if result.outcome not in ("done", "no_change"):
+        return EXIT_FAILED
+    if not changed:
+        printer.say(f"honk: nothing changed in {printer.shown}")
+        return EXIT_NO_CHANGE
+    return EXIT_OK
+
+
+def _test_failed(test: CommandRecord) -> bool:
+    return test.timed_out or test.exit_code != 0
+
+
+def _status(test: CommandRecord) -> str:
+    return "timed out" if test.timed_out else f"exit {test.exit_code}"

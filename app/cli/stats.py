@@ -1,4 +1,7 @@
-"""`honk stats`: the review's verdicts per repository over a period; veto and recovery rates."""
+"""`honk stats`: the review's verdicts per repository over a period; veto and recovery rates.
+
+`outcome` counts runs the tests' outcome checks stopped (app/review), apart from `vetoed` (the
+checks of the diff or the model judge)."""
 
 from __future__ import annotations
 
@@ -7,14 +10,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from app.config import Settings
-from app.runs.review import APPROVED, RECOVERED, SKIPPED, UNAVAILABLE, VETOED
+from app.runs.review import APPROVED, OUTCOME, RECOVERED, SKIPPED, UNAVAILABLE, VETOED
 from app.store import Store
 
-COLUMNS = (APPROVED, VETOED, RECOVERED, UNAVAILABLE, SKIPPED)
+COLUMNS = (APPROVED, VETOED, OUTCOME, RECOVERED, UNAVAILABLE, SKIPPED)
 EXPLAINED = (
-    "veto rate: runs vetoed at first (vetoed + recovered) of those the review decided "
-    "(approved + vetoed + recovered);\nrecovery rate: runs whose second attempt was approved "
-    "(recovered) of those vetoed at first."
+    "vetoed: by the checks of the diff or the model judge; outcome: stopped by what the tests "
+    "did (Honk's runs of them before and after the change);\n"
+    "veto rate: runs stopped at first (vetoed + outcome + recovered) of those the review "
+    "decided (approved + vetoed + outcome + recovered);\nrecovery rate: runs whose second "
+    "attempt was approved (recovered) of those stopped at first."
 )
 
 
@@ -32,7 +37,7 @@ async def stats_command(settings: Settings, days: int, out: TextIO) -> int:
 
 def rates(counts: Counter[str]) -> tuple[float | None, float | None]:
     """(veto rate, recovery rate); None where nothing was there to count."""
-    vetoed_first = counts[VETOED] + counts[RECOVERED]
+    vetoed_first = counts[VETOED] + counts[OUTCOME] + counts[RECOVERED]
     decided = counts[APPROVED] + vetoed_first
     veto = vetoed_first / decided if decided else None
     recovery = counts[RECOVERED] / vetoed_first if vetoed_first else None

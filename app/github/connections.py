@@ -12,12 +12,15 @@ refused, authorization revoked) is forgotten: the person connects again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -25,14 +28,19 @@ from cryptography.fernet import Fernet, InvalidToken
 from app.config import Settings
 from app.github.client import GitHubClient
 from app.github.oauth import GitHubOAuth, OAuthError, UserToken
+from app.log import describe_error
 from app.store import Store
 from app.store.kv import Namespace, mapping
 
 log = logging.getLogger(__name__)
 
 CONNECT_SECONDS = 15 * 60  # a "Connect GitHub" link works this long, once
+CONFIRM_SECONDS = 10 * 60  # after GitHub's sign-in, the person confirms within this
+PRUNE_ONE_IN = 20  # one new link in this many forgets the links left over
 
-# nonce -> {"slack_user", "user_id", "channel", "thread_ts", "expires"}: a connection being made
+# nonce -> {"slack_user", "user_id", "channel", "thread_ts", "expires"}: a connection being made;
+# + "state" (digest of the OAuth state made for it) once its browser went on to GitHub;
+# + "login", "github_id", "token" (sealed), "confirm" (digest) once GitHub signed them in.
 _PENDING: Namespace[dict[str, Any]] = Namespace(
     "github_connect_pending", owner=__name__, decode=mapping
 )
@@ -58,6 +66,7 @@ class PendingConnect:
     channel: str | None
     thread_ts: str | None
     expires: float
+    login: str | None = None  # the GitHub account signed in for it, waiting for a confirm
 
 
 class GitHubConnections:
@@ -98,6 +107,10 @@ class GitHubConnections:
         pending = PendingConnect(
             nonce, slack_user, user_id, channel, thread_ts, self.clock() + CONNECT_SECONDS
         )
+        if secrets.randbelow(PRUNE_ONE_IN) == 0:
+            # Every link ends within CONNECT_SECONDS + CONFIRM_SECONDS; one never used again
+            # (a token waiting for a confirm, sealed) is not kept beyond that.
+            await _PENDING.prune(self.store, timedelta(hours=1))
         await _PENDING.put(
             self.store,
             nonce,
@@ -113,27 +126,93 @@ class GitHubConnections:
 
     async def pending(self, nonce: str) -> PendingConnect | None:
         """The link's record while it is valid (not taken)."""
+        data = await self._record(nonce)
+        return _pending_of(nonce, data) if data is not None else None
+
+    async def bind(self, nonce: str, state: str) -> PendingConnect | None:
+        """The link's browser goes on to GitHub with this OAuth `state`: only a callback with
+        it may finish the connection (a later press of Continue binds the later state)."""
+        data = await self._record(nonce)
+        if data is None or data.get("login"):
+            return None  # gone, or signed in already and waiting for its confirmation
+        await _PENDING.put(self.store, nonce, data | {"state": _digest(state)})
+        return _pending_of(nonce, data)
+
+    async def authorized(
+        self, nonce: str, state: str, token: UserToken, user: dict[str, Any]
+    ) -> tuple[PendingConnect, str] | None:
+        """GitHub signed the person in for this link with `state`: keep the token (sealed)
+        until they confirm which GitHub account goes to which Slack user. The confirmation
+        key (for the browser's session only), or None: not this link's state, or gone."""
+        data = await self._record(nonce)
+        bound = data.get("state") if data is not None else None
+        if data is None or data.get("login") or not isinstance(bound, str):
+            return None
+        if not hmac.compare_digest(bound, _digest(state)):
+            return None
+        key = secrets.token_urlsafe(24)
+        login = str(user["login"])
+        github_id = int(user["id"]) if isinstance(user.get("id"), int) else None
+        waiting = data | {
+            "state": None,
+            "login": login,
+            "github_id": github_id,
+            "token": self._seal(token).decode(),
+            "confirm": _digest(key),
+            "expires": self.clock() + CONFIRM_SECONDS,
+        }
+        await _PENDING.put(self.store, nonce, waiting)
+        return _pending_of(nonce, waiting), key
+
+    async def confirm(self, nonce: str, key: str) -> tuple[PendingConnect, Connection] | None:
+        """The person confirmed: the waiting token becomes the Slack user's connection.
+        Single use; None for a wrong key, a link not signed in yet, or one gone."""
+        taken = await self._take_waiting(nonce, key)
+        if taken is None:
+            return None
+        pending, token, data = taken
+        user = {"login": data["login"], "id": data.get("github_id")}
+        return pending, await self.connect(pending.slack_user, token, user)
+
+    async def cancel(self, nonce: str, key: str) -> PendingConnect | None:
+        """The person declined: nothing is connected and the waiting token is revoked."""
+        taken = await self._take_waiting(nonce, key)
+        if taken is None:
+            return None
+        pending, token, _data = taken
+        await self.revoke_quietly(token, "declined")
+        return pending
+
+    async def revoke_quietly(self, token: UserToken, why: str) -> None:
+        """Revoke a token this keeper will not keep; a failure is logged, not raised."""
+        try:
+            await self.oauth.revoke(token)
+        except Exception as exc:
+            log.warning("could not revoke a %s GitHub token: %s", why, describe_error(exc))
+
+    async def _take_waiting(
+        self, nonce: str, key: str
+    ) -> tuple[PendingConnect, UserToken, dict[str, Any]] | None:
+        data = await self._record(nonce)
+        expected = data.get("confirm") if data is not None else None
+        if data is None or not isinstance(expected, str) or not isinstance(key, str):
+            return None
+        if not hmac.compare_digest(expected, _digest(key)):
+            return None
+        await _PENDING.delete(self.store, nonce)
+        token = self._open(str(data.get("token") or "").encode())
+        if token is None:
+            return None
+        return _pending_of(nonce, data), token, data
+
+    async def _record(self, nonce: str) -> dict[str, Any] | None:
         data = await _PENDING.get(self.store, nonce) if nonce else None
         if not data:
             return None
         if float(data.get("expires") or 0) < self.clock():
             await _PENDING.delete(self.store, nonce)
             return None
-        return PendingConnect(
-            nonce,
-            str(data["slack_user"]),
-            str(data.get("user_id") or ""),
-            data.get("channel"),
-            data.get("thread_ts"),
-            float(data["expires"]),
-        )
-
-    async def take(self, nonce: str) -> PendingConnect | None:
-        """The link's record, used up: a second callback with the same link connects no one."""
-        found = await self.pending(nonce)
-        if found is not None:
-            await _PENDING.delete(self.store, nonce)
-        return found
+        return data
 
     async def connect(
         self, slack_user: str, token: UserToken, user: dict[str, Any] | None = None
@@ -223,3 +302,20 @@ class GitHubConnections:
         except (InvalidToken, ValueError):
             return None
         return UserToken.from_dict(data)
+
+
+def _pending_of(nonce: str, data: dict[str, Any]) -> PendingConnect:
+    login = data.get("login")
+    return PendingConnect(
+        nonce,
+        str(data["slack_user"]),
+        str(data.get("user_id") or ""),
+        data.get("channel"),
+        data.get("thread_ts"),
+        float(data["expires"]),
+        str(login) if login else None,
+    )
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()

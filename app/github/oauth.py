@@ -1,8 +1,8 @@
 """Signing people in with GitHub: the App's user authorization (OAuth web flow).
 
 Reusable by anything that acts as a person: exchange a code, refresh an expiring user token
-(8 hours; its refresh token lasts 6 months and is single-use), and a per-user GitHubClient
-that refreshes as it goes. Tokens are registered with the log redactor as they arrive.
+(8 hours; its refresh token lasts 6 months and is single-use), revoke one, and a per-user
+GitHubClient that refreshes as it goes. Tokens are registered with the log redactor as they arrive.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import aiohttp
 
@@ -23,6 +23,7 @@ from app.log import redact
 AUTHORIZE_PATH = "/login/oauth/authorize"
 TOKEN_PATH = "/login/oauth/access_token"
 REFRESH_MARGIN = 300.0  # seconds: a user token this close to expiry is refreshed first
+REVOKE_TIMEOUT = 10.0  # seconds: signing out waits this long at most for GitHub
 
 OnRefresh = Callable[["UserToken"], Awaitable[None]]
 
@@ -158,6 +159,34 @@ class GitHubOAuth:
     async def user(self, token: UserToken | str) -> dict[str, Any]:
         """GET /user: who the token belongs to (the token as it is, never refreshed here)."""
         return await self.client(token, refresh=False).getitem("/user")
+
+    async def revoke(self, token: UserToken | str) -> bool:
+        """DELETE /applications/{client_id}/token (Basic auth with the App's client id and
+        secret): the user token stops working at GitHub. True when GitHub revoked it now,
+        False when it did not know it (revoked already, expired, another App's); OAuthError
+        for any other answer."""
+        settings = self._settings
+        if not settings.github_client_id or not settings.github_client_secret:
+            raise OAuthError("not_configured", "GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET")
+        access = token.access_token if isinstance(token, UserToken) else token
+        url = f"{settings.github_api_url}/applications/{quote(settings.github_client_id)}/token"
+        async with self._session.delete(
+            url,
+            json={"access_token": access},
+            headers={
+                "Accept": "application/vnd.github+json",
+                "Authorization": aiohttp.encode_basic_auth(
+                    settings.github_client_id, settings.github_client_secret
+                ),
+            },
+            timeout=aiohttp.ClientTimeout(total=REVOKE_TIMEOUT),
+        ) as response:
+            status = response.status
+        if status == 204:
+            return True
+        if status in (404, 422):
+            return False
+        raise OAuthError(f"http_{status}", "GitHub did not revoke the token")
 
     async def _token(self, params: dict[str, str]) -> UserToken:
         settings = self._settings

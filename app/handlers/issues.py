@@ -26,7 +26,20 @@ async def on_issue_labeled(
     label = (event.data.get("label") or {}).get("name", "")
     if label.lower() != ctx.settings.label.lower() and not await _repo_label(event, gh, ctx, label):
         return
-    await request_run(event, gh, ctx)
+    await request_run(event, gh, ctx, label)
+
+
+async def _still_labelled(event: sansio.Event, gh: GitHubClient, label: str) -> bool:
+    """Whether the issue carries the label now, as GitHub says: a delivery is a snapshot, and a
+    captured one replayed later must not start a run once the label is gone."""
+    repo = event.data["repository"]["full_name"]
+    number = event.data["issue"]["number"]
+    issue = await gh.issue(repo, number)
+    names = {str(one.get("name") or "").lower() for one in issue.get("labels") or []}
+    if label.lower() in names:
+        return True
+    log.info("%s#%s no longer has the %r label; nothing queued", repo, number, label)
+    return False
 
 
 async def _repo_label(
@@ -40,8 +53,10 @@ async def _repo_label(
     return bool(config.label) and config.label.lower() == label.lower()
 
 
-async def request_run(event: sansio.Event, gh: GitHubClient, ctx: HandlerContext) -> None:
-    """Queue a run for the event's issue if its sender may ask for one."""
+async def request_run(
+    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, label: str
+) -> None:
+    """Queue a run for the event's issue if its sender may ask for one and `label` is on it."""
     issue = event.data["issue"]
     repo = event.data["repository"]["full_name"]
     sender = event.data["sender"]
@@ -51,6 +66,8 @@ async def request_run(event: sansio.Event, gh: GitHubClient, ctx: HandlerContext
         return
     if issue.get("pull_request"):
         return  # a label on a PR is not a request for a new PR
+    if not await _still_labelled(event, gh, label):
+        return
     permission = await may_act(gh, repo, sender["login"])
     if not permission.allowed:
         log.info("refusing run for %s on %s: permission %s", sender["login"], repo, permission.role)

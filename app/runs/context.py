@@ -12,9 +12,10 @@ from app.agent.tools import ToolBox
 from app.github.client import GitHubClient
 from app.models import Run, RunState, Usage
 from app.repo_config import NetworkPlan, RepoConfig, RunLimits
+from app.runs.environment import RunEnvironment
 from app.runs.kinds import IssueRun, rules_for
 from app.runs.subject import Subject
-from app.runs.texts import Verification
+from app.runs.texts import FailureDetails, Verification
 from app.runs.tracker import RunTracker
 from app.store import Store
 from app.workspace.checkout import Checkout
@@ -39,6 +40,14 @@ class LimitStop(RuntimeError):
         self.turns = turns
 
 
+class SetupFailed(RuntimeError):
+    """A setup command failed; `details` say what it printed last and what was refused."""
+
+    def __init__(self, message: str, details: FailureDetails) -> None:
+        super().__init__(message)
+        self.details = details
+
+
 @dataclass
 class Outcome:
     state: RunState
@@ -59,6 +68,8 @@ class RunContext:
     config: RepoConfig = field(default_factory=RepoConfig)
     limits: RunLimits | None = None
     network_plan: NetworkPlan = field(default_factory=NetworkPlan)  # what each phase may reach
+    # The repository's variables and setup commands (`env:`/`setup:`, or its devcontainer).
+    environment: RunEnvironment = field(default_factory=RunEnvironment)
     # Each sandbox phase's connections through the proxy ("setup", "agent"), once it ended.
     network: dict[str, NetworkSummary] = field(default_factory=dict)
     model: str = ""
@@ -72,6 +83,10 @@ class RunContext:
     result: AgentResult | None = None
     verification: Verification | None = None
     review: Review | None = None  # the review before the PR (app/runs/review.py)
+    # When the agent began (time.time()): ignored files changed since are its, not setup's,
+    # and stay out of the outcome checks' trees; and what those checks linked (app/review).
+    agent_began: float | None = None
+    ignored_links: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rules = rules_for(self.run.kind)

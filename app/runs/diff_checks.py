@@ -82,7 +82,12 @@ async def read_change(checkout: Checkout, *, max_bytes: int = MAX_PYTHON_BYTES) 
     (of at most `max_bytes`), and the repository's own modules (what a test may not replace)."""
     diff = await checkout.unified_diff()
     changed = await checkout.changed_texts(_is_python, max_bytes=max_bytes)
-    paths = await checkout.tracked_paths()
+    # The repository's files as the commit would hold them: the start's, with the change's.
+    paths = set(await checkout.start_paths())
+    for text in changed:
+        paths.discard(text.old_path)
+        if text.after is not None or text.unread:
+            paths.add(text.path)
     python = tuple(python_file(text) for text in changed if _is_python(text.path))
     return Change(diff, python, tamper.Project.from_paths(paths, syntax.is_test_file))
 
@@ -149,7 +154,7 @@ def unquote_path(name: str) -> str:
 
 
 def _allowed(path: str, allow: Sequence[str]) -> bool:
-    """`review: allow:` globs, read like `paths:` (gitignore-style, anchored at the root)."""
+    """`review: allow:` globs, read as `paths:` reads them (CODEOWNERS' reading, `path_glob`)."""
     return globs_match(tuple(allow), path)
 
 

@@ -113,8 +113,42 @@ class RunEvents:
         data = {"model": model, "max_turns": limits.max_turns, "max_seconds": limits.max_seconds}
         await self.record("agent", data)
 
+    async def subject(self, title: str) -> None:
+        """What the run works on, by its title (the issue's as approved, else the PR's or the
+        request's first line): the run page's heading."""
+        await self.record("subject", {"title": title})
+
     async def phase(self, name: str, note: str = "") -> None:
         await self.record("phase", {"name": name, "note": note})
+
+    async def setup_command(
+        self,
+        index: int,
+        command: str,
+        origin: str,
+        *,
+        exit_code: int | None = None,
+        output: str | None = None,
+        limit: str | None = None,
+        timed_out: bool = False,
+    ) -> None:
+        """One setup command: recorded as it starts (`output` None), then again when it ends
+        (the same `index`: the page shows the second in the first's place)."""
+        data: dict[str, Any] = {"index": index, "command": command, "origin": origin}
+        if output is not None:
+            data |= {
+                "exit_code": exit_code,
+                "passed": exit_code == 0,
+                "output": output,
+                "limit": limit,
+                "timed_out": timed_out,
+            }
+        await self.record("setup", data)
+
+    async def note(self, text: str) -> None:
+        """Something Honk did, or did not do, that the reader should know (Markdown of Honk's,
+        names from the repository's files as inline code)."""
+        await self.record("note", {"text": text})
 
     async def verification(self, verification: Verification) -> None:
         await self.record(
@@ -128,14 +162,24 @@ class RunEvents:
             },
         )
 
+    async def review(self, record: dict[str, Any]) -> None:
+        """The review's verdict and its reasons, as runs/review.py decided them (the judge's
+        words as it wrote them: the page makes them inert when it shows them)."""
+        await self.record("review", record)
+
     async def diff(self, text: str) -> None:
         """The change as published, per file; a huge diff keeps its first files whole."""
         await self.record("diff", split_diff(text), field_limit=MAX_DIFF_FILE_CHARS + 1)
 
-    async def finished(self, state: RunState, *, error: str | None = None, note: str = "") -> None:
+    async def finished(
+        self, state: RunState, *, error: str | None = None, note: str = "", summary: str = ""
+    ) -> None:
+        """The end, with the agent's summary (its last message): kept whatever the
+        transcript's bound dropped, so the page can lead with it."""
         if self.dropped_events:
             await self._store("truncated", {"note": self._cut_note(first=False)})
-        await self.record("finished", {"state": state.value, "error": error, "note": note})
+        data = {"state": state.value, "error": error, "note": note, "summary": summary}
+        await self.record("finished", data)
 
     async def _loaded(self) -> EventTotals:
         if self._totals is None:  # a run claimed again carries on where it stopped

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import anthropic
@@ -17,7 +18,7 @@ from app.ci.reporter import CiReporter
 from app.config import Settings
 from app.github.auth import GitHubApp
 from app.installations import repository_active
-from app.log import describe_error
+from app.log import describe_error, redact
 from app.models import Run, RunState
 from app.repo_config import (
     ConfigCache,
@@ -26,25 +27,36 @@ from app.repo_config import (
     network_plan,
     run_limits,
 )
+from app.review.outcome import OutcomeReport
 from app.runs.attempts import combine, instruct, second_attempt_limits, verification
-from app.runs.context import LimitStop, Outcome, RunCancelled, RunContext
-from app.runs.network import phase_network
+from app.runs.context import LimitStop, Outcome, RunCancelled, RunContext, SetupFailed
+from app.runs.environment import (
+    DevcontainerError,
+    find_devcontainer,
+    load_devcontainer,
+    plan_environment,
+)
+from app.runs.network import explain_refusals, phase_network
+from app.runs.outcome import check_outcome, outcome_checks
 from app.runs.publish import (
     BUILD_ARTIFACTS,
     RUN_PERMISSIONS,
     limit_reason,
+    open_pull,
     publish,
     report,
     report_no_change,
+    saved_closing,
     withhold,
 )
 from app.runs.review import mark_unreviewed, review_change
 from app.runs.stops import Stops
 from app.runs.subject import load_subject
-from app.runs.texts import Verification, branch_name
+from app.runs.texts import FailureDetails, Verification, branch_name, tail
 from app.runs.tracker import RunTracker
 from app.slack.notify import SlackNotifier
 from app.store import Store
+from app.untrusted import code
 from app.workspace.checkout import refuse_outside
 from app.workspace.mirror import Workspaces
 from app.workspace.sandbox import Sandbox
@@ -81,6 +93,8 @@ class Pipeline:
         self._check_stop = self._stops.check
         self._until_stopped = self._stops.until_stopped
         self._sandbox_ok = False  # bwrap was seen to work in this process
+        # The review's outcome checks: their in-flight base runs shared by this process's runs.
+        self.outcome = outcome_checks(settings, store)
 
     @property
     def anthropic(self) -> anthropic.AsyncAnthropic:
@@ -122,6 +136,7 @@ class Pipeline:
             await ctx.tracker.finished(
                 RunState.FAILED,
                 error=reason,
+                summary=ctx.result.summary if ctx.result is not None else "",
                 usage_text=usage.describe(model),
                 stopped=(reason, exc.turns, usage.cost_usd(model)),
             )
@@ -129,7 +144,11 @@ class Pipeline:
         except Exception as exc:
             reason = describe_error(exc)
             log.exception("run %s failed: %s", run.id, reason)
-            await ctx.tracker.finished(RunState.FAILED, error=reason)
+            summary = ctx.result.summary if ctx.result is not None else ""
+            details = exc.details if isinstance(exc, SetupFailed) else None
+            await ctx.tracker.finished(
+                RunState.FAILED, error=reason, summary=summary, details=details
+            )
             outcome = Outcome(RunState.FAILED, reason)
         finally:
             self._stops.forget(run.id)
@@ -138,8 +157,12 @@ class Pipeline:
 
     async def _phases(self, ctx: RunContext) -> Outcome:
         await self._prepare(ctx)
+        if await self._resume(ctx):
+            await self._settle_ci(ctx)
+            return Outcome(RunState.SUCCEEDED)
         async with self._checkout(ctx):
             await self._sandbox(ctx)
+            await self._environment(ctx)
             await self._setup(ctx)
             await self._instruct(ctx)
             # The agent's proxy (if its list names anything) covers each of its attempts,
@@ -165,6 +188,7 @@ class Pipeline:
         ctx.repo_info = await ctx.gh.getitem(f"/repos/{run.repo}")
         default_branch = ctx.repo_info["default_branch"]
         ctx.subject = await load_subject(ctx)
+        await ctx.tracker.events.subject(ctx.subject.title)  # the run page's heading
         config_error: RepoConfigError | None = None
         try:
             installation = await self.github.installation_client(run.installation_id)
@@ -208,6 +232,7 @@ class Pipeline:
             clone_url=ctx.repo_info["clone_url"],
             token=token.token,
             run_id=run.id,
+            attempt=run.attempts,
             branch=run.branch,
             base=run.base_branch,
         ) as checkout:
@@ -231,26 +256,78 @@ class Pipeline:
         ctx.sandbox = Sandbox.for_settings(self.settings, ctx.checkout.path)
         ctx.toolbox = ToolBox.for_settings(self.settings, ctx.sandbox)
 
+    async def _environment(self, ctx: RunContext) -> None:
+        """The repository's variables and setup commands: `env:` and `setup:` of its
+        `.github/honk.yml`, or, without `setup:`, its devcontainer.json (the base commit's),
+        with a note of what Honk did not do of it."""
+        checkout, sandbox, _tools = ctx.work
+        devcontainer, unused = None, None
+        if "setup" in ctx.config.fields_set:
+            unused = await find_devcontainer(checkout)
+        else:
+            try:
+                devcontainer = await load_devcontainer(checkout, sandbox.visible_root)
+            except DevcontainerError as exc:
+                # Its commands are the repository's setup: without them the run would fail
+                # in confusing ways, so it stops here and says why, as for honk.yml.
+                raise RuntimeError(str(exc)) from None
+        ctx.environment = plan_environment(ctx.config, devcontainer, unused=unused)
+        sandbox.repository_env = dict(ctx.environment.env)
+        for note in ctx.environment.notes:
+            await ctx.tracker.notice(note, comment=note in ctx.environment.comment)
+
     async def _setup(self, ctx: RunContext) -> None:
-        """The repository's `setup:` commands (installing dependencies) reach what
+        """The repository's setup commands (installing dependencies) reach what
         `setup_network:` allows, so they run over the base branch's files only: on a
         follow-up, whose branch the agent wrote, the work tree is the base commit's while
-        they run, and what they made stays."""
+        they run, and what they made stays. Each command's output is a run event; what the
+        work tree holds beyond the commit once setup is done is never committed."""
+        checkout, _sandbox, _tools = ctx.work
+        commands = ctx.environment.commands
+        if commands:
+            await self._run_setup(ctx)
+        await checkout.record_setup_products()
+
+    async def _run_setup(self, ctx: RunContext) -> None:
         checkout, sandbox, _tools = ctx.work
-        if not ctx.config.setup:
-            return
+        commands, events = ctx.environment.commands, ctx.tracker.events
+        await events.phase("setup", f"{len(commands)} command{'s' if len(commands) != 1 else ''}")
+        failed = None
         async with (
             checkout.on_base_tree() as switched,
             phase_network(ctx, self.settings.network_cap(), "setup"),
         ):
             if switched:
                 await self.store.add_step(ctx.run.id, "setup", "on the base branch's files")
-            for command in ctx.config.setup:
-                result = await self._until_stopped(ctx.run, sandbox.run(command))
+            for index, command in enumerate(commands):
+                await events.setup_command(index, command.line, command.origin)
+                result = await self._until_stopped(ctx.run, sandbox.run(command.line))
+                await events.setup_command(
+                    index, command.line, command.origin, exit_code=result.exit_code,
+                    output=result.output, limit=result.limit, timed_out=result.timed_out,
+                )  # fmt: skip
                 if result.exit_code != 0:
-                    raise RuntimeError(
-                        f"setup command `{command}` failed (exit {result.exit_code})"
-                    )
+                    failed = (command, result)
+                    break
+        if failed is None:
+            return
+        # The phase's proxy has stopped: its refusals are summed up in ctx.network now.
+        command, result = failed
+        how = (
+            "timed out" if result.timed_out
+            else result.limit or f"exit {result.exit_code}"
+        )  # fmt: skip
+        shown = command.line if len(command.line) <= 200 else command.line[:199] + "…"
+        where = "" if command.origin == "setup" else f" ({command.origin})"
+        plan = ctx.network_plan
+        details = FailureDetails(
+            command=shown,
+            tail=redact(tail(result.output)),
+            notes=explain_refusals(
+                ctx.network.get("setup"), plan.setup, self.settings.network_cap(), "setup"
+            ),
+        )
+        raise SetupFailed(f"setup command {code(shown)}{where} failed ({how})", details)
 
     async def _instruct(self, ctx: RunContext) -> None:
         """The agent's task: the issue, writers' comments, the repository's own instructions."""
@@ -260,6 +337,7 @@ class Pipeline:
         """The agent, within the run's limits."""
         assert ctx.task_with is not None and ctx.agent_limits is not None
         await ctx.tracker.phase("agent", "starting")
+        ctx.agent_began = time.time()
         ctx.result = await self._agent(ctx, ctx.task_with(ctx.request), ctx.agent_limits)
 
     async def _verify(self, ctx: RunContext) -> None:
@@ -334,7 +412,11 @@ class Pipeline:
             await self._check_paths(ctx)
             return True
 
-        ctx.review = await review_change(ctx, self.settings, self.anthropic, again)
+        async def outcome() -> OutcomeReport:
+            # Stoppable like verification: a stop request kills the test runs.
+            return await self._until_stopped(ctx.run, check_outcome(ctx, self.outcome))
+
+        ctx.review = await review_change(ctx, self.settings, self.anthropic, again, outcome)
         self._check_stop(ctx.run)
         if ctx.review.retried and (stopped := await self._no_change(ctx)) is not None:
             return stopped  # the second attempt undid the change
@@ -348,8 +430,27 @@ class Pipeline:
         checkout, _sandbox, _tools = ctx.work
         await ctx.tracker.events.diff(await checkout.unified_diff())
         usage = await ctx.stored_usage()
-        pr, sha = await publish(ctx, self.github, usage)
-        await report(ctx, pr, sha, usage)
+        pr, closing = await publish(ctx, self.github, usage)
+        await report(ctx, pr, closing)
+
+    async def _resume(self, ctx: RunContext) -> bool:
+        """A run claimed again after it pushed its change (an earlier attempt died after the
+        push, with or without its PR): its PR opened (or found) and its report said from what
+        it kept (publish.Closing), with no checkout and no agent. False: start from the top."""
+        closing = await saved_closing(ctx)
+        if closing is None:
+            return False
+        run = ctx.run
+        log.info("run %s pushed %s before it was claimed again: resuming after the push",
+                 run.id, closing.sha[:7])  # fmt: skip
+        await self.store.add_step(run.id, "resumed", f"after pushing {closing.sha[:7]}")
+        await ctx.tracker.phase("publish", "resuming after a restart")
+        if run.pr_number is not None and not ctx.rules.continues_pull:
+            pr = await ctx.gh.pull(run.repo, run.pr_number)
+        else:
+            pr = await open_pull(ctx, self.github, closing)
+        await report(ctx, pr, closing)
+        return True
 
     async def _settle_ci(self, ctx: RunContext) -> None:
         """CI may have finished on the commit before the run recorded it: ask once now."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from app.agent.loop import AgentResult
@@ -12,8 +13,10 @@ from app.log import describe_error
 from app.models import RunState, Usage
 from app.runs.context import Outcome, RunContext
 from app.runs.people import co_author
+from app.runs.review import OUTCOME
 from app.runs.review_texts import review_text, total_cost, usage_text, veto_comment
 from app.runs.texts import check_run_conclusion, check_run_output, no_change_comment, pr_body
+from app.store.kv import Namespace, mapping
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +56,67 @@ def unfinished_reason(result: AgentResult) -> str | None:
     return limit_reason(result) if result.limit_hit else None
 
 
-async def publish(ctx: RunContext, github: GitHubApp, usage: Usage) -> tuple[dict[str, Any], str]:
-    """Commit, push, and open the PR (a follow-up's open PR is left as it is): (PR, sha)."""
-    run, gh, subject = ctx.run, ctx.gh, ctx.subject
+@dataclass(frozen=True)
+class Closing:
+    """Everything a run says once its change is on GitHub, decided before the PR opens and
+    kept with the run: a run claimed again after a crash says it from here, and never runs the
+    agent again on a branch whose change it already pushed."""
+
+    sha: str  # the commit pushed
+    title: str  # the PR's, should this run open it
+    body: str
+    draft: bool
+    ready_body: str | None  # a continuation's draft made ready, with this body; else None
+    published: dict[str, Any]  # records.Published: the go-live card's facts
+    check: tuple[str, str, str]  # the `Honk` check run: conclusion, title, summary
+    summary: str  # the model's, raw (the tracker makes it inert)
+    usage_text: str
+    review: str | None  # the review's verdict in one line
+    stopped: tuple[str, int, float] | None  # a limit stopped the agent: why, turns, dollars
+
+
+def _decode_closing(value: Any) -> Closing | None:
+    data = mapping(value)
+    if not data:
+        return None
+    try:
+        stopped = data.get("stopped")
+        return Closing(
+            **{
+                **data,
+                "check": tuple(str(part) for part in data["check"]),
+                "stopped": (str(stopped[0]), int(stopped[1]), float(stopped[2]))
+                if stopped
+                else None,
+            }
+        )
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+
+
+# run id -> its Closing (kept with the run's other facts; a handful of KB)
+_CLOSINGS: Namespace[Closing] = Namespace(
+    "run_closing", owner=__name__, encode=asdict, decode=_decode_closing
+)
+
+
+async def saved_closing(ctx: RunContext) -> Closing | None:
+    """The Closing this run kept before an earlier attempt died, if it pushed what it says."""
+    run = ctx.run
+    if not run.head_sha:
+        return None
+    closing = await _CLOSINGS.get(ctx.store, str(run.id))
+    return closing if closing is not None and closing.sha == run.head_sha else None
+
+
+async def publish(
+    ctx: RunContext, github: GitHubApp, usage: Usage
+) -> tuple[dict[str, Any], Closing]:
+    """Commit, push, and open the PR (a follow-up's open PR is left as it is): (PR, Closing)."""
+    run, subject = ctx.run, ctx.subject
     checkout, _sandbox, _tools = ctx.work
-    result, verification = ctx.done
     bot_name, bot_email = await github.bot_identity(run.installation_id)
-    requester = await co_author(gh, github, run.requested_by)
+    requester = await co_author(ctx.gh, github, run.requested_by)
     message = ctx.rules.commit_message(run, subject.title, requester)
     if ctx.review is not None and ctx.review.left_out:
         await checkout.drop_changes(ctx.review.left_out)  # GitHub would refuse the push
@@ -67,28 +124,78 @@ async def publish(ctx: RunContext, github: GitHubApp, usage: Usage) -> tuple[dic
     # The index as the paths check saw it (`Pipeline._check_paths` staged it): nothing more.
     await checkout.commit_staged(message, author_name=bot_name, author_email=bot_email)
     pushed = await checkout.push(ctx.token)
+    closing = _closing(ctx, usage, pushed)
+    # Kept before the run records its commit: a run with a head_sha always has its Closing.
+    await _CLOSINGS.put(ctx.store, str(run.id), closing)
     await ctx.save(head_sha=pushed)
-    unfinished = unfinished_reason(result)
-    review = ctx.review
-    if subject.pull is not None and subject.pull.get("state") == "open":
-        pr = subject.pull
-        await ctx.save(pr_number=pr["number"], pr_url=pr["html_url"])
-        if ctx.rules.finishes_draft and pr.get("draft"):
-            pr = await _finish_draft(ctx, github, pr, usage)
-        return pr, pushed
-    body = _body(ctx, usage, unfinished)
-    blocked = review is not None and review.blocks
-    draft = bool(unfinished) or verification.passed is False or blocked
-    pr, _created = await gh.open_pull(
+    return await open_pull(ctx, github, closing), closing
+
+
+async def open_pull(ctx: RunContext, github: GitHubApp, closing: Closing) -> dict[str, Any]:
+    """The run's PR: a follow-up's (a continuation's draft made ready), or one opened from
+    `checkout.branch` (an existing open PR for the branch is reused, so never two)."""
+    run, subject = ctx.run, ctx.subject
+    pull = subject.pull
+    if pull is not None and pull.get("state") == "open":
+        await ctx.save(pr_number=pull["number"], pr_url=pull["html_url"])
+        if ctx.rules.finishes_draft and pull.get("draft") and closing.ready_body is not None:
+            pull = await _finish_draft(ctx, github, pull, closing.ready_body)
+        return pull
+    assert run.branch and run.base_branch
+    pr, _created = await ctx.gh.open_pull(
         run.repo,
-        head=checkout.branch,
-        base=checkout.base,
-        title=subject.title if not unfinished else f"[unfinished] {subject.title}",
-        body=body,
-        draft=draft,
+        head=run.branch,
+        base=run.base_branch,
+        title=closing.title,
+        body=closing.body,
+        draft=closing.draft,
     )
     await ctx.save(pr_number=pr["number"], pr_url=pr["html_url"])
-    return pr, pushed
+    return pr
+
+
+def _closing(ctx: RunContext, usage: Usage, sha: str) -> Closing:
+    """What the run will say once its PR is open (see Closing)."""
+    run, subject, review = ctx.run, ctx.subject, ctx.review
+    result, verification = ctx.done
+    unfinished = unfinished_reason(result)
+    blocked = review is not None and review.blocks
+    finished = not (result.limit_hit or verification.passed is False or blocked)
+    review_words = review_text(review) if review is not None else None
+    title, summary = check_run_output(
+        kind=run.kind,
+        round=run.round,
+        summary=result.summary,
+        verification=verification,
+        usage=usage,
+        model=ctx.model,
+        run_id=run.id,
+        unfinished_reason=unfinished,
+        review=review_words,
+    )
+    published = records.Published(
+        run=run.id,
+        summary=result.summary.strip()[:3000],
+        verification=verification.describe(),
+        review=review.line() if review is not None else None,
+        cost=total_cost(usage, ctx.model, review),
+        usage=usage_text(usage, ctx.model, review),
+    )
+    limits = ctx.limits
+    conclusion = check_run_conclusion(verification, unfinished is not None, review_words)
+    return Closing(
+        sha=sha,
+        title=subject.title if not unfinished else f"[unfinished] {subject.title}",
+        body=_body(ctx, usage, unfinished),
+        draft=bool(unfinished) or verification.passed is False or blocked,
+        ready_body=_body(ctx, usage, None) if finished else None,
+        published=asdict(published),
+        check=(conclusion, title, summary),
+        summary=result.summary,
+        usage_text=published.usage,
+        review=published.review,
+        stopped=((unfinished, limits.max_turns, published.cost) if unfinished and limits else None),
+    )
 
 
 def _body(ctx: RunContext, usage: Usage, unfinished: str | None) -> str:
@@ -104,18 +211,16 @@ def _body(ctx: RunContext, usage: Usage, unfinished: str | None) -> str:
         unfinished_reason=unfinished,
         review=review_text(ctx.review) if ctx.review is not None else None,
         run_url=ctx.tracker.run_url,
+        left_out=tuple(item.describe() for item in ctx.work[0].left_out),
     )
 
 
 async def _finish_draft(
-    ctx: RunContext, github: GitHubApp, pr: dict[str, Any], usage: Usage
+    ctx: RunContext, github: GitHubApp, pr: dict[str, Any], body: str
 ) -> dict[str, Any]:
     """A continuation finished the draft its predecessor left at a limit: when it is verified
-    and the review let it through, the draft is made ready for review with a fresh body."""
-    result, verification = ctx.done
-    if result.limit_hit or verification.passed is False or (ctx.review and ctx.review.blocks):
-        return pr  # still unfinished, or not good enough: it stays a draft
-    body = _body(ctx, usage, None)
+    and the review let it through (the Closing has a `ready_body` then), the draft is made
+    ready for review with a fresh body."""
     try:
         await ctx.gh.mark_ready_for_review(
             str(pr["node_id"]), graphql_url=github.settings.github_graphql_url
@@ -129,53 +234,25 @@ async def _finish_draft(
         return pr
 
 
-async def report(ctx: RunContext, pr: dict[str, Any], sha: str, usage: Usage) -> None:
-    """The `Honk` check run on the pushed commit, then the tracking comment and Slack."""
-    run = ctx.run
-    result, verification = ctx.done
-    unfinished = unfinished_reason(result)
-    review = review_text(ctx.review) if ctx.review is not None else None
-    spent = usage_text(usage, ctx.model, ctx.review)
+async def report(ctx: RunContext, pr: dict[str, Any], closing: Closing) -> None:
+    """The `Honk` check run on the pushed commit, then the tracking comment and Slack.
+
+    Said again by a run claimed again after a crash: a check run already made is not made
+    twice."""
+    run, sha = ctx.run, closing.sha
     # What the go-live card on this commit shows, should CI pass on it.
-    await records.record_published(
-        ctx.store,
-        run.repo,
-        sha,
-        records.Published(
-            run=run.id,
-            summary=result.summary.strip()[:3000],
-            verification=verification.describe(),
-            review=ctx.review.line() if ctx.review is not None else None,
-            cost=total_cost(usage, ctx.model, ctx.review),
-            usage=spent,
-        ),
-    )
-    title, summary = check_run_output(
-        kind=run.kind,
-        round=run.round,
-        summary=result.summary,
-        verification=verification,
-        usage=usage,
-        model=ctx.model,
-        run_id=run.id,
-        unfinished_reason=unfinished,
-        review=review,
-    )
-    conclusion = check_run_conclusion(verification, unfinished is not None, review)
-    await ctx.tracker.check_run(sha, conclusion, title, summary)
-    limits = ctx.limits
+    await records.record_published(ctx.store, run.repo, sha, records.Published(**closing.published))
+    made = await records.honk_check(ctx.store, run.repo, sha)
+    if made is None or made.run != run.id:
+        await ctx.tracker.check_run(sha, *closing.check)
     await ctx.tracker.finished(
         RunState.SUCCEEDED,
         pr=pr,
-        summary=result.summary,
-        usage_text=spent,
+        summary=closing.summary,
+        usage_text=closing.usage_text,
         pushed_sha=sha,
-        review=ctx.review.line() if ctx.review is not None else None,
-        stopped=(
-            (unfinished, limits.max_turns, total_cost(usage, ctx.model, ctx.review))
-            if unfinished and limits
-            else None
-        ),
+        review=closing.review,
+        stopped=closing.stopped,
     )
 
 
@@ -183,7 +260,12 @@ async def withhold(ctx: RunContext, usage: Usage) -> Outcome:
     """`review: {on_veto: comment}` and a veto: nothing is pushed; the issue is told why."""
     assert ctx.review is not None
     checkout, _sandbox, _tools = ctx.work
-    reason = f"Honk's review vetoed the change: {ctx.review.why()}"[:1000]
+    stopped = (
+        "The tests' outcome stopped the change"
+        if ctx.review.verdict == OUTCOME
+        else "Honk's review vetoed the change"
+    )
+    reason = f"{stopped}: {ctx.review.why()}"[:1000]
     where = ctx.tracker.comment_on
     if where:
         text = veto_comment(ctx.review, await checkout.diff_stat())
@@ -192,6 +274,7 @@ async def withhold(ctx: RunContext, usage: Usage) -> Outcome:
     await ctx.tracker.finished(
         RunState.FAILED,
         error=reason,
+        summary=ctx.done[0].summary,
         usage_text=usage_text(usage, ctx.model, ctx.review),
         review=ctx.review.line(),
     )
@@ -207,5 +290,10 @@ async def report_no_change(ctx: RunContext, usage: Usage) -> Outcome:
     ctx.tracker.progress.states["publish"] = "skipped"
     # Cut before it is made inert: a cut through an inert code span would undo it.
     note = no_change_comment(result.summary[:400])
-    await ctx.tracker.finished(RunState.NO_CHANGE, note=note, usage_text=usage.describe(ctx.model))
+    await ctx.tracker.finished(
+        RunState.NO_CHANGE,
+        note=note,
+        summary=result.summary,
+        usage_text=usage.describe(ctx.model),
+    )
     return Outcome(RunState.NO_CHANGE)

@@ -1,8 +1,10 @@
-"""The review before the PR: Honk's deterministic checks of the diff, then a model judge.
+"""The review before the PR: the tests' outcome (app/review), Honk's deterministic checks of
+the diff, then a model judge.
 
-An objection (a finding, or the judge's veto) goes back to the agent once with the reasons;
-what still stands after that makes the PR a draft that opens with it (or, with
-`review: {on_veto: comment}`, no PR and a comment). Every run records its verdict.
+An objection (an outcome finding, a finding of the checks, or the judge's veto) goes back to
+the agent once with the reasons; what still stands after that makes the PR a draft that opens
+with it (or, with `review: {on_veto: comment}`, no PR and a comment). Every run records its
+verdict.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 
@@ -20,6 +22,8 @@ from app.config import Settings
 from app.log import describe_error
 from app.models import Usage
 from app.repo_config import ReviewPolicy, review_policy
+from app.review.outcome import OutcomeReport
+from app.review.reports import test_file
 from app.runs import test_syntax
 from app.runs.diff_checks import PARSE_CHECK, Change, Finding, check_change, read_change
 from app.runs.judge import Case, JudgeUnavailable, Verdict, ask_judge
@@ -33,10 +37,13 @@ log = logging.getLogger(__name__)
 
 APPROVED = "approved"
 RECOVERED = "recovered"  # vetoed, then the agent's second attempt was approved
-VETOED = "vetoed"
-UNAVAILABLE = "unavailable"  # the judge could not be asked; the PR is a draft
-SKIPPED = "skipped"  # no review: the run ended before one, or both halves are off
-VERDICTS = (APPROVED, RECOVERED, VETOED, UNAVAILABLE, SKIPPED)
+VETOED = "vetoed"  # by the checks of the diff or the model judge
+# The tests' outcome checks found what stops the change, whatever the judge said.
+OUTCOME = "outcome"
+UNAVAILABLE = "unavailable"  # the judge (or the outcome checks) could not be done; a draft
+SKIPPED = "skipped"  # no review: the run ended before one, or every part is off
+VERDICTS = (APPROVED, RECOVERED, VETOED, OUTCOME, UNAVAILABLE, SKIPPED)
+STOPPED = frozenset({VETOED, OUTCOME})  # the change was objected to, and still is
 
 UNREADABLE = "unreadable"
 # GitHub refuses a push that changes workflows from an App without the `workflows`
@@ -54,6 +61,8 @@ you made. Then run the tests again."""
 
 # One more attempt of the agent with the feedback; False when the run's limits leave none.
 Again = Callable[[str], Awaitable[bool]]
+# The outcome checks of the change as it is now (app/runs/outcome.py, stoppable).
+CheckOutcome = Callable[[], Awaitable[OutcomeReport]]
 
 
 @dataclass
@@ -64,18 +73,36 @@ class Round:
     verdict: Verdict | None = None
     unavailable: str | None = None  # why the judge gave no verdict
     diff: str = field(default="", repr=False)
+    outcome: OutcomeReport | None = None  # the tests' outcome checks, when they ran
+
+    @property
+    def outcome_findings(self) -> list[str]:
+        return [f.describe() for f in self.outcome.findings] if self.outcome else []
 
     @property
     def objections(self) -> list[str]:
-        """What the agent is told: the checks' findings, then the judge's reasons."""
-        return [finding.describe() for finding in self.findings] + self._reasons
+        """What the agent is told: the outcome's findings, the checks', the judge's reasons."""
+        return (
+            self.outcome_findings
+            + [finding.describe() for finding in self.findings]
+            + self._reasons
+        )
 
     @property
     def published_objections(self) -> list[str]:
         """The same for GitHub and Slack: the judge's reasons are a model's, so inert."""
-        return [finding.describe() for finding in self.findings] + [
-            inert(reason) for reason in self._reasons
-        ]
+        return (
+            self.outcome_findings
+            + [finding.describe() for finding in self.findings]
+            + [inert(reason) for reason in self._reasons]
+        )
+
+    @property
+    def not_done(self) -> str | None:
+        """Why this look is incomplete: the judge unavailable, or the outcome checks failed."""
+        if self.outcome is not None and self.outcome.error is not None:
+            return f"the test outcome checks could not be done: {self.outcome.error}"
+        return self.unavailable
 
     @property
     def _reasons(self) -> list[str]:
@@ -89,14 +116,16 @@ class Round:
             judge = "no judge"
         else:
             judge = "judge approved" if self.verdict.approve else "judge vetoed"
+        found = len(self.findings)
         parsed = sum(1 for finding in self.findings if finding.check == PARSE_CHECK)
-        # Which check caught what: the parsed test files, or the diff's lines.
-        found = (
-            f" ({parsed} from reading the test files, {len(self.findings) - parsed} from the diff)"
-            if parsed
-            else ""
-        )
-        return f"{len(self.findings)} finding(s){found}, {judge}"
+        # Which check caught what: the tests' outcome, the parsed test files, the diff's lines.
+        how = f" ({parsed} from reading the test files, {found - parsed} from the diff)"
+        outcome = ""
+        if self.outcome:
+            count = len(self.outcome.findings)
+            outcome = f"{count} outcome finding{'' if count == 1 else 's'}, "
+        plural = "" if found == 1 else "s"
+        return f"{outcome}{found} finding{plural}{how if parsed else ''}, {judge}"
 
 
 @dataclass
@@ -143,18 +172,23 @@ class Review:
     @property
     def blocks(self) -> bool:
         """The PR must not be ready for review: the change was vetoed, or not reviewed."""
-        return self.verdict in (VETOED, UNAVAILABLE)
+        return self.verdict in (*STOPPED, UNAVAILABLE)
 
     @property
     def withheld(self) -> bool:
         """Vetoed where the repository asked for a comment instead of a draft PR."""
-        return self.verdict == VETOED and self.policy.on_veto == "comment"
+        return self.verdict in STOPPED and self.policy.on_veto == "comment"
+
+    @property
+    def outcome(self) -> OutcomeReport | None:
+        """The last look's outcome checks (None when they did not run)."""
+        return self.last.outcome
 
     def why(self, limit: int = 5) -> str:
         """Why the review stopped the change, in plain words (empty when it did not)."""
         if self.verdict == UNAVAILABLE:
-            return f"the review could not be done ({self.last.unavailable})"
-        if self.verdict != VETOED:
+            return f"the review could not be done ({self.last.not_done})"
+        if self.verdict not in STOPPED:
             return ""
         objections = self.published[0]
         shown = objections[:limit]
@@ -167,12 +201,15 @@ class Review:
             return "approved." + (f" {inert(self.summary)}" if self.summary else "")
         if self.verdict == RECOVERED:
             first = "; ".join(self.published[1][:3])
-            return f"vetoed at first ({first}); the agent's second attempt was approved."
+            how = "stopped by the tests' outcome" if self.rounds[0].outcome_findings else "vetoed"
+            return f"{how} at first ({first}); the agent's second attempt was approved."
         if self.verdict == VETOED:
             return f"vetoed: {self.why()}."
+        if self.verdict == OUTCOME:
+            return f"stopped by the tests' outcome: {self.why()}."
         if self.verdict == UNAVAILABLE:
             return f"{self.why()}; the pull request is a draft."
-        return "skipped (the checks and the model judge are off for this repository)."
+        return "skipped (every part of the review is off for this repository)."
 
     def line(self) -> str:
         """One line for the tracking comment's outcome, Slack and the check."""
@@ -180,27 +217,59 @@ class Review:
 
 
 async def review_change(
-    ctx: RunContext, settings: Settings, client: anthropic.AsyncAnthropic, again: Again
+    ctx: RunContext,
+    settings: Settings,
+    client: anthropic.AsyncAnthropic,
+    again: Again,
+    outcome: CheckOutcome | None = None,
 ) -> Review:
     """Check the change, ask the judge, give the agent one more go on an objection; record it."""
     review = Review(review_policy(settings, ctx.config))
     policy = review.policy
-    if policy.checks or policy.model_judge:
+    check_outcome = outcome if policy.outcome else None
+    if policy.checks or policy.model_judge or check_outcome is not None:
         request = request_text(ctx)
-        current = await _look(ctx, review, client, request)
+        current = await _look(ctx, review, client, request, check_outcome)
         if current.objections:
             # Recorded now: a run that dies in its second attempt was still vetoed.
-            await ctx.save(review=VETOED)
+            verdict = _verdict(current, retried=False)
+            await ctx.save(review=verdict)
+            await ctx.tracker.events.review(review_record(review, verdict, final=False))
         if current.objections and await again(_feedback(current)):
             await ctx.tracker.phase("review", "after the agent's second attempt")
-            current = await _look(ctx, review, client, request)
+            current = await _look(ctx, review, client, request, check_outcome)
         review.verdict = _verdict(current, retried=review.retried)
     checkout, _sandbox, _tools = ctx.work
     review.left_out = [p for p in await checkout.changed_files() if p.startswith(WORKFLOWS)]
     await ctx.save(review=review.verdict)
+    await ctx.tracker.events.review(review_record(review, review.verdict, final=True))
     metrics.verdicts.labels(review.verdict).inc()
     ctx.tracker.progress.done("review", review.status()[:300])
     return review
+
+
+def review_record(review: Review, verdict: str, *, final: bool) -> dict[str, Any]:
+    """The review's last look as a run event (the run page's Review card and its outcome).
+
+    `round` numbers the looks: a verdict on the same look replaces the one recorded before
+    the agent's second attempt, a second look is shown beside the first. The judge's words
+    are stored as written; whoever shows them makes them inert.
+    """
+    current, policy = review.last, review.policy
+    judge = current.verdict
+    return {
+        "verdict": verdict,
+        "round": len(review.rounds),
+        "final": final,
+        "findings": [finding.describe() for finding in current.findings],
+        "reasons": list(judge.reasons) if judge is not None and not judge.approve else [],
+        "summary": judge.summary if judge is not None else "",
+        "beyond_request": bool(judge is not None and judge.beyond_request),
+        "unavailable": current.unavailable,
+        "checks": policy.checks,
+        "model": policy.model if policy.model_judge else None,
+        "left_out": list(review.left_out),
+    }
 
 
 async def mark_unreviewed(ctx: RunContext) -> None:
@@ -231,7 +300,11 @@ def verification_text(verification: Verification | None) -> str:
 
 
 async def _look(
-    ctx: RunContext, review: Review, client: anthropic.AsyncAnthropic, request: str
+    ctx: RunContext,
+    review: Review,
+    client: anthropic.AsyncAnthropic,
+    request: str,
+    check_outcome: CheckOutcome | None,
 ) -> Round:
     checkout, _sandbox, _tools = ctx.work
     policy = review.policy
@@ -240,8 +313,9 @@ async def _look(
     diff = change.diff
     if review.rounds and review.last.diff == diff:
         # The second attempt changed nothing: the first look stands (asking the judge again
-        # would only buy another roll of the dice).
-        same = Round(review.last.findings, review.last.verdict, review.last.unavailable, diff)
+        # would only buy another roll of the dice, and the tests would do what they did).
+        last = review.last
+        same = Round(last.findings, last.verdict, last.unavailable, diff, last.outcome)
         review.rounds.append(same)
         await ctx.store.add_step(ctx.run.id, "review", "unchanged: " + same.describe())
         return same
@@ -255,14 +329,20 @@ async def _look(
         except ValueError as exc:  # a diff that cannot be read is never a clean one
             findings = [Finding("(the change)", None, UNREADABLE, str(exc))]
     current = Round(findings, diff=diff)
+    # What the tests do, after a verification that did not fail (a failed one makes the PR a
+    # draft already): before the judge, who is shown what they found.
+    verified = ctx.verification is None or ctx.verification.passed is not False
+    if check_outcome is not None and verified:
+        current.outcome = await check_outcome()
     if policy.model_judge:
         tests = [p for p in await checkout.changed_files() if test_syntax.is_test_file(p)]
+        shown = _outcome_as_findings(current.outcome) + findings
         case = Case(
             request=request,
             diff=diff,
             verification=verification_text(ctx.verification),
-            findings=findings,
-            first_in_diff=[f.path for f in findings] + tests,
+            findings=shown,
+            first_in_diff=[f.path for f in shown] + tests,
         )
         usage = Usage()
         try:
@@ -282,11 +362,29 @@ async def _look(
 
 
 def _verdict(current: Round, *, retried: bool) -> str:
+    if current.outcome_findings:
+        return OUTCOME
     if current.objections:
         return VETOED
-    if current.unavailable is not None:
+    if current.not_done is not None:
         return UNAVAILABLE
     return RECOVERED if retried else APPROVED
+
+
+def _outcome_as_findings(outcome: OutcomeReport | None) -> list[Finding]:
+    """The outcome's findings as the judge is shown the checks' (the test's file named)."""
+    if outcome is None:
+        return []
+    return [
+        Finding(
+            test_file(f.test) if f.test else "(the tests)",
+            None,
+            "outcome",
+            f.message,
+            check="outcome",
+        )
+        for f in outcome.findings
+    ]
 
 
 def _feedback(current: Round) -> str:

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from app.models import Usage
-from app.runs.review import APPROVED, RECOVERED, SKIPPED, UNAVAILABLE, VETOED, Review
+from app.review.outcome import OutcomeReport
+from app.runs.review import (
+    APPROVED,
+    OUTCOME,
+    RECOVERED,
+    SKIPPED,
+    UNAVAILABLE,
+    VETOED,
+    Review,
+)
 from app.runs.texts import ReviewText
-from app.untrusted import inert
+from app.untrusted import code, inert
 
 MAX_LISTED = 20  # objections listed in full; the rest are counted
 
@@ -14,6 +23,8 @@ _VERDICT_LINES = {
     RECOVERED: "**Approved after a veto.** The first attempt was vetoed:\n\n{first}\n\n"
     "The agent was given these reasons once and its second attempt was approved.",
     VETOED: "**Vetoed**; the reasons open this description.",
+    OUTCOME: "**Stopped by the tests' outcome**{though}: what Honk's runs of the tests showed "
+    "opens this description.",
     UNAVAILABLE: "**Not reviewed by the model**: {unavailable}.",
     SKIPPED: "**Not reviewed**: the checks and the model judge are both off for this "
     "repository (`review:` in `.github/honk.yml`).",
@@ -28,10 +39,14 @@ def review_text(review: Review) -> ReviewText:
         usage=review.usage,
         model=review.policy.model,
         preamble=opening or None,
-        title_note={VETOED: "review vetoed", UNAVAILABLE: "review could not be done"}.get(
+        title_note={
+            VETOED: "review vetoed",
+            OUTCOME: "the tests' outcome stopped it",
+            UNAVAILABLE: "review could not be done",
+        }.get(review.verdict),
+        conclusion={VETOED: "failure", OUTCOME: "failure", UNAVAILABLE: "neutral"}.get(
             review.verdict
         ),
-        conclusion={VETOED: "failure", UNAVAILABLE: "neutral"}.get(review.verdict),
     )
 
 
@@ -46,9 +61,20 @@ def preamble(review: Review, *, draft: bool = True) -> str | None:
         )
         shown = _listed(review.published[0])
         return f"**Honk's review vetoed this change**{then}:\n\n{shown}{again}"
+    if review.verdict == OUTCOME:
+        again = (
+            "\n\nThe agent was given these reasons and tried once more; they still hold."
+            if review.retried
+            else ""
+        )
+        shown = _listed(review.published[0])
+        return (
+            f"**The tests' outcome stopped this change**{then}. Honk ran the tests before and "
+            f"after it:\n\n{shown}{again}"
+        )
     if review.verdict == UNAVAILABLE:
         return (
-            f"**Honk's review could not be done** ({review.last.unavailable}){then}: look at "
+            f"**Honk's review could not be done** ({review.last.not_done}){then}: look at "
             "the change yourself before marking it ready for review."
         )
     return None
@@ -70,12 +96,13 @@ def review_section(review: Review) -> str:
     parts = []
     if review.summary:
         parts.append(inert(review.summary))  # the judge is a model: its words go out inert
+    judged = review.last.verdict
     line = _VERDICT_LINES[review.verdict].format(
         model=policy.model,
         first=_listed(review.published[1]),
-        unavailable=review.last.unavailable or "unknown",
+        unavailable=review.last.not_done or "unknown",
+        though=", though the model judge approved" if judged and judged.approve else "",
     )
-    judged = review.last.verdict
     if review.verdict == VETOED and review.last.findings and (judged is None or judged.approve):
         also = ", though the model judge approved" if judged is not None else ""
         line = f"**Vetoed** by Honk's checks of the diff{also}; the reasons open this description."
@@ -95,9 +122,45 @@ def review_section(review: Review) -> str:
             "`.github/honk.yml` asks to turn the checks off (`review: {checks: off}`), but "
             "this Honk's operator does not allow that (`HONK_REVIEW_CHECKS_OPTIONAL`): they ran."
         )
+    if review.outcome is not None:
+        parts.append(outcome_text(review.outcome))
+    elif not policy.outcome and review.verdict != SKIPPED:
+        parts.append("The tests' outcome checks are off for this repository.")
+    if policy.outcome_kept:
+        parts.append(
+            "`.github/honk.yml` asks to turn the outcome checks off (`review: {outcome: off}`), "
+            "but this Honk's operator does not allow that (`HONK_REVIEW_OUTCOME_OPTIONAL`): "
+            "they ran."
+        )
     if review.usage.requests:
         parts.append(f"The review cost {_cost(review.usage, policy.model)}.")
     return "## Review\n\n" + "\n\n".join(parts)
+
+
+def outcome_text(outcome: OutcomeReport) -> str:
+    """The outcome checks in the Review section: what ran, from where, and any fallback."""
+    if outcome.error is not None:
+        return f"**Test outcome checks:** could not be done ({outcome.error})."
+    if outcome.skipped is not None:
+        return f"**Test outcome checks:** not run: {outcome.skipped}."
+    runs = [run for run in outcome.runs if run.check != "base"]
+    commands = ", ".join(dict.fromkeys(code(run.command) for run in runs)) or "none"
+    held = "they found nothing" if not outcome.findings else "what they found opens this text"
+    if outcome.fixed:
+        held += f"; {len(outcome.fixed)} test(s) that failed on the base pass now"
+    base = {"cached": "the base's results were cached", "ran": "the base's tests ran now"}.get(
+        outcome.base_source, "the base's results were not needed"
+    )
+    text = (
+        f"**Test outcome checks:** Honk ran {commands} (from {outcome.source}) with the base's "
+        f"tests over this change and this change's tests over the base: {held}; {base}."
+    )
+    notes = [*outcome.notes]
+    if outcome.by_exit_status:
+        notes.insert(
+            0, "Some runs gave no report Honk could read: they were judged by exit status."
+        )
+    return text + "".join(f"\n\n{note}" for note in notes[:5])
 
 
 def usage_text(usage: Usage, model: str, review: Review | None) -> str:
@@ -120,8 +183,14 @@ def veto_comment(review: Review, diff_stat: str) -> str:
     opening = preamble(review, draft=False) or ""
     stat = diff_stat.strip()
     shown = f"\n\nThe change that was not opened as a pull request:\n\n```\n{stat[-3000:]}\n```"
+    opening = opening.replace(
+        "vetoed this change", "vetoed Honk's change, so no pull request was opened"
+    ).replace(
+        "outcome stopped this change",
+        "outcome stopped Honk's change, so no pull request was opened",
+    )
     return (
-        opening.replace("vetoed this change", "vetoed Honk's change, so no pull request was opened")
+        opening
         + (shown if stat else "")
         + "\n\nComment `/honk retry <what to do differently>` to run it again."
     )

@@ -7,7 +7,11 @@ from dataclasses import dataclass
 
 from app.models import RunKind, Usage
 from app.runs.kinds import rules_for
-from app.untrusted import inert
+from app.untrusted import code, code_block, inert
+
+TAIL_LINES = 20  # a failed command's output: its last lines are shown
+TAIL_CHARS = 2_000
+SHOWN_LEFT_OUT = 20  # paths the PR body names as left out of the commit
 
 UNFINISHED = (
     "**Unfinished:** Honk stopped before the work was done ({reason}). "
@@ -30,6 +34,30 @@ class Verification:
         result = "passed" if self.passed else "failed"
         who = "Honk ran" if self.source == "honk" else "The agent's last test run was"
         return f"{who} `{self.command}`: **{result}**."
+
+
+def tail(output: str, lines: int = TAIL_LINES, chars: int = TAIL_CHARS) -> str:
+    """The last `lines` lines of a command's output, at most `chars` characters of them."""
+    kept = output.rstrip().splitlines()[-lines:]
+    text = "\n".join(kept)
+    return text[-chars:] if len(text) > chars else text
+
+
+@dataclass(frozen=True)
+class FailureDetails:
+    """What a failed setup printed last and what its network refused, for the people told."""
+
+    command: str = ""
+    tail: str = ""  # the last lines of its output (redacted)
+    notes: tuple[str, ...] = ()  # Markdown lines: refusals with their reasons and advice
+
+    def markdown(self) -> str:
+        parts = []
+        if self.tail:
+            parts.append(f"The last lines it printed:\n\n{code_block(self.tail)}")
+        if self.notes:
+            parts.append("\n".join(f"- {note}" for note in self.notes))
+        return "\n\n".join(parts)
 
 
 @dataclass(frozen=True)
@@ -75,6 +103,7 @@ def pr_body(
     unfinished_reason: str | None = None,
     review: ReviewText | None = None,
     run_url: str | None = None,
+    left_out: tuple[str, ...] = (),
 ) -> str:
     parts = []
     if review is not None and review.preamble:
@@ -84,7 +113,9 @@ def pr_body(
     parts.append("## What changed\n\n" + (inert(summary.strip()) or "_The agent gave no summary._"))
     if issue_number:
         parts.append(f"Fixes #{issue_number}")
-    parts.append("## Verification\n\n" + verification.describe())
+    parts.append("## Verification\n\n" + verification_text(verification))
+    if left_out:
+        parts.append(left_out_section(left_out))
     if review is not None:
         parts.append(review.section)
     parts.append(cost_section(usage, model, review))
@@ -94,6 +125,26 @@ def pr_body(
         "to run it again on this branch.</sub>"
     )
     return "\n\n".join(parts)
+
+
+def verification_text(verification: Verification) -> str:
+    """How the change was verified; a failed verification with the tail of its output."""
+    said = verification.describe()
+    if verification.passed is False and verification.output.strip():
+        said += f"\n\nThe last lines it printed:\n\n{code_block(tail(verification.output))}"
+    return said
+
+
+def left_out_section(left_out: tuple[str, ...]) -> str:
+    """What staging kept out of the commit (setup's products, build output), bounded."""
+    shown = "\n".join(f"- {code(item)}" for item in left_out[:SHOWN_LEFT_OUT])
+    more = len(left_out) - SHOWN_LEFT_OUT
+    if more > 0:
+        shown += f"\n- and {more} more"
+    return (
+        "## Left out of the commit\n\nHonk never commits what setup made or what a build "
+        "leaves behind, whatever the repository's `.gitignore` says:\n\n" + shown
+    )
 
 
 def no_change_comment(summary: str) -> str:

@@ -15,6 +15,7 @@ from app.models import Run, RunState
 from app.progress import Progress
 from app.runs.events import RunEvents
 from app.runs.kinds import rules_for
+from app.runs.texts import FailureDetails
 from app.slack import blocks, card
 from app.slack.notify import SlackNotifier
 from app.slack.threads import is_user_root
@@ -110,6 +111,14 @@ class RunTracker:
         await self.store.add_step(self.run.id, "network", f"{phase}: {summary}")
         await self.update(force=True)
 
+    async def notice(self, text: str, *, comment: bool = True) -> None:
+        """Something about the repository's own environment people should know (what Honk did
+        not do of its devcontainer.json): a run event, and a line of the tracking comment."""
+        await self.events.note(text)
+        if comment:
+            self.progress.notices.append(text[:2000])
+            await self.update(force=True)
+
     async def update(self, *, force: bool = False) -> None:
         if not force and time.monotonic() - self._last_update < NOTE_INTERVAL:
             return
@@ -159,13 +168,16 @@ class RunTracker:
         pushed_sha: str | None = None,
         review: str | None = None,
         stopped: tuple[str, int, float] | None = None,
+        details: FailureDetails | None = None,
     ) -> None:
         """The closing report: tracking comment, then Slack (thread reply and root status).
 
-        `summary` is the model's: the tracking comment and Slack show it inert. `review` is
+        `summary` is the model's: the tracking comment and Slack show it inert (with a PR;
+        the run page shows it however the run ended). `review` is
         the review's verdict in one line (app/runs/review.py Review.status). `stopped` is
         (why, turns, dollars so far) when a limit stopped the agent: Slack says so and
-        offers to continue.
+        offers to continue. `details` explain a failed setup: its last lines and the
+        network's refusals, on the comment and in Slack.
         """
         self._phase_ended()
         if pr is not None:
@@ -177,11 +189,13 @@ class RunTracker:
             self.progress.outcome = self.rules.published(pr, pushed_sha, cost, shown)
         elif error:
             self.progress.fail(f"Failed: {error}" if state == RunState.FAILED else (note or error))
+            if details is not None and (explained := details.markdown()):
+                self.progress.outcome = f"{self.progress.outcome}\n\n{explained}"
         else:
             self.progress.outcome = note or state.value
         if review and pr is not None:
             self.progress.outcome = f"{self.progress.outcome}\n\n{review}"
-        await self.events.finished(state, error=error, note=note)
+        await self.events.finished(state, error=error, note=note, summary=summary)
         await self.update(force=True)
         thread = self.run.slack_thread
         if thread is None:
@@ -208,6 +222,8 @@ class RunTracker:
                 run_id=self.run.id,
                 review=review,
                 run_url=self.run_url,
+                output_tail=details.tail if details is not None else "",
+                notes=details.notes if details is not None else (),
             )
         await self.slack.reply(thread, text=text, blocks=blks)
         # The thread root shows the latest status too, so the channel view is current;

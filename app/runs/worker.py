@@ -18,6 +18,8 @@ from app.store import Store
 
 log = logging.getLogger(__name__)
 
+SWEEP_INTERVAL = 600.0  # seconds between sweeps of the checkouts directory (also at claims)
+
 
 class WorkerPool:
     """`n` concurrent workers in this process, sharing the queue with any other process."""
@@ -40,7 +42,31 @@ class WorkerPool:
             worker_id = f"{self.host_id}:w{index}"
             self._tasks.append(asyncio.create_task(self._loop(worker_id), name=worker_id))
         if count:
+            # Checkouts left by a process that died (this one's predecessor, or another
+            # sharing the checkouts directory) go now, and every SWEEP_INTERVAL.
+            self._tasks.append(asyncio.create_task(self._sweep_loop(), name="honk-sweep"))
             log.info("started %d worker(s)", count)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await self.sweep_checkouts()
+            await asyncio.sleep(SWEEP_INTERVAL)
+
+    async def sweep_checkouts(self) -> None:
+        """Remove the checkouts of attempts that are over, whoever made them; never raises."""
+        try:
+            removed = await self.pipeline.workspaces.sweep(self._attempt_in_use)
+        except Exception as exc:
+            log.warning("could not sweep the checkouts: %s", describe_error(exc))
+            return
+        if removed:
+            log.info("removed %d checkout(s) of runs that ended or were claimed again", removed)
+
+    async def _attempt_in_use(self, run_id: int, attempt: int) -> bool:
+        """Whether that attempt of the run may still work in its checkout: the run is active
+        and not claimed again since (a later attempt's claim may not be stored yet: kept)."""
+        run = await self.store.get_run(run_id)
+        return run is not None and run.state.active and run.attempts <= attempt
 
     async def stop(self) -> None:
         self._stopping = True
@@ -79,6 +105,8 @@ class WorkerPool:
                 run.attempts,
             )
             await self.store.add_step(run.id, "claimed", worker_id)
+            if run.attempts > 1:  # another attempt's checkout may be left here: it goes now
+                await self.sweep_checkouts()
             task = asyncio.create_task(self.pipeline.execute(run))
             heartbeat = asyncio.create_task(self._heartbeat(run, worker_id, task))
             try:
@@ -110,6 +138,8 @@ class WorkerPool:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeat
+                if not self._stopping:
+                    await self.sweep_checkouts()
 
     async def _heartbeat(self, run: Run, worker_id: str, task: asyncio.Task[Outcome]) -> None:
         """Renew the lease; stop the pipeline when the run is cancelled or the lease is lost."""

@@ -158,10 +158,14 @@ def run_finished(
     buttons: bool = True,
     review: str | None = None,
     run_url: str | None = None,
+    output_tail: str = "",
+    notes: tuple[str, ...] = (),
 ) -> Message:
     """The last reply of a run: the outcome, the PR link, the agent's summary, or why it failed.
 
     `review` is the review's verdict in a line ("Review: vetoed: `test_add` was skipped ...").
+    `output_tail` is the last lines a failed command printed, `notes` what else explains the
+    failure (the network's refusals with their reasons and advice).
     """
     emoji, label = _run_status(outcome)
     if outcome == RunState.SUCCEEDED and draft:
@@ -171,6 +175,11 @@ def run_finished(
         headline += f": {pr_link(pr_url, pr_number)}"
     reason = f"*Reason:* {escape(error)}" if error else ""
     blocks: list[Block] = [section(headline, reason)]
+    if output_tail:
+        fenced = output_tail.replace("```", "`​``")  # nothing inside ends the block
+        blocks.append(section("```" + clip(escape(fenced), SECTION_LIMIT - 8) + "```"))
+    if notes:
+        blocks.append(section("\n".join(f"• {escape(note)}" for note in notes)))
     if summary:
         # The model wrote it: no <!channel>, <@U…> or @-mentions reach the channel.
         blocks.append(section(escape(inert(summary))))

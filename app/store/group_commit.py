@@ -32,6 +32,7 @@ class NewDelivery:
     lease: tuple[str, float] | None  # (owner, seconds): stored already claimed by that owner
     answer: asyncio.Future[bool] = field(repr=False)
     subject: str | None = None  # models.delivery_subject
+    digest: str | None = None  # of the signed body (GitHub's): the same body twice is a replay
     done: bool = False  # stored as handled already: no handler listens to it
     received_at: datetime | None = None  # set when written
     lease_until: datetime | None = None
@@ -55,6 +56,17 @@ def claimed_by_subject(batch: Sequence[NewDelivery]) -> dict[str, dict[str, list
     for new in batch:
         if new.lease is not None and new.subject is not None:
             found.setdefault(new.lease[0], {}).setdefault(new.subject, []).append(new)
+    return found
+
+
+def replayed(batch: Sequence[NewDelivery], stored: dict[str, str]) -> set[str]:
+    """The ids in `batch` whose body is already stored (`stored`: digest -> id) or comes earlier
+    in the batch under another id: a signed body sent again under a new delivery id."""
+    holders = dict(stored)
+    found: set[str] = set()
+    for new in batch:
+        if new.digest is not None and holders.setdefault(new.digest, new.id) != new.id:
+            found.add(new.id)
     return found
 
 

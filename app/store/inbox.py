@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.models import delivery_subject
 from app.store import sqlite_lane
 from app.store.base import StoreBase, StoreError, utcnow
-from app.store.group_commit import Finished, GroupCommit, NewDelivery, claimed_by_subject
+from app.store.group_commit import (
+    Finished,
+    GroupCommit,
+    NewDelivery,
+    claimed_by_subject,
+    replayed,
+)
 from app.store.sqlite_lane import stamp
 from app.store.tables import deliveries, delivery_bodies
 
@@ -66,16 +73,18 @@ class Inbox(StoreBase):
         *,
         parsed: dict[str, Any] | None = None,
         done: bool = False,
+        digest: str | None = None,
     ) -> bool:
         """Store a delivery (a body as received, or a payload); False for a duplicate.
 
         GitHub's "Redeliver" reuses the delivery id: one that failed is taken again; one that
         is pending or done is a duplicate. `parsed` is the body already parsed. `done`: one
         that starts nothing (no handler listens to it) is stored as handled already, so it
-        is never claimed and needs no second write to finish it.
+        is never claimed and needs no second write to finish it. `digest` (body_digest) of
+        a signed body: a body already stored under another id is a duplicate too (a replay).
         """
         new = _new(delivery_id, event, payload, parsed, None)
-        new.done = done
+        new.done, new.digest = done, digest
         return await self._record(new) is not None
 
     async def record_claimed(
@@ -87,6 +96,7 @@ class Inbox(StoreBase):
         parsed: dict[str, Any],
         owner: str,
         lease_seconds: float,
+        digest: str | None = None,
     ) -> Recorded:
         """record_delivery, stored already claimed by `owner` where the order allows it.
 
@@ -96,6 +106,7 @@ class Inbox(StoreBase):
         and claimed after that one has finished (see claim_deliveries).
         """
         new = _new(delivery_id, event, body, parsed, (owner, lease_seconds))
+        new.digest = digest
         delivery = await self._record(new)
         if delivery is None:
             return Recorded(False, None)
@@ -144,13 +155,27 @@ class Inbox(StoreBase):
             select(deliveries.c.id, deliveries.c.status).where(deliveries.c.id.in_(ids))
         )
         known = {row.id: row.status for row in found}
-        fresh = [new for new in batch if new.id not in known]
-        again = [new for new in batch if known.get(new.id) == "failed"]
+        digests = [new.digest for new in batch if new.digest is not None]
+        held: dict[str, str] = {}
+        if digests:
+            rows = await conn.execute(
+                select(deliveries.c.body_digest, deliveries.c.id).where(
+                    deliveries.c.body_digest.in_(digests)
+                )
+            )
+            held = {row.body_digest: row.id for row in rows}
+        replays = replayed(batch, held)
+        fresh = [new for new in batch if new.id not in known and new.id not in replays]
+        again = [new for new in batch if known.get(new.id) == "failed" and new.id not in replays]
         if fresh:
-            await conn.execute(
-                self._insert(deliveries).on_conflict_do_nothing(),
+            # Another process may store the same id or body at this moment: what it stored
+            # first is skipped here (a duplicate), and only what this insert wrote is ours.
+            inserted = await conn.execute(
+                self._insert(deliveries).on_conflict_do_nothing().returning(deliveries.c.id),
                 [_row(new) for new in fresh],
             )
+            ours = set(inserted.scalars())
+            fresh = [new for new in fresh if new.id in ours]
         for new in again:
             await conn.execute(
                 update(deliveries)
@@ -397,6 +422,12 @@ class Inbox(StoreBase):
         return int(result.rowcount or 0)
 
 
+def body_digest(body: bytes) -> str:
+    """A body's digest (hex SHA-256) where none comes with it: GitHub's deliveries use the
+    verified signature instead (an HMAC-SHA256 of the body, computed already)."""
+    return hashlib.sha256(body).hexdigest()
+
+
 def _new(
     delivery_id: str,
     event: str,
@@ -441,6 +472,7 @@ def _row(new: NewDelivery) -> dict[str, Any]:
         "lease_expires_at": new.lease_until,
         "received_at": new.received_at,
         "subject": new.subject,
+        "body_digest": new.digest,
     }
 
 

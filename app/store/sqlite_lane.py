@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from app.store.body_log import BodyLog, directory_for
 from app.store.engine import SQLITE_PRAGMAS
-from app.store.group_commit import NewDelivery, claimed_by_subject
+from app.store.group_commit import NewDelivery, claimed_by_subject, replayed
 
 T = TypeVar("T")
 _yield_cpu: Callable[[], None] = getattr(os, "sched_yield", lambda: None)  # not on Windows
@@ -104,7 +104,7 @@ def write(
 
 # Every step of a statement lets go of the GIL and takes it back, waiting for the event loop
 # while it is busy: a batch is a few multi-row statements, not a statement per row.
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _CHUNK = 200  # rows per statement: SQLite binds at most 32766 values in one
 
 
@@ -119,8 +119,18 @@ def insert(
             f"SELECT id, status FROM deliveries WHERE id IN ({_marks(ids)})", ids
         ).fetchall()
     )
-    fresh = [new for new in batch if new.id not in known]
-    again = [new for new in batch if known.get(new.id) == "failed"]
+    digests = [new.digest for new in batch if new.digest is not None]
+    held = dict(
+        connection.execute(
+            f"SELECT body_digest, id FROM deliveries WHERE body_digest IN ({_marks(digests)})",
+            digests,
+        ).fetchall()
+        if digests
+        else ()
+    )
+    replays = replayed(batch, held)
+    fresh = [new for new in batch if new.id not in known and new.id not in replays]
+    again = [new for new in batch if known.get(new.id) == "failed" and new.id not in replays]
     stored = fresh + again
     if not stored:
         return set()
@@ -134,11 +144,12 @@ def insert(
             values += (new.id, new.event, new.action, *_status(new, received),
                        1 if new.lease else 0, new.lease[0] if new.lease else None,
                        stamped(new.lease_until) if new.lease_until else None,
-                       received, *places[new.id], len(new.body), new.subject)  # fmt: skip
+                       received, *places[new.id], len(new.body), new.subject,
+                       new.digest)  # fmt: skip
         connection.execute(
             "INSERT INTO deliveries (id, event, action, status, finished_at, attempts, "
             "lease_owner, lease_expires_at, received_at, body_file, body_offset, body_length, "
-            "subject) "
+            "subject, body_digest) "
             f"VALUES {','.join([_ROW] * len(part))}",
             values,
         )
@@ -147,8 +158,8 @@ def insert(
         connection.execute(
             "UPDATE deliveries SET status = ?, finished_at = ?, attempts = ?, error = NULL, "
             "lease_owner = ?, lease_expires_at = ?, payload = NULL, "
-            "received_at = ?, body_file = ?, body_offset = ?, body_length = ?, subject = ? "
-            "WHERE id = ?",
+            "received_at = ?, body_file = ?, body_offset = ?, body_length = ?, subject = ?, "
+            "body_digest = ? WHERE id = ?",
             (
                 *_status(new, received),
                 1 if new.lease else 0,
@@ -158,6 +169,7 @@ def insert(
                 *places[new.id],
                 len(new.body),
                 new.subject,
+                new.digest,
                 new.id,
             ),
         )

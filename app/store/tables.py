@@ -63,9 +63,14 @@ deliveries = Table(
     Column("body_length", Integer),
     # Migration 0008: what it is about (models.delivery_subject), for the claim's order rule.
     Column("subject", String(300)),
+    # Migration 0011: the body's digest (GitHub's: the verified HMAC-SHA256 it signed the body
+    # with), unique: GitHub signs only the body, so a captured delivery replayed under a new
+    # X-GitHub-Delivery id is a duplicate.
+    Column("body_digest", String(64)),
     Index("ix_deliveries_pending", "status", "received_at"),
     Index("ix_deliveries_finished", "finished_at"),  # migration 0004: retention
     Index("ix_deliveries_body_file", "body_file"),  # a day's file is removed once unused
+    Index("ix_deliveries_body_digest", "body_digest", unique=True),
     Index(
         "ix_deliveries_subject_pending",
         "subject",

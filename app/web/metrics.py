@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -56,8 +57,13 @@ def add_metrics_route(app: web.Application, settings: Settings) -> None:
 
 
 @contextlib.asynccontextmanager
-async def loopback_metrics(settings: Settings, store: Store) -> AsyncIterator[None]:
-    """HONK_METRICS_PORT: /metrics unauthenticated on 127.0.0.1 only, for a local scraper."""
+async def loopback_metrics(
+    settings: Settings, store: Store, sock: socket.socket | None = None
+) -> AsyncIterator[None]:
+    """HONK_METRICS_PORT: /metrics unauthenticated on 127.0.0.1 only, for a local scraper.
+
+    `sock`: the port bound already (`honk serve` binds it before anything starts).
+    """
     if not settings.metrics_port:
         yield
         return
@@ -69,7 +75,12 @@ async def loopback_metrics(settings: Settings, store: Store) -> AsyncIterator[No
     app.router.add_get(METRICS_PATH, handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", settings.metrics_port).start()
+    site: web.BaseSite = (
+        web.SockSite(runner, sock)
+        if sock is not None
+        else web.TCPSite(runner, "127.0.0.1", settings.metrics_port)
+    )
+    await site.start()
     log.info("metrics on http://127.0.0.1:%d%s", settings.metrics_port, METRICS_PATH)
     try:
         yield

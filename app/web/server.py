@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,15 +30,23 @@ SETTINGS = web.AppKey("settings", Settings)
 MAX_WEBHOOK_BYTES = 25 * 1024 * 1024
 
 
-def create_app(settings: Settings, *, workers: int | None = None) -> web.Application:
-    """The aiohttp application; its cleanup context owns every long-lived collaborator."""
+def create_app(
+    settings: Settings,
+    *,
+    workers: int | None = None,
+    metrics_socket: socket.socket | None = None,
+) -> web.Application:
+    """The aiohttp application; its cleanup context owns every long-lived collaborator.
+
+    `metrics_socket`: HONK_METRICS_PORT's listener, bound already (see `listen`).
+    """
     app = web.Application(client_max_size=MAX_WEBHOOK_BYTES)
     app[SETTINGS] = settings
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with (
             open_services(settings, workers=workers) as services,
-            loopback_metrics(settings, services.store),
+            loopback_metrics(settings, services.store, metrics_socket),
         ):
             app[SERVICES] = services
             app[SLACK] = services.slack_front
@@ -120,15 +129,24 @@ async def _take_webhook(request: web.Request, delivery_id: str) -> tuple[web.Res
         return _error(400, "body is not JSON"), "refused"
     if not isinstance(payload, dict):
         return _error(400, "body is not a JSON object"), "refused"
-    if not await _store(services, delivery_id, event, body, payload):
-        log.info("delivery %s already received; ignored", delivery_id)
+    # The signature just verified is HMAC-SHA256 of the body (lowercase hex, or it would not
+    # have matched): the body's digest for the replay check, at no cost of its own.
+    digest = signature.removeprefix("sha256=")
+    if not await _store(services, delivery_id, event, body, payload, digest):
+        log.info("delivery %s (or its body, under another id) already received; ignored",
+                 delivery_id)  # fmt: skip
         return web.json_response({"status": "duplicate"}, status=200), "duplicate"
     log.debug("stored %s.%s", event, payload.get("action") or "-")
     return _accepted(), "stored"
 
 
 async def _store(
-    services: Services, delivery_id: str, event: str, body: bytes, payload: dict[str, Any]
+    services: Services,
+    delivery_id: str,
+    event: str,
+    body: bytes,
+    payload: dict[str, Any],
+    digest: str,
 ) -> bool:
     """Store the body as received (parsed once, never serialised again); False: a duplicate.
 
@@ -138,13 +156,19 @@ async def _store(
     earlier delivery about its subject (another process's) is left for the claim.
     """
     dispatcher, store = services.dispatcher, services.store
+    # GitHub signs the body only, and the delivery id is a header anyone can change: a body
+    # stored once (its `digest`) is a duplicate under any id (a redelivery keeps the id).
     if not dispatcher.starts_something(event, payload, delivery_id):
-        stored = await store.record_delivery(delivery_id, event, body, parsed=payload, done=True)
+        stored = await store.record_delivery(
+            delivery_id, event, body, parsed=payload, done=True, digest=digest
+        )
         if stored:
             dispatcher.handled_already(event)
         return stored
     if not dispatcher.has_room:
-        stored = await store.record_delivery(delivery_id, event, body, parsed=payload)
+        stored = await store.record_delivery(
+            delivery_id, event, body, parsed=payload, digest=digest
+        )
         dispatcher.wake()
         return stored
     recorded = await store.record_claimed(
@@ -154,6 +178,7 @@ async def _store(
         parsed=payload,
         owner=dispatcher.owner,
         lease_seconds=dispatcher.lease_seconds,
+        digest=digest,
     )
     if recorded.claimed is not None:
         dispatcher.take(recorded.claimed)

@@ -37,10 +37,14 @@ GITHUB_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 HOST = re.compile(r"[A-Za-z0-9.-]+(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?")
 
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Honk set-up</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;
-line-height:1.5}}code{{background:#f3f3f3;padding:0 .2em}}input{{font-size:1rem;padding:.3em}}
-button{{font-size:1rem;padding:.4em 1em}}</style></head>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Honk set-up</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;
+padding:0 1rem;overflow-wrap:anywhere}}code{{background:#f3f3f3;padding:0 .2em}}
+pre{{background:#f3f3f3;padding:.5rem;white-space:pre-wrap;overflow-wrap:anywhere}}
+input{{font-size:1rem;padding:.3em;max-width:100%}}
+button{{font-size:1rem;padding:.4em 1em;min-height:44px}}li{{margin:.4rem 0}}</style></head>
 <body><h1>{title}</h1>
 {body}
 </body></html>
@@ -53,6 +57,11 @@ OAuth client (<code>GITHUB_CLIENT_ID</code>, <code>GITHUB_CLIENT_SECRET</code>, 
 to the run pages) into <code>{env_file}</code>.</p>
 <p>Webhooks will be sent to <code>{webhook_url}</code>. If that is not the address GitHub can
 reach, open this page through that address (a tunnel or your proxy) instead.</p>
+<p>No public address yet? A tunnel gives Honk one for a first try. With
+<a href="https://ngrok.com/download">ngrok</a> and a free account's token
+(<code>ngrok config add-authtoken &lt;token&gt;</code>, once), this prints an
+<code>https://</code> address to open this page at:</p>
+<pre id="tunnel">{tunnel}</pre>
 <form method="post" action="{start_path}">
 <p><label>Organization (leave empty to register the App on your personal account)<br>
 <input name="org" pattern="[A-Za-z0-9][A-Za-z0-9-]{{0,38}}" autocomplete="off"></label></p>
@@ -72,11 +81,29 @@ TO_GITHUB = """<p>Sending you to GitHub to create the App <b>{name}</b> on {owne
 
 DONE = """<p>The GitHub App <a href="{app_url}">{name}</a> (id {app_id}) is registered and its
 credentials are written to <code>{env_file}</code> (readable by its owner only).</p>
-<p><b>Restart Honk</b> (stop <code>honk serve</code> and start it again) to use them:
-settings are read once at start, and every part of Honk (the GitHub client, the webhook
-check, the log redactor, the workers) is built from them.</p>
-<p>Then <a href="{install_url}">install the App</a> on the repositories Honk should work in.</p>
+<h2>Next steps</h2>
+<ol id="next-steps">
+<li>{anthropic_step}</li>
+<li>{url_step}</li>
+<li><b>Restart Honk</b> (stop <code>honk serve</code> and start it again): settings are read
+once at start, and every part of Honk (the GitHub client, the webhook check, the log
+redactor, the workers) is built from them.</li>
+<li><a href="{install_url}">Install the App</a> on the repositories Honk should work in.</li>
+<li>Label an issue in one of them <code>{label}</code> (Honk adds the label to the
+repositories when the App is installed). Honk comments on the issue at once with a link to
+the run's page, where you watch the agent work; a pull request follows in a few
+minutes.</li>
+</ol>
 """
+ANTHROPIC_STEP = """Put your Anthropic API key into <code>{env_file}</code>:
+<pre>ANTHROPIC_API_KEY=sk-ant-…</pre>"""
+ANTHROPIC_SET = "<code>ANTHROPIC_API_KEY</code> is set already."
+URL_STEP = """Put the address people open Honk at into <code>{env_file}</code> too; the run
+pages, sign-in and the links Honk leaves on GitHub and in Slack use it:
+<pre>HONK_URL={base_url}</pre>"""
+URL_SET = "<code>HONK_URL</code> is set already (<code>{honk_url}</code>)."
+# Any tunnel will do; ngrok is the README's first run, so the page and the README agree.
+TUNNEL = "ngrok http {port}"
 
 ALREADY = """<p>Honk is already connected to a GitHub App: {why}.
 Restart Honk if you have just registered it. To start over, remove <code>APP_ID</code>
@@ -132,6 +159,7 @@ async def setup_page(request: web.Request) -> web.Response:
     body = WELCOME.format(
         env_file=_h(flow.env_file),
         webhook_url=_h(base + flow.settings.webhook_path),
+        tunnel=_h(TUNNEL.format(port=listening_port(request, flow.settings))),
         start_path=START_PATH,
         name=_h(manifest.get("name") or "Honk"),
         github_host=_h(flow.settings.github_url.split("://", 1)[-1]),
@@ -202,12 +230,25 @@ async def callback(request: web.Request) -> web.Response:
         flow.env_file,
     )
     app_url = str(app.get("html_url") or "")
+    settings, env_file = flow.settings, _h(flow.env_file)
+    honk_url = settings.honk_url
     body = DONE.format(
         app_url=_h(app_url),
         name=_h(app.get("name") or app.get("slug") or "Honk"),
         app_id=int(app["id"]),
-        env_file=_h(flow.env_file),
+        env_file=env_file,
         install_url=_h(app_url.rstrip("/") + "/installations/new"),
+        label=_h(settings.label),
+        anthropic_step=(
+            ANTHROPIC_SET
+            if settings.anthropic_api_key
+            else ANTHROPIC_STEP.format(env_file=env_file)
+        ),
+        url_step=(
+            URL_SET.format(honk_url=_h(honk_url))
+            if honk_url
+            else URL_STEP.format(env_file=env_file, base_url=_h(public_base_url(request)))
+        ),
     )
     return _page("Honk is registered", body)
 
@@ -257,6 +298,15 @@ def public_base_url(request: web.Request) -> str:
     if not HOST.fullmatch(host):
         host = request.host
     return f"{proto}://{host}"
+
+
+def listening_port(request: web.Request, settings: Settings) -> int:
+    """The port this server accepted the request on (PORT, or --port), whatever the
+    address the browser used (a tunnel's or a proxy's)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if isinstance(sockname, tuple) and len(sockname) >= 2 and isinstance(sockname[1], int):
+        return sockname[1]
+    return settings.port
 
 
 def _first(value: str | None) -> str:

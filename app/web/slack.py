@@ -18,10 +18,11 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
-from app.handlers.slack.buttons import on_interaction
+from app.handlers.slack.buttons import acts, answer_at_once
 from app.handlers.slack.commands import SLACK_EVENT, acknowledgement, quick_answer
 from app.handlers.slack.conversation import SlackContext
-from app.handlers.slack.parsing import Origin, command_request, event_request
+from app.handlers.slack.parsing import Origin, command_request, event_request, interaction_user
+from app.store.inbox import body_digest
 from app.store.kv import Namespace, mapping
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,8 @@ async def slack_command(request: web.Request) -> web.StreamResponse:
 
 
 async def slack_interaction(request: web.Request) -> web.StreamResponse:
-    """Buttons and modals: the form's `payload` field holds the JSON."""
+    """Buttons and modals (the form's `payload` field holds the JSON): what must happen within
+    Slack's 3 seconds happens now; an action is stored in the inbox, then Slack is answered."""
     body = await _verified_body(request)
     if isinstance(body, web.Response):
         return body
@@ -103,9 +105,17 @@ async def slack_interaction(request: web.Request) -> web.StreamResponse:
     if not isinstance(payload, dict):
         return _error(400, "payload is not a JSON object")
     trigger_id = payload.get("trigger_id")
+    if acts(payload):
+        # A click is a delivery: stored before Slack hears back, so a crash after the answer
+        # loses no Merge or Cancel; whichever process dispatches next does it, once (the
+        # inbox's id drops Slack's retries and replays of it).
+        key = str(trigger_id or body_digest(body))[:80]
+        origin = Origin(interaction_user(payload), "", request_id=f"interaction:{key}")
+        await _store_request(request, origin, {"kind": "interaction", "payload": payload})
+        return web.Response(status=200)
     if trigger_id and not await _first_time(request, f"interaction:{trigger_id}"):
         return web.Response(status=200)
-    await on_interaction(request.app[SLACK], payload)
+    await answer_at_once(request.app[SLACK], payload)  # Retry's form: the trigger lasts 3 s
     return web.Response(status=200)
 
 

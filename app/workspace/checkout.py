@@ -8,7 +8,8 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Callable, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,70 @@ _NO_SUBMODULES = "--ignore-submodules=all"
 GITLINK = "160000"
 SYMLINK = "120000"
 _REGULAR = ("100644", "100755")
+
+# What the common toolchains build, never part of a change when git would add it, whatever the
+# repository's .gitignore says: a directory of one of these names that was not tracked where
+# the run began (a repository's own tracked `build/` or `vendor/` is its business), ...
+BUILD_DIRS = frozenset(
+    {
+        "target",  # cargo, maven
+        "node_modules",
+        "__pycache__",
+        ".venv",
+        "venv",
+        "dist",
+        "build",
+        "_build",
+        ".build",
+        "vendor",  # go mod vendor, composer, bundler
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".tox",
+        ".nox",
+        ".eggs",
+        ".gradle",
+        "coverage",
+        "htmlcov",
+        ".nyc_output",
+        ".next",
+        ".nuxt",
+        ".turbo",
+        ".parcel-cache",
+        ".cache",
+        ".dart_tool",
+        ".zig-cache",
+        "zig-out",
+    }
+)
+BUILD_DIR_SUFFIXES = (".egg-info",)
+# ... compiled files and coverage data, ...
+BUILD_FILE_SUFFIXES = (".pyc", ".pyo", ".class", ".o")
+BUILD_FILES = frozenset({".coverage", "coverage.xml", "lcov.info"})
+# ... and a lock file the repository does not track at that path (made by an install).
+LOCK_FILES = frozenset(
+    {
+        "package-lock.json",
+        "npm-shrinkwrap.json",
+        "yarn.lock",
+        "pnpm-lock.yaml",
+        "bun.lock",
+        "bun.lockb",
+        "Cargo.lock",
+        "poetry.lock",
+        "uv.lock",
+        "pdm.lock",
+        "Pipfile.lock",
+        "Gemfile.lock",
+        "composer.lock",
+        "go.work.sum",
+        "gradle.lockfile",
+        "mix.lock",
+        "pubspec.lock",
+    }
+)
+MADE_BY_SETUP = "made or changed by setup"
+BUILD_OUTPUT = "build output"
 
 
 class PushRejected(GitError):
@@ -43,6 +108,7 @@ class Change:
     status: str  # A (added), M (modified), D (deleted), T (type changed)
     old_mode: str  # "000000" when added
     new_mode: str  # "000000" when deleted
+    new_sha: str = field(default="", compare=False)  # the staged blob ("0" * 40 when deleted)
 
     def describe(self) -> str:
         """The path, and what kind of change it is when that is not a plain file's."""
@@ -66,6 +132,68 @@ class ChangedText:
     unread: str = ""  # "a symbolic link", "larger than 2,000,000 bytes"
 
 
+@dataclass(frozen=True)
+class SetupProducts:
+    """What the work tree held beyond the run's commit once setup was done, before the agent
+    began: never part of the change."""
+
+    # Untracked and ignored files alike; a directory holding nothing tracked as `dir/`.
+    untracked: frozenset[str] = frozenset()
+    # Tracked files setup changed: their blob as setup left them (None: setup deleted them).
+    changed: Mapping[str, str | None] = field(default_factory=dict)
+
+    def made(self, change: Change) -> str | None:
+        """What to name `change` by when setup made it as it stands (its path or directory)."""
+        if change.path in self.changed:
+            left = self.changed[change.path]
+            same = change.status == "D" if left is None else change.new_sha == left
+            return change.path if same else None
+        if change.status != "A":
+            return None
+        if change.path in self.untracked:
+            return change.path
+        parts = change.path.split("/")
+        for end in range(1, len(parts)):
+            directory = "/".join(parts[:end]) + "/"
+            if directory in self.untracked:
+                return directory
+        return None
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """Paths staging left out of the change, named by `label` (a file, or `dir/`)."""
+
+    label: str
+    why: str  # MADE_BY_SETUP or BUILD_OUTPUT
+    files: int = 1
+
+    def describe(self) -> str:
+        count = f", {self.files} files" if self.files > 1 else ""
+        return f"{self.label} ({self.why}{count})"
+
+
+def build_output(path: str, tracked_dirs: frozenset[str]) -> str | None:
+    """What to name `path` (a file the run added) by when it is a toolchain's build output:
+    its build directory (`target/`) unless that was tracked where the run began, or itself
+    (a `.pyc`, coverage data, a lock file the repository does not track); else None."""
+    parts = path.split("/")
+    for end, part in enumerate(parts[:-1], start=1):
+        if part in BUILD_DIRS or part.endswith(BUILD_DIR_SUFFIXES):
+            directory = "/".join(parts[:end])
+            if directory not in tracked_dirs:
+                return directory + "/"
+    name = parts[-1]
+    if (
+        name.endswith(BUILD_FILE_SUFFIXES)
+        or name in BUILD_FILES
+        or name.startswith(".coverage.")
+        or name in LOCK_FILES
+    ):
+        return path
+    return None
+
+
 @dataclass
 class Checkout:
     """One run's private clone; `start_sha` is where the run began on `branch`."""
@@ -76,12 +204,54 @@ class Checkout:
     base: str
     clone_url: str
     start_sha: str = field(default="", repr=False)
+    # Recorded once setup is done (`record_setup_products`): never part of the change.
+    setup_products: SetupProducts | None = field(default=None, repr=False)
+    # What the last `stage` left out of the index, beyond what git ignores.
+    left_out: list[LeftOut] = field(default_factory=list, repr=False)
+    _tracked_dirs: frozenset[str] | None = field(default=None, repr=False)
 
     async def has_changes(self) -> bool:
-        """True when the run changed anything: uncommitted edits or new commits."""
-        await self.refuse_nested_repositories()
-        status = await git("status", "--porcelain", _NO_SUBMODULES, cwd=self.path)
-        return bool(status.stdout.strip()) or await self.head_sha() != self.start_sha
+        """True when the run changed anything: uncommitted edits or new commits (what is
+        never committed, setup's products and build output, does not count)."""
+        return bool(await self.changes()) or await self.head_sha() != self.start_sha
+
+    async def record_setup_products(self) -> SetupProducts:
+        """Remember what the work tree holds beyond the run's commit now (after setup, before
+        the agent): untracked and ignored paths, and tracked files changed. None of it is
+        ever staged (see `stage`)."""
+        listing = await git(
+            "ls-files", "-z", "--others", "--directory", "--no-empty-directory", cwd=self.path
+        )
+        untracked = frozenset(p for p in listing.stdout.split("\0") if p)
+        status = await git(
+            "status", "--porcelain=v1", "-z", "--untracked-files=no", _NO_SUBMODULES,
+            cwd=self.path,
+        )  # fmt: skip
+        changed: dict[str, str | None] = {}
+        for entry in filter(None, status.stdout.split("\0")):
+            code, path = entry[:2], entry[3:]
+            if "R" in code or "C" in code or not path:
+                continue  # staged renames: setup cannot stage (the checkout's .git is read-only)
+            changed[path] = None if "D" in code else ""
+        present = [path for path, blob in changed.items() if blob is not None]
+        if present:
+            hashed = await git(
+                "hash-object", "--stdin-paths", cwd=self.path, input="\n".join(present) + "\n",
+                check=False,
+            )  # fmt: skip
+            if hashed.returncode == 0:  # else (a file become a directory): kept as changed
+                changed.update(zip(present, hashed.stdout.split(), strict=False))
+        self.setup_products = SetupProducts(untracked, changed)
+        return self.setup_products
+
+    async def base_paths(self, *pathspecs: str) -> list[str]:
+        """The files at the base commit under `pathspecs` (paths or directories), read with git."""
+        base = await self.base_sha()
+        listing = await git(
+            "ls-tree", "-r", "-z", "--name-only", "--full-tree", base, "--", *pathspecs,
+            cwd=self.path,
+        )  # fmt: skip
+        return [path for path in listing.stdout.split("\0") if path]
 
     async def changes(self) -> list[Change]:
         """Everything `git add -A` would stage, against where the run began (the real index
@@ -124,12 +294,12 @@ class Checkout:
             return None, f"larger than {max_bytes:,} bytes"
         return (await git("cat-file", "blob", sha, cwd=self.path)).stdout, ""
 
-    async def tracked_paths(self) -> list[str]:
-        """Every path the commit would hold: tracked files and untracked ones not ignored."""
+    async def start_paths(self) -> list[str]:
+        """Every file path of the commit the run began at (read from git, not the work tree)."""
         listing = await git(
-            "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=self.path
+            "ls-tree", "-r", "-z", "--name-only", "--full-tree", self.start_sha, cwd=self.path
         )
-        return sorted({path for path in listing.stdout.split("\0") if path})
+        return sorted(path for path in listing.stdout.split("\0") if path)
 
     async def diff_stat(self) -> str:
         """`git diff --stat` of everything changed since the run began."""
@@ -156,18 +326,64 @@ class Checkout:
                 await asyncio.to_thread((self.path / path).unlink, missing_ok=True)
 
     async def stage(self) -> list[Change]:
-        """Stage everything not ignored into the index the commit is made from; what it holds.
+        """Stage everything not ignored into the index the commit is made from, less what is
+        never committed (setup's products, build output: `left_out` names them); what it holds.
 
         Nested repositories are refused before `git add` looks at them: git would record one
         as a gitlink to whatever its `.git` (a file may point anywhere on the host) names.
         """
         await self.refuse_nested_repositories()
-        await git("add", "-A", cwd=self.path)
+        changes, self.left_out = await self._add_all()
+        return changes
+
+    async def _add_all(
+        self, env: Mapping[str, str] | None = None
+    ) -> tuple[list[Change], list[LeftOut]]:
+        """`git add -A` into the index (`env` may name another), then what is never committed
+        taken back out of it: setup's products and build output. (What stays staged, what
+        was left out.)"""
+        await git("add", "-A", cwd=self.path, env=env)
+        changes = await self._staged(env)
+        out: dict[tuple[str, str], int] = {}
+        dropped: list[str] = []
+        tracked_dirs: frozenset[str] | None = None
+        for change in changes:
+            label = self.setup_products.made(change) if self.setup_products else None
+            why = MADE_BY_SETUP
+            if label is None and change.status == "A":
+                if tracked_dirs is None:
+                    tracked_dirs = await self._start_dirs()
+                label, why = build_output(change.path, tracked_dirs), BUILD_OUTPUT
+            if label is not None:
+                out[(label, why)] = out.get((label, why), 0) + 1
+                dropped.append(change.path)
+        if not dropped:
+            return changes, []
+        # Back to where the run began in the index: an added file leaves it, a changed one is
+        # as it was; the work tree keeps them.
+        await git(
+            "reset", "-q", self.start_sha, "--pathspec-from-file=-", "--pathspec-file-nul",
+            cwd=self.path, env={**(env or {}), "GIT_LITERAL_PATHSPECS": "1"},
+            input="\0".join(dropped) + "\0",
+        )  # fmt: skip
+        left = [LeftOut(label, why, files) for (label, why), files in out.items()]
+        return await self._staged(env), left
+
+    async def _staged(self, env: Mapping[str, str] | None = None) -> list[Change]:
         result = await git(
             "diff", "--cached", "--raw", "--no-abbrev", "-z", "--no-renames",
-            "--ignore-submodules=none", self.start_sha, cwd=self.path,
+            "--ignore-submodules=none", self.start_sha, cwd=self.path, env=env,
         )  # fmt: skip
         return _parse_raw(result.stdout)
+
+    async def _start_dirs(self) -> frozenset[str]:
+        """Every directory tracked where the run began (read once)."""
+        if self._tracked_dirs is None:
+            listing = await git(
+                "ls-tree", "-r", "-d", "-z", "--name-only", self.start_sha, cwd=self.path
+            )
+            self._tracked_dirs = frozenset(p for p in listing.stdout.split("\0") if p)
+        return self._tracked_dirs
 
     async def commit_staged(
         self, message: str, *, author_name: str, author_email: str
@@ -331,7 +547,7 @@ class Checkout:
             if real_index.exists():
                 await asyncio.to_thread(shutil.copy2, real_index, index)
             env = {"GIT_INDEX_FILE": str(index)}
-            await git("add", "-A", cwd=self.path, env=env)
+            await self._add_all(env)
             result = await git(
                 *git_options, "diff", "--cached", "--no-ext-diff", "--no-textconv",
                 "--no-renames", "--ignore-submodules=none", *diff_args, self.start_sha,
@@ -352,6 +568,48 @@ def refuse_outside(changes: Sequence[Change], allowed: Callable[[str], bool]) ->
             + ", ".join(refused[:10])
             + more
         )
+
+
+class NotACheckout(Exception):
+    """A directory git does not take for a work tree; the message is git's reason."""
+
+
+async def work_tree_state(path: Path) -> str:
+    """An id of the work tree holding `path` as `git add -A` would see it (untracked files
+    included, ignored ones not) and of HEAD: equal ids, nothing changed in between.
+
+    Nothing is written to the repository: a copy of its index and a scratch object
+    directory (the real one as an alternate) take what `git add` and `write-tree` make.
+    Raises NotACheckout when `path` is not in a git work tree.
+    """
+    where = await git(
+        "rev-parse", "--show-toplevel", "--git-path", "index", "--git-path", "objects",
+        cwd=path, check=False,
+    )  # fmt: skip
+    lines = where.stdout.splitlines()
+    if where.returncode != 0 or len(lines) != 3:
+        reason = next((line for line in where.stderr.splitlines() if line.strip()), "")
+        raise NotACheckout(reason.removeprefix("fatal: ").strip() or "git rev-parse failed")
+    top = Path(lines[0])
+    real_index, objects = (path / lines[1]).absolute(), (path / lines[2]).absolute()
+    scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="honk-tree-state-"))
+    try:
+        index = scratch / "index"
+        if real_index.exists():
+            # copy2 keeps the mtime: git re-hashes only files changed since the index was.
+            await asyncio.to_thread(shutil.copy2, real_index, index)
+        await asyncio.to_thread((scratch / "objects").mkdir)
+        env = {
+            "GIT_INDEX_FILE": str(index),
+            "GIT_OBJECT_DIRECTORY": str(scratch / "objects"),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects),
+        }
+        await git("add", "-A", cwd=top, env=env)
+        tree = await git("write-tree", cwd=top, env=env)
+        head = await git("rev-parse", "--verify", "--quiet", "HEAD", cwd=top, check=False)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
+    return f"{head.stdout.strip() or '-'} {tree.stdout.strip()}"
 
 
 def nested_git_entries(root: Path) -> list[str]:
@@ -383,8 +641,8 @@ def _parse_raw(raw: str) -> list[Change]:
     for meta, path in zip(parts[::2], parts[1::2], strict=False):
         if not meta.startswith(":"):
             continue
-        old_mode, new_mode, _old, _new, status = meta[1:].split()
-        changes.append(Change(path, status[0], old_mode, new_mode))
+        old_mode, new_mode, _old, new, status = meta[1:].split()
+        changes.append(Change(path, status[0], old_mode, new_mode, new))
     return changes
 
 

@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
+import logging
 import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from publicsuffixlist import PublicSuffixList
+
 from app import metrics
-from app.network_policy import ANY, Cap, Entry, Rule, is_preset_name, parse_entry
+from app.network_policy import ANY, Cap, Entry, Rule, ip_literal, is_preset_name, parse_rule
 from app.workspace.egress_proxy import ProxyConfig, Record
+
+log = logging.getLogger(__name__)
 
 PROXY_PORT = 3128  # inside the sandbox's own network namespace: clashes with nothing outside
 INSIDE_SOCKET = "/run/honk-egress.sock"
@@ -31,10 +38,14 @@ START_SECONDS = 15.0
 STOP_SECONDS = 5.0
 SHOWN_HOSTS = 6  # hosts named in a summary before "and N more"
 KEPT_RECORDS = 10_000  # per phase; past it, connections are only counted
+# One record line from the proxy: its records are bounded far below this; a longer line is
+# read past, counted as one unreadable record.
+RECORD_LINE_LIMIT = 64 * 1024
 _PROXY_SCRIPT = Path(__file__).with_name("egress_proxy.py")
+_WIRE_MODULE = Path(__file__).with_name("egress_wire.py")
 _POLICY_MODULE = Path(__file__).parents[1] / "network_policy.py"
-# Loads the two modules by path, so the proxy process imports nothing else of Honk's (not
-# even app.workspace's package, which reaches the settings); argv: policy, proxy, socket.
+# Loads the three modules by path, so the proxy process imports nothing else of Honk's (not
+# even app.workspace's package, which reaches the settings); argv: policy, wire, proxy, socket.
 _BOOT = """
 import importlib.util, sys
 def load(name, path):
@@ -44,6 +55,7 @@ def load(name, path):
     spec.loader.exec_module(module)
     return module
 load("app.network_policy", sys.argv.pop(1))
+load("app.workspace.egress_wire", sys.argv.pop(1))
 load("honk_egress_proxy", sys.argv.pop(1)).main()
 """
 
@@ -94,6 +106,7 @@ class NetworkSummary:
     records: tuple[Record, ...] = ()
     # Past KEPT_RECORDS: (allowed, refused, bytes down, bytes up) of the connections not kept.
     uncounted: tuple[int, int, int, int] = (0, 0, 0, 0)
+    malformed: int = 0  # lines from the proxy that were no record
 
     @property
     def allowed(self) -> list[Record]:
@@ -104,23 +117,46 @@ class NetworkSummary:
         return [r for r in self.records if not r.allowed]
 
     def describe(self) -> str:
-        """e.g. "14 requests to pypi.org, files.pythonhosted.org (9.1 MB down, 52 kB up);
-        1 refused: evil.example"."""
+        """The public line, e.g. "14 requests to pypi.org, files.pythonhosted.org (9.1 MB
+        down, 52 kB up); 2 refused: evil.example (2)".
+
+        Names come from the sandbox, so a name the sandbox chose could carry data out (a
+        secret as a host name) onto the tracking comment: an allowed connection shows the
+        entry that allowed it (`*.example.org`, never the name under it), a refused one only
+        its registrable domain (no port, no labels below it; an address as "an IP address").
+        `details()` has every name, for Honk's own log.
+        """
         allowed, refused = self.allowed, self.refused
         more_allowed, more_refused, more_down, more_up = self.uncounted
-        if not self.records:
+        if not self.records and not self.malformed:
             return "no requests"
         parts = []
         if allowed:
             down = sum(r.down for r in allowed) + more_down
             up = sum(r.up for r in allowed) + more_up
             count = _count(len(allowed) + more_allowed, "request")
-            hosts = _names(_target(r) for r in allowed)
+            hosts = _names(r.rule or _target(r) for r in allowed)
             parts.append(f"{count} to {hosts} ({_size(down)} down, {_size(up)} up)")
         if refused:
             count = str(len(refused) + more_refused)
-            parts.append(f"{count} refused: {_names(_target(r) for r in refused)}")
+            parts.append(f"{count} refused: {_counted(public_name(r.host) for r in refused)}")
+        if self.malformed:
+            parts.append(_count(self.malformed, "unreadable record"))
         return "; ".join(parts)
+
+    def details(self) -> list[str]:
+        """Every connection as the proxy saw it, full names included: for Honk's log only."""
+        lines = []
+        for r in self.records:
+            verdict = "allowed" if r.allowed else "refused"
+            seen = "".join(
+                f" {key}={value!r}"
+                for key, value in (("sni", r.sni), ("host", r.host_header), ("why", r.reason))
+                if value
+            )
+            host = f"[{r.host}]" if ":" in r.host else r.host
+            lines.append(f"{verdict} {r.method or '-'} {host}:{r.port}{seen}")
+        return lines
 
 
 @dataclass
@@ -133,6 +169,7 @@ class EgressProxy:
     sandbox: SandboxProxy
     records: list[Record] = field(default_factory=list)
     uncounted: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    malformed: int = 0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _errors: bytearray = field(default_factory=bytearray)
 
@@ -149,10 +186,11 @@ class EgressProxy:
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", "-c", _BOOT,
-                str(_POLICY_MODULE), str(_PROXY_SCRIPT), str(socket_path),
+                str(_POLICY_MODULE), str(_WIRE_MODULE), str(_PROXY_SCRIPT), str(socket_path),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                limit=RECORD_LINE_LIMIT,
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},  # nothing of Honk's
                 cwd=directory,
                 start_new_session=True,
@@ -188,19 +226,49 @@ class EgressProxy:
         self._tasks.append(asyncio.create_task(self._read_records()))
 
     async def _read_records(self) -> None:
+        """One record per line until the proxy's stdout ends. A line that is too long or no
+        record is counted as one unreadable record, and reading goes on."""
         stdout = self.process.stdout
         assert stdout is not None
-        while line := await stdout.readline():
-            with contextlib.suppress(ValueError, TypeError):
-                record = Record(**json.loads(line))
-                if len(self.records) < KEPT_RECORDS:
-                    self.records.append(record)
-                else:  # a flood: counted, not kept
-                    self.uncounted[0 if record.allowed else 1] += 1
-                    self.uncounted[2] += record.down
-                    self.uncounted[3] += record.up
-                outcome = "allowed" if record.allowed else "refused"
-                metrics.sandbox_connections.labels(self.phase, outcome).inc()
+        while True:
+            try:
+                line = await stdout.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial.strip():
+                    self._take(exc.partial)
+                return
+            except asyncio.LimitOverrunError as exc:
+                self._unreadable("a line longer than the reader's buffer")
+                try:
+                    await _skip_line(stdout, exc.consumed)
+                except asyncio.IncompleteReadError:
+                    return
+                continue
+            self._take(line)
+
+    def _take(self, line: bytes) -> None:
+        try:
+            data = json.loads(line)
+            if len(line) > RECORD_LINE_LIMIT or not isinstance(data, dict):
+                raise ValueError("not a record")
+            record = Record(**data)
+            if not _well_typed(record):
+                raise ValueError("not a record")
+        except (ValueError, TypeError):
+            self._unreadable(f"{len(line)} bytes that are no record")
+            return
+        if len(self.records) < KEPT_RECORDS:
+            self.records.append(record)
+        else:  # a flood: counted, not kept
+            self.uncounted[0 if record.allowed else 1] += 1
+            self.uncounted[2] += record.down
+            self.uncounted[3] += record.up
+        outcome = "allowed" if record.allowed else "refused"
+        metrics.sandbox_connections.labels(self.phase, outcome).inc()
+
+    def _unreadable(self, what: str) -> None:
+        self.malformed += 1
+        log.warning("the %s phase's network proxy wrote an unreadable record: %s", self.phase, what)
 
     async def _read_errors(self) -> None:
         stderr = self.process.stderr
@@ -210,7 +278,29 @@ class EgressProxy:
             del self._errors[:-4096]
 
     async def stop(self) -> NetworkSummary:
-        """Stop the process (open connections get a moment to end) and sum up."""
+        """Stop the process (open connections get a moment to end) and sum up.
+
+        Never raises: whatever went wrong on the way, the process is gone, its directory
+        removed, and the summary holds what was read.
+        """
+        try:
+            await self._end_process()
+        except Exception as exc:
+            log.warning("stopping the %s phase's network proxy: %r", self.phase, exc)
+        finally:
+            for task in self._tasks:
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), STOP_SECONDS)
+                except Exception as exc:  # the reader's own failure: the summary goes on
+                    log.warning("the %s phase's proxy reader failed: %r", self.phase, exc)
+                task.cancel()
+            await asyncio.to_thread(shutil.rmtree, self.directory, True)
+        more = self.uncounted
+        return NetworkSummary(
+            self.phase, tuple(self.records), (more[0], more[1], more[2], more[3]), self.malformed
+        )
+
+    async def _end_process(self) -> None:
         process = self.process
         if process.stdin is not None:
             process.stdin.close()
@@ -223,13 +313,29 @@ class EgressProxy:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await asyncio.shield(process.wait())
-        for task in self._tasks:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), STOP_SECONDS)
-            task.cancel()
-        await asyncio.to_thread(shutil.rmtree, self.directory, True)
-        more = self.uncounted
-        return NetworkSummary(self.phase, tuple(self.records), (more[0], more[1], more[2], more[3]))
+
+
+def _well_typed(record: Record) -> bool:
+    """Each field of the type its default has (a bool where a bool belongs, text for text)."""
+    for item in fields(Record):
+        value, default = getattr(record, item.name), item.default
+        if item.name == "host":
+            default = ""
+        kinds = (int, float) if isinstance(default, float) else (type(default),)
+        if not isinstance(value, kinds) or (isinstance(value, bool) != isinstance(default, bool)):
+            return False
+    return True
+
+
+async def _skip_line(stream: asyncio.StreamReader, consumed: int) -> None:
+    """Read past the rest of an over-long line (its newline included)."""
+    await stream.readexactly(consumed)
+    while True:
+        try:
+            await stream.readuntil(b"\n")
+            return
+        except asyncio.LimitOverrunError as exc:
+            await stream.readexactly(exc.consumed)
 
 
 def proxy_config(
@@ -244,7 +350,7 @@ def proxy_config(
     advice: list[tuple[str, tuple[Entry, ...]]] = []
     for item in cap.items or ():
         if item != ANY and not is_preset_name(item):
-            advice.append(("", (parse_entry(item),)))
+            advice.append(("", (parse_rule(item, operator=True).entry,)))
     presets = {name: [r.entry for r in cap.presets.rules(name)] for name in cap.presets.items}
     for name in sorted(presets, key=lambda n: len(presets[n])):
         if cap.allows(name):
@@ -288,6 +394,31 @@ def _target(record: Record) -> str:
         return record.host
     host = f"[{record.host}]" if ":" in record.host else record.host
     return f"{host}:{record.port}"
+
+
+@functools.cache
+def _suffixes() -> PublicSuffixList:
+    """The public suffix list the package ships (ICANN's part; no network): built once."""
+    return PublicSuffixList(only_icann=True)
+
+
+def public_name(host: str) -> str:
+    """What the public line says of a refused host: its registrable domain (`x.example` for
+    `<anything>.x.example`, `example.co.uk` for `a.b.example.co.uk`); a name that is itself a
+    public suffix or one label as it is; an address as "an IP address"."""
+    if ip_literal(host) is not None:
+        return "an IP address"
+    if host.startswith("("):  # "(malformed)": the proxy's own word, not a name
+        return host
+    return _suffixes().privatesuffix(host) or host
+
+
+def _counted(names: Iterable[str]) -> str:
+    counts = Counter(names)
+    shown = [f"{name} ({n})" if n > 1 else name for name, n in counts.most_common()]
+    more = len(shown) - SHOWN_HOSTS
+    listed = ", ".join(shown[:SHOWN_HOSTS])
+    return f"{listed} and {more} more" if more > 0 else listed
 
 
 def _names(targets: object) -> str:

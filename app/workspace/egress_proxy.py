@@ -1,12 +1,16 @@
 """The egress proxy: one process per sandbox phase, on a UNIX socket bound into the sandbox.
 
-HTTPS goes through `CONNECT host:port` (a tunnel by host name: no TLS interception), plain
-HTTP as absolute-form requests, forwarded with `Connection: close`. Only hosts the phase's
-rules allow; every name is resolved once, each address vetted, and the connection made to
-that very address (no DNS rebinding). Every connection is reported on stdout as one JSON line.
+HTTPS goes through `CONNECT host:port` (a tunnel by host name: no TLS interception) and a
+tunnel carries TLS only: its ClientHello is read and the tunnel refused unless it names
+(SNI) the host it connects to; only an operator's `tcp://host:port` entry lets a tunnel carry
+anything else. Plain HTTP comes as absolute-form requests, their heads read strictly
+(`egress_wire`), the Host the target itself, one request per connection, forwarded with
+`Connection: close`. Only hosts the phase's rules allow; every name is resolved once, each
+address vetted, and the connection made to that very address (no DNS rebinding). Every
+connection is reported on stdout as one JSON line, every field of it bounded.
 
-Run by `app.workspace.egress` from a clean environment, this module and `app.network_policy`
-are all it loads of Honk: it never sees Honk's settings or secrets.
+Run by `app.workspace.egress` from a clean environment, this module, `egress_wire` and
+`app.network_policy` are all it loads of Honk: it never sees Honk's settings or secrets.
 """
 
 from __future__ import annotations
@@ -22,12 +26,25 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from app.network_policy import Entry, Rule, address_problem, match, request_host
+from app.workspace.egress_wire import (
+    CLIENT_HELLO_LIMIT,
+    HEAD_LIMIT,
+    NotTls,
+    RequestHead,
+    WireError,
+    chunk_size,
+    client_hello,
+    parse_head,
+    shown,
+    split_absolute,
+    split_authority,
+    too_large,
+)
 
-HEAD_LIMIT = 256 * 1024  # the request line and headers; also the stream buffers' size
-HEAD_SECONDS = 30.0
+STREAM_LIMIT = 256 * 1024  # the stream buffers' size; a request head is read up to HEAD_LIMIT
+HEAD_SECONDS = 30.0  # for a request head, and for a tunnel's TLS ClientHello
 CONNECT_SECONDS = 10.0
 CHUNK = 256 * 1024
 # After the server has finished, how long the client may still send before the tunnel closes.
@@ -64,7 +81,7 @@ class ProxyConfig:
     def to_json(self) -> str:
         return json.dumps(
             {
-                "rules": [[asdict(r.entry), r.private_ok] for r in self.rules],
+                "rules": [[asdict(r.entry), r.private_ok, r.plain_ok] for r in self.rules],
                 "setting": self.setting,
                 "cap_any": self.cap_any,
                 "cap": [[name, [asdict(e) for e in entries]] for name, entries in self.cap],
@@ -76,7 +93,7 @@ class ProxyConfig:
     def from_json(cls, text: str | bytes) -> ProxyConfig:
         data = json.loads(text)
         return cls(
-            rules=tuple(Rule(Entry(**e), bool(ok)) for e, ok in data["rules"]),
+            rules=tuple(Rule(Entry(**e), bool(ok), bool(plain)) for e, ok, plain in data["rules"]),
             setting=data["setting"],
             cap_any=bool(data["cap_any"]),
             cap=tuple((name, tuple(Entry(**e) for e in entries)) for name, entries in data["cap"]),
@@ -93,7 +110,7 @@ class ProxyConfig:
 
 @dataclass
 class Record:
-    """One connection as the proxy saw it."""
+    """One connection as the proxy saw it; every text in it is bounded (SHOWN_LIMIT)."""
 
     host: str
     port: int = 0
@@ -104,12 +121,32 @@ class Record:
     up: int = 0  # bytes from the sandbox
     down: int = 0  # bytes to the sandbox
     seconds: float = 0.0
+    sni: str = ""  # the server name a tunnel's TLS ClientHello named
+    host_header: str = ""  # the Host a plain request (or a tunnel's plain bytes) named
+    rule: str = ""  # the entry that allowed it (`*.example.org`, `pypi.org`)
 
 
 class Refused(Exception):
     def __init__(self, status: int, title: str, body: str, reason: str) -> None:
         super().__init__(reason)
         self.status, self.title, self.body, self.reason = status, title, body, reason
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request head the proxy will act on: a tunnel (`forward` None) or one plain request."""
+
+    method: str
+    host: str
+    port: int
+    host_header: str = ""
+    forward: bytes | None = None  # the head sent upstream
+    chunked: bool = False  # the body's framing: chunked, else `length` bytes
+    length: int = 0
+
+
+# A fatal TLS alert, access_denied: what a refused tunnel answers a ClientHello with.
+_ACCESS_DENIED = bytes((21, 3, 3, 0, 2, 2, 49))
 
 
 class EgressRelay:
@@ -131,35 +168,38 @@ class EgressRelay:
         upstream: asyncio.StreamWriter | None = None
         try:
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_SECONDS)
+                head = await _read_head(reader)
             except asyncio.IncompleteReadError as exc:
                 if exc.partial.strip():
                     record = Record("(malformed)", reason="the request ended early")
                 return
-            except (asyncio.LimitOverrunError, TimeoutError, ValueError):
+            except WireError as error:
+                record = Record("(malformed)", reason=error.reason)
+                await _reply(writer, error.status, error.title, f"Honk's proxy: {error.reason}.\n")
+                return
+            except (TimeoutError, ValueError):
                 record = Record("(malformed)", reason="no complete request head")
                 await _reply(writer, 400, "Bad Request", "Honk's proxy: no request head.\n")
                 return
+            record = Record("(malformed)")
             try:
-                method, host, port, forward = self._parse(head)
-            except Refused as refusal:
-                record = Record("(malformed)", reason=refusal.reason)
-                await _reply(writer, refusal.status, refusal.title, refusal.body)
-                return
-            record = Record(host, port, method)
-            try:
-                upstream_reader, upstream = await self._connect(host, port, record)
+                request = self._request(head, record)
+                upstream_reader, upstream, rule = await self._connect(
+                    request.host, request.port, record
+                )
             except Refused as refusal:
                 record.reason = refusal.reason
                 await _reply(writer, refusal.status, refusal.title, refusal.body)
                 return
-            record.allowed = True
-            if forward is None:
+            record.rule = shown(str(rule.entry))
+            if request.forward is None:
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                await self._tunnel(reader, writer, upstream_reader, upstream, record, rule)
             else:
-                upstream.write(forward)
-                record.up += len(forward)
-            await _relay(reader, writer, upstream_reader, upstream, record)
+                record.allowed = True
+                upstream.write(request.forward)
+                record.up += len(request.forward)
+                await _relay_one(reader, writer, upstream_reader, upstream, record, request)
         except (ConnectionError, OSError) as exc:
             if record is not None and not record.reason:
                 record.reason = f"connection lost ({type(exc).__name__})"
@@ -171,45 +211,117 @@ class EgressRelay:
                 record.seconds = round(time.monotonic() - started, 3)
                 self.emit(record)
 
-    def _parse(self, head: bytes) -> tuple[str, str, int, bytes | None]:
-        """(method, host, port, the request to forward, None for a tunnel)."""
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            raise _bad("not an HTTP/1 request line")
-        method, target, version = parts
-        if method == "CONNECT":
-            host_text, _, port_text = target.rpartition(":")
-            return method, *self._target(host_text, port_text), None
-        url = urlsplit(target)
-        if url.scheme != "http" or not url.hostname:
-            raise _bad("plain HTTP requests name an absolute http:// URL; HTTPS uses CONNECT")
+    def _request(self, raw: bytes, record: Record) -> Request:
+        """The request `raw` names, read strictly; `record` learns what it could of it."""
         try:
-            url_port = url.port
-        except ValueError:
-            raise _bad("not a valid port") from None
-        host, port = self._target(url.hostname, str(url_port or 80))
-        path = url.path or "/"
-        path += f"?{url.query}" if url.query else ""
-        headers = [line for line in lines[1:] if line]
-        dropped = _HOP_BY_HOP | {"host"} | _connection_tokens(headers)
-        kept = [h for h in headers if h.split(":", 1)[0].strip().lower() not in dropped]
-        authority = url.netloc.rpartition("@")[2]
-        request = [f"{method} {path} {version}", f"Host: {authority}", *kept, "Connection: close"]
-        return method, host, port, ("\r\n".join(request) + "\r\n\r\n").encode("latin-1")
+            head = parse_head(raw)
+        except WireError as error:
+            raise _refusal(error) from None
+        record.method = head.method
+        hosts = head.values("host")
+        record.host_header = shown(hosts[0]) if hosts else ""
+        try:
+            if head.method == "CONNECT":
+                host, port = self._target(*split_authority(head.target, None))
+                authority = head.target
+            else:
+                authority, path = split_absolute(head.target)
+                host, port = self._target(*split_authority(authority, 80))
+        except WireError as error:
+            raise _refusal(error) from None
+        record.host, record.port = host, port
+        if len(hosts) > 1:
+            raise _bad("more than one Host header")
+        default = port if head.method == "CONNECT" else 80
+        if hosts and self._named(hosts[0], default) != (host, port):
+            raise _bad(f"the Host header names {shown(hosts[0], 80)}, not {shown(authority, 80)}")
+        if head.method == "CONNECT":
+            return Request(head.method, host, port, record.host_header)
+        return self._plain(head, host, port, authority, path, record.host_header)
 
-    def _target(self, host_text: str, port_text: str) -> tuple[str, int]:
+    def _named(self, text: str, default_port: int) -> tuple[str, int] | None:
+        """What a Host header names, normalised like a target; None if it names nothing."""
+        try:
+            return self._target(*split_authority(text, default_port))
+        except (WireError, Refused):
+            return None
+
+    def _plain(
+        self, head: RequestHead, host: str, port: int, authority: str, path: str, seen: str
+    ) -> Request:
+        """One plain request as it goes upstream: its own Host, `Connection: close`, hop-by-hop
+        headers dropped, its body's framing known (the proxy relays that body and no more)."""
+        lengths, codings = head.values("content-length"), head.values("transfer-encoding")
+        chunked, length = False, 0
+        if codings:
+            if len(codings) > 1 or codings[0].lower() != "chunked" or lengths:
+                raise _bad("a Transfer-Encoding other than chunked alone (no Content-Length)")
+            if head.version != "HTTP/1.1":
+                raise _bad("a chunked body in an HTTP/1.0 request")
+            chunked = True
+        elif lengths:
+            if len(lengths) > 1 or not lengths[0].isdigit() or len(lengths[0]) > 18:
+                raise _bad("not one valid Content-Length")
+            length = int(lengths[0])
+        dropped = _HOP_BY_HOP | {"host"} | _connection_tokens(head)
+        kept = [f"{name}: {value}" for name, value in head.headers if name.lower() not in dropped]
+        lines = [f"{head.method} {path} {head.version}", f"Host: {authority}", *kept]
+        lines.append("Connection: close")
+        forward = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return Request(head.method, host, port, seen, forward, chunked, length)
+
+    def _target(self, host_text: str, port: int | None) -> tuple[str, int]:
         named = request_host(host_text)
-        if named is None or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise _bad(f"{host_text}:{port_text} is not a host and port")
-        return named[0], int(port_text)
+        if named is None or port is None:
+            raise _bad(f"{shown(host_text, 80)}:{port} is not a host and port")
+        return named[0], port
+
+    async def _tunnel(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        upstream_reader: asyncio.StreamReader,
+        upstream: asyncio.StreamWriter,
+        record: Record,
+        rule: Rule,
+    ) -> None:
+        """A CONNECT tunnel: TLS whose ClientHello names the tunnel's host, unless the
+        operator's `tcp://` entry lets it carry anything."""
+        if not rule.plain_ok:
+            try:
+                first = await _read_client_hello(reader, record)
+            except NotTls as error:
+                record.reason = error.reason
+                target = _shown_target(record.host, record.port)
+                body = (
+                    f"Honk's network policy refused this tunnel to {target}: {error.reason}. A "
+                    "CONNECT tunnel carries TLS (https://) to the host it names; send plain HTTP "
+                    f"as a request to the proxy (http_proxy), or the operator allows "
+                    f"tcp://{target} (HONK_NETWORK_ALLOW).\n"
+                )
+                await _reply(writer, 403, "Forbidden by Honk: a tunnel carries TLS only", body)
+                return
+            except WireError as error:
+                record.reason = error.reason
+                writer.write(_ACCESS_DENIED)
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+                return
+            if first is None:
+                record.allowed = True
+                record.reason = "closed before sending anything"
+                return
+            upstream.write(first)
+            record.up += len(first)
+        record.allowed = True
+        await _relay(reader, writer, upstream_reader, upstream, record)
 
     async def _connect(
         self, host: str, port: int, record: Record
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """The upstream connection, made only to an address the rules allow."""
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Rule]:
+        """The upstream connection, made only to an address the rules allow, and that rule."""
         config = self.config
-        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        target = _shown_target(host, port)
         literal = request_host(host)
         is_literal = literal is not None and literal[1]
         rule = match(config.rules, host, port)
@@ -234,13 +346,13 @@ class EgressRelay:
         for address in addresses:
             try:
                 opened = await asyncio.wait_for(
-                    asyncio.open_connection(address, port, limit=HEAD_LIMIT), CONNECT_SECONDS
+                    asyncio.open_connection(address, port, limit=STREAM_LIMIT), CONNECT_SECONDS
                 )
             except (OSError, TimeoutError) as exc:
                 failures.append(f"{address}: {exc or type(exc).__name__}")
                 continue
             record.address = address
-            return opened
+            return (*opened, rule)
         raise Refused(
             502, "Bad Gateway", f"Honk's proxy could not connect to {target}: "
             f"{'; '.join(failures)}.\n", "could not connect",
@@ -275,6 +387,70 @@ class EgressRelay:
         )  # fmt: skip
 
 
+async def _read_head(reader: asyncio.StreamReader) -> bytes:
+    """The request head, CRLF CRLF included; WireError past HEAD_LIMIT."""
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_SECONDS)
+    except asyncio.LimitOverrunError:
+        raise too_large() from None
+    if len(head) > HEAD_LIMIT:
+        raise too_large()
+    return head
+
+
+async def _read_client_hello(reader: asyncio.StreamReader, record: Record) -> bytes | None:
+    """The tunnel's first bytes, read until they hold a whole TLS ClientHello that names the
+    tunnel's host (NotTls, WireError otherwise); None if the client sent nothing at all."""
+    buffer = bytearray()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + HEAD_SECONDS
+    while True:
+        try:
+            hello = client_hello(buffer)
+        except NotTls:
+            record.host_header = _plain_host(bytes(buffer)) or record.host_header
+            raise
+        if hello is not None:
+            break
+        if len(buffer) > CLIENT_HELLO_LIMIT + 1024:
+            raise WireError(f"no TLS ClientHello within {CLIENT_HELLO_LIMIT // 1024} KiB")
+        try:
+            chunk = await asyncio.wait_for(reader.read(CHUNK), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            raise WireError("no TLS ClientHello in time") from None
+        if not chunk:
+            if buffer:
+                raise WireError("the tunnel closed inside a TLS ClientHello")
+            return None
+        buffer += chunk
+    record.sni = shown(hello.sni or "")
+    if hello.encrypted:
+        raise WireError("an encrypted ClientHello hides the server name")
+    if hello.sni is None:
+        raise WireError("a TLS ClientHello without a server name (SNI)")
+    named = request_host(hello.sni)
+    if named is None or named[1] or named[0] != record.host:
+        raise WireError(f"the TLS server name {shown(hello.sni, 80)} is not {record.host}")
+    return bytes(buffer)
+
+
+def _plain_host(data: bytes) -> str:
+    """The Host a tunnel's plain HTTP bytes named, for the record (best effort)."""
+    for line in data[:CHUNK].split(b"\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"host":
+            return shown(value.strip())
+    return ""
+
+
+def _shown_target(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _refusal(error: WireError) -> Refused:
+    return Refused(error.status, error.title, f"Honk's proxy: {error.reason}.\n", error.reason)
+
+
 def _private(target: str, host: str, address: str, problem: str) -> Refused:
     body = (
         f"Honk's network policy refused {target}: {host} resolves to {address}, {problem}. "
@@ -290,13 +466,11 @@ def _bad(reason: str) -> Refused:
     return Refused(400, "Bad Request", f"Honk's proxy: {reason}.\n", reason)
 
 
-def _connection_tokens(headers: list[str]) -> set[str]:
+def _connection_tokens(head: RequestHead) -> set[str]:
     """Headers a `Connection:` header names: hop-by-hop too."""
     tokens: set[str] = set()
-    for header in headers:
-        name, _, value = header.partition(":")
-        if name.strip().lower() == "connection":
-            tokens |= {t.strip().lower() for t in value.split(",") if t.strip()}
+    for value in head.values("connection"):
+        tokens |= {t.strip().lower() for t in value.split(",") if t.strip()}
     return tokens
 
 
@@ -310,6 +484,89 @@ async def _reply(writer: asyncio.StreamWriter, status: int, title: str, body: st
     )
     with contextlib.suppress(ConnectionError):
         await writer.drain()
+
+
+async def _relay_one(
+    client_reader: asyncio.StreamReader,
+    client: asyncio.StreamWriter,
+    upstream_reader: asyncio.StreamReader,
+    upstream: asyncio.StreamWriter,
+    record: Record,
+    request: Request,
+) -> None:
+    """One plain request's body upstream (as its framing delimits it, no byte more), the
+    response back until the server closes; whatever the client sends after its request is
+    read and dropped, never relayed: a second request never reaches the server."""
+
+    async def send() -> None:
+        if request.chunked:
+            await _send_chunked(client_reader, upstream, record)
+        else:
+            left = request.length
+            while left > 0:
+                data = await client_reader.read(min(CHUNK, left))
+                if not data:
+                    return
+                left -= len(data)
+                record.up += len(data)
+                upstream.write(data)
+                await upstream.drain()
+        dropped = 0
+        while data := await client_reader.read(CHUNK):
+            dropped += len(data)
+            record.reason = f"one request per connection: {dropped} bytes after it dropped"
+
+    async def receive() -> None:
+        while data := await upstream_reader.read(CHUNK):
+            record.down += len(data)
+            client.write(data)
+            await client.drain()
+
+    sending = asyncio.ensure_future(send())
+    receiving = asyncio.ensure_future(receive())
+    try:
+        done, _ = await asyncio.wait({sending, receiving}, return_when=asyncio.FIRST_COMPLETED)
+        if sending in done and sending.exception() is None:
+            await receiving
+        elif sending in done and isinstance(sending.exception(), WireError):
+            record.reason = f"{sending.exception()}; the request was cut off"
+    finally:
+        await _finish(sending, receiving)
+
+
+async def _send_chunked(
+    reader: asyncio.StreamReader, upstream: asyncio.StreamWriter, record: Record
+) -> None:
+    """A chunked body, read as strictly as a head, relayed up to its last chunk's trailers."""
+
+    async def line() -> bytes:
+        try:
+            return await reader.readuntil(b"\r\n")
+        except asyncio.LimitOverrunError:
+            raise WireError("a chunked body's line is too long") from None
+
+    async def forward(data: bytes) -> None:
+        record.up += len(data)
+        upstream.write(data)
+        await upstream.drain()
+
+    while True:
+        size_line = await line()
+        size = chunk_size(size_line)
+        await forward(size_line)
+        if size == 0:
+            break
+        await forward(await reader.readexactly(size))
+        if await reader.readexactly(2) != b"\r\n":
+            raise WireError("a chunk not followed by CRLF")
+        await forward(b"\r\n")
+    trailers = 0
+    while (trailer := await line()) != b"\r\n":
+        trailers += len(trailer)
+        if trailers > HEAD_LIMIT or b"\r" in trailer[:-2] or b"\n" in trailer[:-2]:
+            raise WireError("a chunked body's trailers are too large or not CRLF lines")
+        await forward(trailer)
+    await forward(b"\r\n")
 
 
 async def _relay(
@@ -343,12 +600,17 @@ async def _relay(
         elif sending in done and sending.exception() is None:
             await receiving
     finally:
-        for task in (sending, receiving):
-            task.cancel()
-        results = await asyncio.gather(sending, receiving, return_exceptions=True)
-        for result in results:
-            if isinstance(result, ConnectionError | OSError):
-                raise result
+        await _finish(sending, receiving)
+
+
+async def _finish(*tasks: asyncio.Future[None]) -> None:
+    """Cancel what is left; a connection lost on either side is raised (the record says so)."""
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, ConnectionError | OSError):
+            raise result
 
 
 async def _system_resolver(host: str, port: int) -> list[str]:
@@ -388,7 +650,7 @@ async def serve(socket_path: str, config: ProxyConfig) -> None:
         loop.add_signal_handler(signum, stop.set)
     stdin = sys.stdin.fileno()
     loop.add_reader(stdin, lambda: os.read(stdin, 4096) or stop.set())
-    server = await asyncio.start_unix_server(handle, path=socket_path, limit=HEAD_LIMIT)
+    server = await asyncio.start_unix_server(handle, path=socket_path, limit=STREAM_LIMIT)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     await stop.wait()

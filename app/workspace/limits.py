@@ -5,6 +5,12 @@ command cannot raise (no capabilities). RLIMIT_NPROC binds no process of root, s
 Honk can make a pids cgroup (cgroup v1's pids hierarchy, or v2 with pids delegated to
 Honk's cgroup) each command runs in one of its own; either way Honk watches the command
 and ends it with a clear error when it reaches its process or disk limit.
+
+Memory is capped for the command as a whole: where Honk can make a memory cgroup (v1's
+memory hierarchy, or v2 with memory delegated) the kernel holds all its processes together
+to HONK_SANDBOX_MEMORY_MB, no swap, and kills inside it past that; elsewhere each process
+gets an address-space limit (RLIMIT_AS) of that size, the command fewer processes
+(FALLBACK_PROCESSES), and Honk's watch ends it when their memory together passes the limit.
 """
 
 from __future__ import annotations
@@ -12,16 +18,27 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import signal
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.config import Settings
 
 MIB = 1024 * 1024
+# Without a memory cgroup: at most this many processes, each with its own address-space
+# limit, so that between two looks of the watch the command cannot go far past its memory.
+FALLBACK_PROCESSES = 128
 _CGROUP_PREFIX = "honk-sandbox-"
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+# What a process whose allocation was refused (RLIMIT_AS) says, in the common runtimes.
+_OUT_OF_MEMORY = re.compile(
+    r"MemoryError|Cannot allocate memory|std::bad_alloc|out of memory|JavaScript heap",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,11 @@ class SandboxLimits:
     check_interval: float = 0.25
     # False: never a pids cgroup (as where none is writable): RLIMIT_NPROC and the watch.
     use_cgroup: bool = True
+    # False: never a memory cgroup (as where none can be made): the fallback below.
+    memory_cgroup: bool = True
+    # The fallback in force (`without_memory_cgroup`): RLIMIT_AS per process, and the watch
+    # sums the command's memory.
+    address_space: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SandboxLimits:
@@ -53,13 +75,37 @@ class SandboxLimits:
 
         A limit already lower than ours (the host's hard limit) cannot be raised and stays.
         """
-        limits = (
+        limits = [
             ("-u", self.processes),
             ("-d", self.memory_mb * 1024),  # KiB
             ("-f", self.file_size_mb * 1024),  # KiB in bash's default mode
-        )
+        ]
+        if self.address_space:
+            limits.append(("-v", self.memory_mb * 1024))  # KiB
         sets = "".join(f"ulimit -HS {flag} {value} 2>/dev/null; " for flag, value in limits)
         return sets + before + 'exec bash -c "$1"'
+
+    def without_memory_cgroup(self) -> SandboxLimits:
+        """The limits where no memory cgroup holds the command: fewer processes, each with
+        an address-space limit, and the watch on their total."""
+        return replace(self, processes=min(self.processes, FALLBACK_PROCESSES), address_space=True)
+
+    def memory_message(self) -> str:
+        return (
+            f"stopped: the command reached the sandbox's memory limit of {self.memory_mb:,} "
+            "MiB for all its processes together (HONK_SANDBOX_MEMORY_MB); use less at once "
+            "(fewer parallel jobs, smaller inputs)"
+        )
+
+    def allocation_message(self) -> str:
+        return (
+            "a process ran out of memory: each may map at most "
+            f"{self.memory_mb:,} MiB (HONK_SANDBOX_MEMORY_MB) on this host"
+        )
+
+    def refused_allocation(self, returncode: int | None, output: str) -> bool:
+        """Under the address-space limit, a failed command that says it ran out of memory."""
+        return self.address_space and returncode != 0 and bool(_OUT_OF_MEMORY.search(output))
 
     def process_message(self) -> str:
         return (
@@ -80,55 +126,17 @@ class SandboxLimits:
         )
 
 
-class PidsCgroup:
-    """One command's pids cgroup: the kernel caps its tasks; Honk sees when it hit the cap."""
+class _CommandCgroup:
+    """A cgroup made for one command: entered before it can fork, removed after it."""
 
-    _parent: Path | bool | None = False  # False: not looked for yet
-
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, owned: bool = True) -> None:
         self.path = path
-
-    @classmethod
-    def create(cls, limit: int) -> PidsCgroup | None:
-        """A fresh cgroup capped at `limit` tasks, or None where Honk cannot make one."""
-        if cls._parent is False:
-            cls._parent = _usable_parent(_pids_dirs())
-        if not isinstance(cls._parent, Path):
-            return None
-        path = cls._parent / f"{_CGROUP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
-        try:
-            path.mkdir()
-            (path / "pids.max").write_text(str(limit))
-        except OSError:
-            with contextlib.suppress(OSError):
-                path.rmdir()
-            return None
-        return cls(path)
-
-    def wrap(self, argv: list[str]) -> list[str]:
-        """`argv` started inside the cgroup before it can fork (no race with its children)."""
-        procs = str(self.path / "cgroup.procs")
-        # Where the move is refused (a v2 hierarchy Honk may not write), the command still
-        # runs, capped by RLIMIT_NPROC and watched by count_tasks.
-        return ["/bin/sh", "-c", 'echo $$ > "$0" 2>/dev/null; exec "$@"', procs, *argv]
-
-    def tasks(self) -> int:
-        """Tasks in it now (0 where the command could not be moved into it)."""
-        try:
-            return int((self.path / "pids.current").read_text())
-        except (OSError, ValueError):
-            return 0
-
-    def hit_limit(self) -> bool:
-        try:
-            events = (self.path / "pids.events").read_text()
-        except OSError:
-            return False
-        counts = dict(line.split() for line in events.splitlines() if len(line.split()) == 2)
-        return counts.get("max", "0") != "0"
+        self.owned = owned  # False: another cgroup's directory (v2: one for both controllers)
 
     def remove(self) -> bool:
         """Kill what is left in it and remove it; False while tasks still linger."""
+        if not self.owned:
+            return True
         try:
             pids = (self.path / "cgroup.procs").read_text().split()
         except OSError:
@@ -146,6 +154,135 @@ class PidsCgroup:
             raise
         return True
 
+    def members(self) -> list[int]:
+        """The processes in it now."""
+        try:
+            return [int(pid) for pid in (self.path / "cgroup.procs").read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+
+class PidsCgroup(_CommandCgroup):
+    """One command's pids cgroup: the kernel caps its tasks; Honk sees when it hit the cap."""
+
+    _parent: Path | bool | None = False  # False: not looked for yet
+
+    @classmethod
+    def create(cls, limit: int) -> PidsCgroup | None:
+        """A fresh cgroup capped at `limit` tasks, or None where Honk cannot make one."""
+        if cls._parent is False:
+            cls._parent = _usable_parent(_controller_dirs("pids"), _probe_pids)
+        if not isinstance(cls._parent, Path):
+            return None
+        path = cls._parent / f"{_CGROUP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        try:
+            path.mkdir()
+            (path / "pids.max").write_text(str(limit))
+        except OSError:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+            return None
+        return cls(path)
+
+    def set_limit(self, limit: int) -> bool:
+        try:
+            (self.path / "pids.max").write_text(str(limit))
+        except OSError:
+            return False
+        return True
+
+    def tasks(self) -> int:
+        """Tasks in it now (0 where the command could not be moved into it)."""
+        try:
+            return int((self.path / "pids.current").read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def hit_limit(self) -> bool:
+        return _event_count(self.path / "pids.events", "max") > 0
+
+
+class MemoryCgroup(_CommandCgroup):
+    """One command's memory cgroup: the kernel holds all its processes together to the
+    limit, without swap, and kills inside it past that; Honk sees that it did."""
+
+    _parent: Path | bool | None = False  # False: not looked for yet
+
+    def __init__(self, path: Path, *, v2: bool, owned: bool = True) -> None:
+        super().__init__(path, owned=owned)
+        self.v2 = v2
+
+    @classmethod
+    def create(cls, limit_bytes: int, *, beside: PidsCgroup | None = None) -> MemoryCgroup | None:
+        """A cgroup capped at `limit_bytes`, or None where Honk cannot make one. On cgroup v2
+        a process is in one cgroup only: the command's pids cgroup, if it is in the same
+        hierarchy, takes the memory limit too."""
+        if cls._parent is False:
+            cls._parent = _usable_parent(_controller_dirs("memory"), _probe_memory)
+        parent = cls._parent
+        if not isinstance(parent, Path):
+            return None
+        v2 = (parent / "cgroup.controllers").exists()
+        if v2 and beside is not None and beside.path.parent == parent:
+            path, owned = beside.path, False
+        else:
+            path, owned = parent / f"{_CGROUP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}", True
+        try:
+            if owned:
+                path.mkdir()
+            _limit_memory(path, limit_bytes, v2=v2)
+        except OSError:
+            if owned:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+            return None
+        return cls(path, v2=v2, owned=owned)
+
+    def oom_kills(self) -> int:
+        """Processes the kernel killed in it for want of memory."""
+        if self.v2:
+            return _event_count(self.path / "memory.events", "oom_kill")
+        return _event_count(self.path / "memory.oom_control", "oom_kill")
+
+
+def _limit_memory(path: Path, limit_bytes: int, *, v2: bool) -> None:
+    """The limit, and no swap beyond it where the kernel accounts swap."""
+    if v2:
+        (path / "memory.max").write_text(str(limit_bytes))
+        for name, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
+            with contextlib.suppress(OSError):
+                (path / name).write_text(value)
+        return
+    (path / "memory.limit_in_bytes").write_text(str(limit_bytes))
+    with contextlib.suppress(OSError):  # absent without swap accounting (swapaccount=0)
+        (path / "memory.memsw.limit_in_bytes").write_text(str(limit_bytes))
+
+
+def _event_count(path: Path, key: str) -> int:
+    """`key`'s count in a flat "name value" file (pids.events, memory.events, oom_control)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        name, _, value = line.partition(" ")
+        if name == key and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def enter(argv: list[str], cgroups: Iterable[_CommandCgroup]) -> list[str]:
+    """`argv` started inside each cgroup before it can fork (no race with its children).
+
+    Where a move is refused (a v2 hierarchy Honk may not write), the command still runs,
+    capped by its rlimits and watched.
+    """
+    procs = list(dict.fromkeys(str(c.path / "cgroup.procs") for c in cgroups))
+    if not procs:
+        return argv
+    script = 'n=$0; while [ "$n" -gt 0 ]; do echo $$ > "$1" 2>/dev/null; shift; n=$((n-1)); done; '
+    return ["/bin/sh", "-c", script + 'exec "$@"', str(len(procs)), *procs, *argv]
+
 
 def process_cap() -> str:
     """What holds a command to its process limit on this host (blocking: probes cgroups)."""
@@ -158,10 +295,47 @@ def process_cap() -> str:
     return "Honk's watch only (root is not bound by RLIMIT_NPROC and no pids cgroup is writable)"
 
 
-def count_tasks(pid: int) -> int:
-    """Tasks (threads) of `pid` and all its descendants, from /proc (blocking).
+def memory_cap(limits: SandboxLimits) -> str:
+    """What holds a command to its memory limit on this host, and the limit (blocking)."""
+    probe = MemoryCgroup.create(limits.memory_mb * MIB) if limits.memory_cgroup else None
+    if probe is not None:
+        probe.remove()
+        kind = "v2" if probe.v2 else "v1"
+        return (
+            f"a memory cgroup ({kind}) per command: {limits.memory_mb:,} MiB for all its "
+            "processes together, no swap"
+        )
+    fallback = limits.without_memory_cgroup()
+    why = "not used" if not limits.memory_cgroup else "none can be made here"
+    return (
+        f"an address-space limit (RLIMIT_AS) of {fallback.memory_mb:,} MiB per process, at "
+        f"most {fallback.processes} processes, and Honk's watch of their total "
+        f"({fallback.memory_mb:,} MiB); no memory cgroup: {why}"
+    )
 
-    Used where no cgroup counts them: it reads every process's stat, so only then.
+
+def private_memory(pids: Iterable[int]) -> int:
+    """Bytes of memory the processes hold of their own (resident, not file-backed or
+    shared), from /proc (blocking)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as handle:
+                fields = handle.read().split()
+            total += max(0, int(fields[1]) - int(fields[2])) * _PAGE
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def count_tasks(pid: int) -> int:
+    """Tasks (threads) of `pid` and all its descendants, from /proc (blocking)."""
+    return descendants(pid)[0]
+
+
+def descendants(pid: int) -> tuple[int, list[int]]:
+    """Tasks (threads) of `pid` and all its descendants, and their pids, from /proc
+    (blocking). Used where no cgroup counts them: it reads every process's stat, so only then.
     """
     children: dict[int, list[int]] = {}
     threads: dict[int, int] = {}
@@ -179,12 +353,14 @@ def count_tasks(pid: int) -> int:
                 continue
             threads[int(entry.name)] = count
             children.setdefault(ppid, []).append(int(entry.name))
-    total, pending = 0, [pid]
+    total, pending, found = 0, [pid], []
     while pending:
         current = pending.pop()
+        if current in threads:
+            found.append(current)
         total += threads.get(current, 0)
         pending += children.get(current, [])
-    return total
+    return total, found
 
 
 class DiskWatch:
@@ -262,24 +438,30 @@ def _free_bytes(path: Path) -> int:
     return stat.f_bavail * stat.f_frsize
 
 
-def _pids_dirs() -> list[Path]:
-    """Honk's own cgroup directories that can hold a pids controller (v1 first, then v2)."""
+def _controller_dirs(controller: str) -> list[Path]:
+    """Honk's own cgroup directories that can hold `controller` (v1 first, then v2)."""
     try:
         mountinfo = Path("/proc/self/mountinfo").read_text()
         own = Path("/proc/self/cgroup").read_text()
     except OSError:
         return []
-    return pids_dirs(mountinfo, own)
+    return controller_dirs(controller, mountinfo, own)
 
 
 def pids_dirs(mountinfo: str, own_cgroups: str) -> list[Path]:
     """Where this process's pids cgroup is, from /proc/self/mountinfo and /proc/self/cgroup."""
+    return controller_dirs("pids", mountinfo, own_cgroups)
+
+
+def controller_dirs(controller: str, mountinfo: str, own_cgroups: str) -> list[Path]:
+    """Where this process's cgroup for `controller` is (a v1 hierarchy of its own, or v2's),
+    from /proc/self/mountinfo and /proc/self/cgroup."""
     membership: dict[str, str] = {}
     for line in own_cgroups.splitlines():
         parts = line.split(":", 2)
         if len(parts) == 3:
-            for controller in parts[1].split(",") if parts[1] else [""]:
-                membership[controller] = parts[2]
+            for name in parts[1].split(",") if parts[1] else [""]:
+                membership[name] = parts[2]
     found: list[Path] = []
     for line in mountinfo.splitlines():
         left, _, right = line.partition(" - ")
@@ -287,8 +469,8 @@ def pids_dirs(mountinfo: str, own_cgroups: str) -> list[Path]:
         if len(fields) < 5 or len(tail) < 3:
             continue
         root, mount_point, fstype, options = fields[3], fields[4], tail[0], tail[2]
-        if fstype == "cgroup" and "pids" in options.split(","):
-            own = membership.get("pids")
+        if fstype == "cgroup" and controller in options.split(","):
+            own = membership.get(controller)
         elif fstype == "cgroup2":
             own = membership.get("")
         else:
@@ -308,24 +490,33 @@ def under_root(path: str, root: str) -> bool:
     return root == "/" or path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _usable_parent(candidates: list[Path]) -> Path | None:
-    """The first candidate where a child capped by pids.max can be made and removed."""
+def _usable_parent(candidates: list[Path], probe: Callable[[Path], None]) -> Path | None:
+    """The first candidate where a child can be made, limited by `probe`, and removed."""
     for parent in candidates:
         _sweep(parent)
-        probe = parent / f"{_CGROUP_PREFIX}probe-{os.getpid()}-{secrets.token_hex(4)}"
+        child = parent / f"{_CGROUP_PREFIX}probe-{os.getpid()}-{secrets.token_hex(4)}"
         try:
-            probe.mkdir()
+            child.mkdir()
         except OSError:
             continue
         try:
-            (probe / "pids.max").write_text("1")
+            probe(child)
             return parent
         except OSError:
             continue
         finally:
             with contextlib.suppress(OSError):
-                probe.rmdir()
+                child.rmdir()
     return None
+
+
+def _probe_pids(child: Path) -> None:
+    (child / "pids.max").write_text("1")
+
+
+def _probe_memory(child: Path) -> None:
+    # A v2 child has memory.max only where the parent delegates the memory controller.
+    _limit_memory(child, 64 * MIB, v2=(child.parent / "cgroup.controllers").exists())
 
 
 def _sweep(parent: Path) -> None:

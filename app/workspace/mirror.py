@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import re
 import secrets
 import shutil
 import stat
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from app.config import Settings
@@ -20,14 +22,27 @@ from app.workspace.checkout import Checkout
 from app.workspace.git import GitError, git
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_OPAQUE = re.compile(r"^[0-9a-f]{24}$")  # a checkout's directory: blake2b, 12 bytes
+
+
+# Beside each checkout (never inside it, so never in the sandbox): the run and its attempt,
+# so whichever process shares this directory can tell what a checkout is and sweep it.
+MARKER = "run.json"
+# A directory without a marker (a layout before markers, or a marker not yet written) is
+# left alone this long after its last change, then swept.
+UNMARKED_AGE = 24 * 3600.0
+# Still in use, or not: (run id, attempt) -> whether that attempt may still work in it.
+InUse = Callable[[int, int], Awaitable[bool]]
 
 
 class Workspaces:
     """Mirrors under data_dir/mirrors/<owner>/<name>.git; runs in checkouts_dir/<opaque>/<name>.
 
     The sandbox's mount table shows a checkout's host path, so it names neither the data
-    directory nor the run: the opaque part is a keyed hash of the run id (the key is kept
-    in the data directory), the same for a run claimed again, so its leftovers go.
+    directory nor the run: the opaque part is a keyed hash of the run id and its attempt (the
+    key is kept in the data directory). Beside the checkout, MARKER names the run and attempt
+    for `sweep`, which any process sharing the checkouts directory runs: a process that dies
+    leaves its checkouts to whoever sweeps next, whatever their key.
     """
 
     clone_timeout: float = 1800.0
@@ -47,10 +62,12 @@ class Workspaces:
         owner, name = split_repo(repo)
         return self.mirrors_dir / owner / f"{name}.git"
 
-    def checkout_path(self, repo: str, run_id: int) -> Path:
-        """Where run `run_id` checks `repo` out (blocking the first time: reads the key)."""
+    def checkout_path(self, repo: str, run_id: int, attempt: int = 1) -> Path:
+        """Where attempt `attempt` of run `run_id` checks `repo` out (blocking the first time:
+        reads the key)."""
         _owner, name = split_repo(repo)
-        opaque = hashlib.blake2b(str(int(run_id)).encode(), key=self._name_key(), digest_size=12)
+        named = f"{int(run_id)}:{int(attempt)}".encode()
+        opaque = hashlib.blake2b(named, key=self._name_key(), digest_size=12)
         return self.checkouts_dir / opaque.hexdigest() / name
 
     def _name_key(self) -> bytes:
@@ -68,19 +85,20 @@ class Workspaces:
         run_id: int,
         branch: str,
         base: str | None = None,
+        attempt: int = 1,
     ) -> AsyncIterator[Checkout]:
-        """A fresh clone for one run on `branch`; removed on exit, however it exits."""
+        """A fresh clone for one attempt of a run on `branch`; removed on exit, however it
+        exits (what a killed process leaves, `sweep` removes)."""
         mirror = self.mirror_path(repo)
-        path = await asyncio.to_thread(self.checkout_path, repo, run_id)
+        path = await asyncio.to_thread(self.checkout_path, repo, run_id, attempt)
         try:
             async with self._mirror_lock(repo):
                 await self._update_mirror(mirror, clone_url, token)
                 if base is None:
                     base = await _default_branch(mirror)
-                # A claim of an expired lease may find the dead worker's leftovers.
-                await _remove(path)
+                await _remove(path)  # anything there is a leftover: this attempt is ours
                 await asyncio.to_thread(_private_dir, self.checkouts_dir)
-                path.parent.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(_mark, path.parent, run_id, attempt)
                 # A plain local clone hard-links the mirror's objects: fast, and
                 # independent of later repacks of the mirror (unlike --shared).
                 await git("clone", "--quiet", "--no-checkout", str(mirror), str(path))
@@ -91,9 +109,21 @@ class Workspaces:
             start = await _switch_to_branch(path, branch, base)
             yield Checkout(path, repo, branch, base, clone_url, start_sha=start)
         finally:
-            await asyncio.shield(_remove(path))
-            with contextlib.suppress(OSError):
-                path.parent.rmdir()
+            await asyncio.shield(_remove(path.parent))  # the checkout and its marker
+
+    async def sweep(self, in_use: InUse) -> int:
+        """Remove the checkouts in the checkouts directory whose attempt `in_use` says is
+        over (the run ended, or was claimed again), whichever process made them; how many.
+
+        Checkouts of processes on other machines lie on their own disks: theirs to sweep.
+        """
+        removed = 0
+        for entry, marked in await asyncio.to_thread(_entries, self.checkouts_dir):
+            if marked is _RECENT or (marked is not _STALE and await in_use(*marked)):
+                continue
+            await asyncio.shield(_remove(entry))
+            removed += 1
+        return removed
 
     async def _update_mirror(self, mirror: Path, clone_url: str, token: str | None) -> None:
         if (mirror / "HEAD").exists():
@@ -181,6 +211,42 @@ def _shared_key(path: Path) -> bytes:
             os.link(draft, path)  # never replaces a key another process made
         draft.unlink()
     return path.read_bytes()
+
+
+def _mark(directory: Path, run_id: int, attempt: int) -> None:
+    """Make the checkout's directory with its marker in it, before anything is cloned."""
+    directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / MARKER
+    fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"run": int(run_id), "attempt": int(attempt)}, handle)
+
+
+_RECENT = (-1, -1)  # unmarked, changed within UNMARKED_AGE: left alone
+_STALE = (-2, -2)  # unmarked and older: swept
+
+
+def _entries(checkouts_dir: Path) -> list[tuple[Path, tuple[int, int]]]:
+    """The checkouts' directories there, each with its (run, attempt) or _RECENT or _STALE."""
+    found: list[tuple[Path, tuple[int, int]]] = []
+    try:
+        entries = list(os.scandir(checkouts_dir))
+    except FileNotFoundError:
+        return found
+    now = time.time()
+    for entry in entries:
+        # Only names this class gives (24 hex digits): anything else there is not Honk's.
+        if not _OPAQUE.match(entry.name) or not entry.is_dir(follow_symlinks=False):
+            continue
+        path = Path(entry.path)
+        try:
+            data = json.loads((path / MARKER).read_text())
+            found.append((path, (int(data["run"]), int(data["attempt"]))))
+        except (OSError, ValueError, KeyError, TypeError):
+            with contextlib.suppress(OSError):
+                old = now - entry.stat(follow_symlinks=False).st_mtime > UNMARKED_AGE
+                found.append((path, _STALE if old else _RECENT))
+    return found
 
 
 def _private_dir(path: Path) -> None:

@@ -18,7 +18,16 @@ from pathlib import Path
 from app import metrics
 from app.config import Settings
 from app.workspace.egress import SandboxProxy
-from app.workspace.limits import MIB, DiskWatch, PidsCgroup, SandboxLimits, count_tasks
+from app.workspace.limits import (
+    MIB,
+    DiskWatch,
+    MemoryCgroup,
+    PidsCgroup,
+    SandboxLimits,
+    descendants,
+    enter,
+    private_memory,
+)
 from app.workspace.mounts import (
     Hidden,
     HonkInstall,
@@ -46,6 +55,19 @@ class SandboxUnavailable(RuntimeError):
 
 class PathOutsideWorkspace(ValueError):
     """A path given by the agent leads outside the checkout."""
+
+
+@dataclass
+class _Caps:
+    """What holds one command: its limits as they apply here, and its cgroups."""
+
+    limits: SandboxLimits
+    pids: PidsCgroup | None = None
+    memory: MemoryCgroup | None = None
+    memory_hit: bool = False  # the kernel killed in its memory cgroup
+
+    def cgroups(self) -> list[PidsCgroup | MemoryCgroup]:
+        return [c for c in (self.pids, self.memory) if c is not None]
 
 
 @dataclass
@@ -104,6 +126,8 @@ class Sandbox:
         # The phase's way out (setup's, then the agent's), set while that phase runs; with
         # none a command has loopback only. Never the host's network.
         self.proxy: SandboxProxy | None = None
+        # The repository's plain variables (`env:`, a devcontainer's), vetted by repo_config.
+        self.repository_env: dict[str, str] = {}
         self.timeout = timeout
         self.output_limit = output_limit
         name = self.root.name or "repo"
@@ -167,29 +191,31 @@ class Sandbox:
         It reaches the phase's proxy, if any, unless `offline` (loopback only).
         """
         proxy = None if offline else self.proxy
-        argv = await asyncio.to_thread(self.command_line, command, proxy=proxy)
         confined = self.mode == "bwrap"
-        cgroup = None
-        if confined and self.limits.use_cgroup:
-            cgroup = await asyncio.to_thread(PidsCgroup.create, self.limits.processes)
-        if cgroup is not None:
-            argv = cgroup.wrap(argv)
+        caps = await asyncio.to_thread(self._caps) if confined else _Caps(self.limits)
+        try:
+            argv = await asyncio.to_thread(
+                self.command_line, command, proxy=proxy, limits=caps.limits
+            )
+            argv = enter(argv, caps.cgroups())
+        except BaseException:
+            await _remove(caps)
+            raise
         limit = self.timeout if timeout is None else timeout
         started = time.monotonic()
         try:
-            disk_before = await asyncio.to_thread(self.disk.measure) if confined else 0
+            disk_before = await asyncio.to_thread(self._disk_before) if confined else 0
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=self.root,
-                env=sandbox_env(),
+                env=with_repository_env(sandbox_env(), self.repository_env),
                 stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
             )
         except BaseException:
-            if cgroup is not None:
-                await _remove(cgroup)
+            await _remove(caps)
             raise
         cap = OutputCap(self.output_limit)
         assert proc.stdout is not None
@@ -199,7 +225,7 @@ class Sandbox:
         stopped: str | None = None
         try:
             async with asyncio.timeout(limit):
-                stopped = await self._until_done(proc, cgroup, disk_before)
+                stopped = await self._until_done(proc, caps, disk_before)
         except TimeoutError:
             timed_out = True
         finally:
@@ -210,8 +236,10 @@ class Sandbox:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
             await asyncio.shield(proc.wait())
-            if cgroup is not None:
-                await asyncio.shield(_remove(cgroup))
+            if caps.memory is not None:  # read before the cgroup goes
+                killed = await asyncio.shield(asyncio.to_thread(caps.memory.oom_kills))
+                caps.memory_hit = caps.memory_hit or killed > 0
+            await asyncio.shield(_remove(caps))
             writer.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(reader), _DRAIN_SECONDS)
@@ -223,7 +251,7 @@ class Sandbox:
             raise SandboxUnavailable(f"bwrap could not set up the sandbox: {output.strip()[:500]}")
         ended = timed_out or stopped is not None
         if confined and stopped is None:
-            stopped = await self._after(proc.returncode, output)
+            stopped = await self._after(proc.returncode, output, caps)
         result = (
             "timeout" if timed_out else "killed" if stopped else
             "ok" if proc.returncode == 0 else "failed"
@@ -237,8 +265,30 @@ class Sandbox:
             limit=stopped,
         )
 
+    def _disk_before(self) -> int:
+        """The checkout's size as a command starts: what it must grow past to be ended.
+
+        Over the limit, `measure` answers the limit itself until it walks again; the last
+        walk's count is the size then, so a command that only shrinks it (rm) goes on."""
+        return max(self.disk.measure(), self.disk.known or 0)
+
+    def _caps(self) -> _Caps:
+        """The command's cgroups where Honk can make them; without a memory cgroup, the
+        limits that stand in for it (blocking: cgroup files)."""
+        limits = self.limits
+        pids = PidsCgroup.create(limits.processes) if limits.use_cgroup else None
+        memory = None
+        if limits.memory_cgroup:
+            memory = MemoryCgroup.create(limits.memory_mb * MIB, beside=pids)
+        if memory is None:
+            limits = limits.without_memory_cgroup()
+            if pids is not None and not pids.set_limit(limits.processes):
+                pids.remove()
+                pids = None
+        return _Caps(limits, pids, memory)
+
     async def _until_done(
-        self, proc: asyncio.subprocess.Process, cgroup: PidsCgroup | None, disk_before: int
+        self, proc: asyncio.subprocess.Process, caps: _Caps, disk_before: int
     ) -> str | None:
         """Wait for the command; a limit it reaches first ends it (the reason is returned)."""
         if self.mode == "off":
@@ -247,38 +297,58 @@ class Sandbox:
         waiter = asyncio.ensure_future(proc.wait())
         try:
             while True:
-                done, _ = await asyncio.wait({waiter}, timeout=self.limits.check_interval)
+                done, _ = await asyncio.wait({waiter}, timeout=caps.limits.check_interval)
                 if done:
                     return None
-                reason = await asyncio.to_thread(self._limit_reached, proc.pid, cgroup, disk_before)
+                reason = await asyncio.to_thread(self._limit_reached, proc.pid, caps, disk_before)
                 if reason is not None and proc.returncode is None:
                     return reason
         finally:
             waiter.cancel()
 
-    def _limit_reached(self, pid: int, cgroup: PidsCgroup | None, disk_before: int) -> str | None:
-        limits = self.limits
+    def _limit_reached(self, pid: int, caps: _Caps, disk_before: int) -> str | None:
+        limits, cgroup = caps.limits, caps.pids
+        members: list[int] = []
         if cgroup is not None and cgroup.tasks() > 0:
             too_many = cgroup.hit_limit()  # the kernel refused a fork: the cap was reached
+            if limits.address_space:
+                members = cgroup.members()
         else:
-            too_many = count_tasks(pid) >= limits.processes
+            tasks, members = descendants(pid)
+            too_many = tasks >= limits.processes
         if too_many:
             return limits.process_message()
+        if caps.memory is not None and caps.memory.oom_kills() > 0:
+            caps.memory_hit = True  # the kernel killed in it: the whole command ends
+            return limits.memory_message()
+        if limits.address_space and private_memory(members) > limits.memory_mb * MIB:
+            return limits.memory_message()
         used = self.disk.measure()
         # Growing past the limit ends the command; shrinking (rm) never does.
         if used > self.disk.limit and used > disk_before:
             return limits.disk_message(used)
         return None
 
-    async def _after(self, returncode: int | None, output: str) -> str | None:
-        """A limit the finished command ran into: a file too big, the checkout too full."""
+    async def _after(self, returncode: int | None, output: str, caps: _Caps) -> str | None:
+        """A limit the finished command ran into: memory, a file too big, the checkout full."""
+        if caps.memory_hit:
+            return caps.limits.memory_message()
+        if caps.limits.refused_allocation(returncode, output):
+            return caps.limits.allocation_message()
         if returncode == _FILE_TOO_BIG or _FILE_TOO_BIG_NOTE in output:
             return self.limits.file_size_message()
         used = await asyncio.to_thread(functools.partial(self.disk.measure, fresh=True))
         return self.limits.disk_message(used) if used > self.disk.limit else None
 
-    def command_line(self, command: str, *, proxy: SandboxProxy | None = None) -> list[str]:
-        """The argv that runs `command` (bwrap and its mounts, or plain bash).
+    def command_line(
+        self,
+        command: str,
+        *,
+        proxy: SandboxProxy | None = None,
+        limits: SandboxLimits | None = None,
+    ) -> list[str]:
+        """The argv that runs `command` (bwrap and its mounts, or plain bash) under `limits`
+        (the sandbox's own by default).
 
         Blocking (it looks at the host's directories): call in a thread.
         """
@@ -291,7 +361,7 @@ class Sandbox:
                 "apt-get install bubblewrap) or set HONK_SANDBOX=off to run agent "
                 "commands without a sandbox (unsafe)"
             )
-        preamble = self.limits.preamble(proxy.forwarder() if proxy else "")
+        preamble = (limits or self.limits).preamble(proxy.forwarder() if proxy else "")
         inner = ["bash", "-c", preamble, "honk-limits", command]
         return [bwrap, *self._bwrap_args(proxy), "--", *inner]
 
@@ -306,7 +376,7 @@ class Sandbox:
             "--new-session",
             "--clearenv",
         ]  # fmt: skip
-        for key, value in sandbox_env().items():
+        for key, value in with_repository_env(sandbox_env(), self.repository_env).items():
             args += ["--setenv", key, value]
         system, rest = host_mounts(self.ro_paths, self.hidden)
         tmp_size = str(self.limits.tmp_mb * MIB)
@@ -379,6 +449,16 @@ def sandbox_env() -> dict[str, str]:
     return {"PATH": path, "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
+def with_repository_env(env: dict[str, str], repository: dict[str, str]) -> dict[str, str]:
+    """The sandbox's environment with the repository's variables (`env:`) beside it.
+
+    They were vetted when the file was read (no secret's name, nothing the sandbox sets or
+    depends on); Honk's own values still win here, whatever the repository names. The
+    phase's proxy variables are set after these (bwrap's --setenv), so they win too.
+    """
+    return {**repository, **env}
+
+
 async def _read_into(stream: asyncio.StreamReader, cap: OutputCap) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     while chunk := await stream.read(_READ_CHUNK):
@@ -399,9 +479,10 @@ async def _write_input(stdin: asyncio.StreamWriter | None, text: str | None) -> 
         stdin.close()
 
 
-async def _remove(cgroup: PidsCgroup) -> None:
-    """The command's cgroup goes with it; its last tasks are gone within moments of its end."""
-    for delay in (0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0):
-        await asyncio.sleep(delay)
-        if await asyncio.to_thread(cgroup.remove):
-            return
+async def _remove(caps: _Caps) -> None:
+    """The command's cgroups go with it; their last tasks are gone within moments of its end."""
+    for cgroup in caps.cgroups():
+        for delay in (0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0):
+            await asyncio.sleep(delay)
+            if await asyncio.to_thread(cgroup.remove):
+                break

@@ -19,7 +19,7 @@ from slack_sdk.models.views import View
 
 from app.actions import cancel_run, queue_follow_up
 from app.handlers.slack import golive
-from app.handlers.slack.conversation import UNKNOWN_RUN, SlackContext, run_of
+from app.handlers.slack.conversation import UNKNOWN_RUN, SlackContext, SlackRouter, run_of
 from app.handlers.slack.parsing import Origin, interaction_origin, interaction_user
 from app.log import describe_error
 from app.models import Run
@@ -27,6 +27,7 @@ from app.slack import blocks
 from app.store.kv import Namespace, mapping
 
 log = logging.getLogger(__name__)
+router = SlackRouter()  # this module's kind of stored request: interaction
 
 # modal key -> the run and the clicked message (private_metadata holds 3000 characters at most)
 _RETRY_MODALS: Namespace[dict[str, Any]] = Namespace(
@@ -67,27 +68,49 @@ def submitted_text(view: Mapping[str, Any]) -> str:
     return str((values.get(RETRY_INPUT) or {}).get("value") or "").strip()
 
 
-async def on_interaction(ctx: SlackContext, payload: Mapping[str, Any]) -> None:
-    """A button or a modal, answered within Slack's 3 seconds; slow work goes on in tasks."""
+# Buttons that act (on a run, a PR): stored in the inbox before Slack hears back, done there.
+ACTING = frozenset({blocks.CANCEL_ACTION, *golive.ACTIONS})
+
+
+def acts(payload: Mapping[str, Any]) -> bool:
+    """Whether an interaction asks for an action, which the inbox keeps until it is done: a
+    button of ACTING, or the submitted Retry form."""
     kind = payload.get("type")
+    if kind == "view_submission":
+        return (payload.get("view") or {}).get("callback_id") == RETRY_VIEW
     if kind == "block_actions":
-        await on_block_action(ctx, payload)
-    elif kind == "view_submission" and (payload.get("view") or {}).get("callback_id") == RETRY_VIEW:
-        ctx.spawn(on_retry_submitted(ctx, payload), None)
+        return any(action.get("action_id") in ACTING for action in payload.get("actions") or [])
+    return False
 
 
-async def on_block_action(ctx: SlackContext, payload: Mapping[str, Any]) -> None:
-    """Retry opens its modal at once (a trigger_id lasts 3 s); Cancel continues in a task."""
+async def answer_at_once(ctx: SlackContext, payload: Mapping[str, Any]) -> None:
+    """What cannot wait for the inbox: Retry's form opens with the click's trigger_id, which
+    Slack honours for 3 seconds. Opening it acts on nothing; its submission does, stored."""
+    if payload.get("type") != "block_actions":
+        return
+    origin = interaction_origin(payload)
+    for action in payload.get("actions") or []:
+        if action.get("action_id") == blocks.RETRY_ACTION:
+            await open_retry(ctx, payload, action, origin)
+        # Open PR is a link button: Slack opens the URL; Honk only acknowledges.
+
+
+@router.register("interaction")
+async def on_stored_interaction(ctx: SlackContext, stored: Mapping[str, Any]) -> None:
+    """A click's action, from the inbox (once, in whichever process claims it): Cancel, the
+    go-live card's Merge, Approve, Close PR, Continue, or a submitted Retry form."""
+    payload = stored.get("payload") or {}
+    if payload.get("type") == "view_submission":
+        if (payload.get("view") or {}).get("callback_id") == RETRY_VIEW:
+            await ctx.guard(on_retry_submitted(ctx, payload), None)
+        return
     origin = interaction_origin(payload)
     for action in payload.get("actions") or []:
         action_id = action.get("action_id")
-        if action_id == blocks.RETRY_ACTION:
-            await open_retry(ctx, payload, action, origin)
-        elif action_id == blocks.CANCEL_ACTION:
-            ctx.spawn(cancel(ctx, payload, action, origin), origin)
+        if action_id == blocks.CANCEL_ACTION:
+            await ctx.guard(cancel(ctx, payload, action, origin), origin)
         elif action_id in golive.ACTIONS:
-            ctx.spawn(golive.on_action(ctx, payload, action, origin), origin)
-        # Open PR is a link button: Slack opens the URL; Honk only acknowledges.
+            await ctx.guard(golive.on_action(ctx, payload, action, origin), origin)
 
 
 async def open_retry(

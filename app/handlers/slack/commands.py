@@ -11,7 +11,7 @@ from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 
 from app.actions import start_issue_run
 from app.handlers.slack.channels import channel_repo, on_repo_command
-from app.handlers.slack.conversation import SlackContext
+from app.handlers.slack.conversation import SlackContext, SlackRouter
 from app.handlers.slack.link import on_link_command, on_unlink_command
 from app.handlers.slack.parsing import (
     Command,
@@ -29,6 +29,7 @@ from app.slack.threads import mark_user_root
 log = logging.getLogger(__name__)
 
 SLACK_EVENT = "slack"  # the event name of a stored Slack request in the deliveries inbox
+router = SlackRouter()  # this module's kinds of stored request: command, event
 
 HELP = (
     "*Ask Honk from Slack*\n"
@@ -72,15 +73,21 @@ def acknowledgement(command: Command) -> str:
     return "One moment…"
 
 
-async def on_stored_request(ctx: SlackContext, payload: Mapping[str, Any]) -> None:
-    """Do the slow work of a stored Slack request (the dispatcher calls this)."""
-    if payload.get("kind") == "command":
-        origin, command = command_request(payload.get("form") or {})
-    else:
-        request = event_request(payload.get("payload") or {})
-        if request is None:
-            return
-        origin, command = request
+@router.register("command")
+async def on_stored_command(ctx: SlackContext, stored: Mapping[str, Any]) -> None:
+    """A slash command's slow work, from the inbox."""
+    await _carry_out(ctx, *command_request(stored.get("form") or {}))
+
+
+@router.register("event")
+async def on_stored_event(ctx: SlackContext, stored: Mapping[str, Any]) -> None:
+    """A mention's or a direct message's slow work, from the inbox."""
+    request = event_request(stored.get("payload") or {})
+    if request is not None:
+        await _carry_out(ctx, *request)
+
+
+async def _carry_out(ctx: SlackContext, origin: Origin, command: Command) -> None:
     quick = quick_answer(command)
     await ctx.guard(
         ctx.tell(origin, quick) if quick is not None else _handle(ctx, command, origin), origin

@@ -43,6 +43,37 @@ UNMAPPED = (
 )
 
 
+# A stored Slack request's handler: (the Slack context, the stored request) -> done.
+SlackHandler = Callable[["SlackContext", Mapping[str, Any]], Coroutine[Any, Any, None]]
+
+
+class SlackRouter:
+    """Slack's stored requests by kind ("command", "event", "interaction"), as gidgethub's
+    Router is GitHub's events: each module registers its own handlers, and one router made
+    of theirs is what the dispatcher asks (handlers/slack/__init__.py)."""
+
+    def __init__(self, *others: SlackRouter) -> None:
+        self._handlers: dict[str, SlackHandler] = {}
+        for other in others:
+            for kind, handler in other._handlers.items():
+                self._add(kind, handler)
+
+    def _add(self, kind: str, handler: SlackHandler) -> None:
+        if kind in self._handlers:
+            raise ValueError(f"a second handler for Slack's {kind!r} requests")
+        self._handlers[kind] = handler
+
+    def register(self, kind: str) -> Callable[[SlackHandler], SlackHandler]:
+        def adding(handler: SlackHandler) -> SlackHandler:
+            self._add(kind, handler)
+            return handler
+
+        return adding
+
+    def fetch(self, kind: str) -> SlackHandler | None:
+        return self._handlers.get(kind)
+
+
 @dataclass(frozen=True)
 class Allowed:
     """A Slack user Honk works for on a repository."""

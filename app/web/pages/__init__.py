@@ -23,7 +23,7 @@ def add_routes(app: web.Application, settings: Settings, services: web.AppKey[Se
 
     async def pages_ctx(app: web.Application) -> AsyncIterator[None]:
         opened = app[services]
-        app[signin.SIGN_IN] = signin.SignIn(settings, opened.session)
+        app[signin.SIGN_IN] = signin.SignIn(settings, opened.session, opened.store)
         app[ACCESS] = Access(opened, app[signin.SIGN_IN].oauth)
         app[run_page.LINKS] = Links(opened)
         yield

@@ -10,7 +10,7 @@ from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 from pygments.formatters import HtmlFormatter
 
-from app.web.pages.view import Entry
+from app.web.pages.view import Entry, plural, when
 
 # Every value is escaped unless it is Markup made by Pygments (which escapes it itself).
 ENV = Environment(
@@ -19,6 +19,8 @@ ENV = Environment(
     trim_blocks=False,
     lstrip_blocks=False,
 )
+ENV.filters["plural"] = plural  # {{ n | plural("request") }}: "1 request", "2 requests"
+ENV.filters["when"] = when  # a time with its date and zone
 _TEMPLATES = files("app.web") / "templates"
 ASSETS = {
     "honk.css": (

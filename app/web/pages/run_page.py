@@ -12,8 +12,9 @@ from aiohttp_session import get_session
 from aiohttp_sse import sse_response
 
 from app.actions import cancel_run, queue_follow_up
+from app.issue_snapshots import approved_snapshot
 from app.models import Run
-from app.store import RunEvent
+from app.store import RunEvent, Store
 from app.web.pages import render, view
 from app.web.pages.access import ACCESS, visible_run
 from app.web.pages.links import Links
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 REFRESH_SECONDS = 10  # without JavaScript an active run's page reloads this often
 LIVE_POLL = 0.5  # seconds between looks at the store for new events (any process wrote them)
 PAGE_EVENTS = 20_000  # more than a run may store (app/runs/events.py bounds them)
+PRIMING = 200  # events before the live stream's start read to know what the page shows
 MAX_INSTRUCTIONS = 3000  # as Slack's Retry form
 LINKS = web.AppKey("links", Links)
 STREAMS = web.AppKey("streams", set)  # the live streams open, closed at shutdown
@@ -31,10 +33,13 @@ STREAMS = web.AppKey("streams", set)  # the live streams open, closed at shutdow
 
 async def run_page(request: web.Request) -> web.Response:
     viewer, run = await visible_run(request)
-    events = await request.app[ACCESS].services.store.run_events(run.id, limit=PAGE_EVENTS)
-    context = await _context(request, viewer, run, events)
+    store = request.app[ACCESS].services.store
+    events = await store.run_events(run.id, limit=PAGE_EVENTS)
+    highlights = view.Highlights().feed(events)
+    context = await _context(request, viewer, run, highlights)
     made = view.entries(events)
     context |= {
+        "title": highlights.title or await _approved_title(store, run),
         "transcript": [e for e in made if e.section == "transcript"],
         "verification": next((e for e in reversed(made) if e.section == "verification"), None),
         "diff": next((e for e in reversed(made) if e.section == "diff"), None),
@@ -47,20 +52,30 @@ async def run_page(request: web.Request) -> web.Response:
 
 
 async def _context(
-    request: web.Request, viewer: Viewer, run: Run, events: list[RunEvent]
+    request: web.Request, viewer: Viewer, run: Run, highlights: view.Highlights
 ) -> dict[str, Any]:
     access = request.app[ACCESS]
     session = await get_session(request)
     permission = await access.can_write(viewer, run)
-    model = view.model_of(events, access.services.settings.model)
+    model = highlights.model or access.services.settings.model
     return {
         "viewer": viewer,
         "csrf": csrf_token(session) if viewer.via == "session" else "",
         "run": run,
         "s": view.summary(run, model),
+        "o": await asyncio.to_thread(view.outcome, run, highlights),  # Markdown: a long summary
         "links": await request.app[LINKS].of(run),
         "steer": permission is not None and permission.allowed,
     }
+
+
+async def _approved_title(store: Store, run: Run) -> str | None:
+    """A run that has not started yet (or started before titles were recorded): the issue's
+    title as the person who asked for the run approved it."""
+    if not run.issue_number:
+        return None
+    snapshot = await approved_snapshot(store, run.repo, run.issue_number)
+    return snapshot.title if snapshot is not None and snapshot.title else None
 
 
 async def live(request: web.Request) -> web.StreamResponse:
@@ -68,10 +83,16 @@ async def live(request: web.Request) -> web.StreamResponse:
     viewer, run = await visible_run(request)
     store = request.app[ACCESS].services.store
     after = _number(request.headers.get("Last-Event-ID")) or _number(request.query.get("after"))
-    # A tool's result renders with its call: the call may be just before where we start.
-    recent = await store.run_events(run.id, after=max(after - 20, 0), limit=20)
-    tools = {str(e.data.get("id")): e for e in recent if e.kind == "tool" and e.seq <= after}
-    models = await store.run_events(run.id, kinds=("agent",))
+    # What the page already shows, for what comes next: a tool's result renders with its
+    # call, a phase heading left empty is taken off, the last phase says how the run ended.
+    transcript = view.Transcript()
+    recent = await store.run_events(run.id, after=max(after - PRIMING, 0), limit=PRIMING)
+    for event in recent:
+        if event.seq <= after:
+            transcript.feed(event)
+    highlights = view.Highlights().feed(
+        await store.run_events(run.id, kinds=view.OUTCOME_KINDS, limit=PAGE_EVENTS)
+    )
     task = asyncio.current_task()
     streams = request.app[STREAMS]
     if task is not None:
@@ -85,14 +106,14 @@ async def live(request: web.Request) -> web.StreamResponse:
                 if not await request.app[ACCESS].can_read(viewer, run.repo):
                     break
                 batch = await store.run_events(run.id, after=after, limit=200)
-                models += [e for e in batch if e.kind == "agent"]
-                for message in await asyncio.to_thread(_messages, batch, tools):
+                highlights.feed([e for e in batch if e.kind in view.OUTCOME_KINDS])
+                for message in await asyncio.to_thread(_messages, batch, transcript):
                     await stream.send(json.dumps(message), id=str(message["seq"]), event="entry")
                 after = batch[-1].seq if batch else after
                 if any(e.kind == "network" for e in batch):
                     await stream.send(json.dumps(await _network(store, run, after)), event="entry")
                 current = await store.get_run(run.id) or run
-                context = await _context(request, viewer, current, models)
+                context = await _context(request, viewer, current, highlights)
                 changed = _changes(context)
                 if changed != shown:
                     shown = changed
@@ -109,15 +130,13 @@ async def live(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _messages(batch: list[RunEvent], tools: dict[str, RunEvent]) -> list[dict[str, Any]]:
-    """Rendered entries (blocking: Pygments on a diff): {seq, key, section, html}."""
+def _messages(batch: list[RunEvent], transcript: view.Transcript) -> list[dict[str, Any]]:
+    """Rendered entries (blocking: Pygments on a diff): {seq, key, section, html}; an
+    entry taken off the page comes with empty html (run.js replaces it with nothing)."""
     messages = []
     for event in batch:
-        if event.kind == "tool":
-            tools[str(event.data.get("id"))] = event
-        made = view.entry(event, tools)
-        if made is not None:
-            html = render.entry_html(made)
+        for made in transcript.feed(event):
+            html = "" if made.kind == view.GONE else render.entry_html(made)
             messages.append(
                 {"seq": event.seq, "key": made.key, "section": made.section, "html": html}
             )
@@ -135,6 +154,7 @@ def _changes(context: dict[str, Any]) -> Any:
     s = context["s"]
     return (
         {k: v for k, v in s.items() if k != "duration"},
+        context["o"],
         context["links"],
         context["steer"],
         context["run"].error,

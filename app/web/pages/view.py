@@ -16,13 +16,18 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer
 
+from app.agent.prompts import NO_CHANGE_MARKER
 from app.models import Run, RunState
+from app.runs.review import APPROVED, RECOVERED, SKIPPED, UNAVAILABLE, VETOED
 from app.store import RunEvent
+from app.web.pages import markdown
 
 FOLD_LINES = 6  # a tool's output shows this many lines; the rest opens with <details>
 OPEN_DIFF_LINES = 400  # a file's diff up to this long is shown open
 HIGHLIGHT = HtmlFormatter(nowrap=True, classprefix="hl-")
 SECTION_OF = {kind: kind for kind in ("verification", "diff", "review", "network")}
+PHASES = ("checkout", "agent", "verify", "review", "publish")
+INTERNAL_DETAILS = frozenset({"claimed"})  # steps whose detail names Honk's own parts
 
 STATE_LABELS = {
     RunState.QUEUED: "Queued",
@@ -32,6 +37,16 @@ STATE_LABELS = {
     RunState.FAILED: "Failed",
     RunState.CANCELLED: "Cancelled",
 }
+# The review's verdict in words, and how it looks (good, bad or plain).
+REVIEW_LABELS = {
+    APPROVED: ("Approved", "good"),
+    RECOVERED: ("Approved on the agent's second attempt", "good"),
+    VETOED: ("Vetoed", "bad"),
+    UNAVAILABLE: ("Not reviewed: the judge could not be asked", "bad"),
+    SKIPPED: ("Not reviewed", ""),
+}
+OUTCOME_KINDS = ("agent", "subject", "review", "finished", "text")  # what Highlights reads
+SHOWN_REASONS = 3  # the outcome lists this many of the review's reasons; the card has all
 
 
 @dataclass
@@ -42,6 +57,20 @@ class Entry:
     kind: str
     section: str  # transcript, verification, diff, review or network
     data: dict[str, Any] = field(default_factory=dict)
+
+
+GONE = "gone"  # an Entry of this kind takes the entry with its key off the page
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """A count and its noun, agreeing: "1 request", "2 requests"."""
+    return f"{count:,} {word if count == 1 else (words or word + 's')}"
+
+
+def when(moment: datetime) -> str:
+    """A time with its date and zone, as the page shows it without JavaScript (run.js shows
+    it in the reader's own zone)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @dataclass
@@ -63,23 +92,53 @@ def highlighted_diff(text: str) -> Markup:
     return Markup(highlight(text, DiffLexer(), HIGHLIGHT))  # Pygments escapes the text
 
 
-def entries(events: list[RunEvent], *, started: dict[str, RunEvent] | None = None) -> list[Entry]:
-    """The events as page entries: a tool call and its result become one entry."""
-    tools = started if started is not None else {}
-    shown: list[Entry] = []
-    where: dict[str, int] = {}  # key -> index in `shown`: a later entry replaces it there
-    for event in events:
+class Transcript:
+    """The events as page entries, in order, as they come: a tool call and its result become
+    one entry; a phase heading with nothing under it goes when the next phase starts, and when
+    the run ends its last phase says how it ended (not "pushing" forever)."""
+
+    def __init__(self) -> None:
+        self.tools: dict[str, RunEvent] = {}
+        self._phase: Entry | None = None  # the transcript's last phase heading
+        self._filled = False  # whether anything was shown under it
+
+    def feed(self, event: RunEvent) -> list[Entry]:
+        """What the event changes: entries to add or to replace (by key), and GONE ones."""
         if event.kind == "tool":
-            tools[str(event.data.get("id"))] = event
-        made = entry(event, tools)
+            self.tools[str(event.data.get("id"))] = event
+        made = entry(event, self.tools)
         if made is None:
-            continue
-        if made.key in where:
-            shown[where[made.key]] = made
+            return []
+        if made.section != "transcript":
+            return [made]
+        changes: list[Entry] = []
+        if made.kind == "phase":
+            if self._phase is not None and not self._filled:
+                changes.append(Entry(self._phase.key, GONE, "transcript"))
+            self._phase, self._filled = made, False
+        elif made.kind == "finished":
+            if self._phase is not None:
+                ended = {**self._phase.data, "note": made.data["label"]}
+                self._phase = Entry(self._phase.key, "phase", "transcript", ended)
+                changes.append(self._phase)
+                self._filled = True
         else:
-            where[made.key] = len(shown)
-            shown.append(made)
-    return shown
+            self._filled = True
+        changes.append(made)
+        return changes
+
+
+def entries(events: list[RunEvent]) -> list[Entry]:
+    """The page's entries for these events, in order (see Transcript)."""
+    transcript = Transcript()
+    shown: dict[str, Entry] = {}  # by key; a later entry with the same key replaces it in place
+    for event in events:
+        for change in transcript.feed(event):
+            if change.kind == GONE:
+                shown.pop(change.key, None)
+            else:
+                shown[change.key] = change
+    return list(shown.values())
 
 
 def entry(event: RunEvent, tools: dict[str, RunEvent]) -> Entry | None:
@@ -93,10 +152,67 @@ def entry(event: RunEvent, tools: dict[str, RunEvent]) -> Entry | None:
     if kind == "verification":
         output = str(data.get("output") or "")
         return Entry("verification", kind, "verification", {**data, "folded": fold(output)})
-    if kind == "network":
-        return None  # summed up by `network_summary`
+    if kind == "setup":
+        return Entry(f"setup-{_safe(str(data.get('index')))}", kind, "transcript", _setup(data))
+    if kind == "note":  # Honk's own Markdown, names from the repository as code spans
+        return Entry(
+            f"ev-{event.seq}",
+            kind,
+            "transcript",
+            {"html": markdown.render_ours(str(data.get("text") or ""))},
+        )
+    if kind in ("network", "subject"):
+        return None  # summed up by `network_summary`; the page's heading
+    if kind == "review":
+        return Entry(_review_key(event), kind, "review", review_view(data))
+    if kind == "finished":
+        label = _state_label(str(data.get("state") or ""))
+        return Entry(f"ev-{event.seq}", kind, "transcript", {**data, "label": label})
     section = SECTION_OF.get(kind, "transcript")
     return Entry(f"ev-{event.seq}", kind, section, {**data, "at": event.at, "seq": event.seq})
+
+
+def review_view(data: dict[str, Any]) -> dict[str, Any]:
+    """A review event as shown: its verdict in words, Honk's findings and the judge's reasons
+    and summary as Markdown (the judge's made inert first)."""
+    verdict = str(data.get("verdict") or data.get("decision") or "")
+    label, tone = REVIEW_LABELS.get(verdict, (verdict, ""))
+    if (
+        verdict == SKIPPED
+        and data.get("final")
+        and not data.get("checks")
+        and not data.get("model")
+    ):
+        label = "Not reviewed: the checks and the model judge are off for this repository"
+    if data.get("final") is False:
+        label += ", before the agent's second attempt"
+    summary = str(data.get("summary") or data.get("text") or "")
+    return {
+        "verdict": verdict,
+        "label": label,
+        "tone": tone,
+        "model": data.get("model"),
+        "checks": bool(data.get("checks")),
+        "reasons": [markdown.render_ours(str(f)) for f in data.get("findings") or []]
+        + [markdown.render_inline(str(r)) for r in data.get("reasons") or []],
+        "summary": markdown.render(summary) if summary else None,
+        "unavailable": data.get("unavailable"),
+        "left_out": [str(p) for p in data.get("left_out") or []],
+        "beyond_request": bool(data.get("beyond_request")),
+    }
+
+
+def _review_key(event: RunEvent) -> str:
+    """A verdict on the same look replaces the one recorded before (see review_record)."""
+    look = event.data.get("round")
+    return f"review-{int(look)}" if isinstance(look, int) else f"ev-{event.seq}"
+
+
+def _state_label(state: str) -> str:
+    try:
+        return STATE_LABELS.get(RunState(state), state)
+    except ValueError:
+        return state
 
 
 def network_summary(events: list[RunEvent]) -> list[tuple[str, str, int]]:
@@ -119,6 +235,74 @@ def model_of(events: list[RunEvent], default: str) -> str:
     return models[-1] if models else default
 
 
+@dataclass
+class Highlights:
+    """What the top of the page tells, gathered from the events as they come (OUTCOME_KINDS):
+    what the run is about, the model, the review, the end and the agent's last words."""
+
+    title: str | None = None
+    model: str | None = None
+    review: dict[str, Any] | None = None  # the last review event's data
+    first_review: dict[str, Any] | None = None  # the first look's, when there were two
+    finished: dict[str, Any] | None = None
+    last_text: str | None = None
+
+    def feed(self, events: list[RunEvent]) -> Highlights:
+        for event in events:
+            data = event.data
+            if event.kind == "agent" and data.get("model"):
+                self.model = str(data["model"])
+            elif event.kind == "subject" and data.get("title"):
+                self.title = str(data["title"])
+            elif event.kind == "review":
+                if self.first_review is None:
+                    self.first_review = data
+                self.review = data
+            elif event.kind == "finished":
+                self.finished = data
+            elif event.kind == "text" and str(data.get("text") or "").strip():
+                self.last_text = str(data["text"])
+        return self
+
+    @property
+    def summary(self) -> str:
+        """The agent's summary (its last message), once the run has finished."""
+        if self.finished is None:
+            return ""
+        if "summary" in self.finished:  # recorded at the end; empty when the agent said none
+            return str(self.finished["summary"] or "").strip()
+        # A run that ended before the end recorded a summary: its agent's last message.
+        return (self.last_text or "").strip().removeprefix(NO_CHANGE_MARKER).strip()
+
+
+def outcome(run: Run, highlights: Highlights) -> dict[str, Any]:
+    """The outcome card: the agent's summary (a short head, the rest on request), the
+    review's verdict and its first reasons, and where the run is while it works."""
+    head, rest = markdown.render_split(highlights.summary) if highlights.summary else ("", "")
+    review = None
+    if highlights.review is not None:
+        review = review_view(highlights.review)
+        first = highlights.first_review
+        if review["verdict"] == RECOVERED and first is not None and first is not highlights.review:
+            review["earlier"] = review_view(first)["reasons"]
+    elif run.review:  # the run ended before its review, or before reviews were recorded
+        label, tone = REVIEW_LABELS.get(run.review, (run.review, ""))
+        if run.review == SKIPPED:
+            label = "Not reviewed: the run ended before its review"
+        review = {"verdict": run.review, "label": label, "tone": tone, "reasons": []}
+    if review is not None:
+        review["more"] = max(len(review.get("reasons") or []) - SHOWN_REASONS, 0)
+    phases = [step for step in run.steps if step.name in PHASES]
+    return {
+        "summary": head,
+        "summary_rest": rest,
+        "review": review,
+        "now": (phases[-1].name + (f" · {phases[-1].detail}" if phases[-1].detail else ""))
+        if phases and run.state.active
+        else "",
+    }
+
+
 def summary(run: Run, model: str, *, now: datetime | None = None) -> dict[str, Any]:
     """State, tokens, cost and duration, and the phases' timeline."""
     now = now or datetime.now(UTC)
@@ -133,12 +317,18 @@ def summary(run: Run, model: str, *, now: datetime | None = None) -> dict[str, A
         "tokens_in": usage.input_tokens,
         "tokens_out": usage.output_tokens,
         "tokens_cached": usage.cache_read_input_tokens + usage.cache_creation_input_tokens,
-        "requests": usage.requests,
+        "requests": plural(usage.requests, "request"),
         "cost": f"${usage.cost_usd(model):.2f}",
         "model": model,
         "duration": _duration(duration),
         "steps": [
-            {"name": s.name, "detail": s.detail, "at": s.at, "time": s.at.strftime("%H:%M:%S")}
+            {
+                "name": s.name,
+                # A claim's detail is the worker's id: Honk's business, not the reader's.
+                "detail": "" if s.name in INTERNAL_DETAILS else s.detail,
+                "at": s.at,
+                "time": when(s.at),
+            }
             for s in run.steps
         ],
     }
@@ -164,6 +354,28 @@ def _tool(start: RunEvent | None, event: RunEvent) -> dict[str, Any]:
     elif name == "str_replace_based_edit_tool":
         view["edit"] = _edit(tool_input)
     return view
+
+
+def _setup(data: dict[str, Any]) -> dict[str, Any]:
+    """A setup command as shown: running until its end is recorded, then how it ended."""
+    ended = "output" in data
+    exit_code = data.get("exit_code")
+    if not ended:
+        status = "running…"
+    elif data.get("timed_out"):
+        status = "timed out"
+    elif data.get("limit"):
+        status = str(data["limit"])
+    else:
+        status = "ok" if exit_code == 0 else f"exit {exit_code}"
+    return {
+        "command": str(data.get("command") or ""),
+        "origin": str(data.get("origin") or "setup"),
+        "running": not ended,
+        "failed": ended and exit_code != 0,
+        "status": status,
+        "output": fold(str(data.get("output") or "")) if ended else None,
+    }
 
 
 def _edit(tool_input: dict[str, Any]) -> dict[str, Any]:

@@ -96,6 +96,8 @@ class FakeGitHub(
             ("GET", "/user", self._authenticated_user, "user"),
             ("GET", "/login/oauth/authorize", self._oauth_authorize, "public"),
             ("POST", "/login/oauth/access_token", self._oauth_access_token, "public"),
+            # Basic auth with the OAuth client's id and secret, checked by the handler.
+            ("DELETE", "/applications/{client_id}/token", self._delete_app_token, "public"),
             ("GET", "/orgs/{org}/members", self._org_members, None),
             ("GET", "/orgs/{org}/members/{login}", self._org_member, None),
             ("GET", repo, self._get_repo, None),

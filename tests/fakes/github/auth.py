@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -60,6 +61,14 @@ class AuthMixin(GitHubState):
             )
         )
 
+    def hold_next(self, method: str, path_regex: str) -> asyncio.Event:
+        """The next request matching (as fail_next) is recorded, then waits, unanswered, until
+        the returned event is set (and is answered as usual then): a moment to kill its
+        sender in."""
+        release = asyncio.Event()
+        self._held.append((method.upper(), re.compile(path_regex), release))
+        return release
+
     def clear_failures(self) -> None:
         """Forget every scripted answer not yet given."""
         self._scripted.clear()
@@ -79,6 +88,11 @@ class AuthMixin(GitHubState):
             Call(request.method, request.path, dict(request.query), dict(request.headers), body)
         )
         request[JSON_BODY] = body if body is not None else {}
+        for held in self._held:
+            if held[0] in ("*", request.method) and held[1].search(request.path):
+                self._held.remove(held)
+                await held[2].wait()
+                break
         scripted = self._take_scripted(request)
         if scripted is not None:
             return scripted

@@ -4,11 +4,13 @@ As GitHub does: /login/oauth/authorize sends the browser back with `code` and `s
 /login/oauth/access_token answers form-encoded unless asked for JSON, and with HTTP 200
 even for a bad code; user tokens expire (8 h) and are refreshed with single-use refresh
 tokens (6 months); a user token reads a repository only with that user's permission (a
-private repository the user cannot see is a 404).
+private repository the user cannot see is a 404); the App revokes a user token with
+DELETE /applications/{client_id}/token.
 """
 
 from __future__ import annotations
 
+import base64
 import secrets
 import string
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from tests.fakes.github.state import JSON_BODY, GitHubState, _Answer
+from tests.fakes.github.state import JSON_BODY, OAUTH_CLIENT_ID, GitHubState, _Answer
 
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 CODE_TTL = 600.0  # GitHub's codes expire after ten minutes
@@ -55,7 +57,7 @@ class _Code:
 class OAuthMixin(GitHubState):
     """Seeding: the App's OAuth client, who signs in next; handlers for the web flow."""
 
-    oauth_client_id = "Iv1.fakeclient0001"
+    oauth_client_id = OAUTH_CLIENT_ID
     oauth_client_secret = "fake-client-secret-0123456789abcdef"
 
     def _oauth_init(self) -> None:
@@ -197,6 +199,34 @@ class OAuthMixin(GitHubState):
             raise _Answer(403, "Resource not accessible by integration")
         user = self._user(grant.login)
         return web.json_response(user | {"name": user.get("name"), "email": user.get("email")})
+
+    async def _delete_app_token(self, request: web.Request) -> web.Response:
+        """DELETE /applications/{client_id}/token: the App revokes one user token, with Basic
+        auth client_id:client_secret. 204 when revoked; 404 for credentials that are not this
+        App's and for a token it does not know (or revoked already); 422 without a token.
+        Whether GitHub also ends the token's refresh token is not documented: the fake keeps
+        it working, the harsher case for whoever relies on the revocation."""
+        expected = f"{self.oauth_client_id}:{self.oauth_client_secret}".encode()
+        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+        try:
+            credentials = base64.b64decode(sent, validate=True)
+        except ValueError:
+            credentials = b""
+        if (
+            request.match_info["client_id"] != self.oauth_client_id
+            or scheme.lower() != "basic"
+            or credentials != expected
+        ):
+            raise _Answer(404)
+        body = request[JSON_BODY]
+        access = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(access, str) or not access:
+            raise _Answer(422, "Validation Failed", [{"resource": "token", "code": "missing"}])
+        grant = self.user_tokens.get(access)
+        if grant is None or grant.revoked:
+            raise _Answer(404)
+        grant.revoked = True
+        return web.Response(status=204)
 
     def _new_user_token(self, login: str, ttl: float | None = None) -> tuple[dict[str, Any], str]:
         access = "ghu_" + "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(36))

@@ -23,6 +23,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 DOCS_URL = "https://docs.github.com/rest"
 APP_SLUG = "honk-test"
+# The App's OAuth client (sign-in with GitHub); GET /app names it as GitHub does.
+OAUTH_CLIENT_ID = "Iv1.fakeclient0001"
 DEFAULT_INSTALLATION_PERMISSIONS = {
     "actions": "read",
     "checks": "write",
@@ -142,6 +144,7 @@ class GitHubState:
         self.app_info: dict[str, Any] = {
             "id": app_id,
             "slug": APP_SLUG,
+            "client_id": OAUTH_CLIENT_ID,
             "name": "Honk Test",
             "node_id": "A_honk",
             "description": "",
@@ -154,6 +157,7 @@ class GitHubState:
         self._installation_repos: dict[int, list[str] | None] = {}
         self._job_logs: dict[int, str] = {}
         self._scripted: list[ScriptedAnswer] = []
+        self._held: list[tuple[str, re.Pattern[str], asyncio.Event]] = []
         self._ids = itertools.count(10_001)
         self._access: dict[Any, str | None] = {}  # route -> None (token), "jwt", "public"
 
@@ -255,7 +259,9 @@ class GitHubState:
                 _git_sync("read-tree", parent, env=env)
             for path, content in files.items():
                 if content is None:
-                    _git_sync("update-index", "--force-remove", "--", path, env=env)
+                    # An empty work tree: update-index refuses a bare repository without one.
+                    removing = env | {"GIT_WORK_TREE": tmp}
+                    _git_sync("update-index", "--force-remove", "--", path, env=removing)
                     continue
                 blob = _git_sync("hash-object", "-w", "--stdin", env=env, input=content).strip()
                 _git_sync("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
