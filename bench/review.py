@@ -4,7 +4,8 @@ The checks of the diff:
 The diff is git's, of the Python standard library's own test files with every tenth line
 changed and a test skipped in each file: thousands of hunks, megabytes of text. The baseline,
 measured in the same run, is `unidiff.PatchSet` on the same text; the checks read every line
-of every hunk once more with the per-language patterns.
+of every hunk once more with the per-language patterns, and parse each changed Python file on
+both sides (`ast`, app/review/tamper.py), which is where the skips are found.
 
 The outcome checks (app/review/outcome.py), on the calc fixture (tests/calc_world.py) and on a
 generated package of 500 tests, each with a change that fixes a bug and adds a test: the
@@ -15,6 +16,9 @@ cached, the checks cost at most the verification again.
 
 from __future__ import annotations
 
+import ast
+import asyncio
+import contextlib
 import os
 import shutil
 import statistics
@@ -27,12 +31,15 @@ from typing import Any
 
 from unidiff import PatchSet
 
-from app.runs.diff_checks import check_diff
+from app.runs.diff_checks import Change, check_change, check_diff, read_change
+from app.workspace.checkout import Checkout
 
-TARGET_SECONDS_PER_MB = 1.0  # the checks of a 1 MB diff take under a second
+TARGET_SECONDS_PER_MB = 1.0  # the line checks of a 1 MB diff take under a second
+# The parse checks read whole files on both sides: Python's own parse is their floor.
+TARGET_TIMES_AST_PARSE = 3.0
 
 
-def make_diff(root: Path, quick: bool) -> tuple[str, int]:
+def make_change(root: Path, quick: bool) -> tuple[Change, int]:
     source = (
         Path(sys.base_prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
     )
@@ -52,6 +59,7 @@ def make_diff(root: Path, quick: bool) -> tuple[str, int]:
     git("init", "-q")
     git("add", "-A")
     git("commit", "-q", "-m", "tests")
+    start = git("rev-parse", "HEAD").strip()
     for path in work.glob("test_*.py"):
         lines = path.read_text(errors="replace").splitlines(keepends=True)
         for index in range(0, len(lines), 10):
@@ -60,7 +68,8 @@ def make_diff(root: Path, quick: bool) -> tuple[str, int]:
             "    def test_", "    @unittest.skip('bench')\n    def test_", 1
         )
         path.write_text(text)
-    return git("diff", "--find-renames", "HEAD"), len(tests)
+    checkout = Checkout(work, "b/b", "honk/bench", "main", "file:///dev/null", start_sha=start)
+    return asyncio.run(read_change(checkout)), len(tests)
 
 
 def best_of(runs: int, work: object) -> float:
@@ -72,24 +81,45 @@ def best_of(runs: int, work: object) -> float:
     return min(times) if runs < 3 else statistics.median(times)
 
 
+def _python_parse(change: Change) -> None:
+    """Python's own parse of both sides of every changed file: the parse checks' baseline."""
+    for file in change.python:
+        for text in (file.before, file.after):
+            if text is not None:
+                with contextlib.suppress(SyntaxError, ValueError):
+                    ast.parse(text)
+
+
 def main(quick: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        diff, files = make_diff(Path(tmp), quick)
+        change, files = make_change(Path(tmp), quick)
+    diff = change.diff
     megabytes = len(diff.encode()) / 1e6
+    python_mb = sum(len(f.before or "") + len(f.after or "") for f in change.python) / 1e6
     runs = 3 if quick else 5
     parse = best_of(runs, lambda: PatchSet(diff))
-    checks = best_of(runs, lambda: check_diff(diff, request="Fix the flaky tests"))
-    findings = check_diff(diff, request="Fix the flaky tests")
-    per_mb = checks / megabytes
-    print(f"review checks: {files} test files, {megabytes:.1f} MB diff, {len(findings)} findings")
-    print(f"  baseline unidiff parse     {parse * 1000:8.1f} ms")
+    lines = best_of(runs, lambda: check_diff(diff, request="Fix the flaky tests"))
+    python = best_of(runs, lambda: _python_parse(change))
+    checks = best_of(runs, lambda: check_change(change, request="Fix the flaky tests"))
+    findings = check_change(change, request="Fix the flaky tests")
+    per_mb = lines / megabytes
+    parsed = checks - lines
     print(
-        f"  parse + checks (review)    {checks * 1000:8.1f} ms  ({checks / parse:.1f}x the parse)"
+        f"review checks: {files} test files, {megabytes:.1f} MB diff, {python_mb:.1f} MB of "
+        f"Python on both sides, {len(findings)} findings"
     )
+    print(f"  baseline unidiff parse     {parse * 1000:8.1f} ms")
+    print(f"  the diff's line checks     {lines * 1000:8.1f} ms  ({lines / parse:.1f}x the parse)")
     verdict = "ok" if per_mb < TARGET_SECONDS_PER_MB else "SLOW"
     print(
-        f"  per MB of diff             {per_mb * 1000:8.1f} ms  "
+        f"    per MB of diff           {per_mb * 1000:8.1f} ms  "
         f"(target < {TARGET_SECONDS_PER_MB * 1000:.0f} ms: {verdict})"
+    )
+    print(f"  baseline ast.parse (both)  {python * 1000:8.1f} ms")
+    verdict = "ok" if parsed < TARGET_TIMES_AST_PARSE * python else "SLOW"
+    print(
+        f"  the parse checks           {parsed * 1000:8.1f} ms  ({parsed / python:.1f}x "
+        f"ast.parse; target < {TARGET_TIMES_AST_PARSE:g}x: {verdict})"
     )
 
 

@@ -17,13 +17,16 @@ from app.runs.diff_checks import (
     SECRET,
     TEST_DELETED,
     TEST_REMOVED,
+    Change,
     Finding,
+    check_change,
     check_diff,
+    read_change,
 )
 from app.workspace.checkout import Checkout
 
 Files = dict[str, str | bytes | None]  # None: the file is deleted
-DiffOf = Callable[..., Awaitable[str]]
+DiffOf = Callable[..., Awaitable[Change]]
 
 PY_TESTS = (
     "from calc import add\n\n\n"
@@ -52,7 +55,8 @@ def _write(root: Path, files: Files) -> None:
 
 @pytest.fixture
 def diff_of(tmp_path: Path) -> DiffOf:
-    """The real unified diff (Checkout.unified_diff) from `before` to `after` in a git repo."""
+    """The change as the review reads it (read_change: Checkout's unified diff and both sides
+    of each changed Python file) from `before` to `after` in a real git repo."""
 
     made: list[Path] = []
 
@@ -66,12 +70,12 @@ def diff_of(tmp_path: Path) -> DiffOf:
         _write(repo, after)  # left uncommitted, as the agent leaves it
         return start
 
-    async def make(before: Files, after: Files) -> str:
+    async def make(before: Files, after: Files) -> Change:
         made.append(tmp_path / f"repo{len(made)}")
         repo = made[-1]
         start = await asyncio.to_thread(prepare, repo, before, after)
         checkout = Checkout(repo, "o/r", "honk/1", "main", "file:///dev/null", start_sha=start)
-        return await checkout.unified_diff()
+        return await read_change(checkout)
 
     return make
 
@@ -79,7 +83,7 @@ def diff_of(tmp_path: Path) -> DiffOf:
 async def findings(
     diff_of: DiffOf, before: Files, after: Files, **options: object
 ) -> list[Finding]:
-    return check_diff(await diff_of(before, after), **options)  # type: ignore[arg-type]
+    return check_change(await diff_of(before, after), **options)  # type: ignore[arg-type]
 
 
 def kinds(found: list[Finding]) -> list[str]:
@@ -108,7 +112,10 @@ async def test_a_new_test_and_more_assertions_are_fine(diff_of: DiffOf) -> None:
     ("marker", "does"),
     [
         ('@pytest.mark.skip(reason="flaky")', "was skipped with `@pytest.mark.skip`"),
-        ("@pytest.mark.skipif(True, reason='x')", "was skipped with `@pytest.mark.skipif`"),
+        (
+            "@pytest.mark.skipif(True, reason='x')",
+            "was skipped with `@pytest.mark.skipif` when `True`",
+        ),
         ("@pytest.mark.xfail", "was marked as expected to fail with `@pytest.mark.xfail`"),
     ],
 )
@@ -149,7 +156,7 @@ async def test_unittest_skips(diff_of: DiffOf) -> None:
     found = await findings(diff_of, before, after)
     assert [(f.kind, f.line) for f in found] == [(MARKER, 5), (MARKER, 10)]
     assert "`test_add` was skipped with `@unittest.skip`" in found[0].message
-    assert "`test_sub` was skipped with `.skipTest()`" in found[1].message
+    assert "`test_sub` was skipped with `self.skipTest()`" in found[1].message
 
 
 @pytest.mark.parametrize(

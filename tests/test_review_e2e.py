@@ -307,8 +307,8 @@ async def test_a_vetoed_run_whose_second_attempt_is_right_ends_ready(
 ) -> None:
     reason = "`test_add` now expects -1; the bug in `add()` is still there."
     fake_anthropic.script(
-        # Rewrites the expectation to fit the bug (no check of the diff catches a new value;
-        # running the tests does).
+        # Rewrites the expectation to fit the bug (running the tests, the parse checks and the
+        # judge all object).
         tool_use_edit(command="str_replace", path="test_calc.py", old_str="== 5", new_str="== -1"),
         text("Updated the test to the current behaviour."),
         # Given the judge's reason, it puts the test back and fixes the code.
@@ -324,6 +324,8 @@ async def test_a_vetoed_run_whose_second_attempt_is_right_ends_ready(
     assert fake_github.file_at(REPO, run.branch, "test_calc.py") == TESTS
     second_attempt = json.dumps(fake_anthropic.requests[2])
     assert "Honk's review stopped your change" in second_attempt and reason in second_attempt
+    parsed = "the expected value of `test_add` changed from `5` to `-1`"  # the parse checks'
+    assert parsed in second_attempt
 
     pr = the_pr(fake_github)
     assert pr["draft"] is False
@@ -424,8 +426,8 @@ async def test_a_conftest_that_greens_every_test_ends_as_a_draft_whatever_the_ju
     fake_anthropic: Any,
     fake_slack: Any,
 ) -> None:
-    """The issue's case: no fix, one line of conftest.py, real pytest green. The checks of the
-    diff do not know this spelling; running the base's tests over the change does."""
+    """The issue's case: no fix, one line of conftest.py, real pytest green. Running the base's
+    tests over the change stops it; reading conftest.py (the parse checks) says how."""
     token = "metrics-token-outcome"
     settings = world_settings.with_overrides(metrics_token=token)
     fake_anthropic.script(
@@ -447,12 +449,17 @@ async def test_a_conftest_that_greens_every_test_ends_as_a_draft_whatever_the_ju
         "on main: it passes in the change's own run only through the change's edits to "
         "`conftest.py`"
     )
+    how = (
+        "`conftest.py` line 1: `pytest_pyfunc_call` was added to conftest.py (bound by "
+        "assignment): it replaces how tests are called, for every test in `test_calc.py`"
+    )
     pr = the_pr(fake_github)
     assert pr["draft"] is True
     assert pr["body"].startswith(
         "**The tests' outcome stopped this change**, so this pull request is a draft. Honk ran "
         f"the tests before and after it:\n\n- {finding}"
     )
+    assert how in pr["body"].split("## What changed")[0]  # the parse checks' reading of it
     assert "`python -m pytest -q`: **passed**" in pr["body"]  # the agent's own verification
     assert "**Stopped by the tests' outcome**, though the model judge approved" in pr["body"]
     ran = "Honk ran `PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q` (from `review: tests:`)"
@@ -463,7 +470,7 @@ async def test_a_conftest_that_greens_every_test_ends_as_a_draft_whatever_the_ju
     told = [
         r for r in fake_anthropic.requests if "Honk's review stopped your change" in json.dumps(r)
     ]
-    assert told and finding in json.dumps(told[0])
+    assert told and finding in json.dumps(told[0]) and how in json.dumps(told[0])
 
     check = honk_check(fake_github)
     assert check["conclusion"] == "failure"
@@ -473,6 +480,11 @@ async def test_a_conftest_that_greens_every_test_ends_as_a_draft_whatever_the_ju
 
     # The run page's record: which check caught what, and where the base results came from.
     store = client.app[SERVICES].store
+    stored = await store.get_run(run.id)
+    assert stored is not None
+    looks = [step.detail for step in stored.steps if step.name == "review"]
+    said = "1 outcome finding, 1 finding (1 from reading the test files, 0 from the diff), "
+    assert said + "judge approved" in looks, looks
     events = await store.run_events(run.id, kinds=("outcome",))
     # One look: the agent's second attempt changed nothing, so the first look stands.
     assert [e.data["base_cached"] for e in events] == [False]

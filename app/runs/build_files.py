@@ -43,14 +43,14 @@ _TEST_CONFIG_FILES = re.compile(
 _TEST_CONFIG_LINE = re.compile(
     r"\b(addopts|testpaths|python_files|python_classes|python_functions|norecursedirs"
     r"|collect_ignore\w*|xfail_strict|filterwarnings|fail_under|minimum_coverage"
-    r"|coverageThreshold|testPathIgnorePatterns|testMatch|testRegex|passWithNoTests)\b"
+    r"|coverageThreshold|testPathIgnorePatterns|testMatch|testRegex|passWithNoTests"
+    r"|pytest11)\b"  # pytest11: a plugin entry point, loaded into every pytest run
     r"|--cov-fail-under|--fail-under|--deselect|--ignore(-glob)?=|\s-k\s+['\"]?not\b"
     r"|-p\s+no:|\[(tool[.:])?pytest\b|\[(tool\.)?coverage\b|\[coverage:"
 )
 _SHARED_CONFIG = frozenset({"pyproject.toml", "setup.cfg", "tox.ini", "package.json", "noxfile.py"})
 # Anywhere at all: leaving tests out of the run.
 _DESELECT = re.compile(r"--deselect\b|--ignore(-glob)?=\S*test|\s-k\s+['\"]?not\s")
-_CONFTEST_HOOK = re.compile(r"^\s*def\s+(pytest_\w+)\s*\(|^\s*(collect_ignore\w*)\s*[+=]")
 # A request "asks for" a kind of change when it names the file or uses these words.
 _ASKED = {
     CI: re.compile(r"\bci\b|\bworkflows?\b|github actions|\bpipelines?\b|honk\.yml", re.I),
@@ -111,10 +111,7 @@ def config_change(path: str, text: str, *, removed: bool) -> str | None:
         return f"the test configuration was changed ({verb} `{line}`)"
     if removed:
         return None
-    hook = _CONFTEST_HOOK.match(text) if name == "conftest.py" else None
-    if hook:
-        what = hook.group(1) or hook.group(2)
-        return f"`{what}` was added to conftest.py; it can change which tests run"
+    # conftest.py's hooks and `collect_ignore`, however bound: the parse checks'.
     if _DESELECT.search(text):
         return f"tests are left out of the run: `{line}`"
     return None

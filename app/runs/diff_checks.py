@@ -1,7 +1,9 @@
 """The review's deterministic checks: what a diff does to the tests, CI and secrets (no model).
 
 They read the unified diff of the run's change (`Checkout.unified_diff`, parsed by `unidiff`)
-and cannot be talked out of a finding: each names the file and line and says it in words.
+and, for Python, the changed test files and conftests whole on both sides, parsed
+(`app/review/tamper.py`: what a line cannot say, such as which `mark` a decorator is). They
+cannot be talked out of a finding: each names the file and line and says it in words.
 """
 
 from __future__ import annotations
@@ -14,18 +16,21 @@ from unidiff import PatchedFile, PatchSet
 from unidiff.errors import UnidiffParseError
 
 from app.repo_config import globs_match
+from app.review import tamper
 from app.runs import build_files as build
 from app.runs import test_syntax as syntax
 from app.runs.build_files import TEST_CONFIG
 from app.untrusted import code
+from app.workspace.checkout import ChangedText, Checkout
 
-TEST_DELETED, TEST_REMOVED, ASSERTIONS, MARKER, SECRET = (
-    "test-deleted",
-    "test-removed",
-    "assertions",
-    "marker",
-    "secret",
-)
+TEST_DELETED, TEST_REMOVED, SECRET = "test-deleted", "test-removed", "secret"
+# The same words for the same things, whichever check finds them.
+ASSERTIONS, MARKER, PATCH, EXIT = tamper.ASSERTIONS, tamper.MARKER, tamper.PATCH, tamper.EXIT
+UNREADABLE = tamper.UNREADABLE
+# Which check made a finding (the run page says which caught what).
+DIFF_CHECK, PARSE_CHECK = "diff", tamper.CHECK
+# The largest Python file the parse checks read; a larger changed test file is a finding.
+MAX_PYTHON_BYTES = 2_000_000
 
 
 @dataclass(frozen=True, order=True)
@@ -37,6 +42,7 @@ class Finding:
     kind: str
     message: str  # plain words, e.g. "`test_add` was skipped with `@pytest.mark.skip`"
     before: bool = False
+    check: str = DIFF_CHECK  # which check found it: the diff's lines, or the parsed files
 
     def describe(self) -> str:
         """In plain words; the file's name (the agent's to choose) as a code span of its own."""
@@ -62,6 +68,51 @@ class DiffFacts:
         return any(name in names for names in self.added.values())
 
 
+@dataclass(frozen=True)
+class Change:
+    """What the checks read of a run's change: its diff, and the changed Python files whole."""
+
+    diff: str
+    python: tuple[tamper.PythonFile, ...] = ()
+    project: tamper.Project = field(default_factory=tamper.Project)
+
+
+async def read_change(checkout: Checkout, *, max_bytes: int = MAX_PYTHON_BYTES) -> Change:
+    """The change as the checks read it: the diff, both sides of each changed Python file
+    (of at most `max_bytes`), and the repository's own modules (what a test may not replace)."""
+    diff = await checkout.unified_diff()
+    changed = await checkout.changed_texts(_is_python, max_bytes=max_bytes)
+    # The repository's files as the commit would hold them: the start's, with the change's.
+    paths = set(await checkout.start_paths())
+    for text in changed:
+        paths.discard(text.old_path)
+        if text.after is not None or text.unread:
+            paths.add(text.path)
+    python = tuple(python_file(text) for text in changed if _is_python(text.path))
+    return Change(diff, python, tamper.Project.from_paths(paths, syntax.is_test_file))
+
+
+def _is_python(path: str) -> bool:
+    return syntax.suffix(path) in syntax.PY
+
+
+def python_file(text: ChangedText) -> tamper.PythonFile:
+    return tamper.PythonFile(
+        text.path, text.before, text.after, syntax.is_test_file(text.path), text.unread
+    )
+
+
+def check_change(change: Change, *, request: str = "", allow: Sequence[str] = ()) -> list[Finding]:
+    """Every finding of the deterministic checks, the diff's and the parsed files', in file
+    and line order; where both say the same of one line, the parsed one is kept."""
+    findings = check_diff(change.diff, request=request, allow=allow)
+    parsed = [
+        Finding(f.path, f.line, f.kind, f.message, check=PARSE_CHECK)
+        for f in tamper.check_python(change.python, change.project)
+    ]
+    return sorted([*findings, *parsed], key=lambda f: (f.path, f.line or 0, f.kind, f.message))
+
+
 def parse_diff(diff: str) -> PatchSet:
     """The diff as unidiff's PatchSet; a diff it cannot read is an error, never no findings."""
     try:
@@ -71,7 +122,8 @@ def parse_diff(diff: str) -> PatchSet:
 
 
 def check_diff(diff: str, *, request: str = "", allow: Sequence[str] = ()) -> list[Finding]:
-    """Every finding of the deterministic checks, in file and line order."""
+    """The findings of the diff's lines alone, in file and line order (Python's skips, hooks
+    and weakened assertions are the parse checks': `check_change`)."""
     findings: set[Finding] = set()
     facts = DiffFacts()
     for patched in parse_diff(diff):
@@ -84,15 +136,16 @@ def check_diff(diff: str, *, request: str = "", allow: Sequence[str] = ()) -> li
 
 
 def source_path(patched: PatchedFile) -> str:
-    return _unquote(patched.source_file).removeprefix("a/")
+    return unquote_path(patched.source_file).removeprefix("a/")
 
 
 def target_path(patched: PatchedFile) -> str:
-    return _unquote(patched.target_file).removeprefix("b/")
+    return unquote_path(patched.target_file).removeprefix("b/")
 
 
-def _unquote(name: str) -> str:
-    """git quotes names with unusual characters C-style ("a/t\\303\\251st.py")."""
+def unquote_path(name: str) -> str:
+    """A name as git writes it in a diff: C-quoted when unusual ("a/t\\303\\251st.py"), a tab
+    after one with spaces."""
     name = name.strip()
     if len(name) < 2 or not (name.startswith('"') and name.endswith('"')):
         return name
@@ -219,9 +272,10 @@ def _file_findings(patched: PatchedFile, facts: DiffFacts, allow: Sequence[str])
             if is_test and syntax.is_assertion(path, text):
                 _count(facts, path, walk.new_test, +1, number, before=False)
                 new_test = walk.new_test in facts.added[path]
-                findings.extend(
-                    _weakened(path, number, walk.new_test, text, removed_asserts, new_test)
-                )
+                if syntax.suffix(path) not in syntax.PY:  # Python's: the parse checks
+                    findings.extend(
+                        _weakened(path, number, walk.new_test, text, removed_asserts, new_test)
+                    )
         findings += config_after or config_before
     return findings
 

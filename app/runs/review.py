@@ -25,7 +25,7 @@ from app.repo_config import ReviewPolicy, review_policy
 from app.review.outcome import OutcomeReport
 from app.review.reports import test_file
 from app.runs import test_syntax
-from app.runs.diff_checks import Finding, check_diff
+from app.runs.diff_checks import PARSE_CHECK, Change, Finding, check_change, read_change
 from app.runs.judge import Case, JudgeUnavailable, Verdict, ask_judge
 from app.runs.texts import Verification
 from app.untrusted import inert
@@ -117,11 +117,15 @@ class Round:
         else:
             judge = "judge approved" if self.verdict.approve else "judge vetoed"
         found = len(self.findings)
+        parsed = sum(1 for finding in self.findings if finding.check == PARSE_CHECK)
+        # Which check caught what: the tests' outcome, the parsed test files, the diff's lines.
+        how = f" ({parsed} from reading the test files, {found - parsed} from the diff)"
         outcome = ""
         if self.outcome:
             count = len(self.outcome.findings)
             outcome = f"{count} outcome finding{'' if count == 1 else 's'}, "
-        return f"{outcome}{found} finding{'' if found == 1 else 's'}, {judge}"
+        plural = "" if found == 1 else "s"
+        return f"{outcome}{found} finding{plural}{how if parsed else ''}, {judge}"
 
 
 @dataclass
@@ -304,7 +308,9 @@ async def _look(
 ) -> Round:
     checkout, _sandbox, _tools = ctx.work
     policy = review.policy
-    diff = await checkout.unified_diff()
+    # The changed files are read whole only for the checks; the judge needs the diff alone.
+    change = await read_change(checkout) if policy.checks else Change(await checkout.unified_diff())
+    diff = change.diff
     if review.rounds and review.last.diff == diff:
         # The second attempt changed nothing: the first look stands (asking the judge again
         # would only buy another roll of the dice, and the tests would do what they did).
@@ -316,9 +322,9 @@ async def _look(
     findings: list[Finding] = []
     if policy.checks:
         try:
-            # A large diff takes a while to read: not on the event loop.
+            # A large diff (or many test files) takes a while to read: not on the event loop.
             findings = await asyncio.to_thread(
-                check_diff, diff, request=request, allow=policy.allow
+                check_change, change, request=request, allow=policy.allow
             )
         except ValueError as exc:  # a diff that cannot be read is never a clean one
             findings = [Finding("(the change)", None, UNREADABLE, str(exc))]
@@ -370,7 +376,13 @@ def _outcome_as_findings(outcome: OutcomeReport | None) -> list[Finding]:
     if outcome is None:
         return []
     return [
-        Finding(test_file(f.test) if f.test else "(the tests)", None, "outcome", f.message)
+        Finding(
+            test_file(f.test) if f.test else "(the tests)",
+            None,
+            "outcome",
+            f.message,
+            check="outcome",
+        )
         for f in outcome.findings
     ]
 

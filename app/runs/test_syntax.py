@@ -71,24 +71,13 @@ def _m(pattern: str, does: str, *, test_files_only: bool = False) -> Marker:
 
 
 _SKIPPED = "was skipped"
-_XFAIL = "was marked as expected to fail"
 _FOCUSED = "was focused"
 FOCUS_THEN = ": the other tests next to it no longer run"
 _TODO = "was turned into a to-do"
 _DISABLED = "was disabled"
 
+# Python has none: its skips, in any spelling, are the parse checks' (app/review/tamper.py).
 MARKERS: dict[frozenset[str], tuple[Marker, ...]] = {
-    PY: (
-        _m(r"@pytest\.mark\.(skip|skipif)\b", _SKIPPED),
-        _m(r"@pytest\.mark\.xfail\b", _XFAIL),
-        _m(r"\bpytest\.(skip|importorskip)\s*\(", _SKIPPED),
-        _m(r"\bpytest\.xfail\s*\(", _XFAIL),
-        _m(r"@(unittest\.)?(skip|skipIf|skipUnless)\b", _SKIPPED),
-        _m(r"@(unittest\.)?expectedFailure\b", _XFAIL),
-        _m(r"\.skipTest\s*\(", _SKIPPED),
-        _m(r"\braise\s+(unittest\.)?SkipTest\b", _SKIPPED),
-        _m(r"^\s*pytestmark\s*=.*\bmark\.(skip|skipif|xfail)\b", _SKIPPED),
-    ),
     JS: (
         _m(
             r"\b(it|test|describe|context|suite|specify)(\.concurrent|\.each)?"
@@ -222,14 +211,13 @@ def is_assertion(path: str, line: str) -> bool:
     return False
 
 
-# Assertions that hold whatever the code does.
+# Assertions that hold whatever the code does (Python's are the parse checks': they read the
+# expression, `assert x or True` included).
 _ALWAYS_TRUE = re.compile(
-    r"^\s*assert\s+(True|1|not\s+(False|0|None))\s*(,.*)?$"
-    r"|\bassert(True|\.ok|\.isTrue)?\s*\(\s*(self\s*,\s*)?(true|True|1)\s*\)"
+    r"\bassert(True|\.ok|\.isTrue)?\s*\(\s*(true|1)\s*\)"
     r"|\bassert\.True\s*\(\s*t\s*,\s*true\s*\)"
     r"|\bexpect\s*\(\s*(true|1)\s*\)\s*\.\s*(toBe|toEqual|toBeTruthy)\s*\(\s*(true|1)?\s*\)"
     r"|\bassert!\s*\(\s*true\s*\)"
-    r"|^\s*assert\s+(?P<same>[\w.]+(\(\))?)\s*==\s*(?P=same)\s*$"
 )
 # Checks of a particular value...
 _EXACT = re.compile(
@@ -239,8 +227,8 @@ _EXACT = re.compile(
 )
 # ...and checks that only something is there (the weaker kind).
 _LOOSE = re.compile(
-    r"\bassert(True|IsNotNone|NotNil|NotNull|\.ok)\b|\.(toBeDefined|toBeTruthy)\s*\("
-    r"|\.not\.(toBeNull|toBeUndefined)\b|\bis\s+not\s+None\b|\bassert!\s*\("
+    r"\bassert(True|NotNil|NotNull|\.ok)\b|\.(toBeDefined|toBeTruthy)\s*\("
+    r"|\.not\.(toBeNull|toBeUndefined)\b|\bassert!\s*\("
     r"|\b(assert|require)\.(NotNil|True|NotEmpty)\b"
 )
 
@@ -253,5 +241,4 @@ def looser(before: str, after: str) -> bool:
     """`after` checks less than `before` did: an exact check became a there-or-not check."""
     if not _EXACT.search(before) or _EXACT.search(after):
         return False
-    bare_python = re.match(r"^\s*assert\s+[^=<>!]+$", after) and " in " not in after
-    return bool(_LOOSE.search(after) or bare_python)
+    return bool(_LOOSE.search(after))

@@ -122,6 +122,17 @@ class Change:
 
 
 @dataclass(frozen=True)
+class ChangedText:
+    """One changed file's text where the run began and as `git add -A` would commit it."""
+
+    path: str  # where it is now (where it was, when deleted)
+    old_path: str  # where it was where the run began (another path when renamed)
+    before: str | None  # None: not there (or not a regular file) where the run began
+    after: str | None  # None: deleted, or there but not read (`unread` says why)
+    unread: str = ""  # "a symbolic link", "larger than 2,000,000 bytes"
+
+
+@dataclass(frozen=True)
 class SetupProducts:
     """What the work tree held beyond the run's commit once setup was done, before the agent
     began: never part of the change."""
@@ -250,6 +261,45 @@ class Checkout:
     async def changed_files(self) -> list[str]:
         """Paths changed since the run began, committed or not (untracked included)."""
         return sorted({change.path for change in await self.changes()})
+
+    async def changed_texts(
+        self, wanted: Callable[[str], bool], *, max_bytes: int
+    ) -> list[ChangedText]:
+        """The text on both sides of each changed file `wanted` picks (by either path), read
+        from git's objects, never from the work tree: the start's blob, and the blob staging
+        everything made (what the diff and the commit show). Renames are paired."""
+        raw = await self._against_start("--raw", "--no-abbrev", "-z", "--find-renames")
+        found = []
+        for change in _parse_raw_renames(raw):
+            old_mode, new_mode, old_sha, new_sha, status, old_path, path = change
+            if not (wanted(path) or wanted(old_path)):
+                continue
+            before = None
+            if old_mode in _REGULAR:
+                before, _why = await self._blob_text(old_sha, max_bytes)
+            after, unread = None, ""
+            if status != "D":
+                if new_mode == SYMLINK:
+                    unread = "a symbolic link"
+                elif new_mode == GITLINK:
+                    unread = "a submodule"
+                else:
+                    after, unread = await self._blob_text(new_sha, max_bytes)
+            found.append(ChangedText(path, old_path, before, after, unread))
+        return found
+
+    async def _blob_text(self, sha: str, max_bytes: int) -> tuple[str | None, str]:
+        size = int((await git("cat-file", "-s", sha, cwd=self.path)).stdout.strip())
+        if size > max_bytes:
+            return None, f"larger than {max_bytes:,} bytes"
+        return (await git("cat-file", "blob", sha, cwd=self.path)).stdout, ""
+
+    async def start_paths(self) -> list[str]:
+        """Every file path of the commit the run began at (read from git, not the work tree)."""
+        listing = await git(
+            "ls-tree", "-r", "-z", "--name-only", "--full-tree", self.start_sha, cwd=self.path
+        )
+        return sorted(path for path in listing.stdout.split("\0") if path)
 
     async def diff_stat(self) -> str:
         """`git diff --stat` of everything changed since the run began."""
@@ -593,6 +643,28 @@ def _parse_raw(raw: str) -> list[Change]:
             continue
         old_mode, new_mode, _old, new, status = meta[1:].split()
         changes.append(Change(path, status[0], old_mode, new_mode, new))
+    return changes
+
+
+def _parse_raw_renames(raw: str) -> list[tuple[str, str, str, str, str, str, str]]:
+    """`git diff --raw -z --find-renames`: (old mode, new mode, old sha, new sha, status,
+    old path, path) per change; a rename (R) or copy (C) names two paths."""
+    parts = raw.split("\0")
+    changes = []
+    index = 0
+    while index < len(parts):
+        meta = parts[index]
+        if not meta.startswith(":"):
+            index += 1
+            continue
+        old_mode, new_mode, old_sha, new_sha, status = meta[1:].split()
+        if status[0] in "RC":
+            old_path, path = parts[index + 1], parts[index + 2]
+            index += 3
+        else:
+            old_path = path = parts[index + 1]
+            index += 2
+        changes.append((old_mode, new_mode, old_sha, new_sha, status[0], old_path, path))
     return changes
 
 
