@@ -101,11 +101,12 @@ async def test_a_real_run_records_its_review_and_the_page_leads_with_the_outcome
     run = await eventually(finished, within=90)
     assert run.state == RunState.SUCCEEDED and run.review == "recovered", run.error
 
-    # The review is a run event: the first look's veto, then the second look's verdict.
+    # The review is a run event: the first look stopped by the tests' outcome (the rewritten
+    # expectation fails with main's tests), then the second look's verdict.
     events = await store.run_events(run.id)
     reviews = [e.data for e in events if e.kind == "review"]
     assert [(r["round"], r["verdict"], r["final"]) for r in reviews] == [
-        (1, "vetoed", False),
+        (1, "outcome", False),
         (2, "recovered", True),
     ]
     assert reviews[0]["reasons"] == [REASON] and reviews[1]["summary"].startswith("Fixes")
@@ -136,16 +137,20 @@ async def test_a_real_run_records_its_review_and_the_page_leads_with_the_outcome
     outcome = page[position(page, 'id="outcome"') : position(page, 'id="retry"')]
     assert "Approved on the agent&#39;s second attempt" in outcome
     reason_html = "<code>test_add</code> now expects -1; the bug in <code>add()</code> is still"
-    assert "Vetoed at first" in outcome and reason_html in outcome
+    assert "Stopped at first" in outcome and reason_html in outcome
     # The Review card has both looks.
     card = page[position(page, 'id="review-section"') : position(page, 'id="diff-section"')]
-    assert "Vetoed, before the agent&#39;s second attempt" in card and reason_html in card
+    stopped = "Stopped by the tests&#39; outcome, before the agent&#39;s second attempt"
+    assert stopped in card and reason_html in card
     assert "Fixes <code>add()</code>; the test is unchanged." in card
 
-    # The transcript shows no empty phase; its last phase says how the run ended.
+    # The transcript shows no empty phase (the review's hold the tests' outcome checks); its
+    # last phase says how the run ended.
     assert PHASE.findall(page) == [
         ("agent", "starting"),
+        ("review", ""),
         ("agent", "addressing the review"),
+        ("review", "after the agent&#39;s second attempt"),
         ("publish", "PR opened"),
     ]
     assert "The run ended: PR opened." in page

@@ -18,7 +18,7 @@ from pygments.lexers import DiffLexer
 
 from app.agent.prompts import NO_CHANGE_MARKER
 from app.models import Run, RunState
-from app.runs.review import APPROVED, RECOVERED, SKIPPED, UNAVAILABLE, VETOED
+from app.runs.review import APPROVED, OUTCOME, RECOVERED, SKIPPED, UNAVAILABLE, VETOED
 from app.store import RunEvent
 from app.web.pages import markdown
 
@@ -42,6 +42,7 @@ REVIEW_LABELS = {
     APPROVED: ("Approved", "good"),
     RECOVERED: ("Approved on the agent's second attempt", "good"),
     VETOED: ("Vetoed", "bad"),
+    OUTCOME: ("Stopped by the tests' outcome", "bad"),
     UNAVAILABLE: ("Not reviewed: the judge could not be asked", "bad"),
     SKIPPED: ("Not reviewed", ""),
 }
