@@ -163,7 +163,11 @@ async def test_a_real_run_records_its_review_and_the_page_leads_with_the_outcome
     assert f"Timeline ({len(run.steps)} steps)" in page
     requests = run.usage.requests
     assert requests > 1 and f"({requests} requests to <code>" in page
-    assert "finding(s)" not in page and "0 findings, judge vetoed" in page
+    assert "finding(s)" not in page
+    assert "1 outcome finding, 1 finding (1 from reading the test files, 0 from the diff)" in page
+    # The outcome checks' event is shown in words, with the check that caught each finding.
+    assert "<strong>The tests' outcome:</strong>" in page and "(pass-to-pass)</li>" in page
+    assert "skipped=None" not in page
 
 
 async def test_counts_agree_with_their_nouns_and_times_have_a_date_and_zone(

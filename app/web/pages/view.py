@@ -162,6 +162,8 @@ def entry(event: RunEvent, tools: dict[str, RunEvent]) -> Entry | None:
             "transcript",
             {"html": markdown.render_ours(str(data.get("text") or ""))},
         )
+    if kind == "outcome":  # Honk's own words: which of the tests' outcome checks caught what
+        return Entry(f"ev-{event.seq}", "note", "transcript", {"html": _outcome_html(data)})
     if kind in ("network", "subject"):
         return None  # summed up by `network_summary`; the page's heading
     if kind == "review":
@@ -434,3 +436,20 @@ def _duration(seconds: float | None) -> str:
 def _safe(value: str) -> str:
     """An element id from a tool-use id (letters, digits, _ and - only)."""
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in value)[:80]
+
+
+def _outcome_html(data: dict[str, Any]) -> Markup:
+    """The tests' outcome checks as a note: the summary, each finding with its check, the
+    notes (a runner judged by exit status, what was left out). Honk's own words, with names
+    from the repository as code spans (`render_ours` renders one line each)."""
+    summary = markdown.render_ours(str(data.get("summary") or data.get("error") or "no result"))
+    findings = [f for f in data.get("findings") or [] if isinstance(f, dict)]
+    items = [
+        f"{markdown.render_ours(str(f.get('message', '')))} "
+        f"({markdown.render_ours(str(f.get('check', '')))})"
+        for f in findings
+    ] + [markdown.render_ours(str(note)) for note in data.get("notes") or []]
+    listed = "".join(f"<li>{item}</li>" for item in items)
+    # Every part is escaped by render_ours; the tags around them are Honk's own.
+    html = f"<strong>The tests' outcome:</strong> {summary}"
+    return Markup(html + (f"<ul>{listed}</ul>" if items else ""))
