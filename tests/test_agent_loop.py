@@ -23,6 +23,7 @@ from app.agent.prompts import AgentTask
 from app.agent.tools import ToolBox
 from app.config import Settings
 from app.models import Usage
+from app.workspace.mounts import SandboxPython
 from app.workspace.sandbox import Sandbox
 from tests.fakes.anthropic import (
     API_KEY,
@@ -69,8 +70,8 @@ def repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def tools(repo: Path) -> ToolBox:
-    return ToolBox(Sandbox(repo, mode="off", timeout=60))
+def tools(repo: Path, sandbox_python: SandboxPython) -> ToolBox:
+    return ToolBox(Sandbox(repo, mode="off", timeout=60, python=sandbox_python))
 
 
 async def run(

@@ -40,6 +40,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         "ANTHROPIC_BASE_URL": settings.anthropic_base_url or "",
         "HONK_MODEL": settings.model,
         "HONK_DATA_DIR": str(settings.data_dir),
+        "HONK_SANDBOX_PYTHON": str(settings.sandbox_python or ""),
         "DATABASE_URL": settings.database_url,
         "HONK_WORKERS": "1",
         "HONK_LEASE_SECONDS": str(settings.lease_seconds),
