@@ -10,12 +10,19 @@ import site
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.config import ConfigError, Settings
+from app.models import RunState
+from app.web import create_app
 from app.workspace.mounts import SandboxPython
 from app.workspace.sandbox import Sandbox
+from tests.calc_world import REPO, calc_settings, fixing_script, labeled, seed_calc
+from tests.fakes.anthropic import result_text, tool_results, tool_use_bash
+from tests.helpers import ClientFactory, post_webhook
+from tests.test_e2e import finished_run
 
 pytestmark = pytest.mark.bwrap
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,9 +115,7 @@ async def test_honk_in_a_venv_offers_the_base_python_without_its_venv(
     assert lines[6] == "VIRTUAL_ENV=none"
 
 
-async def test_a_checkouts_venv_made_by_setup_comes_first(
-    checkout: Path, tmp_path: Path
-) -> None:
+async def test_a_checkouts_venv_made_by_setup_comes_first(checkout: Path, tmp_path: Path) -> None:
     sandbox = Sandbox.for_settings(Settings(checkout_dir=tmp_path / "checkouts"), checkout)
     before = await sandbox.run("command -v python")
     assert before.output.strip() == f"{BASE}/bin/python"
@@ -174,9 +179,7 @@ def test_honk_sandbox_python_must_hold_an_interpreter(tmp_path: Path) -> None:
     assert SandboxPython(str(tmp_path)).bin_dir == f"{tmp_path}/bin"
 
 
-async def test_honk_sandbox_python_refuses_honks_own_venv(
-    honk_venv: Path, tmp_path: Path
-) -> None:
+async def test_honk_sandbox_python_refuses_honks_own_venv(honk_venv: Path, tmp_path: Path) -> None:
     check = (
         "import sys\nfrom app.config import ConfigError, Settings\n"
         "try:\n    Settings.from_env({'HONK_SANDBOX_PYTHON': sys.prefix}, env_file=None)\n"
@@ -185,3 +188,45 @@ async def test_honk_sandbox_python_refuses_honks_own_venv(
     code, out = await _run(str(honk_venv / "bin" / "python"), "-c", check)
     assert code == 0, out
     assert out.startswith(f"HONK_SANDBOX_PYTHON: {honk_venv} is Honk's own virtualenv"), out
+
+
+SETUP_VENV = (
+    "set -e\n"
+    "python -m venv --without-pip .venv\n"
+    "site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path(\"purelib\"))')\n"
+    # No network in a test: the tools setup would install come from the sandbox's Python.
+    "python -c 'import os, pytest; print(os.path.dirname(os.path.dirname(pytest.__file__)))'"
+    ' > "$site/tools.pth"\n'
+    'echo \'MADE_BY = "setup"\' > "$site/setup_made.py"\n'
+)
+VERIFY_IN_VENV = "python -c 'import setup_made' && python -m pytest -q"
+
+
+async def test_setups_venv_serves_the_agent_and_verify_and_stays_out_of_the_pr(
+    aiohttp_client: ClientFactory,
+    base_settings: Settings,
+    fake_github: Any,
+    fake_anthropic: Any,
+    fake_slack: Any,
+) -> None:
+    seed_calc(fake_github)
+    fake_github.commit_files(
+        REPO,
+        {
+            ".github/honk.yml": f'setup: bash setup.sh\nverify: "{VERIFY_IN_VENV}"\n',
+            "setup.sh": SETUP_VENV,
+        },
+    )
+    settings = calc_settings(base_settings, fake_github, fake_anthropic, fake_slack)
+    fake_anthropic.script(tool_use_bash("command -v python; echo $VIRTUAL_ENV"), *fixing_script())
+    client = await aiohttp_client(create_app(settings))
+    assert (await post_webhook(client, "issues", labeled(), delivery_id="venv-1")).status == 202
+
+    run = await finished_run(client)
+    assert run.state == RunState.SUCCEEDED, run.error
+    looked = result_text(tool_results(fake_anthropic.requests[1])[0])
+    assert looked.splitlines()[:2] == ["/workspace/calc/.venv/bin/python", "/workspace/calc/.venv"]
+    pr = next(iter(fake_github.repo(REPO)["pulls"].values()))
+    assert f"`{VERIFY_IN_VENV}`: **passed**" in pr["body"]  # verify ran in setup's venv
+    changed = fake_github.git(REPO, "diff", "--name-only", "main", run.branch).split()
+    assert changed == ["calc.py"]  # the venv setup made is no part of the change
