@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypedDict
 from urllib.parse import urlparse
 
 from dotenv import dotenv_values
@@ -198,8 +199,8 @@ class Settings:
             github_url=_url(get("GITHUB_URL") or GITHUB_URL, "GITHUB_URL"),
             anthropic_api_key=get("ANTHROPIC_API_KEY"),
             anthropic_base_url=(
-                _url(get("ANTHROPIC_BASE_URL"), "ANTHROPIC_BASE_URL")  # type: ignore[arg-type]
-                if get("ANTHROPIC_BASE_URL")
+                _url(base_url, "ANTHROPIC_BASE_URL")
+                if (base_url := get("ANTHROPIC_BASE_URL"))
                 else None
             ),
             model=model,
@@ -279,7 +280,12 @@ class Settings:
         return settings
 
 
-def _network(allow: str | None, presets: str | None) -> dict[str, object]:
+class _Network(TypedDict):
+    network_allow: tuple[str, ...] | None
+    network_presets: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def _network(allow: str | None, presets: str | None) -> _Network:
     """HONK_NETWORK_ALLOW ("pypi npm *.internal.example mirror.internal:3141", or "*") and
     HONK_NETWORK_PRESETS ("pypi=mirror.internal:3141; tools=a.example b.example")."""
     overrides: dict[str, tuple[str, ...]] = {}

@@ -87,9 +87,10 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 remaining = answer.get("x-ratelimit-remaining")
                 if remaining is not None and remaining.isdigit():
                     metrics.github_rate_remaining.set(int(remaining))
-                wait = self._retry_wait(status, answer, data, attempt)
-                if wait is None:
+                retry_in = self._retry_wait(status, answer, data, attempt)
+                if retry_in is None:
                     return status, answer, data
+                wait = retry_in
                 if attempt > self.max_retries or wait > self.max_wait:
                     _give_up(method, url, status, answer, data, attempt, wait, self.max_wait)
                 reason = str(status)
