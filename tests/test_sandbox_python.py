@@ -35,8 +35,10 @@ from app.config import Settings
 from app.workspace.sandbox import Sandbox
 
 async def main() -> None:
-    root, scratch, command = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-    settings = Settings(data_dir=scratch / "data", checkout_dir=scratch / "checkouts")
+    root, scratch, bound, command = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+    settings = Settings(
+        data_dir=scratch / "data", checkout_dir=scratch / "checkouts", sandbox_ro_paths=(bound,)
+    )
     result = await Sandbox.for_settings(settings, root).run(command)
     print(json.dumps({"exit": result.exit_code, "output": result.output, "prefix": sys.prefix}))
 
@@ -59,8 +61,10 @@ async def _run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str]
 @pytest.fixture(scope="module")
 def honk_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A real venv that runs Honk: Honk and its dependencies come from this test run's own
-    environment (a .pth file), and one package is the venv's alone."""
-    venv = tmp_path_factory.mktemp("honk-venv") / "venv"
+    environment (a .pth file), and one package is the venv's alone. It sits in a directory
+    the operator binds (HONK_SANDBOX_RO_PATHS), beside a toolchain of theirs."""
+    venv = tmp_path_factory.mktemp("opt") / "venv"
+    (venv.parent / "toolchain.sh").write_text("echo the toolchain works\n")
     made = asyncio.run(_run(sys.executable, "-m", "venv", "--without-pip", str(venv)))
     assert made[0] == 0, made[1]
     own_site = next(venv.glob("lib/python*/site-packages"))
@@ -80,8 +84,10 @@ def checkout(tmp_path: Path) -> Path:
 
 
 async def in_honk_venv(venv: Path, checkout: Path, scratch: Path, command: str) -> dict[str, str]:
+    """`command` in the default sandbox of Honk run from `venv`, the venv's directory bound."""
+    python = str(venv / "bin" / "python")
     code, out = await _run(
-        str(venv / "bin" / "python"), "-c", CHILD, str(checkout), str(scratch), command
+        python, "-c", CHILD, str(checkout), str(scratch), str(venv.parent), command
     )
     assert code == 0, out
     answer: dict[str, str] = json.loads(out.splitlines()[-1])
@@ -102,7 +108,8 @@ async def test_honk_in_a_venv_offers_the_base_python_without_its_venv(
         "command -v python; python -c 'import sys; print(sys.prefix)'; "
         "python -c 'import honk_venv_only' 2>&1 | tail -1; "
         "python -c 'import anthropic; print(\"anthropic imported\")' 2>&1 | tail -1; "
-        f"ls {honk_venv} 2>&1; echo PATH=$PATH; echo VIRTUAL_ENV=${{VIRTUAL_ENV:-none}}",
+        f"ls {honk_venv} 2>&1; echo PATH=$PATH; echo VIRTUAL_ENV=${{VIRTUAL_ENV:-none}}; "
+        f"ls {honk_venv.parent}; bash {honk_venv.parent}/toolchain.sh",
     )
     assert answer["prefix"] == str(honk_venv)  # Honk itself ran in its venv
     lines = answer["output"].splitlines()
@@ -113,6 +120,8 @@ async def test_honk_in_a_venv_offers_the_base_python_without_its_venv(
     assert "No such file or directory" in lines[4]  # Honk's venv is not even there
     assert lines[5].startswith(f"PATH={BASE}/bin:") and str(honk_venv) not in lines[5]
     assert lines[6] == "VIRTUAL_ENV=none"
+    # The directory that holds it is bound, and shows everything else in it.
+    assert lines[7:] == ["toolchain.sh", "the toolchain works"]
 
 
 async def test_a_checkouts_venv_made_by_setup_comes_first(checkout: Path, tmp_path: Path) -> None:
