@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypedDict
 from urllib.parse import urlparse
 
 from dotenv import dotenv_values
@@ -55,6 +57,9 @@ class Settings:
     # The sandbox: "bwrap" (default) or "off" (unsafe, explicit opt-out).
     sandbox: str = "bwrap"
     sandbox_ro_paths: tuple[str, ...] = ()
+    # The Python the sandbox offers (a prefix holding bin/python3: an installation or a
+    # venv); None: the installation Honk's own venv was made from (sys.base_prefix).
+    sandbox_python: Path | None = None
     # Per sandboxed command (docs/security.md, "The sandbox"): tasks, data segment per process,
     # any one file, /tmp and /dev/shm each, and how much the checkout's work tree may hold.
     sandbox_max_processes: int = 512
@@ -205,8 +210,8 @@ class Settings:
             github_url=_url(get("GITHUB_URL") or GITHUB_URL, "GITHUB_URL"),
             anthropic_api_key=get("ANTHROPIC_API_KEY"),
             anthropic_base_url=(
-                _url(get("ANTHROPIC_BASE_URL"), "ANTHROPIC_BASE_URL")  # type: ignore[arg-type]
-                if get("ANTHROPIC_BASE_URL")
+                _url(base_url, "ANTHROPIC_BASE_URL")
+                if (base_url := get("ANTHROPIC_BASE_URL"))
                 else None
             ),
             model=model,
@@ -225,6 +230,7 @@ class Settings:
             sandbox_ro_paths=tuple(
                 p for p in (get("HONK_SANDBOX_RO_PATHS") or "").split(os.pathsep) if p
             ),
+            sandbox_python=_sandbox_python(get("HONK_SANDBOX_PYTHON")),
             sandbox_max_processes=_int(
                 get("HONK_SANDBOX_MAX_PROCESSES") or "512", "HONK_SANDBOX_MAX_PROCESSES", 16
             ),
@@ -301,7 +307,12 @@ class Settings:
         return settings
 
 
-def _network(allow: str | None, presets: str | None) -> dict[str, object]:
+class _Network(TypedDict):
+    network_allow: tuple[str, ...] | None
+    network_presets: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def _network(allow: str | None, presets: str | None) -> _Network:
     """HONK_NETWORK_ALLOW ("pypi npm *.internal.example mirror.internal:3141", or "*") and
     HONK_NETWORK_PRESETS ("pypi=mirror.internal:3141; tools=a.example b.example")."""
     overrides: dict[str, tuple[str, ...]] = {}
@@ -335,6 +346,27 @@ def default_checkout_dir() -> Path:
     if not base.is_dir():
         base = Path(tempfile.gettempdir())
     return base / f"honk-checkouts-{os.getuid()}"
+
+
+def _sandbox_python(value: str | None) -> Path | None:
+    """HONK_SANDBOX_PYTHON: the prefix of a Python installation or venv, not Honk's own venv."""
+    if value is None:
+        return None
+    prefix = Path(value).absolute()
+    interpreter = prefix / "bin" / "python3"
+    if not (interpreter.is_file() and os.access(interpreter, os.X_OK)):
+        raise ConfigError(
+            f"HONK_SANDBOX_PYTHON: {interpreter} is not an executable; give the prefix of a "
+            "Python installation or virtualenv (the directory that holds bin/python3)"
+        )
+    own = Path(sys.prefix).resolve()
+    if sys.prefix != sys.base_prefix and own in (prefix.resolve(), *prefix.resolve().parents):
+        raise ConfigError(
+            f"HONK_SANDBOX_PYTHON: {prefix} is Honk's own virtualenv, whose packages the "
+            "sandbox never shows; make a virtualenv for the sandbox, or leave it unset for "
+            f"the Python Honk's venv was made from ({sys.base_prefix})"
+        )
+    return prefix
 
 
 def _absolute(value: str | None) -> Path | None:

@@ -90,7 +90,9 @@ async def record_repository(
 async def label_done(store: Store, installation_id: int, repo: str, label: str) -> bool:
     """Whether `label` was already made sure of in that repository (by an earlier attempt)."""
     record = await repository(store, installation_id, repo)
-    return bool(record) and record.get("label") in LABEL_DONE and record.get("label_name") == label
+    if not record:
+        return False
+    return record.get("label") in LABEL_DONE and record.get("label_name") == label
 
 
 async def announced(store: Store, installation_id: int, delivery_id: str | None) -> bool:

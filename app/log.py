@@ -130,10 +130,13 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
         ids = []
-        if getattr(record, "run_id", None) is not None:
-            ids.append(f"run={record.run_id}")
-        if getattr(record, "delivery_id", None):
-            ids.append(f"delivery={record.delivery_id}")
+        # ContextFilter sets both on every record it passes (None outside a run, a delivery).
+        run_id = getattr(record, "run_id", None)
+        delivery_id = getattr(record, "delivery_id", None)
+        if run_id is not None:
+            ids.append(f"run={run_id}")
+        if delivery_id:
+            ids.append(f"delivery={delivery_id}")
         return f"{base} [{' '.join(ids)}]" if ids else base
 
 
@@ -173,13 +176,10 @@ def _isatty(stream: Any) -> bool:
 
 @contextlib.contextmanager
 def log_context(run_id: int | None = None, delivery_id: str | None = None) -> Iterator[None]:
-    tokens = []
-    if run_id is not None:
-        tokens.append((run_id_var, run_id_var.set(run_id)))
-    if delivery_id is not None:
-        tokens.append((delivery_id_var, delivery_id_var.set(delivery_id)))
-    try:
+    # The stack resets what was set, last first, however the block ends.
+    with contextlib.ExitStack() as stack:
+        if run_id is not None:
+            stack.callback(run_id_var.reset, run_id_var.set(run_id))
+        if delivery_id is not None:
+            stack.callback(delivery_id_var.reset, delivery_id_var.set(delivery_id))
         yield
-    finally:
-        for var, token in reversed(tokens):
-            var.reset(token)

@@ -549,8 +549,11 @@ def _check_items(values: dict[str, Any], source: str) -> None:
         raise RepoConfigError(f"{source}: label must be 1 to {LABEL_MAX} characters")
 
 
+_KINDS: dict[type, str] = {list: "a list", str: "a string"}
+
+
 def _kind(value: Any) -> str:
-    return {list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    return _KINDS.get(type(value), type(value).__name__)
 
 
 def _hint(unknown: list[str], known: list[str] | None = None) -> str:

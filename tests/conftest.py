@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.config import Settings
+from app.workspace.mounts import SandboxPython
+from tests.sandbox_python import build_sandbox_python
 
 # Each fake is a real aiohttp app on loopback, defined once and shared by all tests.
 pytest_plugins = ["tests.fakes.github", "tests.fakes.slack", "tests.fakes.anthropic"]
@@ -41,8 +43,21 @@ def private_key_pem() -> str:
     return new_private_key()
 
 
+@pytest.fixture(scope="session")
+def sandbox_python_prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """HONK_SANDBOX_PYTHON for the tests: the base interpreter with pytest and pip only
+    (tests/sandbox_python.py), made once per session and xdist worker."""
+    return build_sandbox_python(tmp_path_factory.mktemp("sandbox-python") / "venv")
+
+
 @pytest.fixture
-def base_settings(tmp_path: Path, private_key_pem: str) -> Settings:
+def sandbox_python(sandbox_python_prefix: Path) -> SandboxPython:
+    """The same, for a test that builds its Sandbox by hand."""
+    return SandboxPython(str(sandbox_python_prefix))
+
+
+@pytest.fixture
+def base_settings(tmp_path: Path, private_key_pem: str, sandbox_python_prefix: Path) -> Settings:
     """Settings with no reachable outside service: tests add the fakes they use."""
     data_dir = tmp_path / "honk-data"
     return Settings(
@@ -60,6 +75,7 @@ def base_settings(tmp_path: Path, private_key_pem: str) -> Settings:
         lease_seconds=5.0,
         label_pause=0.0,
         log_format="text",
+        sandbox_python=sandbox_python_prefix,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from app.agent.prompts import AgentTask
 from app.agent.tools import ToolBox
 from app.config import Settings
 from app.models import Usage
+from app.workspace.mounts import SandboxPython
 from app.workspace.sandbox import Sandbox
 from tests.fakes.anthropic import (
     API_KEY,
@@ -68,8 +70,8 @@ def repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def tools(repo: Path) -> ToolBox:
-    return ToolBox(Sandbox(repo, mode="off", timeout=60))
+def tools(repo: Path, sandbox_python: SandboxPython) -> ToolBox:
+    return ToolBox(Sandbox(repo, mode="off", timeout=60, python=sandbox_python))
 
 
 async def run(
@@ -278,11 +280,28 @@ async def test_stream_failures_are_retried_then_reported(
     assert len(fake_anthropic.requests) == 2
     assert result.usage.requests == 1
 
+    # The API was reached each time: the stream broke off after its first event (the SDK
+    # reports that as a connection error; it is no failure to connect, and not retried by it).
     fake_anthropic.script(*[broken_stream()] * 3)
     broken, _ = await run(client, tools)
     assert broken.outcome == "error"
-    assert broken.error is not None and broken.error.startswith("the Anthropic API stream failed")
+    assert broken.error == "the Anthropic API stream failed (RemoteProtocolError)"
     assert len(fake_anthropic.requests) == 5
+
+
+async def test_an_unreachable_api_is_reported_with_the_attempts_made(
+    settings: Settings, tools: ToolBox
+) -> None:
+    with socket.socket() as closed:  # a loopback port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    unreachable = anthropic.AsyncAnthropic(
+        api_key=API_KEY, base_url=f"http://127.0.0.1:{port}", max_retries=1
+    )
+    async with unreachable:
+        result, _ = await run(unreachable, tools)
+    assert result.outcome == "error"
+    assert result.error == "could not reach the Anthropic API after 2 attempts"
 
 
 async def test_no_change_refusal_and_tool_errors(

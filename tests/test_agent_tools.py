@@ -14,6 +14,7 @@ from app.agent.tools import (
     is_test_command,
     tool_definitions,
 )
+from app.workspace.mounts import SandboxPython
 from app.workspace.sandbox import Sandbox
 
 
@@ -30,8 +31,9 @@ def repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def box(repo: Path) -> ToolBox:
-    return ToolBox(Sandbox(repo, mode="off", timeout=20), output_limit=2000)
+def box(repo: Path, sandbox_python: SandboxPython) -> ToolBox:
+    sandbox = Sandbox(repo, mode="off", timeout=20, python=sandbox_python)
+    return ToolBox(sandbox, output_limit=2000)
 
 
 async def edit(box: ToolBox, **tool_input: Any) -> tuple[str, bool]:

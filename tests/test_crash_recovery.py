@@ -42,6 +42,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         "HONK_MODEL": settings.model,
         "HONK_DATA_DIR": str(settings.data_dir),
         "HONK_CHECKOUT_DIR": str(settings.checkout_dir),
+        "HONK_SANDBOX_PYTHON": str(settings.sandbox_python or ""),
         "DATABASE_URL": settings.database_url,
         "HONK_WORKERS": "1",
         "HONK_LEASE_SECONDS": str(settings.lease_seconds),

@@ -26,6 +26,7 @@ from app.workspace.egress import (
     proxy_config,
 )
 from app.workspace.egress_proxy import EgressRelay, Record
+from app.workspace.mounts import SandboxPython
 from app.workspace.sandbox import Sandbox
 from tests.fakes.registry import LoopbackRegistry
 
@@ -66,8 +67,8 @@ def environment_of(pid: int) -> list[bytes]:
     return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
 
 
-def through(root: Path, proxy: EgressProxy) -> Sandbox:
-    sandbox = Sandbox(root)
+def through(root: Path, proxy: EgressProxy, python: SandboxPython | None = None) -> Sandbox:
+    sandbox = Sandbox(root, python=python)
     sandbox.proxy = proxy.sandbox
     return sandbox
 
@@ -77,6 +78,7 @@ async def test_a_listed_host_is_reachable_and_nothing_else(
     mirror: LoopbackRegistry,
     unlisted: LoopbackRegistry,
     monkeypatch: pytest.MonkeyPatch,
+    sandbox_python: SandboxPython,
 ) -> None:
     secret = "whsec-" + secrets.token_hex(8)
     monkeypatch.setenv("WEBHOOK_SECRET", secret)
@@ -87,7 +89,7 @@ async def test_a_listed_host_is_reachable_and_nothing_else(
         environ = environment_of(proxy.process.pid)
         assert {line.split(b"=")[0] for line in environ if line} == {b"PATH", b"LANG"}
         assert all(secret.encode() not in line for line in environ)
-        sandbox = through(checkout, proxy)
+        sandbox = through(checkout, proxy, sandbox_python)  # pip, as an agent would run it
         index = f"http://{listed}/simple/"
         allowed = await sandbox.run(
             f"curl -sS http://{listed}/ && "

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 
 from app.network_policy import Cap, Presets, compile_rules
 from app.workspace.egress import EgressProxy, proxy_config
-from app.workspace.mounts import Hidden
+from app.workspace.mounts import Hidden, SandboxPython
 from app.workspace.sandbox import (
     OutputCap,
     PathOutsideWorkspace,
@@ -237,12 +237,15 @@ async def test_writes_in_the_checkout_land_on_the_host(checkout: Path) -> None:
     assert (checkout / "src" / "new.py").stat().st_uid == os.getuid()
 
 
-async def test_pytest_runs_inside_the_sandbox(checkout: Path) -> None:
+async def test_pytest_runs_inside_the_sandbox(
+    checkout: Path, sandbox_python: SandboxPython
+) -> None:
     (checkout / "calc.py").write_text("def add(a, b):\n    return a + b\n")
     (checkout / "test_calc.py").write_text(
         "from calc import add\n\n\ndef test_add():\n    assert add(2, 2) == 4\n"
     )
-    result = await Sandbox(checkout).run("python -m pytest -q -p no:cacheprovider test_calc.py")
+    sandbox = Sandbox(checkout, python=sandbox_python)
+    result = await sandbox.run("python -m pytest -q -p no:cacheprovider test_calc.py")
     assert result.exit_code == 0, result.output
     assert "1 passed" in result.output
 

@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 import anthropic
 import httpx2
-from anthropic.types import Message
+from anthropic.lib.streaming import AsyncMessageStream
+from anthropic.types import CacheControlEphemeralParam, Message
 
 from app.agent.prompts import NO_CHANGE_MARKER, AgentTask
 from app.agent.tools import CommandRecord, ToolBox
@@ -28,7 +29,7 @@ STREAM_RETRIES = 2
 STREAM_RETRY_DELAY = 0.5
 # In a row, before giving up on a model that keeps running out of output tokens.
 MAX_CONTINUATIONS = 3
-EPHEMERAL: dict[str, str] = {"type": "ephemeral"}
+EPHEMERAL: CacheControlEphemeralParam = {"type": "ephemeral"}
 
 CONTINUE_PROMPT = (
     "Your last message was cut off at the output limit, and any tool call in it was "
@@ -231,10 +232,20 @@ async def _converse(
             raise _Stop("error", f"unexpected stop_reason from the API: {stop_reason!r}")
 
 
+class _StreamBroke(Exception):
+    """The response had begun (the API was reached) when its stream broke off."""
+
+    def __init__(self, failure: str) -> None:
+        super().__init__(failure)
+        self.failure = failure
+
+
 async def _request(client: anthropic.AsyncAnthropic, model: str, chat: _Conversation) -> Message:
     """One streamed request (the SDK retries HTTP errors); its usage is recorded at once."""
     for attempt in range(STREAM_RETRIES + 1):
         try:
+            # Entering sends the request (the SDK retries failures to connect or an HTTP
+            # error); what fails after that is the stream, which the SDK never retries.
             async with client.messages.stream(
                 model=model,
                 max_tokens=chat.limits.max_output_tokens,
@@ -242,16 +253,15 @@ async def _request(client: anthropic.AsyncAnthropic, model: str, chat: _Conversa
                 tools=_cached_tools(chat.tools.definitions),
                 messages=_with_cache_breakpoints(chat.messages),  # type: ignore[arg-type]
             ) as stream:
-                message = await stream.get_final_message()
+                message = await _final_message(stream)
         except anthropic.APIStatusError as error:
             if not _overloaded_mid_stream(error) or attempt == STREAM_RETRIES:
                 raise _Stop("error", describe_api_error(error)) from None
             failure = "overloaded"
         except anthropic.APIError as error:
             raise _Stop("error", describe_api_error(error)) from None
-        except (httpx2.TransportError, ValueError) as error:
-            # The stream broke off, or the model's tool input arrived as broken JSON.
-            failure = type(error).__name__
+        except _StreamBroke as error:
+            failure = error.failure
             if attempt == STREAM_RETRIES:
                 raise _Stop("error", f"the Anthropic API stream failed ({failure})") from None
         else:
@@ -262,6 +272,24 @@ async def _request(client: anthropic.AsyncAnthropic, model: str, chat: _Conversa
         log.warning("Anthropic stream failed (%s); retrying", failure)
         await asyncio.sleep(STREAM_RETRY_DELAY * 2**attempt)
     raise AssertionError("unreachable")
+
+
+async def _final_message(stream: AsyncMessageStream) -> Message:
+    """The streamed message; a stream that breaks off or carries broken JSON is _StreamBroke.
+
+    anthropic 2.x reports a connection lost mid-stream as APIConnectionError (whose
+    message would say the API could not be reached, after retries it never made); older
+    releases let httpx's TransportError through. Both mean the same here, as does the
+    model's tool input arriving as JSON that does not parse (ValueError).
+    """
+    try:
+        return await stream.get_final_message()
+    except anthropic.APIConnectionError as error:
+        cause = error.__cause__
+        reason = "timed out" if isinstance(error, anthropic.APITimeoutError) else None
+        raise _StreamBroke(reason or type(cause or error).__name__) from error
+    except (httpx2.TransportError, ValueError) as error:
+        raise _StreamBroke(type(error).__name__) from error
 
 
 def usage_of(message: Message) -> Usage:
@@ -398,21 +426,25 @@ _STATUS_NAMES = {
 
 def describe_api_error(error: anthropic.APIError) -> str:
     """A clear, secret-free message for an error that survived the SDK's retries."""
+    attempts = _attempts(error)
     if isinstance(error, anthropic.APIStatusError):
         status = error.status_code
         kind, detail = _error_body(error.body)
         if status == 200:  # an error event inside a stream
             return f"Anthropic API stream failed ({kind or 'error'}): {detail}".rstrip(": ")
         name = _STATUS_NAMES.get(status) or ("server error" if status >= 500 else "request error")
-        attempts = _attempts(error)
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         message = f"Anthropic API {name} ({status}){tries}"
         return redact(f"{message}: {detail}" if detail and status < 500 else message)
     if isinstance(error, anthropic.APITimeoutError):
-        return f"Anthropic API timed out after {MAX_RETRIES + 1} attempts"
+        return f"Anthropic API timed out after {_plural(attempts, 'attempt')}"
     if isinstance(error, anthropic.APIConnectionError):
-        return f"could not reach the Anthropic API after {MAX_RETRIES + 1} attempts"
+        return f"could not reach the Anthropic API after {_plural(attempts, 'attempt')}"
     return f"Anthropic API error: {type(error).__name__}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _error_body(body: object) -> tuple[str, str]:
@@ -422,9 +454,9 @@ def _error_body(body: object) -> tuple[str, str]:
     return "", ""
 
 
-def _attempts(error: anthropic.APIStatusError) -> int:
-    """How many requests were made: the SDK numbers its retries in a request header."""
+def _attempts(error: anthropic.APIError) -> int:
+    """How many requests were made: the SDK numbers its retries in the last one's header."""
     try:
-        return int(error.response.request.headers.get("x-stainless-retry-count", "0")) + 1
-    except (ValueError, RuntimeError):
+        return int(error.request.headers.get("x-stainless-retry-count", "0")) + 1
+    except (ValueError, RuntimeError, AttributeError):
         return 1

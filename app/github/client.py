@@ -100,9 +100,10 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 remaining = answer.get("x-ratelimit-remaining")
                 if remaining is not None and remaining.isdigit():
                     metrics.github_rate_remaining.set(int(remaining))
-                wait = self._retry_wait(status, answer, data, attempt)
-                if wait is None:
+                retry_in = self._retry_wait(status, answer, data, attempt)
+                if retry_in is None:
                     return status, answer, data
+                wait = retry_in
                 held = self.budget is not None and status in (403, 429)
                 if held and self.budget is not None:
                     # Every task of the installation waits, this one in its next admission.

@@ -261,9 +261,10 @@ class GitHubConnections:
                 ):
                     # Another process refreshed first; its pair is the one that holds now.
                     again = await self.store.get_connection(slack_user)
-                    renewed = self._open(again.secret) if again is not None else None
-                    if renewed is None:
+                    theirs = self._open(again.secret) if again is not None else None
+                    if theirs is None:
                         return None
+                    renewed = theirs
                 token = renewed
             return Connection(slack_user, stored.github_login, stored.github_id, token)
 

@@ -51,7 +51,9 @@ async def _repo_label(
         config = await ctx.config(gh, event.data["repository"]["full_name"])
     except RepoConfigError:
         return False  # the run would stop on it anyway; the default label still works
-    return bool(config.label) and config.label.lower() == label.lower()
+    if not config.label:
+        return False
+    return config.label.lower() == label.lower()
 
 
 async def request_run(

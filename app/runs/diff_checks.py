@@ -243,17 +243,18 @@ def _file_findings(patched: PatchedFile, facts: DiffFacts, allow: Sequence[str])
                 removed_asserts = []
                 continue
             if line.is_removed:
+                old_number = line.source_line_no
+                assert old_number is not None  # unidiff numbers a removed line in the old file
                 if is_test and defined and not patched.is_removed_file:
-                    facts.removed[path].append((defined, line.source_line_no))
+                    facts.removed[path].append((defined, old_number))
                 if is_test and syntax.is_assertion(path, text) and not patched.is_removed_file:
-                    _count(facts, path, walk.old_test, -1, line.source_line_no, before=True)
+                    _count(facts, path, walk.old_test, -1, old_number, before=True)
                     removed_asserts.append(text)
-                config_before += _config_lines(
-                    path, text, line.source_line_no, config_allowed, True
-                )
+                config_before += _config_lines(path, text, old_number, config_allowed, True)
                 continue
             # An added line.
             number = line.target_line_no
+            assert number is not None  # and an added one in the new file
             if is_test and defined:
                 facts.added[path].add(defined)
             config_after += _config_lines(path, text, number, config_allowed, False)

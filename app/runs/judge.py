@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+from anthropic.types import MessageParam, ToolParam
 
 from app.agent.loop import describe_api_error, usage_of
 from app.log import redact
@@ -58,7 +59,7 @@ plain sentence a developer can act on, naming the file and the function, for exa
 "`test_add` was skipped with `@pytest.mark.skip`; the bug in `add()` is still there."
 """
 
-VERDICT_SCHEMA: dict[str, Any] = {
+VERDICT_SCHEMA: ToolParam = {
     "name": VERDICT_TOOL,
     "description": "Your verdict on the change: approve it for a pull request, or veto it.",
     "input_schema": {
@@ -120,12 +121,13 @@ async def ask_judge(
     """The verdict and the request's usage; JudgeUnavailable when there is none to be had."""
     text = await asyncio.to_thread(prompt, case, diff_chars)  # redacting a large diff takes time
     try:
+        asked: MessageParam = {"role": "user", "content": [{"type": "text", "text": text}]}
         message = await client.messages.create(
             model=model,
             max_tokens=MAX_OUTPUT_TOKENS,
             system=SYSTEM,
-            messages=[{"role": "user", "content": [{"type": "text", "text": text}]}],
-            tools=[VERDICT_SCHEMA],  # type: ignore[list-item]
+            messages=[asked],
+            tools=[VERDICT_SCHEMA],
             tool_choice={"type": "tool", "name": VERDICT_TOOL},
         )
     except anthropic.APIError as error:

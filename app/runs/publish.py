@@ -28,9 +28,11 @@ RUN_PERMISSIONS = {
     "checks": "write",
     "metadata": "read",
 }
-# Running tests leaves caches behind; they are never part of the change, even in a
-# repository without a .gitignore. Kept in .git/info/exclude, which is not committed.
+# Running tests leaves caches behind, and setup a virtualenv (the sandbox's PATH leads
+# with `.venv/bin`); they are never part of the change, even in a repository without a
+# .gitignore. Kept in .git/info/exclude, which is not committed.
 BUILD_ARTIFACTS = (
+    ".venv/",
     "__pycache__/",
     "*.py[cod]",
     ".pytest_cache/",

@@ -180,7 +180,7 @@ def is_test_annotation(path: str, line: str) -> bool:
 def ends_python_test(line: str, test_indent: int) -> bool:
     """A Python definition at or left of the test's own indentation: the test is over."""
     match = _PY_ANY_DEF.match(line)
-    return bool(match) and len(match.group("indent").expandtabs()) <= test_indent
+    return match is not None and len(match.group("indent").expandtabs()) <= test_indent
 
 
 def indent_of(line: str) -> int:

@@ -148,9 +148,11 @@ class GroupCommit:
             try:
                 stored, not_found = await self._write(list(first.values()), ended)
             except Exception as exc:
-                for waiter in (*batch, *finishing):
-                    if not waiter.answer.done():
-                        waiter.answer.set_exception(exc)
+                answers: list[asyncio.Future[Any]] = [d.answer for d in batch]
+                answers += [part.answer for part in finishing]
+                for answer in answers:
+                    if not answer.done():
+                        answer.set_exception(exc)
                 continue
             for delivery in batch:
                 if not delivery.answer.done():

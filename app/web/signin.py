@@ -206,7 +206,7 @@ SIGN_IN = web.AppKey("sign_in", SignIn)
 OnConnect = Callable[
     [web.Request, str, str, UserToken, dict[str, Any]], Awaitable[web.StreamResponse]
 ]
-ON_CONNECT = web.AppKey("on_connect", OnConnect)
+ON_CONNECT: web.AppKey[OnConnect] = web.AppKey("on_connect")
 
 
 def add_routes(app: web.Application, settings: Settings) -> None:

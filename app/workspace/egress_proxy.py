@@ -649,7 +649,12 @@ async def serve(socket_path: str, config: ProxyConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     stdin = sys.stdin.fileno()
-    loop.add_reader(stdin, lambda: os.read(stdin, 4096) or stop.set())
+
+    def on_stdin() -> None:
+        if not os.read(stdin, 4096):  # Honk closed its end (or died): stop
+            stop.set()
+
+    loop.add_reader(stdin, on_stdin)
     server = await asyncio.start_unix_server(handle, path=socket_path, limit=STREAM_LIMIT)
     sys.stdout.write("ready\n")
     sys.stdout.flush()

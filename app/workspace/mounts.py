@@ -53,9 +53,9 @@ class Hidden:
 
     `secrets` (env file, key file, data directory, other runs' checkouts) are hidden
     inside the checkout too. Nothing bound inside `secrets` or `code` (Honk's package)
-    shows. `around` (Honk's working and source directories, a venv's site-packages) are
-    carved out of bound directories, but a path bound at or inside one of them explicitly
-    (the venv Honk runs on, in its directory) shows.
+    shows. `around` (Honk's working and source directories, the venv Honk runs in and its
+    site-packages) are carved out of bound directories, but a path bound at or inside one
+    of them explicitly (a toolchain in Honk's directory) shows.
     """
 
     secrets: tuple[str, ...] = ()
@@ -77,27 +77,83 @@ class Hidden:
 
 @dataclass(frozen=True)
 class HonkInstall:
-    """Where Honk's code is: its package, its source tree, a venv's site-packages.
+    """Where Honk's code is: its package, its source tree, the venv it runs in (if any).
 
     Installed in a venv, Honk's dependencies are its own, not the repository's toolchain:
-    the sandbox gets the venv's interpreter without them.
+    the sandbox never shows that venv (its site-packages named as well, should they live
+    elsewhere); its Python is `SandboxPython`'s.
     """
 
     package: Path = APP_DIR
     source_root: Path | None = None
     site_packages: tuple[Path, ...] = field(default_factory=tuple)
+    venv: Path | None = None
 
     @classmethod
     def current(cls) -> HonkInstall:
         parent = APP_DIR.parent
         in_site = parent.name in ("site-packages", "dist-packages")
-        venv = sys.prefix != sys.base_prefix
+        venv = honk_venv()
         sites = {Path(sysconfig.get_paths()[k]) for k in ("purelib", "platlib")} if venv else set()
         return cls(
             package=APP_DIR,
             source_root=None if in_site else parent,
             site_packages=tuple(sorted(sites)),
+            venv=venv,
         )
+
+
+def honk_venv() -> Path | None:
+    """The virtualenv Honk runs in, or None when it runs on an installation's own Python."""
+    return Path(sys.prefix) if sys.prefix != sys.base_prefix else None
+
+
+@dataclass(frozen=True)
+class SandboxPython:
+    """The Python a sandbox offers as `python`: an installation, or a venv made from one.
+
+    By default the installation Honk's venv was made from (`sys.base_prefix`; Honk's own
+    interpreter when it runs in none) with that installation's own site-packages, never
+    Honk's venv; HONK_SANDBOX_PYTHON names another. `prefix/bin` comes first on PATH.
+    """
+
+    prefix: str
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> SandboxPython:
+        return cls(str(settings.sandbox_python or sys.base_prefix))
+
+    @property
+    def bin_dir(self) -> str:
+        return f"{self.prefix.rstrip('/')}/bin"
+
+    def dirs(self) -> list[str]:
+        """What the sandbox binds for it: the prefix and, for a venv, the installation it
+        was made from (its standard library, the interpreter its bin/python links to).
+
+        Blocking (reads pyvenv.cfg): call in a thread.
+        """
+        real = os.path.realpath(self.prefix)
+        # As named (PATH names it so) and resolved (where its own links lead).
+        found = dict.fromkeys([os.path.abspath(self.prefix), real, *_venv_bases(real)])
+        # "/" as a prefix would bind the whole host; its system directories are bound anyway.
+        return [path for path in found if path != "/"]
+
+
+def _venv_bases(prefix: str) -> list[str]:
+    """For a venv, the installation it was made from: pyvenv.cfg's `home` (the directory of
+    the base interpreter) and where its bin/python3 leads, each one level above `bin`."""
+    try:
+        config = Path(prefix, "pyvenv.cfg").read_text(errors="replace")
+    except OSError:
+        return []  # an installation, not a venv
+    homes = [
+        value.strip()
+        for key, sep, value in (line.partition("=") for line in config.splitlines())
+        if sep and key.strip() == "home"
+    ]
+    homes.append(os.path.dirname(os.path.realpath(Path(prefix, "bin", "python3"))))
+    return [os.path.dirname(os.path.realpath(home)) for home in homes if home]
 
 
 def honk_hidden(settings: Settings, install: HonkInstall | None = None) -> Hidden:
@@ -106,6 +162,8 @@ def honk_hidden(settings: Settings, install: HonkInstall | None = None) -> Hidde
     secrets = [settings.data_dir, settings.checkout_dir]
     secrets += [p for p in (settings.env_file, settings.private_key_path) if p is not None]
     around = [Path.cwd(), *install.site_packages]
+    if install.venv is not None:
+        around.append(install.venv)
     if install.source_root is not None:
         around.append(install.source_root)
     return Hidden(
@@ -115,13 +173,9 @@ def honk_hidden(settings: Settings, install: HonkInstall | None = None) -> Hidde
     )
 
 
-def python_dirs() -> list[str]:
-    """The Python installation Honk runs on: the venv first (if any), then its base."""
-    dirs = [os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)]
-    return list(dict.fromkeys(dirs))
-
-
-def host_mounts(ro_paths: Sequence[str], hidden: Hidden) -> tuple[list[str], list[str]]:
+def host_mounts(
+    ro_paths: Sequence[str], hidden: Hidden, python: SandboxPython
+) -> tuple[list[str], list[str]]:
     """bwrap arguments for the host's read-only view: (system dirs, the rest).
 
     Blocking (it lists directories that hold hidden paths): call in a thread. The
@@ -134,7 +188,7 @@ def host_mounts(ro_paths: Sequence[str], hidden: Hidden) -> tuple[list[str], lis
         elif os.path.isdir(path):
             plan.bind(path)
     system, plan.args = plan.args, []
-    later = [*ETC_PATHS, *python_dirs(), *ro_paths]
+    later = [*ETC_PATHS, *python.dirs(), *ro_paths]
     for path in sorted(dict.fromkeys(later), key=lambda p: p.count("/")):
         plan.bind(path)
     # Rebuilt directories are tmpfs mounts, made read-only once everything inside is bound.

@@ -9,6 +9,7 @@ import functools
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -31,15 +32,18 @@ from app.workspace.limits import (
 from app.workspace.mounts import (
     Hidden,
     HonkInstall,
+    SandboxPython,
     hidden_in,
     honk_hidden,
     host_mounts,
-    python_dirs,
     under,
 )
 
 # The checkout shows at /workspace/<its directory's name>: nothing of the host path.
 WORKSPACE_DIR = "/workspace"
+# A virtualenv the repository's setup made in the checkout (`python -m venv .venv`): its
+# bin comes first on PATH, and VIRTUAL_ENV names it, once its bin/python exists.
+REPO_VENV = ".venv"
 MODES = ("bwrap", "off")
 # bash's status for a command killed by SIGXFSZ (a file reached RLIMIT_FSIZE).
 _FILE_TOO_BIG = 128 + signal.SIGXFSZ
@@ -115,6 +119,7 @@ class Sandbox:
         output_limit: int = 30000,
         hidden: Hidden | None = None,
         limits: SandboxLimits | None = None,
+        python: SandboxPython | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"sandbox mode must be one of {', '.join(MODES)}")
@@ -123,6 +128,7 @@ class Sandbox:
         self.ro_paths = tuple(ro_paths)
         self.hidden = hidden or Hidden()
         self.limits = limits or SandboxLimits()
+        self.python = python or SandboxPython(sys.base_prefix)
         # The phase's way out (setup's, then the agent's), set while that phase runs; with
         # none a command has loopback only. Never the host's network.
         self.proxy: SandboxProxy | None = None
@@ -153,6 +159,7 @@ class Sandbox:
             output_limit=settings.output_limit,
             hidden=honk_hidden(settings, install),
             limits=SandboxLimits.from_settings(settings),
+            python=SandboxPython.for_settings(settings),
         )
 
     def is_hidden(self, path: Path) -> bool:
@@ -194,9 +201,7 @@ class Sandbox:
         confined = self.mode == "bwrap"
         caps = await asyncio.to_thread(self._caps) if confined else _Caps(self.limits)
         try:
-            argv = await asyncio.to_thread(
-                self.command_line, command, proxy=proxy, limits=caps.limits
-            )
+            argv, env = await asyncio.to_thread(self._launch, command, proxy, caps.limits)
             argv = enter(argv, caps.cgroups())
         except BaseException:
             await _remove(caps)
@@ -208,7 +213,7 @@ class Sandbox:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 cwd=self.root,
-                env=with_repository_env(sandbox_env(), self.repository_env),
+                env=env,
                 stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -340,6 +345,25 @@ class Sandbox:
         used = await asyncio.to_thread(functools.partial(self.disk.measure, fresh=True))
         return self.limits.disk_message(used) if used > self.disk.limit else None
 
+    def _launch(
+        self, command: str, proxy: SandboxProxy | None, limits: SandboxLimits
+    ) -> tuple[list[str], dict[str, str]]:
+        """The argv and the environment, which bwrap also passes on: looked at once."""
+        env = self.environment()
+        return self._argv(command, proxy, limits, env), env
+
+    def environment(self) -> dict[str, str]:
+        """The command's whole environment (and bwrap's): the repository's `.venv` first
+        when setup made one, then the sandbox's Python. Blocking (a stat): in a thread."""
+        venv = None
+        try:
+            bin_dir = resolve_inside(self.root, f"{REPO_VENV}/bin")
+        except PathOutsideWorkspace:
+            bin_dir = None  # a .venv linking out of the checkout is not the repository's
+        if bin_dir is not None and os.path.lexists(bin_dir / "python"):
+            venv = f"{self.visible_root}/{REPO_VENV}"
+        return with_repository_env(sandbox_env(self.python, venv=venv), self.repository_env)
+
     def command_line(
         self,
         command: str,
@@ -352,6 +376,15 @@ class Sandbox:
 
         Blocking (it looks at the host's directories): call in a thread.
         """
+        return self._argv(command, proxy, limits or self.limits, self.environment())
+
+    def _argv(
+        self,
+        command: str,
+        proxy: SandboxProxy | None,
+        limits: SandboxLimits,
+        env: dict[str, str],
+    ) -> list[str]:
         if self.mode == "off":
             return ["bash", "-c", command]
         bwrap = shutil.which("bwrap")
@@ -361,11 +394,11 @@ class Sandbox:
                 "apt-get install bubblewrap) or set HONK_SANDBOX=off to run agent "
                 "commands without a sandbox (unsafe)"
             )
-        preamble = (limits or self.limits).preamble(proxy.forwarder() if proxy else "")
+        preamble = limits.preamble(proxy.forwarder() if proxy else "")
         inner = ["bash", "-c", preamble, "honk-limits", command]
-        return [bwrap, *self._bwrap_args(proxy), "--", *inner]
+        return [bwrap, *self._bwrap_args(proxy, env), "--", *inner]
 
-    def _bwrap_args(self, proxy: SandboxProxy | None) -> list[str]:
+    def _bwrap_args(self, proxy: SandboxProxy | None, env: dict[str, str]) -> list[str]:
         # --unshare-all includes the network: a namespace of the sandbox's own, loopback only.
         args = [
             "--unshare-all",
@@ -376,9 +409,9 @@ class Sandbox:
             "--new-session",
             "--clearenv",
         ]  # fmt: skip
-        for key, value in with_repository_env(sandbox_env(), self.repository_env).items():
+        for key, value in env.items():
             args += ["--setenv", key, value]
-        system, rest = host_mounts(self.ro_paths, self.hidden)
+        system, rest = host_mounts(self.ro_paths, self.hidden, self.python)
         tmp_size = str(self.limits.tmp_mb * MIB)
         # Fresh /proc, /dev and size-capped /tmp and /dev/shm (RAM) before the rest, so an
         # ro_path under /tmp stays visible; /dev itself takes no files.
@@ -436,17 +469,27 @@ class OutputCap:
         return f"{self.head}\n[... {self.cut} characters cut ...]\n{self.tail}"
 
 
-def sandbox_env() -> dict[str, str]:
+def sandbox_env(python: SandboxPython | None = None, *, venv: str | None = None) -> dict[str, str]:
     """The entire environment of a sandboxed command, and of bwrap itself.
 
     bwrap's own environment is readable inside (/proc/1/environ), so it gets this
-    same minimal dict: nothing of Honk's (keys, tokens) ever reaches a command.
+    same minimal dict: nothing of Honk's (keys, tokens) ever reaches a command. `venv` is
+    the repository's own virtualenv as the command sees it, activated as `activate` would.
     """
-    bin_dirs = [str(Path(p) / "bin") for p in python_dirs()]
-    path = ":".join(dict.fromkeys([*bin_dirs, "/usr/local/bin", "/usr/bin", "/bin"]))
+    python = python or SandboxPython(sys.base_prefix)
+    bin_dirs = [f"{venv}/bin"] if venv else []
+    bin_dirs += [python.bin_dir, "/usr/local/bin", "/usr/bin", "/bin"]
     # No .pyc files: the agent edits and re-runs within a second, and a same-size edit in
     # the same second would otherwise run stale bytecode (and caches are not the change).
-    return {"PATH": path, "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        "PATH": ":".join(dict.fromkeys(bin_dirs)),
+        "HOME": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    if venv:
+        env["VIRTUAL_ENV"] = venv
+    return env
 
 
 def with_repository_env(env: dict[str, str], repository: dict[str, str]) -> dict[str, str]:

@@ -29,7 +29,8 @@ def add_routes(app: web.Application, settings: Settings, services: web.AppKey[Se
         yield
 
     async def close_streams(app: web.Application) -> None:
-        for task in list(app[run_page.STREAMS]):
+        streams = app[run_page.STREAMS]
+        for task in list(streams):
             task.cancel()
         await asyncio.sleep(0)
 

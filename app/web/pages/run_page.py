@@ -28,7 +28,8 @@ PAGE_EVENTS = 20_000  # more than a run may store (app/runs/events.py bounds the
 PRIMING = 200  # events before the live stream's start read to know what the page shows
 MAX_INSTRUCTIONS = 3000  # as Slack's Retry form
 LINKS = web.AppKey("links", Links)
-STREAMS = web.AppKey("streams", set)  # the live streams open, closed at shutdown
+# The live streams open (their tasks), cancelled at shutdown.
+STREAMS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("streams")
 
 
 async def run_page(request: web.Request) -> web.Response:

@@ -340,7 +340,8 @@ def summary(run: Run, model: str, *, now: datetime | None = None) -> dict[str, A
 def _tool(start: RunEvent | None, event: RunEvent) -> dict[str, Any]:
     begun = (start or event).data
     done = event.data if event.kind == "tool_done" else None
-    tool_input = begun.get("input") if isinstance(begun.get("input"), dict) else {}
+    given = begun.get("input")
+    tool_input: dict[str, Any] = given if isinstance(given, dict) else {}
     name = str(begun.get("name") or "")
     view: dict[str, Any] = {
         "name": name,
