@@ -252,7 +252,8 @@ def _file_findings(patched: PatchedFile, facts: DiffFacts, allow: Sequence[str])
                     removed_asserts.append(text)
                 config_before += _config_lines(path, text, old_number, config_allowed, True)
                 continue
-            # An added line.
+            if not line.is_added:
+                continue  # "\\ No newline at end of file" (a symbolic link's diff has one)
             number = line.target_line_no
             assert number is not None  # and an added one in the new file
             if is_test and defined:
