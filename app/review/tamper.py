@@ -1478,15 +1478,7 @@ def _constant(node: ast.AST) -> Any:
         pass
     if isinstance(node, ast.Compare):
         values = [_constant(node.left), *(_constant(c) for c in node.comparators)]
-        if any(v is UNKNOWN for v in values):
-            return UNKNOWN
-        for op, left, right in zip(node.ops, values, values[1:], strict=False):
-            result = _safe_compare(op, left, right)
-            if result is None:
-                return UNKNOWN
-            if not result:
-                return False
-        return True
+        return _compare_chain(node.ops, values)
     if isinstance(node, ast.BoolOp):
         values = [_constant(v) for v in node.values]
         if any(v is UNKNOWN for v in values):
@@ -1504,6 +1496,20 @@ def _constant(node: ast.AST) -> Any:
             if type(node.op) in ops and abs(left) < 1e12 and abs(right) < 1e12:
                 return ops[type(node.op)](left, right)
     return UNKNOWN
+
+
+def _compare_chain(ops: list[ast.cmpop], values: list[Any]) -> Any:
+    """`a < b < c` over known values: True, False, or UNKNOWN when any value or comparison
+    cannot be known here."""
+    if any(v is UNKNOWN for v in values):
+        return UNKNOWN
+    for op, left, right in zip(ops, values, values[1:], strict=False):
+        result = _safe_compare(op, left, right)
+        if result is None:
+            return UNKNOWN
+        if not result:
+            return False
+    return True
 
 
 def _safe_compare(op: ast.cmpop, left: Any, right: Any) -> bool | None:
@@ -1640,15 +1646,7 @@ def _platform_value(module: _Module, node: ast.AST) -> Any:
     if isinstance(node, ast.Compare):
         values = [_platform_value(module, node.left)]
         values += [_platform_value(module, c) for c in node.comparators]
-        if any(v is UNKNOWN for v in values):
-            return UNKNOWN
-        for op, left, right in zip(node.ops, values, values[1:], strict=False):
-            result = _safe_compare(op, left, right)
-            if result is None:
-                return UNKNOWN
-            if not result:
-                return False
-        return True
+        return _compare_chain(node.ops, values)
     if isinstance(node, ast.BoolOp):
         values = [_platform_value(module, v) for v in node.values]
         if any(v is UNKNOWN for v in values):
