@@ -42,7 +42,9 @@ def honk_yml(verify: str, setup: str | None = None) -> str:
     return "\n".join([*lines, "review:", "  outcome: off", ""])
 
 
-def node_project(registries: LocalRegistries, dependency: str = NPM_PACKAGE) -> dict[str, str | None]:
+def node_project(
+    registries: LocalRegistries, dependency: str = NPM_PACKAGE
+) -> dict[str, str | None]:
     """`npm ci` from the registry (a package-lock naming its tarball), `node --test`.
     `dependency` other than the registry's package makes `npm install` fail with its 404."""
     registry = registries.npm_url(HOST)

@@ -41,14 +41,13 @@ CRATE_LIB = (
 GO_MODULE = "example.com/honkpad"
 GO_VERSION = "v1.0.0"
 GO_SOURCE = (
-    "package honkpad\n\nimport \"strings\"\n\n"
+    'package honkpad\n\nimport "strings"\n\n'
     "// Pad puts dots before text up to width.\n"
     "func Pad(text string, width int) string {\n"
     "\tif len(text) >= width {\n\t\treturn text\n\t}\n"
     '\treturn strings.Repeat(".", width-len(text)) + text\n}\n'
 )
 GO_TIME = "2026-01-01T00:00:00Z"
-
 
 
 def _tar_gz(files: dict[str, bytes]) -> bytes:
