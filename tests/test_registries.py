@@ -18,7 +18,7 @@ from app.workspace.egress import EgressProxy, proxy_config
 from app.workspace.sandbox import Sandbox
 from tests.fakes.registries import (
     CRATE,
-    CRATE_VERSION,
+    CRATE_DOWNLOAD_PATH,
     GO_MODULE,
     GO_VERSION,
     NPM_PACKAGE,
@@ -35,7 +35,6 @@ from tests.toolchain_world import (
 )
 
 TARBALL = f"/npm/{NPM_PACKAGE}/-/{NPM_PACKAGE}-1.0.0.tgz"
-CRATE_DOWNLOAD = f"/cargo/api/v1/crates/{CRATE}/{CRATE_VERSION}/download"
 GO_ZIP = f"/go/{GO_MODULE}/@v/{GO_VERSION}.zip"
 # rustup's toolchain, used directly (no rustup proxy, so no RUSTUP_HOME needed).
 RUST_TOOLCHAIN = Path("/root/.rustup/toolchains/stable-x86_64-unknown-linux-gnu")
@@ -109,7 +108,7 @@ def test_cargo_fetches_from_the_sparse_registry_and_tests_offline(
     project = write(tmp_path / "crate", crate_project(registries))
     fetched = host(project, binary, "fetch", CARGO_HOME=home)
     assert fetched.returncode == 0, fetched.stderr
-    assert CRATE_DOWNLOAD in registries.paths
+    assert CRATE_DOWNLOAD_PATH in registries.paths
     assert f'name = "{CRATE}"' in (project / "Cargo.lock").read_text()
     tested = host(project, binary, "test", "--offline", CARGO_HOME=home)
     assert tested.returncode != 0 and '"..-1"' in tested.stdout + tested.stderr

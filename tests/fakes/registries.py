@@ -37,6 +37,7 @@ CRATE_LIB = (
     "pub fn pad(text: &str, width: usize) -> String {\n"
     '    format!("{:.>width$}", text, width = width)\n}\n'
 )
+CRATE_DOWNLOAD_PATH = f"/cargo/api/v1/crates/{CRATE}/{CRATE_VERSION}/download"
 
 GO_MODULE = "example.com/honkpad"
 GO_VERSION = "v1.0.0"
@@ -252,7 +253,7 @@ class LocalRegistries:
                 "yanked": False,
             }
             return 200, (json.dumps(entry) + "\n").encode(), "text/plain"
-        if rest == f"api/v1/crates/{CRATE}/{CRATE_VERSION}/download":
+        if f"/cargo/{rest}" == CRATE_DOWNLOAD_PATH:
             return 200, self.crate, "application/gzip"
         return _not_found()
 
