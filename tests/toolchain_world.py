@@ -7,8 +7,6 @@ Each project is a mapping of path → text; `None` deletes (the calc world's Pyt
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 
 from tests.fakes.registries import (
@@ -48,28 +46,31 @@ def node_project(
     """`npm ci` from the registry (a package-lock naming its tarball), `node --test`.
     `dependency` other than the registry's package makes `npm install` fail with its 404."""
     registry = registries.npm_url(HOST)
+    names = [dependency, *registries.npm_packages[1:]]
+    dependencies = {name: f"^{NPM_VERSION}" for name in names}
     manifest = {
         "name": "calc",
         "version": "1.0.0",
         "private": True,
         "scripts": {"test": "node --test"},
-        "dependencies": {dependency: f"^{NPM_VERSION}"},
+        "dependencies": dependencies,
     }
-    integrity = base64.b64encode(hashlib.sha512(registries.tarball).digest()).decode()
+    packages: dict[str, object] = {
+        "": {"name": "calc", "version": "1.0.0", "dependencies": dependencies}
+    }
+    for name in registries.npm_packages:
+        packages[f"node_modules/{name}"] = {
+            "version": NPM_VERSION,
+            "resolved": f"{registry}{registries.tarball_path(name)}",
+            "integrity": registries.integrity(name),
+            "license": "MIT",
+        }
     lock = {
         "name": "calc",
         "version": "1.0.0",
         "lockfileVersion": 3,
         "requires": True,
-        "packages": {
-            "": {"name": "calc", "version": "1.0.0", "dependencies": manifest["dependencies"]},
-            f"node_modules/{NPM_PACKAGE}": {
-                "version": NPM_VERSION,
-                "resolved": f"{registry}{NPM_PACKAGE}/-/{NPM_PACKAGE}-{NPM_VERSION}.tgz",
-                "integrity": f"sha512-{integrity}",
-                "license": "MIT",
-            },
-        },
+        "packages": packages,
     }
     files: dict[str, str | None] = {
         **NOT_PYTHON,
@@ -100,7 +101,8 @@ def crate_project(registries: LocalRegistries) -> dict[str, str | None]:
         **NOT_PYTHON,
         "Cargo.toml": (
             '[package]\nname = "calc"\nversion = "0.1.0"\nedition = "2021"\n\n'
-            f'[dependencies]\n{CRATE} = "{CRATE_VERSION}"\n'
+            "[dependencies]\n"
+            + "".join(f'{name} = "{CRATE_VERSION}"\n' for name in registries.crates)
         ),
         ".cargo/config.toml": (
             '[source.crates-io]\nreplace-with = "mirror"\n\n'

@@ -21,6 +21,7 @@ import json
 import tarfile
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -128,10 +129,17 @@ Answer = tuple[int, bytes, str]
 class LocalRegistries:
     """`with LocalRegistries() as r: r.npm_url`; `r.paths` lists every path asked for."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, *, extra: int = 0, delay: float = 0.0) -> None:
+        """`extra` more npm packages (`honk-pad-1`...) and crates (`honk_pad_1`...) beside
+        the first, alike; `delay` seconds before each answer (a registry far away)."""
         self.paths: list[str] = []
-        self.tarball = npm_tarball()
-        self.crate = crate_file()
+        self.delay = delay
+        self.npm_packages = [NPM_PACKAGE] + [f"{NPM_PACKAGE}-{i}" for i in range(1, extra + 1)]
+        self.crates = [CRATE] + [f"{CRATE}_{i}" for i in range(1, extra + 1)]
+        self.tarballs = {name: npm_tarball(name) for name in self.npm_packages}
+        self.crate_files = {name: crate_file(name) for name in self.crates}
+        self.tarball = self.tarballs[NPM_PACKAGE]
+        self.crate = self.crate_files[CRATE]
         self.go_zip = go_zip()
         self._scratch = tempfile.TemporaryDirectory(prefix="honk-registries-")
         self.go_dir = Path(self._scratch.name) / "goproxy"
@@ -149,6 +157,8 @@ class LocalRegistries:
 
             def _answer(self, *, head: bool) -> None:
                 registries.paths.append(self.path)
+                if registries.delay:
+                    time.sleep(registries.delay)
                 host = self.headers.get("Host") or f"127.0.0.1:{registries.port}"
                 status, body, kind = registries.answer(self.path.split("?")[0], host)
                 self.send_response(status)
@@ -161,7 +171,7 @@ class LocalRegistries:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -212,27 +222,33 @@ class LocalRegistries:
                 return route(unquote(path[len(prefix) :]), base)
         return _not_found()
 
+    def tarball_path(self, name: str) -> str:
+        """Where `name`'s tarball is, below the registry's URL."""
+        return f"{name}/-/{name}-{NPM_VERSION}.tgz"
+
+    def integrity(self, name: str) -> str:
+        return "sha512-" + base64.b64encode(hashlib.sha512(self.tarballs[name]).digest()).decode()
+
     def _npm(self, rest: str, base: str) -> Answer:
-        tarball_name = f"{NPM_PACKAGE}/-/{NPM_PACKAGE}-{NPM_VERSION}.tgz"
-        if rest == tarball_name:
-            return 200, self.tarball, "application/octet-stream"
-        if rest != NPM_PACKAGE:
+        for name, tarball in self.tarballs.items():
+            if rest == self.tarball_path(name):
+                return 200, tarball, "application/octet-stream"
+        if rest not in self.tarballs:
             # What registry.npmjs.org answers for a package it does not hold.
             return 404, b'{"error":"Not found"}', "application/json"
-        digest = base64.b64encode(hashlib.sha512(self.tarball).digest()).decode()
         version = {
-            "name": NPM_PACKAGE,
+            "name": rest,
             "version": NPM_VERSION,
             "main": "index.js",
             "license": "MIT",
             "dist": {
-                "tarball": f"{base}/npm/{tarball_name}",
-                "shasum": hashlib.sha1(self.tarball).hexdigest(),
-                "integrity": f"sha512-{digest}",
+                "tarball": f"{base}/npm/{self.tarball_path(rest)}",
+                "shasum": hashlib.sha1(self.tarballs[rest]).hexdigest(),
+                "integrity": self.integrity(rest),
             },
         }
         packument = {
-            "name": NPM_PACKAGE,
+            "name": rest,
             "dist-tags": {"latest": NPM_VERSION},
             "versions": {NPM_VERSION: version},
             "time": {NPM_VERSION: GO_TIME, "modified": GO_TIME, "created": GO_TIME},
@@ -243,18 +259,19 @@ class LocalRegistries:
         if rest == "index/config.json":
             config = {"dl": f"{base}/cargo/api/v1/crates", "api": f"{base}/cargo"}
             return 200, json.dumps(config).encode(), "application/json"
-        if rest == f"index/{sparse_index_path(CRATE)}":
-            entry = {
-                "name": CRATE,
-                "vers": CRATE_VERSION,
-                "deps": [],
-                "cksum": hashlib.sha256(self.crate).hexdigest(),
-                "features": {},
-                "yanked": False,
-            }
-            return 200, (json.dumps(entry) + "\n").encode(), "text/plain"
-        if f"/cargo/{rest}" == CRATE_DOWNLOAD_PATH:
-            return 200, self.crate, "application/gzip"
+        for name, crate in self.crate_files.items():
+            if rest == f"index/{sparse_index_path(name)}":
+                entry = {
+                    "name": name,
+                    "vers": CRATE_VERSION,
+                    "deps": [],
+                    "cksum": hashlib.sha256(crate).hexdigest(),
+                    "features": {},
+                    "yanked": False,
+                }
+                return 200, (json.dumps(entry) + "\n").encode(), "text/plain"
+            if rest == f"api/v1/crates/{name}/{CRATE_VERSION}/download":
+                return 200, crate, "application/gzip"
         return _not_found()
 
     def _go(self, rest: str, base: str) -> Answer:
