@@ -30,6 +30,7 @@ from tests.toolchain_world import (
     MAVEN_VERIFY,
     crate_project,
     go_project,
+    maven_missing,
     maven_project,
     node_project,
 )
@@ -155,8 +156,8 @@ def _setup(project: Path) -> str:
 
 
 def test_maven_runs_offline_from_debians_local_repository(tmp_path: Path) -> None:
-    if shutil.which("mvn") is None:
-        pytest.skip("no mvn on this machine (.ci/run installs maven)")
+    if (missing := maven_missing()) is not None:
+        pytest.skip(missing)
     project = write(tmp_path / "maven", maven_project())
     tested = host(project, "bash", "-c", MAVEN_VERIFY)
     assert tested.returncode != 0
@@ -231,8 +232,8 @@ async def test_go_never_proxies_loopback_so_the_sandbox_reads_the_proxys_directo
 async def test_maven_runs_offline_in_the_sandbox_with_its_configuration_bound(
     tmp_path: Path,
 ) -> None:
-    if shutil.which("mvn") is None:
-        pytest.skip("no mvn on this machine (.ci/run installs maven)")
+    if (missing := maven_missing()) is not None:
+        pytest.skip(missing)
     project = write(tmp_path / "maven", maven_project())
     tested = await sandbox(project, None, *MAVEN_RO_PATHS).run(MAVEN_VERIFY)
     assert tested.exit_code != 0 and "expected:<5> but was:<-1>" in tested.output

@@ -11,7 +11,6 @@ offline from Debian's local repository."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from tests.toolchain_world import (
     MAVEN_RO_PATHS,
     crate_project,
     go_project,
+    maven_missing,
     maven_project,
     node_project,
 )
@@ -206,8 +206,8 @@ async def test_a_maven_project_tests_offline_from_the_local_repository(
     fake_github: Any,
     fake_anthropic: Any,
 ) -> None:
-    if shutil.which("mvn") is None:
-        pytest.skip("no mvn on this machine (.ci/run installs maven)")
+    if (missing := maven_missing()) is not None:
+        pytest.skip(missing)
     _run, pr, files = await fixed_by_the_agent(
         aiohttp_client, world_settings, fake_github, fake_anthropic, maven_project(), "maven"
     )

@@ -8,6 +8,8 @@ Each project is a mapping of path → text; `None` deletes (the calc world's Pyt
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 from tests.fakes.registries import (
     CRATE,
@@ -140,6 +142,18 @@ def go_project(registries: LocalRegistries) -> dict[str, str | None]:
             "go test ./...", f"GOPROXY=file://{registries.go_dir} go mod vendor"
         ),
     }
+
+
+SUREFIRE = f"{MAVEN_LOCAL_REPOSITORY}/org/apache/maven/plugins/maven-surefire-plugin/2.22.3"
+
+
+def maven_missing() -> str | None:
+    """Why Maven's tests cannot run here (.ci/run installs what they need), or None."""
+    if shutil.which("mvn") is None:
+        return "no mvn on this machine"
+    if not Path(SUREFIRE).is_dir():
+        return f"no {SUREFIRE} (Debian's libsurefire-java and Maven's plugins)"
+    return None
 
 
 MAVEN_VERIFY = f"mvn -o -q -B -Dmaven.repo.local={MAVEN_LOCAL_REPOSITORY} test"
