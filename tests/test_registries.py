@@ -1,7 +1,8 @@
 """The local registries are real enough for the real clients: `npm ci`, `cargo fetch`/`cargo
-test`, `go mod download`/`go test` and offline `mvn test` install from them on the host, and
-refusals read as the real services' do. Then the same clients in Honk's sandbox, reaching the
-host's loopback only through Honk's egress proxy (Go through a file:// proxy instead)."""
+test`, `go mod download`/`go test` install from them on the host, and refusals read as the
+real services' do. Then the same clients in Honk's sandbox, reaching the host's loopback only
+through Honk's egress proxy (Go through a file:// proxy instead). Maven, offline from Debian's
+local repository, is tested end to end only (tests/test_registries_e2e.py): it is slow."""
 
 from __future__ import annotations
 
@@ -26,12 +27,8 @@ from tests.fakes.registries import (
     sparse_index_path,
 )
 from tests.toolchain_world import (
-    MAVEN_RO_PATHS,
-    MAVEN_VERIFY,
     crate_project,
     go_project,
-    maven_missing,
-    maven_project,
     node_project,
 )
 
@@ -155,15 +152,6 @@ def _setup(project: Path) -> str:
     return str(line.removeprefix("setup: ").strip('"'))
 
 
-def test_maven_runs_offline_from_debians_local_repository(tmp_path: Path) -> None:
-    if (missing := maven_missing()) is not None:
-        pytest.skip(missing)
-    project = write(tmp_path / "maven", maven_project())
-    tested = host(project, "bash", "-c", MAVEN_VERIFY)
-    assert tested.returncode != 0
-    assert "expected:<5> but was:<-1>" in tested.stdout
-
-
 # In the sandbox: setup's proxy, the operator allowing the registry as `localhost:<port>`.
 
 
@@ -226,14 +214,3 @@ async def test_go_never_proxies_loopback_so_the_sandbox_reads_the_proxys_directo
     assert vendored.exit_code == 0, vendored.output
     tested = await sandbox(project, None).run("go test ./...")  # from vendor/, offline
     assert tested.exit_code != 0 and '"..-1"' in tested.output
-
-
-@pytest.mark.bwrap
-async def test_maven_runs_offline_in_the_sandbox_with_its_configuration_bound(
-    tmp_path: Path,
-) -> None:
-    if (missing := maven_missing()) is not None:
-        pytest.skip(missing)
-    project = write(tmp_path / "maven", maven_project())
-    tested = await sandbox(project, None, *MAVEN_RO_PATHS).run(MAVEN_VERIFY)
-    assert tested.exit_code != 0 and "expected:<5> but was:<-1>" in tested.output
