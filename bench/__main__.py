@@ -9,9 +9,18 @@ import argparse
 import asyncio
 import sys
 
-from bench import checkout, ingest, proxy, review, run_page, sandbox, webhook_to_pr
+from bench import (
+    checkout,
+    environments,
+    ingest,
+    proxy,
+    review,
+    run_page,
+    sandbox,
+    webhook_to_pr,
+)
 
-NAMES = ("checkout", "sandbox", "pr", "review", "run_page", "ingest", "proxy")
+NAMES = ("checkout", "sandbox", "pr", "review", "run_page", "ingest", "proxy", "environments")
 
 
 def main() -> int:
@@ -40,6 +49,8 @@ def main() -> int:
         asyncio.run(ingest.main(count=1000 if quick else 3000, rounds=arguments.rounds))
     if "proxy" in chosen:
         asyncio.run(proxy.main(quick=quick))
+    if "environments" in chosen:
+        asyncio.run(environments.main(quick=quick))
     return 0
 
 
