@@ -63,7 +63,7 @@ async def check_outcome(ctx: RunContext, checks: OutcomeChecks) -> OutcomeReport
     """The checks on the run's change as it is now, recorded on the run page. A failure of
     the checks themselves is no finding and no pass either: the report's `error` says it,
     and the review counts as not done (as when the judge is unavailable)."""
-    checkout, _sandbox, _tools = ctx.work
+    checkout, sandbox, _tools = ctx.work
     config = ctx.config
     tests = SuiteConfig(
         commands=config.review_test_commands, files=config.review_test_files, verify=config.verify
@@ -76,6 +76,7 @@ async def check_outcome(ctx: RunContext, checks: OutcomeChecks) -> OutcomeReport
             since=ctx.agent_began,
             known=ctx.ignored_links,
             env=sandbox_env_of(ctx),
+            home=sandbox.home,
         )
     except Exception as exc:
         reason = describe_error(exc)
