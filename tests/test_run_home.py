@@ -4,7 +4,6 @@ shared by the run's commands, counted in the disk limit, gone when the run ends.
 from __future__ import annotations
 
 import contextlib
-import os
 import stat
 from pathlib import Path
 
@@ -63,8 +62,7 @@ async def test_one_home_is_shared_by_the_runs_commands_and_goes_with_the_run(
         # Go's module cache is read-only without -modcacherw: the home goes all the same.
         locked = await sandbox.run(f"mkdir -p {HOME_DIR}/go/pkg/mod/x/y && chmod -R a-w ~/go")
         assert locked.exit_code == 0, locked.output
-    assert not os.path.lexists(home)
-    assert not os.path.lexists(checkout.path.parent)
+    assert not home.exists() and not checkout.path.parent.exists()
 
 
 async def test_the_home_counts_against_the_disk_limit(
