@@ -1,7 +1,7 @@
 """The run's home and the package caches end to end (real HTTP entry, real bwrap, real git):
-setup fills pip's cache, the agent, `verify:` and the review's test runs see it in the same
-home, the next run of the repository gets it restored before its setup, and what the agent
-wrote into the cache after setup is not in that restore."""
+setup fills pip's cache, the agent and `verify:` see it in the same home, the review's test
+runs in a copy of the home as setup left it, the next run of the repository gets it restored
+before its setup, and what the agent wrote into the cache after setup is in neither."""
 
 from __future__ import annotations
 
@@ -28,12 +28,13 @@ SETUP = (
     'empty"; mkdir -p "$PIP_CACHE_DIR"; echo from-setup > "$PIP_CACHE_DIR/marker"; fi; '
     'ls "$PIP_CACHE_DIR"'
 )
+# `verify:` shares the agent's home; the review's test runs get the home as setup left it.
 HONK_YML = (
-    'verify: test -f "$PIP_CACHE_DIR/marker" && python -m pytest -q\n'
+    'verify: test -f "$PIP_CACHE_DIR/agent-was-here" && python -m pytest -q\n'
     f"setup: '{SETUP}'\n"
     "review:\n"
-    '  tests: test -f "$PIP_CACHE_DIR/marker" && PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 '
-    "python -m pytest -q\n"
+    '  tests: test -f "$PIP_CACHE_DIR/marker" && test ! -e "$PIP_CACHE_DIR/agent-was-here" '
+    "&& PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q\n"
 )
 
 
@@ -108,7 +109,7 @@ async def test_setup_fills_the_cache_the_run_shares_it_and_the_next_run_restores
     assert any(n.startswith("No package cache yet for these lock files") for n in notes), notes
     assert any(n.startswith("Package caches saved for the next run") for n in notes), notes
     assert restores("miss") == misses + 1
-    # `verify:` and the review's test runs found the marker in the run's home.
+    # `verify:` found the agent's file; the review's test runs found setup's marker, not it.
     outcome = (await events_of(client, first, "outcome"))[-1]
     assert outcome["runs"] and outcome["error"] is None, outcome
     by_check = {run["check"]: run for run in outcome["runs"]}

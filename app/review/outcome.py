@@ -198,7 +198,7 @@ class OutcomeChecks:
     ) -> OutcomeReport:
         """Run the checks on the checkout as it is now; the checkout is only read. `env`: the
         repository's own variables (`env:`), which its tests see here as in `verify:`;
-        `home`: the run's home (HOME and its package caches), as setup left it."""
+        `home`: HOME for the test runs, with the package caches setup filled."""
         started = time.monotonic()
         scratch = Scratch(checkout, since, known if known is not None else {})
         try:

@@ -60,7 +60,7 @@ from app.untrusted import code
 from app.workspace.caches import CacheScope, PackageCaches, Restored, key_at
 from app.workspace.checkout import refuse_outside
 from app.workspace.mirror import Workspaces
-from app.workspace.run_home import SandboxHome
+from app.workspace.run_home import SandboxHome, snapshot
 from app.workspace.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,8 @@ class Pipeline:
             self._sandbox_ok = True
         assert ctx.checkout is not None
         # A network namespace of its own, always: loopback, and the phase's proxy if any.
-        # One HOME for the run's every command: setup, the agent, verify, the review's tests.
+        # One HOME for the run's commands: setup, the agent, verify (the review's test runs
+        # get a copy of it as setup left it: Checkout.setup_home).
         home = ctx.checkout.home
         ctx.sandbox = Sandbox.for_settings(
             self.settings, ctx.checkout.path, home=SandboxHome(home) if home else None
@@ -296,6 +297,8 @@ class Pipeline:
         if commands:
             await self._run_setup(ctx)
         await checkout.record_setup_products()
+        if checkout.home is not None:
+            checkout.setup_home = await snapshot(checkout.home)
 
     async def _run_setup(self, ctx: RunContext) -> None:
         checkout, sandbox, _tools = ctx.work

@@ -36,7 +36,7 @@ from app.log import describe_error
 from app.workspace.git import git
 from app.workspace.limits import MIB, tree_bytes
 from app.workspace.mirror import remove_tree, split_repo
-from app.workspace.run_home import CACHE_DIRS, inside
+from app.workspace.run_home import CACHE_DIRS, copy_tree, inside
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class PackageCaches:
             if found is None:
                 return Restored(MISS, key)
             entry, size = found
-            await _copy(entry / "home", home, contents=True)
+            await copy_tree(entry / "home", home, contents=True)
             await asyncio.to_thread(_touch, entry / _META)
         result = HIT if entry.name == key else PARTIAL
         return Restored(result, key, entry.name, size)
@@ -234,7 +234,7 @@ class PackageCaches:
                     continue
                 target = draft / "home" / relative
                 await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
-                await _copy(source, target)
+                await copy_tree(source, target)
             saved = await asyncio.to_thread(tree_bytes, draft / "home", skip_git=False)
             meta = {"key": key, "bytes": saved, "saved": time.time()}
             await asyncio.to_thread((draft / _META).write_text, json.dumps(meta))
@@ -365,27 +365,6 @@ def _private_dirs(root: Path, directory: Path) -> None:
     if info.st_mode & 0o077:
         root.chmod(0o700)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-
-
-async def _copy(source: Path, target: Path, *, contents: bool = False) -> None:
-    """`cp -a --reflink=auto`: shared blocks where the filesystem can, never following a
-    symbolic link; `contents`: what `source` holds, into the existing `target`."""
-    src = f"{source}/." if contents else str(source)
-    proc = await asyncio.create_subprocess_exec(
-        "cp", "-a", "--reflink=auto", "--", src, str(target),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        _out, err = await proc.communicate()
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await asyncio.shield(proc.wait())
-        raise
-    if proc.returncode != 0:
-        raise RuntimeError(f"cp failed: {err.decode(errors='replace').strip()[:300]}")
 
 
 @contextlib.asynccontextmanager

@@ -9,6 +9,7 @@ across runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import stat
@@ -20,6 +21,8 @@ HOME_DIR = "/home/honk"
 # Its name beside the checkout (HONK_CHECKOUT_DIR/<opaque>/): "@" is never in a repository's
 # name, so no checkout can be called this.
 RUN_HOME = "@home"
+# Beside it, the home as setup left it: what the review's test runs get (see `snapshot`).
+SETUP_HOME = "@home-setup"
 
 # Each package manager's cache as a variable naming a place in the home (relative to it);
 # HOME alone would do for some, but Java ignores HOME and the rest are said once here.
@@ -100,3 +103,34 @@ def inside(home: Path, relative: str) -> Path | None:
         if not stat.S_ISDIR(info.st_mode):
             return None
     return current
+
+
+async def snapshot(home: Path) -> Path:
+    """A copy of `home` as it is now (after setup, before the agent), beside it, for the
+    review's test runs: nothing the agent leaves in the home (a `usercustomize.py`, a Gradle
+    init script) can sway the outcome checks, whose base results later runs reuse."""
+    copy = home.with_name(SETUP_HOME)
+    await asyncio.to_thread(make_home, copy)
+    await copy_tree(home, copy, contents=True)
+    return copy
+
+
+async def copy_tree(source: Path, target: Path, *, contents: bool = False) -> None:
+    """`cp -a --reflink=auto`: shared blocks where the filesystem can, never following a
+    symbolic link; `contents`: what `source` holds, into the existing `target`."""
+    src = f"{source}/." if contents else str(source)
+    proc = await asyncio.create_subprocess_exec(
+        "cp", "-a", "--reflink=auto", "--", src, str(target),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _out, err = await proc.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await asyncio.shield(proc.wait())
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"cp failed: {err.decode(errors='replace').strip()[:300]}")
