@@ -4,11 +4,13 @@ shared by the run's commands, counted in the disk limit, gone when the run ends.
 from __future__ import annotations
 
 import contextlib
+import io
 import stat
 from pathlib import Path
 
 import pytest
 
+from app.cli.local import EXIT_NO_CHANGE, run_local
 from app.config import Settings
 from app.repo_config import env_name_refusal
 from app.workspace.checkout import Checkout
@@ -16,7 +18,8 @@ from app.workspace.limits import SandboxLimits
 from app.workspace.mirror import Workspaces
 from app.workspace.run_home import HOME_DIR, HOME_ENV_NAMES, SandboxHome, home_env
 from app.workspace.sandbox import Sandbox
-from tests.fakes.git_http import init_bare_repo
+from tests.fakes.anthropic import FakeAnthropic, result_text, text, tool_results, tool_use_bash
+from tests.fakes.git_http import init_bare_repo, run_git
 
 pytestmark = pytest.mark.bwrap
 
@@ -89,3 +92,27 @@ def test_a_repository_cannot_redirect_the_home_or_its_caches() -> None:
     assert set(home_env(HOME_DIR)) == HOME_ENV_NAMES
     assert home_env(HOME_DIR)["CARGO_HOME"] == f"{HOME_DIR}/.cargo"
     assert "-Duser.home=/home/honk" in home_env(HOME_DIR)["MAVEN_OPTS"]
+
+
+async def test_honk_run_keeps_its_directorys_caches_for_the_next_honk_run(
+    base_settings: Settings, fake_anthropic: FakeAnthropic, tmp_path: Path
+) -> None:
+    repo = await init_bare_repo(tmp_path / "remote", "octo/local", {"README.md": "# x\n"})
+    root = tmp_path / "widgets"
+    await run_git("clone", "-q", str(repo), str(root))
+    settings = base_settings.with_overrides(anthropic_base_url=fake_anthropic.url)
+    fake_anthropic.script(
+        tool_use_bash('echo "home=$HOME"; mkdir -p "$PIP_CACHE_DIR"; echo w > "$PIP_CACHE_DIR/w"'),
+        text("Warmed the cache."),
+    )
+    out = io.StringIO()
+    assert await run_local(root, "warm the cache", settings, out=out) == EXIT_NO_CHANGE
+    assert "No package cache yet for these lock files" in out.getvalue()
+    fake_anthropic.script(tool_use_bash('cat "$PIP_CACHE_DIR/w"'), text("It is there."))
+    again = io.StringIO()
+    assert await run_local(root, "look at the cache", settings, out=again) == EXIT_NO_CHANGE
+    assert "Package caches restored: key " in again.getvalue()
+    last = tool_results(fake_anthropic.requests[-1])
+    assert result_text(last[0]).startswith("w"), last
+    # The run's home is gone; the checkouts directory holds nothing of it.
+    assert list(settings.checkout_dir.iterdir()) == []

@@ -349,7 +349,11 @@ class Pipeline:
         checkout = ctx.checkout
         if self.caches is None or checkout is None or checkout.home is None:
             return None
-        key = await key_at(checkout.path, await checkout.base_sha())
+        try:
+            key = await key_at(checkout.path, await checkout.base_sha())
+        except Exception as exc:  # a cache is an optimisation: the run goes on without one
+            log.warning("run %s: no cache key: %s", ctx.run.id, describe_error(exc))
+            return None
         scope = CacheScope.repository(ctx.run.installation_id, ctx.run.repo)
         restored = await self.caches.restore(scope, key, checkout.home)
         await ctx.tracker.notice(restored.describe(), comment=False)
