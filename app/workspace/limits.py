@@ -391,6 +391,8 @@ class DiskWatch:
         passed yet) unless `fresh`. Blocking: call in a thread.
         """
         free = _free_bytes(self.root)
+        # The home on a filesystem of its own (`honk run`): what that one lost counts too.
+        free += sum(_free_bytes(path) for path in self.also if _device(path) != _device(self.root))
         now = time.monotonic()
         if self.known is not None and now < self._stale_at:
             bound = self.known + max(0, self._free_then - free)
@@ -433,6 +435,13 @@ def tree_bytes(root: Path, *, skip_git: bool = True) -> int:
         except OSError:
             continue
     return total
+
+
+def _device(path: Path) -> int:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return -1
 
 
 def _free_bytes(path: Path) -> int:
