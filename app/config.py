@@ -76,6 +76,10 @@ class Settings:
     editor_max_file_mb: int = 10
     # Per-run checkouts, under opaque names: the sandbox's mount table shows this path.
     checkout_dir: Path = field(default_factory=lambda: default_checkout_dir())
+    # Package caches kept across runs per repository (workspace/caches.py): their total, MiB
+    # (0: off), and where (None: data_dir/caches).
+    cache_max_mb: int = 10240
+    cache_dir: Path | None = None
     # Agent limits; a repository's .github/honk.yml may lower them (repo_config.run_limits).
     max_turns: int = 40
     max_minutes: float = 30.0
@@ -128,6 +132,11 @@ class Settings:
     @property
     def github_configured(self) -> bool:
         return self.app_id is not None and bool(self.private_key)
+
+    @property
+    def package_cache_dir(self) -> Path:
+        """Where package caches are kept across runs: HONK_CACHE_DIR, else in the data dir."""
+        return self.cache_dir or self.data_dir / "caches"
 
     @property
     def slack_enabled(self) -> bool:
@@ -247,6 +256,8 @@ class Settings:
                 get("HONK_EDITOR_MAX_FILE_MB") or "10", "HONK_EDITOR_MAX_FILE_MB", 1, 1024
             ),
             checkout_dir=Path(get("HONK_CHECKOUT_DIR") or default_checkout_dir()),
+            cache_max_mb=_int(get("HONK_CACHE_MAX_MB") or "10240", "HONK_CACHE_MAX_MB", 0),
+            cache_dir=_absolute(get("HONK_CACHE_DIR")),
             max_turns=_int(get("HONK_MAX_TURNS") or "40", "HONK_MAX_TURNS", minimum=1),
             max_minutes=_float(get("HONK_MAX_MINUTES") or "30", "HONK_MAX_MINUTES"),
             max_tokens=_int(get("HONK_MAX_TOKENS") or "3000000", "HONK_MAX_TOKENS", minimum=1),

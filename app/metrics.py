@@ -97,6 +97,12 @@ review_outcome_findings = Counter(
     ("check",),
     registry=registry,
 )
+cache_restores = Counter(
+    "honk_cache_restores_total",
+    "Package caches restored into a run's home before setup, by result (hit, partial, miss)",
+    ("result",),
+    registry=registry,
+)
 review_base_results = Counter(
     "honk_review_base_results_total",
     "The base's test results the outcome checks used, by source (ran, cached)",

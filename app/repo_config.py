@@ -79,6 +79,19 @@ HONK_SET_ENV = frozenset(
         "CARGO_HOME",
         "GOROOT",
         "JAVA_HOME",
+        # The run's home and the package caches in it (workspace/run_home.py), kept there
+        # so that what setup downloads is kept for the next run of the repository.
+        "NPM_CONFIG_CACHE",
+        "YARN_CACHE_FOLDER",
+        "NPM_CONFIG_STORE_DIR",
+        "GOPATH",
+        "GOMODCACHE",
+        "GOCACHE",
+        "GOFLAGS",
+        "PIP_CACHE_DIR",
+        "UV_CACHE_DIR",
+        "GRADLE_USER_HOME",
+        "MAVEN_OPTS",
     }
 )
 # Names that change how the sandbox itself works: the dynamic loader's, the shell's start-up

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sys
+import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TextIO
 
@@ -13,7 +16,10 @@ from app.agent.prompts import build_task, read_repo_instructions
 from app.agent.tools import BASH_TOOL_NAME, EDITOR_TOOL_NAME, CommandRecord, ToolBox
 from app.config import Settings
 from app.log import redact
+from app.workspace.caches import CacheScope, PackageCaches, head_key
 from app.workspace.checkout import NotACheckout, work_tree_state
+from app.workspace.mirror import remove_tree
+from app.workspace.run_home import SandboxHome, make_home
 from app.workspace.sandbox import Sandbox
 
 # The exit statuses, as `honk run --help` tells them.
@@ -89,8 +95,44 @@ async def run_local(
         problem = await Sandbox.check(settings.sandbox)
         if problem:
             return _refuse(err, NO_SANDBOX.format(why=problem))
-    # The same sandbox as the server's runs: Honk's own files stay out of sight.
-    sandbox = Sandbox.for_settings(settings, root)
+    async with _run_home(settings, root, out) as home:
+        # The same sandbox as the server's runs: Honk's own files stay out of sight.
+        sandbox = Sandbox.for_settings(settings, root, home=home)
+        return await _run_agent(settings, root, shown, sandbox, task_text, before, out)
+
+
+@contextlib.asynccontextmanager
+async def _run_home(settings: Settings, root: Path, out: TextIO) -> AsyncIterator[SandboxHome]:
+    """The run's HOME (a private directory, removed at the end) with the package caches of
+    this directory restored; after the agent they are saved again for the next `honk run`
+    here. Unlike a server's run (where only setup feeds them), the agent's writes are kept:
+    it has no setup, and its changes to this checkout are kept anyway."""
+    parent = settings.checkout_dir
+    await asyncio.to_thread(parent.mkdir, mode=0o700, parents=True, exist_ok=True)
+    path = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="home-", dir=parent))
+    try:
+        await asyncio.to_thread(make_home, path)
+        caches = PackageCaches.for_settings(settings)
+        restored, scope = None, CacheScope.directory(root)
+        if caches is not None:
+            restored = await caches.restore(scope, await head_key(root), path)
+            out.write(f"honk: {restored.describe()}\n")
+        yield SandboxHome(path)
+        if caches is not None and restored is not None:
+            await caches.save(scope, path, restored)
+    finally:
+        await asyncio.shield(asyncio.to_thread(remove_tree, path))
+
+
+async def _run_agent(
+    settings: Settings,
+    root: Path,
+    shown: str,
+    sandbox: Sandbox,
+    task_text: str,
+    before: str,
+    out: TextIO,
+) -> int:
     printer = _Printer(out, shown, sandbox.visible_root, str(root))
     if settings.sandbox == "off":
         printer.say("honk: WARNING: sandbox off; commands run unconfined on this machine")

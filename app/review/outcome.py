@@ -39,6 +39,7 @@ from app.review.runners import NODE, Runner, choose
 from app.review.trees import Change, Scratch, overlay
 from app.untrusted import code
 from app.workspace.checkout import Checkout
+from app.workspace.run_home import SandboxHome
 from app.workspace.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -193,14 +194,17 @@ class OutcomeChecks:
         since: float | None = None,
         known: dict[str, int] | None = None,
         env: Mapping[str, str] | None = None,
+        home: SandboxHome | None = None,
     ) -> OutcomeReport:
         """Run the checks on the checkout as it is now; the checkout is only read. `env`: the
-        repository's own variables (`env:`), which its tests see here as in `verify:`."""
+        repository's own variables (`env:`), which its tests see here as in `verify:`;
+        `home`: HOME for the test runs, with the package caches setup filled."""
         started = time.monotonic()
         scratch = Scratch(checkout, since, known if known is not None else {})
         try:
             look = _Look(self, checkout, scratch, repo, tests)
             look.env = dict(env or {})
+            look.home = home
             report = await look.run()
         finally:
             await asyncio.shield(scratch.remove())
@@ -279,6 +283,7 @@ class _Look:
         self.repo = repo
         self.tests = tests
         self.env: dict[str, str] = {}
+        self.home: SandboxHome | None = None
         self.report = OutcomeReport()
         self._base_tree: asyncio.Task[Path] | None = None
 
@@ -286,6 +291,7 @@ class _Look:
         """A sandbox over `tree` with the repository's own variables, as `verify:` has."""
         sandbox = self.checks.sandbox_for(tree)
         sandbox.repository_env = dict(self.env)
+        sandbox.home = self.home
         return sandbox
 
     async def run(self) -> OutcomeReport:

@@ -16,6 +16,7 @@ from app.log import describe_error
 from app.review.outcome import OutcomeChecks, OutcomeReport, SuiteConfig
 from app.store import Store
 from app.store.kv import Namespace, mapping
+from app.workspace.run_home import SandboxHome
 from app.workspace.sandbox import Sandbox
 
 if TYPE_CHECKING:
@@ -65,6 +66,9 @@ async def check_outcome(ctx: RunContext, checks: OutcomeChecks) -> OutcomeReport
     and the review counts as not done (as when the judge is unavailable)."""
     checkout, _sandbox, _tools = ctx.work
     config = ctx.config
+    # The home as setup left it: what the agent wrote into the run's home never reaches the
+    # checks (their base results are kept for later runs).
+    home = SandboxHome(checkout.setup_home) if checkout.setup_home is not None else None
     tests = SuiteConfig(
         commands=config.review_test_commands, files=config.review_test_files, verify=config.verify
     )
@@ -76,6 +80,7 @@ async def check_outcome(ctx: RunContext, checks: OutcomeChecks) -> OutcomeReport
             since=ctx.agent_began,
             known=ctx.ignored_links,
             env=sandbox_env_of(ctx),
+            home=home,
         )
     except Exception as exc:
         reason = describe_error(exc)

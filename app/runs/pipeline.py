@@ -57,8 +57,10 @@ from app.runs.tracker import RunTracker
 from app.slack.notify import SlackNotifier
 from app.store import Store
 from app.untrusted import code
+from app.workspace.caches import CacheScope, PackageCaches, Restored, key_at
 from app.workspace.checkout import refuse_outside
 from app.workspace.mirror import Workspaces
+from app.workspace.run_home import SandboxHome, snapshot
 from app.workspace.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,8 @@ class Pipeline:
         self.ci = ci
         self.config_cache = config_cache
         self.workspaces = workspaces or Workspaces.for_settings(settings)
+        # Package caches kept across runs, fed by setup only (None: HONK_CACHE_MAX_MB=0).
+        self.caches = PackageCaches.for_settings(settings)
         self._anthropic = anthropic_client
         self._stops = Stops()
         self._check_stop = self._stops.check
@@ -254,7 +258,12 @@ class Pipeline:
             self._sandbox_ok = True
         assert ctx.checkout is not None
         # A network namespace of its own, always: loopback, and the phase's proxy if any.
-        ctx.sandbox = Sandbox.for_settings(self.settings, ctx.checkout.path)
+        # One HOME for the run's commands: setup, the agent, verify (the review's test runs
+        # get a copy of it as setup left it: Checkout.setup_home).
+        home = ctx.checkout.home
+        ctx.sandbox = Sandbox.for_settings(
+            self.settings, ctx.checkout.path, home=SandboxHome(home) if home else None
+        )
         ctx.toolbox = ToolBox.for_settings(self.settings, ctx.sandbox)
 
     async def _environment(self, ctx: RunContext) -> None:
@@ -288,11 +297,17 @@ class Pipeline:
         if commands:
             await self._run_setup(ctx)
         await checkout.record_setup_products()
+        if checkout.home is not None:
+            try:
+                checkout.setup_home = await snapshot(checkout.home)
+            except Exception as exc:  # the review's test runs then get HOME=/tmp, as before
+                log.warning("run %s: no copy of the home: %s", ctx.run.id, describe_error(exc))
 
     async def _run_setup(self, ctx: RunContext) -> None:
         checkout, sandbox, _tools = ctx.work
         commands, events = ctx.environment.commands, ctx.tracker.events
         await events.phase("setup", f"{len(commands)} command{'s' if len(commands) != 1 else ''}")
+        restored = await self._restore_caches(ctx)
         failed = None
         async with (
             checkout.on_base_tree() as switched,
@@ -311,6 +326,7 @@ class Pipeline:
                     failed = (command, result)
                     break
         if failed is None:
+            await self._save_caches(ctx, restored)
             return
         # The phase's proxy has stopped: its refusals are summed up in ctx.network now.
         command, result = failed
@@ -329,6 +345,33 @@ class Pipeline:
             ),
         )
         raise SetupFailed(f"setup command {code(shown)}{where} failed ({how})", details)
+
+    async def _restore_caches(self, ctx: RunContext) -> Restored | None:
+        """The repository's package caches copied into the run's home before setup: the
+        entry for the base commit's lock files, else the repository's latest."""
+        checkout = ctx.checkout
+        if self.caches is None or checkout is None or checkout.home is None:
+            return None
+        try:
+            key = await key_at(checkout.path, await checkout.base_sha())
+        except Exception as exc:  # a cache is an optimisation: the run goes on without one
+            log.warning("run %s: no cache key: %s", ctx.run.id, describe_error(exc))
+            return None
+        scope = CacheScope.repository(ctx.run.installation_id, ctx.run.repo)
+        restored = await self.caches.restore(scope, key, checkout.home)
+        await ctx.tracker.notice(restored.describe(), comment=False)
+        return restored
+
+    async def _save_caches(self, ctx: RunContext, restored: Restored | None) -> None:
+        """After setup succeeded, before the agent: the home's caches kept for the next run."""
+        checkout = ctx.checkout
+        if self.caches is None or restored is None or checkout is None or checkout.home is None:
+            return
+        scope = CacheScope.repository(ctx.run.installation_id, ctx.run.repo)
+        saved = await self.caches.save(scope, checkout.home, restored)
+        if saved is not None:
+            note = f"Package caches saved for the next run: key {restored.key[:12]}, "
+            await ctx.tracker.notice(note + f"{saved / (1 << 20):,.0f} MB.", comment=False)
 
     async def _instruct(self, ctx: RunContext) -> None:
         """The agent's task: the issue, writers' comments, the repository's own instructions."""

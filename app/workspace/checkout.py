@@ -204,6 +204,10 @@ class Checkout:
     base: str
     clone_url: str
     start_sha: str = field(default="", repr=False)
+    # The run's HOME on the host (run_home.py), beside the clone; None where there is none.
+    home: Path | None = field(default=None, repr=False)
+    # A copy of the home as setup left it (run_home.snapshot), for the review's test runs.
+    setup_home: Path | None = field(default=None, repr=False)
     # Recorded once setup is done (`record_setup_products`): never part of the change.
     setup_products: SetupProducts | None = field(default=None, repr=False)
     # What the last `stage` left out of the index, beyond what git ignores.

@@ -115,8 +115,8 @@ class SandboxLimits:
 
     def disk_message(self, used: int) -> str:
         return (
-            f"the checkout holds {used / MIB:,.0f} MiB, more than the sandbox's limit of "
-            f"{self.disk_mb:,} MiB (HONK_SANDBOX_DISK_MB); delete files to go on"
+            f"the checkout (with $HOME) holds {used / MIB:,.0f} MiB, more than the sandbox's "
+            f"limit of {self.disk_mb:,} MiB (HONK_SANDBOX_DISK_MB); delete files to go on"
         )
 
     def file_size_message(self) -> str:
@@ -364,7 +364,8 @@ def descendants(pid: int) -> tuple[int, list[int]]:
 
 
 class DiskWatch:
-    """The checkout's work tree (without .git) against a limit, looked at cheaply.
+    """The checkout's work tree (without .git) and the run's home against one limit, looked
+    at cheaply.
 
     A full walk is costly on a big checkout. Between walks, what the filesystem lost in
     free space bounds how much the checkout can have grown, so the tree is walked again
@@ -376,6 +377,8 @@ class DiskWatch:
         self.root = root
         self.limit = limit_bytes
         self.min_interval = min_interval
+        # Directories counted with `root` (the run's home), on the same filesystem.
+        self.also: tuple[Path, ...] = ()
         self.known: int | None = None  # bytes at the last walk
         self._free_then = 0
         self._next_walk = 0.0
@@ -388,6 +391,8 @@ class DiskWatch:
         passed yet) unless `fresh`. Blocking: call in a thread.
         """
         free = _free_bytes(self.root)
+        # The home on a filesystem of its own (`honk run`): what that one lost counts too.
+        free += sum(_free_bytes(path) for path in self.also if _device(path) != _device(self.root))
         now = time.monotonic()
         if self.known is not None and now < self._stale_at:
             bound = self.known + max(0, self._free_then - free)
@@ -395,7 +400,8 @@ class DiskWatch:
                 return bound
             if now < self._next_walk and not fresh:
                 return min(self.known, self.limit)
-        self.known = tree_bytes(self.root)
+        homes = sum(tree_bytes(path, skip_git=False) for path in self.also)
+        self.known = tree_bytes(self.root) + homes
         self._free_then = free
         took = time.monotonic() - now
         self._next_walk = time.monotonic() + max(self.min_interval, 4 * took)
@@ -403,8 +409,9 @@ class DiskWatch:
         return self.known
 
 
-def tree_bytes(root: Path) -> int:
-    """Disk blocks used under `root`, .git at the top left out, each inode counted once."""
+def tree_bytes(root: Path, *, skip_git: bool = True) -> int:
+    """Disk blocks used under `root`, .git at the top left out (unless not `skip_git`), each
+    inode counted once."""
     total, seen = 0, set()
     pending = [str(root)]
     while pending:
@@ -412,7 +419,7 @@ def tree_bytes(root: Path) -> int:
         try:
             with os.scandir(current) as entries:
                 for entry in entries:
-                    if current == str(root) and entry.name == ".git":
+                    if skip_git and current == str(root) and entry.name == ".git":
                         continue
                     try:
                         info = entry.stat(follow_symlinks=False)
@@ -428,6 +435,13 @@ def tree_bytes(root: Path) -> int:
         except OSError:
             continue
     return total
+
+
+def _device(path: Path) -> int:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return -1
 
 
 def _free_bytes(path: Path) -> int:

@@ -20,6 +20,7 @@ from app.config import Settings
 from app.workspace import prune
 from app.workspace.checkout import Checkout
 from app.workspace.git import GitError, git
+from app.workspace.run_home import RUN_HOME, make_home
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _OPAQUE = re.compile(r"^[0-9a-f]{24}$")  # a checkout's directory: blake2b, 12 bytes
@@ -87,8 +88,9 @@ class Workspaces:
         base: str | None = None,
         attempt: int = 1,
     ) -> AsyncIterator[Checkout]:
-        """A fresh clone for one attempt of a run on `branch`; removed on exit, however it
-        exits (what a killed process leaves, `sweep` removes)."""
+        """A fresh clone for one attempt of a run on `branch`, with the run's home beside it
+        (`Checkout.home`); both removed on exit, however it exits (what a killed process
+        leaves, `sweep` removes)."""
         mirror = self.mirror_path(repo)
         path = await asyncio.to_thread(self.checkout_path, repo, run_id, attempt)
         try:
@@ -107,7 +109,9 @@ class Workspaces:
             await git("config", "core.logAllRefUpdates", "false", cwd=path)
             await asyncio.to_thread(shutil.rmtree, path / ".git" / "logs", True)
             start = await _switch_to_branch(path, branch, base)
-            yield Checkout(path, repo, branch, base, clone_url, start_sha=start)
+            # The run's HOME, beside the checkout: private, and gone with it.
+            home = await asyncio.to_thread(make_home, path.parent / RUN_HOME)
+            yield Checkout(path, repo, branch, base, clone_url, start_sha=start, home=home)
         finally:
             await asyncio.shield(_remove(path.parent))  # the checkout and its marker
 
@@ -264,4 +268,21 @@ def _private_dir(path: Path) -> None:
 
 
 async def _remove(path: Path) -> None:
-    await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)
+    await asyncio.to_thread(remove_tree, path)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove `path` whatever it holds: a directory made read-only inside (Go's module cache
+    without -modcacherw) is made writable first. Blocking."""
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path) or os.path.islink(path):
+        return
+    for parent, dirs, _files in os.walk(path):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                child = os.path.join(parent, name)
+                if not os.path.islink(child):
+                    os.chmod(child, 0o700)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
+    shutil.rmtree(path, ignore_errors=True)

@@ -159,7 +159,7 @@ def _venv_bases(prefix: str) -> list[str]:
 def honk_hidden(settings: Settings, install: HonkInstall | None = None) -> Hidden:
     """Everything of Honk's a sandbox must not show, wherever Honk is deployed."""
     install = install or HonkInstall.current()
-    secrets = [settings.data_dir, settings.checkout_dir]
+    secrets = [settings.data_dir, settings.checkout_dir, settings.package_cache_dir]
     secrets += [p for p in (settings.env_file, settings.private_key_path) if p is not None]
     around = [Path.cwd(), *install.site_packages]
     if install.venv is not None:

@@ -38,6 +38,7 @@ from app.workspace.mounts import (
     host_mounts,
     under,
 )
+from app.workspace.run_home import SandboxHome, home_env
 
 # The checkout shows at /workspace/<its directory's name>: nothing of the host path.
 WORKSPACE_DIR = "/workspace"
@@ -120,6 +121,7 @@ class Sandbox:
         hidden: Hidden | None = None,
         limits: SandboxLimits | None = None,
         python: SandboxPython | None = None,
+        home: SandboxHome | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"sandbox mode must be one of {', '.join(MODES)}")
@@ -141,6 +143,25 @@ class Sandbox:
         self.disk = DiskWatch(
             self.root, self.limits.disk_mb * MIB, min_interval=self.limits.check_interval
         )
+        self.home = home
+
+    @property
+    def home(self) -> SandboxHome | None:
+        """The run's home (run_home.py), HOME in every command; None: HOME=/tmp, a fresh
+        tmpfs per command. Its size counts against the checkout's disk limit."""
+        return self._home
+
+    @home.setter
+    def home(self, home: SandboxHome | None) -> None:
+        self._home = home
+        self.disk.also = (home.host,) if home is not None else ()
+
+    @property
+    def home_visible(self) -> str | None:
+        """Where commands see the run's home: its fixed path, or the host's in mode "off"."""
+        if self._home is None:
+            return None
+        return self._home.visible if self.mode == "bwrap" else str(self._home.host)
 
     @classmethod
     def for_settings(
@@ -149,6 +170,7 @@ class Sandbox:
         root: Path,
         *,
         install: HonkInstall | None = None,
+        home: SandboxHome | None = None,
     ) -> Sandbox:
         """The sandbox the server's runs and `honk run` both use: one place, no drift."""
         return cls(
@@ -160,6 +182,7 @@ class Sandbox:
             hidden=honk_hidden(settings, install),
             limits=SandboxLimits.from_settings(settings),
             python=SandboxPython.for_settings(settings),
+            home=home,
         )
 
     def is_hidden(self, path: Path) -> bool:
@@ -362,7 +385,10 @@ class Sandbox:
             bin_dir = None  # a .venv linking out of the checkout is not the repository's
         if bin_dir is not None and os.path.lexists(bin_dir / "python"):
             venv = f"{self.visible_root}/{REPO_VENV}"
-        return with_repository_env(sandbox_env(self.python, venv=venv), self.repository_env)
+        env = sandbox_env(self.python, venv=venv)
+        if self.home_visible is not None:
+            env.update(home_env(self.home_visible))  # HOME and the package caches in it
+        return with_repository_env(env, self.repository_env)
 
     def command_line(
         self,
@@ -426,6 +452,8 @@ class Sandbox:
         ]  # fmt: skip
         if proxy is not None:
             args += proxy.bwrap_args()
+        if self.home is not None:
+            args += ["--bind", str(self.home.host), self.home.visible]
         args += ["--bind", str(self.root), self.visible_root]
         for secret in hidden_in(self.root, self.hidden):
             shown = f"{self.visible_root}/{secret.relative_to(self.root)}"
