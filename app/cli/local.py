@@ -15,6 +15,8 @@ from app.config import Settings
 from app.log import redact
 from app.workspace.checkout import NotACheckout, work_tree_state
 from app.workspace.sandbox import Sandbox
+from app.workspace.toolchain_versions import choose, read_declared
+from app.workspace.toolchains import find_installed
 
 # The exit statuses, as `honk run --help` tells them.
 EXIT_OK = 0  # the checkout changed, and the last test run passed (or there was none)
@@ -94,6 +96,12 @@ async def run_local(
     printer = _Printer(out, shown, sandbox.visible_root, str(root))
     if settings.sandbox == "off":
         printer.say("honk: WARNING: sandbox off; commands run unconfined on this machine")
+    # The toolchains the checkout's declared versions choose, as a server's run has them.
+    declared = await asyncio.to_thread(read_declared, root)
+    choice = choose(await find_installed(settings), declared, dict(settings.toolchain_defaults))
+    sandbox.toolchains = choice.toolchains
+    for note in choice.notes:
+        printer.say(f"honk: {note}")
     tools = ToolBox.for_settings(settings, sandbox)
     instructions = await asyncio.to_thread(read_repo_instructions, root)
     first_line = task_text.strip().splitlines()[0]

@@ -40,6 +40,7 @@ from app.review.trees import Change, Scratch, overlay
 from app.untrusted import code
 from app.workspace.checkout import Checkout
 from app.workspace.sandbox import Sandbox
+from app.workspace.toolchains import Toolchains
 
 log = logging.getLogger(__name__)
 
@@ -193,14 +194,17 @@ class OutcomeChecks:
         since: float | None = None,
         known: dict[str, int] | None = None,
         env: Mapping[str, str] | None = None,
+        toolchains: Toolchains | None = None,
     ) -> OutcomeReport:
         """Run the checks on the checkout as it is now; the checkout is only read. `env`: the
-        repository's own variables (`env:`), which its tests see here as in `verify:`."""
+        repository's own variables (`env:`), which its tests see here as in `verify:`;
+        `toolchains`: the run's, likewise."""
         started = time.monotonic()
         scratch = Scratch(checkout, since, known if known is not None else {})
         try:
             look = _Look(self, checkout, scratch, repo, tests)
             look.env = dict(env or {})
+            look.toolchains = toolchains or Toolchains()
             report = await look.run()
         finally:
             await asyncio.shield(scratch.remove())
@@ -256,9 +260,11 @@ def _cacheable(results: Results) -> bool:
     return results.exit_code is not None
 
 
-def variant_of(runner: Runner, material: Material) -> str:
-    """What besides the commit decides the base's results: the command and the extra files."""
-    text = "\n".join([RESULTS_VERSION, runner.command, *material.extra_globs])
+def variant_of(runner: Runner, material: Material, toolchains: Toolchains | None = None) -> str:
+    """What besides the commit decides the base's results: the command, the extra files and
+    the toolchains the tests ran with (their bin directories, which name their versions)."""
+    chosen = toolchains.bin_dirs if toolchains else ()
+    text = "\n".join([RESULTS_VERSION, runner.command, *material.extra_globs, *chosen])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -279,13 +285,16 @@ class _Look:
         self.repo = repo
         self.tests = tests
         self.env: dict[str, str] = {}
+        self.toolchains = Toolchains()
         self.report = OutcomeReport()
         self._base_tree: asyncio.Task[Path] | None = None
 
     def sandbox_for(self, tree: Path) -> Sandbox:
-        """A sandbox over `tree` with the repository's own variables, as `verify:` has."""
+        """A sandbox over `tree` with the repository's own variables and the run's toolchains,
+        as `verify:` has."""
         sandbox = self.checks.sandbox_for(tree)
         sandbox.repository_env = dict(self.env)
+        sandbox.toolchains = self.toolchains
         return sandbox
 
     async def run(self) -> OutcomeReport:
@@ -357,7 +366,7 @@ class _Look:
     ) -> bool:
         """The three runs of one runner (base, pass-to-pass, fail-to-pass) and what they show;
         True when the base's results were not run now."""
-        key = (self.repo, change.base_sha, variant_of(runner, material))
+        key = (self.repo, change.base_sha, variant_of(runner, material, self.toolchains))
         base_run = SuiteRun(BASE, runner.kind, runner.command, Results(None))
 
         async def produce() -> Results:

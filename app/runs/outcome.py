@@ -17,6 +17,7 @@ from app.review.outcome import OutcomeChecks, OutcomeReport, SuiteConfig
 from app.store import Store
 from app.store.kv import Namespace, mapping
 from app.workspace.sandbox import Sandbox
+from app.workspace.toolchains import Toolchains
 
 if TYPE_CHECKING:
     from app.runs.context import RunContext
@@ -53,6 +54,12 @@ def outcome_checks(settings: Settings, store: Store) -> OutcomeChecks:
     return OutcomeChecks(sandbox_for, StoredBaseResults(store))
 
 
+def toolchains_of(ctx: RunContext) -> Toolchains:
+    """The toolchains the run chose, which its tests use here as in `verify:`."""
+    _checkout, sandbox, _tools = ctx.work
+    return sandbox.toolchains
+
+
 def sandbox_env_of(ctx: RunContext) -> dict[str, str]:
     """The repository's variables (`env:`, devcontainer.json) its run's sandbox was given."""
     _checkout, sandbox, _tools = ctx.work
@@ -76,6 +83,7 @@ async def check_outcome(ctx: RunContext, checks: OutcomeChecks) -> OutcomeReport
             since=ctx.agent_began,
             known=ctx.ignored_links,
             env=sandbox_env_of(ctx),
+            toolchains=toolchains_of(ctx),
         )
     except Exception as exc:
         reason = describe_error(exc)
