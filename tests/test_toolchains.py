@@ -234,8 +234,11 @@ def test_what_a_sandbox_is_given_path_order_roots_and_variables() -> None:
         (".nvmrc", "# the team's\nlts/*\n", ("node", "lts/*", "lts/*")),
         (".node-version", "20\n", ("node", "20", "20")),
         ("rust-toolchain.toml", '[toolchain]\nchannel = "1.78"\n', ("rust", "1.78", "1.78")),
-        ("rust-toolchain.toml", '[toolchain]\nchannel = "nightly"\ncomponents = ["rustfmt"]\n',
-         ("rust", "nightly", "nightly")),  # fmt: skip
+        (
+            "rust-toolchain.toml",
+            '[toolchain]\nchannel = "nightly"\ncomponents = ["rustfmt"]\n',
+            ("rust", "nightly", "nightly"),
+        ),
         ("rust-toolchain", "stable\n", ("rust", "stable", "stable")),
         (".python-version", "3.11\n3.10\n", ("python", "3.11", "3.11")),
         (".java-version", "17\n", ("java", "17", "17")),
@@ -362,7 +365,9 @@ def test_a_version_honk_does_not_have_is_said_plainly_and_the_default_used() -> 
     )
     assert {t.language: t.version for t in choice.chosen}["rust"] == "1.95.0"
     missing = choose(FOUND, [Declared("java", "17", ".java-version")])
-    assert missing.notes == ("`.java-version` asks for Java `17`; this Honk has no Java toolchain.",)
+    assert missing.notes == (
+        "`.java-version` asks for Java `17`; this Honk has no Java toolchain.",
+    )
     lts = choose(NODES, [Declared("node", "lts/argon", ".nvmrc")])
     assert lts.notes == (
         "`.nvmrc` asks for Node.js `lts/argon`; this Honk has 21.7.0, 20.1.0 and 18.19.0. "
@@ -380,7 +385,8 @@ def test_go_mods_minimum_keeps_the_default_when_it_is_enough() -> None:
     assert chosen(toolchain)["go"] == "1.22.5"
     choice = choose(GOS, [Declared("go", "1.23", "go.mod", minimum=True)])
     assert choice.notes == (
-        "`go.mod` asks for Go `1.23`; this Honk has 1.22.5 and 1.19.8. The run goes on with 1.19.8.",
+        "`go.mod` asks for Go `1.23`; this Honk has 1.22.5 and 1.19.8. "
+        "The run goes on with 1.19.8.",
     )
 
 
@@ -428,14 +434,28 @@ def test_the_settings_add_roots_and_pin_defaults() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("HONK_TOOLCHAIN_PATHS", "go", "HONK_TOOLCHAIN_PATHS is a list of language=an absolute "
-         "path, comma-separated (got 'go')"),  # fmt: skip
-        ("HONK_TOOLCHAIN_PATHS", "go=opt/go", "HONK_TOOLCHAIN_PATHS: go='opt/go' is not an "
-         "absolute path"),  # fmt: skip
-        ("HONK_TOOLCHAIN_PATHS", "ruby=/opt/ruby", "HONK_TOOLCHAIN_PATHS: 'ruby' is not one of: "
-         "rust, node, go, java, python, maven, gradle"),  # fmt: skip
-        ("HONK_TOOLCHAIN_DEFAULTS", "node=20 && rm", "HONK_TOOLCHAIN_DEFAULTS: node='20 && rm' "
-         "is not a version"),  # fmt: skip
+        (
+            "HONK_TOOLCHAIN_PATHS",
+            "go",
+            "HONK_TOOLCHAIN_PATHS is a list of language=an absolute "
+            "path, comma-separated (got 'go')",
+        ),
+        (
+            "HONK_TOOLCHAIN_PATHS",
+            "go=opt/go",
+            "HONK_TOOLCHAIN_PATHS: go='opt/go' is not an absolute path",
+        ),
+        (
+            "HONK_TOOLCHAIN_PATHS",
+            "ruby=/opt/ruby",
+            "HONK_TOOLCHAIN_PATHS: 'ruby' is not one of: "
+            "rust, node, go, java, python, maven, gradle",
+        ),
+        (
+            "HONK_TOOLCHAIN_DEFAULTS",
+            "node=20 && rm",
+            "HONK_TOOLCHAIN_DEFAULTS: node='20 && rm' is not a version",
+        ),
         ("HONK_TOOLCHAIN_DEFAULTS", "node=20,node=18", "HONK_TOOLCHAIN_DEFAULTS names node twice"),
     ],
 )
