@@ -1,17 +1,20 @@
 """This machine's toolchains in real bwrap, as the pipeline builds its sandboxes: rustup's own
 cargo builds and tests a crate, `rust-toolchain.toml` picks nightly, the toolchain is read-only
 and rustup's proxies are not there; and one run, issue -> PR, of a Rust crate through the real
-pipeline and the fakes, whose `verify: cargo test` passes in the sandbox."""
+pipeline and the fakes, whose `verify: cargo test` passes in the sandbox; `honk run` chooses
+the same way."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from app.cli.local import EXIT_OK, run_local
 from app.config import Settings
 from app.models import RunState
 from app.web import SERVICES, create_app
@@ -165,3 +168,31 @@ async def test_a_rust_crate_gets_a_ready_pr_whose_cargo_test_passed_in_the_sandb
     assert said in comment
     used = [step.detail for step in run.steps if step.name == "toolchains"]
     assert len(used) == 1 and "rust 1." in used[0] and "(rustup)" in used[0]
+
+
+async def test_honk_run_gives_the_agent_the_toolchain_the_checkout_declares(
+    base_settings: Settings, fake_anthropic: Any, tmp_path: Path
+) -> None:
+    await rust_or_skip(base_settings)
+    found = await find_installed(base_settings)
+    if not any(t.language == "rust" and "nightly" in t.names for t in found):
+        pytest.skip("no nightly toolchain on this machine")
+    root = crate(tmp_path / "calc", fixed=False, toolchain="nightly")
+    await asyncio.to_thread((root / ".nvmrc").write_text, "4\n")
+    git = ["git", "-C", str(root), "-c", "user.name=T", "-c", "user.email=t@example.com"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "crate"]):
+        proc = await asyncio.create_subprocess_exec(*git, *args)
+        assert await proc.wait() == 0
+    fake_anthropic.script(
+        tool_use_bash("rustc -V"),
+        tool_use_edit(command="str_replace", path="src/lib.rs", old_str="a - b", new_str="a + b"),
+        tool_use_bash("cargo test -q"),
+        text("Fixed `add`."),
+    )
+    settings = base_settings.with_overrides(anthropic_base_url=fake_anthropic.url)
+    out, err = io.StringIO(), io.StringIO()
+    code = await run_local(root, "add() subtracts", settings, out=out, err=err)
+    assert code == EXIT_OK, out.getvalue() + err.getvalue()
+    assert "honk: `.nvmrc` asks for Node.js `4`; this Honk has " in out.getvalue()
+    looked = result_text(tool_results(fake_anthropic.requests[1])[0])
+    assert looked.startswith("rustc ") and "-nightly" in looked
