@@ -5,11 +5,13 @@ Rust crate whose `verify: cargo test` passes in the sandbox."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
 import pytest
 
+from app.cli.doctor import PASS, WARN, check_toolchains
 from app.config import ConfigError, Settings
 from app.workspace.sandbox import sandbox_env
 from app.workspace.toolchain_versions import (
@@ -463,3 +465,30 @@ def test_a_wrong_toolchain_setting_is_one_line(name: str, value: str, message: s
     with pytest.raises(ConfigError) as raised:
         Settings.from_env({name: value}, env_file=None)
     assert str(raised.value) == message
+
+
+# -- honk doctor -------------------------------------------------------------------------
+
+
+async def test_doctor_lists_what_was_found_and_warns_of_a_root_holding_nothing(
+    tmp_path: Path,
+) -> None:
+    await asyncio.to_thread(program, tmp_path / "opt" / "go" / "bin" / "go", "go version go1.20.3")
+    settings = Settings(
+        toolchain_paths=(("go", str(tmp_path / "opt" / "go")),),
+        toolchain_defaults=(("go", "1.20"),),
+    )
+    check = await check_toolchains(settings)
+    assert check.status == PASS, check.detail
+    assert f"go 1.20.3 (setting, {tmp_path}/opt/go)" in check.detail
+    assert check.detail.split(" found: ")[0].isdigit()
+    wrong = Settings(
+        toolchain_paths=(("java", str(tmp_path / "opt" / "none")), *settings.toolchain_paths),
+        toolchain_defaults=(("go", "0.1"),),
+    )
+    check = await check_toolchains(wrong)
+    assert check.status == WARN
+    assert check.detail.startswith(
+        f"HONK_TOOLCHAIN_PATHS: java={tmp_path}/opt/none holds no java toolchain "
+        "HONK_TOOLCHAIN_DEFAULTS asks for Go `0.1`; this Honk has"
+    )
