@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -20,6 +21,21 @@ DEFAULT_MODEL = "claude-sonnet-4-6"
 GITHUB_API_URL = "https://api.github.com"
 GITHUB_URL = "https://github.com"
 SLACK_API_URL = "https://slack.com/api/"
+# The languages whose toolchains Honk finds on its host (app/workspace/toolchains.py).
+TOOLCHAIN_LANGUAGES = ("rust", "node", "go", "java", "python", "maven", "gradle")
+# Where version managers keep their toolchains when not in their default place under HOME:
+# read only to find toolchains, never passed to a sandbox.
+TOOLCHAIN_ENV = (
+    "RUSTUP_HOME",
+    "NVM_DIR",
+    "FNM_DIR",
+    "VOLTA_HOME",
+    "SDKMAN_DIR",
+    "PYENV_ROOT",
+    "MISE_DATA_DIR",
+    "ASDF_DATA_DIR",
+)
+_VERSION_SPEC = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+/*-]{0,63}")
 
 
 class ConfigError(ValueError):
@@ -60,6 +76,12 @@ class Settings:
     # The Python the sandbox offers (a prefix holding bin/python3: an installation or a
     # venv); None: the installation Honk's own venv was made from (sys.base_prefix).
     sandbox_python: Path | None = None
+    # More toolchain roots (language, path) besides those found on the host, the version
+    # each language gets when a repository declares none (language, version), and where
+    # version managers keep theirs (TOOLCHAIN_ENV's variables that are set).
+    toolchain_paths: tuple[tuple[str, str], ...] = ()
+    toolchain_defaults: tuple[tuple[str, str], ...] = ()
+    toolchain_env: tuple[tuple[str, str], ...] = ()
     # Per sandboxed command (docs/security.md, "The sandbox"): tasks, data segment per process,
     # any one file, /tmp and /dev/shm each, and how much the checkout's work tree may hold.
     sandbox_max_processes: int = 512
@@ -240,6 +262,13 @@ class Settings:
                 p for p in (get("HONK_SANDBOX_RO_PATHS") or "").split(os.pathsep) if p
             ),
             sandbox_python=_sandbox_python(get("HONK_SANDBOX_PYTHON")),
+            toolchain_paths=_toolchain_pairs(get("HONK_TOOLCHAIN_PATHS"), "HONK_TOOLCHAIN_PATHS"),
+            toolchain_defaults=_toolchain_pairs(
+                get("HONK_TOOLCHAIN_DEFAULTS"), "HONK_TOOLCHAIN_DEFAULTS"
+            ),
+            toolchain_env=tuple(
+                (name, value) for name in TOOLCHAIN_ENV if (value := get(name)) is not None
+            ),
             sandbox_max_processes=_int(
                 get("HONK_SANDBOX_MAX_PROCESSES") or "512", "HONK_SANDBOX_MAX_PROCESSES", 16
             ),
@@ -378,6 +407,35 @@ def _sandbox_python(value: str | None) -> Path | None:
             f"the Python Honk's venv was made from ({sys.base_prefix})"
         )
     return prefix
+
+
+def _toolchain_pairs(value: str | None, name: str) -> tuple[tuple[str, str], ...]:
+    """`lang=value` items, comma-separated: HONK_TOOLCHAIN_PATHS (absolute paths) and
+    HONK_TOOLCHAIN_DEFAULTS (versions, one per language)."""
+    pairs: list[tuple[str, str]] = []
+    paths = name == "HONK_TOOLCHAIN_PATHS"
+    what = "an absolute path" if paths else "a version"
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        language, sep, given = (part.strip() for part in item.partition("="))
+        if not sep or not given:
+            raise ConfigError(
+                f"{name} is a list of language={what}, comma-separated (got {_shown(item.strip())})"
+            )
+        if language not in TOOLCHAIN_LANGUAGES:
+            raise ConfigError(
+                f"{name}: {_shown(language)} is not one of: {', '.join(TOOLCHAIN_LANGUAGES)}"
+            )
+        if paths and not given.startswith("/"):
+            raise ConfigError(f"{name}: {language}={_shown(given)} is not an absolute path")
+        if not paths:
+            if not _VERSION_SPEC.fullmatch(given):
+                raise ConfigError(f"{name}: {language}={_shown(given)} is not a version")
+            if any(known == language for known, _ in pairs):
+                raise ConfigError(f"{name} names {language} twice")
+        pairs.append((language, (given.rstrip("/") or "/") if paths else given))
+    return tuple(pairs)
 
 
 def _absolute(value: str | None) -> Path | None:

@@ -188,7 +188,7 @@ async def test_cli_healthy_exits_zero(healthy: Settings, tmp_path: Path) -> None
     )
     status, out = await run_cli(env_file)
     assert status == 0, out
-    assert len(out.splitlines()) == 11 and out.count("✓ ") == 11
+    assert len(out.splitlines()) == 12 and out.count("✓ ") == 12
 
 
 def test_broken_configuration_is_one_failed_line(

@@ -17,6 +17,8 @@ import pytest
 from app.network_policy import Cap, Presets, compile_rules
 from app.workspace.egress import EgressProxy, proxy_config
 from app.workspace.sandbox import Sandbox
+from app.workspace.toolchain_versions import choose
+from app.workspace.toolchains import discover
 from tests.fakes.registries import (
     CRATE,
     CRATE_DOWNLOAD_PATH,
@@ -35,7 +37,6 @@ from tests.toolchain_world import (
 TARBALL = f"/npm/{NPM_PACKAGE}/-/{NPM_PACKAGE}-1.0.0.tgz"
 GO_ZIP = f"/go/{GO_MODULE}/@v/{GO_VERSION}.zip"
 # rustup's toolchain, used directly (no rustup proxy, so no RUSTUP_HOME needed).
-RUST_TOOLCHAIN = Path("/root/.rustup/toolchains/stable-x86_64-unknown-linux-gnu")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def host(cwd: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
 def cargo() -> str:
     found = shutil.which("cargo") or shutil.which("cargo", path="/root/.cargo/bin")
     if found is None:
-        pytest.skip("no cargo on this machine")
+        pytest.fail("no cargo on this machine (.ci/run installs Debian's where rustup's is absent)")
     return found
 
 
@@ -185,14 +186,18 @@ async def test_npm_and_cargo_in_the_sandbox_reach_the_registry_through_honks_pro
     tested = await sandbox(node, None).run("node --test")  # offline, as verify: runs
     assert tested.exit_code != 0 and "'..-1'" in tested.output
 
-    if not (RUST_TOOLCHAIN / "bin" / "cargo").is_file():
-        pytest.skip(f"no {RUST_TOOLCHAIN}")
+    # The host's Rust as Honk finds it (rustup's, outside /usr, here), by its own bin dir.
+    rust = choose(discover()).toolchains
+    assert rust.bin_dirs or shutil.which("cargo", path="/usr/bin"), "no Rust toolchain found"
     crate = write(tmp_path / "crate", crate_project(registries))
-    path = f"PATH={RUST_TOOLCHAIN}/bin:$PATH CARGO_HOME=$PWD/.cargo-home"
-    box = sandbox(crate, setup_proxy, str(RUST_TOOLCHAIN))
+    box = sandbox(crate, setup_proxy)
+    box.toolchains = rust
+    path = "CARGO_HOME=$PWD/.cargo-home"
     fetched = await box.run(f"{path} cargo fetch")
     assert fetched.exit_code == 0, fetched.output
-    tested = await sandbox(crate, None, str(RUST_TOOLCHAIN)).run(f"{path} cargo test --offline")
+    offline = sandbox(crate, None)
+    offline.toolchains = rust
+    tested = await offline.run(f"{path} cargo test --offline")
     assert tested.exit_code != 0 and '"..-1"' in tested.output
     summary = await setup_proxy.stop()
     hosts = {(record.host, record.port) for record in summary.allowed}

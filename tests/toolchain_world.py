@@ -29,7 +29,6 @@ NOT_PYTHON: dict[str, str | None] = {"calc.py": None, "test_calc.py": None, "AGE
 HOST = "localhost"
 # Debian's mvn and java read their configuration through symlinks into /etc, which the
 # sandbox shows only in part: the operator binds these (HONK_SANDBOX_RO_PATHS).
-MAVEN_RO_PATHS = ("/etc/maven", "/etc/java-17-openjdk")
 MAVEN_LOCAL_REPOSITORY = "/usr/share/maven-repo"
 
 

@@ -30,6 +30,8 @@ from app.log import configure_logging, redact
 from app.store import Store
 from app.workspace.limits import SandboxLimits, memory_cap, process_cap
 from app.workspace.sandbox import Sandbox
+from app.workspace.toolchain_versions import choose
+from app.workspace.toolchains import find_installed
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 # A warning: Honk runs, with less (no run pages, a guessable secret); it does not fail.
@@ -95,6 +97,7 @@ async def run_doctor(settings: Settings, out: TextIO) -> int:
         for check in await _guarded("Slack", check_slack(settings, session), slack_api):
             report(check)
         report(await _one("sandbox", check_sandbox(settings)))
+        report(await _one("toolchains", check_toolchains(settings)))
         report(await _one("store", check_store(settings)))
     return 1 if failed else 0
 
@@ -469,6 +472,26 @@ async def check_sandbox(settings: Settings) -> Check:
         f"bwrap starts a sandbox; processes capped by {cap}; memory capped by {memory}; "
         "network via proxy",
     )
+
+
+async def check_toolchains(settings: Settings) -> Check:
+    """The toolchains Honk found on this host (language, version, source, path); a
+    HONK_TOOLCHAIN_PATHS root that holds none, or a default that matches none, warns."""
+    found = await find_installed(settings)
+    listed = "; ".join(t.describe() + (", the host's default" if t.default else "") for t in found)
+    problems = [
+        f"HONK_TOOLCHAIN_PATHS: {language}={path} holds no {language} toolchain"
+        for language, path in settings.toolchain_paths
+        if not any(t.source == "setting" and f"{t.bin_dir}/".startswith(f"{path}/") for t in found)
+    ]
+    problems += choose(found, defaults=dict(settings.toolchain_defaults)).notes
+    if problems:
+        return Check(
+            "toolchains", WARN, " ".join(problems) + (f" Found: {listed}" if found else "")
+        )
+    if not found:
+        return Check("toolchains", PASS, "none found besides the system's PATH")
+    return Check("toolchains", PASS, f"{len(found)} found: {listed}")
 
 
 async def check_store(settings: Settings) -> Check:

@@ -21,6 +21,8 @@ from app.workspace.checkout import NotACheckout, work_tree_state
 from app.workspace.mirror import remove_tree
 from app.workspace.run_home import SandboxHome, make_home
 from app.workspace.sandbox import Sandbox
+from app.workspace.toolchain_versions import choose, read_declared
+from app.workspace.toolchains import find_installed
 
 # The exit statuses, as `honk run --help` tells them.
 EXIT_OK = 0  # the checkout changed, and the last test run passed (or there was none)
@@ -136,6 +138,12 @@ async def _run_agent(
     printer = _Printer(out, shown, sandbox.visible_root, str(root))
     if settings.sandbox == "off":
         printer.say("honk: WARNING: sandbox off; commands run unconfined on this machine")
+    # The toolchains the checkout's declared versions choose, as a server's run has them.
+    declared = await asyncio.to_thread(read_declared, root)
+    choice = choose(await find_installed(settings), declared, dict(settings.toolchain_defaults))
+    sandbox.toolchains = choice.toolchains
+    for note in choice.notes:
+        printer.say(f"honk: {note}")
     tools = ToolBox.for_settings(settings, sandbox)
     instructions = await asyncio.to_thread(read_repo_instructions, root)
     first_line = task_text.strip().splitlines()[0]

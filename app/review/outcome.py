@@ -41,6 +41,7 @@ from app.untrusted import code
 from app.workspace.checkout import Checkout
 from app.workspace.run_home import SandboxHome
 from app.workspace.sandbox import Sandbox
+from app.workspace.toolchains import Toolchains
 
 log = logging.getLogger(__name__)
 
@@ -195,16 +196,19 @@ class OutcomeChecks:
         known: dict[str, int] | None = None,
         env: Mapping[str, str] | None = None,
         home: SandboxHome | None = None,
+        toolchains: Toolchains | None = None,
     ) -> OutcomeReport:
         """Run the checks on the checkout as it is now; the checkout is only read. `env`: the
         repository's own variables (`env:`), which its tests see here as in `verify:`;
-        `home`: HOME for the test runs, with the package caches setup filled."""
+        `home`: HOME for the test runs, with the package caches setup filled; `toolchains`:
+        the run's, as `verify:` has them."""
         started = time.monotonic()
         scratch = Scratch(checkout, since, known if known is not None else {})
         try:
             look = _Look(self, checkout, scratch, repo, tests)
             look.env = dict(env or {})
             look.home = home
+            look.toolchains = toolchains or Toolchains()
             report = await look.run()
         finally:
             await asyncio.shield(scratch.remove())
@@ -260,9 +264,11 @@ def _cacheable(results: Results) -> bool:
     return results.exit_code is not None
 
 
-def variant_of(runner: Runner, material: Material) -> str:
-    """What besides the commit decides the base's results: the command and the extra files."""
-    text = "\n".join([RESULTS_VERSION, runner.command, *material.extra_globs])
+def variant_of(runner: Runner, material: Material, toolchains: Toolchains | None = None) -> str:
+    """What besides the commit decides the base's results: the command, the extra files and
+    the toolchains the tests ran with (their bin directories, which name their versions)."""
+    chosen = toolchains.bin_dirs if toolchains else ()
+    text = "\n".join([RESULTS_VERSION, runner.command, *material.extra_globs, *chosen])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -284,14 +290,17 @@ class _Look:
         self.tests = tests
         self.env: dict[str, str] = {}
         self.home: SandboxHome | None = None
+        self.toolchains = Toolchains()
         self.report = OutcomeReport()
         self._base_tree: asyncio.Task[Path] | None = None
 
     def sandbox_for(self, tree: Path) -> Sandbox:
-        """A sandbox over `tree` with the repository's own variables, as `verify:` has."""
+        """A sandbox over `tree` with the repository's own variables and the run's toolchains,
+        as `verify:` has."""
         sandbox = self.checks.sandbox_for(tree)
         sandbox.repository_env = dict(self.env)
         sandbox.home = self.home
+        sandbox.toolchains = self.toolchains
         return sandbox
 
     async def run(self) -> OutcomeReport:
@@ -363,7 +372,7 @@ class _Look:
     ) -> bool:
         """The three runs of one runner (base, pass-to-pass, fail-to-pass) and what they show;
         True when the base's results were not run now."""
-        key = (self.repo, change.base_sha, variant_of(runner, material))
+        key = (self.repo, change.base_sha, variant_of(runner, material, self.toolchains))
         base_run = SuiteRun(BASE, runner.kind, runner.command, Results(None))
 
         async def produce() -> Results:

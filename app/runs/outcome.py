@@ -18,6 +18,7 @@ from app.store import Store
 from app.store.kv import Namespace, mapping
 from app.workspace.run_home import SandboxHome
 from app.workspace.sandbox import Sandbox
+from app.workspace.toolchains import Toolchains
 
 if TYPE_CHECKING:
     from app.runs.context import RunContext
@@ -54,6 +55,12 @@ def outcome_checks(settings: Settings, store: Store) -> OutcomeChecks:
     return OutcomeChecks(sandbox_for, StoredBaseResults(store))
 
 
+def toolchains_of(ctx: RunContext) -> Toolchains:
+    """The toolchains the run chose, which its tests use here as in `verify:`."""
+    _checkout, sandbox, _tools = ctx.work
+    return sandbox.toolchains
+
+
 def sandbox_env_of(ctx: RunContext) -> dict[str, str]:
     """The repository's variables (`env:`, devcontainer.json) its run's sandbox was given."""
     _checkout, sandbox, _tools = ctx.work
@@ -81,6 +88,7 @@ async def check_outcome(ctx: RunContext, checks: OutcomeChecks) -> OutcomeReport
             known=ctx.ignored_links,
             env=sandbox_env_of(ctx),
             home=home,
+            toolchains=toolchains_of(ctx),
         )
     except Exception as exc:
         reason = describe_error(exc)

@@ -62,6 +62,8 @@ from app.workspace.checkout import refuse_outside
 from app.workspace.mirror import Workspaces
 from app.workspace.run_home import SandboxHome, snapshot
 from app.workspace.sandbox import Sandbox
+from app.workspace.toolchain_versions import choose, read_declared
+from app.workspace.toolchains import find_installed, start_finding
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,7 @@ class Pipeline:
         self._sandbox_ok = False  # bwrap was seen to work in this process
         # The review's outcome checks: their in-flight base runs shared by this process's runs.
         self.outcome = outcome_checks(settings, store)
+        start_finding(settings)  # the host's toolchains, found once per process
 
     @property
     def anthropic(self) -> anthropic.AsyncAnthropic:
@@ -168,6 +171,7 @@ class Pipeline:
         async with self._checkout(ctx):
             await self._sandbox(ctx)
             await self._environment(ctx)
+            await self._toolchains(ctx)
             await self._setup(ctx)
             await self._instruct(ctx)
             # The agent's proxy (if its list names anything) covers each of its attempts,
@@ -285,6 +289,22 @@ class Pipeline:
         sandbox.repository_env = dict(ctx.environment.env)
         for note in ctx.environment.notes:
             await ctx.tracker.notice(note, comment=note in ctx.environment.comment)
+
+    async def _toolchains(self, ctx: RunContext) -> None:
+        """The host's toolchains the repository's declared versions choose (.nvmrc,
+        rust-toolchain.toml, go.mod...), for every sandbox of the run: setup, the agent,
+        `verify:`, the review's test runs. A version Honk does not have is said before the
+        agent starts, on the run page and the tracking comment; the run uses the default."""
+        checkout, sandbox, _tools = ctx.work
+        found = await find_installed(self.settings)
+        declared = await asyncio.to_thread(read_declared, checkout.path)
+        choice = choose(found, declared, dict(self.settings.toolchain_defaults))
+        sandbox.toolchains = choice.toolchains
+        if choice.chosen:
+            used = ", ".join(f"{t.language} {t.version} ({t.source})" for t in choice.chosen)
+            await self.store.add_step(ctx.run.id, "toolchains", used)
+        for note in choice.notes:
+            await ctx.tracker.notice(note)
 
     async def _setup(self, ctx: RunContext) -> None:
         """The repository's setup commands (installing dependencies) reach what

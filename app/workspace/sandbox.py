@@ -39,6 +39,7 @@ from app.workspace.mounts import (
     under,
 )
 from app.workspace.run_home import SandboxHome, home_env
+from app.workspace.toolchains import Toolchains
 
 # The checkout shows at /workspace/<its directory's name>: nothing of the host path.
 WORKSPACE_DIR = "/workspace"
@@ -136,6 +137,9 @@ class Sandbox:
         self.proxy: SandboxProxy | None = None
         # The repository's plain variables (`env:`, a devcontainer's), vetted by repo_config.
         self.repository_env: dict[str, str] = {}
+        # The run's toolchains (app/workspace/toolchain_versions.py chose them): their bin
+        # directories on PATH, their roots bound read-only, their variables (GOROOT...).
+        self.toolchains = Toolchains()
         self.timeout = timeout
         self.output_limit = output_limit
         name = self.root.name or "repo"
@@ -385,7 +389,7 @@ class Sandbox:
             bin_dir = None  # a .venv linking out of the checkout is not the repository's
         if bin_dir is not None and os.path.lexists(bin_dir / "python"):
             venv = f"{self.visible_root}/{REPO_VENV}"
-        env = sandbox_env(self.python, venv=venv)
+        env = sandbox_env(self.python, venv=venv, toolchains=self.toolchains)
         if self.home_visible is not None:
             env.update(home_env(self.home_visible))  # HOME and the package caches in it
         return with_repository_env(env, self.repository_env)
@@ -437,7 +441,8 @@ class Sandbox:
         ]  # fmt: skip
         for key, value in env.items():
             args += ["--setenv", key, value]
-        system, rest = host_mounts(self.ro_paths, self.hidden, self.python)
+        ro_paths = (*self.ro_paths, *self.toolchains.ro_paths)
+        system, rest = host_mounts(ro_paths, self.hidden, self.python)
         tmp_size = str(self.limits.tmp_mb * MIB)
         # Fresh /proc, /dev and size-capped /tmp and /dev/shm (RAM) before the rest, so an
         # ro_path under /tmp stays visible; /dev itself takes no files.
@@ -497,15 +502,23 @@ class OutputCap:
         return f"{self.head}\n[... {self.cut} characters cut ...]\n{self.tail}"
 
 
-def sandbox_env(python: SandboxPython | None = None, *, venv: str | None = None) -> dict[str, str]:
+def sandbox_env(
+    python: SandboxPython | None = None,
+    *,
+    venv: str | None = None,
+    toolchains: Toolchains | None = None,
+) -> dict[str, str]:
     """The entire environment of a sandboxed command, and of bwrap itself.
 
     bwrap's own environment is readable inside (/proc/1/environ), so it gets this
     same minimal dict: nothing of Honk's (keys, tokens) ever reaches a command. `venv` is
     the repository's own virtualenv as the command sees it, activated as `activate` would.
+    `toolchains`: the run's, their bin directories after the venv's, their variables.
     """
     python = python or SandboxPython(sys.base_prefix)
+    toolchains = toolchains or Toolchains()
     bin_dirs = [f"{venv}/bin"] if venv else []
+    bin_dirs += toolchains.bin_dirs
     bin_dirs += [python.bin_dir, "/usr/local/bin", "/usr/bin", "/bin"]
     # No .pyc files: the agent edits and re-runs within a second, and a same-size edit in
     # the same second would otherwise run stale bytecode (and caches are not the change).
@@ -517,7 +530,7 @@ def sandbox_env(python: SandboxPython | None = None, *, venv: str | None = None)
     }
     if venv:
         env["VIRTUAL_ENV"] = venv
-    return env
+    return {**dict(toolchains.env), **env}
 
 
 def with_repository_env(env: dict[str, str], repository: dict[str, str]) -> dict[str, str]:
