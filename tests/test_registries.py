@@ -16,6 +16,7 @@ import pytest
 
 from app.network_policy import Cap, Presets, compile_rules
 from app.workspace.egress import EgressProxy, proxy_config
+from app.workspace.run_home import SandboxHome, make_home
 from app.workspace.sandbox import Sandbox
 from app.workspace.toolchain_versions import choose
 from app.workspace.toolchains import discover
@@ -130,10 +131,11 @@ def test_go_downloads_from_the_proxy_over_http_and_from_its_directory(
     assert tested.returncode != 0 and '"..-1"' in tested.stdout, tested.stderr
     assert GO_ZIP in registries.paths
 
-    # The project's setup: the same module from the proxy's files, into vendor/.
-    vendored = host(project, "bash", "-c", _setup(project))
-    assert vendored.returncode == 0, vendored.stderr
-    assert (project / "vendor" / GO_MODULE / "pad.go").is_file()
+    # The project's setup: the same module from the proxy's files, into the module cache.
+    env["GOMODCACHE"] = str(tmp_path / "mod-from-files")
+    downloaded = host(project, "bash", "-c", _setup(project), **env)
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert list((tmp_path / "mod-from-files").glob(f"{GO_MODULE}@*/pad.go"))
 
     unknown = host(
         project,
@@ -215,7 +217,13 @@ async def test_go_never_proxies_loopback_so_the_sandbox_reads_the_proxys_directo
         f"GOPROXY={registries.goproxy('localhost')} go mod download"
     )
     assert direct.exit_code != 0 and "connection refused" in direct.output
-    vendored = await sandbox(project, setup_proxy, str(registries.go_dir)).run(_setup(project))
-    assert vendored.exit_code == 0, vendored.output
-    tested = await sandbox(project, None).run("go test ./...")  # from vendor/, offline
+    # Setup fills the module cache in the run's home; the offline `go test` builds from it.
+    home = SandboxHome(make_home(tmp_path / "home"))
+    setup = sandbox(project, setup_proxy, str(registries.go_dir))
+    setup.home = home
+    downloaded = await setup.run(_setup(project))
+    assert downloaded.exit_code == 0, downloaded.output
+    offline = sandbox(project, None)
+    offline.home = home
+    tested = await offline.run("go test ./...")
     assert tested.exit_code != 0 and '"..-1"' in tested.output

@@ -186,7 +186,7 @@ async def test_a_failing_npm_install_shows_npms_own_error_on_the_tracking_commen
     assert fake_anthropic.requests == []  # no agent ran
 
 
-async def test_a_go_module_vendors_from_the_module_proxy_and_its_tests_pass(
+async def test_a_go_modules_dependency_from_the_module_proxy_is_in_the_cache_for_its_tests(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
     fake_github: Any,
@@ -197,7 +197,7 @@ async def test_a_go_module_vendors_from_the_module_proxy_and_its_tests_pass(
         aiohttp_client, world_settings, fake_github, fake_anthropic, go_project(registries), "go"
     )
     assert "Honk ran `go test ./...`: **passed**" in pr["body"]
-    # Offline, `go test` built from vendor/ (no module cache): the PR does not hold it.
+    # Offline, `go test` built from the module cache setup filled in the run's home.
     assert not [name for name in files if name.startswith("vendor/")]
 
 

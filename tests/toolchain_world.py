@@ -123,7 +123,8 @@ def crate_project(registries: LocalRegistries) -> dict[str, str | None]:
 def go_project(registries: LocalRegistries) -> dict[str, str | None]:
     """The module proxy as a directory the operator binds (GOPROXY=file://...): Go never
     sends a loopback name through a proxy, so http://localhost:PORT would reach the
-    sandbox's own loopback. Setup vendors; `go test` builds from vendor/ offline."""
+    sandbox's own loopback. Setup downloads into the module cache in the run's home, where
+    the offline `go test` finds it: no vendoring."""
     return {
         **NOT_PYTHON,
         "go.mod": f"module example.com/calc\n\ngo 1.19\n\nrequire {GO_MODULE} {GO_VERSION}\n",
@@ -138,7 +139,7 @@ def go_project(registries: LocalRegistries) -> dict[str, str | None]:
             '\tif got := Show(Add(2, 3)); got != "...5" {\n\t\tt.Fatalf("got %q", got)\n\t}\n}\n'
         ),
         ".github/honk.yml": honk_yml(
-            "go test ./...", f"GOPROXY=file://{registries.go_dir} go mod vendor"
+            "go test ./...", f"GOPROXY=file://{registries.go_dir} go mod download"
         ),
     }
 
