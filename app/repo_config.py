@@ -116,6 +116,9 @@ _SANDBOX_ENV = frozenset(
     }
 )
 _SANDBOX_PREFIXES = ("LD_", "DYLD_", "GIT_", "BASH_FUNC_", "HONK_")
+# Names ending in PROXY that name a package mirror, not an HTTP proxy: Go's module proxy is
+# fetched like any host, through the phase's proxy and its allowlist.
+_MIRROR_NAMES = frozenset({"GOPROXY"})
 
 
 class RepoConfigError(ValueError):
@@ -203,7 +206,11 @@ def env_name_refusal(name: str) -> str | None:
         )
     if upper in HONK_SET_ENV:
         return "is set by Honk for every sandboxed command"
-    if upper in _SANDBOX_ENV or upper.startswith(_SANDBOX_PREFIXES) or upper.endswith("PROXY"):
+    if (
+        upper in _SANDBOX_ENV
+        or upper.startswith(_SANDBOX_PREFIXES)
+        or (upper.endswith("PROXY") and upper not in _MIRROR_NAMES)
+    ):
         return "changes how Honk's sandbox works (its shell, loader, proxy, git or temporary files)"
     return None
 

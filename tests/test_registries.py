@@ -6,6 +6,7 @@ local repository, is tested end to end only (tests/test_registries_e2e.py): it i
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -133,7 +134,8 @@ def test_go_downloads_from_the_proxy_over_http_and_from_its_directory(
 
     # The project's setup: the same module from the proxy's files, into the module cache.
     env["GOMODCACHE"] = str(tmp_path / "mod-from-files")
-    downloaded = host(project, "bash", "-c", _setup(project), **env)
+    files = {**env, "GOPROXY": f"file://{registries.go_dir}"}  # the repository's env:
+    downloaded = host(project, "bash", "-c", _setup(project), **files)
     assert downloaded.returncode == 0, downloaded.stderr
     assert list((tmp_path / "mod-from-files").glob(f"{GO_MODULE}@*/pad.go"))
 
@@ -189,7 +191,7 @@ async def test_npm_and_cargo_in_the_sandbox_reach_the_registry_through_honks_pro
     assert tested.exit_code != 0 and "'..-1'" in tested.output
 
     # The host's Rust as Honk finds it (rustup's, outside /usr, here), by its own bin dir.
-    rust = choose(discover()).toolchains
+    rust = choose(await asyncio.to_thread(discover)).toolchains
     assert rust.bin_dirs or shutil.which("cargo", path="/usr/bin"), "no Rust toolchain found"
     crate = write(tmp_path / "crate", crate_project(registries))
     box = sandbox(crate, setup_proxy)
@@ -221,6 +223,7 @@ async def test_go_never_proxies_loopback_so_the_sandbox_reads_the_proxys_directo
     home = SandboxHome(make_home(tmp_path / "home"))
     setup = sandbox(project, setup_proxy, str(registries.go_dir))
     setup.home = home
+    setup.repository_env = {"GOPROXY": f"file://{registries.go_dir}"}  # the repository's env:
     downloaded = await setup.run(_setup(project))
     assert downloaded.exit_code == 0, downloaded.output
     offline = sandbox(project, None)

@@ -38,6 +38,7 @@ WORKSPACE = "/workspace/calc"
 def test_env_is_a_mapping_of_plain_variables() -> None:
     config = parse_config(
         "env:\n  NODE_ENV: test\n  PORT: 8080\n  RATIO: 1.5\n  PYTHONPATH: src\n  EMPTY: ''\n"
+        "  GOPROXY: https://goproxy.example.com\n"
     )
     assert config.env == (
         ("NODE_ENV", "test"),
@@ -45,6 +46,8 @@ def test_env_is_a_mapping_of_plain_variables() -> None:
         ("RATIO", "1.5"),
         ("PYTHONPATH", "src"),
         ("EMPTY", ""),
+        # A module mirror, not an HTTP proxy: fetched through the phase's proxy like any host.
+        ("GOPROXY", "https://goproxy.example.com"),
     )
     assert "env" in config.fields_set
 
@@ -87,6 +90,7 @@ def test_a_secret_like_name_is_refused(name: str) -> None:
         ("http_proxy", "changes how Honk's sandbox works"),
         ("HTTPS_PROXY", "changes how Honk's sandbox works"),
         ("NO_PROXY", "changes how Honk's sandbox works"),
+        ("ALL_PROXY", "changes how Honk's sandbox works"),
         ("npm_config_proxy", "changes how Honk's sandbox works"),
         ("BASH_ENV", "changes how Honk's sandbox works"),
         ("ENV", "changes how Honk's sandbox works"),

@@ -32,12 +32,14 @@ HOST = "localhost"
 MAVEN_LOCAL_REPOSITORY = "/usr/share/maven-repo"
 
 
-def honk_yml(verify: str, setup: str | None = None) -> str:
-    """`verify:` and `setup:`; the review's outcome checks off (they would re-run the
-    toolchain's tests several times: covered elsewhere)."""
+def honk_yml(verify: str, setup: str | None = None, env: dict[str, str] | None = None) -> str:
+    """`verify:`, `setup:` and `env:`; the review's outcome checks off (they would re-run
+    the toolchain's tests several times: covered elsewhere)."""
     lines = [f"verify: {json.dumps(verify)}"]
     if setup:
         lines.append(f"setup: {json.dumps(setup)}")
+    if env:
+        lines += ["env:", *(f"  {name}: {json.dumps(value)}" for name, value in env.items())]
     return "\n".join([*lines, "review:", "  outcome: off", ""])
 
 
@@ -139,7 +141,9 @@ def go_project(registries: LocalRegistries) -> dict[str, str | None]:
             '\tif got := Show(Add(2, 3)); got != "...5" {\n\t\tt.Fatalf("got %q", got)\n\t}\n}\n'
         ),
         ".github/honk.yml": honk_yml(
-            "go test ./...", f"GOPROXY=file://{registries.go_dir} go mod download"
+            "go test ./...",
+            "go mod download",
+            env={"GOPROXY": f"file://{registries.go_dir}"},
         ),
     }
 
