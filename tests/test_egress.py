@@ -416,3 +416,43 @@ async def test_the_record_reader_reads_past_lines_that_are_no_record(tmp_path: P
     assert summary.describe() == (
         "2 requests to pypi.org (14 B down, 10 B up); 3 unreadable records"
     )
+
+
+async def test_a_plain_response_says_connection_close_whatever_the_server_said(
+    tmp_path: Path,
+) -> None:
+    """One request per connection: the client is told so in the response's head (the
+    server's own keep-alive left out), so it never sends a second request on the socket."""
+
+    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 100 Continue\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n"
+            b"Keep-Alive: timeout=5, max=100\r\nX-Kept: yes\r\n\r\nok"
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(keep_alive, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    listed = f"localhost:{port}"
+    proxy = await start_proxy([listed], cap=(listed,))
+    try:
+        answer = await raw_request(
+            proxy, f"GET http://{listed}/x HTTP/1.1\r\nHost: {listed}\r\n\r\n".encode()
+        )
+    finally:
+        await proxy.stop()
+        server.close()
+        await server.wait_closed()
+    interim, final = answer.split(b"\r\n\r\n", 1)
+    assert interim == b"HTTP/1.1 100 Continue"
+    head, body = final.split(b"\r\n\r\n", 1)
+    assert head.split(b"\r\n") == [
+        b"HTTP/1.1 200 OK",
+        b"Content-Length: 2",
+        b"X-Kept: yes",
+        b"Connection: close",
+    ]
+    assert body == b"ok"

@@ -230,3 +230,27 @@ async def test_go_never_proxies_loopback_so_the_sandbox_reads_the_proxys_directo
     offline.home = home
     tested = await offline.run("go test ./...")
     assert tested.exit_code != 0 and '"..-1"' in tested.output
+
+
+@pytest.mark.bwrap
+async def test_npm_through_the_proxy_never_reuses_a_socket_the_proxy_closes(
+    tmp_path: Path,
+) -> None:
+    """npm keeps 15 sockets for its downloads; the proxy takes one request per connection.
+    Unless the response says `Connection: close`, npm sends its 16th download on a socket the
+    proxy has closed, gets ECONNRESET, and retries 10 s later (a 4x slower setup)."""
+    with LocalRegistries(extra=19) as many:
+        listed = f"localhost:{many.port}"
+        cap = Cap((listed,), Presets.with_overrides({}))
+        rules = compile_rules([listed], setting="setup_network", cap=cap)
+        proxy = await EgressProxy.start(
+            proxy_config(rules, setting="setup_network", cap=cap), phase="setup"
+        )
+        try:
+            node = write(tmp_path / "node", node_project(many))
+            installed = await sandbox(node, proxy).run("npm ci --loglevel=http")
+        finally:
+            await proxy.stop()
+    assert installed.exit_code == 0, installed.output
+    assert "added 20 packages" in installed.output
+    assert "attempt 1 failed" not in installed.output, installed.output

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -517,6 +518,12 @@ async def _relay_one(
             record.reason = f"one request per connection: {dropped} bytes after it dropped"
 
     async def receive() -> None:
+        # The response's head says `Connection: close`: the proxy takes one request per
+        # connection, and a client that kept the socket for its next request (npm's agent
+        # does, with 15 sockets for 25 downloads) would have it reset and retry 10 s later.
+        head = await _response_head(upstream_reader)
+        record.down += len(head)
+        client.write(head)
         while data := await upstream_reader.read(CHUNK):
             record.down += len(data)
             client.write(data)
@@ -532,6 +539,31 @@ async def _relay_one(
             record.reason = f"{sending.exception()}; the request was cut off"
     finally:
         await _finish(sending, receiving)
+
+
+async def _response_head(reader: asyncio.StreamReader) -> bytes:
+    """The server's response head(s) with `Connection: close` in the final one (any
+    `Connection`/`Keep-Alive` of its own left out); interim 1xx heads pass unchanged. What
+    is not a head within HEAD_LIMIT (or ends first) passes as it came."""
+    passed = b""
+    while True:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            return passed + exc.partial
+        except asyncio.LimitOverrunError:
+            return passed
+        if len(head) > HEAD_LIMIT:
+            return passed + head
+        status, *fields = head[:-4].split(b"\r\n")
+        if re.match(rb"HTTP/1\.[01] 1\d\d ", status):
+            passed += head
+            continue
+        kept = [
+            line for line in fields
+            if line.split(b":", 1)[0].strip().lower() not in (b"connection", b"keep-alive")
+        ]  # fmt: skip
+        return passed + b"\r\n".join([status, *kept, b"Connection: close", b"", b""])
 
 
 async def _send_chunked(
