@@ -201,6 +201,7 @@ async def main(quick: bool = False) -> None:
                             ),
                             text("Fixed `add`."),
                         )
+                        asked_before = len(registries.paths)
                         body = json.dumps(labeled(repo, number)).encode()
                         async with http.post(
                             f"{honk_url}/api/github/webhooks",
@@ -215,7 +216,11 @@ async def main(quick: bool = False) -> None:
                             assert response.status == 202, await response.text()
                         took, ended = await setup_seconds(app, repo, number)
                         seconds.append(took)
-                        rows.append(f"  Honk, run {number} setup       {took:7.2f} s ({ended})")
+                        asked = len(registries.paths) - asked_before
+                        rows.append(
+                            f"  Honk, run {number} setup       {took:7.2f} s ({ended}; "
+                            f"{asked} registry requests)"
+                        )
                     share = seconds[1] / seconds[0] if seconds[0] else float("nan")
                     met = "met" if share <= GOAL else "NOT met"
                     rows.append(
