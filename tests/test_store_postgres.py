@@ -137,12 +137,12 @@ async def test_several_processes_may_migrate_a_new_database_at_once() -> None:
 async def test_concurrent_claims_from_several_connections_never_double_claim(
     store: Store, store_url: str
 ) -> None:
-    queued = [some(await store.enqueue_run(issue_run(n))).id for n in range(30)]
+    queued = [some(await store.runs.enqueue(issue_run(n))).id for n in range(30)]
     workers = [store, *[await Store.open(store_url, migrate=False) for _ in range(3)]]
 
     async def claim_all(worker: Store, name: str) -> list[int]:
         claimed: list[int] = []
-        while (run := await worker.claim_run(name, 60)) is not None:
+        while (run := await worker.runs.claim(name, 60)) is not None:
             claimed.append(run.id)
         return claimed
 
@@ -155,21 +155,21 @@ async def test_concurrent_claims_from_several_connections_never_double_claim(
             await worker.close()
     assert sorted(run_id for claimed in results for run_id in claimed) == queued
     assert sum(1 for claimed in results if claimed) > 1
-    assert {(r.state, r.attempts) for r in await store.find_runs(limit=100)} == {
+    assert {(r.state, r.attempts) for r in await store.runs.find(limit=100)} == {
         (RunState.RUNNING, 1)
     }
 
 
 async def test_a_claim_skips_the_run_another_transaction_has_locked(store: Store) -> None:
-    first = some(await store.enqueue_run(issue_run(1)))
-    second = some(await store.enqueue_run(issue_run(2)))
+    first = some(await store.runs.enqueue(issue_run(1)))
+    second = some(await store.runs.enqueue(issue_run(2)))
     async with store.engine.connect() as other:
         await other.execute(select(runs.c.id).where(runs.c.id == first.id).with_for_update())
         async with asyncio.timeout(5):  # SKIP LOCKED: no waiting for the other transaction
-            claimed = await store.claim_run("w1", 30)
+            claimed = await store.runs.claim("w1", 30)
         assert claimed is not None and claimed.id == second.id
         await other.rollback()
-    claimed = await store.claim_run("w2", 30)
+    claimed = await store.runs.claim("w2", 30)
     assert claimed is not None and claimed.id == first.id
 
 
@@ -188,10 +188,10 @@ async def test_the_unique_index_decides_a_race_between_enqueues(store: Store) ->
     }
     async with store.engine.connect() as other:
         await other.execute(insert(runs).values(**twin))
-        racing = asyncio.create_task(store.enqueue_run(issue_run(3)))
+        racing = asyncio.create_task(store.runs.enqueue(issue_run(3)))
         await asyncio.sleep(0.3)
         assert not racing.done()  # its insert waits on the index entry
         await other.commit()
     async with asyncio.timeout(5):
         assert await racing is None
-    assert len(await store.find_runs(repo=REPO, issue_number=3)) == 1
+    assert len(await store.runs.find(repo=REPO, issue_number=3)) == 1
