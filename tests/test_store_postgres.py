@@ -28,28 +28,22 @@ from tests.test_run_events import (  # noqa: F401
     test_the_migrated_schema_is_the_tables_schema,
 )
 
-# Every queue test of the SQLite suite runs again here, with `store_url` pointing at PostgreSQL.
+# Every queue test of the SQLite suite runs again here, with `store_url` pointing at PostgreSQL
+# (the inbox's run in tests/test_inbox_contract.py, against every backend).
 from tests.test_store import (  # noqa: F401
     INSTALLATION,
     REPO,
     issue_run,
     some,
     store_fixture,
-    test_a_body_stored_under_another_id_is_a_duplicate,
     test_a_cancel_outlives_the_worker_that_died,
-    test_a_delivery_that_starts_nothing_is_stored_done,
-    test_a_delivery_whose_lease_expired_is_claimed_again,
-    test_a_redelivery_is_recognised,
     test_a_released_run_is_queued_again,
-    test_a_retried_delivery_waits_and_is_given_up_after_five_attempts,
     test_a_retry_waits_behind_the_active_run_of_its_issue,
     test_a_run_queued_without_an_issue_joins_its_queue_once_it_has_one,
-    test_a_subject_is_handled_in_order_across_processes,
     test_an_issue_with_an_active_retry_gets_no_new_run,
     test_cancel_a_queued_run_and_a_running_one,
     test_cancel_runs_of_an_installation,
     test_concurrent_enqueues_for_one_issue_queue_one_run,
-    test_deliveries_are_claimed_oldest_first_and_finished,
     test_find_runs_filters_newest_first,
     test_kv_put_get_delete,
     test_lease_renewal_expiry_and_reclaim,
@@ -58,7 +52,6 @@ from tests.test_store import (  # noqa: F401
     test_runs_are_claimed_oldest_first,
     test_runs_on_a_pr_without_an_issue_share_the_pr_queue,
     test_the_partial_unique_index_refuses_a_second_active_issue_run,
-    test_two_processes_storing_one_subject_at_once_claim_it_once,
     test_update_run_steps_and_finish,
     test_usage_adds_up_atomically,
 )
