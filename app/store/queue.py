@@ -179,7 +179,7 @@ class RunQueue(Part):
             return await fetch_run(conn, run_id)
 
     @shielded
-    async def update(self, run_id: int, **fields: Any) -> Run:
+    async def update(self, /, run_id: int, **fields: Any) -> Run:
         unknown = set(fields) - UPDATABLE_FIELDS
         if unknown:
             raise StoreError(f"run fields that cannot be updated: {', '.join(sorted(unknown))}")
@@ -195,7 +195,7 @@ class RunQueue(Part):
         return await self._change_run(run_id, values)
 
     @shielded
-    async def save(self, run: Run, **fields: Any) -> None:
+    async def save(self, /, run: Run, **fields: Any) -> None:
         """update, and the same fields set on `run` in memory: the two never drift."""
         stored = await self.update(run.id, **fields)
         for name in fields:
@@ -278,7 +278,7 @@ class RunQueue(Part):
         return [to_run(row, steps.get(row.id, [])) for row in rows]
 
     @shielded
-    async def newest(self, **filters: Any) -> Run | None:
+    async def newest(self, /, **filters: Any) -> Run | None:
         """The newest run matching `filters` (those of find), or None."""
         found = await self.find(**filters, limit=1)
         return found[0] if found else None
