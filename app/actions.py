@@ -74,7 +74,7 @@ async def start_issue_run(
     # The person sees Honk at work at once, ahead of runs' and bulk writes.
     with writes_at(Priority.URGENT):
         comment = await gh.comment(repo, issue_number, Progress(None).render())
-    run = await store.enqueue_run(
+    run = await store.runs.enqueue(
         NewRun(
             repo=repo,
             installation_id=installation_id,
@@ -95,7 +95,7 @@ async def start_issue_run(
 
 async def honk_run_for_pr(store: Store, repo: str, pr_number: int) -> Run | None:
     """The newest run on that pull request, or None when Honk did not open it."""
-    return await store.newest_run(repo=repo, pr_number=pr_number)
+    return await store.runs.newest(repo=repo, pr_number=pr_number)
 
 
 async def queue_follow_up(
@@ -109,7 +109,7 @@ async def queue_follow_up(
     wake_workers: Callable[[], None] = lambda: None,
 ) -> Run:
     """Queue another run on `origin`'s branch and PR; it waits behind any active run there."""
-    run = await store.enqueue_run(
+    run = await store.runs.enqueue(
         NewRun.follow_up(
             origin,
             kind=kind,
@@ -139,15 +139,15 @@ async def cancel_active(
     """
     if issue_number is None and pr_number is None:
         raise ValueError("cancel_active needs an issue or a pull request number")
-    runs = await store.find_runs(
+    runs = await store.runs.find(
         repo=repo, issue_number=issue_number, pr_number=pr_number, states=ACTIVE_STATES
     )
     cancelled = []
     for run in runs:
-        await store.add_step(
+        await store.runs.add_step(
             run.id, "cancel", f"asked for by @{requested_by}" if requested_by else ""
         )
-        cancelled.append(await store.request_cancel(run.id))
+        cancelled.append(await store.runs.request_cancel(run.id))
     return cancelled
 
 
@@ -161,4 +161,4 @@ async def cancel_run(store: Store, run: Run, *, requested_by: str | None) -> lis
         return await cancel_active(
             store, run.repo, pr_number=run.pr_number, requested_by=requested_by
         )
-    return [await store.request_cancel(run.id)] if run.state.active else []
+    return [await store.runs.request_cancel(run.id)] if run.state.active else []

@@ -144,7 +144,7 @@ class Dispatcher:
             claimed: list[Delivery] = []
             if room > 0:
                 try:
-                    claimed = await self.ctx.store.claim_deliveries(
+                    claimed = await self.ctx.store.inbox.claim(
                         self.owner, self.lease_seconds, limit=min(room, CLAIM_BATCH)
                     )
                 except Exception:
@@ -251,7 +251,7 @@ class Dispatcher:
         if not batch:
             return True
         try:
-            await self.ctx.store.finish_deliveries(batch)
+            await self.ctx.store.inbox.finish(batch)
         except Exception:
             log.exception("dispatcher: could not record %d finished deliveries", len(batch))
             self._finished = batch + self._finished  # kept, and tried again
@@ -268,6 +268,6 @@ class Dispatcher:
             await asyncio.sleep(self.lease_seconds / 3)
             held = [*self._claimed, *(f.id for f in self._finished)]
             try:
-                await self.ctx.store.renew_deliveries(held, self.owner, self.lease_seconds)
+                await self.ctx.store.inbox.renew(held, self.owner, self.lease_seconds)
             except Exception:
                 log.warning("could not renew the leases of %d deliveries", len(held))

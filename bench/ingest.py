@@ -205,12 +205,12 @@ async def drained(data_dir: Path, expected: int) -> tuple[int, float]:
     """Deliveries still pending when the load ended, and how long the dispatcher took."""
     store = await Store.open(database_url(data_dir), migrate=False)
     try:
-        pending = await store.count_deliveries(pending=True)
+        pending = await store.inbox.count(pending=True)
         started = time.perf_counter()
-        while await store.count_deliveries(pending=True):  # noqa: ASYNC110 - another process
+        while await store.inbox.count(pending=True):  # noqa: ASYNC110 - another process
             await asyncio.sleep(0.02)
         drain = time.perf_counter() - started
-        stored = await store.count_deliveries()
+        stored = await store.inbox.count()
     finally:
         await store.close()
     if stored < expected:

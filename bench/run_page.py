@@ -30,8 +30,8 @@ async def recording(events: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="honk-bench-") as tmp:
         store = await Store.open(f"sqlite+aiosqlite:///{Path(tmp) / 'honk.db'}")
         try:
-            recorded = await store.enqueue_run(NewRun(repo="bench/app", installation_id=1))
-            bare = await store.enqueue_run(NewRun(repo="bench/app", installation_id=1))
+            recorded = await store.runs.enqueue(NewRun(repo="bench/app", installation_id=1))
+            bare = await store.runs.enqueue(NewRun(repo="bench/app", installation_id=1))
             assert recorded is not None and bare is not None
             log = RunEvents(store, recorded.id)
             with_bounds, plain = [], []
@@ -43,7 +43,7 @@ async def recording(events: int) -> tuple[float, float]:
                 await log.agent(event)
                 with_bounds.append(time.perf_counter() - start)
                 start = time.perf_counter()
-                await store.add_run_event(bare.id, "tool_done", {"output": OUTPUT})
+                await store.events.add(bare.id, "tool_done", {"output": OUTPUT})
                 plain.append(time.perf_counter() - start)
         finally:
             await store.close()

@@ -126,14 +126,14 @@ async def finished(client: TestClient, run_id: int, within: float = 60) -> Run:
     store = client.app[SERVICES].store
 
     async def probe() -> Run | None:
-        run = await store.get_run(run_id)
+        run = await store.runs.get(run_id)
         return run if run is not None and not run.state.active else None
 
     return await eventually(probe, within=within)
 
 
 async def dispatched(client: TestClient) -> bool:
-    return await client.app[SERVICES].store.count_deliveries(pending=True) == 0
+    return await client.app[SERVICES].store.inbox.count(pending=True) == 0
 
 
 def workflow_event(fake_github: Any, workflow: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +171,7 @@ async def green_pr(client: TestClient, fake_github: Any, fake_slack: FakeSlack) 
     """Label the issue; the run opens PR #13; CI passes on it: (the run, the card)."""
     await post_webhook(client, "issues", labeled())
     store = client.app[SERVICES].store
-    runs = await eventually(lambda: store.find_runs(repo=REPO, issue_number=ISSUE))
+    runs = await eventually(lambda: store.runs.find(repo=REPO, issue_number=ISSUE))
     run = await finished(client, runs[-1].id)
     assert run.state == RunState.SUCCEEDED, run.error
     assert run.pr_number == PR and run.head_sha and run.branch

@@ -50,7 +50,7 @@ async def claim_all(store: Store, worker: str) -> None:
     """Say ready, wait for `go` on stdin, then claim runs until none is left, one id a line."""
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)
-    while (run := await store.claim_run(worker, lease_seconds=60)) is not None:
+    while (run := await store.runs.claim(worker, lease_seconds=60)) is not None:
         print(run.id, flush=True)
         # A moment's work between claims, as a real worker has: SQLite's busy handler backs
         # off, so a process claiming back to back could otherwise take every run alone.
@@ -59,19 +59,19 @@ async def claim_all(store: Store, worker: str) -> None:
 
 async def hold(store: Store, worker: str, lease_seconds: float) -> None:
     """Claim a run (one is queued already) and keep renewing its lease until killed."""
-    run = await store.claim_run(worker, lease_seconds)
+    run = await store.runs.claim(worker, lease_seconds)
     if run is None:
         sys.exit("nothing to claim")
     print(f"claimed {run.id}", flush=True)
     while True:
         await asyncio.sleep(lease_seconds / 4)
-        if not await store.renew_lease(run.id, worker, lease_seconds):
+        if not await store.runs.renew_lease(run.id, worker, lease_seconds):
             sys.exit("lost the lease")
 
 
 async def print_events(store: Store, run_id: int) -> None:
     """A run's stored events, one JSON line each: what any other process would serve."""
-    for event in await store.run_events(run_id):
+    for event in await store.events.read(run_id):
         print(json.dumps({"seq": event.seq, "kind": event.kind, "data": event.data}), flush=True)
 
 

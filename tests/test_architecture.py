@@ -14,7 +14,7 @@ from app.store import kv
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app"
-KV_CALLS = re.compile(r"\.(get_kv|put_kv|put_kv_if_absent|delete_kv|prune_kv)\(")
+KV_CALLS = re.compile(r"\.kv\.(get|put|put_if_absent|delete|prune)\(")
 SUBPROCESS = re.compile(r"create_subprocess_(exec|shell)|\bsubprocess\.(run|Popen|call|check_)")
 ENVIRON = re.compile(r"os\.environ|os\.getenv|getenv\(")
 

@@ -64,14 +64,14 @@ async def honk_pull(client: TestClient, fake_github: Any) -> tuple[dict[str, Any
     fake_github.commit_files(REPO, {"calc.py": "def add(a, b):\n    return a + b\n"}, branch=BRANCH)
     pr = fake_github.add_pull(REPO, head=BRANCH, title="add() returns the wrong sum")
     store: Store = client.app[SERVICES].store
-    run = await store.enqueue_run(
+    run = await store.runs.enqueue(
         NewRun(REPO, INSTALLATION, RunKind.ISSUE, issue_number=ISSUE, requested_by="alice")
     )
     assert run is not None
-    await store.update_run(
+    await store.runs.update(
         run.id, pr_number=pr["number"], pr_url=pr["html_url"], branch=BRANCH, base_branch="main"
     )
-    await store.finish_run(run.id, RunState.SUCCEEDED)
+    await store.runs.finish(run.id, RunState.SUCCEEDED)
     return pr, run.id
 
 
@@ -111,7 +111,7 @@ async def send(client: TestClient, event: str, payload: dict[str, Any]) -> None:
 
 
 async def _dispatched(store: Store) -> bool:
-    return await store.count_deliveries(pending=True) == 0
+    return await store.inbox.count(pending=True) == 0
 
 
 def replies(fake_github: Any, number: int) -> list[str]:
@@ -131,14 +131,14 @@ async def test_writer_retry_queues_one_run_on_the_branch_with_a_rocket(
     assert again.status == 200 and (await again.json())["status"] == "duplicate"
     await send(client, "issue_comment", {**payload, "zen": "a body of its own"})
     store: Store = client.app[SERVICES].store
-    runs = await store.find_runs(repo=REPO, pr_number=pr["number"])
+    runs = await store.runs.find(repo=REPO, pr_number=pr["number"])
     assert [r.kind for r in runs] == [RunKind.RETRY, RunKind.ISSUE]
     retry = runs[0]
     assert retry.state == RunState.QUEUED and retry.requested_by == "alice"
     assert retry.instructions == "use integers only" and retry.round == 0
     assert retry.branch == BRANCH and retry.issue_number == ISSUE
     assert fake_github.reactions_on(REPO, f"comment:{payload['comment']['id']}") == ["rocket"]
-    origin = await store.get_run(origin_id)
+    origin = await store.runs.get(origin_id)
     assert origin is not None
     assert any(s.name == "retry" and f"run {retry.id}" in s.detail for s in origin.steps)
 
@@ -150,18 +150,18 @@ async def test_a_retry_while_a_run_is_active_waits_behind_it(
     await send(client, "issue_comment", issue_comment(fake_github, pr["number"], "/honk retry a"))
     await send(client, "issue_comment", issue_comment(fake_github, pr["number"], "/honk retry b"))
     store: Store = client.app[SERVICES].store
-    second, first = (await store.find_runs(repo=REPO, pr_number=pr["number"]))[:2]
+    second, first = (await store.runs.find(repo=REPO, pr_number=pr["number"]))[:2]
     assert (first.instructions, second.instructions) == ("a", "b")
     assert (
         f"Queued as run {second.id}; it starts when run {first.id} is done"
         in (replies(fake_github, pr["number"])[-1])
     )
     # One at a time on that PR: the second is not claimable while the first runs.
-    claimed = await store.claim_run("w1", 30)
+    claimed = await store.runs.claim("w1", 30)
     assert claimed is not None and claimed.id == first.id
-    assert await store.claim_run("w2", 30) is None
-    await store.finish_run(first.id, RunState.SUCCEEDED)
-    claimed = await store.claim_run("w2", 30)
+    assert await store.runs.claim("w2", 30) is None
+    await store.runs.finish(first.id, RunState.SUCCEEDED)
+    claimed = await store.runs.claim("w2", 30)
     assert claimed is not None and claimed.id == second.id
 
 
@@ -172,7 +172,7 @@ async def test_review_comment_first_line_retries_with_its_place(
     payload = review_comment(fake_github, pr["number"], "/honk retry rename `a` to `left`")
     await send(client, "pull_request_review_comment", payload)
     store: Store = client.app[SERVICES].store
-    retry = (await store.find_runs(repo=REPO, pr_number=pr["number"]))[0]
+    retry = (await store.runs.find(repo=REPO, pr_number=pr["number"]))[0]
     assert retry.kind == RunKind.RETRY
     assert retry.instructions.startswith("rename `a` to `left`")
     assert "review comment on `calc.py`, line 2" in retry.instructions
@@ -193,7 +193,7 @@ async def test_retry_by_a_reader_or_on_a_foreign_pr_is_refused_with_a_reply(
     )
 
     store: Store = client.app[SERVICES].store
-    assert len(await store.find_runs(repo=REPO)) == 1  # only the original run
+    assert len(await store.runs.find(repo=REPO)) == 1  # only the original run
     (refusal,) = replies(fake_github, pr["number"])
     assert refusal.startswith("@bob ") and "needs write access" in refusal and "`read`" in refusal
     (foreign_reply,) = replies(fake_github, foreign["number"])
@@ -216,7 +216,7 @@ async def test_bots_edits_and_plain_comments_never_trigger(
     )
     await send(client, "issue_comment", issue_comment(fake_github, number, "Looks good, thanks"))
     store: Store = client.app[SERVICES].store
-    assert len(await store.find_runs(repo=REPO)) == 1
+    assert len(await store.runs.find(repo=REPO)) == 1
     assert replies(fake_github, number) == []
     assert fake_github.calls_to("POST", r"/reactions$") == []
 
@@ -241,12 +241,12 @@ async def test_cancel_ends_a_queued_run_at_once_and_says_so(
     by_reader = issue_comment(fake_github, number, "/honk cancel", "bob")
     await send(client, "issue_comment", by_reader)
     store: Store = client.app[SERVICES].store
-    queued = (await store.find_runs(repo=REPO, pr_number=number))[0]
+    queued = (await store.runs.find(repo=REPO, pr_number=number))[0]
     assert queued.state == RunState.QUEUED  # a reader cannot cancel
 
     cancel = issue_comment(fake_github, number, "/honk cancel")
     await send(client, "issue_comment", cancel)
-    run = await store.get_run(queued.id)
+    run = await store.runs.get(queued.id)
     assert run is not None and run.state == RunState.CANCELLED
     assert any(s.name == "cancel" and s.detail == "asked for by @alice" for s in run.steps)
     assert fake_github.reactions_on(REPO, f"comment:{cancel['comment']['id']}") == ["+1"]
@@ -300,7 +300,7 @@ async def test_cancel_during_a_run_stops_it_and_the_tracking_comment_says_so(
     store: Store = client.app[SERVICES].store
 
     async def ended() -> Any:
-        (run,) = await store.find_runs(repo=REPO, issue_number=ISSUE)
+        (run,) = await store.runs.find(repo=REPO, issue_number=ISSUE)
         return run if not run.state.active else None
 
     run = await eventually(ended, within=15)

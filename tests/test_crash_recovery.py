@@ -94,7 +94,7 @@ def crash_settings(world_settings: Settings) -> Settings:
 
 
 async def current_run(client: TestClient) -> Any:
-    runs = await client.app[SERVICES].store.find_runs(repo=REPO, issue_number=ISSUE)
+    runs = await client.app[SERVICES].store.runs.find(repo=REPO, issue_number=ISSUE)
     return runs[0] if runs else None
 
 

@@ -59,7 +59,7 @@ async def finished_run(client: TestClient) -> Any:
     store = client.app[SERVICES].store
 
     async def probe() -> Any:
-        runs = await store.find_runs(repo=REPO, issue_number=ISSUE)
+        runs = await store.runs.find(repo=REPO, issue_number=ISSUE)
         return runs[0] if runs and not runs[0].state.active else None
 
     return await eventually(probe, within=60)
@@ -345,7 +345,7 @@ async def test_a_run_for_an_uninstalled_repository_sends_nothing(
     client = await aiohttp_client(create_app(world_settings.with_overrides(workers=0)))
     await post_webhook(client, "issues", labeled())
     store = client.app[SERVICES].store
-    (queued,) = await eventually(lambda: store.find_runs(repo=REPO, issue_number=ISSUE))
+    (queued,) = await eventually(lambda: store.runs.find(repo=REPO, issue_number=ISSUE))
     await record_repository(store, INSTALLATION, REPO, state=REMOVED, label=None)
     calls_before = len(fake_github.calls)
     outcome = await client.app[SERVICES].workers.pipeline.execute(queued)

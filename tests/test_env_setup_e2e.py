@@ -54,7 +54,7 @@ async def run_page(client: TestClient, fake_github: Any, run: Any) -> str:
 
 async def events_of(client: TestClient, run: Any, kind: str) -> list[dict[str, Any]]:
     store = client.app[SERVICES].store
-    return [event.data for event in await store.run_events(run.id, kinds=(kind,))]
+    return [event.data for event in await store.events.read(run.id, kinds=(kind,))]
 
 
 async def test_env_reaches_setup_the_agent_and_verify_and_only_the_change_is_committed(

@@ -270,7 +270,7 @@ async def test_a_title_full_of_shell_and_git_metacharacters_is_only_text(
     store = client.app[SERVICES].store
 
     async def done() -> Any:
-        runs = await store.find_runs(repo=REPO, issue_number=ISSUE)
+        runs = await store.runs.find(repo=REPO, issue_number=ISSUE)
         return runs[0] if runs and not runs[0].state.active else None
 
     run = await eventually(done, within=60)

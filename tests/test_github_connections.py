@@ -116,7 +116,7 @@ async def test_a_refresh_github_refuses_forgets_the_connection(
     fake_github.revoke_user_tokens("alice")
     clock.advance(8 * 3600 + 60)
     assert await connections.connection(ALICE) is None
-    assert await store.get_connection(ALICE) is None
+    assert await store.connections.get(ALICE) is None
 
 
 async def test_a_connection_made_under_another_key_is_not_used(
@@ -160,12 +160,12 @@ async def test_revoking_the_app_on_github_forgets_every_connection_of_that_perso
 
     async def gone() -> bool:
         return (
-            await store.get_connection(ALICE) is None
-            and await store.get_connection("T0HONKTEAM:U0ALICE2") is None
+            await store.connections.get(ALICE) is None
+            and await store.connections.get("T0HONKTEAM:U0ALICE2") is None
         )
 
     await eventually(gone)
-    assert await store.get_connection("T0HONKTEAM:U0BOB") is not None
+    assert await store.connections.get("T0HONKTEAM:U0BOB") is not None
 
 
 # -- Connect GitHub from Slack, in browsers: a connection finishes only as it was begun --------
@@ -235,12 +235,12 @@ async def test_an_unfinished_connect_link_does_not_hijack_the_next_sign_in(
     callback = await at_github(fake_github, start.headers["Location"], "alice")
     done = await honk.get(callback, allow_redirects=False)
     store = honk.app[SERVICES].store
-    assert await store.get_connection(BOB) is None  # bob's Slack does not act as alice
+    assert await store.connections.get(BOB) is None  # bob's Slack does not act as alice
     assert done.status == 302 and done.headers["Location"] == "/runs"
     assert (await honk.get("/runs", allow_redirects=False)).status == 200  # signed in as alice
     assert told_connected(fake_slack) == []
     # The link's own state, should its GitHub tab come back now, finds no flow to finish.
-    assert await store.get_connection(BOB) is None
+    assert await store.connections.get(BOB) is None
 
 
 async def test_a_plain_sign_in_forgets_a_connection_waiting_for_its_confirm(
@@ -255,7 +255,7 @@ async def test_a_plain_sign_in_forgets_a_connection_waiting_for_its_confirm(
     assert done.status == 200  # the runs list, signed in
     confirm = await honk.post(f"{path}/confirm", data={"csrf": _csrf(await done.text())})
     assert confirm.status == 404
-    assert await honk.app[SERVICES].store.get_connection(BOB) is None
+    assert await honk.app[SERVICES].store.connections.get(BOB) is None
     assert told_connected(fake_slack) == []
 
 
@@ -267,7 +267,7 @@ async def test_a_connection_finishes_only_with_the_state_made_for_it(
     await honk.get("/signin?next=/runs", allow_redirects=False)  # a sign-in begun since
     late = await honk.get(await at_github(fake_github, authorize, "alice"), allow_redirects=False)
     assert late.status == 400  # the link's callback, after the flow was replaced
-    assert await honk.app[SERVICES].store.get_connection(BOB) is None
+    assert await honk.app[SERVICES].store.connections.get(BOB) is None
     assert told_connected(fake_slack) == []
 
 
@@ -285,7 +285,7 @@ async def test_the_link_maker_cannot_confirm_for_the_person_who_signed_in(
     assert "Connect the GitHub account <strong>alice</strong> to the Slack user" in page
     assert "<strong>Bob (@bob)</strong>" in page  # the Slack user: name and handle
     store = honk.app[SERVICES].store
-    assert await store.get_connection(BOB) is None  # nothing before the click
+    assert await store.connections.get(BOB) is None  # nothing before the click
     waiting = [t for t, g in fake_github.user_tokens.items() if g.login == "alice"]
 
     jar = aiohttp.CookieJar(unsafe=True)
@@ -295,11 +295,11 @@ async def test_the_link_maker_cannot_confirm_for_the_person_who_signed_in(
             honk.make_url(f"{path}/confirm"), data={"csrf": _csrf(await own.text())}
         )
         assert forged.status == 404
-    assert await store.get_connection(BOB) is None
+    assert await store.connections.get(BOB) is None
 
     cancel = await honk.post(f"{path}/cancel", data={"csrf": _csrf(page)})
     assert cancel.status == 200 and "Nothing was connected" in await cancel.text()
-    assert await store.get_connection(BOB) is None
+    assert await store.connections.get(BOB) is None
     assert [fake_github.user_tokens[t].revoked for t in waiting] == [True]
     assert fake_github.calls_to("DELETE", r"^/applications/[^/]+/token$")
     again = await honk.post(f"{path}/confirm", data={"csrf": _csrf(page)})
@@ -316,7 +316,7 @@ async def test_connecting_names_both_accounts_and_tells_the_slack_user_the_githu
     assert "Connect the GitHub account <strong>bob</strong> to the Slack user" in asked
     done = await honk.post(f"{path}/confirm", data={"csrf": _csrf(asked)})
     assert done.status == 200 and "<strong>bob</strong> on GitHub" in await done.text()
-    connection = await honk.app[SERVICES].store.get_connection(BOB)
+    connection = await honk.app[SERVICES].store.connections.get(BOB)
     assert connection is not None and connection.github_login == "bob"
     (note,) = await eventually(lambda: [m for m in fake_slack.ephemeral if m.user == "U0BOB"])
     assert "<@U0BOB> connected GitHub as `bob`." in note.text

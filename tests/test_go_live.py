@@ -103,7 +103,7 @@ async def test_the_card_then_a_writer_connects_merges_and_sees_it_live(
     await eventually(lambda: dispatched(client))
     (live,) = in_thread(fake_slack, "Deployed to production")
     assert f"Live. Deployed to production: {SITE}" in live.text
-    steps = [s.name for s in (await client.app[SERVICES].store.get_run(run.id)).steps]  # type: ignore[union-attr]
+    steps = [s.name for s in (await client.app[SERVICES].store.runs.get(run.id)).steps]  # type: ignore[union-attr]
     assert "merge" in steps and "deploy" in steps
 
 

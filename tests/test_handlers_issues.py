@@ -56,11 +56,11 @@ def labeled(
 
 async def runs_for(client: TestClient, number: int = 7) -> list[Any]:
     store = client.app[SERVICES].store
-    return await store.find_runs(repo=REPO, issue_number=number)
+    return await store.runs.find(repo=REPO, issue_number=number)
 
 
 async def dispatched(client: TestClient) -> bool:
-    return await client.app[SERVICES].store.count_deliveries(pending=True) == 0
+    return await client.app[SERVICES].store.inbox.count(pending=True) == 0
 
 
 @pytest.mark.parametrize("level", ["admin", "maintain", "write"])
@@ -85,7 +85,7 @@ async def test_writer_label_queues_a_run_with_eyes(
 
 
 async def _tracking_id(client: TestClient, run_id: int) -> int | None:
-    run = await client.app[SERVICES].store.get_run(run_id)
+    run = await client.app[SERVICES].store.runs.get(run_id)
     return run.tracking_comment_id if run else None
 
 
@@ -166,7 +166,7 @@ async def test_a_captured_delivery_replayed_under_a_new_id_starts_no_run(
     first = await post_webhook(client, "issues", body, delivery_id="real", signature=signature)
     assert first.status == 202
     (run,) = await eventually(lambda: runs_for(client))
-    await store.finish_run(run.id, RunState.SUCCEEDED)
+    await store.runs.finish(run.id, RunState.SUCCEEDED)
     fake_github.repo(REPO)["issues"][7]["labels"] = []  # someone removed the label
 
     replay = await post_webhook(client, "issues", body, delivery_id="replay", signature=signature)
@@ -178,7 +178,7 @@ async def test_a_captured_delivery_replayed_under_a_new_id_starts_no_run(
     # Past retention the stored body is gone: then GitHub is asked whether the label is on.
     asked = len(fake_github.calls_to("GET", rf"^/repos/{REPO}/issues/7$"))
     await eventually(lambda: dispatched(client))
-    assert await store.prune_deliveries(timedelta(0)) >= 1
+    assert await store.inbox.prune(timedelta(0)) >= 1
     late = await post_webhook(client, "issues", body, delivery_id="replay-2", signature=signature)
     assert late.status == 202
     await eventually(lambda: dispatched(client))

@@ -48,7 +48,7 @@ async def run_of(client: TestClient, run_id: int | None = None) -> Run:
     store = client.app[SERVICES].store
 
     async def probe() -> Run | None:
-        runs = await store.find_runs(repo=REPO)
+        runs = await store.runs.find(repo=REPO)
         wanted = [r for r in runs if run_id is None or r.id == run_id]
         return wanted[0] if wanted and not wanted[0].state.active else None
 
@@ -146,7 +146,7 @@ async def test_repository_instructions_come_from_the_base_branch_on_a_retry(
     await post_webhook(client, "issue_comment", payload)
 
     async def retry() -> Run | None:
-        runs = await client.app[SERVICES].store.find_runs(repo=REPO, pr_number=PR)
+        runs = await client.app[SERVICES].store.runs.find(repo=REPO, pr_number=PR)
         done = [r for r in runs if r.kind == RunKind.RETRY and not r.state.active]
         return done[0] if done else None
 

@@ -44,30 +44,30 @@ async def test_concurrent_records_share_transactions_and_each_hears_the_truth(
         batches_before = histogram_count(metrics.inbox_batch)
         ids = [f"d-{n}" for n in range(300)] + ["d-7", "d-8"]  # two duplicates among them
         answers = await asyncio.gather(
-            *(store.record_delivery(i, "issues", {"action": "opened", "n": i}) for i in ids)
+            *(store.inbox.record(i, "issues", {"action": "opened", "n": i}) for i in ids)
         )
         batches = histogram_count(metrics.inbox_batch) - batches_before
         assert answers.count(True) == 300 and answers[-2:] == [False, False]
         assert batches <= 300 / 10, f"{batches} transactions for 300 concurrent deliveries"
-        assert await store.count_deliveries(pending=True) == 300
+        assert await store.inbox.count(pending=True) == 300
         # A redelivery of one already stored is a duplicate, at any time.
-        assert await store.record_delivery("d-3", "issues", {"action": "opened"}) is False
+        assert await store.inbox.record("d-3", "issues", {"action": "opened"}) is False
     finally:
         await store.close()
 
 
 async def test_claims_come_in_arrival_order_and_finish_in_one_batch(store: Store) -> None:
     for n in range(12):
-        await store.record_delivery(f"z-{11 - n}", "ping", {"n": n})  # ids sort backwards
-    first = await store.claim_deliveries("w", 30, limit=5)
+        await store.inbox.record(f"z-{11 - n}", "ping", {"n": n})  # ids sort backwards
+    first = await store.inbox.claim("w", 30, limit=5)
     assert [d.payload["n"] for d in first] == [0, 1, 2, 3, 4]
     assert all(d.attempts == 1 for d in first)
-    await store.finish_deliveries(
+    await store.inbox.finish(
         [Finished(first[0].id), Finished(first[1].id, "boom"), Finished(first[2].id, "5xx", True)]
     )
-    rest = await store.claim_deliveries("w", 30, limit=50)
+    rest = await store.inbox.claim("w", 30, limit=50)
     assert [d.payload["n"] for d in rest] == list(range(5, 12))  # 3 and 4 are still leased
-    assert await store.count_deliveries(pending=True) == 12 - 2  # the retried one waits
+    assert await store.inbox.count(pending=True) == 12 - 2  # the retried one waits
 
 
 async def test_the_body_is_stored_and_dispatched_exactly_as_received(
@@ -86,7 +86,7 @@ async def test_the_body_is_stored_and_dispatched_exactly_as_received(
     assert response.status == 202
     await eventually(lambda: seen)
     assert seen == [{"zeta": 1, "alpha": [1.5, "é"], "action": "poked"}]
-    assert await services.store.delivery_body("raw-1") == body  # byte for byte
+    assert await services.store.inbox.body("raw-1") == body  # byte for byte
     # On SQLite the body lies in a file beside the database, not in it.
     async with services.store.engine.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(delivery_bodies)) == 0
@@ -124,7 +124,7 @@ async def test_one_subject_in_order_while_others_pass_a_slow_handler(
     assert [e for e in order if e.startswith("1:")] == ["1:slow", "1:second", "1:third"]
 
     async def all_finished() -> bool:
-        return await services.store.count_deliveries(pending=True) == 0
+        return await services.store.inbox.count(pending=True) == 0
 
     await eventually(all_finished)  # and each finish was written back
 
@@ -150,7 +150,7 @@ async def test_a_webhook_no_handler_listens_to_is_stored_handled(
         row = (await conn.execute(select(deliveries).where(deliveries.c.id == "star-9"))).one()
     assert (row.status, row.attempts, row.lease_owner) == ("done", 0, None)
     assert row.finished_at is not None
-    assert await store.delivery_body("star-9") == body
+    assert await store.inbox.body("star-9") == body
     assert dispatched("star", "done") == before + 1
     again = await post_webhook(client, "star", body, delivery_id="star-9")
     assert again.status == 200 and (await again.json())["status"] == "duplicate"
@@ -190,24 +190,24 @@ async def test_two_processes_sharing_a_store_keep_one_subject_in_order(
 
 async def test_finished_deliveries_age_out_and_runs_stay(store: Store) -> None:
     for n in range(3):
-        await store.record_delivery(f"old-{n}", "ping", {})
-    await store.record_delivery("waiting", "ping", {})
-    claimed = await store.claim_deliveries("w", 30, limit=3)
-    await store.finish_deliveries([Finished(d.id) for d in claimed[:2]] + [Finished("old-2", "x")])
-    run = await store.enqueue_run(NewRun(repo="octo/widgets", installation_id=1, issue_number=4))
+        await store.inbox.record(f"old-{n}", "ping", {})
+    await store.inbox.record("waiting", "ping", {})
+    claimed = await store.inbox.claim("w", 30, limit=3)
+    await store.inbox.finish([Finished(d.id) for d in claimed[:2]] + [Finished("old-2", "x")])
+    run = await store.runs.enqueue(NewRun(repo="octo/widgets", installation_id=1, issue_number=4))
     await asyncio.sleep(0.05)
-    assert await store.prune_deliveries(timedelta(seconds=0.02)) == 3  # done and failed alike
-    assert await store.count_deliveries() == 1 and await store.count_deliveries(pending=True) == 1
-    assert run is not None and await store.get_run(run.id) is not None
-    assert await store.delivery_body("waiting") == b"{}"
+    assert await store.inbox.prune(timedelta(seconds=0.02)) == 3  # done and failed alike
+    assert await store.inbox.count() == 1 and await store.inbox.count(pending=True) == 1
+    assert run is not None and await store.runs.get(run.id) is not None
+    assert await store.inbox.body("waiting") == b"{}"
 
 
 async def test_a_day_file_of_bodies_goes_once_no_delivery_needs_it(tmp_path: Path) -> None:
     database = tmp_path / "honk.db"
     store = await Store.open(f"sqlite+aiosqlite:///{database}")
     try:
-        await store.record_delivery("done-1", "ping", b'{"n": 1}')
-        await store.record_delivery("waiting", "ping", b'{"n": 2}')
+        await store.inbox.record("done-1", "ping", b'{"n": 1}')
+        await store.inbox.record("waiting", "ping", b'{"n": 2}')
         # Both bodies went to today's file; make it a file of long ago.
         folder = body_log.directory_for(str(database))
         (today,) = folder.iterdir()
@@ -217,24 +217,24 @@ async def test_a_day_file_of_bodies_goes_once_no_delivery_needs_it(tmp_path: Pat
             await conn.execute(update(deliveries).values(body_file=old.name))
         stray = folder / "2020-01-02-0123abcd.log"  # no delivery's: a crashed write's file
         stray.write_bytes(b"x")
-        claimed = await store.claim_deliveries("w", 30, limit=1)
-        await store.finish_deliveries([Finished(claimed[0].id)])
+        claimed = await store.inbox.claim("w", 30, limit=1)
+        await store.inbox.finish([Finished(claimed[0].id)])
         await asyncio.sleep(0.02)
-        assert await store.prune_deliveries(timedelta(seconds=0.01)) == 1
+        assert await store.inbox.prune(timedelta(seconds=0.01)) == 1
         assert old.exists() and not stray.exists()  # "waiting" still needs the old file
-        assert await store.delivery_body("waiting") == b'{"n": 2}'
-        claimed = await store.claim_deliveries("w", 30, limit=1)
+        assert await store.inbox.body("waiting") == b'{"n": 2}'
+        claimed = await store.inbox.claim("w", 30, limit=1)
         assert [d.payload for d in claimed] == [{"n": 2}]
-        await store.finish_deliveries([Finished("waiting")])
+        await store.inbox.finish([Finished("waiting")])
         await asyncio.sleep(0.02)
-        assert await store.prune_deliveries(timedelta(seconds=0.01)) == 1
+        assert await store.inbox.prune(timedelta(seconds=0.01)) == 1
         assert not old.exists()
         # A body whose file is gone fails its delivery with a clear error; others go on.
-        await store.record_delivery("lost", "ping", b'{"n": 3}')
+        await store.inbox.record("lost", "ping", b'{"n": 3}')
         for path in folder.iterdir():
             path.unlink()
-        await store.record_delivery("kept", "ping", b'{"n": 4}')
-        claimed = await store.claim_deliveries("w", 30, limit=5)
+        await store.inbox.record("kept", "ping", b'{"n": 4}')
+        claimed = await store.inbox.claim("w", 30, limit=5)
         assert [d.id for d in claimed] == ["kept"]
         async with store.engine.connect() as conn:
             status, error = (
@@ -365,7 +365,7 @@ async def test_sigkill_under_load_loses_no_answered_delivery(tmp_path: Path) -> 
         missing = [i for i in answered if i not in stored]
         assert not missing, f"{len(missing)} answered deliveries lost, e.g. {missing[:3]}"
         for delivery_id in answered:  # and each one's body, whole
-            body = await store.delivery_body(delivery_id)
+            body = await store.inbox.body(delivery_id)
             assert body is not None and json.loads(body)["action"] == "opened", delivery_id
     finally:
         await store.close()
@@ -409,9 +409,9 @@ async def test_bodies_stored_before_the_files_are_still_read_after_the_upgrade(
     await engine.dispose()
     store = await Store.open(url)  # migrates to the newest revision
     try:
-        await store.record_delivery("after", "ping", b'{"zen": "new"}')
-        assert await store.delivery_body("before") == b'{"zen": "old"}'
-        claimed = await store.claim_deliveries("w", 30, limit=5)
+        await store.inbox.record("after", "ping", b'{"zen": "new"}')
+        assert await store.inbox.body("before") == b'{"zen": "old"}'
+        claimed = await store.inbox.claim("w", 30, limit=5)
         assert [(d.id, d.payload) for d in claimed] == [
             ("before", {"zen": "old"}),
             ("after", {"zen": "new"}),

@@ -33,7 +33,7 @@ async def client(
         fake_github.add_repo(repo)
     settings = fake_slack.settings(base_settings.with_overrides(github_api_url=fake_github.url))
     app_client = await aiohttp_client(create_app(settings, workers=0))
-    app_client.app[SERVICES].store.delivery_retry_delay = 0.05
+    app_client.app[SERVICES].store.inbox.retry_delay = 0.05
     return app_client
 
 
@@ -80,7 +80,7 @@ def repos_event(name: str, key: str, repos: list[str]) -> dict[str, Any]:
 
 
 async def dispatched(client: TestClient) -> bool:
-    return await store_of(client).count_deliveries(pending=True) == 0
+    return await store_of(client).inbox.count(pending=True) == 0
 
 
 def label_posts(fake_github: Any, repo: str) -> list[Any]:
@@ -109,7 +109,7 @@ async def test_created_labels_each_repository_once_and_says_hello(
     assert "octo-org" in messages[0].text and "2 repositories" in messages[0].text
     assert "`honk` label" in messages[0].blocks[0]["text"]["text"]
 
-    record = await store_of(client).get_kv("installation", str(INSTALLATION))
+    record = await store_of(client).kv.get("installation", str(INSTALLATION))
     assert record["state"] == "active" and record["account"] == ORG
     assert record["history"][-1]["action"] == "installation.created"
     assert await installation_active(store_of(client), INSTALLATION)
@@ -162,7 +162,7 @@ async def test_lasting_rate_limit_resumes_where_it_stopped(
     client = await aiohttp_client(
         create_app(settings, workers=0, github_time=GitHubTime(clock=clock, sleep=clock.sleep))
     )
-    client.app[SERVICES].store.delivery_retry_delay = 0.2
+    client.app[SERVICES].store.inbox.retry_delay = 0.2
     fake_github.add_installation(INSTALLATION, account=ORG, repos=[WIDGETS, GADGETS])
     fake_github.fail_next(
         "POST",
@@ -195,7 +195,7 @@ async def test_repository_that_refuses_is_skipped(client: TestClient, fake_githu
     await post_webhook(client, "installation", created([WIDGETS, GADGETS]))
     await eventually(lambda: dispatched(client))
     assert "honk" in fake_github.repo(GADGETS)["labels"]
-    record = await store_of(client).get_kv("installation", f"{INSTALLATION}/repo/{WIDGETS}")
+    record = await store_of(client).kv.get("installation", f"{INSTALLATION}/repo/{WIDGETS}")
     assert record["label"] == "failed" and "archived" in record["detail"]
 
 
@@ -213,12 +213,14 @@ async def test_repositories_added_get_the_label(
 
 async def queued_and_running(store: Store, repo: str, other: str | None = None) -> list[int]:
     """A running run on `repo` and a queued one (on `other` if given)."""
-    first = await store.enqueue_run(NewRun(repo=repo, installation_id=INSTALLATION, issue_number=1))
-    second = await store.enqueue_run(
+    first = await store.runs.enqueue(
+        NewRun(repo=repo, installation_id=INSTALLATION, issue_number=1)
+    )
+    second = await store.runs.enqueue(
         NewRun(repo=other or repo, installation_id=INSTALLATION, issue_number=2)
     )
     assert first and second
-    claimed = await store.claim_run("test-worker", 60)
+    claimed = await store.runs.claim("test-worker", 60)
     assert claimed is not None and claimed.id == first.id
     return [first.id, second.id]
 
@@ -238,16 +240,16 @@ async def test_deleted_cancels_runs_forgets_tokens_and_keeps_records(
     await eventually(lambda: dispatched(client))
     assert not await installation_active(store, INSTALLATION)
     assert not await repository_active(store, INSTALLATION, WIDGETS)
-    assert (await store.get_run(queued)).state == RunState.CANCELLED
-    assert (await store.get_run(running)).cancel_requested
-    record = await store.get_kv("installation", str(INSTALLATION))
+    assert (await store.runs.get(queued)).state == RunState.CANCELLED
+    assert (await store.runs.get(running)).cancel_requested
+    record = await store.kv.get("installation", str(INSTALLATION))
     assert record["state"] == "deleted"
     assert [h["action"] for h in record["history"]] == [
         "installation.created",
         "installation.deleted",
     ]
     # The label progress is kept for the history too.
-    assert (await store.get_kv("installation", f"{INSTALLATION}/repo/{WIDGETS}"))["label"]
+    assert (await store.kv.get("installation", f"{INSTALLATION}/repo/{WIDGETS}"))["label"]
     await github.installation_token(INSTALLATION)
     assert len(fake_github.calls_to("POST", r"/access_tokens$")) == minted + 1
 
@@ -258,15 +260,15 @@ async def test_suspend_and_unsuspend(client: TestClient, fake_github: Any) -> No
     await post_webhook(client, "installation", installation_event("installation.suspend.1"))
     await eventually(lambda: dispatched(client))
     assert not await installation_active(store, INSTALLATION)
-    assert (await store.get_run(queued)).state == RunState.CANCELLED
-    assert (await store.get_run(running)).cancel_requested
+    assert (await store.runs.get(queued)).state == RunState.CANCELLED
+    assert (await store.runs.get(running)).cancel_requested
 
     unsuspend = installation_event("installation.suspend.1", action="unsuspend")
     unsuspend["installation"] = {**unsuspend["installation"], "suspended_at": None}
     await post_webhook(client, "installation", unsuspend)
     await eventually(lambda: dispatched(client))
     assert await installation_active(store, INSTALLATION)
-    record = await store.get_kv("installation", str(INSTALLATION))
+    record = await store.kv.get("installation", str(INSTALLATION))
     assert [h["state"] for h in record["history"]] == ["suspended", "active"]
 
 
@@ -277,8 +279,8 @@ async def test_removed_repositories_stop_only_there(client: TestClient, fake_git
     payload = repos_event("installation_repositories.removed.1", "repositories_removed", [WIDGETS])
     await post_webhook(client, "installation_repositories", payload)
     await eventually(lambda: dispatched(client))
-    assert (await store.get_run(running)).cancel_requested
-    assert (await store.get_run(other)).state == RunState.QUEUED
+    assert (await store.runs.get(running)).cancel_requested
+    assert (await store.runs.get(other)).state == RunState.QUEUED
     assert not await repository_active(store, INSTALLATION, WIDGETS)
     assert await repository_active(store, INSTALLATION, GADGETS)
     assert await installation_active(store, INSTALLATION)

@@ -43,7 +43,7 @@ async def test_a_run_shows_in_the_metrics(
     store = client.app[SERVICES].store
 
     async def finished() -> Any:
-        runs = await store.find_runs(repo=REPO, issue_number=ISSUE)
+        runs = await store.runs.find(repo=REPO, issue_number=ISSUE)
         return runs[0] if runs and not runs[0].state.active else None
 
     run = await eventually(finished, within=60)

@@ -46,7 +46,7 @@ async def test_a_planted_gitdir_file_publishes_nothing_of_another_tenant(
     store = client.app[SERVICES].store
 
     async def done() -> Any:
-        runs = await store.find_runs(repo=REPO, issue_number=ISSUE)
+        runs = await store.runs.find(repo=REPO, issue_number=ISSUE)
         return runs[0] if runs and not runs[0].state.active else None
 
     run = await eventually(done, within=60)

@@ -118,7 +118,7 @@ async def refused_run(client: TestClient, fake_github: Any) -> str:
     store = client.app[SERVICES].store
 
     async def done() -> Any:
-        runs = await store.find_runs(repo=REPO, issue_number=ISSUE)
+        runs = await store.runs.find(repo=REPO, issue_number=ISSUE)
         return runs[0] if runs and not runs[0].state.active else None
 
     run = await eventually(done, within=60)

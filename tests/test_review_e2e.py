@@ -59,7 +59,7 @@ async def run_to_the_end(settings: Settings, aiohttp_client: Any) -> tuple[TestC
     store = client.app[SERVICES].store
 
     async def finished() -> Any:
-        runs = await store.find_runs(repo=REPO, issue_number=ISSUE)
+        runs = await store.runs.find(repo=REPO, issue_number=ISSUE)
         return runs[0] if runs and not runs[0].state.active else None
 
     return client, await eventually(finished, within=60)
@@ -480,12 +480,12 @@ async def test_a_conftest_that_greens_every_test_ends_as_a_draft_whatever_the_ju
 
     # The run page's record: which check caught what, and where the base results came from.
     store = client.app[SERVICES].store
-    stored = await store.get_run(run.id)
+    stored = await store.runs.get(run.id)
     assert stored is not None
     looks = [step.detail for step in stored.steps if step.name == "review"]
     said = "1 outcome finding, 1 finding (1 from reading the test files, 0 from the diff), "
     assert said + "judge approved" in looks, looks
-    events = await store.run_events(run.id, kinds=("outcome",))
+    events = await store.events.read(run.id, kinds=("outcome",))
     # One look: the agent's second attempt changed nothing, so the first look stands.
     assert [e.data["base_cached"] for e in events] == [False]
     first = events[0].data

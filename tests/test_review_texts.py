@@ -207,10 +207,10 @@ def test_honk_stats_from_the_command_line(
         try:
             verdicts = [APPROVED, VETOED, RECOVERED, RECOVERED, None]
             for index, verdict in enumerate([*verdicts, VETOED]):
-                run = await store.enqueue_run(NewRun(repo="octo/calc", installation_id=1))
+                run = await store.runs.enqueue(NewRun(repo="octo/calc", installation_id=1))
                 assert run is not None
                 if verdict is not None:
-                    await store.update_run(run.id, review=verdict)
+                    await store.runs.update(run.id, review=verdict)
                 if index == len(verdicts):  # the last one is older than the period
                     async with store.engine.begin() as conn:
                         old = datetime.now(UTC) - timedelta(days=10)

@@ -36,27 +36,27 @@ def tool_done(output: str, turn: int = 1) -> AgentEvent:
 
 
 async def test_events_are_numbered_per_run_and_read_after_a_cursor(store: Store) -> None:
-    first = some(await store.enqueue_run(issue_run(1)))
-    second = some(await store.enqueue_run(issue_run(2)))
+    first = some(await store.runs.enqueue(issue_run(1)))
+    second = some(await store.runs.enqueue(issue_run(2)))
     for n in range(3):
-        await store.add_run_event(first.id, "text", {"text": f"a{n}"}, size=3)
-    await store.add_run_event(second.id, "phase", {"name": "checkout"})
-    assert [e.seq for e in await store.run_events(first.id)] == [1, 2, 3]
-    assert [e.data["text"] for e in await store.run_events(first.id, after=1, limit=1)] == ["a1"]
-    assert [e.seq for e in await store.run_events(second.id)] == [1]
-    assert [e.kind for e in await store.run_events(first.id, kinds=("phase",))] == []
-    totals = await store.run_event_totals(first.id)
+        await store.events.add(first.id, "text", {"text": f"a{n}"}, size=3)
+    await store.events.add(second.id, "phase", {"name": "checkout"})
+    assert [e.seq for e in await store.events.read(first.id)] == [1, 2, 3]
+    assert [e.data["text"] for e in await store.events.read(first.id, after=1, limit=1)] == ["a1"]
+    assert [e.seq for e in await store.events.read(second.id)] == [1]
+    assert [e.kind for e in await store.events.read(first.id, kinds=("phase",))] == []
+    totals = await store.events.totals(first.id)
     assert (totals.count, totals.size, totals.last_seq) == (3, 9, 3)
 
 
 async def test_concurrent_writers_never_share_a_number(store: Store) -> None:
-    run = some(await store.enqueue_run(issue_run(1)))
-    await asyncio.gather(*(store.add_run_event(run.id, "turn", {"turn": n}) for n in range(20)))
-    assert [e.seq for e in await store.run_events(run.id)] == list(range(1, 21))
+    run = some(await store.runs.enqueue(issue_run(1)))
+    await asyncio.gather(*(store.events.add(run.id, "turn", {"turn": n}) for n in range(20)))
+    assert [e.seq for e in await store.events.read(run.id)] == list(range(1, 21))
 
 
 async def test_secrets_never_reach_the_store(store: Store) -> None:
-    run = some(await store.enqueue_run(issue_run(1)))
+    run = some(await store.runs.enqueue(issue_run(1)))
     redact.add(REGISTERED)
     events = RunEvents(store, run.id)
     await events.agent(tool_done(f"GITHUB_TOKEN={GITHUB_TOKEN}\nAPI={REGISTERED}\n"))
@@ -64,19 +64,19 @@ async def test_secrets_never_reach_the_store(store: Store) -> None:
         AgentEvent("tool", 2, "bash", "echo", tool_id="t2", tool_input={"command": GITHUB_TOKEN})
     )
     await events.diff(f"diff --git a/x b/x\n+++ b/x\n+token = '{GITHUB_TOKEN}'\n")
-    stored = json.dumps([e.data for e in await store.run_events(run.id)])
+    stored = json.dumps([e.data for e in await store.events.read(run.id)])
     assert GITHUB_TOKEN not in stored and REGISTERED not in stored
     assert stored.count("[REDACTED]") == 4
 
 
 async def test_a_long_transcript_is_bounded_with_a_note_of_what_was_cut(store: Store) -> None:
-    run = some(await store.enqueue_run(issue_run(1)))
+    run = some(await store.runs.enqueue(issue_run(1)))
     events = RunEvents(store, run.id, max_chars=5_000, max_events=1_000, max_field=1_000)
     await events.phase("agent")
     for turn in range(1, 21):
         await events.agent(tool_done("x" * 3_000, turn))  # each output cut to ~1,000 characters
     await events.finished(RunState.SUCCEEDED)
-    stored = await store.run_events(run.id)
+    stored = await store.events.read(run.id)
     kinds = [e.kind for e in stored]
     kept = [e for e in stored if e.kind == "tool_done"]
     assert 0 < len(kept) < 20
@@ -85,18 +85,18 @@ async def test_a_long_transcript_is_bounded_with_a_note_of_what_was_cut(store: S
     assert len(notes) == 2 and "limit" in notes[0]
     assert f"{20 - len(kept)} agent events" in notes[1]
     assert kinds[0] == "phase" and kinds[-1] == "finished"  # phases and the end are always kept
-    totals = await store.run_event_totals(run.id)
+    totals = await store.events.totals(run.id)
     assert totals.size <= 5_000 + 2_000  # the bound, plus the notes and the end
 
 
 async def test_a_run_claimed_again_carries_on_numbering_and_its_bound(store: Store) -> None:
-    run = some(await store.enqueue_run(issue_run(1)))
+    run = some(await store.runs.enqueue(issue_run(1)))
     first = RunEvents(store, run.id, max_chars=2_000)
     await first.agent(tool_done("y" * 1_500))
     again = RunEvents(store, run.id, max_chars=2_000)  # the next attempt, after a crash
     await again.agent(tool_done("z" * 1_500, turn=2))
     await again.phase("verify")
-    assert [e.kind for e in await store.run_events(run.id)] == ["tool_done", "truncated", "phase"]
+    assert [e.kind for e in await store.events.read(run.id)] == ["tool_done", "truncated", "phase"]
 
 
 def test_a_diff_is_split_per_file_and_counted() -> None:
@@ -117,7 +117,7 @@ def test_a_diff_is_split_per_file_and_counted() -> None:
 async def test_events_survive_a_restart_and_another_process_reads_them(store_url: str) -> None:
     writer = await Store.open(store_url)
     try:
-        run = some(await writer.enqueue_run(issue_run(1)))
+        run = some(await writer.runs.enqueue(issue_run(1)))
         events = RunEvents(writer, run.id)
         await events.phase("agent", "starting")
         await events.agent(AgentEvent("text", 1, detail="I will fix add()."))

@@ -148,7 +148,7 @@ async def test_setup_and_the_agent_each_reach_their_own_list(
     assert "; 1 refused: localhost" in tracking
     assert f"Network (agent): 1 request to {other} (" in tracking
     assert "; 1 refused: localhost" in tracking
-    steps = (await client.app[SERVICES].store.get_run(run.id)).steps
+    steps = (await client.app[SERVICES].store.runs.get(run.id)).steps
     details = [step.detail for step in steps if step.name == "network"]
     assert len(details) == 2
     assert details[0].startswith(f"setup: 1 request to {own}")
@@ -202,7 +202,7 @@ async def test_network_off_reaches_nothing_and_starts_no_proxy(
     assert during == [[]] and proxies_started() == started
     tracking = fake_github.repo(REPO)["comments"][run.tracking_comment_id]["body"]
     assert "Network" not in tracking
-    steps = (await client.app[SERVICES].store.get_run(run.id)).steps
+    steps = (await client.app[SERVICES].store.runs.get(run.id)).steps
     assert not [step for step in steps if step.name == "network"]
 
 
@@ -272,7 +272,7 @@ async def test_a_refused_name_is_no_way_out_and_a_huge_request_erases_nothing(
         page,
         described,
         events,
-        *(step.detail for step in (await client.app[SERVICES].store.get_run(run.id)).steps),
+        *(step.detail for step in (await client.app[SERVICES].store.runs.get(run.id)).steps),
     ]
     assert not [place for place in published if secret in place]
     # Honk's own log keeps every name, at debug.

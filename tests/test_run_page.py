@@ -44,7 +44,7 @@ async def client(
 async def queued(client: TestClient, **fields: Any) -> Run:
     store = client.app[SERVICES].store
     values = {"repo": REPO, "installation_id": INSTALLATION, "issue_number": ISSUE} | fields
-    run = await store.enqueue_run(NewRun(**values))
+    run = await store.runs.enqueue(NewRun(**values))
     assert run is not None
     return run
 
@@ -106,7 +106,7 @@ async def test_a_reader_sees_the_run_but_may_not_steer_it(
     )
     assert refused.status == 403
     assert "needs write access" in await refused.text()
-    stored = await client.app[SERVICES].store.get_run(run.id)
+    stored = await client.app[SERVICES].store.runs.get(run.id)
     assert stored is not None and stored.state == RunState.QUEUED
 
 
@@ -119,12 +119,12 @@ async def test_cancel_needs_the_sessions_csrf_token(client: TestClient, fake_git
     for form in ({}, {"csrf": "forged"}):
         refused = await client.post(f"/runs/{run.id}/cancel", data=form, allow_redirects=False)
         assert refused.status == 403
-        assert (await store.get_run(run.id)).state == RunState.QUEUED  # type: ignore[union-attr]
+        assert (await store.runs.get(run.id)).state == RunState.QUEUED  # type: ignore[union-attr]
     done = await client.post(
         f"/runs/{run.id}/cancel", data={"csrf": csrf_of(page)}, allow_redirects=False
     )
     assert done.status == 303 and done.headers["Location"] == f"/runs/{run.id}"
-    cancelled = await store.get_run(run.id)
+    cancelled = await store.runs.get(run.id)
     assert cancelled is not None and cancelled.state == RunState.CANCELLED
     assert any(s.name == "cancel" and "@alice" in s.detail for s in cancelled.steps)
 
@@ -134,7 +134,7 @@ async def test_retry_with_instructions_queues_a_follow_up_by_the_person(
 ) -> None:
     store = client.app[SERVICES].store
     run = await queued(client, requested_by="alice")
-    await store.finish_run(run.id, RunState.FAILED, error="the tests failed")
+    await store.runs.finish(run.id, RunState.FAILED, error="the tests failed")
     await sign_in(client, fake_github, "alice")
     page = await (await client.get(f"/runs/{run.id}")).text()
     assert "Retry" in page and "Cancel this run" not in page
@@ -145,7 +145,7 @@ async def test_retry_with_instructions_queues_a_follow_up_by_the_person(
         allow_redirects=False,
     )
     assert response.status == 303
-    follow_up = await store.get_run(int(response.headers["Location"].rsplit("/", 1)[1]))
+    follow_up = await store.runs.get(int(response.headers["Location"].rsplit("/", 1)[1]))
     assert follow_up is not None and follow_up.id != run.id
     assert follow_up.requested_by == "alice" and follow_up.state == RunState.QUEUED
     assert follow_up.instructions == "Keep the old name as an alias."
@@ -157,7 +157,7 @@ async def test_the_json_api_takes_a_github_token_as_a_bearer(
     store = client.app[SERVICES].store
     run = await queued(client, requested_by="alice")
     for n in range(3):
-        await store.add_run_event(run.id, "text", {"turn": n, "text": f"step {n}"})
+        await store.events.add(run.id, "text", {"turn": n, "text": f"step {n}"})
     carol = {"Authorization": f"Bearer {fake_github.user_token_for('carol')}"}
     described = await client.get(f"/api/runs/{run.id}", headers=carol)
     assert described.status == 200
@@ -183,7 +183,7 @@ async def test_the_runs_list_filters_by_repository_state_and_mine(
     store = client.app[SERVICES].store
     mine = await queued(client, requested_by="carol")
     theirs = await queued(client, issue_number=13, requested_by="alice")
-    await store.finish_run(theirs.id, RunState.SUCCEEDED)
+    await store.runs.finish(theirs.id, RunState.SUCCEEDED)
     hidden = await queued(client, repo="octo-org/other", issue_number=1, requested_by="carol")
     await sign_in(client, fake_github, "carol")
 
@@ -245,9 +245,9 @@ async def test_a_judges_review_and_the_network_summary_show_when_the_run_has_the
     assert 'id="review-section" hidden' in before and 'id="network-section" hidden' in before
     record = {"verdict": "vetoed", "round": 1, "final": True, "model": "claude-haiku-4-5"}
     record |= {"reasons": ["<b>add()</b> lacks a test"], "checks": True, "findings": []}
-    await store.add_run_event(run.id, "review", record)
+    await store.events.add(run.id, "review", record)
     for host, allowed in (("pypi.org", True), ("pypi.org", True), ("evil.example", False)):
-        await store.add_run_event(run.id, "network", {"host": host, "allowed": allowed})
+        await store.events.add(run.id, "network", {"host": host, "allowed": allowed})
     page = await (await client.get(f"/runs/{run.id}")).text()
     assert 'id="review-section" hidden' not in page
     assert '<span class="verdict-tag bad">Vetoed</span>' in page
@@ -263,7 +263,7 @@ async def test_the_live_stream_sends_new_entries_the_summary_and_the_end(
 ) -> None:
     run = await queued(client, requested_by="alice")
     store = client.app[SERVICES].store
-    await store.add_run_event(run.id, "text", {"turn": 1, "text": "already on the page"})
+    await store.events.add(run.id, "text", {"turn": 1, "text": "already on the page"})
     await sign_in(client, fake_github, "alice")
     seen: list[tuple[str, str]] = []  # (event, data)
 
@@ -280,9 +280,9 @@ async def test_the_live_stream_sends_new_entries_the_summary_and_the_end(
     async with client.get(f"/runs/{run.id}/live?after=1") as stream:
         assert stream.headers["Content-Type"].startswith("text/event-stream")
         await read_until(stream, "summary")
-        await store.add_run_event(run.id, "text", {"turn": 2, "text": "<i>new</i> words"})
+        await store.events.add(run.id, "text", {"turn": 2, "text": "<i>new</i> words"})
         await read_until(stream, "entry")
-        await store.finish_run(run.id, RunState.FAILED, error="stopped")
+        await store.runs.finish(run.id, RunState.FAILED, error="stopped")
         await read_until(stream, "end")
     entries = [json.loads(data) for name, data in seen if name == "entry"]
     assert [(e["seq"], e["section"]) for e in entries] == [(2, "transcript")]

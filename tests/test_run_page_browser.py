@@ -157,7 +157,7 @@ async def started_run(honk: Any, hold: Hold) -> Run:
         assert (await post_webhook(client, "issues", labeled())).status == 202  # type: ignore[arg-type]
     async with asyncio.timeout(30):
         await hold.reached.wait()
-    runs = await honk.app[SERVICES].store.find_runs(repo=REPO, issue_number=ISSUE)
+    runs = await honk.app[SERVICES].store.runs.find(repo=REPO, issue_number=ISSUE)
     return runs[0]
 
 
@@ -223,9 +223,9 @@ async def test_the_transcript_grows_live_and_fits_a_phone(
 
     # What the run left links here: the tracking comment, the PR, the check, Slack.
     store = honk.app[SERVICES].store
-    done = await store.get_run(run.id)
+    done = await store.runs.get(run.id)
     assert done is not None and done.state == RunState.SUCCEEDED
-    assert LEAKED not in json.dumps([e.data for e in await store.run_events(run.id)])
+    assert LEAKED not in json.dumps([e.data for e in await store.events.read(run.id)])
     pr = next(iter(fake_github.repo(REPO)["pulls"].values()))
     assert f"({url})" in pr["body"]
     assert f"({url})" in fake_github.repo(REPO)["comments"][done.tracking_comment_id]["body"]
@@ -258,7 +258,7 @@ async def test_cancel_from_the_page_stops_the_run(
     store = honk.app[SERVICES].store
 
     async def stopped() -> Run | None:
-        current = await store.get_run(run.id)
+        current = await store.runs.get(run.id)
         return current if current is not None and not current.state.active else None
 
     final = await eventually(stopped, within=30)
@@ -274,7 +274,7 @@ async def test_a_person_who_cannot_read_the_repository_gets_404(
     b: BrowserThread, context: Any, idle_honk: Any, fake_github: Any
 ) -> None:
     store = idle_honk.app[SERVICES].store
-    run = await store.enqueue_run(
+    run = await store.runs.enqueue(
         NewRun(repo=REPO, installation_id=INSTALLATION, issue_number=ISSUE, requested_by="alice")
     )
     assert run is not None
@@ -294,7 +294,7 @@ async def finished_run(honk: Any) -> Run:
     store = honk.app[SERVICES].store
 
     async def ended() -> Run | None:
-        runs = await store.find_runs(repo=REPO, issue_number=ISSUE)
+        runs = await store.runs.find(repo=REPO, issue_number=ISSUE)
         return runs[0] if runs and not runs[0].state.active else None
 
     return await eventually(ended, within=60)

@@ -63,7 +63,7 @@ async def client(
 
 async def queued(client: TestClient, issue: int = ISSUE) -> Run:
     new = NewRun(repo=REPO, installation_id=INSTALLATION, issue_number=issue, requested_by="alice")
-    run = await client.app[SERVICES].store.enqueue_run(new)
+    run = await client.app[SERVICES].store.runs.enqueue(new)
     assert run is not None
     return run
 
@@ -95,7 +95,7 @@ async def test_a_real_run_records_its_review_and_the_page_leads_with_the_outcome
     store = client.app[SERVICES].store
 
     async def finished() -> Run | None:
-        runs = await store.find_runs(repo=REPO, issue_number=ISSUE)
+        runs = await store.runs.find(repo=REPO, issue_number=ISSUE)
         return runs[0] if runs and not runs[0].state.active else None
 
     run = await eventually(finished, within=90)
@@ -103,7 +103,7 @@ async def test_a_real_run_records_its_review_and_the_page_leads_with_the_outcome
 
     # The review is a run event: the first look stopped by the tests' outcome (the rewritten
     # expectation fails with main's tests), then the second look's verdict.
-    events = await store.run_events(run.id)
+    events = await store.events.read(run.id)
     reviews = [e.data for e in events if e.kind == "review"]
     assert [(r["round"], r["verdict"], r["final"]) for r in reviews] == [
         (1, "outcome", False),
@@ -176,19 +176,19 @@ async def test_counts_agree_with_their_nouns_and_times_have_a_date_and_zone(
     run = await queued(client)
     store = client.app[SERVICES].store
     assert not run.steps
-    await store.add_usage(run.id, Usage(requests=1))
-    await store.add_step(run.id, "claimed", "host-7:4242:w0")  # a worker's id
+    await store.runs.add_usage(run.id, Usage(requests=1))
+    await store.runs.add_step(run.id, "claimed", "host-7:4242:w0")  # a worker's id
     await sign_in(client, fake_github, "carol")
     page = await (await client.get(f"/runs/{run.id}")).text()
     assert "(1 request to <code>" in page and "1 requests" not in page
     assert "Timeline (1 step)" in page
-    (step,) = (await store.get_run(run.id)).steps  # type: ignore[union-attr]
+    (step,) = (await store.runs.get(run.id)).steps  # type: ignore[union-attr]
     stamp = step.at.strftime("%Y-%m-%d %H:%M:%S UTC")
     shown = f'<time datetime="{step.at.isoformat()}">{stamp}</time> <strong>claimed</strong></li>'
     assert shown in page
     assert "host-7" not in page
-    await store.add_usage(run.id, Usage(requests=1))
-    await store.add_step(run.id, "checkout")
+    await store.runs.add_usage(run.id, Usage(requests=1))
+    await store.runs.add_step(run.id, "checkout")
     again = await (await client.get(f"/runs/{run.id}")).text()
     assert "(2 requests to <code>" in again and "Timeline (2 steps)" in again
 
@@ -205,7 +205,7 @@ async def test_the_agents_summary_is_markdown_and_inert(
         + "\n\n".join(f"Paragraph {n}: " + "words " * 40 for n in range(6))
     )
     await RunEvents(store, run.id).finished(RunState.FAILED, error="stopped", summary=summary)
-    await store.finish_run(run.id, RunState.FAILED, error="the tests failed")
+    await store.runs.finish(run.id, RunState.FAILED, error="the tests failed")
     await sign_in(client, fake_github, "alice")
     page = await (await client.get(f"/runs/{run.id}")).text()
     head = page[position(page, 'id="agent-summary"') : position(page, 'id="open-issue"')]
@@ -254,7 +254,7 @@ async def test_empty_phases_leave_the_live_page_and_its_last_phase_says_how_it_e
         await read_until(stream, lambda: entry("ev-4"))
         assert not [d for d in entry("ev-2") if d["html"] == ""]
         await events.finished(RunState.SUCCEEDED, summary="Fixed `add`.")  # seq 5
-        await store.finish_run(run.id, RunState.SUCCEEDED)
+        await store.runs.finish(run.id, RunState.SUCCEEDED)
         await read_until(stream, lambda: any(name == "end" for name, _ in seen))
     # The last phase, replaced in place: how the run ended instead of a stale note.
     assert '">verify <span class="muted">· PR opened</span></h3>' in entry("ev-4")[-1]["html"]
@@ -270,13 +270,13 @@ async def test_a_summary_only_from_the_end_or_from_a_run_recorded_before_summari
     store = client.app[SERVICES].store
     cancelled, older = await queued(client), await queued(client, ISSUE + 1)
     for run in (cancelled, older):
-        await store.add_run_event(run.id, "text", {"turn": 1, "text": "Let me look at `calc.py`."})
+        await store.events.add(run.id, "text", {"turn": 1, "text": "Let me look at `calc.py`."})
     # Cancelled mid-turn: the agent's last words were no summary, and the end says so.
     await RunEvents(store, cancelled.id).finished(RunState.CANCELLED, note="Cancelled.")
-    await store.finish_run(cancelled.id, RunState.CANCELLED)
+    await store.runs.finish(cancelled.id, RunState.CANCELLED)
     # An end stored before the end carried a summary: the agent's last message stands in.
-    await store.add_run_event(older.id, "finished", {"state": "succeeded", "error": None})
-    await store.finish_run(older.id, RunState.SUCCEEDED)
+    await store.events.add(older.id, "finished", {"state": "succeeded", "error": None})
+    await store.runs.finish(older.id, RunState.SUCCEEDED)
     await sign_in(client, fake_github, "alice")
     page = await (await client.get(f"/runs/{cancelled.id}")).text()
     assert 'id="agent-summary"' not in page and 'id="state">Cancelled<' in page

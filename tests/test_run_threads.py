@@ -51,7 +51,7 @@ def ci_said(fake_slack: FakeSlack) -> list[str]:
 async def first_pr(client: TestClient) -> Any:
     await post_webhook(client, "issues", labeled())
     store = client.app[SERVICES].store
-    runs = await eventually(lambda: store.find_runs(repo=REPO, issue_number=ISSUE))
+    runs = await eventually(lambda: store.runs.find(repo=REPO, issue_number=ISSUE))
     run = await finished(client, runs[-1].id)
     assert run.state == RunState.SUCCEEDED, run.error
     assert run.pr_number == PR and run.head_sha and run.branch
@@ -91,7 +91,7 @@ async def test_a_run_stopped_at_its_turn_limit_continues_from_the_button_and_fin
     store = client.app[SERVICES].store
 
     async def continued() -> Any:
-        newest = (await store.find_runs(repo=REPO, pr_number=PR, limit=1))[0]
+        newest = (await store.runs.find(repo=REPO, pr_number=PR, limit=1))[0]
         return newest if newest.id != first.id else None
 
     follow = await finished(client, (await eventually(continued)).id)
@@ -121,7 +121,7 @@ async def test_a_verdict_that_changes_on_one_commit_is_told_twice_and_stops_its_
         client, fake_github, run.head_sha, branch=run.branch, conclusion="failure", log=FAILING_LOG
     )
     store = client.app[SERVICES].store
-    repairs = await eventually(lambda: store.find_runs(repo=REPO, pr_number=PR, limit=1))
+    repairs = await eventually(lambda: store.runs.find(repo=REPO, pr_number=PR, limit=1))
     repair = repairs[0]
     assert repair.kind == RunKind.CI_FIX
     await eventually(lambda: fake_anthropic._holds)  # the repair is working on that commit
@@ -162,7 +162,7 @@ async def test_a_repairs_no_change_stays_in_the_runs_thread(
         client, fake_github, run.head_sha, branch=run.branch, conclusion="failure", log=FAILING_LOG
     )
     store = client.app[SERVICES].store
-    repair = (await eventually(lambda: store.find_runs(repo=REPO, pr_number=PR, limit=1)))[0]
+    repair = (await eventually(lambda: store.runs.find(repo=REPO, pr_number=PR, limit=1)))[0]
     repair = await finished(client, repair.id)
     assert repair.kind == RunKind.CI_FIX and repair.state == RunState.NO_CHANGE
     assert in_thread(fake_slack, "No change needed")

@@ -80,7 +80,7 @@ async def test_two_instances_share_one_postgres_queue(
     store = first.app[SERVICES].store
 
     async def all_finished() -> list[Any]:
-        runs = await store.find_runs(repo=REPO)
+        runs = await store.runs.find(repo=REPO)
         done = [run for run in runs if not run.state.active]
         return runs if len(runs) == len(ISSUES) and len(done) == len(ISSUES) else []
 

@@ -114,7 +114,7 @@ async def test_a_ci_repair_runs_setup_over_the_base_not_the_agents_script(
     await post_webhook(client, "workflow_run", workflow_run_completed(workflow))
     await eventually(lambda: dispatched(client))
     store = client.app[SERVICES].store
-    runs = await eventually(lambda: store.find_runs(repo=REPO, pr_number=PR, limit=1))
+    runs = await eventually(lambda: store.runs.find(repo=REPO, pr_number=PR, limit=1))
     repair = await finished(client, runs[0].id, within=60)
     assert repair.kind == RunKind.CI_FIX
     assert repair.state == RunState.SUCCEEDED, repair.error
@@ -129,6 +129,6 @@ async def test_a_ci_repair_runs_setup_over_the_base_not_the_agents_script(
     )
     # What setup made stays for the agent; the tree it works on is its branch again.
     assert "/leak" in looked
-    assert any("base branch" in step.detail for step in (await store.get_run(repair.id)).steps)
+    assert any("base branch" in step.detail for step in (await store.runs.get(repair.id)).steps)
     assert fake_github.file_at(REPO, run.branch, "calc.py") == "def add(a, b):\n    return b + a\n"
     assert ".deps/marker" not in fake_github.git(REPO, "ls-tree", "-r", "--name-only", run.branch)

@@ -158,7 +158,7 @@ async def test_a_copied_cookie_is_signed_out_with_its_session(
     client: TestClient, fake_github: Any
 ) -> None:
     store = client.app[SERVICES].store
-    run = await store.enqueue_run(
+    run = await store.runs.enqueue(
         NewRun(repo=REPO, installation_id=INSTALLATION, issue_number=ISSUE, requested_by="alice")
     )
     assert run is not None

@@ -37,7 +37,7 @@ def world(
 
 
 async def runs_of(client: TestClient) -> list[Run]:
-    return await client.app[SERVICES].store.find_runs(repo=REPO)
+    return await client.app[SERVICES].store.runs.find(repo=REPO)
 
 
 def issues_of(fake_github: Any) -> list[dict[str, Any]]:
@@ -135,7 +135,7 @@ async def test_slash_command_opens_one_issue_and_one_run_answered_in_its_thread(
     store = client.app[SERVICES].store
 
     async def dispatched() -> bool:
-        return await store.count_deliveries(pending=True) == 0
+        return await store.inbox.count(pending=True) == 0
 
     await eventually(dispatched)
     assert len(await runs_of(client)) == 1
@@ -297,7 +297,7 @@ async def test_connecting_github_from_slack_tells_honk_who_you_are(
     assert run.requested_by == "carol"
     await fake_slack.command(client, "unlink", user="U0CAROL")
     await eventually(lambda: "Disconnected from GitHub `carol`" in texts(fake_slack))
-    assert await client.app[SERVICES].store.get_connection("T0HONKTEAM:U0CAROL") is None
+    assert await client.app[SERVICES].store.connections.get("T0HONKTEAM:U0CAROL") is None
 
 
 # -- buttons ------------------------------------------------------------------------------------
@@ -395,7 +395,7 @@ async def test_a_stored_request_survives_a_crash_and_is_done_after_restart(
     store = await Store.open(world.database_url)
     try:  # what the dead process left behind: the request in the inbox, not yet done
         stored = {"kind": "command", "form": form}
-        assert await store.record_delivery("slack:command:99.1.crash", SLACK_EVENT, stored)
+        assert await store.inbox.record("slack:command:99.1.crash", SLACK_EVENT, stored)
     finally:
         await store.close()
     client = await aiohttp_client(create_app(world))

@@ -21,7 +21,7 @@ async def test_a_killed_workers_run_is_claimed_again_once_its_lease_runs_out(
     url = f"sqlite+aiosqlite:///{tmp_path / 'honk.db'}"
     store = await Store.open(url)
     try:
-        run = await store.enqueue_run(
+        run = await store.runs.enqueue(
             NewRun(repo="octo/widgets", installation_id=7, issue_number=1)
         )
         assert run is not None
@@ -29,8 +29,8 @@ async def test_a_killed_workers_run_is_claimed_again_once_its_lease_runs_out(
             assert await read_line(child) == f"claimed {run.id}"
             # Outlive the first lease: only the child's renewals keep the run from us now.
             await asyncio.sleep(LEASE * 1.5)
-            assert await store.claim_run("rescuer", 30) is None
-            held = await store.get_run(run.id)
+            assert await store.runs.claim("rescuer", 30) is None
+            held = await store.runs.get(run.id)
             assert held is not None and held.lease_owner == "doomed"
             assert held.lease_expires_at is not None
             assert held.lease_expires_at > datetime.now(UTC)
@@ -38,13 +38,13 @@ async def test_a_killed_workers_run_is_claimed_again_once_its_lease_runs_out(
             child.send_signal(signal.SIGKILL)
             assert await child.wait() == -signal.SIGKILL
         killed_at = time.monotonic()
-        assert await store.claim_run("rescuer", 30) is None  # the dead worker's lease is live
+        assert await store.runs.claim("rescuer", 30) is None  # the dead worker's lease is live
 
         claimed = None
         async with asyncio.timeout(LEASE * 5):
             while claimed is None:
                 await asyncio.sleep(0.05)
-                claimed = await store.claim_run("rescuer", 30)
+                claimed = await store.runs.claim("rescuer", 30)
         # The child renewed every LEASE/4, so its last lease outlived it by at least 3/4 LEASE.
         assert time.monotonic() - killed_at > LEASE * 0.5
         assert claimed.id == run.id

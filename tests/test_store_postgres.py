@@ -28,28 +28,22 @@ from tests.test_run_events import (  # noqa: F401
     test_the_migrated_schema_is_the_tables_schema,
 )
 
-# Every queue test of the SQLite suite runs again here, with `store_url` pointing at PostgreSQL.
+# Every queue test of the SQLite suite runs again here, with `store_url` pointing at PostgreSQL
+# (the inbox's run in tests/test_inbox_contract.py, against every backend).
 from tests.test_store import (  # noqa: F401
     INSTALLATION,
     REPO,
     issue_run,
     some,
     store_fixture,
-    test_a_body_stored_under_another_id_is_a_duplicate,
     test_a_cancel_outlives_the_worker_that_died,
-    test_a_delivery_that_starts_nothing_is_stored_done,
-    test_a_delivery_whose_lease_expired_is_claimed_again,
-    test_a_redelivery_is_recognised,
     test_a_released_run_is_queued_again,
-    test_a_retried_delivery_waits_and_is_given_up_after_five_attempts,
     test_a_retry_waits_behind_the_active_run_of_its_issue,
     test_a_run_queued_without_an_issue_joins_its_queue_once_it_has_one,
-    test_a_subject_is_handled_in_order_across_processes,
     test_an_issue_with_an_active_retry_gets_no_new_run,
     test_cancel_a_queued_run_and_a_running_one,
     test_cancel_runs_of_an_installation,
     test_concurrent_enqueues_for_one_issue_queue_one_run,
-    test_deliveries_are_claimed_oldest_first_and_finished,
     test_find_runs_filters_newest_first,
     test_kv_put_get_delete,
     test_lease_renewal_expiry_and_reclaim,
@@ -58,7 +52,6 @@ from tests.test_store import (  # noqa: F401
     test_runs_are_claimed_oldest_first,
     test_runs_on_a_pr_without_an_issue_share_the_pr_queue,
     test_the_partial_unique_index_refuses_a_second_active_issue_run,
-    test_two_processes_storing_one_subject_at_once_claim_it_once,
     test_update_run_steps_and_finish,
     test_usage_adds_up_atomically,
 )
@@ -137,12 +130,12 @@ async def test_several_processes_may_migrate_a_new_database_at_once() -> None:
 async def test_concurrent_claims_from_several_connections_never_double_claim(
     store: Store, store_url: str
 ) -> None:
-    queued = [some(await store.enqueue_run(issue_run(n))).id for n in range(30)]
+    queued = [some(await store.runs.enqueue(issue_run(n))).id for n in range(30)]
     workers = [store, *[await Store.open(store_url, migrate=False) for _ in range(3)]]
 
     async def claim_all(worker: Store, name: str) -> list[int]:
         claimed: list[int] = []
-        while (run := await worker.claim_run(name, 60)) is not None:
+        while (run := await worker.runs.claim(name, 60)) is not None:
             claimed.append(run.id)
         return claimed
 
@@ -155,21 +148,21 @@ async def test_concurrent_claims_from_several_connections_never_double_claim(
             await worker.close()
     assert sorted(run_id for claimed in results for run_id in claimed) == queued
     assert sum(1 for claimed in results if claimed) > 1
-    assert {(r.state, r.attempts) for r in await store.find_runs(limit=100)} == {
+    assert {(r.state, r.attempts) for r in await store.runs.find(limit=100)} == {
         (RunState.RUNNING, 1)
     }
 
 
 async def test_a_claim_skips_the_run_another_transaction_has_locked(store: Store) -> None:
-    first = some(await store.enqueue_run(issue_run(1)))
-    second = some(await store.enqueue_run(issue_run(2)))
+    first = some(await store.runs.enqueue(issue_run(1)))
+    second = some(await store.runs.enqueue(issue_run(2)))
     async with store.engine.connect() as other:
         await other.execute(select(runs.c.id).where(runs.c.id == first.id).with_for_update())
         async with asyncio.timeout(5):  # SKIP LOCKED: no waiting for the other transaction
-            claimed = await store.claim_run("w1", 30)
+            claimed = await store.runs.claim("w1", 30)
         assert claimed is not None and claimed.id == second.id
         await other.rollback()
-    claimed = await store.claim_run("w2", 30)
+    claimed = await store.runs.claim("w2", 30)
     assert claimed is not None and claimed.id == first.id
 
 
@@ -188,10 +181,10 @@ async def test_the_unique_index_decides_a_race_between_enqueues(store: Store) ->
     }
     async with store.engine.connect() as other:
         await other.execute(insert(runs).values(**twin))
-        racing = asyncio.create_task(store.enqueue_run(issue_run(3)))
+        racing = asyncio.create_task(store.runs.enqueue(issue_run(3)))
         await asyncio.sleep(0.3)
         assert not racing.done()  # its insert waits on the index entry
         await other.commit()
     async with asyncio.timeout(5):
         assert await racing is None
-    assert len(await store.find_runs(repo=REPO, issue_number=3)) == 1
+    assert len(await store.runs.find(repo=REPO, issue_number=3)) == 1

@@ -21,7 +21,7 @@ async def client(aiohttp_client: ClientFactory, base_settings: Settings) -> Test
 
 async def stored_delivery_count(client: TestClient) -> int:
     store = client.app[SERVICES].store
-    return await store.count_deliveries()
+    return await store.inbox.count()
 
 
 async def test_good_signature_is_stored_and_acknowledged(client: TestClient) -> None:
@@ -92,7 +92,7 @@ async def test_unknown_events_are_acknowledged_and_dispatched(client: TestClient
 
 
 async def _no_pending(store: Any) -> bool:
-    return await store.count_deliveries(pending=True) == 0
+    return await store.inbox.count(pending=True) == 0
 
 
 async def test_healthz(client: TestClient) -> None:
@@ -119,7 +119,7 @@ async def test_a_payload_missing_its_fields_fails_alone_and_loudly(
     assert (await post_webhook(client, "ping", load_payload("ping.1"))).status == 202
     store = client.app[SERVICES].store
     await eventually(lambda: _no_pending(store))
-    assert await store.count_deliveries() == 2
+    assert await store.inbox.count() == 2
     assert any(
         "broken-1" in record.getMessage() and record.levelname == "ERROR"
         for record in caplog.records

@@ -97,7 +97,7 @@ async def test_twenty_issues_labelled_at_once_stay_under_githubs_limits(
     store = client.app[SERVICES].store
 
     async def all_finished() -> list[Any]:
-        runs = await store.find_runs(repo=REPO)
+        runs = await store.runs.find(repo=REPO)
         done = [run for run in runs if not run.state.active]
         return runs if len(done) == len(ISSUES) else []
 
@@ -132,7 +132,7 @@ async def test_one_ordinary_run_writes_little(
     store = client.app[SERVICES].store
 
     async def finished() -> Any:
-        runs = await store.find_runs(repo=REPO, issue_number=ISSUE)
+        runs = await store.runs.find(repo=REPO, issue_number=ISSUE)
         return runs[0] if runs and not runs[0].state.active else None
 
     run = await eventually(finished, within=120)

@@ -30,7 +30,7 @@ async def follow_merge_ci(
     merge: records.Merge,
 ) -> str:
     """CI's verdict on the merge commit, told in the run's thread once per conclusion."""
-    run = await store.get_run(merge.run)
+    run = await store.runs.get(merge.run)
     if run is None:
         return "unknown"
     verdict = await gather_verdict(gh, repo, sha, settings.app_id)
@@ -41,7 +41,7 @@ async def follow_merge_ci(
     ):
         return "reported"
     base = merge.base or "the base branch"
-    await store.add_step(run.id, "ci", f"{verdict.conclusion} on {base} after the merge")
+    await store.runs.add_step(run.id, "ci", f"{verdict.conclusion} on {base} after the merge")
     if run.slack_thread is not None:
         text, blocks = card.base_ci(
             conclusion=verdict.conclusion,
@@ -71,7 +71,7 @@ async def follow_deployment(
     if state not in REPORTED_STATES:
         return True  # queued, in progress: the outcome is what people wait for
     environment = str(status.get("environment") or deployment.get("environment") or "deployment")
-    run = await store.get_run(merge.run)
+    run = await store.runs.get(merge.run)
     if run is None or not await records.claim_deployment(
         store, repo, sha, environment=environment, state=state, run_id=run.id
     ):
@@ -83,7 +83,7 @@ async def follow_deployment(
     production = bool(deployment.get("production_environment")) or (
         environment.lower() in card.PRODUCTION
     )
-    await store.add_step(run.id, "deploy", f"{environment}: {state}")
+    await store.runs.add_step(run.id, "deploy", f"{environment}: {state}")
     log.info("deployment of %s@%s to %s: %s", repo, sha[:7], environment, state)
     if run.slack_thread is not None:
         text, blocks = card.deployed(

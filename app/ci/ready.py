@@ -32,7 +32,7 @@ async def ready_to_go_live(
     pr = await gh.pull(run.repo, run.pr_number)
     if pr.get("state") != "open" or pr.get("draft") or pr["head"]["sha"] != verdict.sha:
         return None
-    newest = await store.newest_run(repo=run.repo, pr_number=run.pr_number)
+    newest = await store.runs.newest(repo=run.repo, pr_number=run.pr_number)
     if (
         newest is not None
         and newest.id != run.id
@@ -87,7 +87,7 @@ async def _cost(
     mine = published.cost if published is not None else run.usage.cost_usd(settings.model)
     others = [
         r
-        for r in await store.find_runs(repo=run.repo, pr_number=run.pr_number, limit=50)
+        for r in await store.runs.find(repo=run.repo, pr_number=run.pr_number, limit=50)
         if r.id != run.id
     ]
     if not others:

@@ -68,7 +68,7 @@ class CiReporter:
         recorded the commit and its PR does nothing: the pipeline calls again then. A merge
         commit of a Honk PR merged from Slack is followed in its run's thread.
         """
-        run = await self.store.newest_run(repo=repo, head_sha=sha)
+        run = await self.store.runs.newest(repo=repo, head_sha=sha)
         if run is None:
             merge = await records.merge_of(self.store, repo, sha)
             if merge is None:
@@ -116,7 +116,7 @@ class CiReporter:
             return Plan("report")
         assert run.pr_number is not None
         pr = await gh.pull(run.repo, run.pr_number)
-        newest = await self.store.newest_run(repo=run.repo, pr_number=run.pr_number)
+        newest = await self.store.runs.newest(repo=run.repo, pr_number=run.pr_number)
         if pr.get("state") != "open" or pr["head"]["sha"] != verdict.sha:
             return Plan("report")  # closed, or the branch moved on: this commit is history
         if newest is not None and newest.id != run.id:
@@ -145,7 +145,7 @@ class CiReporter:
         """Queue the repair first (it matters most), then tell people; reporting never raises."""
         repair: Run | None = None
         if plan.action == "repair":
-            repair = await self.store.enqueue_run(
+            repair = await self.store.runs.enqueue(
                 NewRun.follow_up(
                     run,
                     kind=RunKind.CI_FIX,
@@ -165,7 +165,7 @@ class CiReporter:
             before = await records.last_failure(self.store, run.repo, run.pr_number)
             await records.clear_failure(self.store, run.repo, run.pr_number)
             note = await self._stop_repair(before, verdict.sha)
-        await self.store.add_step(
+        await self.store.runs.add_step(
             run.id, "ci", f"{verdict.conclusion} on {verdict.sha[:7]}: {names}. {note or ''}"[:500]
         )
         await self._tell_slack(gh, run, verdict, links, note)
@@ -177,11 +177,11 @@ class CiReporter:
         the repair still working on that commit is not needed any more."""
         if failure is None or failure.sha != sha or failure.repair is None:
             return None
-        repair = await self.store.get_run(failure.repair)
+        repair = await self.store.runs.get(failure.repair)
         if repair is None or not repair.state.active:
             return None
-        await self.store.add_step(repair.id, "cancel", f"CI passed on a re-run of {sha[:7]}")
-        await self.store.request_cancel(repair.id)
+        await self.store.runs.add_step(repair.id, "cancel", f"CI passed on a re-run of {sha[:7]}")
+        await self.store.runs.request_cancel(repair.id)
         log.info("CI passed on a re-run of %s: stopped repair run %s", sha[:7], repair.id)
         return f"CI passed on a re-run of {sha[:7]}: Honk stopped its repair (run {repair.id})."
 

@@ -28,7 +28,7 @@ async def stats_command(settings: Settings, days: int, out: TextIO) -> int:
     since = datetime.now(UTC) - timedelta(days=days)
     store = await Store.open(settings.database_url)
     try:
-        counts = await store.review_counts(since)
+        counts = await store.stats.review_counts(since)
     finally:
         await store.close()
     out.write(render_stats(counts, days, since))

@@ -221,7 +221,7 @@ class GitHubConnections:
         user = user if user is not None else await self.oauth.user(token)
         login = str(user["login"])
         github_id = int(user["id"]) if isinstance(user.get("id"), int) else None
-        await self.store.put_connection(
+        await self.store.connections.put(
             slack_user, github_login=login, github_id=github_id, secret=self._seal(token)
         )
         log.info("Slack user %s connected GitHub as %s", slack_user, login)
@@ -231,20 +231,20 @@ class GitHubConnections:
 
     async def login_of(self, slack_user: str) -> str | None:
         """The connected GitHub login (no token is used or refreshed for this)."""
-        stored = await self.store.get_connection(slack_user)
+        stored = await self.store.connections.get(slack_user)
         return stored.github_login if stored is not None else None
 
     async def connection(self, slack_user: str) -> Connection | None:
         """The connection with a token fit to use now (refreshed when it was about to expire),
         or None: never connected, or GitHub no longer honours it (then it is forgotten)."""
         async with self._locks.setdefault(slack_user, asyncio.Lock()):
-            stored = await self.store.get_connection(slack_user)
+            stored = await self.store.connections.get(slack_user)
             if stored is None:
                 return None
             token = self._open(stored.secret)
             if token is None:
                 log.warning("the GitHub connection of %s cannot be decrypted", slack_user)
-                await self.store.delete_connection(slack_user)
+                await self.store.connections.delete(slack_user)
                 return None
             now = self.clock()
             if token.expired(now):
@@ -256,11 +256,11 @@ class GitHubConnections:
                 except OAuthError as exc:
                     await self.forget(slack_user, f"GitHub refused the refresh ({exc.code})")
                     return None
-                if not await self.store.swap_connection_secret(
+                if not await self.store.connections.swap_secret(
                     slack_user, stored.secret, self._seal(renewed)
                 ):
                     # Another process refreshed first; its pair is the one that holds now.
-                    again = await self.store.get_connection(slack_user)
+                    again = await self.store.connections.get(slack_user)
                     theirs = self._open(again.secret) if again is not None else None
                     if theirs is None:
                         return None
@@ -279,14 +279,14 @@ class GitHubConnections:
     # -- forgetting --------------------------------------------------------------------
 
     async def forget(self, slack_user: str, why: str = "on request") -> bool:
-        gone = await self.store.delete_connection(slack_user)
+        gone = await self.store.connections.delete(slack_user)
         if gone:
             log.info("forgot the GitHub connection of %s: %s", slack_user, why)
         return gone
 
     async def forget_github_user(self, *, github_id: int | None, login: str | None) -> int:
         """The person revoked the App's authorization on GitHub: forget all they connected."""
-        count = await self.store.delete_connections_of(github_id=github_id, github_login=login)
+        count = await self.store.connections.delete_all_of(github_id=github_id, github_login=login)
         log.info(
             "GitHub user %s revoked Honk: %d connection(s) forgotten", login or github_id, count
         )

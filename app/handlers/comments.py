@@ -184,7 +184,7 @@ async def retry(
         delivery_id=event.delivery_id,
         wake_workers=ctx.wake_workers,
     )
-    await ctx.store.add_step(origin.id, "retry", f"run {run.id} asked for by @{user}")
+    await ctx.store.runs.add_step(origin.id, "retry", f"run {run.id} asked for by @{user}")
     log.info("queued retry run %s on %s#%s for %s", run.id, where.repo, where.number, user)
     ahead = [r for r in await _active(ctx, where, origin) if r.id < run.id]
     if ahead:
@@ -224,18 +224,18 @@ async def _origin(ctx: HandlerContext, where: Where) -> Run | None:
     """The run to continue: the newest on that PR (Honk's), or on that issue."""
     if where.is_pull:
         return await honk_run_for_pr(ctx.store, where.repo, where.number)
-    return await ctx.store.newest_run(repo=where.repo, issue_number=where.number)
+    return await ctx.store.runs.newest(repo=where.repo, issue_number=where.number)
 
 
 async def _active(ctx: HandlerContext, where: Where, origin: Run) -> list[Run]:
     if where.is_pull:
-        found = await ctx.store.find_runs(
+        found = await ctx.store.runs.find(
             repo=where.repo, pr_number=where.number, states=ACTIVE_STATES
         )
     else:
         found = []
     if origin.issue_number is not None:
-        found += await ctx.store.find_runs(
+        found += await ctx.store.runs.find(
             repo=where.repo, issue_number=origin.issue_number, states=ACTIVE_STATES
         )
     return sorted({r.id: r for r in found}.values(), key=lambda r: r.id)

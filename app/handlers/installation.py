@@ -89,7 +89,7 @@ async def on_repositories_removed(
         await installations.record_repository(
             ctx.store, installation_id, repo, state=REMOVED, label=None
         )
-    cancelled = await ctx.store.cancel_runs(installation_id=installation_id, repos=repos)
+    cancelled = await ctx.store.runs.cancel_all(installation_id=installation_id, repos=repos)
     # Cached tokens may be scoped to the removed repositories; new ones are minted on demand.
     ctx.github.forget(installation_id)
     log.info(
@@ -227,7 +227,7 @@ async def _record(event: sansio.Event, ctx: HandlerContext, state: str) -> None:
 async def _stop(event: sansio.Event, ctx: HandlerContext, state: str) -> None:
     installation_id = int(event.data["installation"]["id"])
     await _record(event, ctx, state)
-    cancelled = await ctx.store.cancel_runs(installation_id=installation_id)
+    cancelled = await ctx.store.runs.cancel_all(installation_id=installation_id)
     ctx.github.forget(installation_id)
     log.info("installation %s %s; %d run(s) cancelled", installation_id, state, cancelled)
 

@@ -88,7 +88,7 @@ async def _request_run(
         then = ASK_A_MAINTAINER.format(label=ctx.settings.label)
         await gh.comment(repo, number, permission.refusal("Starting Honk", then=then))
         return
-    if await ctx.store.find_runs(repo=repo, issue_number=number, states=ACTIVE_STATES, limit=1):
+    if await ctx.store.runs.find(repo=repo, issue_number=number, states=ACTIVE_STATES, limit=1):
         log.info("%s#%s already has an active run; nothing new queued", repo, number)
         return
     await gh.react(f"/repos/{repo}/issues/{number}", "eyes")

@@ -93,11 +93,11 @@ class RunContext:
 
     async def save(self, **fields: Any) -> None:
         """Change the run in the store and in memory alike: the one way a phase records it."""
-        await self.store.save_run(self.run, **fields)
+        await self.store.runs.save(self.run, **fields)
 
     async def stored_usage(self) -> Usage:
         """The run's usage so far as the store has added it up (agent and review alike)."""
-        return (await self.store.get_run(self.run.id) or self.run).usage
+        return (await self.store.runs.get(self.run.id) or self.run).usage
 
     @property
     def work(self) -> tuple[Checkout, Sandbox, ToolBox]:

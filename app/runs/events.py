@@ -183,12 +183,12 @@ class RunEvents:
 
     async def _loaded(self) -> EventTotals:
         if self._totals is None:  # a run claimed again carries on where it stopped
-            self._totals = await self.store.run_event_totals(self.run_id)
+            self._totals = await self.store.events.totals(self.run_id)
         return self._totals
 
     async def _store(self, kind: str, data: dict[str, Any]) -> None:
         size = len(json.dumps(data))
-        event = await self.store.add_run_event(self.run_id, kind, data, size=size)
+        event = await self.store.events.add(self.run_id, kind, data, size=size)
         totals = await self._loaded()
         self._totals = EventTotals(totals.count + 1, totals.size + size, event.seq)
 

@@ -94,6 +94,6 @@ async def check_outcome(ctx: RunContext, checks: OutcomeChecks) -> OutcomeReport
         reason = describe_error(exc)
         log.warning("the outcome checks of run %s failed: %s", ctx.run.id, reason)
         report = OutcomeReport(error=reason)
-    await ctx.store.add_step(ctx.run.id, "review", report.summary())
+    await ctx.store.runs.add_step(ctx.run.id, "review", report.summary())
     await ctx.tracker.events.record("outcome", report.to_event())
     return report

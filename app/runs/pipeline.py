@@ -132,7 +132,7 @@ class Pipeline:
         try:
             outcome = await self._phases(ctx)
         except RunCancelled:
-            await self.store.add_step(run.id, "cancelled", "the pipeline stopped")
+            await self.store.runs.add_step(run.id, "cancelled", "the pipeline stopped")
             await ctx.tracker.finished(
                 RunState.CANCELLED, note=CANCELLED_NOTE, error="cancelled on request"
             )
@@ -334,7 +334,7 @@ class Pipeline:
             phase_network(ctx, self.settings.network_cap(), "setup"),
         ):
             if switched:
-                await self.store.add_step(ctx.run.id, "setup", "on the base branch's files")
+                await self.store.runs.add_step(ctx.run.id, "setup", "on the base branch's files")
             for index, command in enumerate(commands):
                 await events.setup_command(index, command.line, command.origin)
                 result = await self._until_stopped(ctx.run, sandbox.run(command.line))
@@ -507,7 +507,7 @@ class Pipeline:
         run = ctx.run
         log.info("run %s pushed %s before it was claimed again: resuming after the push",
                  run.id, closing.sha[:7])  # fmt: skip
-        await self.store.add_step(run.id, "resumed", f"after pushing {closing.sha[:7]}")
+        await self.store.runs.add_step(run.id, "resumed", f"after pushing {closing.sha[:7]}")
         await ctx.tracker.phase("publish", "resuming after a restart")
         if run.pr_number is not None and not ctx.rules.continues_pull:
             pr = await ctx.gh.pull(run.repo, run.pr_number)
@@ -535,7 +535,7 @@ class Pipeline:
 
         async def on_event(event: AgentEvent) -> None:
             if event.usage is not None:
-                await self.store.add_usage(run.id, event.usage)
+                await self.store.runs.add_usage(run.id, event.usage)
                 usage = event.usage
                 metrics.count_usage(ctx.model, usage.to_dict(), usage.cost_usd(ctx.model))
             if event.kind == "turn":

@@ -317,7 +317,7 @@ async def _look(
         last = review.last
         same = Round(last.findings, last.verdict, last.unavailable, diff, last.outcome)
         review.rounds.append(same)
-        await ctx.store.add_step(ctx.run.id, "review", "unchanged: " + same.describe())
+        await ctx.store.runs.add_step(ctx.run.id, "review", "unchanged: " + same.describe())
         return same
     findings: list[Finding] = []
     if policy.checks:
@@ -354,10 +354,10 @@ async def _look(
             log.warning("the review's judge is unavailable: %s", exc.reason)
         if usage.requests:
             review.usage += usage
-            await ctx.store.add_usage(ctx.run.id, usage)
+            await ctx.store.runs.add_usage(ctx.run.id, usage)
             metrics.count_usage(policy.model, usage.to_dict(), usage.cost_usd(policy.model))
     review.rounds.append(current)
-    await ctx.store.add_step(ctx.run.id, "review", current.describe())
+    await ctx.store.runs.add_step(ctx.run.id, "review", current.describe())
     return current
 
 

@@ -131,7 +131,7 @@ class RunTracker:
             )
             thread = await self.slack.start_thread(channel=channel, text=text, blocks=blks)
             if thread is not None:
-                await self.store.save_run(run, slack_thread=thread)
+                await self.store.runs.save(run, slack_thread=thread)
         elif run.slack_thread is not None:
             text, blks = blocks.run_progress(self.rules.started_again(run), run_url=self.run_url)
             await self.slack.reply(run.slack_thread, text=text, blocks=blks)
@@ -154,7 +154,7 @@ class RunTracker:
             self._phase_ended()
             self._phase = (name, time.monotonic())
         self.progress.start(name, note)
-        await self.store.add_step(self.run.id, name, note)
+        await self.store.runs.add_step(self.run.id, name, note)
         await self.events.phase(name, note)
         await self.update(force=True)
 
@@ -169,7 +169,7 @@ class RunTracker:
         Host names come from the sandbox's requests: shown inert, like model text.
         """
         self.progress.network[phase] = inert(summary[:1000])
-        await self.store.add_step(self.run.id, "network", f"{phase}: {summary}")
+        await self.store.runs.add_step(self.run.id, "network", f"{phase}: {summary}")
         await self.update(force=True)
 
     async def notice(self, text: str, *, comment: bool = True) -> None:
@@ -206,7 +206,7 @@ class RunTracker:
                 await self.gh.edit_comment(self.run.repo, self.run.tracking_comment_id, body)
             elif self.comment_on:
                 comment = await self.gh.comment(self.run.repo, self.comment_on, body)
-                await self.store.save_run(self.run, tracking_comment_id=comment["id"])
+                await self.store.runs.save(self.run, tracking_comment_id=comment["id"])
         except Exception as exc:
             log.warning("could not update the tracking comment: %s", describe_error(exc))
 

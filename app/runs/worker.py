@@ -65,7 +65,7 @@ class WorkerPool:
     async def _attempt_in_use(self, run_id: int, attempt: int) -> bool:
         """Whether that attempt of the run may still work in its checkout: the run is active
         and not claimed again since (a later attempt's claim may not be stored yet: kept)."""
-        run = await self.store.get_run(run_id)
+        run = await self.store.runs.get(run_id)
         return run is not None and run.state.active and run.attempts <= attempt
 
     async def stop(self) -> None:
@@ -80,7 +80,7 @@ class WorkerPool:
     async def _loop(self, worker_id: str) -> None:
         while not self._stopping:
             try:
-                run = await self.store.claim_run(worker_id, self.settings.lease_seconds)
+                run = await self.store.runs.claim(worker_id, self.settings.lease_seconds)
             except Exception:
                 log.exception("worker %s: cannot claim from the store", worker_id)
                 run = None
@@ -104,7 +104,7 @@ class WorkerPool:
                 run.issue_number or run.pr_number,
                 run.attempts,
             )
-            await self.store.add_step(run.id, "claimed", worker_id)
+            await self.store.runs.add_step(run.id, "claimed", worker_id)
             if run.attempts > 1:  # another attempt's checkout may be left here: it goes now
                 await self.sweep_checkouts()
             task = asyncio.create_task(self.pipeline.execute(run))
@@ -115,7 +115,7 @@ class WorkerPool:
                     # Another worker claimed it after our lease ran out: its outcome counts.
                     log.warning("run %s: lease lost; leaving its outcome to the new owner", run.id)
                 else:
-                    await self.store.finish_run(run.id, outcome.state, error=outcome.error)
+                    await self.store.runs.finish(run.id, outcome.state, error=outcome.error)
                     metrics.runs_finished.labels(run.kind.value, outcome.state.value).inc()
             except asyncio.CancelledError:
                 if self._stopping and not task.done():
@@ -125,13 +125,13 @@ class WorkerPool:
                 if self._stopping:
                     # Shutting down: hand the run back so another worker resumes it.
                     with contextlib.suppress(Exception):
-                        await self.store.release_run(run.id, worker_id)
+                        await self.store.runs.release(run.id, worker_id)
                     raise
-                await self.store.finish_run(run.id, RunState.CANCELLED, error="cancelled")
+                await self.store.runs.finish(run.id, RunState.CANCELLED, error="cancelled")
                 metrics.runs_finished.labels(run.kind.value, RunState.CANCELLED.value).inc()
             except Exception as exc:
                 log.exception("run %s failed", run.id)
-                await self.store.finish_run(run.id, RunState.FAILED, error=describe_error(exc))
+                await self.store.runs.finish(run.id, RunState.FAILED, error=describe_error(exc))
                 metrics.runs_finished.labels(run.kind.value, RunState.FAILED.value).inc()
             finally:
                 self._lost.discard(run.id)
@@ -147,8 +147,10 @@ class WorkerPool:
         while not task.done():
             await asyncio.sleep(interval)
             try:
-                held = await self.store.renew_lease(run.id, worker_id, self.settings.lease_seconds)
-                current = await self.store.get_run(run.id)
+                held = await self.store.runs.renew_lease(
+                    run.id, worker_id, self.settings.lease_seconds
+                )
+                current = await self.store.runs.get(run.id)
             except Exception:
                 log.warning("could not renew the lease of run %s; will try again", run.id)
                 continue

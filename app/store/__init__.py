@@ -1,6 +1,6 @@
 """Honk's durable store: webhook deliveries, the runs queue with leases, small kv facts."""
 
-from app.store.base import StoreError
+from app.store.database import StoreError
 from app.store.events import EventTotals, RunEvent
 from app.store.inbox import Delivery
 from app.store.queue import NewRun

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import func, or_, select, update
 
-from app.store.base import StoreBase, utcnow
+from app.store.database import Part, shielded, utcnow
 from app.store.tables import github_connections
 
 
@@ -24,26 +24,28 @@ class StoredConnection:
     updated_at: datetime
 
 
-class Connections(StoreBase):
-    """Put, read, swap (compare-and-set on refresh) and forget connections."""
+class Connections(Part):
+    """`store.connections`: put, read, swap (compare-and-set on refresh) and forget connections."""
 
-    async def put_connection(
+    @shielded
+    async def put(
         self, slack_user: str, *, github_login: str, github_id: int | None, secret: bytes
     ) -> None:
         now = utcnow()
         values = {"github_login": github_login, "github_id": github_id, "secret": secret}
-        statement = self._insert(github_connections).values(
+        statement = self.db.insert(github_connections).values(
             slack_user=slack_user, connected_at=now, updated_at=now, **values
         )
         statement = statement.on_conflict_do_update(
             index_elements=[github_connections.c.slack_user],
             set_={**values, "connected_at": now, "updated_at": now},
         )
-        async with self._begin() as conn:
+        async with self.db.begin() as conn:
             await conn.execute(statement)
 
-    async def get_connection(self, slack_user: str) -> StoredConnection | None:
-        async with self._begin() as conn:
+    @shielded
+    async def get(self, slack_user: str) -> StoredConnection | None:
+        async with self.db.begin() as conn:
             row = (
                 await conn.execute(
                     select(github_connections).where(github_connections.c.slack_user == slack_user)
@@ -51,10 +53,11 @@ class Connections(StoreBase):
             ).first()
         return None if row is None else StoredConnection(**dict(row._mapping))
 
-    async def swap_connection_secret(self, slack_user: str, old: bytes, new: bytes) -> bool:
+    @shielded
+    async def swap_secret(self, slack_user: str, old: bytes, new: bytes) -> bool:
         """Replace the secret only if it is still `old` (two processes refreshing at once:
         the refresh token is single-use, so only one of them may keep its answer)."""
-        async with self._begin() as conn:
+        async with self.db.begin() as conn:
             result = await conn.execute(
                 update(github_connections)
                 .where(
@@ -65,14 +68,16 @@ class Connections(StoreBase):
             )
         return result.rowcount == 1
 
-    async def delete_connection(self, slack_user: str) -> bool:
-        async with self._begin() as conn:
+    @shielded
+    async def delete(self, slack_user: str) -> bool:
+        async with self.db.begin() as conn:
             result = await conn.execute(
                 github_connections.delete().where(github_connections.c.slack_user == slack_user)
             )
         return result.rowcount == 1
 
-    async def delete_connections_of(
+    @shielded
+    async def delete_all_of(
         self, *, github_id: int | None = None, github_login: str | None = None
     ) -> int:
         """Forget every Slack user connected to that GitHub account; how many."""
@@ -83,6 +88,6 @@ class Connections(StoreBase):
             wanted.append(func.lower(github_connections.c.github_login) == github_login.lower())
         if not wanted:
             return 0
-        async with self._begin() as conn:
+        async with self.db.begin() as conn:
             result = await conn.execute(github_connections.delete().where(or_(*wanted)))
         return int(result.rowcount or 0)

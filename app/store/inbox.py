@@ -1,54 +1,31 @@
-"""The webhook inbox: every delivery (GitHub's, Slack's) stored before it is answered, leased."""
+"""The webhook inbox: every delivery (GitHub's, Slack's) stored before it is answered, leased.
+
+`store.inbox` keeps the rules the engines share (group commit, leases, back-off); the
+statements are its backend's, chosen once: the SQLite lane or the portable SQLAlchemy path.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import and_, delete, func, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import func, select
 
 from app.models import delivery_subject
-from app.store import sqlite_lane
-from app.store.base import StoreBase, StoreError, utcnow
-from app.store.group_commit import (
-    Finished,
-    GroupCommit,
-    NewDelivery,
-    claimed_by_subject,
-    replayed,
-)
-from app.store.sqlite_lane import stamp
-from app.store.tables import deliveries, delivery_bodies
+from app.store.database import Database, Part, StoreError, shielded, utcnow
+from app.store.group_commit import Finished, GroupCommit, NewDelivery
+from app.store.inbox_backend import Delivery, InboxBackend
+from app.store.inbox_lane import LaneInbox
+from app.store.inbox_portable import NO_LEASE, PortableInbox
+from app.store.tables import deliveries
+
+__all__ = ["Delivery", "Finished", "Inbox", "Recorded", "backend_for", "body_digest"]
 
 MAX_DELIVERY_ATTEMPTS = 5
-_NO_LEASE = {"lease_owner": None, "lease_expires_at": None}
-_SUBJECT_LOCKS = 7274390  # any constant: the namespace of PostgreSQL's per-subject locks
-
-
-@dataclass
-class Delivery:
-    """A stored delivery: its body as received, parsed on first use (or handed over parsed)."""
-
-    id: str
-    event: str
-    action: str | None
-    body: bytes
-    attempts: int
-    received_at: datetime
-    _payload: dict[str, Any] | None = field(default=None, repr=False)
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        if self._payload is None:
-            parsed = orjson.loads(self.body) if self.body else {}
-            self._payload = parsed if isinstance(parsed, dict) else {}
-        return self._payload
 
 
 class Recorded(NamedTuple):
@@ -58,14 +35,27 @@ class Recorded(NamedTuple):
     claimed: Delivery | None  # None when stored: left for a claim, in its subject's order
 
 
-class Inbox(StoreBase):
-    """Deliveries: recorded once (group commit), claimed under a lease, finished in batches."""
+def backend_for(db: Database) -> InboxBackend:
+    """The lane on a SQLite file, else the portable path: chosen once, per store."""
+    return LaneInbox(db, db.lane) if db.lane is not None else PortableInbox(db)
+
+
+class Inbox(Part):
+    """`store.inbox`: deliveries recorded once (group commit), claimed under a lease,
+    finished in batches."""
 
     # A delivery handed back with retry=True waits this long, doubled on each attempt,
     # so a GitHub hiccup has passed by the time it is tried again.
-    delivery_retry_delay = 1.0
+    retry_delay = 1.0
 
-    async def record_delivery(
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.backend = backend_for(db)
+        self._group_commit: GroupCommit | None = None
+
+    # record, record_claimed and close need no shield: the group commit's writer task
+    # finishes on its own.
+    async def record(
         self,
         delivery_id: str,
         event: str,
@@ -98,12 +88,12 @@ class Inbox(StoreBase):
         lease_seconds: float,
         digest: str | None = None,
     ) -> Recorded:
-        """record_delivery, stored already claimed by `owner` where the order allows it.
+        """record, stored already claimed by `owner` where the order allows it.
 
         A dispatcher in this process then needs no claim of its own; should it die, the
         lease runs out and any process claims the delivery as usual. When an earlier
         delivery about the same subject is pending and not `owner`'s, it is stored unclaimed
-        and claimed after that one has finished (see claim_deliveries).
+        and claimed after that one has finished (see claim).
         """
         new = _new(delivery_id, event, body, parsed, (owner, lease_seconds))
         new.digest = digest
@@ -112,8 +102,13 @@ class Inbox(StoreBase):
             return Recorded(False, None)
         return Recorded(True, delivery if new.lease is not None else None)
 
+    async def close(self) -> None:
+        """Commit the deliveries waiting for their group commit, then take no more."""
+        if self._group_commit is not None:
+            await self._group_commit.close()
+
     def _writer(self) -> GroupCommit:
-        if getattr(self, "_group_commit", None) is None:
+        if self._group_commit is None:
             self._group_commit = GroupCommit(self._write)
         return self._group_commit
 
@@ -134,202 +129,45 @@ class Inbox(StoreBase):
         batch = [new.leased(now, order) for order, new in enumerate(batch)]
 
         def ending(one: Finished, tries: int) -> dict[str, Any]:
-            return _ending(one, tries, now, self.delivery_retry_delay)
+            return _ending(one, tries, now, self.retry_delay)
 
-        if self._lane is not None:
-            async with self._turn():
-                return await self._lane.run(
-                    sqlite_lane.write, self._lane.bodies, batch, finished, stamp(now), ending
-                )
-        async with self._begin() as conn:
-            stored = await self._insert_portably(conn, batch, now) if batch else set()
-            missing = await self._finish_portably(conn, finished, now, ending) if finished else []
-        return stored, missing
+        return await self.backend.write(batch, finished, now, ending)
 
-    async def _insert_portably(
-        self, conn: AsyncConnection, batch: list[NewDelivery], now: datetime
-    ) -> set[str]:
-        await self._hold_back_portably(conn, batch, now)
-        ids = [new.id for new in batch]
-        found = await conn.execute(
-            select(deliveries.c.id, deliveries.c.status).where(deliveries.c.id.in_(ids))
-        )
-        known = {row.id: row.status for row in found}
-        digests = [new.digest for new in batch if new.digest is not None]
-        held: dict[str, str] = {}
-        if digests:
-            rows = await conn.execute(
-                select(deliveries.c.body_digest, deliveries.c.id).where(
-                    deliveries.c.body_digest.in_(digests)
-                )
-            )
-            held = {row.body_digest: row.id for row in rows}
-        replays = replayed(batch, held)
-        fresh = [new for new in batch if new.id not in known and new.id not in replays]
-        again = [new for new in batch if known.get(new.id) == "failed" and new.id not in replays]
-        if fresh:
-            # Another process may store the same id or body at this moment: what it stored
-            # first is skipped here (a duplicate), and only what this insert wrote is ours.
-            inserted = await conn.execute(
-                self._insert(deliveries).on_conflict_do_nothing().returning(deliveries.c.id),
-                [_row(new) for new in fresh],
-            )
-            ours = set(inserted.scalars())
-            fresh = [new for new in fresh if new.id in ours]
-        for new in again:
-            await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id == new.id)
-                .values(_row(new) | {"error": None, "payload": None})
-            )
-            await conn.execute(
-                delete(delivery_bodies).where(delivery_bodies.c.delivery_id == new.id)
-            )
-        stored = fresh + again
-        if stored:
-            await conn.execute(
-                delivery_bodies.insert(),
-                [{"delivery_id": new.id, "body": new.body} for new in stored],
-            )
-        return {new.id for new in stored}
-
-    async def _hold_back_portably(
-        self, conn: AsyncConnection, batch: list[NewDelivery], now: datetime
-    ) -> None:
-        """Leave unclaimed each delivery whose subject has an earlier pending delivery that is
-        not its owner's (see sqlite_lane.hold_back; there one writer at a time needs no lock)."""
-        to_claim = claimed_by_subject(batch)
-        if not to_claim:
-            return
-        subjects = sorted({subject for by_subject in to_claim.values() for subject in by_subject})
-        if conn.dialect.name == "postgresql":
-            # Two processes storing deliveries about one subject at once take turns here, so
-            # the second sees the first and is held back. Locks in one order: no deadlock.
-            keys = (
-                await conn.execute(
-                    text("SELECT DISTINCT hashtext(s) FROM unnest(CAST(:subjects AS text[])) s"),
-                    {"subjects": subjects},
-                )
-            ).scalars()
-            for key in sorted(keys):
-                await conn.execute(
-                    text("SELECT pg_advisory_xact_lock(:space, :key)"),
-                    {"space": _SUBJECT_LOCKS, "key": key},
-                )
-        for owner, by_subject in to_claim.items():
-            taken = await conn.execute(
-                select(deliveries.c.subject)
-                .where(
-                    deliveries.c.status == "pending",
-                    deliveries.c.subject.in_(sorted(by_subject)),
-                    _not_leased_to(deliveries, owner, now),
-                )
-                .distinct()
-            )
-            for subject in taken.scalars():
-                for new in by_subject[subject]:
-                    new.hold_back()
-
-    async def close_inbox(self) -> None:
-        """Commit the deliveries waiting for their group commit, then take no more."""
-        group_commit = getattr(self, "_group_commit", None)
-        if group_commit is not None:
-            await group_commit.close()
-
-    async def renew_deliveries(
-        self, delivery_ids: Sequence[str], owner: str, lease_seconds: float
-    ) -> int:
+    @shielded
+    async def renew(self, delivery_ids: Sequence[str], owner: str, lease_seconds: float) -> int:
         """Extend the leases of deliveries still being handled; how many `owner` still holds."""
         if not delivery_ids:
             return 0
         until = utcnow() + timedelta(seconds=lease_seconds)
-        if self._lane is not None:
-            async with self._turn():
-                return await self._lane.run(
-                    sqlite_lane.renew, list(delivery_ids), owner, stamp(until)
-                )
-        async with self._begin() as conn:
-            result = await conn.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.id.in_(list(delivery_ids)),
-                    deliveries.c.lease_owner == owner,
-                    deliveries.c.status == "pending",
-                )
-                .values(lease_expires_at=until)
-            )
-        return int(result.rowcount or 0)
+        return await self.backend.renew(delivery_ids, owner, until)
 
-    async def renew_delivery(self, delivery_id: str, owner: str, lease_seconds: float) -> bool:
+    @shielded
+    async def renew_one(self, delivery_id: str, owner: str, lease_seconds: float) -> bool:
         """Extend the lease of one delivery still being handled; False if `owner` lost it."""
-        return await self.renew_deliveries([delivery_id], owner, lease_seconds) == 1
+        return await self.renew([delivery_id], owner, lease_seconds) == 1
 
-    async def claim_deliveries(
-        self, owner: str, lease_seconds: float, *, limit: int = 1
-    ) -> list[Delivery]:
-        """The oldest undispatched deliveries whose lease is free or expired; attempts += 1."""
+    @shielded
+    async def claim(self, owner: str, lease_seconds: float, *, limit: int = 1) -> list[Delivery]:
+        """The oldest undispatched deliveries whose lease is free or expired; attempts += 1.
+
+        Only the oldest pending delivery of a subject is claimable, unless the earlier ones
+        are this owner's own (its dispatcher handles them in order); one whose body is gone
+        fails instead.
+        """
         now = utcnow()
-        if self._lane is not None:
-            until = stamp(now + timedelta(seconds=lease_seconds))
-            async with self._turn():
-                claimed = await self._lane.run(
-                    sqlite_lane.claim, self._lane.bodies, owner, stamp(now), until, limit
-                )
-            return [_claimed(row) for row in claimed]
-        free = or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now)
-        earlier = deliveries.alias("earlier")
-        # Only the oldest pending delivery of a subject is claimable, unless the earlier
-        # ones are this owner's own (its dispatcher handles them in order).
-        in_order = or_(
-            deliveries.c.subject.is_(None),
-            ~select(earlier.c.id)
-            .where(
-                earlier.c.subject == deliveries.c.subject,
-                earlier.c.status == "pending",
-                or_(
-                    earlier.c.received_at < deliveries.c.received_at,
-                    and_(
-                        earlier.c.received_at == deliveries.c.received_at,
-                        earlier.c.id < deliveries.c.id,
-                    ),
-                ),
-                _not_leased_to(earlier, owner, now),
-            )
-            .exists(),
-        )
-        async with self._begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(deliveries, delivery_bodies.c.body)
-                    .outerjoin(delivery_bodies, delivery_bodies.c.delivery_id == deliveries.c.id)
-                    .where(deliveries.c.status == "pending", free, in_order)
-                    .order_by(deliveries.c.received_at, deliveries.c.id)
-                    .limit(limit)
-                    .with_for_update(of=deliveries, skip_locked=True)
-                )
-            ).all()
-            if not rows:
-                return []
-            await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_([row.id for row in rows]))
-                .values(
-                    attempts=deliveries.c.attempts + 1,
-                    lease_owner=owner,
-                    lease_expires_at=now + timedelta(seconds=lease_seconds),
-                )
-            )
-        return [_delivery(row) for row in rows]
+        return await self.backend.claim(owner, now, now + timedelta(seconds=lease_seconds), limit)
 
-    async def claim_delivery(self, owner: str, lease_seconds: float) -> Delivery | None:
-        """The oldest claimable delivery (see claim_deliveries), or None."""
-        claimed = await self.claim_deliveries(owner, lease_seconds, limit=1)
+    @shielded
+    async def claim_one(self, owner: str, lease_seconds: float) -> Delivery | None:
+        """The oldest claimable delivery (see claim), or None."""
+        claimed = await self.claim(owner, lease_seconds, limit=1)
         return claimed[0] if claimed else None
 
-    async def finish_deliveries(self, finished: Sequence[Finished]) -> None:
+    @shielded
+    async def finish(self, finished: Sequence[Finished]) -> None:
         """Record how each ended, in the next group commit: done, failed, or back off and retry.
 
-        A retry waits delivery_retry_delay, doubled per attempt, up to MAX_DELIVERY_ATTEMPTS.
+        A retry waits retry_delay, doubled per attempt, up to MAX_DELIVERY_ATTEMPTS.
         An id that is not stored is an error (the others are recorded all the same).
         """
         if not finished:
@@ -338,88 +176,42 @@ class Inbox(StoreBase):
         if missing:
             raise StoreError(f"no delivery {', '.join(missing)}")
 
-    async def _finish_portably(
-        self,
-        conn: AsyncConnection,
-        finished: Sequence[Finished],
-        now: datetime,
-        ending: Callable[[Finished, int], dict[str, Any]],
-    ) -> list[str]:
-        ids = [f.id for f in finished]
-        rows = await conn.execute(
-            select(deliveries.c.id, deliveries.c.attempts)
-            .where(deliveries.c.id.in_(ids))
-            .with_for_update()
-        )
-        attempts = {row.id: row.attempts for row in rows}
-        done = [f.id for f in finished if f.ok and f.id in attempts]
-        if done:
-            await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(done))
-                .values(**_NO_LEASE, error=None, status="done", finished_at=now)
-            )
-        for one in finished:
-            if not one.ok and one.id in attempts:
-                await conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id == one.id)
-                    .values(ending(one, attempts[one.id]))
-                )
-        return [i for i in ids if i not in attempts]
-
-    async def finish_delivery(
+    @shielded
+    async def finish_one(
         self, delivery_id: str, *, error: str | None = None, retry: bool = False
     ) -> None:
         """Done (or failed, with error); retry=True: claimed again after a delay, up to 5 tries."""
-        await self.finish_deliveries([Finished(delivery_id, error, retry)])
+        await self.finish([Finished(delivery_id, error, retry)])
 
-    async def delivery_body(self, delivery_id: str) -> bytes | None:
+    @shielded
+    async def body(self, delivery_id: str) -> bytes | None:
         """A delivery's body exactly as received; None for an unknown one (or a lost body)."""
-        if self._lane is not None:
-            return await self._lane.run(sqlite_lane.body, self._lane.bodies, delivery_id)
-        async with self._begin() as conn:
-            row = (
-                await conn.execute(
-                    select(deliveries.c.payload, delivery_bodies.c.body)
-                    .outerjoin(delivery_bodies, delivery_bodies.c.delivery_id == deliveries.c.id)
-                    .where(deliveries.c.id == delivery_id)
-                )
-            ).first()
-        return None if row is None else _stored_body(row)
+        return await self.backend.body(delivery_id)
 
-    async def count_deliveries(self, *, pending: bool = False) -> int:
+    @shielded
+    async def count(self, *, pending: bool = False) -> int:
         """How many deliveries are stored (pending=True: not yet dispatched)."""
         query = select(func.count()).select_from(deliveries)
         if pending:
             query = query.where(deliveries.c.status == "pending")
-        async with self._begin() as conn:
+        async with self.db.begin() as conn:
             return int(await conn.scalar(query) or 0)
 
+    @shielded
     async def oldest_pending(self) -> datetime | None:
         """When the oldest delivery still waiting for dispatch arrived."""
-        async with self._begin() as conn:
-            return await conn.scalar(
+        async with self.db.begin() as conn:
+            oldest: datetime | None = await conn.scalar(
                 select(func.min(deliveries.c.received_at)).where(deliveries.c.status == "pending")
             )
+        return oldest
 
-    async def prune_deliveries(self, older_than: timedelta) -> int:
+    @shielded
+    async def prune(self, older_than: timedelta) -> int:
         """Forget finished deliveries (done or failed) that finished more than `older_than` ago,
-        and on SQLite the files of bodies no delivery refers to any more."""
+        and on SQLite's lane the files of bodies no delivery refers to any more."""
         now = utcnow()
-        cutoff = now - older_than
-        if self._lane is not None:
-            async with self._turn():
-                return await self._lane.run(
-                    sqlite_lane.prune, self._lane.bodies, stamp(cutoff), now.date()
-                )
-        async with self._begin() as conn:
-            result = await conn.execute(
-                delete(deliveries).where(
-                    and_(deliveries.c.status != "pending", deliveries.c.finished_at < cutoff)
-                )
-            )
-        return int(result.rowcount or 0)
+        return await self.backend.prune(now - older_than, now)
 
 
 def body_digest(body: bytes) -> str:
@@ -449,53 +241,9 @@ def _new(
     )
 
 
-def _not_leased_to(table: Any, owner: str, now: datetime) -> Any:
-    """Rows of `table` that are not held by `owner` under a live lease."""
-    return or_(
-        table.c.lease_owner.is_(None),
-        table.c.lease_owner != owner,
-        table.c.lease_expires_at < now,
-    )
-
-
-def _row(new: NewDelivery) -> dict[str, Any]:
-    """The deliveries row of a new delivery: pending (claimed already when it has a lease), or
-    done at once."""
-    return {
-        "id": new.id,
-        "event": new.event,
-        "action": new.action,
-        "status": "done" if new.done else "pending",
-        "finished_at": new.received_at if new.done else None,
-        "attempts": 1 if new.lease else 0,
-        "lease_owner": new.lease[0] if new.lease else None,
-        "lease_expires_at": new.lease_until,
-        "received_at": new.received_at,
-        "subject": new.subject,
-        "body_digest": new.digest,
-    }
-
-
-def _stored_body(row: Any) -> bytes:
-    """A row's body (portable path); before migration 0004 bodies were JSON payloads."""
-    return bytes(row.body) if row.body is not None else orjson.dumps(row.payload or {})
-
-
-def _delivery(row: Any) -> Delivery:
-    return Delivery(
-        row.id, row.event, row.action, _stored_body(row), row.attempts + 1, row.received_at
-    )
-
-
-def _claimed(row: sqlite_lane.Claimed) -> Delivery:
-    delivery_id, event, action, body, attempts, received_at = row
-    received = sqlite_lane.unstamp(received_at)
-    return Delivery(delivery_id, event, action, body, attempts + 1, received)
-
-
 def _ending(one: Finished, tries: int, now: datetime, retry_delay: float) -> dict[str, Any]:
     """The columns of a delivery that did not simply succeed: released to retry, or failed."""
-    values: dict[str, Any] = {**_NO_LEASE, "error": one.error}
+    values: dict[str, Any] = {**NO_LEASE, "error": one.error}
     if one.retry and tries < MAX_DELIVERY_ATTEMPTS:
         # Released; the lease's expiry doubles as "not before", the back-off.
         values["lease_expires_at"] = now + timedelta(seconds=retry_delay * 2 ** (tries - 1))

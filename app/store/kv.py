@@ -1,4 +1,5 @@
-"""Typed key-value namespaces: each belongs to one module, the only one that builds its keys."""
+"""Typed key-value namespaces over `store.kv`: each belongs to one module, the only one that
+builds its keys."""
 
 from __future__ import annotations
 
@@ -40,20 +41,20 @@ class Namespace(Generic[T]):
         self._decode = decode
 
     async def get(self, store: Store, key: str) -> T | None:
-        value = await store.get_kv(self.name, key)
+        value = await store.kv.get(self.name, key)
         return None if value is None else self._decode(value)
 
     async def put(self, store: Store, key: str, value: T) -> None:
-        await store.put_kv(self.name, key, self._encode(value))
+        await store.kv.put(self.name, key, self._encode(value))
 
     async def put_if_absent(self, store: Store, key: str, value: T) -> bool:
-        return await store.put_kv_if_absent(self.name, key, self._encode(value))
+        return await store.kv.put_if_absent(self.name, key, self._encode(value))
 
     async def delete(self, store: Store, key: str) -> None:
-        await store.delete_kv(self.name, key)
+        await store.kv.delete(self.name, key)
 
     async def prune(self, store: Store, older_than: timedelta) -> int:
-        return await store.prune_kv(self.name, older_than)
+        return await store.kv.prune(self.name, older_than)
 
 
 def declared() -> dict[str, str]:

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.models import ACTIVE_STATES, Run, RunKind, RunState, SlackThread, Step, Usage
-from app.store.base import StoreBase, StoreError, utcnow
+from app.models import ACTIVE_STATES, Run, RunKind, RunState, SlackThread, Usage
+from app.store.database import Part, StoreError, shielded, utcnow
+from app.store.run_rows import fetch_run, load_steps, thread_columns, to_run
 from app.store.tables import USAGE_COLUMNS, run_steps, runs
 
 UPDATABLE_FIELDS = frozenset(
@@ -32,11 +33,6 @@ UPDATABLE_FIELDS = frozenset(
         "review",
     }
 )
-_PLAIN_RUN_FIELDS = [
-    f.name
-    for f in dataclasses.fields(Run)
-    if f.name not in ("kind", "state", "usage", "steps", "slack_thread")
-]
 _NO_LEASE = {"lease_owner": None, "lease_expires_at": None}
 
 
@@ -86,18 +82,20 @@ class NewRun:
     def row(self) -> dict[str, Any]:
         """The runs table's columns for this run (the Slack thread is two columns)."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return values | _thread_columns(values.pop("slack_thread"))
+        return values | thread_columns(values.pop("slack_thread"))
 
 
-class RunQueue(StoreBase):
-    """Runs: queued, claimed under a worker's lease, renewed, finished; found by what they did."""
+class RunQueue(Part):
+    """`store.runs`: queued, claimed under a worker's lease, renewed, finished; found by
+    what they did."""
 
-    async def enqueue_run(self, new: NewRun) -> Run | None:
+    @shielded
+    async def enqueue(self, new: NewRun) -> Run | None:
         """Queue a run; None for an ISSUE run when its issue already has an active run."""
         now = utcnow()
         kind = RunKind(new.kind)
         try:
-            async with self._begin() as conn:
+            async with self.db.begin() as conn:
                 key = await _serial_key(conn, new)
                 if kind == RunKind.ISSUE and key is not None:
                     active = select(runs.c.id).where(
@@ -113,16 +111,17 @@ class RunQueue(StoreBase):
                     "updated_at": now,
                 }
                 run_id = await conn.scalar(insert(runs).values(values).returning(runs.c.id))
-                return await _fetch_run(conn, run_id)
+                return await fetch_run(conn, run_id)
         except IntegrityError:
             # Another process enqueued for the same issue between our check and insert:
             # the partial unique index uq_runs_active_issue refused the second one.
             return None
 
-    async def claim_run(self, worker_id: str, lease_seconds: float) -> Run | None:
+    @shielded
+    async def claim(self, worker_id: str, lease_seconds: float) -> Run | None:
         """The oldest claimable run, now RUNNING under this worker's lease; attempts += 1."""
         now = utcnow()
-        async with self._begin() as conn:
+        async with self.db.begin() as conn:
             # A cancel requested of a worker that died or let go of the run ends it here.
             await conn.execute(
                 update(runs)
@@ -152,11 +151,12 @@ class RunQueue(StoreBase):
                     updated_at=now,
                 )
             )
-            return await _fetch_run(conn, run_id)
+            return await fetch_run(conn, run_id)
 
+    @shielded
     async def renew_lease(self, run_id: int, worker_id: str, lease_seconds: float) -> bool:
         now = utcnow()
-        async with self._begin() as conn:
+        async with self.db.begin() as conn:
             result = await conn.execute(
                 update(runs)
                 .where(_held(run_id, worker_id))
@@ -164,25 +164,28 @@ class RunQueue(StoreBase):
             )
         return result.rowcount == 1
 
-    async def release_run(self, run_id: int, worker_id: str) -> None:
-        async with self._begin() as conn:
+    @shielded
+    async def release(self, run_id: int, worker_id: str) -> None:
+        async with self.db.begin() as conn:
             await conn.execute(
                 update(runs)
                 .where(_held(run_id, worker_id))
                 .values(**_NO_LEASE, state=RunState.QUEUED, updated_at=utcnow())
             )
 
-    async def get_run(self, run_id: int) -> Run | None:
-        async with self._begin() as conn:
-            return await _fetch_run(conn, run_id)
+    @shielded
+    async def get(self, run_id: int) -> Run | None:
+        async with self.db.begin() as conn:
+            return await fetch_run(conn, run_id)
 
-    async def update_run(self, run_id: int, **fields: Any) -> Run:
+    @shielded
+    async def update(self, /, run_id: int, **fields: Any) -> Run:
         unknown = set(fields) - UPDATABLE_FIELDS
         if unknown:
             raise StoreError(f"run fields that cannot be updated: {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {**fields, "updated_at": utcnow()}
         if "slack_thread" in values:
-            values |= _thread_columns(values.pop("slack_thread"))
+            values |= thread_columns(values.pop("slack_thread"))
         number = fields.get("issue_number") or fields.get("pr_number")
         if number is not None:
             # A run queued without an issue (e.g. from Slack) joins its issue's queue once known.
@@ -191,23 +194,26 @@ class RunQueue(StoreBase):
             )
         return await self._change_run(run_id, values)
 
-    async def save_run(self, run: Run, **fields: Any) -> None:
-        """update_run, and the same fields set on `run` in memory: the two never drift."""
-        stored = await self.update_run(run.id, **fields)
+    @shielded
+    async def save(self, /, run: Run, **fields: Any) -> None:
+        """update, and the same fields set on `run` in memory: the two never drift."""
+        stored = await self.update(run.id, **fields)
         for name in fields:
             setattr(run, name, getattr(stored, name))
 
+    @shielded
     async def add_step(self, run_id: int, name: str, detail: str = "") -> None:
         now = utcnow()
-        async with self._begin() as conn:
+        async with self.db.begin() as conn:
             await _touch(conn, run_id, now)
             await conn.execute(
                 insert(run_steps).values(run_id=run_id, name=name, detail=detail, at=now)
             )
 
+    @shielded
     async def add_usage(self, run_id: int, usage: Usage) -> Usage:
         added = usage.to_dict()
-        async with self._begin() as conn:
+        async with self.db.begin() as conn:
             row = (
                 await conn.execute(
                     update(runs)
@@ -220,24 +226,27 @@ class RunQueue(StoreBase):
             raise StoreError(f"no run {run_id}")
         return Usage.from_dict(dict(row._mapping))
 
-    async def finish_run(self, run_id: int, state: RunState, *, error: str | None = None) -> Run:
+    @shielded
+    async def finish(self, run_id: int, state: RunState, *, error: str | None = None) -> Run:
         if state.active:
-            raise StoreError(f"finish_run needs a final state, not {state}")
+            raise StoreError(f"finish needs a final state, not {state}")
         now = utcnow()
         values: dict[str, Any] = dict(_NO_LEASE, state=state, finished_at=now, updated_at=now)
         if error is not None:
             values["error"] = error
         return await self._change_run(run_id, values)
 
+    @shielded
     async def request_cancel(self, run_id: int) -> Run:
-        async with self._begin() as conn:
+        async with self.db.begin() as conn:
             await _cancel(conn, runs.c.id == run_id)
-            run = await _fetch_run(conn, run_id)
+            run = await fetch_run(conn, run_id)
         if run is None:
             raise StoreError(f"no run {run_id}")
         return run
 
-    async def find_runs(
+    @shielded
+    async def find(
         self,
         *,
         repo: str | None = None,
@@ -263,34 +272,30 @@ class RunQueue(StoreBase):
         query = select(runs).where(*(runs.c[k] == v for k, v in filters.items() if v is not None))
         if states is not None:
             query = query.where(runs.c.state.in_(list(states)))
-        async with self._begin() as conn:
+        async with self.db.begin() as conn:
             rows = (await conn.execute(query.order_by(runs.c.id.desc()).limit(limit))).all()
-            steps = await _load_steps(conn, [row.id for row in rows])
-        return [_to_run(row, steps.get(row.id, [])) for row in rows]
+            steps = await load_steps(conn, [row.id for row in rows])
+        return [to_run(row, steps.get(row.id, [])) for row in rows]
 
-    async def count_runs_by_state(self) -> dict[str, int]:
-        """How many runs there are in each state."""
-        async with self._begin() as conn:
-            rows = await conn.execute(select(runs.c.state, func.count()).group_by(runs.c.state))
-            return {str(state): int(count) for state, count in rows}
-
-    async def newest_run(self, **filters: Any) -> Run | None:
-        """The newest run matching `filters` (those of find_runs), or None."""
-        found = await self.find_runs(**filters, limit=1)
+    @shielded
+    async def newest(self, /, **filters: Any) -> Run | None:
+        """The newest run matching `filters` (those of find), or None."""
+        found = await self.find(**filters, limit=1)
         return found[0] if found else None
 
-    async def cancel_runs(self, *, installation_id: int, repos: Sequence[str] | None = None) -> int:
+    @shielded
+    async def cancel_all(self, *, installation_id: int, repos: Sequence[str] | None = None) -> int:
         """Cancel an installation's queued runs and ask its running ones to stop; how many."""
         scope = runs.c.installation_id == installation_id
         if repos is not None:
             scope = and_(scope, runs.c.repo.in_(list(repos)))
-        async with self._begin() as conn:
+        async with self.db.begin() as conn:
             return await _cancel(conn, scope)
 
     async def _change_run(self, run_id: int, values: dict[str, Any]) -> Run:
-        async with self._begin() as conn:
+        async with self.db.begin() as conn:
             await conn.execute(update(runs).where(runs.c.id == run_id).values(values))
-            run = await _fetch_run(conn, run_id)
+            run = await fetch_run(conn, run_id)
         if run is None:
             raise StoreError(f"no run {run_id}")
         return run
@@ -368,42 +373,3 @@ async def _touch(conn: AsyncConnection, run_id: int, now: datetime) -> None:
     result = await conn.execute(update(runs).where(runs.c.id == run_id).values(updated_at=now))
     if result.rowcount != 1:
         raise StoreError(f"no run {run_id}")
-
-
-# -- rows to dataclasses ----------------------------------------------------------------------
-
-
-async def _fetch_run(conn: AsyncConnection, run_id: int | None) -> Run | None:
-    row = (await conn.execute(select(runs).where(runs.c.id == run_id))).first()
-    if row is None:
-        return None
-    return _to_run(row, (await _load_steps(conn, [row.id])).get(row.id, []))
-
-
-async def _load_steps(conn: AsyncConnection, run_ids: list[int]) -> dict[int, list[Step]]:
-    steps: dict[int, list[Step]] = {}
-    if run_ids:
-        query = select(run_steps).where(run_steps.c.run_id.in_(run_ids)).order_by(run_steps.c.id)
-        for row in await conn.execute(query):
-            steps.setdefault(row.run_id, []).append(Step(row.name, row.at, row.detail))
-    return steps
-
-
-def _thread_columns(thread: SlackThread | None) -> dict[str, str | None]:
-    return {
-        "slack_channel": thread.channel if thread else None,
-        "slack_ts": thread.ts if thread else None,
-    }
-
-
-def _to_run(row: Row[Any], steps: list[Step]) -> Run:
-    data = row._mapping
-    channel, ts = data["slack_channel"], data["slack_ts"]
-    return Run(
-        kind=RunKind(data["kind"]),
-        state=RunState(data["state"]),
-        slack_thread=SlackThread(channel, ts) if channel and ts else None,
-        usage=Usage.from_dict({c: data[c] for c in USAGE_COLUMNS}),
-        steps=steps,
-        **{name: data[name] for name in _PLAIN_RUN_FIELDS},
-    )

@@ -17,7 +17,7 @@ async def keep_pruning(store: Store, days: float, *, every: float = PRUNE_EVERY)
     """Prune now and then, forever (cancel to stop); a failure waits for the next round."""
     while True:
         try:
-            removed = await store.prune_deliveries(timedelta(days=days))
+            removed = await store.inbox.prune(timedelta(days=days))
             if removed:
                 log.info(
                     "retention: removed %d deliveries finished over %g days ago", removed, days

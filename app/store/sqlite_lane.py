@@ -3,7 +3,8 @@
 SQLAlchemy's async adapter for SQLite crosses to its worker thread for every step of a
 statement (begin, cursor, execute, fetch, close, commit), and under load each crossing waits
 for a busy event loop. Here recording, claiming and finishing a batch of deliveries is one
-crossing and one transaction, with the same SQL rules as the portable path in inbox.py.
+crossing and one transaction, with the same SQL rules as the portable path
+(inbox_portable.py).
 Bodies lie in files beside the database (body_log.py), appended before their rows commit.
 """
 
@@ -111,7 +112,7 @@ _CHUNK = 200  # rows per statement: SQLite binds at most 32766 values in one
 def insert(
     connection: sqlite3.Connection, bodies: BodyLog, batch: Sequence[Any], now: str
 ) -> set[str]:
-    """Store each new delivery (see inbox._row); a failed one is taken again (redelivery)."""
+    """Store each new delivery (see inbox_portable.row); a failed one is taken again."""
     hold_back(connection, batch, now)
     ids = [new.id for new in batch]
     known = dict(

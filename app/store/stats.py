@@ -7,13 +7,14 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from app.store.base import StoreBase
+from app.store.database import Part, shielded
 from app.store.tables import runs
 
 
-class RunStats(StoreBase):
-    """Read-only counts; one query each."""
+class RunStats(Part):
+    """`store.stats`: read-only counts; one query each."""
 
+    @shielded
     async def review_counts(self, since: datetime) -> dict[str, Counter[str]]:
         """Per repository, how many runs created since `since` had each review verdict."""
         query = (
@@ -22,7 +23,14 @@ class RunStats(StoreBase):
             .group_by(runs.c.repo, runs.c.review)
         )
         counts: dict[str, Counter[str]] = {}
-        async with self.engine.begin() as conn:
+        async with self.db.engine.begin() as conn:
             for repo, verdict, number in await conn.execute(query):
                 counts.setdefault(repo, Counter())[verdict] += int(number)
         return counts
+
+    @shielded
+    async def runs_by_state(self) -> dict[str, int]:
+        """How many runs there are in each state."""
+        async with self.db.begin() as conn:
+            rows = await conn.execute(select(runs.c.state, func.count()).group_by(runs.c.state))
+            return {str(state): int(count) for state, count in rows}

@@ -24,11 +24,11 @@ STORE = web.AppKey("metrics_store", Store)
 
 async def refresh(store: Store) -> None:
     """The gauges that are a reading of the store, taken at scrape time."""
-    metrics.inbox_depth.set(await store.count_deliveries(pending=True))
-    oldest = await store.oldest_pending()
+    metrics.inbox_depth.set(await store.inbox.count(pending=True))
+    oldest = await store.inbox.oldest_pending()
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
     metrics.inbox_oldest.set(max(age, 0.0))
-    counts = await store.count_runs_by_state()
+    counts = await store.stats.runs_by_state()
     for state in RunState:
         metrics.runs.labels(state.value).set(counts.get(state.value, 0))
 

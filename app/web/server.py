@@ -161,19 +161,17 @@ async def _store(
     # GitHub signs the body only, and the delivery id is a header anyone can change: a body
     # stored once (its `digest`) is a duplicate under any id (a redelivery keeps the id).
     if not dispatcher.starts_something(event, payload, delivery_id):
-        stored = await store.record_delivery(
+        stored = await store.inbox.record(
             delivery_id, event, body, parsed=payload, done=True, digest=digest
         )
         if stored:
             dispatcher.handled_already(event)
         return stored
     if not dispatcher.has_room:
-        stored = await store.record_delivery(
-            delivery_id, event, body, parsed=payload, digest=digest
-        )
+        stored = await store.inbox.record(delivery_id, event, body, parsed=payload, digest=digest)
         dispatcher.wake()
         return stored
-    recorded = await store.record_claimed(
+    recorded = await store.inbox.record_claimed(
         delivery_id,
         event,
         body,

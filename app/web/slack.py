@@ -159,7 +159,7 @@ async def _store_request(request: web.Request, origin: Origin, stored: Mapping[s
     """Into the stored inbox, like GitHub's deliveries: a crash after Slack's answer loses
     nothing, and whichever process dispatches next does the work."""
     ctx = request.app[SLACK]
-    await ctx.store.record_delivery(f"slack:{origin.request_id}", SLACK_EVENT, dict(stored))
+    await ctx.store.inbox.record(f"slack:{origin.request_id}", SLACK_EVENT, dict(stored))
     ctx.wake_dispatcher()
 
 

@@ -160,7 +160,7 @@ async def on_retry_submitted(ctx: SlackContext, payload: Mapping[str, Any]) -> N
         request_id=f"view:{view.get('id', '')}",
         thread_ts=record.get("thread_ts") or record.get("ts"),
     )
-    run = await ctx.store.get_run(int(record["run_id"]))
+    run = await ctx.store.runs.get(int(record["run_id"]))
     if run is None:
         await ctx.tell(origin, UNKNOWN_RUN)
         return

@@ -92,7 +92,7 @@ def marked(message_blocks: list[dict[str, Any]], note: str) -> list[dict[str, An
 async def run_of(ctx: SlackContext, action: Mapping[str, Any]) -> Run | None:
     """The run a button names: its value is the run id (go-live buttons: "<id>@<sha>")."""
     value = str(action.get("value") or "").partition("@")[0]
-    return await ctx.store.get_run(int(value)) if value.isdigit() else None
+    return await ctx.store.runs.get(int(value)) if value.isdigit() else None
 
 
 def unmapped_reason(who: Who, owner: str) -> str:

@@ -125,7 +125,7 @@ async def merge(
         merged_sha,
         records.Merge(run.id, run.pr_number, connection.login, origin.user.id, base, method),
     )
-    await ctx.store.add_step(
+    await ctx.store.runs.add_step(
         run.id, "merge", f"merged by @{connection.login} ({method}) as {merged_sha[:7]}"
     )
     log.info("%s#%s merged by %s from Slack", run.repo, run.pr_number, connection.login)
@@ -154,7 +154,7 @@ async def approve(
     """A review APPROVE as the person; the card stays for whoever merges."""
     assert run.pr_number is not None
     await approve_pull(gh, run, sha=sha, login=connection.login)
-    await ctx.store.add_step(run.id, "approve", f"approved by @{connection.login}")
+    await ctx.store.runs.add_step(run.id, "approve", f"approved by @{connection.login}")
     pr = pr_link(run.pr_url or "", run.pr_number)
     text = (
         f":white_check_mark: <@{escape(origin.user.id)}> approved {pr} "
@@ -174,7 +174,7 @@ async def close(
 ) -> None:
     assert run.pr_number is not None
     await close_pull(gh, run)
-    await ctx.store.add_step(run.id, "close", f"closed by @{connection.login}")
+    await ctx.store.runs.add_step(run.id, "close", f"closed by @{connection.login}")
     pr = pr_link(run.pr_url or "", run.pr_number)
     text = f":no_entry_sign: <@{escape(origin.user.id)}> closed {pr}; nothing was merged."
     await ctx.mark_clicked(payload, f":no_entry_sign: Closed by <@{origin.user.id}>.")

@@ -105,7 +105,7 @@ async def visible_run(request: web.Request, *, api: bool = False) -> tuple[Viewe
     """The run named in the path, if this person may see it; else the same 404 as no run."""
     viewer = await viewer_or_sign_in(request, api=api)
     raw = request.match_info.get("run_id", "")
-    run = await request.app[ACCESS].services.store.get_run(int(raw)) if raw.isdigit() else None
+    run = await request.app[ACCESS].services.store.runs.get(int(raw)) if raw.isdigit() else None
     try:
         readable = run is not None and await request.app[ACCESS].can_read(viewer, run.repo)
     except NotSignedIn:

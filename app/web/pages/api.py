@@ -18,7 +18,7 @@ MAX_EVENTS = 1000  # a page of events; ask again with after=<last>
 async def run_json(request: web.Request) -> web.Response:
     _viewer, run = await visible_run(request, api=True)
     services = request.app[ACCESS].services
-    agents = await services.store.run_events(run.id, kinds=("agent",))
+    agents = await services.store.events.read(run.id, kinds=("agent",))
     model = view.model_of(agents, services.settings.model)
     return _json(describe(run, model) | {"links": await request.app[LINKS].of(run)})
 
@@ -32,7 +32,7 @@ async def events_json(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(
             text='{"error": "after and limit are whole numbers"}', content_type="application/json"
         ) from None
-    events = await request.app[ACCESS].services.store.run_events(run.id, after=after, limit=limit)
+    events = await request.app[ACCESS].services.store.events.read(run.id, after=after, limit=limit)
     return _json(
         {
             "run": run.id,

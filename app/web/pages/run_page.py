@@ -35,7 +35,7 @@ STREAMS: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("streams")
 async def run_page(request: web.Request) -> web.Response:
     viewer, run = await visible_run(request)
     store = request.app[ACCESS].services.store
-    events = await store.run_events(run.id, limit=PAGE_EVENTS)
+    events = await store.events.read(run.id, limit=PAGE_EVENTS)
     highlights = view.Highlights().feed(events)
     context = await _context(request, viewer, run, highlights)
     made = view.entries(events)
@@ -87,12 +87,12 @@ async def live(request: web.Request) -> web.StreamResponse:
     # What the page already shows, for what comes next: a tool's result renders with its
     # call, a phase heading left empty is taken off, the last phase says how the run ended.
     transcript = view.Transcript()
-    recent = await store.run_events(run.id, after=max(after - PRIMING, 0), limit=PRIMING)
+    recent = await store.events.read(run.id, after=max(after - PRIMING, 0), limit=PRIMING)
     for event in recent:
         if event.seq <= after:
             transcript.feed(event)
     highlights = view.Highlights().feed(
-        await store.run_events(run.id, kinds=view.OUTCOME_KINDS, limit=PAGE_EVENTS)
+        await store.events.read(run.id, kinds=view.OUTCOME_KINDS, limit=PAGE_EVENTS)
     )
     task = asyncio.current_task()
     streams = request.app[STREAMS]
@@ -106,14 +106,14 @@ async def live(request: web.Request) -> web.StreamResponse:
             while stream.is_connected():
                 if not await request.app[ACCESS].can_read(viewer, run.repo):
                     break
-                batch = await store.run_events(run.id, after=after, limit=200)
+                batch = await store.events.read(run.id, after=after, limit=200)
                 highlights.feed([e for e in batch if e.kind in view.OUTCOME_KINDS])
                 for message in await asyncio.to_thread(_messages, batch, transcript):
                     await stream.send(json.dumps(message), id=str(message["seq"]), event="entry")
                 after = batch[-1].seq if batch else after
                 if any(e.kind == "network" for e in batch):
                     await stream.send(json.dumps(await _network(store, run, after)), event="entry")
-                current = await store.get_run(run.id) or run
+                current = await store.runs.get(run.id) or run
                 context = await _context(request, viewer, current, highlights)
                 changed = _changes(context)
                 if changed != shown:
@@ -145,7 +145,7 @@ def _messages(batch: list[RunEvent], transcript: view.Transcript) -> list[dict[s
 
 
 async def _network(store: Any, run: Run, seq: int) -> dict[str, Any]:
-    events = await store.run_events(run.id, kinds=("network",), limit=PAGE_EVENTS)
+    events = await store.events.read(run.id, kinds=("network",), limit=PAGE_EVENTS)
     html = render.fragment("network.html", network=view.network_summary(events))
     return {"seq": seq, "key": "network", "section": "network", "html": str(html)}
 
@@ -187,7 +187,7 @@ async def retry(request: web.Request) -> web.StreamResponse:
         wake_workers=services.workers.wake,
     )
     note = f"run {follow_up.id} asked for by @{viewer.login} on the run page"
-    await services.store.add_step(run.id, "retry", note)
+    await services.store.runs.add_step(run.id, "retry", note)
     raise web.HTTPSeeOther(f"/runs/{follow_up.id}")
 
 

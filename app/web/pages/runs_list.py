@@ -24,7 +24,7 @@ async def runs_list(request: web.Request) -> web.Response:
     state = request.query.get("state", "")
     mine = request.query.get("mine") == "1"
     states = [RunState(state)] if state in set(RunState) else None
-    candidates = await access.services.store.find_runs(
+    candidates = await access.services.store.runs.find(
         repo=repo, states=states, requested_by=viewer.login if mine else None, limit=LOOKED_AT
     )
     repos = sorted({run.repo for run in candidates})
