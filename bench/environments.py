@@ -98,14 +98,14 @@ async def setup_seconds(app: Any, repo: str, number: int) -> tuple[float, str]:
     store = app[SERVICES].store
     start = time.perf_counter()
     while True:
-        runs = await store.find_runs(repo=repo, issue_number=number)
+        runs = await store.runs.find(repo=repo, issue_number=number)
         if runs and not runs[0].state.active:
             break
         if time.perf_counter() - start > 600:
             raise RuntimeError(f"{repo}#{number}: no end within 600 s")
         await asyncio.sleep(0.05)
     run = runs[0]
-    events = await store.run_events(run.id, kinds=("setup",))
+    events = await store.events.read(run.id, kinds=("setup",))
     if not events:
         return float("nan"), f"{run.state.value}: {run.error}"
     seconds = (events[-1].at - events[0].at).total_seconds()

@@ -72,7 +72,7 @@ async def finished_run(client: TestClient, issue: int = ISSUE) -> Any:
     store = client.app[SERVICES].store
 
     async def probe() -> Any:
-        runs = await store.find_runs(repo=REPO, issue_number=issue)
+        runs = await store.runs.find(repo=REPO, issue_number=issue)
         return runs[0] if runs and not runs[0].state.active else None
 
     return await eventually(probe, within=300)

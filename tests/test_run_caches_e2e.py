@@ -57,7 +57,7 @@ async def run_of(client: TestClient, issue: int) -> Any:
     store = client.app[SERVICES].store
 
     async def probe() -> Any:
-        runs = await store.find_runs(repo=REPO, issue_number=issue)
+        runs = await store.runs.find(repo=REPO, issue_number=issue)
         return runs[0] if runs and not runs[0].state.active else None
 
     return await eventually(probe, within=90)
@@ -65,7 +65,7 @@ async def run_of(client: TestClient, issue: int) -> Any:
 
 async def events_of(client: TestClient, run: Any, kind: str) -> list[dict[str, Any]]:
     store = client.app[SERVICES].store
-    return [event.data for event in await store.run_events(run.id, kinds=(kind,))]
+    return [event.data for event in await store.events.read(run.id, kinds=(kind,))]
 
 
 async def setup_output(client: TestClient, run: Any) -> str:

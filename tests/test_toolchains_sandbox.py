@@ -114,7 +114,7 @@ async def test_rust_toolchain_toml_with_nightly_picks_the_nightly_toolchain(
 
 async def events_of(client: TestClient, run: Any, kind: str) -> list[dict[str, Any]]:
     store = client.app[SERVICES].store
-    return [event.data for event in await store.run_events(run.id, kinds=(kind,))]
+    return [event.data for event in await store.events.read(run.id, kinds=(kind,))]
 
 
 async def test_a_rust_crate_gets_a_ready_pr_whose_cargo_test_passed_in_the_sandbox(

@@ -302,7 +302,7 @@ class Pipeline:
         sandbox.toolchains = choice.toolchains
         if choice.chosen:
             used = ", ".join(f"{t.language} {t.version} ({t.source})" for t in choice.chosen)
-            await self.store.add_step(ctx.run.id, "toolchains", used)
+            await self.store.runs.add_step(ctx.run.id, "toolchains", used)
         for note in choice.notes:
             await ctx.tracker.notice(note)
 
