@@ -19,8 +19,14 @@ from app.config import Settings
 from app.workspace.mounts import SandboxPython
 from tests.sandbox_python import build_sandbox_python
 
-# Each fake is a real aiohttp app on loopback, defined once and shared by all tests.
-pytest_plugins = ["tests.fakes.github", "tests.fakes.slack", "tests.fakes.anthropic"]
+# Each fake is a real aiohttp app on loopback, defined once and shared by all tests; the run
+# page's world brings `page_client` (Honk's web app with sign-in).
+pytest_plugins = [
+    "tests.fakes.github",
+    "tests.fakes.slack",
+    "tests.fakes.anthropic",
+    "tests.run_page_world",
+]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WEBHOOK_SECRET = "test-webhook-secret-5f2c"
