@@ -73,6 +73,7 @@ def position(page: str, marker: str) -> int:
     return page.index(marker)
 
 
+@pytest.mark.e2e
 async def test_a_real_run_records_its_review_and_the_page_leads_with_the_outcome(
     aiohttp_client: ClientFactory,
     base_settings: Settings,
@@ -222,6 +223,7 @@ async def test_the_agents_summary_is_markdown_and_inert(
     assert "<strong>Why it stopped:</strong> the tests failed" in above
 
 
+@pytest.mark.e2e
 async def test_empty_phases_leave_the_live_page_and_its_last_phase_says_how_it_ended(
     client: TestClient, fake_github: Any
 ) -> None:
