@@ -28,6 +28,19 @@ REPO_FILES = {
 }
 
 
+# The review's outcome checks asked off (for a test about something else, where the operator
+# allows it): a run then saves the checks' sandboxed test runs on the base and the head.
+NO_OUTCOME_CHECKS = REPO_FILES[".github/honk.yml"] + "  outcome: off\n"
+
+
+def without_outcome_checks(fake_github: Any, settings: Settings) -> Settings:
+    """The calc repository's config asks the outcome checks off; the operator allows it."""
+    fake_github.commit_files(
+        REPO, {".github/honk.yml": NO_OUTCOME_CHECKS}, message="No outcome checks"
+    )
+    return settings.with_overrides(review_outcome_optional=True)
+
+
 def seed_calc(fake_github: Any, *, issue: bool = True) -> None:
     """Honk installed on octo-org/calc; alice may write there (and asked, when `issue`)."""
     fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])

@@ -204,3 +204,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for name in sorted(kinds):
             if not item.get_closest_marker(name):
                 item.add_marker(name)
+    # The longest modules first (xdist hands out whole modules in this order, `--dist
+    # loadfile`): the short ones fill the end, so neither process waits long for the other.
+    rank: dict[Path, int] = {}
+    for item in items:
+        path = Path(str(item.path))
+        rank[path] = min(rank.get(path, 3), cost_rank(item))
+    items.sort(key=lambda item: rank[Path(str(item.path))])
+
+
+def cost_rank(item: pytest.Item) -> int:
+    """0 for whole runs and browsers, 1 for other slow tests, 2 for the fast group."""
+    if item.get_closest_marker("e2e") or item.get_closest_marker("browser"):
+        return 0
+    return 1 if item.get_closest_marker("slow") else 2

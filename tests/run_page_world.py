@@ -13,7 +13,6 @@ from cryptography.fernet import Fernet
 from yarl import URL
 
 from app.config import Settings
-from app.web import create_app
 from tests.calc_world import REPO, calc_settings, seed_calc
 from tests.helpers import ClientFactory
 
@@ -82,6 +81,10 @@ async def page_client(
     fake_slack: Any,
 ) -> TestClient:
     """Honk's web app with sign-in, over the calc world and its three people; no workers."""
+    # Imported here: this module is a plugin of every test session (tests/conftest.py), and
+    # app.web brings all of Honk (seconds) into runs that never start it.
+    from app.web import create_app
+
     seed_people(fake_github)
     settings = page_settings(
         base_settings, fake_github, fake_anthropic, fake_slack, honk_url=HONK_URL, workers=0

@@ -19,6 +19,7 @@ from tests.calc_world import (
     fixing_script,
     labeled,
     seed_calc,
+    without_outcome_checks,
 )
 from tests.conftest import load_payload
 from tests.fakes.anthropic import text, tool_use_edit
@@ -50,7 +51,9 @@ def world_settings(
 ) -> Settings:
     seed_calc(fake_github)
     fake_github.set_permission(REPO, "bob", "read")
-    return calc_settings(base_settings, fake_github, fake_anthropic, fake_slack)
+    # These runs are about CI: the review's outcome checks are left to tests/test_review_e2e.py.
+    settings = calc_settings(base_settings, fake_github, fake_anthropic, fake_slack)
+    return without_outcome_checks(fake_github, settings)
 
 
 def with_repo(payload: dict[str, Any]) -> dict[str, Any]:
