@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from app.config import Settings
 from tests.conftest import load_payload
 from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
@@ -93,3 +95,12 @@ def labeled(sender: str = "alice") -> dict[str, Any]:
     payload["sender"] = {**payload["sender"], "login": sender, "type": "User"}
     payload["installation"] = {"id": INSTALLATION}
     return payload
+
+
+@pytest.fixture
+def calc_world_settings(
+    base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any
+) -> Settings:
+    """octo-org/calc seeded with its issue, and Honk's settings pointed at every fake."""
+    seed_calc(fake_github)
+    return calc_settings(base_settings, fake_github, fake_anthropic, fake_slack)

@@ -19,12 +19,13 @@ from app.config import Settings
 from app.workspace.mounts import SandboxPython
 from tests.sandbox_python import build_sandbox_python
 
-# Each fake is a real aiohttp app on loopback, defined once and shared by all tests; the run
-# page's world brings `page_client` (Honk's web app with sign-in).
+# Each fake is a real aiohttp app on loopback, defined once and shared by all tests; the calc
+# world brings `calc_world_settings`, the run page's world `page_client` (Honk with sign-in).
 pytest_plugins = [
     "tests.fakes.github",
     "tests.fakes.slack",
     "tests.fakes.anthropic",
+    "tests.calc_world",
     "tests.run_page_world",
 ]
 
