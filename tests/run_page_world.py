@@ -72,6 +72,26 @@ def csrf_of(page: str) -> str:
     return found.group(1)
 
 
+async def page_honk(
+    aiohttp_client: ClientFactory,
+    base_settings: Settings,
+    fakes: tuple[Any, Any, Any],
+    *,
+    workers: int,
+) -> TestClient:
+    """Honk's web app with sign-in, over the calc world and its three people."""
+    # Imported here: this module is a plugin of every test session (tests/conftest.py), and
+    # app.web brings all of Honk (seconds) into runs that never start it.
+    from app.web import create_app
+
+    fake_github, fake_anthropic, fake_slack = fakes
+    seed_people(fake_github)
+    settings = page_settings(
+        base_settings, fake_github, fake_anthropic, fake_slack, honk_url=HONK_URL, workers=workers
+    )
+    return await aiohttp_client(create_app(settings, workers=workers))
+
+
 @pytest.fixture
 async def page_client(
     aiohttp_client: ClientFactory,
@@ -80,13 +100,6 @@ async def page_client(
     fake_anthropic: Any,
     fake_slack: Any,
 ) -> TestClient:
-    """Honk's web app with sign-in, over the calc world and its three people; no workers."""
-    # Imported here: this module is a plugin of every test session (tests/conftest.py), and
-    # app.web brings all of Honk (seconds) into runs that never start it.
-    from app.web import create_app
-
-    seed_people(fake_github)
-    settings = page_settings(
-        base_settings, fake_github, fake_anthropic, fake_slack, honk_url=HONK_URL, workers=0
-    )
-    return await aiohttp_client(create_app(settings, workers=0))
+    """`page_honk` with no workers: the tests store runs and their events themselves."""
+    fakes = (fake_github, fake_anthropic, fake_slack)
+    return await page_honk(aiohttp_client, base_settings, fakes, workers=0)
