@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from app.config import Settings
 from tests.conftest import load_payload
 from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
@@ -26,6 +28,19 @@ REPO_FILES = {
     "AGENTS.md": "Run `python -m pytest -q` before you finish.\n",
     ".github/honk.yml": "verify: python -m pytest -q\n" + REVIEW_TESTS,
 }
+
+
+# The review's outcome checks asked off (for a test about something else, where the operator
+# allows it): a run then saves the checks' sandboxed test runs on the base and the head.
+NO_OUTCOME_CHECKS = REPO_FILES[".github/honk.yml"] + "  outcome: off\n"
+
+
+def without_outcome_checks(fake_github: Any, settings: Settings) -> Settings:
+    """The calc repository's config asks the outcome checks off; the operator allows it."""
+    fake_github.commit_files(
+        REPO, {".github/honk.yml": NO_OUTCOME_CHECKS}, message="No outcome checks"
+    )
+    return settings.with_overrides(review_outcome_optional=True)
 
 
 def seed_calc(fake_github: Any, *, issue: bool = True) -> None:
@@ -80,3 +95,12 @@ def labeled(sender: str = "alice") -> dict[str, Any]:
     payload["sender"] = {**payload["sender"], "login": sender, "type": "User"}
     payload["installation"] = {"id": INSTALLATION}
     return payload
+
+
+@pytest.fixture
+def calc_world_settings(
+    base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any
+) -> Settings:
+    """octo-org/calc seeded with its issue, and Honk's settings pointed at every fake."""
+    seed_calc(fake_github)
+    return calc_settings(base_settings, fake_github, fake_anthropic, fake_slack)

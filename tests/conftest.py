@@ -19,10 +19,61 @@ from app.config import Settings
 from app.workspace.mounts import SandboxPython
 from tests.sandbox_python import build_sandbox_python
 
-# Each fake is a real aiohttp app on loopback, defined once and shared by all tests.
-pytest_plugins = ["tests.fakes.github", "tests.fakes.slack", "tests.fakes.anthropic"]
+# Each fake is a real aiohttp app on loopback, defined once and shared by all tests; the calc
+# world brings `calc_world_settings`, the run page's world `page_client` (Honk with sign-in).
+pytest_plugins = [
+    "tests.fakes.github",
+    "tests.fakes.slack",
+    "tests.fakes.anthropic",
+    "tests.calc_world",
+    "tests.run_page_world",
+]
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# -- the slow groups ---------------------------------------------------------------------------
+# Markers by module and fixture (registered in pyproject.toml), so that a new test of a kind
+# is marked with its module's kind: `python -m pytest -m "not slow"` runs the fast group.
+#   e2e: whole runs through Honk's pipeline (worker, real git, real bwrap, the fakes): a
+#        module named `*_e2e.py` (or under a folder `e2e/`) or listed in E2E_MODULES;
+#   browser: Debian's chromium through Playwright: a module named `*_browser.py` (or under
+#        `browser/`), or a test that uses the session's browser fixture;
+#   bwrap: commands in real bubblewrap sandboxes (marked by hand, and any e2e test, and a test
+#        that builds a Sandbox with the `sandbox_python` fixture);
+#   postgres: the PostgreSQL on 127.0.0.1:5432 (marked by hand);
+#   slow: any of those, and the modules in SLOW_MODULES (real git and sandboxed test runs).
+E2E_MODULES = frozenset(
+    {
+        "test_click_crash",
+        "test_crash_recovery",
+        "test_go_live",
+        "test_hostile_text",
+        "test_nested_repositories",
+        "test_paths_policy",
+        "test_run_network",
+        "test_run_threads",
+        "test_setup_network",
+        "test_git_host_safety",
+        "test_local_run",
+        "test_metrics",
+        "test_slack_front_door",
+    }
+)
+SLOW_MODULES = frozenset(
+    {
+        "test_review_outcome",
+        "test_tamper",
+        "test_diff_checks",
+        "test_cli",
+        "test_doctor",
+        "test_store_crash",
+        "test_workflow_push",
+        "test_workspace",
+        "test_workspace_isolation",
+    }
+)
+BROWSER_FIXTURES = frozenset({"b"})
+SLOW_MARKS = ("e2e", "browser", "bwrap", "postgres")
 WEBHOOK_SECRET = "test-webhook-secret-5f2c"
 # Holding the loop this long fails a test (asyncio debug mode reports it).
 SLOW_CALLBACK_SECONDS = 1.0
@@ -126,3 +177,45 @@ async def no_blocking_the_event_loop() -> AsyncIterator[None]:
         asyncio_log.setLevel(level)
         loop.set_debug(False)
     assert not handler.seen, f"the event loop was blocked: {handler.seen[0][:500]}"
+
+
+def kinds_of(module: str, folders: tuple[str, ...], fixtures: set[str]) -> set[str]:
+    """The slow-group markers a test gets from its module's name and folders and its fixtures."""
+    kinds: set[str] = set()
+    if module.endswith("_e2e") or module in E2E_MODULES or "e2e" in folders:
+        kinds |= {"e2e", "bwrap"}
+    if module.endswith("_browser") or "browser" in folders or fixtures & BROWSER_FIXTURES:
+        kinds.add("browser")
+    if "sandbox_python" in fixtures:
+        kinds.add("bwrap")
+    if module in SLOW_MODULES:
+        kinds.add("slow")
+    return kinds
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        path = Path(str(item.path))
+        folders = path.parent.relative_to(root).parts if path.is_relative_to(root) else ()
+        kinds = kinds_of(path.stem, folders, set(getattr(item, "fixturenames", ())))
+        kinds |= {name for name in SLOW_MARKS if item.get_closest_marker(name)}
+        if kinds:
+            kinds.add("slow")
+        for name in sorted(kinds):
+            if not item.get_closest_marker(name):
+                item.add_marker(name)
+    # The longest modules first (xdist hands out whole modules in this order, `--dist
+    # loadfile`): the short ones fill the end, so neither process waits long for the other.
+    rank: dict[Path, int] = {}
+    for item in items:
+        path = Path(str(item.path))
+        rank[path] = min(rank.get(path, 3), cost_rank(item))
+    items.sort(key=lambda item: rank[Path(str(item.path))])
+
+
+def cost_rank(item: pytest.Item) -> int:
+    """0 for whole runs and browsers, 1 for other slow tests, 2 for the fast group."""
+    if item.get_closest_marker("e2e") or item.get_closest_marker("browser"):
+        return 0
+    return 1 if item.get_closest_marker("slow") else 2

@@ -15,10 +15,9 @@ from tests.calc_world import (
     INSTALLATION,
     ISSUE,
     REPO,
-    calc_settings,
     fixing_script,
     labeled,
-    seed_calc,
+    without_outcome_checks,
 )
 from tests.conftest import load_payload
 from tests.fakes.anthropic import text, tool_use_edit
@@ -45,12 +44,10 @@ def repair_script(old: str, new: str, summary: str) -> list[Any]:
 
 
 @pytest.fixture
-def world_settings(
-    base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any
-) -> Settings:
-    seed_calc(fake_github)
+def world_settings(calc_world_settings: Settings, fake_github: Any) -> Settings:
     fake_github.set_permission(REPO, "bob", "read")
-    return calc_settings(base_settings, fake_github, fake_anthropic, fake_slack)
+    # These runs are about CI: the review's outcome checks are left to tests/test_review_e2e.py.
+    return without_outcome_checks(fake_github, calc_world_settings)
 
 
 def with_repo(payload: dict[str, Any]) -> dict[str, Any]:

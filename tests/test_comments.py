@@ -256,6 +256,7 @@ async def test_cancel_ends_a_queued_run_at_once_and_says_so(
     assert "Nothing to cancel" in replies(fake_github, number)[-1]
 
 
+@pytest.mark.e2e
 async def test_cancel_during_a_run_stops_it_and_the_tracking_comment_says_so(
     aiohttp_client: ClientFactory,
     base_settings: Settings,

@@ -21,9 +21,6 @@ from app.web import SERVICES, create_app
 from tests.calc_world import BUGGY, FIXED, ISSUE, REPO, labeled
 from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
 from tests.helpers import ClientFactory, eventually, post_webhook
-from tests.test_e2e import world_settings
-
-__all__ = ["world_settings"]  # the e2e world's fixture, shared
 
 
 def worker_environment(settings: Settings) -> dict[str, str]:
@@ -89,8 +86,8 @@ async def honk_worker(settings: Settings, log_path: Path) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-def crash_settings(world_settings: Settings) -> Settings:
-    return world_settings.with_overrides(lease_seconds=1.0, workers=0, slack_bot_token=None)
+def crash_settings(calc_world_settings: Settings) -> Settings:
+    return calc_world_settings.with_overrides(lease_seconds=1.0, workers=0, slack_bot_token=None)
 
 
 async def current_run(client: TestClient) -> Any:
@@ -188,7 +185,7 @@ async def test_killed_after_push_before_the_pr_opens_exactly_one_pr(
 
 async def test_killed_after_its_pr_opened_it_ends_as_pr_opened_and_the_agent_runs_once(
     aiohttp_client: ClientFactory,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
     fake_slack: Any,
@@ -197,7 +194,7 @@ async def test_killed_after_its_pr_opened_it_ends_as_pr_opened_and_the_agent_run
     """SIGKILLed after the PR is opened and saved (at the `Honk` check run): claimed again,
     the run reports the PR it opened; it does not run the agent on its own pushed branch, find
     nothing to change and say "no change" while the PR stays open."""
-    settings = world_settings.with_overrides(lease_seconds=1.0, workers=0)
+    settings = calc_world_settings.with_overrides(lease_seconds=1.0, workers=0)
     fake_anthropic.script(
         tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a + b"),
         tool_use_bash("python -m pytest -q"),

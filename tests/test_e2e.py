@@ -22,21 +22,12 @@ from tests.calc_world import (
     INSTALLATION,
     ISSUE,
     REPO,
-    calc_settings,
     fixing_script,
     labeled,
-    seed_calc,
+    without_outcome_checks,
 )
 from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
 from tests.helpers import ClientFactory, eventually, post_webhook
-
-
-@pytest.fixture
-def world_settings(
-    base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any
-) -> Settings:
-    seed_calc(fake_github)
-    return calc_settings(base_settings, fake_github, fake_anthropic, fake_slack)
 
 
 def inspect_branch(
@@ -74,7 +65,7 @@ def everything_sent(fake_github: Any, fake_slack: Any, fake_anthropic: Any) -> s
 
 async def test_labelled_issue_becomes_a_tested_pull_request(
     aiohttp_client: ClientFactory,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
     fake_slack: Any,
@@ -83,7 +74,7 @@ async def test_labelled_issue_becomes_a_tested_pull_request(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     fake_anthropic.script(*fixing_script(look_first=True))
-    client = await aiohttp_client(create_app(world_settings))
+    client = await aiohttp_client(create_app(calc_world_settings))
     response = await post_webhook(client, "issues", labeled(), delivery_id="e2e-1")
     assert response.status == 202
 
@@ -137,13 +128,13 @@ async def test_labelled_issue_becomes_a_tested_pull_request(
     for token in tokens:
         assert token not in haystack
     # The checkout is gone once the run is over.
-    assert world_settings.checkout_dir.is_dir()
-    assert not any(world_settings.checkout_dir.iterdir())
+    assert calc_world_settings.checkout_dir.is_dir()
+    assert not any(calc_world_settings.checkout_dir.iterdir())
 
 
 async def test_no_change_needed_comments_and_opens_no_pr(
     aiohttp_client: ClientFactory,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
 ) -> None:
@@ -152,7 +143,7 @@ async def test_no_change_needed_comments_and_opens_no_pr(
         text("NO_CHANGE: the tests pass and add() is already correct for these inputs."),
     )
     fake_github.commit_files(REPO, {"calc.py": FIXED})
-    client = await aiohttp_client(create_app(world_settings))
+    client = await aiohttp_client(create_app(calc_world_settings))
     await post_webhook(client, "issues", labeled())
     run = await finished_run(client)
     assert run.state == RunState.NO_CHANGE
@@ -163,7 +154,7 @@ async def test_no_change_needed_comments_and_opens_no_pr(
 
 async def test_turn_limit_pushes_a_draft_marked_unfinished(
     aiohttp_client: ClientFactory,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
 ) -> None:
@@ -172,7 +163,7 @@ async def test_turn_limit_pushes_a_draft_marked_unfinished(
         tool_use_bash("echo still working"),
         tool_use_bash("echo still working"),
     )
-    client = await aiohttp_client(create_app(world_settings.with_overrides(max_turns=2)))
+    client = await aiohttp_client(create_app(calc_world_settings.with_overrides(max_turns=2)))
     await post_webhook(client, "issues", labeled())
     run = await finished_run(client)
     assert run.state == RunState.SUCCEEDED, run.error
@@ -185,7 +176,7 @@ async def test_turn_limit_pushes_a_draft_marked_unfinished(
 
 async def test_failed_verification_gets_one_more_attempt(
     aiohttp_client: ClientFactory,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
 ) -> None:
@@ -196,7 +187,7 @@ async def test_failed_verification_gets_one_more_attempt(
         tool_use_edit(command="str_replace", path="calc.py", old_str="a * b", new_str="a + b"),
         text("Now it adds; the test passes."),
     )
-    client = await aiohttp_client(create_app(world_settings))
+    client = await aiohttp_client(create_app(calc_world_settings))
     await post_webhook(client, "issues", labeled())
     run = await finished_run(client)
     assert run.state == RunState.SUCCEEDED, run.error
@@ -208,14 +199,15 @@ async def test_failed_verification_gets_one_more_attempt(
 
 async def test_model_overloaded_twice_then_succeeds(
     aiohttp_client: ClientFactory,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
 ) -> None:
     from tests.fakes.anthropic import overloaded
 
     fake_anthropic.script(overloaded(), overloaded(), *fixing_script(look_first=True))
-    client = await aiohttp_client(create_app(world_settings))
+    settings = without_outcome_checks(fake_github, calc_world_settings)
+    client = await aiohttp_client(create_app(settings))
     await post_webhook(client, "issues", labeled())
     run = await finished_run(client)
     assert run.state == RunState.SUCCEEDED, run.error
@@ -224,7 +216,7 @@ async def test_model_overloaded_twice_then_succeeds(
 
 async def test_model_down_fails_the_run_and_says_why(
     aiohttp_client: ClientFactory,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
     fake_slack: Any,
@@ -232,7 +224,7 @@ async def test_model_down_fails_the_run_and_says_why(
     from tests.fakes.anthropic import server_error
 
     fake_anthropic.script(*[server_error() for _ in range(6)])
-    client = await aiohttp_client(create_app(world_settings))
+    client = await aiohttp_client(create_app(calc_world_settings))
     await post_webhook(client, "issues", labeled())
     run = await finished_run(client)
     assert run.state == RunState.FAILED
@@ -246,14 +238,15 @@ async def test_model_down_fails_the_run_and_says_why(
 
 async def test_slack_down_never_fails_a_run(
     aiohttp_client: ClientFactory,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
     fake_slack: Any,
 ) -> None:
     fake_slack.down = True
     fake_anthropic.script(*fixing_script(look_first=True))
-    client = await aiohttp_client(create_app(world_settings))
+    settings = without_outcome_checks(fake_github, calc_world_settings)
+    client = await aiohttp_client(create_app(settings))
     await post_webhook(client, "issues", labeled())
     run = await finished_run(client)
     assert run.state == RunState.SUCCEEDED, run.error
@@ -263,7 +256,7 @@ async def test_slack_down_never_fails_a_run(
 
 async def test_github_hiccups_while_publishing_are_retried(
     aiohttp_client: ClientFactory,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
 ) -> None:
@@ -276,7 +269,8 @@ async def test_github_hiccups_while_publishing_are_retried(
         headers={"Retry-After": "0"},
         body={"message": "You have exceeded a secondary rate limit."},
     )
-    client = await aiohttp_client(create_app(world_settings))
+    settings = without_outcome_checks(fake_github, calc_world_settings)
+    client = await aiohttp_client(create_app(settings))
     await post_webhook(client, "issues", labeled())
     run = await finished_run(client)
     assert run.state == RunState.SUCCEEDED, run.error
@@ -294,14 +288,14 @@ async def test_github_hiccups_while_publishing_are_retried(
 )
 async def test_malformed_config_stops_the_run_and_names_the_error(
     aiohttp_client: ClientFactory,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
     config: str,
     named: str,
 ) -> None:
     fake_github.commit_files(REPO, {".github/honk.yml": config})
-    client = await aiohttp_client(create_app(world_settings))
+    client = await aiohttp_client(create_app(calc_world_settings))
     await post_webhook(client, "issues", labeled())
     run = await finished_run(client)
     assert run.state == RunState.FAILED
@@ -314,7 +308,7 @@ async def test_malformed_config_stops_the_run_and_names_the_error(
 
 async def test_repository_settings_channel_and_limits_are_applied(
     aiohttp_client: ClientFactory,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
     fake_slack: Any,
@@ -323,7 +317,7 @@ async def test_repository_settings_channel_and_limits_are_applied(
     fake_github.commit_files(REPO, {".github/honk.yml": config})
     fake_anthropic.script(*[tool_use_bash("echo thinking") for _ in range(5)])
     # The operator allows 3 turns; the repository asking for 500 cannot raise that.
-    client = await aiohttp_client(create_app(world_settings.with_overrides(max_turns=3)))
+    client = await aiohttp_client(create_app(calc_world_settings.with_overrides(max_turns=3)))
     await post_webhook(client, "issues", labeled())
     run = await finished_run(client)
     assert len(fake_anthropic.requests) == 3
@@ -335,14 +329,14 @@ async def test_repository_settings_channel_and_limits_are_applied(
 
 async def test_a_run_for_an_uninstalled_repository_sends_nothing(
     aiohttp_client: ClientFactory,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
     fake_slack: Any,
 ) -> None:
     from app.installations import REMOVED, record_repository
 
-    client = await aiohttp_client(create_app(world_settings.with_overrides(workers=0)))
+    client = await aiohttp_client(create_app(calc_world_settings.with_overrides(workers=0)))
     await post_webhook(client, "issues", labeled())
     store = client.app[SERVICES].store
     (queued,) = await eventually(lambda: store.runs.find(repo=REPO, issue_number=ISSUE))
@@ -356,7 +350,7 @@ async def test_a_run_for_an_uninstalled_repository_sends_nothing(
 
 async def test_no_agent_runs_without_a_working_sandbox(
     aiohttp_client: ClientFactory,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
     monkeypatch: pytest.MonkeyPatch,
@@ -372,7 +366,7 @@ async def test_no_agent_runs_without_a_working_sandbox(
     fake_bwrap.chmod(0o755)
     monkeypatch.setenv("PATH", f"{broken}:{os.environ['PATH']}")
     fake_anthropic.script(*fixing_script(look_first=True))
-    client = await aiohttp_client(create_app(world_settings))
+    client = await aiohttp_client(create_app(calc_world_settings))
     await post_webhook(client, "issues", labeled())
     run = await finished_run(client)
     assert run.state == RunState.FAILED

@@ -315,6 +315,7 @@ async def honk_serve(data_dir: Path, port: int) -> AsyncIterator[asyncio.subproc
         await process.wait()
 
 
+@pytest.mark.slow
 async def test_sigkill_under_load_loses_no_answered_delivery(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

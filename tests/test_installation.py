@@ -145,6 +145,7 @@ async def test_secondary_rate_limit_is_waited_out(client: TestClient, fake_githu
     assert len(label_posts(fake_github, WIDGETS)) == 2
 
 
+@pytest.mark.slow
 async def test_lasting_rate_limit_resumes_where_it_stopped(
     aiohttp_client: ClientFactory,
     base_settings: Settings,

@@ -10,9 +10,7 @@ from app.models import RunState
 from app.web import SERVICES, create_app
 from tests.calc_world import ISSUE, REPO, fixing_script, labeled
 from tests.helpers import ClientFactory, eventually, post_webhook
-from tests.test_e2e import world_settings
 
-__all__ = ["world_settings"]
 TOKEN = "metrics-test-token-5b1d"
 
 
@@ -28,10 +26,12 @@ def value(text: str, name: str, **labels: str) -> float:
 
 
 async def test_a_run_shows_in_the_metrics(
-    aiohttp_client: ClientFactory, world_settings: Settings, fake_anthropic: Any
+    aiohttp_client: ClientFactory, calc_world_settings: Settings, fake_anthropic: Any
 ) -> None:
     fake_anthropic.script(*fixing_script())
-    client = await aiohttp_client(create_app(world_settings.with_overrides(metrics_token=TOKEN)))
+    client = await aiohttp_client(
+        create_app(calc_world_settings.with_overrides(metrics_token=TOKEN))
+    )
 
     async def scrape() -> str:
         response = await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -57,7 +57,7 @@ async def test_a_run_shows_in_the_metrics(
     assert value(after, "honk_runs", state="succeeded") >= 1
     assert grew("honk_run_phase_seconds_count", phase="agent") >= 1
     assert grew("honk_run_phase_seconds_count", phase="verify") >= 1
-    model = world_settings.model
+    model = calc_world_settings.model
     assert grew("honk_model_tokens_total", model=model, kind="output") > 0
     assert grew("honk_model_cost_dollars_total", model=model) > 0
     assert grew("honk_review_verdicts_total", verdict="approved") == 1

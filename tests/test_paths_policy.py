@@ -105,12 +105,9 @@ def test_a_file_with_several_globs(path: str, allowed: bool) -> None:
 
 
 @pytest.fixture
-def world_settings(
-    base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any
-) -> Settings:
-    seed_calc(fake_github)
+def world_settings(calc_world_settings: Settings, fake_github: Any) -> Settings:
     fake_github.commit_files(REPO, {".github/honk.yml": PATHS})
-    return calc_settings(base_settings, fake_github, fake_anthropic, fake_slack)
+    return calc_world_settings
 
 
 async def refused_run(client: TestClient, fake_github: Any) -> str:

@@ -26,10 +26,8 @@ from tests.calc_world import (
     ISSUE,
     REPO,
     TESTS,
-    calc_settings,
     fixing_script,
     labeled,
-    seed_calc,
 )
 from tests.fakes.anthropic import (
     REVIEW_TOOL,
@@ -43,14 +41,6 @@ from tests.fakes.anthropic import (
 from tests.helpers import eventually, post_webhook
 
 SKIP_REASON = "`test_add` was skipped with `@pytest.mark.skip`"
-
-
-@pytest.fixture
-def world_settings(
-    base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any
-) -> Settings:
-    seed_calc(fake_github)
-    return calc_settings(base_settings, fake_github, fake_anthropic, fake_slack)
 
 
 async def run_to_the_end(settings: Settings, aiohttp_client: Any) -> tuple[TestClient, Any]:
@@ -206,7 +196,7 @@ CHEATS = [
 async def test_the_checks_catch_it_though_the_judge_approves(
     cheat: Cheat,
     aiohttp_client: Any,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
     fake_slack: Any,
@@ -216,7 +206,7 @@ async def test_the_checks_catch_it_though_the_judge_approves(
     # The first attempt cheats; told of the finding, the second attempt changes nothing.
     fake_anthropic.script(*cheat.turns, text("I think the change is fine as it is."))
     fake_anthropic.script_review(approve())
-    _client, run = await run_to_the_end(world_settings, aiohttp_client)
+    _client, run = await run_to_the_end(calc_world_settings, aiohttp_client)
     assert run.state == RunState.SUCCEEDED, run.error
     # Where running the tests shows the cheat, the outcome checks stop it first; the checks
     # of the diff say how it was done.
@@ -260,7 +250,7 @@ async def test_the_checks_catch_it_though_the_judge_approves(
 
 async def test_a_real_fix_is_approved_and_the_pr_shows_the_review(
     aiohttp_client: Any,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
     fake_slack: Any,
@@ -268,7 +258,7 @@ async def test_a_real_fix_is_approved_and_the_pr_shows_the_review(
     summary = "Fixes `add()` to add its arguments; `test_add` checks it and passes."
     fake_anthropic.script(*fixing_script())
     fake_anthropic.script_review(approve(summary))
-    _client, run = await run_to_the_end(world_settings, aiohttp_client)
+    _client, run = await run_to_the_end(calc_world_settings, aiohttp_client)
     assert run.state == RunState.SUCCEEDED, run.error
     assert run.review == "approved"
 
@@ -300,7 +290,7 @@ async def test_a_real_fix_is_approved_and_the_pr_shows_the_review(
 
 async def test_a_vetoed_run_whose_second_attempt_is_right_ends_ready(
     aiohttp_client: Any,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
     fake_slack: Any,
@@ -317,7 +307,7 @@ async def test_a_vetoed_run_whose_second_attempt_is_right_ends_ready(
         text("Restored the test and fixed add()."),
     )
     fake_anthropic.script_review(veto(reason), approve("Fixes `add()`; the test is unchanged."))
-    client, run = await run_to_the_end(world_settings, aiohttp_client)
+    client, run = await run_to_the_end(calc_world_settings, aiohttp_client)
     assert run.state == RunState.SUCCEEDED, run.error
     assert run.review == "recovered"
     assert fake_github.file_at(REPO, run.branch, "calc.py") == FIXED
@@ -339,7 +329,7 @@ async def test_a_vetoed_run_whose_second_attempt_is_right_ends_ready(
 
     # `honk stats` counts it: one run, vetoed at first, recovered.
     out = io.StringIO()
-    assert await stats_command(world_settings, 7, out) == 0
+    assert await stats_command(calc_world_settings, 7, out) == 0
     line = next(row for row in out.getvalue().splitlines() if row.startswith(REPO))
     assert line.split() == [REPO, "1", "0", "0", "0", "1", "0", "0", "100%", "100%"]
     del client
@@ -347,7 +337,7 @@ async def test_a_vetoed_run_whose_second_attempt_is_right_ends_ready(
 
 async def test_a_judge_that_stays_down_leaves_a_draft_saying_so(
     aiohttp_client: Any,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
     fake_slack: Any,
@@ -355,7 +345,7 @@ async def test_a_judge_that_stays_down_leaves_a_draft_saying_so(
     fake_anthropic.script(*fixing_script())
     # 529 on the request and on each of the client's retries (retry-after-ms keeps it fast).
     fake_anthropic.script_review(*[overloaded() for _ in range(5)])
-    _client, run = await run_to_the_end(world_settings, aiohttp_client)
+    _client, run = await run_to_the_end(calc_world_settings, aiohttp_client)
     assert run.state == RunState.SUCCEEDED, run.error
     assert run.review == "unavailable"
     assert len(fake_anthropic.review_requests) == 5 and fake_anthropic.reviews_remaining == 0
@@ -374,7 +364,7 @@ async def test_a_judge_that_stays_down_leaves_a_draft_saying_so(
 
 async def test_on_veto_comment_opens_no_pr_and_says_why_on_the_issue(
     aiohttp_client: Any,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
     fake_slack: Any,
@@ -384,7 +374,7 @@ async def test_on_veto_comment_opens_no_pr_and_says_why_on_the_issue(
     fake_anthropic.script(*CHEATS[0].turns, text("It stays skipped."))
     reason = "The bug in `add()` is still there."
     fake_anthropic.script_review(veto(reason))
-    _client, run = await run_to_the_end(world_settings, aiohttp_client)
+    _client, run = await run_to_the_end(calc_world_settings, aiohttp_client)
     # The tests show the cheat (outcome); the check of the diff and the judge say why.
     assert run.state == RunState.FAILED and run.review == "outcome"
     assert "The tests' outcome stopped the change: " in (run.error or "")
@@ -401,14 +391,14 @@ async def test_on_veto_comment_opens_no_pr_and_says_why_on_the_issue(
 
 async def test_model_judge_off_leaves_the_checks_alone_in_charge(
     aiohttp_client: Any,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
 ) -> None:
     config = "verify: python -m pytest -q\nreview:\n  model_judge: off\n"
     fake_github.commit_files(REPO, {".github/honk.yml": config})
     fake_anthropic.script(*fixing_script())
-    _client, run = await run_to_the_end(world_settings, aiohttp_client)
+    _client, run = await run_to_the_end(calc_world_settings, aiohttp_client)
     assert run.state == RunState.SUCCEEDED, run.error
     assert run.review == "approved" and fake_anthropic.review_requests == []
     pr = the_pr(fake_github)
@@ -421,7 +411,7 @@ CONFTEST_CHEAT = "pytest_pyfunc_call = lambda pyfuncitem: True\n"
 
 async def test_a_conftest_that_greens_every_test_ends_as_a_draft_whatever_the_judge_says(
     aiohttp_client: Any,
-    world_settings: Settings,
+    calc_world_settings: Settings,
     fake_github: Any,
     fake_anthropic: Any,
     fake_slack: Any,
@@ -429,7 +419,7 @@ async def test_a_conftest_that_greens_every_test_ends_as_a_draft_whatever_the_ju
     """The issue's case: no fix, one line of conftest.py, real pytest green. Running the base's
     tests over the change stops it; reading conftest.py (the parse checks) says how."""
     token = "metrics-token-outcome"
-    settings = world_settings.with_overrides(metrics_token=token)
+    settings = calc_world_settings.with_overrides(metrics_token=token)
     fake_anthropic.script(
         tool_use_edit(command="create", path="conftest.py", file_text=CONFTEST_CHEAT),
         tool_use_bash("python -m pytest -q"),

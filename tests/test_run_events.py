@@ -114,6 +114,7 @@ def test_a_diff_is_split_per_file_and_counted() -> None:
     assert files[0]["patch"].startswith("diff --git a/calc.py") and not files[0]["cut"]
 
 
+@pytest.mark.slow
 async def test_events_survive_a_restart_and_another_process_reads_them(store_url: str) -> None:
     writer = await Store.open(store_url)
     try:

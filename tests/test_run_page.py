@@ -8,119 +8,98 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
-import pytest
 from aiohttp.test_utils import TestClient
 
 from app.agent.loop import AgentEvent
-from app.config import Settings
 from app.models import Run, RunState
 from app.runs.events import RunEvents
 from app.store import NewRun
-from app.web import SERVICES, create_app
+from app.web import SERVICES
 from tests.calc_world import INSTALLATION, ISSUE, REPO
-from tests.helpers import ClientFactory
-from tests.run_page_world import page_settings, seed_people, sign_in
+from tests.run_page_world import HONK_URL, csrf_of, sign_in
 
-HONK_URL = "http://honk.example.test"  # http: the test client has no TLS for a Secure cookie
 # Shaped like a GitHub token: the redactor knows it by its prefix, whatever its length.
 LEAKED = "ghp_" + "Z9" * 20
 
 
-@pytest.fixture
-async def client(
-    aiohttp_client: ClientFactory,
-    base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
-) -> TestClient:
-    seed_people(fake_github)
-    settings = page_settings(
-        base_settings, fake_github, fake_anthropic, fake_slack, honk_url=HONK_URL, workers=0
-    )
-    return await aiohttp_client(create_app(settings, workers=0))
-
-
-async def queued(client: TestClient, **fields: Any) -> Run:
-    store = client.app[SERVICES].store
+async def queued(page_client: TestClient, **fields: Any) -> Run:
+    store = page_client.app[SERVICES].store
     values = {"repo": REPO, "installation_id": INSTALLATION, "issue_number": ISSUE} | fields
     run = await store.runs.enqueue(NewRun(**values))
     assert run is not None
     return run
 
 
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, "no CSRF field on the page"
-    return found.group(1)
-
-
 async def test_a_visitor_signs_in_with_github_and_comes_back_to_the_run(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
-    run = await queued(client, requested_by="alice")
-    first = await client.get(f"/runs/{run.id}", allow_redirects=False)
+    run = await queued(page_client, requested_by="alice")
+    first = await page_client.get(f"/runs/{run.id}", allow_redirects=False)
     assert first.status == 302
     assert unquote(first.headers["Location"]) == f"/signin?next=/runs/{run.id}"
-    assert await sign_in(client, fake_github, "alice", f"/runs/{run.id}") == f"/runs/{run.id}"
+    assert await sign_in(page_client, fake_github, "alice", f"/runs/{run.id}") == f"/runs/{run.id}"
     authorize = fake_github.calls_to("GET", r"^/login/oauth/authorize$")[-1]
     assert authorize.query["client_id"] == fake_github.oauth_client_id
     assert authorize.query["redirect_uri"] == f"{HONK_URL}/signin/callback"
-    page = await client.get(f"/runs/{run.id}")
+    page = await page_client.get(f"/runs/{run.id}")
     assert page.status == 200
     text = await page.text()
     assert f"Run {run.id}" in text and "Cancel this run" in text
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]
     # The cookie is the encrypted session: neither the login nor the token is readable in it.
-    cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["honk_session"]
+    cookie = page_client.session.cookie_jar.filter_cookies(page_client.make_url("/"))[
+        "honk_session"
+    ]
     token = next(iter(fake_github.user_tokens))
     assert "alice" not in cookie.value and token not in cookie.value
     # An outside address to come back to is refused: the flow ends on Honk's own runs list.
-    assert await sign_in(client, fake_github, "alice", "https://evil.example/x") == "/runs"
+    assert await sign_in(page_client, fake_github, "alice", "https://evil.example/x") == "/runs"
 
 
 async def test_a_person_who_cannot_read_the_repository_gets_the_same_404_as_for_no_run(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
-    run = await queued(client, requested_by="alice")
-    await sign_in(client, fake_github, "bob")
-    hidden = await client.get(f"/runs/{run.id}")
-    missing = await client.get("/runs/999999")
+    run = await queued(page_client, requested_by="alice")
+    await sign_in(page_client, fake_github, "bob")
+    hidden = await page_client.get(f"/runs/{run.id}")
+    missing = await page_client.get("/runs/999999")
     assert hidden.status == missing.status == 404
     assert await hidden.text() == await missing.text()
     for path in (f"/api/runs/{run.id}", f"/api/runs/{run.id}/events", f"/runs/{run.id}/live"):
-        assert (await client.get(path)).status == 404, path
-    listed = await (await client.get("/runs")).text()
+        assert (await page_client.get(path)).status == 404, path
+    listed = await (await page_client.get("/runs")).text()
     assert f"/runs/{run.id}" not in listed
 
 
 async def test_a_reader_sees_the_run_but_may_not_steer_it(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
-    run = await queued(client, requested_by="alice")
-    await sign_in(client, fake_github, "carol")
-    page = await (await client.get(f"/runs/{run.id}")).text()
+    run = await queued(page_client, requested_by="alice")
+    await sign_in(page_client, fake_github, "carol")
+    page = await (await page_client.get(f"/runs/{run.id}")).text()
     assert f"Run {run.id}" in page and "Cancel this run" not in page
-    refused = await client.post(
+    refused = await page_client.post(
         f"/runs/{run.id}/cancel", data={"csrf": csrf_of(page)}, allow_redirects=False
     )
     assert refused.status == 403
     assert "needs write access" in await refused.text()
-    stored = await client.app[SERVICES].store.runs.get(run.id)
+    stored = await page_client.app[SERVICES].store.runs.get(run.id)
     assert stored is not None and stored.state == RunState.QUEUED
 
 
-async def test_cancel_needs_the_sessions_csrf_token(client: TestClient, fake_github: Any) -> None:
-    run = await queued(client, requested_by="alice")
-    await sign_in(client, fake_github, "alice")
-    page = await (await client.get(f"/runs/{run.id}")).text()
+async def test_cancel_needs_the_sessions_csrf_token(
+    page_client: TestClient, fake_github: Any
+) -> None:
+    run = await queued(page_client, requested_by="alice")
+    await sign_in(page_client, fake_github, "alice")
+    page = await (await page_client.get(f"/runs/{run.id}")).text()
     assert '<noscript><meta http-equiv="refresh"' in page  # active: refreshes without JavaScript
-    store = client.app[SERVICES].store
+    store = page_client.app[SERVICES].store
     for form in ({}, {"csrf": "forged"}):
-        refused = await client.post(f"/runs/{run.id}/cancel", data=form, allow_redirects=False)
+        refused = await page_client.post(f"/runs/{run.id}/cancel", data=form, allow_redirects=False)
         assert refused.status == 403
         assert (await store.runs.get(run.id)).state == RunState.QUEUED  # type: ignore[union-attr]
-    done = await client.post(
+    done = await page_client.post(
         f"/runs/{run.id}/cancel", data={"csrf": csrf_of(page)}, allow_redirects=False
     )
     assert done.status == 303 and done.headers["Location"] == f"/runs/{run.id}"
@@ -130,16 +109,16 @@ async def test_cancel_needs_the_sessions_csrf_token(client: TestClient, fake_git
 
 
 async def test_retry_with_instructions_queues_a_follow_up_by_the_person(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
-    store = client.app[SERVICES].store
-    run = await queued(client, requested_by="alice")
+    store = page_client.app[SERVICES].store
+    run = await queued(page_client, requested_by="alice")
     await store.runs.finish(run.id, RunState.FAILED, error="the tests failed")
-    await sign_in(client, fake_github, "alice")
-    page = await (await client.get(f"/runs/{run.id}")).text()
+    await sign_in(page_client, fake_github, "alice")
+    page = await (await page_client.get(f"/runs/{run.id}")).text()
     assert "Retry" in page and "Cancel this run" not in page
     assert 'http-equiv="refresh"' not in page  # finished: nothing more to wait for
-    response = await client.post(
+    response = await page_client.post(
         f"/runs/{run.id}/retry",
         data={"csrf": csrf_of(page), "instructions": "Keep the old name as an alias."},
         allow_redirects=False,
@@ -152,43 +131,47 @@ async def test_retry_with_instructions_queues_a_follow_up_by_the_person(
 
 
 async def test_the_json_api_takes_a_github_token_as_a_bearer(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
-    store = client.app[SERVICES].store
-    run = await queued(client, requested_by="alice")
+    store = page_client.app[SERVICES].store
+    run = await queued(page_client, requested_by="alice")
     for n in range(3):
         await store.events.add(run.id, "text", {"turn": n, "text": f"step {n}"})
     carol = {"Authorization": f"Bearer {fake_github.user_token_for('carol')}"}
-    described = await client.get(f"/api/runs/{run.id}", headers=carol)
+    described = await page_client.get(f"/api/runs/{run.id}", headers=carol)
     assert described.status == 200
     body = await described.json()
     assert body["repo"] == REPO and body["state"] == "queued"
     assert body["links"]["page"] == f"{HONK_URL}/runs/{run.id}"
-    events = await (await client.get(f"/api/runs/{run.id}/events?after=1", headers=carol)).json()
+    events = await (
+        await page_client.get(f"/api/runs/{run.id}/events?after=1", headers=carol)
+    ).json()
     assert [e["seq"] for e in events["events"]] == [2, 3] and events["last"] == 3
     assert events["events"][0]["data"]["text"] == "step 1"
     bob = {"Authorization": f"token {fake_github.user_token_for('bob')}"}
-    assert (await client.get(f"/api/runs/{run.id}", headers=bob)).status == 404
-    nobody = await client.get(f"/api/runs/{run.id}")
+    assert (await page_client.get(f"/api/runs/{run.id}", headers=bob)).status == 404
+    nobody = await page_client.get(f"/api/runs/{run.id}")
     assert nobody.status == 401 and "Bearer" in nobody.headers["WWW-Authenticate"]
     forged = {"Authorization": "Bearer ghu_not-a-token"}
-    assert (await client.get(f"/api/runs/{run.id}", headers=forged)).status == 401
-    assert (await client.get(f"/api/runs/{run.id}/events?after=x", headers=carol)).status == 400
+    assert (await page_client.get(f"/api/runs/{run.id}", headers=forged)).status == 401
+    assert (
+        await page_client.get(f"/api/runs/{run.id}/events?after=x", headers=carol)
+    ).status == 400
 
 
 async def test_the_runs_list_filters_by_repository_state_and_mine(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
     fake_github.add_repo("octo-org/other", private=True)
-    store = client.app[SERVICES].store
-    mine = await queued(client, requested_by="carol")
-    theirs = await queued(client, issue_number=13, requested_by="alice")
+    store = page_client.app[SERVICES].store
+    mine = await queued(page_client, requested_by="carol")
+    theirs = await queued(page_client, issue_number=13, requested_by="alice")
     await store.runs.finish(theirs.id, RunState.SUCCEEDED)
-    hidden = await queued(client, repo="octo-org/other", issue_number=1, requested_by="carol")
-    await sign_in(client, fake_github, "carol")
+    hidden = await queued(page_client, repo="octo-org/other", issue_number=1, requested_by="carol")
+    await sign_in(page_client, fake_github, "carol")
 
     async def listed(query: str = "") -> set[int]:
-        page = await (await client.get(f"/runs{query}")).text()
+        page = await (await page_client.get(f"/runs{query}")).text()
         return {int(n) for n in re.findall(r'href="/runs/(\d+)"', page)}
 
     assert await listed() == {mine.id, theirs.id}  # never the repository carol cannot read
@@ -200,18 +183,18 @@ async def test_the_runs_list_filters_by_repository_state_and_mine(
 
 
 async def test_a_secret_in_a_commands_output_never_reaches_the_page_or_the_api(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
-    run = await queued(client, requested_by="alice")
-    events = RunEvents(client.app[SERVICES].store, run.id)
+    run = await queued(page_client, requested_by="alice")
+    events = RunEvents(page_client.app[SERVICES].store, run.id)
     await events.agent(
         AgentEvent("tool", 1, "bash", "env", tool_id="t1", tool_input={"command": "env"})
     )
     output = f"HOME=/workspace\nGITHUB_TOKEN={LEAKED}\n" + "\n".join(map(str, range(30)))
     await events.agent(AgentEvent("tool_done", 1, "bash", "env", tool_id="t1", output=output))
-    await sign_in(client, fake_github, "alice")
-    page = await (await client.get(f"/runs/{run.id}")).text()
-    api = await (await client.get(f"/api/runs/{run.id}/events")).text()
+    await sign_in(page_client, fake_github, "alice")
+    page = await (await page_client.get(f"/runs/{run.id}")).text()
+    api = await (await page_client.get(f"/api/runs/{run.id}/events")).text()
     for shown in (page, api):
         assert LEAKED not in shown and "GITHUB_TOKEN=[REDACTED]" in shown
     assert "$ env" in page and "more lines</summary>" in page  # one entry, its output folded
@@ -219,36 +202,36 @@ async def test_a_secret_in_a_commands_output_never_reaches_the_page_or_the_api(
 
 
 async def test_an_expiring_user_token_is_refreshed_and_the_session_keeps_the_new_one(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
-    run = await queued(client, requested_by="alice")
+    run = await queued(page_client, requested_by="alice")
     fake_github.user_token_ttl = 60.0  # inside Honk's margin: every request refreshes first
-    await sign_in(client, fake_github, "alice")
+    await sign_in(page_client, fake_github, "alice")
     for _ in range(3):  # each time with the refresh token the last answer stored in the cookie
-        seen = await client.get(f"/runs/{run.id}", allow_redirects=False)
+        seen = await page_client.get(f"/runs/{run.id}", allow_redirects=False)
         assert seen.status == 200, (seen.status, seen.headers.get("Location"))
     assert len(fake_github.calls_to("POST", r"^/login/oauth/access_token$")) == 4
     assert len(fake_github.refresh_tokens) == 1  # each refresh token was spent once
     # A refresh GitHub refuses signs the person out: the next page asks them to sign in.
     fake_github.refresh_tokens.clear()
-    again = await client.get(f"/runs/{run.id}", allow_redirects=False)
+    again = await page_client.get(f"/runs/{run.id}", allow_redirects=False)
     assert again.status == 302 and again.headers["Location"].startswith("/signin?next=")
 
 
 async def test_a_judges_review_and_the_network_summary_show_when_the_run_has_them(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
-    run = await queued(client, requested_by="alice")
-    store = client.app[SERVICES].store
-    await sign_in(client, fake_github, "carol")
-    before = await (await client.get(f"/runs/{run.id}")).text()
+    run = await queued(page_client, requested_by="alice")
+    store = page_client.app[SERVICES].store
+    await sign_in(page_client, fake_github, "carol")
+    before = await (await page_client.get(f"/runs/{run.id}")).text()
     assert 'id="review-section" hidden' in before and 'id="network-section" hidden' in before
     record = {"verdict": "vetoed", "round": 1, "final": True, "model": "claude-haiku-4-5"}
     record |= {"reasons": ["<b>add()</b> lacks a test"], "checks": True, "findings": []}
     await store.events.add(run.id, "review", record)
     for host, allowed in (("pypi.org", True), ("pypi.org", True), ("evil.example", False)):
         await store.events.add(run.id, "network", {"host": host, "allowed": allowed})
-    page = await (await client.get(f"/runs/{run.id}")).text()
+    page = await (await page_client.get(f"/runs/{run.id}")).text()
     assert 'id="review-section" hidden' not in page
     assert '<span class="verdict-tag bad">Vetoed</span>' in page
     # The judge's words are a model's: inert (its HTML shown as code), never markup.
@@ -259,12 +242,12 @@ async def test_a_judges_review_and_the_network_summary_show_when_the_run_has_the
 
 
 async def test_the_live_stream_sends_new_entries_the_summary_and_the_end(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
-    run = await queued(client, requested_by="alice")
-    store = client.app[SERVICES].store
+    run = await queued(page_client, requested_by="alice")
+    store = page_client.app[SERVICES].store
     await store.events.add(run.id, "text", {"turn": 1, "text": "already on the page"})
-    await sign_in(client, fake_github, "alice")
+    await sign_in(page_client, fake_github, "alice")
     seen: list[tuple[str, str]] = []  # (event, data)
 
     async def read_until(stream: Any, wanted: str) -> None:
@@ -277,7 +260,7 @@ async def test_the_live_stream_sends_new_entries_the_summary_and_the_end(
                 elif line.startswith("data: "):
                     seen.append((event, line.removeprefix("data: ")))
 
-    async with client.get(f"/runs/{run.id}/live?after=1") as stream:
+    async with page_client.get(f"/runs/{run.id}/live?after=1") as stream:
         assert stream.headers["Content-Type"].startswith("text/event-stream")
         await read_until(stream, "summary")
         await store.events.add(run.id, "text", {"turn": 2, "text": "<i>new</i> words"})

@@ -19,13 +19,12 @@ from app.issue_snapshots import record_approved
 from app.models import Run, RunState, Usage
 from app.runs.events import RunEvents
 from app.store import NewRun
-from app.web import SERVICES, create_app
+from app.web import SERVICES
 from tests.calc_world import INSTALLATION, ISSUE, ISSUE_TITLE, REPO, TESTS, labeled
 from tests.fakes.anthropic import approve, text, tool_use_edit, veto
 from tests.helpers import ClientFactory, eventually, post_webhook
-from tests.run_page_world import page_settings, seed_people, sign_in
+from tests.run_page_world import page_honk, sign_in
 
-HONK_URL = "http://honk.example.test"
 DATED = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC")
 PHASE = re.compile(
     r'<h3 class="entry phase" id="[^"]+">(\w+)(?: <span class="muted">· ([^<]*)</span>)?</h3>'
@@ -33,37 +32,9 @@ PHASE = re.compile(
 REASON = "`test_add` now expects -1; the bug in `add()` is still there."
 
 
-async def honk(
-    aiohttp_client: ClientFactory,
-    base_settings: Settings,
-    fakes: tuple[Any, Any, Any],
-    *,
-    workers: int,
-) -> TestClient:
-    fake_github, fake_anthropic, fake_slack = fakes
-    seed_people(fake_github)
-    settings = page_settings(
-        base_settings, fake_github, fake_anthropic, fake_slack, honk_url=HONK_URL, workers=workers
-    )
-    return await aiohttp_client(create_app(settings, workers=workers))
-
-
-@pytest.fixture
-async def client(
-    aiohttp_client: ClientFactory,
-    base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
-) -> TestClient:
-    """No workers: the tests store a run's events themselves."""
-    fakes = (fake_github, fake_anthropic, fake_slack)
-    return await honk(aiohttp_client, base_settings, fakes, workers=0)
-
-
-async def queued(client: TestClient, issue: int = ISSUE) -> Run:
+async def queued(page_client: TestClient, issue: int = ISSUE) -> Run:
     new = NewRun(repo=REPO, installation_id=INSTALLATION, issue_number=issue, requested_by="alice")
-    run = await client.app[SERVICES].store.runs.enqueue(new)
+    run = await page_client.app[SERVICES].store.runs.enqueue(new)
     assert run is not None
     return run
 
@@ -73,6 +44,7 @@ def position(page: str, marker: str) -> int:
     return page.index(marker)
 
 
+@pytest.mark.e2e
 async def test_a_real_run_records_its_review_and_the_page_leads_with_the_outcome(
     aiohttp_client: ClientFactory,
     base_settings: Settings,
@@ -90,9 +62,9 @@ async def test_a_real_run_records_its_review_and_the_page_leads_with_the_outcome
     )
     fake_anthropic.script_review(veto(REASON), approve("Fixes `add()`; the test is unchanged."))
     fakes = (fake_github, fake_anthropic, fake_slack)
-    client = await honk(aiohttp_client, base_settings, fakes, workers=1)
-    assert (await post_webhook(client, "issues", labeled())).status == 202
-    store = client.app[SERVICES].store
+    page_client = await page_honk(aiohttp_client, base_settings, fakes, workers=1)
+    assert (await post_webhook(page_client, "issues", labeled())).status == 202
+    store = page_client.app[SERVICES].store
 
     async def finished() -> Run | None:
         runs = await store.runs.find(repo=REPO, issue_number=ISSUE)
@@ -114,8 +86,8 @@ async def test_a_real_run_records_its_review_and_the_page_leads_with_the_outcome
     (end,) = [e.data for e in events if e.kind == "finished"]
     assert end["summary"].startswith("Restored the test and fixed `add()`")
 
-    await sign_in(client, fake_github, "alice")
-    page = await (await client.get(f"/runs/{run.id}")).text()
+    await sign_in(page_client, fake_github, "alice")
+    page = await (await page_client.get(f"/runs/{run.id}")).text()
     # The issue's title, then the outcome, then Retry, then the figures and the rest.
     assert f'<h1 id="title">{ISSUE_TITLE}</h1>' in page
     order = [
@@ -171,15 +143,15 @@ async def test_a_real_run_records_its_review_and_the_page_leads_with_the_outcome
 
 
 async def test_counts_agree_with_their_nouns_and_times_have_a_date_and_zone(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
-    run = await queued(client)
-    store = client.app[SERVICES].store
+    run = await queued(page_client)
+    store = page_client.app[SERVICES].store
     assert not run.steps
     await store.runs.add_usage(run.id, Usage(requests=1))
     await store.runs.add_step(run.id, "claimed", "host-7:4242:w0")  # a worker's id
-    await sign_in(client, fake_github, "carol")
-    page = await (await client.get(f"/runs/{run.id}")).text()
+    await sign_in(page_client, fake_github, "carol")
+    page = await (await page_client.get(f"/runs/{run.id}")).text()
     assert "(1 request to <code>" in page and "1 requests" not in page
     assert "Timeline (1 step)" in page
     (step,) = (await store.runs.get(run.id)).steps  # type: ignore[union-attr]
@@ -189,15 +161,15 @@ async def test_counts_agree_with_their_nouns_and_times_have_a_date_and_zone(
     assert "host-7" not in page
     await store.runs.add_usage(run.id, Usage(requests=1))
     await store.runs.add_step(run.id, "checkout")
-    again = await (await client.get(f"/runs/{run.id}")).text()
+    again = await (await page_client.get(f"/runs/{run.id}")).text()
     assert "(2 requests to <code>" in again and "Timeline (2 steps)" in again
 
 
 async def test_the_agents_summary_is_markdown_and_inert(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
-    run = await queued(client)
-    store = client.app[SERVICES].store
+    run = await queued(page_client)
+    store = page_client.app[SERVICES].store
     summary = (
         "Fixed `add`: it subtracted. <script>alert(1)</script> @octo-org/everyone\n\n"
         "[safe](https://example.com/a) [unsafe](javascript:alert(1)) [local](/runs/1/cancel) "
@@ -206,8 +178,8 @@ async def test_the_agents_summary_is_markdown_and_inert(
     )
     await RunEvents(store, run.id).finished(RunState.FAILED, error="stopped", summary=summary)
     await store.runs.finish(run.id, RunState.FAILED, error="the tests failed")
-    await sign_in(client, fake_github, "alice")
-    page = await (await client.get(f"/runs/{run.id}")).text()
+    await sign_in(page_client, fake_github, "alice")
+    page = await (await page_client.get(f"/runs/{run.id}")).text()
     head = page[position(page, 'id="agent-summary"') : position(page, 'id="open-issue"')]
     assert "<p>Fixed <code>add</code>: it subtracted." in head
     assert "<code>&lt;script&gt;</code>alert(1)<code>&lt;/script&gt;</code>" in head
@@ -222,14 +194,15 @@ async def test_the_agents_summary_is_markdown_and_inert(
     assert "<strong>Why it stopped:</strong> the tests failed" in above
 
 
+@pytest.mark.e2e
 async def test_empty_phases_leave_the_live_page_and_its_last_phase_says_how_it_ended(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
-    run = await queued(client)
-    store = client.app[SERVICES].store
+    run = await queued(page_client)
+    store = page_client.app[SERVICES].store
     events = RunEvents(store, run.id)
     await events.phase("checkout")  # seq 1: on the page already
-    await sign_in(client, fake_github, "alice")
+    await sign_in(page_client, fake_github, "alice")
     seen: list[tuple[str, dict[str, Any]]] = []
 
     async def read_until(stream: Any, done: Any) -> None:
@@ -245,7 +218,7 @@ async def test_empty_phases_leave_the_live_page_and_its_last_phase_says_how_it_e
     def entry(key: str) -> list[dict[str, Any]]:
         return [data for name, data in seen if name == "entry" and data.get("key") == key]
 
-    async with client.get(f"/runs/{run.id}/live?after=1") as stream:
+    async with page_client.get(f"/runs/{run.id}/live?after=1") as stream:
         await events.phase("agent", "starting")  # seq 2: checkout had nothing under it
         await read_until(stream, lambda: entry("ev-2"))
         assert entry("ev-1") == [{"seq": 2, "key": "ev-1", "section": "transcript", "html": ""}]
@@ -260,15 +233,15 @@ async def test_empty_phases_leave_the_live_page_and_its_last_phase_says_how_it_e
     assert '">verify <span class="muted">· PR opened</span></h3>' in entry("ev-4")[-1]["html"]
     summaries = [data["html"] for name, data in seen if name == "summary"]
     assert "Fixed <code>add</code>." in summaries[-1]
-    page = await (await client.get(f"/runs/{run.id}")).text()
+    page = await (await page_client.get(f"/runs/{run.id}")).text()
     assert PHASE.findall(page) == [("agent", "starting"), ("verify", "PR opened")]
 
 
 async def test_a_summary_only_from_the_end_or_from_a_run_recorded_before_summaries(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
-    store = client.app[SERVICES].store
-    cancelled, older = await queued(client), await queued(client, ISSUE + 1)
+    store = page_client.app[SERVICES].store
+    cancelled, older = await queued(page_client), await queued(page_client, ISSUE + 1)
     for run in (cancelled, older):
         await store.events.add(run.id, "text", {"turn": 1, "text": "Let me look at `calc.py`."})
     # Cancelled mid-turn: the agent's last words were no summary, and the end says so.
@@ -277,28 +250,28 @@ async def test_a_summary_only_from_the_end_or_from_a_run_recorded_before_summari
     # An end stored before the end carried a summary: the agent's last message stands in.
     await store.events.add(older.id, "finished", {"state": "succeeded", "error": None})
     await store.runs.finish(older.id, RunState.SUCCEEDED)
-    await sign_in(client, fake_github, "alice")
-    page = await (await client.get(f"/runs/{cancelled.id}")).text()
+    await sign_in(page_client, fake_github, "alice")
+    page = await (await page_client.get(f"/runs/{cancelled.id}")).text()
     assert 'id="agent-summary"' not in page and 'id="state">Cancelled<' in page
-    page = await (await client.get(f"/runs/{older.id}")).text()
+    page = await (await page_client.get(f"/runs/{older.id}")).text()
     summary = page[position(page, 'id="agent-summary"') :]
     assert summary.startswith('id="agent-summary"><p>Let me look at <code>calc.py</code>.</p>')
 
 
 async def test_a_queued_run_is_titled_by_its_issue_as_approved(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
-    run = await queued(client)
-    store = client.app[SERVICES].store
-    await sign_in(client, fake_github, "alice")
-    untitled = await (await client.get(f"/runs/{run.id}")).text()
+    run = await queued(page_client)
+    store = page_client.app[SERVICES].store
+    await sign_in(page_client, fake_github, "alice")
+    untitled = await (await page_client.get(f"/runs/{run.id}")).text()
     assert f'<h1 id="title">Run {run.id}</h1>' in untitled
     issue = {"number": ISSUE, "title": "add() <b>returns</b> the wrong sum", "body": "x"}
     await record_approved(store, REPO, issue, approved_by="alice")
-    page = await (await client.get(f"/runs/{run.id}")).text()
+    page = await (await page_client.get(f"/runs/{run.id}")).text()
     assert '<h1 id="title">add() &lt;b&gt;returns&lt;/b&gt; the wrong sum</h1>' in page
     assert 'id="state">Queued<' in page and 'id="cancel"' in page  # its main action
     # Once the run has started, the title it recorded is the one shown.
     await RunEvents(store, run.id).subject("Follow-up: keep the old name")
-    page = await (await client.get(f"/runs/{run.id}")).text()
+    page = await (await page_client.get(f"/runs/{run.id}")).text()
     assert '<h1 id="title">Follow-up: keep the old name</h1>' in page

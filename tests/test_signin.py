@@ -12,55 +12,14 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from yarl import URL
 
-from app.config import Settings
 from app.store import NewRun
-from app.web import SERVICES, create_app
+from app.web import SERVICES
 from tests.calc_world import INSTALLATION, ISSUE, REPO
-from tests.helpers import ClientFactory
-from tests.run_page_world import page_settings, seed_people
+from tests.run_page_world import HONK_URL, csrf_of, sign_in
 
-HONK_URL = "http://honk.example.test"  # http: the test client has no TLS for a Secure cookie
 HONK_HOST = urlsplit(HONK_URL).netloc
 COOKIE = "honk_session"
-
-
-@pytest.fixture
-async def client(
-    aiohttp_client: ClientFactory,
-    base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
-) -> TestClient:
-    seed_people(fake_github)
-    settings = page_settings(
-        base_settings, fake_github, fake_anthropic, fake_slack, honk_url=HONK_URL, workers=0
-    )
-    return await aiohttp_client(create_app(settings, workers=0))
-
-
-async def round_trip(client: TestClient, fake_github: Any, raw_next: str) -> str:
-    """The whole sign-in as a browser makes it, `next` sent exactly as written (its percent
-    escapes untouched): /signin, GitHub's authorize page, the callback. The final Location."""
-    fake_github.sign_in_as("alice")
-    base = str(client.make_url("/")).rstrip("/")
-    start = await client.session.get(
-        URL(f"{base}/signin?next={raw_next}", encoded=True), allow_redirects=False
-    )
-    assert start.status == 302, await start.text()
-    authorize = start.headers["Location"]
-    assert authorize.startswith(f"{fake_github.url}/login/oauth/authorize?")
-    async with (
-        aiohttp.ClientSession() as github,
-        github.get(authorize, allow_redirects=False) as back,
-    ):
-        assert back.status == 302
-        callback = urlsplit(back.headers["Location"])
-    done = await client.get(f"{callback.path}?{callback.query}", allow_redirects=False)
-    assert done.status == 302, await done.text()
-    return done.headers["Location"]
 
 
 def where_a_browser_goes(location: str) -> str:
@@ -100,9 +59,9 @@ def where_a_browser_goes(location: str) -> str:
     ],
 )
 async def test_next_that_leaves_honk_comes_back_to_the_runs_list(
-    client: TestClient, fake_github: Any, raw_next: str
+    page_client: TestClient, fake_github: Any, raw_next: str
 ) -> None:
-    location = await round_trip(client, fake_github, raw_next)
+    location = await sign_in(page_client, fake_github, "alice", raw_next)
     assert location == "/runs"
     assert urlsplit(where_a_browser_goes(location)).netloc == HONK_HOST
 
@@ -123,41 +82,23 @@ async def test_next_that_leaves_honk_comes_back_to_the_runs_list(
     ],
 )
 async def test_a_path_on_honk_is_where_sign_in_ends(
-    client: TestClient, fake_github: Any, raw_next: str, location: str
+    page_client: TestClient, fake_github: Any, raw_next: str, location: str
 ) -> None:
-    assert await round_trip(client, fake_github, raw_next) == location
+    assert await sign_in(page_client, fake_github, "alice", raw_next) == location
     assert urlsplit(where_a_browser_goes(location)).netloc == HONK_HOST
 
 
 # -- signing out ---------------------------------------------------------------------------------
 
 
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, "no CSRF field on the page"
-    return found.group(1)
-
-
-async def sign_in(client: TestClient, fake_github: Any, login: str) -> None:
-    fake_github.sign_in_as(login)
-    start = await client.get("/signin?next=/runs", allow_redirects=False)
-    async with (
-        aiohttp.ClientSession() as github,
-        github.get(start.headers["Location"], allow_redirects=False) as back,
-    ):
-        callback = urlsplit(back.headers["Location"])
-    done = await client.get(f"{callback.path}?{callback.query}", allow_redirects=False)
-    assert done.status == 302 and done.headers["Location"] == "/runs"
-
-
-def cookie_of(client: TestClient) -> str:
-    return client.session.cookie_jar.filter_cookies(client.make_url("/"))[COOKIE].value
+def cookie_of(page_client: TestClient) -> str:
+    return page_client.session.cookie_jar.filter_cookies(page_client.make_url("/"))[COOKIE].value
 
 
 async def test_a_copied_cookie_is_signed_out_with_its_session(
-    client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: Any
 ) -> None:
-    store = client.app[SERVICES].store
+    store = page_client.app[SERVICES].store
     run = await store.runs.enqueue(
         NewRun(repo=REPO, installation_id=INSTALLATION, issue_number=ISSUE, requested_by="alice")
     )
@@ -165,15 +106,15 @@ async def test_a_copied_cookie_is_signed_out_with_its_session(
     # Inside Honk's refresh margin: every request with this session refreshes its token first,
     # so a copy that is still honoured would refresh on its next request.
     fake_github.user_token_ttl = 60.0
-    await sign_in(client, fake_github, "alice")
-    page = await client.get(f"/runs/{run.id}")
+    assert await sign_in(page_client, fake_github, "alice") == "/runs"
+    page = await page_client.get(f"/runs/{run.id}")
     assert page.status == 200
     csrf = csrf_of(await page.text())
-    copied = cookie_of(client)  # the latest cookie: its refresh token is unspent
+    copied = cookie_of(page_client)  # the latest cookie: its refresh token is unspent
     live = [t for t, g in fake_github.user_tokens.items() if g.login == "alice" and not g.revoked]
     token = live[-1]
 
-    signed_out = await client.post("/signout", data={"csrf": csrf})
+    signed_out = await page_client.post("/signout", data={"csrf": csrf})
     assert signed_out.status == 200 and "You are signed out" in await signed_out.text()
     refreshes = len(fake_github.calls_to("POST", r"^/login/oauth/access_token$"))
 
@@ -181,17 +122,19 @@ async def test_a_copied_cookie_is_signed_out_with_its_session(
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as thief:
         headers = {"Cookie": f"{COOKIE}={copied}"}
         seen = await thief.get(
-            client.make_url(f"/runs/{run.id}"), headers=headers, allow_redirects=False
+            page_client.make_url(f"/runs/{run.id}"), headers=headers, allow_redirects=False
         )
         assert seen.status == 302, seen.status
         assert seen.headers["Location"].startswith("/signin?next=")
-        api = await thief.get(client.make_url(f"/api/runs/{run.id}"), headers=headers)
+        api = await thief.get(page_client.make_url(f"/api/runs/{run.id}"), headers=headers)
         assert api.status == 401
-        listed = await thief.get(client.make_url("/runs"), headers=headers, allow_redirects=False)
+        listed = await thief.get(
+            page_client.make_url("/runs"), headers=headers, allow_redirects=False
+        )
         assert listed.status == 302
     assert len(fake_github.calls_to("POST", r"^/login/oauth/access_token$")) == refreshes
 
-    # GitHub was asked to revoke the session's token, with the App's client credentials.
+    # GitHub was asked to revoke the session's token, with the App's page_client credentials.
     (revocation,) = fake_github.calls_to(
         "DELETE", rf"^/applications/{re.escape(fake_github.oauth_client_id)}/token$"
     )

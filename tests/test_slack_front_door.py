@@ -14,7 +14,14 @@ from app.handlers.slack.channels import channel_repo
 from app.models import Run, RunKind, RunState
 from app.slack import blocks
 from app.web import SERVICES, create_app
-from tests.calc_world import INSTALLATION, REPO, calc_settings, fixing_script, seed_calc
+from tests.calc_world import (
+    INSTALLATION,
+    REPO,
+    calc_settings,
+    fixing_script,
+    seed_calc,
+    without_outcome_checks,
+)
 from tests.conftest import load_payload
 from tests.fakes.anthropic import text
 from tests.fakes.slack import CHANNEL_ID, FakeSlack
@@ -33,7 +40,9 @@ def world(
         fake_github.add_user(login, name=login.title(), email=f"{login}@example.com")
         fake_github.add_org_member("octo-org", login)
         fake_github.set_permission(REPO, login, role)
-    return calc_settings(base_settings, fake_github, fake_anthropic, fake_slack, workers=0)
+    # About Slack: the review's outcome checks are left to tests/test_review_e2e.py.
+    settings = calc_settings(base_settings, fake_github, fake_anthropic, fake_slack, workers=0)
+    return without_outcome_checks(fake_github, settings)
 
 
 async def runs_of(client: TestClient) -> list[Run]:

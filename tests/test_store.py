@@ -358,6 +358,7 @@ async def test_put_kv_if_absent_has_exactly_one_winner(store: Store, store_url: 
 # -- several processes on one file -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_two_worker_processes_never_claim_the_same_run(store: Store, store_url: str) -> None:
     queued = [some(await store.runs.enqueue(issue_run(n))).id for n in range(40)]
     async with (

@@ -64,6 +64,7 @@ def comments_posted(fake: FakeGitHub, repo: str = REPO) -> list[Any]:
 # --- priorities ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_bulk_writes_leave_room_for_a_person_and_for_runs(
     app: GitHubApp, fake_github: FakeGitHub, clock: VirtualClock
 ) -> None:
