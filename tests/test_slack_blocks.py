@@ -100,23 +100,23 @@ def test_user_text_is_escaped_everywhere() -> None:
 
 
 def test_root_updated_shows_the_current_status_pr_and_reason() -> None:
-    common: dict[str, Any] = {
-        "repo": "octo/widgets",
-        "issue_number": 12,
-        "issue_title": "Crash",
-        "issue_url": ISSUE_URL,
-        "requested_by": "alice",
-        "run_id": 7,
-    }
-    working = shown(blocks.root_updated(**common, status=RunState.RUNNING))
+    common = blocks.Headline(
+        repo="octo/widgets",
+        issue_number=12,
+        issue_title="Crash",
+        issue_url=ISSUE_URL,
+        requested_by="alice",
+        run_id=7,
+    )
+    working = shown(blocks.root_updated(common, status=RunState.RUNNING))
     assert "*Working*" in working
     text, done = blocks.root_updated(
-        **common, status=RunState.SUCCEEDED, pr_url=PR_URL, pr_number=34, draft=True
+        common, status=RunState.SUCCEEDED, pr=blocks.PullRef(PR_URL, 34, draft=True)
     )
     assert f"Draft pull request: <{PR_URL}|PR #34>" in shown((text, done))
     assert buttons(done)["honk_open_pr"]["url"] == PR_URL
     assert blocks.CANCEL_ACTION not in buttons(done)
-    text, failed = blocks.root_updated(**common, status="failed", error="tests <failed>")
+    text, failed = blocks.root_updated(common, status="failed", error="tests <failed>")
     assert "*Failed*" in shown((text, failed))
     assert "*Reason:* tests &lt;failed&gt;" in shown((text, failed))
     assert buttons(failed)["honk_retry"]["value"] == "7"
