@@ -216,9 +216,7 @@ def test_slack_control_sequences_never_reach_the_channel() -> None:
     )
     _fallback, message = blocks.run_finished(
         outcome="succeeded",
-        pr_url="https://github.com/octo-org/calc/pull/13",
-        pr_number=13,
-        draft=False,
+        pr=blocks.PullRef("https://github.com/octo-org/calc/pull/13", 13),
         summary=summary,
         usage_text="",
         error=None,

@@ -306,9 +306,7 @@ class RunTracker:
         else:
             text, blks = blocks.run_finished(
                 outcome=state,
-                pr_url=pr.url if pr is not None else None,
-                pr_number=pr.number if pr is not None else None,
-                draft=pr is not None and pr.draft,
+                pr=pr,
                 summary=summary,
                 usage_text=usage_text,
                 error=error,

@@ -166,9 +166,7 @@ def run_progress(text: str, *, run_url: str | None = None) -> Message:
 def run_finished(
     *,
     outcome: str,
-    pr_url: str | None,
-    pr_number: int | None,
-    draft: bool,
+    pr: PullRef | None,
     summary: str | None,
     usage_text: str | None,
     error: str | None,
@@ -185,8 +183,9 @@ def run_finished(
     `output_tail` is the last lines a failed command printed, `notes` what else explains the
     failure (the network's refusals with their reasons and advice).
     """
+    pr_url, pr_number = (pr.url, pr.number) if pr is not None else (None, None)
     emoji, label = _run_status(outcome)
-    if outcome == RunState.SUCCEEDED and draft:
+    if outcome == RunState.SUCCEEDED and pr is not None and pr.draft:
         label = "Draft PR opened"
     headline = f"{emoji} *{label}*"
     if pr_url:
