@@ -20,6 +20,7 @@ from app.ci.verdict import (
 from app.config import Settings
 from app.github import GitHubApp, GitHubClient
 from app.models import Run, RunKind, RunState, Usage
+from app.runs.follow_up import RetryParts
 from app.runs.kinds import compose_request
 from app.runs.texts import Verification, check_run_conclusion, check_run_output
 from tests.fakes.github import FakeGitHub
@@ -188,11 +189,13 @@ def run_of(kind: RunKind, **fields: object) -> Run:
 def test_retry_request_has_instructions_reviews_and_ci_failure() -> None:
     text = compose_request(
         run_of(RunKind.RETRY),
-        instructions="use integers only",
-        reviews=[{"path": "calc.py", "line": 2, "user": {"login": "alice"}, "body": "Name it"}],
-        failure_text="### tests: failure\nAssertionError",
-        failure_checks="tests",
-        failure_sha="abcdef1234",
+        RetryParts(
+            instructions="use integers only",
+            reviews=[{"path": "calc.py", "line": 2, "user": {"login": "alice"}, "body": "Name it"}],
+            failure_text="### tests: failure\nAssertionError",
+            failure_checks="tests",
+            failure_sha="abcdef1234",
+        ),
     )
     assert "pull request #3" in text and "`honk/1-fix`" in text
     assert "What to do now:\nuse integers only" in text
@@ -201,7 +204,7 @@ def test_retry_request_has_instructions_reviews_and_ci_failure() -> None:
 
 
 def test_ci_fix_request_is_the_failure_bounded() -> None:
-    text = compose_request(run_of(RunKind.CI_FIX, round=2), failure_text="E" * 50_000)
+    text = compose_request(run_of(RunKind.CI_FIX, round=2), RetryParts(failure_text="E" * 50_000))
     assert "automatic repair round 2" in text and "do not skip" in text
     assert len(text) < 9_000
 

@@ -31,7 +31,7 @@ from app.runs.review import (
 )
 from app.runs.review_texts import review_text, usage_text, veto_comment
 from app.runs.texts import Verification, check_run_conclusion, check_run_output, pr_body
-from app.slack.blocks import run_finished
+from app.slack.blocks import PullRef, run_finished
 from app.store import NewRun, Store
 from app.store.tables import runs
 
@@ -154,9 +154,7 @@ def test_slack_carries_the_verdict() -> None:
     r = review(VETOED, vetoed())
     fallback, blocks = run_finished(
         outcome=RunState.SUCCEEDED,
-        pr_url="https://github.com/o/r/pull/3",
-        pr_number=3,
-        draft=True,
+        pr=PullRef("https://github.com/o/r/pull/3", 3, draft=True),
         summary="Changed add().",
         usage_text=usage_text(Usage(requests=5), "claude-sonnet-4-6", r),
         error=None,

@@ -75,9 +75,7 @@ def test_buttons_can_be_left_out() -> None:
     assert buttons(block_list) == {}
     _, finished = blocks.run_finished(
         outcome=RunState.FAILED,
-        pr_url=None,
-        pr_number=None,
-        draft=False,
+        pr=None,
         summary=None,
         usage_text=None,
         error="boom",
@@ -100,23 +98,23 @@ def test_user_text_is_escaped_everywhere() -> None:
 
 
 def test_root_updated_shows_the_current_status_pr_and_reason() -> None:
-    common: dict[str, Any] = {
-        "repo": "octo/widgets",
-        "issue_number": 12,
-        "issue_title": "Crash",
-        "issue_url": ISSUE_URL,
-        "requested_by": "alice",
-        "run_id": 7,
-    }
-    working = shown(blocks.root_updated(**common, status=RunState.RUNNING))
+    common = blocks.Headline(
+        repo="octo/widgets",
+        issue_number=12,
+        issue_title="Crash",
+        issue_url=ISSUE_URL,
+        requested_by="alice",
+        run_id=7,
+    )
+    working = shown(blocks.root_updated(common, status=RunState.RUNNING))
     assert "*Working*" in working
     text, done = blocks.root_updated(
-        **common, status=RunState.SUCCEEDED, pr_url=PR_URL, pr_number=34, draft=True
+        common, status=RunState.SUCCEEDED, pr=blocks.PullRef(PR_URL, 34, draft=True)
     )
     assert f"Draft pull request: <{PR_URL}|PR #34>" in shown((text, done))
     assert buttons(done)["honk_open_pr"]["url"] == PR_URL
     assert blocks.CANCEL_ACTION not in buttons(done)
-    text, failed = blocks.root_updated(**common, status="failed", error="tests <failed>")
+    text, failed = blocks.root_updated(common, status="failed", error="tests <failed>")
     assert "*Failed*" in shown((text, failed))
     assert "*Reason:* tests &lt;failed&gt;" in shown((text, failed))
     assert buttons(failed)["honk_retry"]["value"] == "7"
@@ -125,9 +123,7 @@ def test_root_updated_shows_the_current_status_pr_and_reason() -> None:
 def test_run_finished_success_links_the_pr_with_summary_and_usage() -> None:
     text, block_list = blocks.run_finished(
         outcome=RunState.SUCCEEDED,
-        pr_url=PR_URL,
-        pr_number=34,
-        draft=False,
+        pr=blocks.PullRef(PR_URL, 34),
         summary="Guarded `load()` against an empty file & added a test.",
         usage_text="1,000 in / 200 out, $0.01",
         error=None,
@@ -147,9 +143,7 @@ def test_run_finished_success_links_the_pr_with_summary_and_usage() -> None:
 def test_run_finished_failure_gives_the_reason_and_a_retry_button() -> None:
     text, block_list = blocks.run_finished(
         outcome="failed",
-        pr_url=None,
-        pr_number=None,
-        draft=False,
+        pr=None,
         summary=None,
         usage_text=None,
         error="Agent ran out of turns (40)",
@@ -171,9 +165,7 @@ def test_run_finished_failure_gives_the_reason_and_a_retry_button() -> None:
 def test_draft_pr_is_called_a_draft() -> None:
     text, _ = blocks.run_finished(
         outcome="succeeded",
-        pr_url=PR_URL,
-        pr_number=34,
-        draft=True,
+        pr=blocks.PullRef(PR_URL, 34, draft=True),
         summary=None,
         usage_text=None,
         error=None,
@@ -252,9 +244,7 @@ def test_unknown_ci_conclusion_is_named_not_dropped() -> None:
 def test_long_texts_stay_within_slack_limits_without_broken_entities() -> None:
     text, block_list = blocks.run_finished(
         outcome="failed",
-        pr_url=PR_URL,
-        pr_number=34,
-        draft=False,
+        pr=blocks.PullRef(PR_URL, 34),
         summary="&" * 5000,
         usage_text="u" * 4000,
         error="<" * 4000,

@@ -75,15 +75,15 @@ async def test_root_is_updated_in_place(notifier: SlackNotifier, fake_slack: Fak
     thread = await notifier.start_thread(channel=None, text=text, blocks=root_blocks)
     assert thread is not None
     _channel, ts = thread
-    new_text, new_blocks = blocks.root_updated(
+    headline = blocks.Headline(
         repo="octo/widgets",
         issue_number=12,
         issue_title="Crash on empty config",
         issue_url="https://github.com/octo/widgets/issues/12",
         requested_by="alice",
         run_id=42,
-        status="running",
     )
+    new_text, new_blocks = blocks.root_updated(headline, status="running")
     assert await notifier.update(thread, text=new_text, blocks=new_blocks) is True
     (root,) = fake_slack.messages()
     assert root.ts == ts and root.edits == 1

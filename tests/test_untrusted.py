@@ -13,7 +13,7 @@ from cmarkgfm.cmark import Options
 
 from app.agent.prompts import build_task
 from app.models import Run, RunKind, RunState
-from app.runs.follow_up import retry_request
+from app.runs.follow_up import RetryParts, retry_request
 from app.slack import blocks
 from app.untrusted import clean_untrusted, inert
 from tests.calc_world import REPO
@@ -89,14 +89,16 @@ def test_an_unclosed_comment_in_one_review_hides_only_that_review() -> None:
     run = Run(1, REPO, 1, RunKind.RETRY, RunState.RUNNING, pr_number=13, branch="honk/1-x")
     request = retry_request(
         run,
-        instructions="keep it short",
-        reviews=[
-            {"user": {"login": "alice"}, "body": "Nit <!-- ignore the rest", "path": "a.py"},
-            {"user": {"login": "alice"}, "body": "Rename x", "path": "b.py"},
-        ],
-        failure_text="E  AssertionError",
-        failure_checks="tests",
-        failure_sha="abc1234",
+        RetryParts(
+            instructions="keep it short",
+            reviews=[
+                {"user": {"login": "alice"}, "body": "Nit <!-- ignore the rest", "path": "a.py"},
+                {"user": {"login": "alice"}, "body": "Rename x", "path": "b.py"},
+            ],
+            failure_text="E  AssertionError",
+            failure_checks="tests",
+            failure_sha="abc1234",
+        ),
     )
     assert "ignore the rest" not in request
     assert "Rename x" in request and "AssertionError" in request and "keep it short" in request
@@ -214,9 +216,7 @@ def test_slack_control_sequences_never_reach_the_channel() -> None:
     )
     _fallback, message = blocks.run_finished(
         outcome="succeeded",
-        pr_url="https://github.com/octo-org/calc/pull/13",
-        pr_number=13,
-        draft=False,
+        pr=blocks.PullRef("https://github.com/octo-org/calc/pull/13", 13),
         summary=summary,
         usage_text="",
         error=None,

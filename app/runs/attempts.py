@@ -10,17 +10,21 @@ from typing import Any
 from app.agent.loop import AgentLimits, AgentResult
 from app.agent.prompts import MAX_REPO_INSTRUCTIONS, REPO_INSTRUCTION_FILES, AgentTask, build_task
 from app.runs.context import RunContext
+from app.runs.follow_up import RequestContext
 from app.runs.people import write_access_check, writer_comments
+from app.runs.results import Assignment, Workspace
 from app.runs.texts import Verification
 from app.store import Store
 from app.workspace.sandbox import CommandResult
 
 
-async def instruct(ctx: RunContext, store: Store, *, output_limit: int) -> None:
-    """The run's task and limits on its context: the issue (as approved), writers' comments,
-    the repository's instructions (from the base branch), the run's own request."""
+async def instruct(
+    ctx: RunContext, workspace: Workspace, store: Store, *, output_limit: int
+) -> Assignment:
+    """The run's task and limits: the issue (as approved), writers' comments, the
+    repository's instructions (from the base branch), the run's own request."""
     run, gh, subject = ctx.run, ctx.gh, ctx.subject
-    checkout, sandbox, _tools = ctx.work
+    checkout, sandbox = workspace.checkout, workspace.sandbox
     may_steer = write_access_check(gh, run.repo)
     comments = (
         await writer_comments(gh, run.repo, run.issue_number, may_steer)
@@ -36,10 +40,10 @@ async def instruct(ctx: RunContext, store: Store, *, output_limit: int) -> None:
         "body": run.instructions,
         "number": 0,
     }
-    ctx.request = await ctx.rules.request(
-        run, issue=subject.issue, gh=gh, store=store, may_steer=may_steer
+    request = await ctx.rules.request(
+        run, RequestContext(issue=subject.issue, gh=gh, store=store, may_steer=may_steer)
     )
-    ctx.task_with = functools.partial(
+    task = functools.partial(
         task_with,
         repo=run.repo,
         issue=task_issue,
@@ -49,13 +53,13 @@ async def instruct(ctx: RunContext, store: Store, *, output_limit: int) -> None:
         visible_root=sandbox.visible_root,
         network_hosts=[str(rule.entry) for rule in ctx.network_plan.agent],
     )
-    assert ctx.limits is not None
-    ctx.agent_limits = AgentLimits(
+    limits = AgentLimits(
         max_turns=ctx.limits.max_turns,
         max_seconds=ctx.limits.max_minutes * 60,
         max_tokens=ctx.limits.max_tokens,
         output_limit=output_limit,
     )
+    return Assignment(request, task, limits)
 
 
 def task_with(extra_instructions: str, **parts: Any) -> AgentTask:

@@ -1,29 +1,24 @@
-"""What one run's phases share: the run, its GitHub client and tracker, what each phase found."""
+"""What one run's phases share: the run, its GitHub client and tracker, what preparing found.
+
+What the later phases make (the workspace, the agent's assignment, its attempt, the review)
+is handed from phase to phase as values (app/runs/results.py), not kept here half-filled."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from app.agent.loop import AgentLimits, AgentResult
-from app.agent.prompts import AgentTask
-from app.agent.tools import ToolBox
+from app.agent.loop import AgentResult
 from app.github.client import GitHubClient
 from app.models import Run, RunState, Usage
 from app.repo_config import NetworkPlan, RepoConfig, RunLimits
 from app.runs.environment import RunEnvironment
 from app.runs.kinds import IssueRun, rules_for
 from app.runs.subject import Subject
-from app.runs.texts import FailureDetails, Verification
+from app.runs.texts import FailureDetails
 from app.runs.tracker import RunTracker
 from app.store import Store
-from app.workspace.checkout import Checkout
 from app.workspace.egress import NetworkSummary
-from app.workspace.sandbox import Sandbox
-
-if TYPE_CHECKING:
-    from app.runs.review import Review
 
 
 class RunCancelled(Exception):
@@ -56,7 +51,8 @@ class Outcome:
 
 @dataclass
 class RunContext:
-    """One run as it goes through the pipeline's phases; each phase fills in what it learns."""
+    """One run as it goes through the pipeline's phases: the run and its services, and what
+    preparing it found (the repository, the subject, its `.github/honk.yml`, the limits)."""
 
     run: Run
     gh: GitHubClient  # scoped to the run's repository and RUN_PERMISSIONS
@@ -66,26 +62,19 @@ class RunContext:
     repo_info: dict[str, Any] = field(default_factory=dict)
     subject: Subject = field(default_factory=lambda: Subject(None, None, "change"))
     config: RepoConfig = field(default_factory=RepoConfig)
-    limits: RunLimits | None = None
+    limits: RunLimits = field(default_factory=lambda: RunLimits(0, 0, 0, 0))  # set by preparing
     network_plan: NetworkPlan = field(default_factory=NetworkPlan)  # what each phase may reach
     # The repository's variables and setup commands (`env:`/`setup:`, or its devcontainer).
     environment: RunEnvironment = field(default_factory=RunEnvironment)
     # Each sandbox phase's connections through the proxy ("setup", "agent"), once it ended.
     network: dict[str, NetworkSummary] = field(default_factory=dict)
     model: str = ""
-    token: str = ""  # the installation token git pushes with; never shown to the agent
-    checkout: Checkout | None = None
-    sandbox: Sandbox | None = None
-    toolbox: ToolBox | None = None
-    agent_limits: AgentLimits | None = None
-    request: str = ""  # the run's extra instructions (a retry's, a CI failure, Slack's)
-    task_with: Callable[[str], AgentTask] | None = None  # the task, given extra instructions
+    # The run's branch and the one its PR goes into, as preparing saved them on the run.
+    branch: str = ""
+    base_branch: str = ""
+    # The agent's latest result, for the report of a run that fails after it (None before).
     result: AgentResult | None = None
-    verification: Verification | None = None
-    review: Review | None = None  # the review before the PR (app/runs/review.py)
-    # When the agent began (time.time()): ignored files changed since are its, not setup's,
-    # and stay out of the outcome checks' trees; and what those checks linked (app/review).
-    agent_began: float | None = None
+    # What the review's outcome checks linked, across its looks (app/review).
     ignored_links: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -98,15 +87,3 @@ class RunContext:
     async def stored_usage(self) -> Usage:
         """The run's usage so far as the store has added it up (agent and review alike)."""
         return (await self.store.runs.get(self.run.id) or self.run).usage
-
-    @property
-    def work(self) -> tuple[Checkout, Sandbox, ToolBox]:
-        """The checkout and its sandbox, once the phases that make them have run."""
-        assert self.checkout and self.sandbox and self.toolbox, "no checkout yet"
-        return self.checkout, self.sandbox, self.toolbox
-
-    @property
-    def done(self) -> tuple[AgentResult, Verification]:
-        """What the agent did and how it was verified, once those phases have run."""
-        assert self.result is not None and self.verification is not None, "not verified yet"
-        return self.result, self.verification

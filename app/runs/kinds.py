@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from app.models import Run, RunKind, RunState
 from app.runs import follow_up
+from app.runs.follow_up import RequestContext, RetryParts
+from app.slack.blocks import PullRef
 
 CoAuthor = tuple[str, str] | None  # (name, e-mail) for a Co-authored-by trailer
 
@@ -43,21 +43,21 @@ class IssueRun:
             return f"Honk is working on it again (run {run.id}, attempt {run.attempts})."
         return f"Honk is on it (run {run.id})."
 
-    def published(self, pr: dict[str, Any], sha: str | None, cost: str, summary: str) -> str:
+    def published(self, pr: PullRef, sha: str | None, cost: str, summary: str) -> str:
         """The tracking comment's closing line once the change is on GitHub (`summary`: the
         model's, already made inert by the tracker)."""
-        return f"Opened {pr['html_url']}{cost}"
+        return f"Opened {pr.url}{cost}"
 
     def may_have_unpublished_work(self, run: Run) -> bool:
         """An earlier attempt may have pushed the branch and died before opening the PR."""
         return run.pr_number is None
 
-    async def request(self, run: Run, *, issue: dict[str, Any] | None, **_: Any) -> str:
+    async def request(self, run: Run, context: RequestContext) -> str:
         """The run's extra instructions (a Slack request has them; a labelled issue none)."""
-        return run.instructions if issue else ""
+        return run.instructions if context.issue else ""
 
-    def compose(self, run: Run, **parts: Any) -> str:
-        return str(parts.get("instructions") or "")
+    def compose(self, run: Run, parts: RetryParts) -> str:
+        return parts.instructions or ""
 
 
 class RetryRun(IssueRun):
@@ -89,21 +89,21 @@ class RetryRun(IssueRun):
         who = f" at @{run.requested_by}'s request" if run.requested_by else ""
         return f"Honk is working on it again{who} (run {run.id})."
 
-    def published(self, pr: dict[str, Any], sha: str | None, cost: str, summary: str) -> str:
+    def published(self, pr: PullRef, sha: str | None, cost: str, summary: str) -> str:
         if not sha:
             return super().published(pr, sha, cost, summary)
-        line = f"Pushed {sha[:7]} to {pr['html_url']}{cost}"
+        line = f"Pushed {sha[:7]} to {pr.url}{cost}"
         return line + ("\n\n" + summary if summary else "")
 
     def may_have_unpublished_work(self, run: Run) -> bool:
         return False  # the PR exists already
 
-    async def request(self, run: Run, **context: Any) -> str:
+    async def request(self, run: Run, context: RequestContext) -> str:
         """The request with the review comments and the last CI failure it continues from."""
-        return follow_up.retry_request(run, **await follow_up.retry_context(run, **context))
+        return follow_up.retry_request(run, await follow_up.retry_context(run, context))
 
-    def compose(self, run: Run, **parts: Any) -> str:
-        return follow_up.retry_request(run, **parts)
+    def compose(self, run: Run, parts: RetryParts) -> str:
+        return follow_up.retry_request(run, parts)
 
 
 class CiRepairRun(RetryRun):
@@ -120,11 +120,11 @@ class CiRepairRun(RetryRun):
     def started_again(self, run: Run) -> str:
         return f"Honk is fixing the CI failure: round {run.round} (run {run.id})."
 
-    async def request(self, run: Run, **_: Any) -> str:
+    async def request(self, run: Run, context: RequestContext) -> str:
         return follow_up.ci_repair_request(run, failure_text=run.instructions)
 
-    def compose(self, run: Run, **parts: Any) -> str:
-        return follow_up.ci_repair_request(run, failure_text=str(parts.get("failure_text") or ""))
+    def compose(self, run: Run, parts: RetryParts) -> str:
+        return follow_up.ci_repair_request(run, failure_text=parts.failure_text or "")
 
 
 class ContinueRun(RetryRun):
@@ -152,11 +152,11 @@ class ContinueRun(RetryRun):
     def may_have_unpublished_work(self, run: Run) -> bool:
         return run.pr_number is None
 
-    async def request(self, run: Run, **context: Any) -> str:
-        parts = await follow_up.retry_context(run, **context)
+    async def request(self, run: Run, context: RequestContext) -> str:
+        parts = await follow_up.retry_context(run, context)
         return follow_up.continue_request(run, reason=self.stopped_because, parts=parts)
 
-    def compose(self, run: Run, **parts: Any) -> str:
+    def compose(self, run: Run, parts: RetryParts) -> str:
         return follow_up.continue_request(run, reason=self.stopped_because, parts=parts)
 
 
@@ -172,9 +172,9 @@ def rules_for(kind: RunKind | str) -> IssueRun:
     return RULES[RunKind(kind)]
 
 
-def compose_request(run: Run, **parts: Any) -> str:
+def compose_request(run: Run, parts: RetryParts) -> str:
     """What a follow-up run is told, from its parts (instructions, reviews, the failure)."""
-    return rules_for(run.kind).compose(run, **parts)
+    return rules_for(run.kind).compose(run, parts)
 
 
 def _with_trailer(lines: list[str], requester: CoAuthor) -> str:

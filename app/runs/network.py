@@ -12,6 +12,7 @@ from app.runs.context import RunContext
 from app.untrusted import code
 from app.workspace.egress import NetworkSummary, phase_proxy, proxy_config
 from app.workspace.egress_proxy import ProxyConfig, Record
+from app.workspace.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +21,14 @@ EXPLAINED_REFUSALS = 5  # refusals explained one by one; the rest are counted
 
 
 @contextlib.asynccontextmanager
-async def phase_network(ctx: RunContext, cap: Cap, phase: str) -> AsyncIterator[None]:
-    """The sandbox reaches `phase`'s list (setup's or the agent's) inside this block only.
+async def phase_network(
+    ctx: RunContext, sandbox: Sandbox, cap: Cap, phase: str
+) -> AsyncIterator[None]:
+    """The run's `sandbox` reaches `phase`'s list (setup's or the agent's) inside this block only.
 
     The summary lands on the RunContext (`ctx.network[phase]`), as a run step ("network")
     and on the tracking comment, however the phase ends.
     """
-    _checkout, sandbox, _tools = ctx.work
     plan = ctx.network_plan
     rules = plan.setup if phase == "setup" else plan.agent
     config = proxy_config(rules, setting=PHASE_SETTINGS[phase], cap=cap)

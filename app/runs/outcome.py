@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from app.config import Settings
 from app.log import describe_error
 from app.review.outcome import OutcomeChecks, OutcomeReport, SuiteConfig
+from app.runs.results import Attempt, Workspace
 from app.store import Store
 from app.store.kv import Namespace, mapping
 from app.workspace.run_home import SandboxHome
@@ -55,23 +56,23 @@ def outcome_checks(settings: Settings, store: Store) -> OutcomeChecks:
     return OutcomeChecks(sandbox_for, StoredBaseResults(store))
 
 
-def toolchains_of(ctx: RunContext) -> Toolchains:
+def toolchains_of(sandbox: Sandbox) -> Toolchains:
     """The toolchains the run chose, which its tests use here as in `verify:`."""
-    _checkout, sandbox, _tools = ctx.work
     return sandbox.toolchains
 
 
-def sandbox_env_of(ctx: RunContext) -> dict[str, str]:
+def sandbox_env_of(sandbox: Sandbox) -> dict[str, str]:
     """The repository's variables (`env:`, devcontainer.json) its run's sandbox was given."""
-    _checkout, sandbox, _tools = ctx.work
     return dict(sandbox.repository_env)
 
 
-async def check_outcome(ctx: RunContext, checks: OutcomeChecks) -> OutcomeReport:
+async def check_outcome(
+    ctx: RunContext, workspace: Workspace, attempt: Attempt, checks: OutcomeChecks
+) -> OutcomeReport:
     """The checks on the run's change as it is now, recorded on the run page. A failure of
     the checks themselves is no finding and no pass either: the report's `error` says it,
     and the review counts as not done (as when the judge is unavailable)."""
-    checkout, _sandbox, _tools = ctx.work
+    checkout, sandbox = workspace.checkout, workspace.sandbox
     config = ctx.config
     # The home as setup left it: what the agent wrote into the run's home never reaches the
     # checks (their base results are kept for later runs).
@@ -84,11 +85,11 @@ async def check_outcome(ctx: RunContext, checks: OutcomeChecks) -> OutcomeReport
             checkout,
             repo=ctx.run.repo,
             tests=tests,
-            since=ctx.agent_began,
+            since=attempt.began,
             known=ctx.ignored_links,
-            env=sandbox_env_of(ctx),
+            env=sandbox_env_of(sandbox),
             home=home,
-            toolchains=toolchains_of(ctx),
+            toolchains=toolchains_of(sandbox),
         )
     except Exception as exc:
         reason = describe_error(exc)

@@ -41,6 +41,7 @@ from app.runs.outcome import check_outcome, outcome_checks
 from app.runs.publish import (
     BUILD_ARTIFACTS,
     RUN_PERMISSIONS,
+    ReviewedChange,
     limit_reason,
     open_pull,
     publish,
@@ -49,6 +50,7 @@ from app.runs.publish import (
     saved_closing,
     withhold,
 )
+from app.runs.results import Assignment, Attempt, StoppedAtLimit, Workspace
 from app.runs.review import mark_unreviewed, review_change
 from app.runs.stops import Stops
 from app.runs.subject import load_subject
@@ -58,7 +60,7 @@ from app.slack.notify import SlackNotifier
 from app.store import Store
 from app.untrusted import code
 from app.workspace.caches import CacheScope, PackageCaches, Restored, key_at
-from app.workspace.checkout import refuse_outside
+from app.workspace.checkout import Checkout, refuse_outside
 from app.workspace.mirror import Workspaces
 from app.workspace.run_home import SandboxHome, snapshot
 from app.workspace.sandbox import Sandbox
@@ -145,7 +147,7 @@ class Pipeline:
                 error=reason,
                 summary=ctx.result.summary if ctx.result is not None else "",
                 usage_text=usage.describe(model),
-                stopped=(reason, exc.turns, usage.cost_usd(model)),
+                stopped=StoppedAtLimit(reason, exc.turns, usage.cost_usd(model)),
             )
             outcome = Outcome(RunState.FAILED, reason)
         except Exception as exc:
@@ -168,24 +170,22 @@ class Pipeline:
         if await self._resume(ctx):
             await self._settle_ci(ctx)
             return Outcome(RunState.SUCCEEDED)
-        async with self._checkout(ctx):
-            await self._sandbox(ctx)
-            await self._environment(ctx)
-            await self._toolchains(ctx)
-            await self._setup(ctx)
-            await self._instruct(ctx)
+        async with self._checkout(ctx) as work:
+            await self._environment(ctx, work)
+            await self._toolchains(ctx, work)
+            await self._setup(ctx, work)
+            assignment = await self._instruct(ctx, work)
             # The agent's proxy (if its list names anything) covers each of its attempts,
             # the one after a failed verification or a veto too; verification stays offline.
-            async with phase_network(ctx, self.settings.network_cap(), "agent"):
-                await self._work(ctx)
-                await self._verify(ctx)
-                stopped = await self._no_change(ctx)
-                if stopped is None:
-                    await self._check_paths(ctx)
-                    stopped = await self._review(ctx)
-            if stopped is not None:
-                return stopped
-            await self._publish(ctx)
+            async with phase_network(ctx, work.sandbox, self.settings.network_cap(), "agent"):
+                attempt = await self._work(ctx, work, assignment)
+                ended: Outcome | ReviewedChange | None = await self._no_change(ctx, work, attempt)
+                if ended is None:
+                    await self._check_paths(ctx, work)
+                    ended = await self._review(ctx, work, assignment, attempt)
+            if isinstance(ended, Outcome):
+                return ended  # no change, or the review withheld it
+            await self._publish(ctx, ended)
         await self._settle_ci(ctx)
         return Outcome(RunState.SUCCEEDED)
 
@@ -196,7 +196,9 @@ class Pipeline:
         run = ctx.run
         ctx.repo_info = await ctx.gh.getitem(f"/repos/{run.repo}")
         default_branch = ctx.repo_info["default_branch"]
-        ctx.subject = await load_subject(ctx)
+        ctx.subject = await load_subject(
+            run, ctx.gh, ctx.store, ctx.tracker.progress, continues_pull=ctx.rules.continues_pull
+        )
         await ctx.tracker.events.subject(ctx.subject.title)  # the run page's heading
         config_error: RepoConfigError | None = None
         try:
@@ -224,33 +226,31 @@ class Pipeline:
         )
         base = run.base_branch or (pull.get("base") or {}).get("ref") or default_branch
         await ctx.save(branch=branch, base_branch=base)
+        ctx.branch, ctx.base_branch = branch, base
         self._check_stop(run)
 
     @contextlib.asynccontextmanager
-    async def _checkout(self, ctx: RunContext) -> AsyncIterator[None]:
-        """A fresh clone of the run's branch, removed however the run ends."""
+    async def _checkout(self, ctx: RunContext) -> AsyncIterator[Workspace]:
+        """A fresh clone of the run's branch and its sandbox, removed however the run ends."""
         run = ctx.run
-        assert run.branch and run.base_branch
         await ctx.tracker.phase("checkout")
         token = await self.github.installation_token(
             run.installation_id, repositories=[run.repo_ref.name], permissions=RUN_PERMISSIONS
         )
-        ctx.token = token.token
         async with self.workspaces.checkout(
             repo=run.repo,
             clone_url=ctx.repo_info["clone_url"],
             token=token.token,
             run_id=run.id,
             attempt=run.attempts,
-            branch=run.branch,
-            base=run.base_branch,
+            branch=ctx.branch,
+            base=ctx.base_branch,
         ) as checkout:
-            ctx.checkout = checkout
-            ctx.tracker.progress.done("checkout", f"`{run.branch}` from `{run.base_branch}`")
+            ctx.tracker.progress.done("checkout", f"`{ctx.branch}` from `{ctx.base_branch}`")
             await asyncio.to_thread(checkout.ignore_locally, BUILD_ARTIFACTS)
-            yield
+            yield await self._sandbox(checkout, token.token)
 
-    async def _sandbox(self, ctx: RunContext) -> None:
+    async def _sandbox(self, checkout: Checkout, token: str) -> Workspace:
         """No agent without a working sandbox, unless the operator said HONK_SANDBOX=off."""
         if not self._sandbox_ok:
             reason = await Sandbox.check(self.settings.sandbox)
@@ -260,21 +260,21 @@ class Pipeline:
                     "one (install bubblewrap, or set HONK_SANDBOX=off, which is unsafe)"
                 )
             self._sandbox_ok = True
-        assert ctx.checkout is not None
         # A network namespace of its own, always: loopback, and the phase's proxy if any.
         # One HOME for the run's commands: setup, the agent, verify (the review's test runs
         # get a copy of it as setup left it: Checkout.setup_home).
-        home = ctx.checkout.home
-        ctx.sandbox = Sandbox.for_settings(
-            self.settings, ctx.checkout.path, home=SandboxHome(home) if home else None
+        home = checkout.home
+        sandbox = Sandbox.for_settings(
+            self.settings, checkout.path, home=SandboxHome(home) if home else None
         )
-        ctx.toolbox = ToolBox.for_settings(self.settings, ctx.sandbox)
+        toolbox = ToolBox.for_settings(self.settings, sandbox)
+        return Workspace(checkout, sandbox, toolbox, token)
 
-    async def _environment(self, ctx: RunContext) -> None:
+    async def _environment(self, ctx: RunContext, work: Workspace) -> None:
         """The repository's variables and setup commands: `env:` and `setup:` of its
         `.github/honk.yml`, or, without `setup:`, its devcontainer.json (the base commit's),
         with a note of what Honk did not do of it."""
-        checkout, sandbox, _tools = ctx.work
+        checkout, sandbox = work.checkout, work.sandbox
         devcontainer, unused = None, None
         if "setup" in ctx.config.fields_set:
             unused = await find_devcontainer(checkout)
@@ -290,32 +290,31 @@ class Pipeline:
         for note in ctx.environment.notes:
             await ctx.tracker.notice(note, comment=note in ctx.environment.comment)
 
-    async def _toolchains(self, ctx: RunContext) -> None:
+    async def _toolchains(self, ctx: RunContext, work: Workspace) -> None:
         """The host's toolchains the repository's declared versions choose (.nvmrc,
         rust-toolchain.toml, go.mod...), for every sandbox of the run: setup, the agent,
         `verify:`, the review's test runs. A version Honk does not have is said before the
         agent starts, on the run page and the tracking comment; the run uses the default."""
-        checkout, sandbox, _tools = ctx.work
         found = await find_installed(self.settings)
-        declared = await asyncio.to_thread(read_declared, checkout.path)
+        declared = await asyncio.to_thread(read_declared, work.checkout.path)
         choice = choose(found, declared, dict(self.settings.toolchain_defaults))
-        sandbox.toolchains = choice.toolchains
+        work.sandbox.toolchains = choice.toolchains
         if choice.chosen:
             used = ", ".join(f"{t.language} {t.version} ({t.source})" for t in choice.chosen)
             await self.store.runs.add_step(ctx.run.id, "toolchains", used)
         for note in choice.notes:
             await ctx.tracker.notice(note)
 
-    async def _setup(self, ctx: RunContext) -> None:
+    async def _setup(self, ctx: RunContext, work: Workspace) -> None:
         """The repository's setup commands (installing dependencies) reach what
         `setup_network:` allows, so they run over the base branch's files only: on a
         follow-up, whose branch the agent wrote, the work tree is the base commit's while
         they run, and what they made stays. Each command's output is a run event; what the
         work tree holds beyond the commit once setup is done is never committed."""
-        checkout, _sandbox, _tools = ctx.work
+        checkout = work.checkout
         commands = ctx.environment.commands
         if commands:
-            await self._run_setup(ctx)
+            await self._run_setup(ctx, work)
         await checkout.record_setup_products()
         if checkout.home is not None:
             try:
@@ -323,15 +322,15 @@ class Pipeline:
             except Exception as exc:  # the review's test runs then get HOME=/tmp, as before
                 log.warning("run %s: no copy of the home: %s", ctx.run.id, describe_error(exc))
 
-    async def _run_setup(self, ctx: RunContext) -> None:
-        checkout, sandbox, _tools = ctx.work
+    async def _run_setup(self, ctx: RunContext, work: Workspace) -> None:
+        checkout, sandbox = work.checkout, work.sandbox
         commands, events = ctx.environment.commands, ctx.tracker.events
         await events.phase("setup", f"{len(commands)} command{'s' if len(commands) != 1 else ''}")
-        restored = await self._restore_caches(ctx)
+        restored = await self._restore_caches(ctx, checkout)
         failed = None
         async with (
             checkout.on_base_tree() as switched,
-            phase_network(ctx, self.settings.network_cap(), "setup"),
+            phase_network(ctx, sandbox, self.settings.network_cap(), "setup"),
         ):
             if switched:
                 await self.store.runs.add_step(ctx.run.id, "setup", "on the base branch's files")
@@ -346,7 +345,7 @@ class Pipeline:
                     failed = (command, result)
                     break
         if failed is None:
-            await self._save_caches(ctx, restored)
+            await self._save_caches(ctx, checkout, restored)
             return
         # The phase's proxy has stopped: its refusals are summed up in ctx.network now.
         command, result = failed
@@ -366,11 +365,10 @@ class Pipeline:
         )
         raise SetupFailed(f"setup command {code(shown)}{where} failed ({how})", details)
 
-    async def _restore_caches(self, ctx: RunContext) -> Restored | None:
+    async def _restore_caches(self, ctx: RunContext, checkout: Checkout) -> Restored | None:
         """The repository's package caches copied into the run's home before setup: the
         entry for the base commit's lock files, else the repository's latest."""
-        checkout = ctx.checkout
-        if self.caches is None or checkout is None or checkout.home is None:
+        if self.caches is None or checkout.home is None:
             return None
         try:
             key = await key_at(checkout.path, await checkout.base_sha())
@@ -382,10 +380,11 @@ class Pipeline:
         await ctx.tracker.notice(restored.describe(), comment=False)
         return restored
 
-    async def _save_caches(self, ctx: RunContext, restored: Restored | None) -> None:
+    async def _save_caches(
+        self, ctx: RunContext, checkout: Checkout, restored: Restored | None
+    ) -> None:
         """After setup succeeded, before the agent: the home's caches kept for the next run."""
-        checkout = ctx.checkout
-        if self.caches is None or restored is None or checkout is None or checkout.home is None:
+        if self.caches is None or restored is None or checkout.home is None:
             return
         scope = CacheScope.repository(ctx.run.installation_id, ctx.run.repo)
         saved = await self.caches.save(scope, checkout.home, restored)
@@ -393,108 +392,147 @@ class Pipeline:
             note = f"Package caches saved for the next run: key {restored.key[:12]}, "
             await ctx.tracker.notice(note + f"{saved / (1 << 20):,.0f} MB.", comment=False)
 
-    async def _instruct(self, ctx: RunContext) -> None:
+    async def _instruct(self, ctx: RunContext, work: Workspace) -> Assignment:
         """The agent's task: the issue, writers' comments, the repository's own instructions."""
-        await instruct(ctx, self.store, output_limit=self.settings.output_limit)
+        return await instruct(ctx, work, self.store, output_limit=self.settings.output_limit)
 
-    async def _work(self, ctx: RunContext) -> None:
-        """The agent, within the run's limits."""
-        assert ctx.task_with is not None and ctx.agent_limits is not None
+    async def _work(self, ctx: RunContext, work: Workspace, assignment: Assignment) -> Attempt:
+        """The agent, within the run's limits; then Honk's check of what it did."""
         await ctx.tracker.phase("agent", "starting")
-        ctx.agent_began = time.time()
-        ctx.result = await self._agent(ctx, ctx.task_with(ctx.request), ctx.agent_limits)
+        began = time.time()
+        result = ctx.result = await self._agent(ctx, work, assignment.task(), assignment.limits)
+        return await self._verify(ctx, work, assignment, result, began)
 
-    async def _verify(self, ctx: RunContext) -> None:
+    async def _verify(
+        self,
+        ctx: RunContext,
+        work: Workspace,
+        assignment: Assignment,
+        result: AgentResult,
+        began: float,
+    ) -> Attempt:
         """Honk's own check of the change; one more bounded attempt when it fails."""
         await ctx.tracker.phase("verify")
-        assert ctx.result is not None
-        ctx.verification = await self._verification(ctx, ctx.result)
-        if ctx.verification.passed is False:
-            failed = ctx.verification
-            await self._again(
-                ctx,
-                f"Your previous change failed verification. "
-                f"`{failed.command}` printed:\n{failed.output}",
-                "fixing the failed verification",
+        checked = await self._verification(ctx, work, result)
+        attempt = Attempt(result, checked, began)
+        if checked.passed is False:
+            attempt = (
+                await self._again(
+                    ctx,
+                    work,
+                    assignment,
+                    attempt,
+                    f"Your previous change failed verification. "
+                    f"`{checked.command}` printed:\n{checked.output}",
+                    "fixing the failed verification",
+                )
+                or attempt
             )
-        self._verified(ctx)
+        self._verified(ctx, attempt)
+        return attempt
 
-    async def _again(self, ctx: RunContext, feedback: str, note: str) -> bool:
+    async def _again(
+        self,
+        ctx: RunContext,
+        work: Workspace,
+        assignment: Assignment,
+        attempt: Attempt,
+        feedback: str,
+        note: str,
+    ) -> Attempt | None:
         """The agent once more with `feedback`, within half the limits; then verify what changed.
 
-        False when the first attempt ended at a limit or in an error: no second one then.
+        None when the first attempt ended at a limit or in an error: no second one then.
         """
-        result = ctx.result
-        assert result is not None and ctx.task_with and ctx.agent_limits
+        result = attempt.result
         if result.limit_hit or result.outcome != "done":
-            return False
+            return None
         await ctx.tracker.phase("agent", note)
-        checkout, _sandbox, _tools = ctx.work
+        checkout = work.checkout
         before = await checkout.unified_diff()
-        task = ctx.task_with(f"{ctx.request}\n\n{feedback}".strip())
-        second = await self._agent(ctx, task, second_attempt_limits(ctx.agent_limits))
-        ctx.result = combine(result, second)
+        limits = second_attempt_limits(assignment.limits)
+        second = await self._agent(ctx, work, assignment.task(feedback), limits)
+        combined = ctx.result = combine(result, second)
+        checked = attempt.verification
         if await checkout.unified_diff() != before:  # the same change keeps its verification
             await ctx.tracker.phase("verify")
-            ctx.verification = await self._verification(ctx, ctx.result)
-        return True
+            checked = await self._verification(ctx, work, combined)
+        return Attempt(combined, checked, attempt.began)
 
-    def _verified(self, ctx: RunContext) -> None:
-        result, verification = ctx.done
-        ctx.tracker.progress.done("verify", verification.describe())
+    def _verified(self, ctx: RunContext, attempt: Attempt) -> None:
+        ctx.tracker.progress.done("verify", attempt.verification.describe())
         self._check_stop(ctx.run)
-        if result.outcome == "error":
-            raise RuntimeError(result.error or "the agent failed")
+        if attempt.result.outcome == "error":
+            raise RuntimeError(attempt.result.error or "the agent failed")
 
-    async def _no_change(self, ctx: RunContext) -> Outcome | None:
+    async def _no_change(
+        self, ctx: RunContext, work: Workspace, attempt: Attempt
+    ) -> Outcome | None:
         """The agent changed nothing: say why on the issue and open no PR."""
-        run, (result, _verification) = ctx.run, ctx.done
-        checkout, _sandbox, _tools = ctx.work
+        run, result, checkout = ctx.run, attempt.result, work.checkout
         if await checkout.has_changes():
             return None
         if ctx.rules.may_have_unpublished_work(run) and await checkout.commits_ahead_of_base():
             return None  # an earlier attempt pushed this branch but died before the PR
         if result.limit_hit:
-            assert ctx.limits is not None
             raise LimitStop(limit_reason(result), ctx.limits.max_turns)
-        return await report_no_change(ctx, await ctx.stored_usage())
+        return await report_no_change(ctx, result, await ctx.stored_usage())
 
-    async def _check_paths(self, ctx: RunContext) -> None:
+    async def _check_paths(self, ctx: RunContext, work: Workspace) -> None:
         """`paths:` in `.github/honk.yml`, held on exactly what is staged for the commit
         (submodule commits, mode and type changes included)."""
-        checkout, _sandbox, _tools = ctx.work
-        refuse_outside(await checkout.stage(), ctx.config.path_allowed)
+        refuse_outside(await work.checkout.stage(), ctx.config.path_allowed)
 
-    async def _review(self, ctx: RunContext) -> Outcome | None:
-        """The judge before the PR (runs/review.py); an objection gets the agent once more."""
+    async def _review(
+        self, ctx: RunContext, work: Workspace, assignment: Assignment, attempt: Attempt
+    ) -> Outcome | ReviewedChange:
+        """The judge before the PR (runs/review.py); an objection gets the agent once more.
+        The change to publish, or how the run ended (the second attempt undid the change,
+        or the review withheld it)."""
         await ctx.tracker.phase("review")
+        current = attempt
 
-        async def again(feedback: str) -> bool:
-            if not await self._again(ctx, feedback, "addressing the review"):
-                return False
-            self._verified(ctx)
-            await self._check_paths(ctx)
-            return True
+        async def again(feedback: str) -> Attempt | None:
+            nonlocal current
+            second = await self._again(
+                ctx, work, assignment, current, feedback, "addressing the review"
+            )
+            if second is None:
+                return None
+            current = second
+            self._verified(ctx, second)
+            await self._check_paths(ctx, work)
+            return second
 
         async def outcome() -> OutcomeReport:
             # Stoppable like verification: a stop request kills the test runs.
-            return await self._until_stopped(ctx.run, check_outcome(ctx, self.outcome))
+            checked = check_outcome(ctx, work, current, self.outcome)
+            return await self._until_stopped(ctx.run, checked)
 
-        ctx.review = await review_change(ctx, self.settings, self.anthropic, again, outcome)
+        review = await review_change(
+            ctx,
+            work,
+            attempt,
+            assignment.request,
+            settings=self.settings,
+            client=self.anthropic,
+            again=again,
+            outcome=outcome,
+        )
         self._check_stop(ctx.run)
-        if ctx.review.retried and (stopped := await self._no_change(ctx)) is not None:
+        if review.retried and (stopped := await self._no_change(ctx, work, current)) is not None:
             return stopped  # the second attempt undid the change
-        if ctx.review.withheld:
-            return await withhold(ctx, await ctx.stored_usage())
-        return None
+        change = ReviewedChange(work, current, review)
+        if review.withheld:
+            return await withhold(ctx, change, await ctx.stored_usage())
+        return change
 
-    async def _publish(self, ctx: RunContext) -> None:
+    async def _publish(self, ctx: RunContext, change: ReviewedChange) -> None:
         """Commit, push, open the PR; then the `Honk` check run and the closing report."""
         await ctx.tracker.phase("publish", "pushing")
-        checkout, _sandbox, _tools = ctx.work
-        await ctx.tracker.events.diff(await checkout.unified_diff())
+        await ctx.tracker.events.diff(await change.workspace.checkout.unified_diff())
         usage = await ctx.stored_usage()
-        pr, closing = await publish(ctx, self.github, usage)
+        pr, closing = await publish(ctx, change, self.github, usage)
         await report(ctx, pr, closing)
 
     async def _resume(self, ctx: RunContext) -> bool:
@@ -529,9 +567,10 @@ class Pipeline:
 
     # -- the agent ------------------------------------------------------------------------
 
-    async def _agent(self, ctx: RunContext, task: AgentTask, limits: AgentLimits) -> AgentResult:
+    async def _agent(
+        self, ctx: RunContext, work: Workspace, task: AgentTask, limits: AgentLimits
+    ) -> AgentResult:
         run, tracker = ctx.run, ctx.tracker
-        _checkout, _sandbox, toolbox = ctx.work
 
         async def on_event(event: AgentEvent) -> None:
             if event.usage is not None:
@@ -552,7 +591,7 @@ class Pipeline:
                 self.anthropic,
                 model=ctx.model,
                 task=task,
-                tools=toolbox,
+                tools=work.toolbox,
                 limits=limits,
                 on_event=on_event,
                 should_stop=should_stop,
@@ -563,8 +602,10 @@ class Pipeline:
         tracker.progress.done("agent", f"{result.turns} turns, {result.outcome}")
         return result
 
-    async def _verification(self, ctx: RunContext, result: AgentResult) -> Verification:
-        _checkout, sandbox, _tools = ctx.work
+    async def _verification(
+        self, ctx: RunContext, work: Workspace, result: AgentResult
+    ) -> Verification:
+        sandbox = work.sandbox
         checked = await verification(
             ctx.config.verify,
             result,

@@ -13,9 +13,11 @@ from app.log import describe_error
 from app.models import RunState, Usage
 from app.runs.context import Outcome, RunContext
 from app.runs.people import co_author
-from app.runs.review import OUTCOME
+from app.runs.results import Attempt, StoppedAtLimit, Workspace
+from app.runs.review import OUTCOME, Review
 from app.runs.review_texts import review_text, total_cost, usage_text, veto_comment
 from app.runs.texts import check_run_conclusion, check_run_output, no_change_comment, pr_body
+from app.slack.blocks import PullRef
 from app.store.kv import Namespace, mapping
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,16 @@ class Closing:
     summary: str  # the model's, raw (the tracker makes it inert)
     usage_text: str
     review: str | None  # the review's verdict in one line
-    stopped: tuple[str, int, float] | None  # a limit stopped the agent: why, turns, dollars
+    stopped: StoppedAtLimit | None  # a limit stopped the agent
+
+
+def _encode_closing(closing: Closing) -> dict[str, Any]:
+    """As stored since before StoppedAtLimit: `stopped` a [why, turns, dollars] list."""
+    stopped = closing.stopped
+    return {
+        **asdict(closing),
+        "stopped": [stopped.reason, stopped.turns, stopped.cost_usd] if stopped else None,
+    }
 
 
 def _decode_closing(value: Any) -> Closing | None:
@@ -87,7 +98,7 @@ def _decode_closing(value: Any) -> Closing | None:
             **{
                 **data,
                 "check": tuple(str(part) for part in data["check"]),
-                "stopped": (str(stopped[0]), int(stopped[1]), float(stopped[2]))
+                "stopped": StoppedAtLimit(str(stopped[0]), int(stopped[1]), float(stopped[2]))
                 if stopped
                 else None,
             }
@@ -98,8 +109,18 @@ def _decode_closing(value: Any) -> Closing | None:
 
 # run id -> its Closing (kept with the run's other facts; a handful of KB)
 _CLOSINGS: Namespace[Closing] = Namespace(
-    "run_closing", owner=__name__, encode=asdict, decode=_decode_closing
+    "run_closing", owner=__name__, encode=_encode_closing, decode=_decode_closing
 )
+
+
+@dataclass(frozen=True)
+class ReviewedChange:
+    """A change ready to publish (or to withhold): where it is, the agent's attempt that
+    made it (verified), and its review."""
+
+    workspace: Workspace
+    attempt: Attempt
+    review: Review
 
 
 async def saved_closing(ctx: RunContext) -> Closing | None:
@@ -112,21 +133,21 @@ async def saved_closing(ctx: RunContext) -> Closing | None:
 
 
 async def publish(
-    ctx: RunContext, github: GitHubApp, usage: Usage
+    ctx: RunContext, what: ReviewedChange, github: GitHubApp, usage: Usage
 ) -> tuple[dict[str, Any], Closing]:
     """Commit, push, and open the PR (a follow-up's open PR is left as it is): (PR, Closing)."""
-    run, subject = ctx.run, ctx.subject
-    checkout, _sandbox, _tools = ctx.work
+    run, subject, review = ctx.run, ctx.subject, what.review
+    checkout = what.workspace.checkout
     bot_name, bot_email = await github.bot_identity(run.installation_id)
     requester = await co_author(ctx.gh, github, run.requested_by)
     message = ctx.rules.commit_message(run, subject.title, requester)
-    if ctx.review is not None and ctx.review.left_out:
-        await checkout.drop_changes(ctx.review.left_out)  # GitHub would refuse the push
+    if review.left_out:
+        await checkout.drop_changes(review.left_out)  # GitHub would refuse the push
         await checkout.stage()  # the index as it will be committed, without them
     # The index as the paths check saw it (`Pipeline._check_paths` staged it): nothing more.
     await checkout.commit_staged(message, author_name=bot_name, author_email=bot_email)
-    pushed = await checkout.push(ctx.token)
-    closing = _closing(ctx, usage, pushed)
+    pushed = await checkout.push(what.workspace.token)
+    closing = _closing(ctx, what, usage, pushed)
     # Kept before the run records its commit: a run with a head_sha always has its Closing.
     await _CLOSINGS.put(ctx.store, str(run.id), closing)
     await ctx.save(head_sha=pushed)
@@ -143,11 +164,10 @@ async def open_pull(ctx: RunContext, github: GitHubApp, closing: Closing) -> dic
         if ctx.rules.finishes_draft and pull.get("draft") and closing.ready_body is not None:
             pull = await _finish_draft(ctx, github, pull, closing.ready_body)
         return pull
-    assert run.branch and run.base_branch
     pr, _created = await ctx.gh.open_pull(
         run.repo,
-        head=run.branch,
-        base=run.base_branch,
+        head=ctx.branch,
+        base=ctx.base_branch,
         title=closing.title,
         body=closing.body,
         draft=closing.draft,
@@ -156,14 +176,14 @@ async def open_pull(ctx: RunContext, github: GitHubApp, closing: Closing) -> dic
     return pr
 
 
-def _closing(ctx: RunContext, usage: Usage, sha: str) -> Closing:
+def _closing(ctx: RunContext, what: ReviewedChange, usage: Usage, sha: str) -> Closing:
     """What the run will say once its PR is open (see Closing)."""
-    run, subject, review = ctx.run, ctx.subject, ctx.review
-    result, verification = ctx.done
+    run, subject, review = ctx.run, ctx.subject, what.review
+    result, verification = what.attempt.result, what.attempt.verification
     unfinished = unfinished_reason(result)
-    blocked = review is not None and review.blocks
+    blocked = review.blocks
     finished = not (result.limit_hit or verification.passed is False or blocked)
-    review_words = review_text(review) if review is not None else None
+    review_words = review_text(review)
     title, summary = check_run_output(
         kind=run.kind,
         round=run.round,
@@ -179,41 +199,41 @@ def _closing(ctx: RunContext, usage: Usage, sha: str) -> Closing:
         run=run.id,
         summary=result.summary.strip()[:3000],
         verification=verification.describe(),
-        review=review.line() if review is not None else None,
+        review=review.line(),
         cost=total_cost(usage, ctx.model, review),
         usage=usage_text(usage, ctx.model, review),
     )
-    limits = ctx.limits
     conclusion = check_run_conclusion(verification, unfinished is not None, review_words)
     return Closing(
         sha=sha,
         title=subject.title if not unfinished else f"[unfinished] {subject.title}",
-        body=_body(ctx, usage, unfinished),
+        body=_body(ctx, what, usage, unfinished),
         draft=bool(unfinished) or verification.passed is False or blocked,
-        ready_body=_body(ctx, usage, None) if finished else None,
+        ready_body=_body(ctx, what, usage, None) if finished else None,
         published=asdict(published),
         check=(conclusion, title, summary),
         summary=result.summary,
         usage_text=published.usage,
         review=published.review,
-        stopped=((unfinished, limits.max_turns, published.cost) if unfinished and limits else None),
+        stopped=(
+            StoppedAtLimit(unfinished, ctx.limits.max_turns, published.cost) if unfinished else None
+        ),
     )
 
 
-def _body(ctx: RunContext, usage: Usage, unfinished: str | None) -> str:
+def _body(ctx: RunContext, what: ReviewedChange, usage: Usage, unfinished: str | None) -> str:
     """The PR's description: the agent's summary, verification, review, cost and links."""
-    result, verification = ctx.done
     return pr_body(
         issue_number=ctx.run.issue_number,
-        summary=result.summary,
-        verification=verification,
+        summary=what.attempt.result.summary,
+        verification=what.attempt.verification,
         usage=usage,
         model=ctx.model,
         run_id=ctx.run.id,
         unfinished_reason=unfinished,
-        review=review_text(ctx.review) if ctx.review is not None else None,
+        review=review_text(what.review),
         run_url=ctx.tracker.run_url,
-        left_out=tuple(item.describe() for item in ctx.work[0].left_out),
+        left_out=tuple(item.describe() for item in what.workspace.checkout.left_out),
     )
 
 
@@ -227,10 +247,11 @@ async def _finish_draft(
         await ctx.gh.mark_ready_for_review(
             str(pr["node_id"]), graphql_url=github.settings.github_graphql_url
         )
-        return await ctx.gh.patch(
+        patched: dict[str, Any] = await ctx.gh.patch(
             f"/repos/{ctx.run.repo}/pulls/{int(pr['number'])}",
             data={"title": ctx.subject.title, "body": body},
         )
+        return patched
     except Exception as exc:  # the commit is pushed; the PR stays a draft, said in the log
         log.warning("could not make PR #%s ready: %s", pr["number"], describe_error(exc))
         return pr
@@ -249,7 +270,7 @@ async def report(ctx: RunContext, pr: dict[str, Any], closing: Closing) -> None:
         await ctx.tracker.check_run(sha, *closing.check)
     await ctx.tracker.finished(
         RunState.SUCCEEDED,
-        pr=pr,
+        pr=PullRef.of(pr),
         summary=closing.summary,
         usage_text=closing.usage_text,
         pushed_sha=sha,
@@ -258,34 +279,33 @@ async def report(ctx: RunContext, pr: dict[str, Any], closing: Closing) -> None:
     )
 
 
-async def withhold(ctx: RunContext, usage: Usage) -> Outcome:
+async def withhold(ctx: RunContext, what: ReviewedChange, usage: Usage) -> Outcome:
     """`review: {on_veto: comment}` and a veto: nothing is pushed; the issue is told why."""
-    assert ctx.review is not None
-    checkout, _sandbox, _tools = ctx.work
+    review = what.review
     stopped = (
         "The tests' outcome stopped the change"
-        if ctx.review.verdict == OUTCOME
+        if review.verdict == OUTCOME
         else "Honk's review vetoed the change"
     )
-    reason = f"{stopped}: {ctx.review.why()}"[:1000]
+    reason = f"{stopped}: {review.why()}"[:1000]
     where = ctx.tracker.comment_on
     if where:
-        text = veto_comment(ctx.review, await checkout.diff_stat())
+        text = veto_comment(review, await what.workspace.checkout.diff_stat())
         await ctx.gh.comment(ctx.run.repo, where, text)
     ctx.tracker.progress.states["publish"] = "skipped"
     await ctx.tracker.finished(
         RunState.FAILED,
         error=reason,
-        summary=ctx.done[0].summary,
-        usage_text=usage_text(usage, ctx.model, ctx.review),
-        review=ctx.review.line(),
+        summary=what.attempt.result.summary,
+        usage_text=usage_text(usage, ctx.model, review),
+        review=review.line(),
     )
     return Outcome(RunState.FAILED, reason)
 
 
-async def report_no_change(ctx: RunContext, usage: Usage) -> Outcome:
-    """The agent changed nothing: say why on the issue (or PR); no PR is opened."""
-    result, _verification = ctx.done
+async def report_no_change(ctx: RunContext, result: AgentResult, usage: Usage) -> Outcome:
+    """The agent changed nothing (its `result` says why): say so on the issue (or PR); no PR
+    is opened."""
     text = no_change_comment(result.summary)
     if ctx.tracker.comment_on:
         await ctx.gh.comment(ctx.run.repo, ctx.tracker.comment_on, text)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anthropic
 
@@ -25,13 +25,12 @@ from app.repo_config import ReviewPolicy, review_policy
 from app.review.outcome import OutcomeReport
 from app.review.reports import test_file
 from app.runs import test_syntax
+from app.runs.context import RunContext
 from app.runs.diff_checks import PARSE_CHECK, Change, Finding, check_change, read_change
 from app.runs.judge import Case, JudgeUnavailable, Verdict, ask_judge
+from app.runs.results import Attempt, Workspace
 from app.runs.texts import Verification
 from app.untrusted import inert
-
-if TYPE_CHECKING:
-    from app.runs.context import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +58,9 @@ delete or weaken tests or rewrite what they expect, and leave CI, test configura
 files and vendored code as they were unless the request asks otherwise; undo any such change \
 you made. Then run the tests again."""
 
-# One more attempt of the agent with the feedback; False when the run's limits leave none.
-Again = Callable[[str], Awaitable[bool]]
+# One more attempt of the agent with the feedback, verified; None when the run's limits
+# leave none.
+Again = Callable[[str], Awaitable[Attempt | None]]
 # The outcome checks of the change as it is now (app/runs/outcome.py, stoppable).
 CheckOutcome = Callable[[], Awaitable[OutcomeReport]]
 
@@ -218,28 +218,34 @@ class Review:
 
 async def review_change(
     ctx: RunContext,
+    workspace: Workspace,
+    attempt: Attempt,
+    request: str,
+    *,
     settings: Settings,
     client: anthropic.AsyncAnthropic,
     again: Again,
     outcome: CheckOutcome | None = None,
 ) -> Review:
-    """Check the change, ask the judge, give the agent one more go on an objection; record it."""
+    """Check the change `attempt` made (the run asked for `request`: app/runs/results.py
+    Assignment), ask the judge, give the agent one more go on an objection; record it."""
     review = Review(review_policy(settings, ctx.config))
     policy = review.policy
     check_outcome = outcome if policy.outcome else None
     if policy.checks or policy.model_judge or check_outcome is not None:
-        request = request_text(ctx)
-        current = await _look(ctx, review, client, request, check_outcome)
+        asked = request_text(ctx, request)
+        look = Look(ctx, workspace, review, client, asked, check_outcome)
+        current = await look(attempt.verification)
         if current.objections:
             # Recorded now: a run that dies in its second attempt was still vetoed.
             verdict = _verdict(current, retried=False)
             await ctx.save(review=verdict)
             await ctx.tracker.events.review(review_record(review, verdict, final=False))
-        if current.objections and await again(_feedback(current)):
+        if current.objections and (second := await again(_feedback(current))) is not None:
             await ctx.tracker.phase("review", "after the agent's second attempt")
-            current = await _look(ctx, review, client, request, check_outcome)
+            current = await look(second.verification)
         review.verdict = _verdict(current, retried=review.retried)
-    checkout, _sandbox, _tools = ctx.work
+    checkout = workspace.checkout
     review.left_out = [p for p in await checkout.changed_files() if p.startswith(WORKFLOWS)]
     await ctx.save(review=review.verdict)
     await ctx.tracker.events.review(review_record(review, review.verdict, final=True))
@@ -282,14 +288,14 @@ async def mark_unreviewed(ctx: RunContext) -> None:
         log.warning("could not record the run's review: %s", describe_error(exc))
 
 
-def request_text(ctx: RunContext) -> str:
-    """What the run was asked: the issue (or PR) and the run's own instructions."""
+def request_text(ctx: RunContext, request: str) -> str:
+    """What the run was asked: the issue (or PR) and the run's own instructions (`request`)."""
     parts = []
     issue = ctx.subject.as_issue
     if issue is not None:
         parts.append(f"# {issue.get('title') or ''}\n\n{issue.get('body') or ''}".strip())
-    if ctx.request.strip():
-        parts.append(ctx.request.strip())
+    if request.strip():
+        parts.append(request.strip())
     return "\n\n".join(parts)
 
 
@@ -299,14 +305,25 @@ def verification_text(verification: Verification | None) -> str:
     return f"{verification.describe()}\n\n{verification.output}".strip()
 
 
-async def _look(
-    ctx: RunContext,
-    review: Review,
-    client: anthropic.AsyncAnthropic,
-    request: str,
-    check_outcome: CheckOutcome | None,
-) -> Round:
-    checkout, _sandbox, _tools = ctx.work
+@dataclass(frozen=True)
+class Look:
+    """One look at the change as it is now (`await look(verification)`): the checks, the
+    tests' outcome and the judge, appended to the review's rounds."""
+
+    ctx: RunContext
+    workspace: Workspace
+    review: Review
+    client: anthropic.AsyncAnthropic
+    request: str
+    check_outcome: CheckOutcome | None
+
+    async def __call__(self, verification: Verification) -> Round:
+        return await _look(self, verification)
+
+
+async def _look(look: Look, verification: Verification) -> Round:
+    ctx, review, client, request = look.ctx, look.review, look.client, look.request
+    checkout, check_outcome = look.workspace.checkout, look.check_outcome
     policy = review.policy
     # The changed files are read whole only for the checks; the judge needs the diff alone.
     change = await read_change(checkout) if policy.checks else Change(await checkout.unified_diff())
@@ -331,7 +348,7 @@ async def _look(
     current = Round(findings, diff=diff)
     # What the tests do, after a verification that did not fail (a failed one makes the PR a
     # draft already): before the judge, who is shown what they found.
-    verified = ctx.verification is None or ctx.verification.passed is not False
+    verified = verification.passed is not False
     if check_outcome is not None and verified:
         current.outcome = await check_outcome()
     if policy.model_judge:
@@ -340,7 +357,7 @@ async def _look(
         case = Case(
             request=request,
             diff=diff,
-            verification=verification_text(ctx.verification),
+            verification=verification_text(verification),
             findings=shown,
             first_in_diff=[f.path for f in shown] + tests,
         )

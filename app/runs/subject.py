@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from app.github.client import GitHubClient
 from app.issue_snapshots import EDITED_NOTE, approved_snapshot, as_approved
-
-if TYPE_CHECKING:
-    from app.runs.context import RunContext
+from app.models import Run
+from app.progress import Progress
+from app.store import Store
 
 
 @dataclass
@@ -29,18 +30,20 @@ class Subject:
         return None
 
 
-async def load_subject(ctx: RunContext) -> Subject:
+async def load_subject(
+    run: Run, gh: GitHubClient, store: Store, progress: Progress, *, continues_pull: bool
+) -> Subject:
     """The issue (with its title and body as approved, not as edited since), the PR a
-    follow-up continues, and the title the branch, commit and PR take."""
-    run, gh = ctx.run, ctx.gh
+    follow-up continues (`continues_pull`: its kind does), and the title the branch, commit
+    and PR take. An issue edited since it was approved gets a note on the `progress`."""
     issue = await gh.issue(run.repo, run.issue_number) if run.issue_number else None
     if issue is not None and run.issue_number:
-        snapshot = await approved_snapshot(ctx.store, run.repo, run.issue_number)
+        snapshot = await approved_snapshot(store, run.repo, run.issue_number)
         issue, edited = as_approved(issue, snapshot)
         if edited:
-            ctx.tracker.progress.notes["queued"] = EDITED_NOTE
+            progress.notes["queued"] = EDITED_NOTE
     pull = None
-    if ctx.rules.continues_pull and run.pr_number:
+    if continues_pull and run.pr_number:
         pull = await gh.pull(run.repo, run.pr_number)
     request = run.instructions.strip()
     title = (

@@ -17,8 +17,10 @@ from app.models import Run, RunState
 from app.progress import Progress
 from app.runs.events import RunEvents
 from app.runs.kinds import rules_for
+from app.runs.results import StoppedAtLimit
 from app.runs.texts import FailureDetails
 from app.slack import blocks, card
+from app.slack.blocks import Headline, PullRef
 from app.slack.notify import SlackNotifier
 from app.slack.threads import is_user_root
 from app.store import Store
@@ -138,6 +140,19 @@ class RunTracker:
         await self.update(force=True)
 
     @property
+    def headline(self) -> Headline:
+        """What the run's Slack thread root shows whatever its status."""
+        return Headline(
+            repo=self.run.repo,
+            issue_number=self.run.issue_number or self.run.pr_number,
+            issue_title=(self.issue or {}).get("title", ""),
+            issue_url=(self.issue or {}).get("html_url"),
+            requested_by=self.run.requested_by,
+            run_id=self.run.id,
+            run_url=self.run_url,
+        )
+
+    @property
     def comment_on(self) -> int | None:
         """Where the tracking comment goes: a follow-up's PR, else the issue."""
         return self.rules.comment_on(self.run)
@@ -238,28 +253,28 @@ class RunTracker:
         state: RunState,
         *,
         note: str = "",
-        pr: dict[str, Any] | None = None,
+        pr: PullRef | None = None,
         summary: str = "",
         usage_text: str = "",
         error: str | None = None,
         pushed_sha: str | None = None,
         review: str | None = None,
-        stopped: tuple[str, int, float] | None = None,
+        stopped: StoppedAtLimit | None = None,
         details: FailureDetails | None = None,
     ) -> None:
         """The closing report: tracking comment, then Slack (thread reply and root status).
 
         `summary` is the model's: the tracking comment and Slack show it inert (with a PR;
         the run page shows it however the run ended). `review` is
-        the review's verdict in one line (app/runs/review.py Review.status). `stopped` is
-        (why, turns, dollars so far) when a limit stopped the agent: Slack says so and
+        the review's verdict in one line (app/runs/review.py Review.status). `stopped` says
+        why, the turns and dollars so far when a limit stopped the agent: Slack says so and
         offers to continue. `details` explain a failed setup: its last lines and the
         network's refusals, on the comment and in Slack.
         """
         self._phase_ended()
         if pr is not None:
-            kind = "draft pull request" if pr.get("draft") else "pull request"
-            self.progress.done("publish", f"[{kind} #{pr['number']}]({pr['html_url']})")
+            kind = "draft pull request" if pr.draft else "pull request"
+            self.progress.done("publish", f"[{kind} #{pr.number}]({pr.url})")
             cost = f" ({usage_text})" if usage_text else ""
             # Cut before it is made inert: a cut through an inert code span would undo it.
             shown = inert(summary.strip()[:3000])
@@ -280,20 +295,18 @@ class RunTracker:
             return
         if stopped is not None:
             text, blks = card.stopped_at_limit(
-                reason=stopped[0],
-                cost=f"${stopped[2]:.2f}" + (f" ({usage_text})" if usage_text else ""),
-                turns=stopped[1],
+                reason=stopped.reason,
+                cost=f"${stopped.cost_usd:.2f}" + (f" ({usage_text})" if usage_text else ""),
+                turns=stopped.turns,
                 run_id=self.run.id,
-                pr_url=(pr or {}).get("html_url"),
-                pr_number=(pr or {}).get("number"),
+                pr_url=pr.url if pr is not None else None,
+                pr_number=pr.number if pr is not None else None,
                 run_url=self.run_url,
             )
         else:
             text, blks = blocks.run_finished(
                 outcome=state,
-                pr_url=(pr or {}).get("html_url"),
-                pr_number=(pr or {}).get("number"),
-                draft=bool((pr or {}).get("draft")),
+                pr=pr,
                 summary=summary,
                 usage_text=usage_text,
                 error=error,
@@ -310,17 +323,6 @@ class RunTracker:
         if not self.rules.root_shows(state) or await is_user_root(self.store, thread):
             return
         root_text, root_blocks = blocks.root_updated(
-            repo=self.run.repo,
-            issue_number=self.run.issue_number or self.run.pr_number,
-            issue_title=(self.issue or {}).get("title", ""),
-            issue_url=(self.issue or {}).get("html_url"),
-            requested_by=self.run.requested_by,
-            run_id=self.run.id,
-            status=state,
-            pr_url=(pr or {}).get("html_url"),
-            pr_number=(pr or {}).get("number"),
-            draft=bool((pr or {}).get("draft")),
-            error=error,
-            run_url=self.run_url,
+            self.headline, status=state, pr=pr, error=error
         )
         await self.slack.update(thread, text=root_text, blocks=root_blocks)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -29,6 +31,34 @@ RETRY_ACTION = "honk_retry"
 CANCEL_ACTION = "honk_cancel"
 OPEN_PR_ACTION = "honk_open_pr"
 VIEW_RUN_ACTION = "honk_view_run"
+
+
+@dataclass(frozen=True)
+class Headline:
+    """What a run's thread root always shows: the repository, the issue (or PR), who asked."""
+
+    repo: str
+    issue_number: int | None
+    issue_title: str
+    issue_url: str | None
+    requested_by: str | None
+    run_id: int
+    run_url: str | None = None  # the run's page
+
+
+@dataclass(frozen=True)
+class PullRef:
+    """A pull request as a run's messages name it: its page, number, and whether a draft."""
+
+    url: str
+    number: int | None = None
+    draft: bool = False
+
+    @classmethod
+    def of(cls, pr: Mapping[str, Any]) -> PullRef:
+        """From GitHub's pull request object."""
+        return cls(str(pr["html_url"]), pr.get("number"), bool(pr.get("draft")))
+
 
 RUN_STATUS: dict[str, tuple[str, str]] = {
     RunState.QUEUED: (":hourglass_flowing_sand:", "Queued"),
@@ -89,36 +119,24 @@ def run_started(
     run_url: str | None = None,
 ) -> Message:
     """The thread root: repository, issue link, who asked and the status (queued or working)."""
-    return root_updated(
-        repo=repo,
-        issue_number=issue_number,
-        issue_title=issue_title,
-        issue_url=issue_url,
-        requested_by=requested_by,
-        run_id=run_id,
-        status=status,
-        buttons=buttons,
-        run_url=run_url,
-    )
+    headline = Headline(repo, issue_number, issue_title, issue_url, requested_by, run_id, run_url)
+    return root_updated(headline, status=status, buttons=buttons)
 
 
 def root_updated(
+    headline: Headline,
     *,
-    repo: str,
-    issue_number: int | None,
-    issue_title: str,
-    issue_url: str | None,
-    requested_by: str | None,
-    run_id: int,
     status: str,
-    pr_url: str | None = None,
-    pr_number: int | None = None,
-    draft: bool = False,
+    pr: PullRef | None = None,
     error: str | None = None,
     buttons: bool = True,
-    run_url: str | None = None,
 ) -> Message:
     """The thread root as it stands now, for chat.update: the same facts and the current status."""
+    repo, issue_number, issue_title = headline.repo, headline.issue_number, headline.issue_title
+    issue_url, requested_by, run_id = headline.issue_url, headline.requested_by, headline.run_id
+    pr_url, pr_number = (pr.url, pr.number) if pr is not None else (None, None)
+    draft = pr is not None and pr.draft
+    run_url = headline.run_url
     emoji, label = _run_status(status)
     target = f"{repo}#{issue_number}" if issue_number is not None else repo
     header = f"{emoji} *{label}* · {link(issue_url, target)}"
@@ -148,9 +166,7 @@ def run_progress(text: str, *, run_url: str | None = None) -> Message:
 def run_finished(
     *,
     outcome: str,
-    pr_url: str | None,
-    pr_number: int | None,
-    draft: bool,
+    pr: PullRef | None,
     summary: str | None,
     usage_text: str | None,
     error: str | None,
@@ -167,8 +183,9 @@ def run_finished(
     `output_tail` is the last lines a failed command printed, `notes` what else explains the
     failure (the network's refusals with their reasons and advice).
     """
+    pr_url, pr_number = (pr.url, pr.number) if pr is not None else (None, None)
     emoji, label = _run_status(outcome)
-    if outcome == RunState.SUCCEEDED and draft:
+    if outcome == RunState.SUCCEEDED and pr is not None and pr.draft:
         label = "Draft PR opened"
     headline = f"{emoji} *{label}*"
     if pr_url:
