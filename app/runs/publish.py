@@ -10,10 +10,9 @@ from app.agent.loop import AgentResult
 from app.ci import records
 from app.github.auth import GitHubApp
 from app.log import describe_error
-from app.models import RunState, Usage
+from app.models import ReviewVerdict, RunState, Usage
 from app.runs.context import Outcome, RunContext
 from app.runs.people import co_author
-from app.runs.review import OUTCOME
 from app.runs.review_texts import review_text, total_cost, usage_text, veto_comment
 from app.runs.texts import check_run_conclusion, check_run_output, no_change_comment, pr_body
 from app.store.kv import Namespace, mapping
@@ -264,7 +263,7 @@ async def withhold(ctx: RunContext, usage: Usage) -> Outcome:
     checkout, _sandbox, _tools = ctx.work
     stopped = (
         "The tests' outcome stopped the change"
-        if ctx.review.verdict == OUTCOME
+        if ctx.review.verdict == ReviewVerdict.OUTCOME
         else "Honk's review vetoed the change"
     )
     reason = f"{stopped}: {ctx.review.why()}"[:1000]
