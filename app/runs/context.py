@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from app.agent.loop import AgentLimits, AgentResult
 from app.agent.prompts import AgentTask
 from app.agent.tools import ToolBox
+from app.errors import RunFailure
 from app.github.client import GitHubClient
 from app.models import Run, RunState, Usage
 from app.repo_config import NetworkPlan, RepoConfig, RunLimits
@@ -30,7 +31,7 @@ class RunCancelled(Exception):
     """Someone asked for the run to stop."""
 
 
-class LimitStop(RuntimeError):
+class LimitStop(RunFailure):
     """A limit stopped the agent before it changed anything: the run fails, and people may
     carry on (Continue) with a fresh budget of `turns`."""
 
@@ -40,12 +41,13 @@ class LimitStop(RuntimeError):
         self.turns = turns
 
 
-class SetupFailed(RuntimeError):
+class SetupFailed(RunFailure):
     """A setup command failed; `details` say what it printed last and what was refused."""
 
+    details: FailureDetails
+
     def __init__(self, message: str, details: FailureDetails) -> None:
-        super().__init__(message)
-        self.details = details
+        super().__init__(message, details=details)
 
 
 @dataclass
