@@ -10,7 +10,8 @@ from gidgethub import routing, sansio
 from app.actions import may_act, start_issue_run
 from app.github.client import GitHubClient
 from app.github.pacing import Priority, writes_at
-from app.handlers.context import HandlerContext, is_bot
+from app.github.users import is_bot
+from app.handlers.context import HandlerContext
 from app.models import ACTIVE_STATES
 from app.repo_config import RepoConfigError
 
