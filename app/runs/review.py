@@ -24,7 +24,7 @@ from app.models import ReviewVerdict, Usage
 from app.repo_config import ReviewPolicy, review_policy
 from app.review.outcome import OutcomeReport
 from app.review.reports import test_file
-from app.runs import test_syntax
+from app.runs import tests_in_diffs
 from app.runs.diff_checks import PARSE_CHECK, Change, Finding, check_change, read_change
 from app.runs.judge import Case, JudgeUnavailable, Verdict, ask_judge
 from app.runs.texts import Verification
@@ -325,7 +325,7 @@ async def _look(
     if check_outcome is not None and verified:
         current.outcome = await check_outcome()
     if policy.model_judge:
-        tests = [p for p in await checkout.changed_files() if test_syntax.is_test_file(p)]
+        tests = [p for p in await checkout.changed_files() if tests_in_diffs.is_test_file(p)]
         shown = _outcome_as_findings(current.outcome) + findings
         case = Case(
             request=request,
