@@ -21,7 +21,7 @@ from app import metrics
 from app.config import Settings
 from app.log import describe_error
 from app.models import ReviewVerdict, Usage
-from app.repo_config import ReviewPolicy, review_policy
+from app.repo_config import OnVeto, ReviewPolicy, review_policy
 from app.review.outcome import OutcomeReport
 from app.review.reports import test_file
 from app.runs import tests_in_diffs
@@ -167,7 +167,7 @@ class Review:
     @property
     def withheld(self) -> bool:
         """Vetoed where the repository asked for a comment instead of a draft PR."""
-        return self.verdict.stopped and self.policy.on_veto == "comment"
+        return self.verdict.stopped and self.policy.on_veto == OnVeto.COMMENT
 
     @property
     def outcome(self) -> OutcomeReport | None:
