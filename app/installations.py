@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from app.store import Store
 from app.store.kv import Namespace, mapping
 
-ACTIVE, SUSPENDED, DELETED = "active", "suspended", "deleted"
-ADDED, REMOVED = "added", "removed"  # a repository's state in its installation
+
+class InstallationState(StrEnum):
+    """An installation's state, as its record keeps it."""
+
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    DELETED = "deleted"
+
+
+class RepositoryState(StrEnum):
+    """A repository's state in its installation."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+
+
+class LabelState(StrEnum):
+    """How making sure of Honk's label in a repository went."""
+
+    CREATED = "created"
+    EXISTED = "existed"
+    FAILED = "failed"
+
+
 HISTORY_MAX = 50
-LABEL_DONE = ("created", "existed")
+LABEL_DONE = (LabelState.CREATED, LabelState.EXISTED)
 
 # "<id>": the installation; "<id>/repo/<owner/name>": a repository in it;
 # "<id>/announced/<delivery>": Slack heard of that delivery's installation.
@@ -33,7 +56,9 @@ def _announced_key(installation_id: int, delivery_id: str | None) -> str:
 async def installation_active(store: Store, installation_id: int) -> bool:
     """False once the installation was deleted or is suspended; unknown ones count as active."""
     record = await _RECORDS.get(store, _installation_key(installation_id))
-    return not (record and record.get("state") in (SUSPENDED, DELETED))
+    return not (
+        record and record.get("state") in (InstallationState.SUSPENDED, InstallationState.DELETED)
+    )
 
 
 async def repository_active(store: Store, installation_id: int, repo: str) -> bool:
@@ -41,13 +66,13 @@ async def repository_active(store: Store, installation_id: int, repo: str) -> bo
     if not await installation_active(store, installation_id):
         return False
     record = await repository(store, installation_id, repo)
-    return not (record and record.get("state") == REMOVED)
+    return not (record and record.get("state") == RepositoryState.REMOVED)
 
 
 async def record_installation(
     store: Store,
     installation: dict[str, Any],
-    state: str,
+    state: InstallationState,
     *,
     action: str,
     sender: str | None,
@@ -81,7 +106,13 @@ async def repository(store: Store, installation_id: int, repo: str) -> dict[str,
 
 
 async def record_repository(
-    store: Store, installation_id: int, repo: str, *, state: str, label: str | None, **extra: Any
+    store: Store,
+    installation_id: int,
+    repo: str,
+    *,
+    state: RepositoryState,
+    label: LabelState | None,
+    **extra: Any,
 ) -> None:
     value = {"repo": repo, "state": state, "label": label, "changed_at": _now(), **extra}
     await _RECORDS.put(store, _repo_key(installation_id, repo), value)

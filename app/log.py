@@ -13,6 +13,8 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 from slack_sdk.errors import SlackApiError
 
+from app.errors import RunFailure
+
 run_id_var: ContextVar[int | None] = ContextVar("run_id", default=None)
 delivery_id_var: ContextVar[str | None] = ContextVar("delivery_id", default=None)
 
@@ -79,7 +81,8 @@ DESCRIBE_LIMIT = 300
 def describe_error(exc: BaseException) -> str:
     """A failure in a few words for people (and the store): never a secret, never long.
 
-    Honk raises RuntimeError with sentences meant for people, so those read as they are;
+    A RunFailure's message is meant for people, and so are the sentences of Honk's
+    RuntimeErrors, so those read as they are;
     anything else is named by its type too ("KeyError: 'issue'"). Slack's errors are its
     error code and HTTP status, never the request (which holds the message).
     """
@@ -92,7 +95,7 @@ def describe_error(exc: BaseException) -> str:
         text = "no answer in time"
     else:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        if isinstance(exc, RuntimeError) and message:
+        if isinstance(exc, RunFailure | RuntimeError) and message:
             text = message
         else:
             text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__

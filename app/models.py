@@ -24,6 +24,23 @@ class RunState(StrEnum):
 ACTIVE_STATES = (RunState.QUEUED, RunState.RUNNING)
 
 
+class ReviewVerdict(StrEnum):
+    """The review's verdict on a run's change (app/runs/review.py), stored on the run."""
+
+    APPROVED = "approved"
+    RECOVERED = "recovered"  # vetoed, then the agent's second attempt was approved
+    VETOED = "vetoed"  # by the checks of the diff or the model judge
+    # The tests' outcome checks found what stops the change, whatever the judge said.
+    OUTCOME = "outcome"
+    UNAVAILABLE = "unavailable"  # the judge (or the outcome checks) could not be done; a draft
+    SKIPPED = "skipped"  # no review: the run ended before one, or every part is off
+
+    @property
+    def stopped(self) -> bool:
+        """The change was objected to, and still is."""
+        return self in (ReviewVerdict.VETOED, ReviewVerdict.OUTCOME)
+
+
 class RunKind(StrEnum):
     ISSUE = "issue"  # an issue labelled `honk` (or asked for from Slack)
     RETRY = "retry"  # `/honk retry` on a Honk PR
@@ -181,7 +198,7 @@ class Run:
     attempts: int = 0  # how many times a worker claimed it
     round: int = 0  # CI repair round
     cancel_requested: bool = False
-    review: str | None = None  # the review's verdict (app/runs/review.py VERDICTS)
+    review: str | None = None  # the review's verdict: a ReviewVerdict's value
     usage: Usage = field(default_factory=Usage)
     steps: list[Step] = field(default_factory=list)
     lease_owner: str | None = None

@@ -6,6 +6,7 @@ import difflib
 import functools
 import re
 from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
 from http import HTTPStatus
 from typing import Any
 
@@ -51,7 +52,15 @@ _REVIEW = {
     "tests": "review_test_commands",  # and review_test_files
 }
 _REVIEW_TESTS = ("command", "commands", "files")
-ON_VETO = ("draft", "comment")
+
+
+class OnVeto(StrEnum):
+    """What a vetoed change becomes (`review: on_veto:`)."""
+
+    DRAFT = "draft"  # a draft PR, the default
+    COMMENT = "comment"  # no PR: a comment on the issue says why
+
+
 MERGE_METHODS = ("squash", "merge", "rebase")  # GitHub's merge_method values
 LABEL_MAX = 50  # GitHub's limit on a label's name
 
@@ -141,7 +150,7 @@ class RepoConfig:
     paths: tuple[str, ...] = ()  # globs (CODEOWNERS' reading) Honk may change; empty: anything
     review_model: str | None = None
     model_judge: bool | None = None  # the model judge on or off; None: the operator's default
-    on_veto: str | None = None  # "draft" (a draft PR, the default) or "comment" (no PR)
+    on_veto: OnVeto | None = None
     review_allow: tuple[str, ...] = ()  # globs of files the repository expects changes to
     review_checks: bool | None = None  # False: checks off (only if the operator allows it)
     # The outcome checks (app/review): off only where the operator allows it; the test
@@ -461,9 +470,9 @@ def _review(review: Any, source: str) -> dict[str, Any]:
         elif key == "tests":
             values.update(_review_tests(value, source))
         elif key == "on_veto":
-            if value not in ON_VETO:
+            if value not in tuple(OnVeto):
                 raise RepoConfigError(f"{source}: review.on_veto must be draft or comment")
-            values["on_veto"] = value
+            values["on_veto"] = OnVeto(value)
         else:
             values["review_allow"] = _strings(value, "review.allow", source)
     return values
@@ -642,7 +651,7 @@ class ReviewPolicy:
 
     model: str
     model_judge: bool
-    on_veto: str  # "draft" or "comment"
+    on_veto: OnVeto
     allow: tuple[str, ...]
     checks: bool  # the deterministic checks run
     checks_kept: bool  # the repository asked to turn them off; the operator does not allow it
@@ -663,7 +672,7 @@ def review_policy(settings: Settings, config: RepoConfig) -> ReviewPolicy:
     return ReviewPolicy(
         model=config.review_model or settings.review_model,
         model_judge=settings.model_judge if config.model_judge is None else config.model_judge,
-        on_veto=config.on_veto or "draft",
+        on_veto=config.on_veto or OnVeto.DRAFT,
         allow=config.review_allow,
         checks=not checks_off,
         checks_kept=wants_checks_off and not checks_off,

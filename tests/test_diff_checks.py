@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.runs import test_syntax
+from app.runs import tests_in_diffs
 from app.runs.build_files import CI, LOCK, TEST_CONFIG, VENDORED
 from app.runs.diff_checks import (
     ASSERTIONS,
@@ -480,4 +480,4 @@ def test_a_diff_that_cannot_be_read_is_an_error() -> None:
     ],
 )
 def test_what_counts_as_a_test_file(path: str, is_test: bool) -> None:
-    assert test_syntax.is_test_file(path) is is_test
+    assert tests_in_diffs.is_test_file(path) is is_test

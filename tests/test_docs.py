@@ -533,7 +533,7 @@ def named_modules(markdown: str) -> tuple[set[str], set[str]]:
     """What the module tables' first cells name: file paths, and folder paths.
 
     A first cell is a path, optionally followed by file names relative to its folder:
-    `app/runs/diff_checks.py`, `test_syntax.py` or `app/agent/`: `loop.py`, `tools.py`."""
+    `app/runs/diff_checks.py`, `tests_in_diffs.py` or `app/agent/`: `loop.py`, `tools.py`."""
     files: set[str] = set()
     folders: set[str] = set()
     for header in MODULE_HEADERS:

@@ -334,13 +334,13 @@ async def test_a_run_for_an_uninstalled_repository_sends_nothing(
     fake_anthropic: Any,
     fake_slack: Any,
 ) -> None:
-    from app.installations import REMOVED, record_repository
+    from app.installations import RepositoryState, record_repository
 
     client = await aiohttp_client(create_app(calc_world_settings.with_overrides(workers=0)))
     await post_webhook(client, "issues", labeled())
     store = client.app[SERVICES].store
     (queued,) = await eventually(lambda: store.runs.find(repo=REPO, issue_number=ISSUE))
-    await record_repository(store, INSTALLATION, REPO, state=REMOVED, label=None)
+    await record_repository(store, INSTALLATION, REPO, state=RepositoryState.REMOVED, label=None)
     calls_before = len(fake_github.calls)
     outcome = await client.app[SERVICES].workers.pipeline.execute(queued)
     assert outcome.state == RunState.CANCELLED

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from app.as_person import OWN_APPROVAL
 from app.config import Settings
-from app.going_live import OWN_APPROVAL
 from app.slack import blocks, card
 from app.web import SERVICES, create_app
 from tests.calc_world import FIXED, REPO

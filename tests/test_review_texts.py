@@ -15,20 +15,11 @@ from sqlalchemy import update
 from app.__main__ import main
 from app.cli.stats import rates, render_stats
 from app.config import Settings
-from app.models import RunKind, RunState, Usage
+from app.models import ReviewVerdict, RunKind, RunState, Usage
 from app.repo_config import RepoConfig, review_policy
 from app.runs.diff_checks import MARKER, Finding
 from app.runs.judge import Verdict
-from app.runs.review import (
-    APPROVED,
-    OUTCOME,
-    RECOVERED,
-    SKIPPED,
-    UNAVAILABLE,
-    VETOED,
-    Review,
-    Round,
-)
+from app.runs.review import Review, Round
 from app.runs.review_texts import review_text, usage_text, veto_comment
 from app.runs.texts import Verification, check_run_conclusion, check_run_output, pr_body
 from app.slack.blocks import PullRef, run_finished
@@ -66,7 +57,7 @@ def body(r: Review) -> str:
 
 
 def test_a_veto_opens_the_pr_body_in_plain_words() -> None:
-    text = body(review(VETOED, vetoed(), vetoed()))
+    text = body(review(ReviewVerdict.VETOED, vetoed(), vetoed()))
     assert text.startswith(
         "**Honk's review vetoed this change**, so this pull request is a draft:\n\n"
         "- `test_calc.py` line 4: `test_add` was skipped with `@pytest.mark.skip`\n"
@@ -77,9 +68,9 @@ def test_a_veto_opens_the_pr_body_in_plain_words() -> None:
     )
     approving = Round([SKIPPED_TEST], Verdict(True, "Looks fine.", (), False))
     assert "**Vetoed** by Honk's checks of the diff, though the model judge approved" in body(
-        review(VETOED, approving)
+        review(ReviewVerdict.VETOED, approving)
     )
-    line = review(VETOED, vetoed()).line()
+    line = review(ReviewVerdict.VETOED, vetoed()).line()
     assert line == (
         "Review: vetoed: `test_calc.py` line 4: `test_add` was skipped with "
         f"`@pytest.mark.skip`; {STILL_BROKEN}."
@@ -87,7 +78,7 @@ def test_a_veto_opens_the_pr_body_in_plain_words() -> None:
 
 
 def test_an_approval_has_its_summary_and_its_own_cost() -> None:
-    text = body(review(APPROVED, approved("Fixes `add()` to add.")))
+    text = body(review(ReviewVerdict.APPROVED, approved("Fixes `add()` to add.")))
     assert text.startswith("## What changed")
     section = text.split("## Review\n\n")[1].split("\n\n## Cost")[0]
     assert section.startswith("Fixes `add()` to add.\n\n**Approved** by the model judge")
@@ -102,7 +93,7 @@ def test_an_approval_has_its_summary_and_its_own_cost() -> None:
 
 
 def test_a_recovery_names_the_first_veto() -> None:
-    r = review(RECOVERED, vetoed(), approved())
+    r = review(ReviewVerdict.RECOVERED, vetoed(), approved())
     text = body(r)
     assert "**Approved after a veto.** The first attempt was vetoed:" in text
     assert f"- {STILL_BROKEN}" in text and not text.startswith("**Honk's review")
@@ -110,12 +101,15 @@ def test_a_recovery_names_the_first_veto() -> None:
 
 
 def test_unavailable_and_skipped() -> None:
-    down = review(UNAVAILABLE, Round([], None, "Anthropic API overloaded (529) after 5 attempts"))
+    down = review(
+        ReviewVerdict.UNAVAILABLE,
+        Round([], None, "Anthropic API overloaded (529) after 5 attempts"),
+    )
     assert body(down).startswith(
         "**Honk's review could not be done** (Anthropic API overloaded (529) after 5 attempts), "
         "so this pull request is a draft"
     )
-    off = review(SKIPPED)
+    off = review(ReviewVerdict.SKIPPED)
     assert "**Not reviewed**: the checks and the model judge are both off" in body(off)
 
 
@@ -137,21 +131,21 @@ def test_the_check_run_carries_the_verdict() -> None:
             check_run_conclusion(Verification("pytest", True), False, review_text(r)),
         )
 
-    title, summary, conclusion = check(review(VETOED, vetoed()))
+    title, summary, conclusion = check(review(ReviewVerdict.VETOED, vetoed()))
     assert title == "Honk run 7: review vetoed" and conclusion == "failure"
     assert summary.startswith("**Honk's review vetoed this change**")
-    title, _summary, conclusion = check(review(UNAVAILABLE, Round([], None, "down")))
+    title, _summary, conclusion = check(review(ReviewVerdict.UNAVAILABLE, Round([], None, "down")))
     assert title == "Honk run 7: review could not be done" and conclusion == "neutral"
-    title, summary, conclusion = check(review(APPROVED, approved()))
+    title, summary, conclusion = check(review(ReviewVerdict.APPROVED, approved()))
     assert title == "Honk run 7" and conclusion == "success" and "## Review" in summary
     # A failed verification still decides first.
-    assert check_run_conclusion(Verification("x", False), False, review_text(review(APPROVED))) == (
-        "failure"
-    )
+    assert check_run_conclusion(
+        Verification("x", False), False, review_text(review(ReviewVerdict.APPROVED))
+    ) == ("failure")
 
 
 def test_slack_carries_the_verdict() -> None:
-    r = review(VETOED, vetoed())
+    r = review(ReviewVerdict.VETOED, vetoed())
     fallback, blocks = run_finished(
         outcome=RunState.SUCCEEDED,
         pr=PullRef("https://github.com/o/r/pull/3", 3, draft=True),
@@ -167,16 +161,23 @@ def test_slack_carries_the_verdict() -> None:
 
 
 def test_the_comment_instead_of_a_pr() -> None:
-    text = veto_comment(review(VETOED, vetoed()), " calc.py | 2 +-\n 1 file changed")
+    text = veto_comment(review(ReviewVerdict.VETOED, vetoed()), " calc.py | 2 +-\n 1 file changed")
     assert text.startswith("**Honk's review vetoed Honk's change, so no pull request was opened**:")
     assert STILL_BROKEN in text and "calc.py | 2 +-" in text and "/honk retry" in text
 
 
 def test_rates_and_the_table() -> None:
     counts = {
-        "octo/calc": Counter({APPROVED: 2, VETOED: 1, RECOVERED: 1, UNAVAILABLE: 1}),
-        "octo/web": Counter({SKIPPED: 3}),
-        "octo/api": Counter({APPROVED: 1, OUTCOME: 1}),
+        "octo/calc": Counter(
+            {
+                ReviewVerdict.APPROVED: 2,
+                ReviewVerdict.VETOED: 1,
+                ReviewVerdict.RECOVERED: 1,
+                ReviewVerdict.UNAVAILABLE: 1,
+            }
+        ),
+        "octo/web": Counter({ReviewVerdict.SKIPPED: 3}),
+        "octo/api": Counter({ReviewVerdict.APPROVED: 1, ReviewVerdict.OUTCOME: 1}),
     }
     assert rates(counts["octo/calc"]) == (0.5, 0.5)
     assert rates(counts["octo/api"]) == (0.5, 0.0)  # stopped by the tests' outcome at first
@@ -203,8 +204,14 @@ def test_honk_stats_from_the_command_line(
     async def seed() -> None:
         store = await Store.open(database)
         try:
-            verdicts = [APPROVED, VETOED, RECOVERED, RECOVERED, None]
-            for index, verdict in enumerate([*verdicts, VETOED]):
+            verdicts = [
+                ReviewVerdict.APPROVED,
+                ReviewVerdict.VETOED,
+                ReviewVerdict.RECOVERED,
+                ReviewVerdict.RECOVERED,
+                None,
+            ]
+            for index, verdict in enumerate([*verdicts, ReviewVerdict.VETOED]):
                 run = await store.runs.enqueue(NewRun(repo="octo/calc", installation_id=1))
                 assert run is not None
                 if verdict is not None:
@@ -253,7 +260,7 @@ def outcome_round(*findings: str, notes: tuple[str, ...] = ()) -> Round:
 def test_an_outcome_finding_opens_the_pr_and_says_how_the_runs_were_judged() -> None:
     finding = "`test_add` passed on main and is not collected any more"
     fallback = "No test report could be read from `make test` (no report): Honk judged..."
-    r = review(OUTCOME, outcome_round(finding, notes=(fallback,)))
+    r = review(ReviewVerdict.OUTCOME, outcome_round(finding, notes=(fallback,)))
     text = body(r)
     assert text.startswith(
         "**The tests' outcome stopped this change**, so this pull request is a draft. Honk ran "

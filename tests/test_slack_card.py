@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from app.going_live import Refused, merge_method
+from app.as_person import Refused, merge_method
 from app.repo_config import RepoConfigError, parse_config
 from app.slack import blocks, card
 from app.slack.card import CardFacts, ChangedFile

@@ -29,7 +29,7 @@ from app.review.tamper import (
     PythonFile,
     check_python,
 )
-from app.runs import test_syntax
+from app.runs import tests_in_diffs
 from app.runs.diff_checks import PARSE_CHECK, Finding, check_change, read_change
 from app.workspace.checkout import Checkout
 from tests.calc_world import BUGGY, FIXED, TESTS
@@ -294,11 +294,11 @@ OLD = CALC_TEST + "    assert add(2, 3) == 5\n"
 
 def _project(*paths: str) -> Project:
     every = {"calc.py", "pkg/__init__.py", "pkg/core.py", "tests/helpers.py", T, *paths}
-    return Project.from_paths(every, test_syntax.is_test_file)
+    return Project.from_paths(every, tests_in_diffs.is_test_file)
 
 
 def _check(path: str, before: str | None, after: str) -> list[Found]:
-    file = PythonFile(path, before, after, test_syntax.is_test_file(path))
+    file = PythonFile(path, before, after, tests_in_diffs.is_test_file(path))
     return check_python([file], _project(path))
 
 
@@ -709,7 +709,7 @@ def test_what_the_project_is() -> None:
     project = Project.from_paths(
         ["src/calc/__init__.py", "src/calc/core.py", "tests/helpers.py", "tests/test_x.py",
          "conftest.py", "setup.py"],
-        test_syntax.is_test_file,
+        tests_in_diffs.is_test_file,
     )  # fmt: skip
     assert project.code_under_test("calc.core.add") == "calc.core"
     assert project.code_under_test("calc.VERSION") == "calc"

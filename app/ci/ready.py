@@ -6,13 +6,13 @@ from app.ci import records
 from app.ci.verdict import Verdict
 from app.config import Settings
 from app.github.client import GitHubClient
-from app.models import Run
+from app.models import ReviewVerdict, Run
 from app.slack.blocks import Message, escape
 from app.slack.card import CardFacts, ChangedFile, ready_card
 from app.store import Store
 
-# The review's verdicts (app/runs/review.py VERDICTS) under which a change may go live.
-READY_REVIEWS = frozenset({"approved", "recovered"})
+# The review's verdicts under which a change may go live.
+READY_REVIEWS = frozenset({ReviewVerdict.APPROVED, ReviewVerdict.RECOVERED})
 
 
 async def ready_to_go_live(

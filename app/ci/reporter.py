@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.ci import records
-from app.ci.live import follow_deployment, follow_merge_ci
+from app.ci.after_merge import follow_deployment, follow_merge_ci
 from app.ci.ready import ready_to_go_live
 from app.ci.records import CiFailure
 from app.ci.verdict import Verdict, artifact_links, gather_verdict, summarize_failures

@@ -10,10 +10,17 @@ from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from app.config import Settings
-from app.runs.review import APPROVED, OUTCOME, RECOVERED, SKIPPED, UNAVAILABLE, VETOED
+from app.models import ReviewVerdict
 from app.store import Store
 
-COLUMNS = (APPROVED, VETOED, OUTCOME, RECOVERED, UNAVAILABLE, SKIPPED)
+COLUMNS = (
+    ReviewVerdict.APPROVED,
+    ReviewVerdict.VETOED,
+    ReviewVerdict.OUTCOME,
+    ReviewVerdict.RECOVERED,
+    ReviewVerdict.UNAVAILABLE,
+    ReviewVerdict.SKIPPED,
+)
 EXPLAINED = (
     "vetoed: by the checks of the diff or the model judge; outcome: stopped by what the tests "
     "did (Honk's runs of them before and after the change);\n"
@@ -37,10 +44,14 @@ async def stats_command(settings: Settings, days: int, out: TextIO) -> int:
 
 def rates(counts: Counter[str]) -> tuple[float | None, float | None]:
     """(veto rate, recovery rate); None where nothing was there to count."""
-    vetoed_first = counts[VETOED] + counts[OUTCOME] + counts[RECOVERED]
-    decided = counts[APPROVED] + vetoed_first
+    vetoed_first = (
+        counts[ReviewVerdict.VETOED]
+        + counts[ReviewVerdict.OUTCOME]
+        + counts[ReviewVerdict.RECOVERED]
+    )
+    decided = counts[ReviewVerdict.APPROVED] + vetoed_first
     veto = vetoed_first / decided if decided else None
-    recovery = counts[RECOVERED] / vetoed_first if vetoed_first else None
+    recovery = counts[ReviewVerdict.RECOVERED] / vetoed_first if vetoed_first else None
     return veto, recovery
 
 

@@ -9,13 +9,14 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from app.actions import cancel_active, honk_run_for_pr, may_act, queue_follow_up
 from app.github.client import GitHubClient
 from app.github.pacing import Priority, writes_at
-from app.handlers.context import HandlerContext, is_bot
+from app.github.users import is_bot
+from app.handlers.context import HandlerContext
 from app.issue_snapshots import record_approved
 from app.models import ACTIVE_STATES, Run, RunKind, RunState
 from app.progress import Progress
+from app.run_requests import cancel_active, honk_run_for_pr, may_act, queue_follow_up
 from app.store.kv import Namespace
 
 router = routing.Router()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from app.ci.reporter import CiReporter
 from app.config import Settings
@@ -36,8 +35,3 @@ class HandlerContext:
         `ref` None reads the default branch as GitHub has it now, not as a payload recorded it.
         """
         return await load_repo_config(gh, repo, ref, self.config_cache)
-
-
-def is_bot(user: dict[str, Any]) -> bool:
-    """Bots (Honk's own included) never start or steer a run."""
-    return user.get("type") == "Bot" or str(user.get("login", "")).endswith("[bot]")

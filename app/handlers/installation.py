@@ -17,7 +17,7 @@ from app import installations
 from app.github.client import GitHubClient
 from app.github.pacing import Priority, writes_at
 from app.handlers.context import HandlerContext
-from app.installations import ACTIVE, ADDED, DELETED, REMOVED, SUSPENDED
+from app.installations import InstallationState, LabelState, RepositoryState
 from app.slack import blocks
 from app.store import Store
 
@@ -36,7 +36,7 @@ async def on_installation_created(
     event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
 ) -> None:
     installation = event.data["installation"]
-    await _record(event, ctx, ACTIVE)
+    await _record(event, ctx, InstallationState.ACTIVE)
     client = await ctx.github.installation_client(int(installation["id"]))
     if installation.get("repository_selection") == "all":
         # The payload's list is not the whole account: ask GitHub for every repository.
@@ -61,21 +61,21 @@ async def on_repositories_added(
 async def on_installation_deleted(
     event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
 ) -> None:
-    await _stop(event, ctx, DELETED)
+    await _stop(event, ctx, InstallationState.DELETED)
 
 
 @router.register("installation", action="suspend")
 async def on_installation_suspended(
     event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
 ) -> None:
-    await _stop(event, ctx, SUSPENDED)
+    await _stop(event, ctx, InstallationState.SUSPENDED)
 
 
 @router.register("installation", action="unsuspend")
 async def on_installation_unsuspended(
     event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
 ) -> None:
-    await _record(event, ctx, ACTIVE)
+    await _record(event, ctx, InstallationState.ACTIVE)
     log.info("installation %s unsuspended", event.data["installation"]["id"])
 
 
@@ -87,7 +87,7 @@ async def on_repositories_removed(
     repos = [r["full_name"] for r in event.data.get("repositories_removed") or []]
     for repo in repos:
         await installations.record_repository(
-            ctx.store, installation_id, repo, state=REMOVED, label=None
+            ctx.store, installation_id, repo, state=RepositoryState.REMOVED, label=None
         )
     cancelled = await ctx.store.runs.cancel_all(installation_id=installation_id, repos=repos)
     # Cached tokens may be scoped to the removed repositories; new ones are minted on demand.
@@ -111,9 +111,9 @@ async def _welcome(
     installation_id = int(event.data["installation"]["id"])
     for repo in repos:
         record = await installations.repository(ctx.store, installation_id, repo)
-        if not record or record.get("state") != ADDED:
+        if not record or record.get("state") != RepositoryState.ADDED:
             await installations.record_repository(
-                ctx.store, installation_id, repo, state=ADDED, label=None
+                ctx.store, installation_id, repo, state=RepositoryState.ADDED, label=None
             )
     await _announce(event, ctx, count)
     # One write per repository, maybe thousands: bulk, so people's requests and runs on the
@@ -190,8 +190,8 @@ async def ensure_labels(
                 store,
                 installation_id,
                 repo,
-                state=ADDED,
-                label="failed",
+                state=RepositoryState.ADDED,
+                label=LabelState.FAILED,
                 label_name=label,
                 detail=str(exc)[:300],
             )
@@ -201,8 +201,8 @@ async def ensure_labels(
             store,
             installation_id,
             repo,
-            state=ADDED,
-            label="created" if created else "existed",
+            state=RepositoryState.ADDED,
+            label=LabelState.CREATED if created else LabelState.EXISTED,
             label_name=label,
         )
         if created:
@@ -213,7 +213,7 @@ async def ensure_labels(
     return tally
 
 
-async def _record(event: sansio.Event, ctx: HandlerContext, state: str) -> None:
+async def _record(event: sansio.Event, ctx: HandlerContext, state: InstallationState) -> None:
     await installations.record_installation(
         ctx.store,
         event.data["installation"],
@@ -224,7 +224,7 @@ async def _record(event: sansio.Event, ctx: HandlerContext, state: str) -> None:
     )
 
 
-async def _stop(event: sansio.Event, ctx: HandlerContext, state: str) -> None:
+async def _stop(event: sansio.Event, ctx: HandlerContext, state: InstallationState) -> None:
     installation_id = int(event.data["installation"]["id"])
     await _record(event, ctx, state)
     cancelled = await ctx.store.runs.cancel_all(installation_id=installation_id)

@@ -7,12 +7,13 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from app.actions import may_act, start_issue_run
 from app.github.client import GitHubClient
 from app.github.pacing import Priority, writes_at
-from app.handlers.context import HandlerContext, is_bot
+from app.github.users import is_bot
+from app.handlers.context import HandlerContext
 from app.models import ACTIVE_STATES
 from app.repo_config import RepoConfigError
+from app.run_requests import may_act, start_issue_run
 
 router = routing.Router()
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.agent.loop import AgentResult
+from app.errors import RunFailure
 from app.github.client import GitHubClient
 from app.models import Run, RunState, Usage
 from app.repo_config import NetworkPlan, RepoConfig, RunLimits
@@ -25,7 +26,7 @@ class RunCancelled(Exception):
     """Someone asked for the run to stop."""
 
 
-class LimitStop(RuntimeError):
+class LimitStop(RunFailure):
     """A limit stopped the agent before it changed anything: the run fails, and people may
     carry on (Continue) with a fresh budget of `turns`."""
 
@@ -35,12 +36,13 @@ class LimitStop(RuntimeError):
         self.turns = turns
 
 
-class SetupFailed(RuntimeError):
+class SetupFailed(RunFailure):
     """A setup command failed; `details` say what it printed last and what was refused."""
 
+    details: FailureDetails
+
     def __init__(self, message: str, details: FailureDetails) -> None:
-        super().__init__(message)
-        self.details = details
+        super().__init__(message, details=details)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from unidiff.errors import UnidiffParseError
 from app.repo_config import globs_match
 from app.review import tamper
 from app.runs import build_files as build
-from app.runs import test_syntax as syntax
+from app.runs import tests_in_diffs as syntax
 from app.runs.build_files import TEST_CONFIG
 from app.untrusted import code
 from app.workspace.checkout import ChangedText, Checkout

@@ -9,6 +9,7 @@ from typing import Any
 from app.ci.records import CiFailure, last_failure
 from app.ci.verdict import clip_middle
 from app.github.client import GitHubClient
+from app.github.users import is_bot
 from app.models import Run
 from app.store import Store
 from app.untrusted import clean_untrusted
@@ -74,7 +75,7 @@ async def retry_context(run: Run, context: RequestContext) -> RetryParts:
         for comment in await context.gh.review_comments(run.repo, run.pr_number):
             user = comment.get("user") or {}
             body = (comment.get("body") or "").strip()
-            if not body or user.get("type") == "Bot" or body.lower().startswith("/honk"):
+            if not body or is_bot(user) or body.lower().startswith("/honk"):
                 continue
             if await context.may_steer(user.get("login", "")):
                 reviews.append(comment)

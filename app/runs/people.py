@@ -6,6 +6,7 @@ from typing import Any
 
 from app.github.auth import GitHubApp
 from app.github.client import GitHubClient
+from app.github.users import is_bot
 from app.runs.follow_up import MaySteer
 
 TRACKING_MARKER = "honk:run:"  # in Honk's own tracking comments
@@ -30,7 +31,7 @@ async def writer_comments(
     kept = []
     for comment in await gh.issue_comments(repo, issue_number):
         user = comment.get("user") or {}
-        if user.get("type") == "Bot" or TRACKING_MARKER in comment.get("body", ""):
+        if is_bot(user) or TRACKING_MARKER in comment.get("body", ""):
             continue
         if await may_steer(user.get("login", "")):
             kept.append(comment)

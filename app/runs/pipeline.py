@@ -16,6 +16,7 @@ from app.agent.prompts import AgentTask
 from app.agent.tools import ToolBox
 from app.ci.reporter import CiReporter
 from app.config import Settings
+from app.errors import RunFailure
 from app.github.auth import GitHubApp
 from app.installations import repository_active
 from app.log import describe_error, redact
@@ -152,7 +153,10 @@ class Pipeline:
             outcome = Outcome(RunState.FAILED, reason)
         except Exception as exc:
             reason = describe_error(exc)
-            log.exception("run %s failed: %s", run.id, reason)
+            if isinstance(exc, RunFailure):  # expected: its message says it all
+                log.warning("run %s failed: %s", run.id, reason)
+            else:
+                log.exception("run %s failed: %s", run.id, reason)
             summary = ctx.result.summary if ctx.result is not None else ""
             details = exc.details if isinstance(exc, SetupFailed) else None
             await ctx.tracker.finished(
@@ -215,7 +219,7 @@ class Pipeline:
             # Running with defaults would silently drop the file's `paths:` and `network:`
             # limits: stop, and the tracking comment names the error (a host or preset the
             # operator's HONK_NETWORK_ALLOW does not allow, too).
-            raise RuntimeError(f"`.github/honk.yml` is not valid: {config_error}")
+            raise RunFailure(f"`.github/honk.yml` is not valid: {config_error}")
         ctx.limits = run_limits(self.settings, ctx.config)
         ctx.model = ctx.config.model or self.settings.model
         pull = subject.pull or {}
@@ -255,7 +259,7 @@ class Pipeline:
         if not self._sandbox_ok:
             reason = await Sandbox.check(self.settings.sandbox)
             if reason is not None:
-                raise RuntimeError(
+                raise RunFailure(
                     f"the sandbox does not work here ({reason}); Honk runs no agent without "
                     "one (install bubblewrap, or set HONK_SANDBOX=off, which is unsafe)"
                 )
@@ -284,7 +288,7 @@ class Pipeline:
             except DevcontainerError as exc:
                 # Its commands are the repository's setup: without them the run would fail
                 # in confusing ways, so it stops here and says why, as for honk.yml.
-                raise RuntimeError(str(exc)) from None
+                raise RunFailure(str(exc)) from None
         ctx.environment = plan_environment(ctx.config, devcontainer, unused=unused)
         sandbox.repository_env = dict(ctx.environment.env)
         for note in ctx.environment.notes:
@@ -463,7 +467,7 @@ class Pipeline:
         ctx.tracker.progress.done("verify", attempt.verification.describe())
         self._check_stop(ctx.run)
         if attempt.result.outcome == "error":
-            raise RuntimeError(attempt.result.error or "the agent failed")
+            raise RunFailure(attempt.result.error or "the agent failed")
 
     async def _no_change(
         self, ctx: RunContext, work: Workspace, attempt: Attempt

@@ -10,11 +10,11 @@ from app.agent.loop import AgentResult
 from app.ci import records
 from app.github.auth import GitHubApp
 from app.log import describe_error
-from app.models import RunState, Usage
+from app.models import ReviewVerdict, RunState, Usage
 from app.runs.context import Outcome, RunContext
 from app.runs.people import co_author
 from app.runs.results import Attempt, StoppedAtLimit, Workspace
-from app.runs.review import OUTCOME, Review
+from app.runs.review import Review
 from app.runs.review_texts import review_text, total_cost, usage_text, veto_comment
 from app.runs.texts import check_run_conclusion, check_run_output, no_change_comment, pr_body
 from app.slack.blocks import PullRef
@@ -284,7 +284,7 @@ async def withhold(ctx: RunContext, what: ReviewedChange, usage: Usage) -> Outco
     review = what.review
     stopped = (
         "The tests' outcome stopped the change"
-        if review.verdict == OUTCOME
+        if review.verdict == ReviewVerdict.OUTCOME
         else "Honk's review vetoed the change"
     )
     reason = f"{stopped}: {review.why()}"[:1000]

@@ -20,11 +20,11 @@ import anthropic
 from app import metrics
 from app.config import Settings
 from app.log import describe_error
-from app.models import Usage
-from app.repo_config import ReviewPolicy, review_policy
+from app.models import ReviewVerdict, Usage
+from app.repo_config import OnVeto, ReviewPolicy, review_policy
 from app.review.outcome import OutcomeReport
 from app.review.reports import test_file
-from app.runs import test_syntax
+from app.runs import tests_in_diffs
 from app.runs.context import RunContext
 from app.runs.diff_checks import PARSE_CHECK, Change, Finding, check_change, read_change
 from app.runs.judge import Case, JudgeUnavailable, Verdict, ask_judge
@@ -33,16 +33,6 @@ from app.runs.texts import Verification
 from app.untrusted import inert
 
 log = logging.getLogger(__name__)
-
-APPROVED = "approved"
-RECOVERED = "recovered"  # vetoed, then the agent's second attempt was approved
-VETOED = "vetoed"  # by the checks of the diff or the model judge
-# The tests' outcome checks found what stops the change, whatever the judge said.
-OUTCOME = "outcome"
-UNAVAILABLE = "unavailable"  # the judge (or the outcome checks) could not be done; a draft
-SKIPPED = "skipped"  # no review: the run ended before one, or every part is off
-VERDICTS = (APPROVED, RECOVERED, VETOED, OUTCOME, UNAVAILABLE, SKIPPED)
-STOPPED = frozenset({VETOED, OUTCOME})  # the change was objected to, and still is
 
 UNREADABLE = "unreadable"
 # GitHub refuses a push that changes workflows from an App without the `workflows`
@@ -133,7 +123,7 @@ class Review:
     """The whole review of a run: its rounds, the verdict, what the judge cost."""
 
     policy: ReviewPolicy
-    verdict: str = SKIPPED
+    verdict: ReviewVerdict = ReviewVerdict.SKIPPED
     rounds: list[Round] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     left_out: list[str] = field(default_factory=list)  # workflow files Honk cannot push
@@ -172,12 +162,12 @@ class Review:
     @property
     def blocks(self) -> bool:
         """The PR must not be ready for review: the change was vetoed, or not reviewed."""
-        return self.verdict in (*STOPPED, UNAVAILABLE)
+        return self.verdict.stopped or self.verdict == ReviewVerdict.UNAVAILABLE
 
     @property
     def withheld(self) -> bool:
         """Vetoed where the repository asked for a comment instead of a draft PR."""
-        return self.verdict in STOPPED and self.policy.on_veto == "comment"
+        return self.verdict.stopped and self.policy.on_veto == OnVeto.COMMENT
 
     @property
     def outcome(self) -> OutcomeReport | None:
@@ -186,9 +176,9 @@ class Review:
 
     def why(self, limit: int = 5) -> str:
         """Why the review stopped the change, in plain words (empty when it did not)."""
-        if self.verdict == UNAVAILABLE:
+        if self.verdict == ReviewVerdict.UNAVAILABLE:
             return f"the review could not be done ({self.last.not_done})"
-        if self.verdict not in STOPPED:
+        if not self.verdict.stopped:
             return ""
         objections = self.published[0]
         shown = objections[:limit]
@@ -197,17 +187,17 @@ class Review:
 
     def status(self) -> str:
         """The verdict and why, in a few words (the tracking comment's checklist)."""
-        if self.verdict == APPROVED:
+        if self.verdict == ReviewVerdict.APPROVED:
             return "approved." + (f" {inert(self.summary)}" if self.summary else "")
-        if self.verdict == RECOVERED:
+        if self.verdict == ReviewVerdict.RECOVERED:
             first = "; ".join(self.published[1][:3])
             how = "stopped by the tests' outcome" if self.rounds[0].outcome_findings else "vetoed"
             return f"{how} at first ({first}); the agent's second attempt was approved."
-        if self.verdict == VETOED:
+        if self.verdict == ReviewVerdict.VETOED:
             return f"vetoed: {self.why()}."
-        if self.verdict == OUTCOME:
+        if self.verdict == ReviewVerdict.OUTCOME:
             return f"stopped by the tests' outcome: {self.why()}."
-        if self.verdict == UNAVAILABLE:
+        if self.verdict == ReviewVerdict.UNAVAILABLE:
             return f"{self.why()}; the pull request is a draft."
         return "skipped (every part of the review is off for this repository)."
 
@@ -283,7 +273,7 @@ async def mark_unreviewed(ctx: RunContext) -> None:
     if ctx.run.review is not None:
         return
     try:
-        await ctx.save(review=SKIPPED)
+        await ctx.save(review=ReviewVerdict.SKIPPED)
     except Exception as exc:
         log.warning("could not record the run's review: %s", describe_error(exc))
 
@@ -352,7 +342,7 @@ async def _look(look: Look, verification: Verification) -> Round:
     if check_outcome is not None and verified:
         current.outcome = await check_outcome()
     if policy.model_judge:
-        tests = [p for p in await checkout.changed_files() if test_syntax.is_test_file(p)]
+        tests = [p for p in await checkout.changed_files() if tests_in_diffs.is_test_file(p)]
         shown = _outcome_as_findings(current.outcome) + findings
         case = Case(
             request=request,
@@ -378,14 +368,14 @@ async def _look(look: Look, verification: Verification) -> Round:
     return current
 
 
-def _verdict(current: Round, *, retried: bool) -> str:
+def _verdict(current: Round, *, retried: bool) -> ReviewVerdict:
     if current.outcome_findings:
-        return OUTCOME
+        return ReviewVerdict.OUTCOME
     if current.objections:
-        return VETOED
+        return ReviewVerdict.VETOED
     if current.not_done is not None:
-        return UNAVAILABLE
-    return RECOVERED if retried else APPROVED
+        return ReviewVerdict.UNAVAILABLE
+    return ReviewVerdict.RECOVERED if retried else ReviewVerdict.APPROVED
 
 
 def _outcome_as_findings(outcome: OutcomeReport | None) -> list[Finding]:

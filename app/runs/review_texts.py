@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-from app.models import Usage
+from app.models import ReviewVerdict, Usage
 from app.review.outcome import OutcomeReport
-from app.runs.review import (
-    APPROVED,
-    OUTCOME,
-    RECOVERED,
-    SKIPPED,
-    UNAVAILABLE,
-    VETOED,
-    Review,
-)
+from app.runs.review import Review
 from app.runs.texts import ReviewText
 from app.untrusted import code, inert
 
 MAX_LISTED = 20  # objections listed in full; the rest are counted
 
 _VERDICT_LINES = {
-    APPROVED: "**Approved** by the model judge (`{model}`) and Honk's checks of the diff.",
-    RECOVERED: "**Approved after a veto.** The first attempt was vetoed:\n\n{first}\n\n"
-    "The agent was given these reasons once and its second attempt was approved.",
-    VETOED: "**Vetoed**; the reasons open this description.",
-    OUTCOME: "**Stopped by the tests' outcome**{though}: what Honk's runs of the tests showed "
-    "opens this description.",
-    UNAVAILABLE: "**Not reviewed by the model**: {unavailable}.",
-    SKIPPED: "**Not reviewed**: the checks and the model judge are both off for this "
-    "repository (`review:` in `.github/honk.yml`).",
+    ReviewVerdict.APPROVED: "**Approved** by the model judge (`{model}`) and Honk's checks of "
+    "the diff.",
+    ReviewVerdict.RECOVERED: "**Approved after a veto.** The first attempt was vetoed:\n\n"
+    "{first}\n\nThe agent was given these reasons once and its second attempt was approved.",
+    ReviewVerdict.VETOED: "**Vetoed**; the reasons open this description.",
+    ReviewVerdict.OUTCOME: "**Stopped by the tests' outcome**{though}: what Honk's runs of the "
+    "tests showed opens this description.",
+    ReviewVerdict.UNAVAILABLE: "**Not reviewed by the model**: {unavailable}.",
+    ReviewVerdict.SKIPPED: "**Not reviewed**: the checks and the model judge are both off for "
+    "this repository (`review:` in `.github/honk.yml`).",
 }
 
 
@@ -40,20 +33,22 @@ def review_text(review: Review) -> ReviewText:
         model=review.policy.model,
         preamble=opening or None,
         title_note={
-            VETOED: "review vetoed",
-            OUTCOME: "the tests' outcome stopped it",
-            UNAVAILABLE: "review could not be done",
+            ReviewVerdict.VETOED: "review vetoed",
+            ReviewVerdict.OUTCOME: "the tests' outcome stopped it",
+            ReviewVerdict.UNAVAILABLE: "review could not be done",
         }.get(review.verdict),
-        conclusion={VETOED: "failure", OUTCOME: "failure", UNAVAILABLE: "neutral"}.get(
-            review.verdict
-        ),
+        conclusion={
+            ReviewVerdict.VETOED: "failure",
+            ReviewVerdict.OUTCOME: "failure",
+            ReviewVerdict.UNAVAILABLE: "neutral",
+        }.get(review.verdict),
     )
 
 
 def preamble(review: Review, *, draft: bool = True) -> str | None:
     """The opening of the PR body (and check) when the review stopped the change."""
     then = ", so this pull request is a draft" if draft else ""
-    if review.verdict == VETOED:
+    if review.verdict == ReviewVerdict.VETOED:
         again = (
             "\n\nThe agent was given these reasons and tried once more; they still hold."
             if review.retried
@@ -61,7 +56,7 @@ def preamble(review: Review, *, draft: bool = True) -> str | None:
         )
         shown = _listed(review.published[0])
         return f"**Honk's review vetoed this change**{then}:\n\n{shown}{again}"
-    if review.verdict == OUTCOME:
+    if review.verdict == ReviewVerdict.OUTCOME:
         again = (
             "\n\nThe agent was given these reasons and tried once more; they still hold."
             if review.retried
@@ -72,7 +67,7 @@ def preamble(review: Review, *, draft: bool = True) -> str | None:
             f"**The tests' outcome stopped this change**{then}. Honk ran the tests before and "
             f"after it:\n\n{shown}{again}"
         )
-    if review.verdict == UNAVAILABLE:
+    if review.verdict == ReviewVerdict.UNAVAILABLE:
         return (
             f"**Honk's review could not be done** ({review.last.not_done}){then}: look at "
             "the change yourself before marking it ready for review."
@@ -103,16 +98,20 @@ def review_section(review: Review) -> str:
         unavailable=review.last.not_done or "unknown",
         though=", though the model judge approved" if judged and judged.approve else "",
     )
-    if review.verdict == VETOED and review.last.findings and (judged is None or judged.approve):
+    if (
+        review.verdict == ReviewVerdict.VETOED
+        and review.last.findings
+        and (judged is None or judged.approve)
+    ):
         also = ", though the model judge approved" if judged is not None else ""
         line = f"**Vetoed** by Honk's checks of the diff{also}; the reasons open this description."
-    elif review.verdict == VETOED:
+    elif review.verdict == ReviewVerdict.VETOED:
         checks = " and Honk's checks of the diff" if review.last.findings else ""
         line = f"**Vetoed** by the model judge (`{policy.model}`){checks}; the reasons open this "
         line += "description."
-    elif review.verdict == APPROVED and not policy.model_judge:
+    elif review.verdict == ReviewVerdict.APPROVED and not policy.model_judge:
         line = "**Approved** by Honk's checks of the diff (the model judge is off here)."
-    elif review.verdict == APPROVED and not policy.checks:
+    elif review.verdict == ReviewVerdict.APPROVED and not policy.checks:
         line = f"**Approved** by the model judge (`{policy.model}`); Honk's checks are off here."
     parts.append(line)
     if review.beyond_request:
@@ -124,7 +123,7 @@ def review_section(review: Review) -> str:
         )
     if review.outcome is not None:
         parts.append(outcome_text(review.outcome))
-    elif not policy.outcome and review.verdict != SKIPPED:
+    elif not policy.outcome and review.verdict != ReviewVerdict.SKIPPED:
         parts.append("The tests' outcome checks are off for this repository.")
     if policy.outcome_kept:
         parts.append(

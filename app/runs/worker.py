@@ -10,6 +10,7 @@ import uuid
 
 from app import metrics
 from app.config import Settings
+from app.errors import RunFailure
 from app.log import describe_error, log_context
 from app.models import Run, RunState
 from app.runs.context import Outcome
@@ -130,7 +131,10 @@ class WorkerPool:
                 await self.store.runs.finish(run.id, RunState.CANCELLED, error="cancelled")
                 metrics.runs_finished.labels(run.kind.value, RunState.CANCELLED.value).inc()
             except Exception as exc:
-                log.exception("run %s failed", run.id)
+                if isinstance(exc, RunFailure):  # expected: its message says it all
+                    log.warning("run %s failed: %s", run.id, describe_error(exc))
+                else:
+                    log.exception("run %s failed", run.id)
                 await self.store.runs.finish(run.id, RunState.FAILED, error=describe_error(exc))
                 metrics.runs_finished.labels(run.kind.value, RunState.FAILED.value).inc()
             finally:

@@ -18,13 +18,14 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.errors import HonkError
 from app.store.sqlite_lane import SqliteLane
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class StoreError(RuntimeError):
+class StoreError(HonkError, RuntimeError):
     """A call the store cannot honour: an unknown run or delivery, a field that is not there."""
 
 

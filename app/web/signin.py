@@ -133,7 +133,7 @@ class SignIn:
             await _SESSIONS.prune(self.store, timedelta(days=SESSION_DAYS))
         return sid
 
-    async def session_live(self, sid: object) -> bool:
+    async def session_valid(self, sid: object) -> bool:
         """Whether the store still has this session (not signed out, not expired)."""
         if not isinstance(sid, str) or not sid:
             return False
@@ -172,7 +172,7 @@ class SignIn:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-SessionLive = Callable[[web.Request, object], Awaitable[bool]]
+SessionValid = Callable[[web.Request, object], Awaitable[bool]]
 
 
 class RevocableCookieStorage(EncryptedCookieStorage):
@@ -180,24 +180,24 @@ class RevocableCookieStorage(EncryptedCookieStorage):
     a signed-in session whose record is gone (signed out, expired, an older cookie with no
     id) loads as a new, empty one, and the answer clears the browser's cookie."""
 
-    def __init__(self, secret_key: str, *, live: SessionLive, **options: Any) -> None:
+    def __init__(self, secret_key: str, *, valid: SessionValid, **options: Any) -> None:
         super().__init__(secret_key, **options)
-        self._live = live
+        self._valid = valid
 
     async def load_session(self, request: web.Request) -> Session:
         session = await super().load_session(request)
         if session.new or not IDENTITY & set(session):
             return session  # no one signed in: a sign-in under way, a CSRF token
-        if await self._live(request, session.get(SID)):
+        if await self._valid(request, session.get(SID)):
             return session
         ended = Session(None, data=None, new=True, max_age=self.max_age)
         ended.invalidate()  # saved empty: the cookie is deleted
         return ended
 
 
-async def _session_live(request: web.Request, sid: object) -> bool:
+async def _session_valid(request: web.Request, sid: object) -> bool:
     flow = request.app.get(SIGN_IN)
-    return flow is not None and await flow.session_live(sid)
+    return flow is not None and await flow.session_valid(sid)
 
 
 SIGN_IN = web.AppKey("sign_in", SignIn)
@@ -222,7 +222,7 @@ def add_routes(app: web.Application, settings: Settings) -> None:
     sessions = session_middleware(
         RevocableCookieStorage(
             key,
-            live=_session_live,
+            valid=_session_valid,
             cookie_name=COOKIE,
             max_age=SESSION_DAYS * 86400,
             secure=secure,

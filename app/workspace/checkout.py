@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.errors import HonkError, RunFailure
 from app.workspace.git import GitError, git, git_error
 
 BRANCH_PREFIX = "honk/"
@@ -92,11 +93,11 @@ class PushRejected(GitError):
     """The remote refused the push (not a fast-forward, or a protected branch)."""
 
 
-class PushRefused(RuntimeError):
+class PushRefused(HonkError, RuntimeError):
     """Honk itself will not push this branch (the base, or outside honk/)."""
 
 
-class ChangeRefused(RuntimeError):
+class ChangeRefused(RunFailure):
     """The change holds what Honk never commits (a nested repository, a path outside `paths:`)."""
 
 

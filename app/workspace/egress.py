@@ -26,6 +26,7 @@ from pathlib import Path
 from publicsuffixlist import PublicSuffixList
 
 from app import metrics
+from app.errors import HonkError
 from app.network_policy import ANY, Cap, Entry, Rule, ip_literal, is_preset_name, parse_rule
 from app.workspace.egress_proxy import ProxyConfig, Record
 
@@ -60,7 +61,7 @@ load("honk_egress_proxy", sys.argv.pop(1)).main()
 """
 
 
-class EgressUnavailable(RuntimeError):
+class EgressUnavailable(HonkError, RuntimeError):
     """The proxy (or socat, which the sandbox reaches it through) cannot start here."""
 
 

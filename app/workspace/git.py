@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.errors import HonkError
 from app.log import redact
 
 # Settings that keep code from a checkout (hooks, fsmonitor, pagers, helpers) from
@@ -29,7 +30,7 @@ SAFE_CONFIG: dict[str, str] = {
 _PASSTHROUGH = ("PATH", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY")
 
 
-class GitError(RuntimeError):
+class GitError(HonkError, RuntimeError):
     """A git command failed; the message is redacted and never holds a token."""
 
     def __init__(self, message: str, *, returncode: int | None = None, stderr: str = "") -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from app import metrics
 from app.config import Settings
+from app.errors import HonkError
 from app.workspace.egress import SandboxProxy
 from app.workspace.limits import (
     MIB,
@@ -55,7 +56,7 @@ _READ_CHUNK = 64 * 1024
 _DRAIN_SECONDS = 5.0
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(HonkError, RuntimeError):
     """bubblewrap is missing or cannot create a sandbox on this host."""
 
 

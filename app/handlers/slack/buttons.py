@@ -17,12 +17,12 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from app.actions import cancel_run, queue_follow_up
 from app.handlers.slack import golive
 from app.handlers.slack.conversation import UNKNOWN_RUN, SlackContext, SlackRouter, run_of
 from app.handlers.slack.parsing import Origin, interaction_origin, interaction_user
 from app.log import describe_error
 from app.models import Run
+from app.run_requests import cancel_run, queue_follow_up
 from app.slack import blocks
 from app.store.kv import Namespace, mapping
 

@@ -9,7 +9,6 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 
-from app.actions import start_issue_run
 from app.github.pacing import Priority, writes_at
 from app.handlers.slack.channels import channel_repo, on_repo_command
 from app.handlers.slack.conversation import SlackContext, SlackRouter
@@ -24,6 +23,7 @@ from app.handlers.slack.parsing import (
 )
 from app.log import describe_error
 from app.models import SlackThread
+from app.run_requests import start_issue_run
 from app.slack import blocks
 from app.slack.threads import mark_user_root
 

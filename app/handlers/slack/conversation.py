@@ -17,7 +17,6 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from app.actions import may_act
 from app.config import Settings
 from app.github.auth import GitHubApp
 from app.github.client import GitHubClient
@@ -27,6 +26,7 @@ from app.handlers.slack.parsing import Origin
 from app.log import describe_error
 from app.models import RepoRef, Run
 from app.repo_config import ConfigCache
+from app.run_requests import may_act
 from app.slack.notify import SlackNotifier
 from app.store import Store
 

@@ -1,7 +1,7 @@
 """The go-live card's buttons (Merge, Approve, Close PR) and Continue after a limit.
 
 Merge, Approve and Close PR act as the person who pressed them, with their own GitHub token
-(app/going_live.py): someone not yet connected is offered to connect first. What GitHub
+(app/as_person.py): someone not yet connected is offered to connect first. What GitHub
 refuses is shown as GitHub says it, to that person only. Continue is a follow-up run, for
 writers, through the same write gate as Retry.
 """
@@ -14,11 +14,7 @@ from typing import Any
 
 import gidgethub
 
-from app.actions import queue_follow_up
-from app.ci import records
-from app.github.client import GitHubClient
-from app.github.connections import Connection
-from app.going_live import (
+from app.as_person import (
     OWN_APPROVAL,
     Refused,
     approve_pull,
@@ -27,12 +23,16 @@ from app.going_live import (
     merge_method,
     merge_pull,
 )
+from app.ci import records
+from app.github.client import GitHubClient
+from app.github.connections import Connection
 from app.handlers.slack.conversation import UNKNOWN_RUN, SlackContext, run_of
 from app.handlers.slack.link import offer_connect
 from app.handlers.slack.parsing import Origin
 from app.log import describe_error
 from app.models import Run, RunKind
 from app.repo_config import RepoConfigError, load_repo_config
+from app.run_requests import queue_follow_up
 from app.slack import card
 from app.slack.blocks import escape, pr_link
 

@@ -39,7 +39,7 @@ def add_routes(app: web.Application, settings: Settings, services: web.AppKey[Se
     app.router.add_get("/assets/{name}", render.asset)
     app.router.add_get("/runs", runs_list.runs_list)
     app.router.add_get(r"/runs/{run_id:\d+}", run_page.run_page)
-    app.router.add_get(r"/runs/{run_id:\d+}/live", run_page.live)
+    app.router.add_get(r"/runs/{run_id:\d+}/live", run_page.stream)
     app.router.add_post(r"/runs/{run_id:\d+}/cancel", run_page.cancel)
     app.router.add_post(r"/runs/{run_id:\d+}/retry", run_page.retry)
     app.router.add_get(r"/api/runs/{run_id:\d+}", api.run_json)

@@ -10,10 +10,10 @@ import gidgethub
 from aiohttp import web
 from cachetools import TTLCache
 
-from app.actions import Permission, may_act
 from app.github.oauth import GitHubOAuth
 from app.log import describe_error
 from app.models import Run
+from app.run_requests import Permission, may_act
 from app.services import Services
 from app.web.signin import SIGN_IN, Viewer, sign_in_url
 
@@ -63,7 +63,7 @@ class Access:
     async def can_write(
         self, viewer: Viewer, run: Run, *, cached: bool = True
     ) -> Permission | None:
-        """The write gate (actions.may_act) with the run's installation; None if GitHub
+        """The write gate (run_requests.may_act) with the run's installation; None if GitHub
         could not say. Cached for a minute to show the forms; a POST asks again."""
         key = (viewer.login.lower(), run.repo.lower())
         if cached and (known := self._writes.get(key)) is not None:

@@ -11,9 +11,9 @@ from aiohttp import web
 from aiohttp_session import get_session
 from aiohttp_sse import sse_response
 
-from app.actions import cancel_run, queue_follow_up
 from app.issue_snapshots import approved_snapshot
 from app.models import Run
+from app.run_requests import cancel_run, queue_follow_up
 from app.store import RunEvent, Store
 from app.web.pages import render, view
 from app.web.pages.access import ACCESS, visible_run
@@ -79,7 +79,7 @@ async def _approved_title(store: Store, run: Run) -> str | None:
     return snapshot.title if snapshot is not None and snapshot.title else None
 
 
-async def live(request: web.Request) -> web.StreamResponse:
+async def stream(request: web.Request) -> web.StreamResponse:
     """New entries as they are stored, and the summary when it changes; ends with the run."""
     viewer, run = await visible_run(request)
     store = request.app[ACCESS].services.store

@@ -17,8 +17,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer
 
 from app.agent.prompts import NO_CHANGE_MARKER
-from app.models import Run, RunState
-from app.runs.review import APPROVED, OUTCOME, RECOVERED, SKIPPED, UNAVAILABLE, VETOED
+from app.models import ReviewVerdict, Run, RunState
 from app.store import RunEvent
 from app.web.pages import markdown
 
@@ -38,13 +37,13 @@ STATE_LABELS = {
     RunState.CANCELLED: "Cancelled",
 }
 # The review's verdict in words, and how it looks (good, bad or plain).
-REVIEW_LABELS = {
-    APPROVED: ("Approved", "good"),
-    RECOVERED: ("Approved on the agent's second attempt", "good"),
-    VETOED: ("Vetoed", "bad"),
-    OUTCOME: ("Stopped by the tests' outcome", "bad"),
-    UNAVAILABLE: ("Not reviewed: the judge could not be asked", "bad"),
-    SKIPPED: ("Not reviewed", ""),
+REVIEW_LABELS: dict[str, tuple[str, str]] = {
+    ReviewVerdict.APPROVED: ("Approved", "good"),
+    ReviewVerdict.RECOVERED: ("Approved on the agent's second attempt", "good"),
+    ReviewVerdict.VETOED: ("Vetoed", "bad"),
+    ReviewVerdict.OUTCOME: ("Stopped by the tests' outcome", "bad"),
+    ReviewVerdict.UNAVAILABLE: ("Not reviewed: the judge could not be asked", "bad"),
+    ReviewVerdict.SKIPPED: ("Not reviewed", ""),
 }
 OUTCOME_KINDS = ("agent", "subject", "review", "finished", "text")  # what Highlights reads
 SHOWN_REASONS = 3  # the outcome lists this many of the review's reasons; the card has all
@@ -181,7 +180,7 @@ def review_view(data: dict[str, Any]) -> dict[str, Any]:
     verdict = str(data.get("verdict") or data.get("decision") or "")
     label, tone = REVIEW_LABELS.get(verdict, (verdict, ""))
     if (
-        verdict == SKIPPED
+        verdict == ReviewVerdict.SKIPPED
         and data.get("final")
         and not data.get("checks")
         and not data.get("model")
@@ -286,11 +285,15 @@ def outcome(run: Run, highlights: Highlights) -> dict[str, Any]:
     if highlights.review is not None:
         review = review_view(highlights.review)
         first = highlights.first_review
-        if review["verdict"] == RECOVERED and first is not None and first is not highlights.review:
+        if (
+            review["verdict"] == ReviewVerdict.RECOVERED
+            and first is not None
+            and first is not highlights.review
+        ):
             review["earlier"] = review_view(first)["reasons"]
     elif run.review:  # the run ended before its review, or before reviews were recorded
         label, tone = REVIEW_LABELS.get(run.review, (run.review, ""))
-        if run.review == SKIPPED:
+        if run.review == ReviewVerdict.SKIPPED:
             label = "Not reviewed: the run ended before its review"
         review = {"verdict": run.review, "label": label, "tone": tone, "reasons": []}
     if review is not None:

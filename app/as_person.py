@@ -1,4 +1,4 @@
-"""Going live, as the person who asked for it: merge, approve and close a Honk PR with their own
+"""Acting as the person, for going live: merge, approve and close a Honk PR with their own
 GitHub user token (app/github/connections.py), never with the App's installation token.
 
 Because every call is the person's own, GitHub applies exactly what it would on its website:
