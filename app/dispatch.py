@@ -23,7 +23,7 @@ from gidgethub import sansio
 from app import metrics
 from app.github.client import GitHubClient
 from app.handlers import router
-from app.handlers.context import HandlerContext
+from app.handlers.context import Context, GitHubServices
 from app.log import describe_error, log_context
 from app.models import delivery_subject
 from app.store import Delivery
@@ -60,9 +60,13 @@ class Dispatcher:
     """Claims undispatched deliveries from the store (none is lost on a crash), routes them."""
 
     def __init__(
-        self, ctx: HandlerContext, *, lease_seconds: float = 120.0, concurrency: int = CONCURRENCY
+        self,
+        services: GitHubServices,
+        *,
+        lease_seconds: float = 120.0,
+        concurrency: int = CONCURRENCY,
     ) -> None:
-        self.ctx = ctx
+        self.services = services
         self.owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}:dispatch"
         self.lease_seconds = lease_seconds
         self._wake = asyncio.Event()
@@ -144,7 +148,7 @@ class Dispatcher:
             claimed: list[Delivery] = []
             if room > 0:
                 try:
-                    claimed = await self.ctx.store.inbox.claim(
+                    claimed = await self.services.store.inbox.claim(
                         self.owner, self.lease_seconds, limit=min(room, CLAIM_BATCH)
                     )
                 except Exception:
@@ -158,7 +162,7 @@ class Dispatcher:
             # cancellation that stops this loop when the event fires at that moment.
             waiting_for = self._room if room <= 0 else self._wake
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.ctx.settings.poll_interval):
+                async with asyncio.timeout(self.services.settings.poll_interval):
                     await waiting_for.wait()
             waiting_for.clear()
 
@@ -215,8 +219,9 @@ class Dispatcher:
                     handlers = router.fetch(event)
                     if handlers:  # most events start nothing: no client (nor token) for them
                         gh = await self._client_for(event)
+                        context = Context(event, gh, self.services)
                         for handler in handlers:
-                            await handler(event, gh, ctx=self.ctx)
+                            await handler(context)
             except TRANSIENT as exc:
                 reason = describe_error(exc)
                 log.warning(
@@ -231,8 +236,8 @@ class Dispatcher:
     async def _client_for(self, event: sansio.Event) -> GitHubClient:
         installation = event.data.get("installation") if isinstance(event.data, dict) else None
         if installation and installation.get("id") and event.event not in _APP_LEVEL_EVENTS:
-            return await self.ctx.github.installation_client(int(installation["id"]))
-        return self.ctx.github.app_client()
+            return await self.services.github.installation_client(int(installation["id"]))
+        return self.services.github.app_client()
 
     # -- finishing and leases ------------------------------------------------------------
 
@@ -243,7 +248,7 @@ class Dispatcher:
                 await self._finish_wake.wait()
             await asyncio.sleep(0)  # those finishing in the same turn join the batch
             if not await self._flush():
-                await asyncio.sleep(self.ctx.settings.poll_interval)  # the store is down
+                await asyncio.sleep(self.services.settings.poll_interval)  # the store is down
 
     async def _flush(self) -> bool:
         """Write how the finished deliveries ended, in one transaction; False if it failed."""
@@ -251,7 +256,7 @@ class Dispatcher:
         if not batch:
             return True
         try:
-            await self.ctx.store.inbox.finish(batch)
+            await self.services.store.inbox.finish(batch)
         except Exception:
             log.exception("dispatcher: could not record %d finished deliveries", len(batch))
             self._finished = batch + self._finished  # kept, and tried again
@@ -268,6 +273,6 @@ class Dispatcher:
             await asyncio.sleep(self.lease_seconds / 3)
             held = [*self._claimed, *(f.id for f in self._finished)]
             try:
-                await self.ctx.store.inbox.renew(held, self.owner, self.lease_seconds)
+                await self.services.store.inbox.renew(held, self.owner, self.lease_seconds)
             except Exception:
                 log.warning("could not renew the leases of %d deliveries", len(held))

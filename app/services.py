@@ -19,7 +19,7 @@ from app.github.auth import GitHubApp
 from app.github.client import Sleep
 from app.github.connections import GitHubConnections
 from app.github.oauth import GitHubOAuth
-from app.handlers.context import HandlerContext
+from app.handlers.context import GitHubServices
 from app.handlers.slack import on_stored_request
 from app.handlers.slack.commands import SLACK_EVENT
 from app.handlers.slack.conversation import SlackContext
@@ -65,67 +65,75 @@ async def open_services(
     dispatch: bool = True,
     github_time: GitHubTime | None = None,
 ) -> AsyncIterator[Services]:
-    """Open the store, HTTP session, GitHub App, Slack; start workers and the dispatcher."""
+    """Open the store, HTTP session, GitHub App, Slack; start workers and the dispatcher.
+
+    Each is closed by the exit stack it joins as soon as it is open, so whatever fails half-way
+    (a bad key, a task that cannot start), what was opened before it is closed all the same,
+    in the reverse order: the dispatcher and workers stop before what they use is closed.
+    """
     github_time = github_time or GitHubTime()
     redact.add(*settings.secrets())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = await Store.open(settings.database_url)
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-    # One Slack client for notifications and the front door, on the shared session.
-    slack = SlackNotifier(settings, session=session)
-    github = GitHubApp(settings, session, clock=github_time.clock, sleep=github_time.sleep)
-    # People's own GitHub tokens (connected from Slack), encrypted in the store.
-    connections = GitHubConnections(settings, store, GitHubOAuth(settings, session))
-    config_cache = ConfigCache()
-    ci = CiReporter(settings, store, slack, config_cache=config_cache)
-    pipeline = Pipeline(settings, store, github, slack, ci=ci, config_cache=config_cache)
-    pool = WorkerPool(settings, store, pipeline)
-    ci.wake_workers = pool.wake  # a repair queued from CI starts at once, not at the next poll
-    handlers = HandlerContext(
-        settings,
-        store,
-        github,
-        slack,
-        ci,
-        wake_workers=pool.wake,
-        config_cache=config_cache,
-        connections=connections,
-    )
-    # A delivery's lease is a run's: a dead process's clicks and events are taken over as soon.
-    dispatcher = Dispatcher(handlers, lease_seconds=settings.lease_seconds)
-    slack_front = SlackContext(
-        settings,
-        store,
-        github,
-        slack,
-        session,
-        Identity(store, slack.client, connections),
-        connections=connections,
-        wake_workers=pool.wake,
-        wake_dispatcher=dispatcher.wake,
-        config_cache=config_cache,
-    )
-    # Slack requests are stored like GitHub deliveries; any process's dispatcher does them.
-    dispatcher.register(SLACK_EVENT, functools.partial(on_stored_request, slack_front))
-    services = Services(
-        settings, store, session, github, slack, pool, dispatcher, slack_front, connections
-    )
-    retention: asyncio.Task[None] | None = None
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        store = await Store.open(settings.database_url)
+        stack.push_async_callback(store.close)
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        stack.push_async_callback(session.close)
+        # One Slack client for notifications and the front door, on the shared session.
+        slack = SlackNotifier(settings, session=session)
+        stack.push_async_callback(slack.close)
+        github = GitHubApp(settings, session, clock=github_time.clock, sleep=github_time.sleep)
+        # People's own GitHub tokens (connected from Slack), encrypted in the store.
+        connections = GitHubConnections(settings, store, GitHubOAuth(settings, session))
+        config_cache = ConfigCache()
+        ci = CiReporter(settings, store, slack, config_cache=config_cache)
+        pipeline = Pipeline(settings, store, github, slack, ci=ci, config_cache=config_cache)
+        stack.push_async_callback(pipeline.close)
+        pool = WorkerPool(settings, store, pipeline)
+        stack.push_async_callback(pool.stop)
+        ci.wake_workers = pool.wake  # a repair queued from CI starts at once, not at the next poll
+        handlers = GitHubServices(
+            settings=settings,
+            store=store,
+            github=github,
+            slack=slack,
+            ci=ci,
+            wake_workers=pool.wake,
+            config_cache=config_cache,
+            connections=connections,
+        )
+        # A delivery's lease is a run's: a dead process's clicks and events are taken over as
+        # soon.
+        dispatcher = Dispatcher(handlers, lease_seconds=settings.lease_seconds)
+        slack_front = SlackContext(
+            settings=settings,
+            store=store,
+            github=github,
+            slack=slack,
+            session=session,
+            identity=Identity(store, slack.client, connections),
+            connections=connections,
+            wake_workers=pool.wake,
+            wake_dispatcher=dispatcher.wake,
+            config_cache=config_cache,
+        )
+        # Its requests' work ends once the dispatcher (which starts it) has stopped.
+        stack.push_async_callback(slack_front.close)
+        stack.push_async_callback(dispatcher.stop)
+        # Slack requests are stored like GitHub deliveries; any process's dispatcher does them.
+        dispatcher.register(SLACK_EVENT, functools.partial(on_stored_request, slack_front))
+        services = Services(
+            settings, store, session, github, slack, pool, dispatcher, slack_front, connections
+        )
         if dispatch:
             dispatcher.start()
             retention = asyncio.create_task(keep_pruning(store, settings.retention_days))
+            stack.push_async_callback(_cancelled, retention)
         pool.start(settings.workers if workers is None else workers)
         yield services
-    finally:
-        if retention is not None:
-            retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await retention
-        await pool.stop()
-        await pipeline.close()
-        await dispatcher.stop()
-        await slack_front.close()
-        await slack.close()
-        await session.close()
-        await store.close()
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from gidgethub import routing, sansio
+from gidgethub import routing
 
-from app.github.client import GitHubClient
-from app.handlers.context import HandlerContext
+from app.handlers.context import Context
 
 router = routing.Router()
 log = logging.getLogger(__name__)
 
 
 @router.register("github_app_authorization", action="revoked")
-async def on_authorization_revoked(
-    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
-) -> None:
+async def on_authorization_revoked(context: Context) -> None:
     """GitHub sends this to every App, unasked: `{"action": "revoked", "sender": {...}}`."""
-    sender = event.data.get("sender") or {}
-    if ctx.connections is None:
+    sender = context.sender
+    if context.connections is None:
         return
     github_id = sender.get("id") if isinstance(sender.get("id"), int) else None
     login = str(sender.get("login") or "") or None
-    await ctx.connections.forget_github_user(github_id=github_id, login=login)
+    await context.connections.forget_github_user(github_id=github_id, login=login)

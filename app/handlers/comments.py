@@ -5,18 +5,17 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
 
-from gidgethub import routing, sansio
+from gidgethub import routing
 
-from app.github.client import GitHubClient
 from app.github.pacing import Priority, writes_at
 from app.github.users import is_bot
-from app.handlers.context import HandlerContext
+from app.handlers.context import Context
 from app.issue_snapshots import record_approved
 from app.models import ACTIVE_STATES, Run, RunKind, RunState
 from app.progress import Progress
 from app.run_requests import cancel_active, honk_run_for_pr, may_act, queue_follow_up
+from app.store import Store
 from app.store.kv import Namespace
 
 router = routing.Router()
@@ -77,35 +76,31 @@ def parse_command(body: str | None) -> Command | None:
 
 
 @router.register("issue_comment", action="created")
-async def on_issue_comment_created(
-    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
-) -> None:
-    comment, issue = event.data["comment"], event.data["issue"]
+async def on_issue_comment_created(context: Context) -> None:
+    comment, issue = context.payload["comment"], context.payload["issue"]
     command = parse_command(comment.get("body"))
     if command is None:
         return
     where = Where(
-        repo=event.data["repository"]["full_name"],
+        repo=context.repo,
         number=int(issue["number"]),
         is_pull=bool(issue.get("pull_request")),
         comment_id=int(comment["id"]),
         comment_url=comment["url"],
         kind="issue_comment",
     )
-    await carry_out(event, gh, ctx, command, where)
+    await carry_out(context, command, where)
 
 
 @router.register("pull_request_review_comment", action="created")
-async def on_review_comment_created(
-    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
-) -> None:
-    comment, pull = event.data["comment"], event.data["pull_request"]
+async def on_review_comment_created(context: Context) -> None:
+    comment, pull = context.payload["comment"], context.payload["pull_request"]
     command = parse_command(comment.get("body"))
     if command is None:
         return
     line = comment.get("line") or comment.get("original_line") or comment.get("position")
     where = Where(
-        repo=event.data["repository"]["full_name"],
+        repo=context.repo,
         number=int(pull["number"]),
         is_pull=True,
         comment_id=int(comment["id"]),
@@ -113,98 +108,84 @@ async def on_review_comment_created(
         kind="review_comment",
         context=f"(Asked in a review comment on `{comment.get('path', '?')}`, line {line}.)",
     )
-    await carry_out(event, gh, ctx, command, where)
+    await carry_out(context, command, where)
 
 
-async def carry_out(
-    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, command: Command, where: Where
-) -> None:
+async def carry_out(context: Context, command: Command, where: Where) -> None:
     """Check who asked, then retry, cancel or answer; bots are never listened to.
 
     The answers (reactions, replies) go ahead of runs' and bulk writes: a person waits.
     """
     with writes_at(Priority.URGENT):
-        await _carry_out(event, gh, ctx, command, where)
+        await _carry_out(context, command, where)
 
 
-async def _carry_out(
-    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, command: Command, where: Where
-) -> None:
-    sender = event.data["sender"]
-    author = event.data["comment"].get("user") or {}
-    if is_bot(sender) or is_bot(author):
+async def _carry_out(context: Context, command: Command, where: Where) -> None:
+    author = context.payload["comment"].get("user") or {}
+    if context.is_bot or is_bot(author):
         return
-    user = sender["login"]
+    user = context.payload["sender"]["login"]
     if command.name == "help":
-        await gh.comment(where.repo, where.number, HELP)
+        await context.comment(HELP)
         return
     if command.name not in ("retry", "cancel"):
-        await gh.comment(where.repo, where.number, UNKNOWN.format(user=user, name=command.name))
+        await context.comment(UNKNOWN.format(user=user, name=command.name))
         return
-    permission = await may_act(gh, where.repo, user)
+    permission = await may_act(context.gh, where.repo, user)
     if not permission.allowed:
         log.info(
             "refusing /honk %s by %s on %s: %s", command.name, user, where.repo, permission.role
         )
-        await gh.comment(where.repo, where.number, permission.refusal(f"`/honk {command.name}`"))
+        await context.comment(permission.refusal(f"`/honk {command.name}`"))
         return
     if command.name == "retry":
-        await retry(event, gh, ctx, command, where, user)
+        await retry(context, command, where, user)
     else:
-        await cancel(gh, ctx, where, user)
+        await cancel(context, where, user)
 
 
-async def retry(
-    event: sansio.Event,
-    gh: GitHubClient,
-    ctx: HandlerContext,
-    command: Command,
-    where: Where,
-    user: str,
-) -> None:
-    origin = await _origin(ctx, where)
+async def retry(context: Context, command: Command, where: Where, user: str) -> None:
+    store = context.store
+    origin = await _origin(store, where)
     if origin is None:
         template = FOREIGN_PR if where.is_pull else NO_RUN
-        await gh.comment(
-            where.repo, where.number, template.format(user=user, label=ctx.settings.label)
-        )
+        await context.comment(template.format(user=user, label=context.settings.label))
         return
-    if not await _first_time(ctx, where):
+    if not await _first_time(store, where):
         return  # this comment was carried out already (the delivery came twice)
-    await gh.react(where.comment_url, "rocket")
-    if not where.is_pull and "issue" in event.data:
+    await context.gh.react(where.comment_url, "rocket")
+    if not where.is_pull and "issue" in context.payload:
         # A writer asked again on the issue as it reads now: that text is approved.
-        await record_approved(ctx.store, where.repo, event.data["issue"], user)
+        await record_approved(store, where.repo, context.payload["issue"], user)
     instructions = "\n\n".join(part for part in (command.text, where.context) if part)
     run = await queue_follow_up(
-        ctx.store,
+        store,
         origin,
         requested_by=user,
         instructions=instructions,
         kind=RunKind.RETRY,
-        delivery_id=event.delivery_id,
-        wake_workers=ctx.wake_workers,
+        delivery_id=context.delivery_id,
+        wake_workers=context.wake_workers,
     )
-    await ctx.store.runs.add_step(origin.id, "retry", f"run {run.id} asked for by @{user}")
+    await store.runs.add_step(origin.id, "retry", f"run {run.id} asked for by @{user}")
     log.info("queued retry run %s on %s#%s for %s", run.id, where.repo, where.number, user)
-    ahead = [r for r in await _active(ctx, where, origin) if r.id < run.id]
+    ahead = [r for r in await _active(store, where, origin) if r.id < run.id]
     if ahead:
         text = QUEUED_BEHIND.format(user=user, run_id=run.id, active_id=ahead[0].id)
-        await gh.comment(where.repo, where.number, text)
+        await context.comment(text)
 
 
-async def cancel(gh: GitHubClient, ctx: HandlerContext, where: Where, user: str) -> None:
-    if not await _first_time(ctx, where):
+async def cancel(context: Context, where: Where, user: str) -> None:
+    store, gh = context.store, context.gh
+    if not await _first_time(store, where):
         return
     if where.is_pull:
-        runs = await cancel_active(ctx.store, where.repo, pr_number=where.number, requested_by=user)
+        runs = await cancel_active(store, where.repo, pr_number=where.number, requested_by=user)
     else:
-        runs = await cancel_active(
-            ctx.store, where.repo, issue_number=where.number, requested_by=user
-        )
+        runs = await cancel_active(store, where.repo, issue_number=where.number, requested_by=user)
     await gh.react(where.comment_url, "+1")
     if not runs:
-        await gh.comment(where.repo, where.number, NOTHING_TO_CANCEL.format(user=user))
+        await context.comment(NOTHING_TO_CANCEL.format(user=user))
         return
     for run in runs:
         if run.state == RunState.CANCELLED and run.tracking_comment_id:
@@ -218,30 +199,28 @@ async def cancel(gh: GitHubClient, ctx: HandlerContext, where: Where, user: str)
         f"run {r.id} ({'was queued' if r.state == RunState.CANCELLED else 'stops shortly'})"
         for r in runs
     )
-    await gh.comment(where.repo, where.number, CANCELLING.format(user=user, runs=described))
+    await context.comment(CANCELLING.format(user=user, runs=described))
 
 
-async def _origin(ctx: HandlerContext, where: Where) -> Run | None:
+async def _origin(store: Store, where: Where) -> Run | None:
     """The run to continue: the newest on that PR (Honk's), or on that issue."""
     if where.is_pull:
-        return await honk_run_for_pr(ctx.store, where.repo, where.number)
-    return await ctx.store.runs.newest(repo=where.repo, issue_number=where.number)
+        return await honk_run_for_pr(store, where.repo, where.number)
+    return await store.runs.newest(repo=where.repo, issue_number=where.number)
 
 
-async def _active(ctx: HandlerContext, where: Where, origin: Run) -> list[Run]:
+async def _active(store: Store, where: Where, origin: Run) -> list[Run]:
     if where.is_pull:
-        found = await ctx.store.runs.find(
-            repo=where.repo, pr_number=where.number, states=ACTIVE_STATES
-        )
+        found = await store.runs.find(repo=where.repo, pr_number=where.number, states=ACTIVE_STATES)
     else:
         found = []
     if origin.issue_number is not None:
-        found += await ctx.store.runs.find(
+        found += await store.runs.find(
             repo=where.repo, issue_number=origin.issue_number, states=ACTIVE_STATES
         )
     return sorted({r.id: r for r in found}.values(), key=lambda r: r.id)
 
 
-async def _first_time(ctx: HandlerContext, where: Where) -> bool:
+async def _first_time(store: Store, where: Where) -> bool:
     key = f"{where.repo}/{where.kind}/{where.comment_id}"
-    return await _CARRIED_OUT.put_if_absent(ctx.store, key, {"number": where.number})
+    return await _CARRIED_OUT.put_if_absent(store, key, {"number": where.number})

@@ -8,7 +8,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
 
 import gidgethub
 from gidgethub import routing, sansio
@@ -16,7 +15,7 @@ from gidgethub import routing, sansio
 from app import installations
 from app.github.client import GitHubClient
 from app.github.pacing import Priority, writes_at
-from app.handlers.context import HandlerContext
+from app.handlers.context import Context
 from app.installations import InstallationState, LabelState, RepositoryState
 from app.slack import blocks
 from app.store import Store
@@ -32,66 +31,54 @@ LABEL_WRITE_PAUSE = 1.0
 
 
 @router.register("installation", action="created")
-async def on_installation_created(
-    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
-) -> None:
-    installation = event.data["installation"]
-    await _record(event, ctx, InstallationState.ACTIVE)
-    client = await ctx.github.installation_client(int(installation["id"]))
+async def on_installation_created(context: Context) -> None:
+    installation = context.payload["installation"]
+    await _record(context, InstallationState.ACTIVE)
+    client = await context.github.installation_client(context.installation_id)
     if installation.get("repository_selection") == "all":
         # The payload's list is not the whole account: ask GitHub for every repository.
         listed = await client.installation_repositories()
         repos = [r["full_name"] for r in listed if not r.get("archived")]
         count: int | None = None
     else:
-        repos = [r["full_name"] for r in event.data.get("repositories") or []]
+        repos = [r["full_name"] for r in context.payload.get("repositories") or []]
         count = len(repos)
-    await _welcome(event, ctx, client, repos, count)
+    await _welcome(context, client, repos, count)
 
 
 @router.register("installation_repositories", action="added")
-async def on_repositories_added(
-    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
-) -> None:
-    repos = [r["full_name"] for r in event.data.get("repositories_added") or []]
-    await _welcome(event, ctx, gh, repos, len(repos))
+async def on_repositories_added(context: Context) -> None:
+    repos = [r["full_name"] for r in context.payload.get("repositories_added") or []]
+    await _welcome(context, context.gh, repos, len(repos))
 
 
 @router.register("installation", action="deleted")
-async def on_installation_deleted(
-    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
-) -> None:
-    await _stop(event, ctx, InstallationState.DELETED)
+async def on_installation_deleted(context: Context) -> None:
+    await _stop(context, InstallationState.DELETED)
 
 
 @router.register("installation", action="suspend")
-async def on_installation_suspended(
-    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
-) -> None:
-    await _stop(event, ctx, InstallationState.SUSPENDED)
+async def on_installation_suspended(context: Context) -> None:
+    await _stop(context, InstallationState.SUSPENDED)
 
 
 @router.register("installation", action="unsuspend")
-async def on_installation_unsuspended(
-    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
-) -> None:
-    await _record(event, ctx, InstallationState.ACTIVE)
-    log.info("installation %s unsuspended", event.data["installation"]["id"])
+async def on_installation_unsuspended(context: Context) -> None:
+    await _record(context, InstallationState.ACTIVE)
+    log.info("installation %s unsuspended", context.installation_id)
 
 
 @router.register("installation_repositories", action="removed")
-async def on_repositories_removed(
-    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
-) -> None:
-    installation_id = int(event.data["installation"]["id"])
-    repos = [r["full_name"] for r in event.data.get("repositories_removed") or []]
+async def on_repositories_removed(context: Context) -> None:
+    installation_id = context.installation_id
+    repos = [r["full_name"] for r in context.payload.get("repositories_removed") or []]
     for repo in repos:
         await installations.record_repository(
-            ctx.store, installation_id, repo, state=RepositoryState.REMOVED, label=None
+            context.store, installation_id, repo, state=RepositoryState.REMOVED, label=None
         )
-    cancelled = await ctx.store.runs.cancel_all(installation_id=installation_id, repos=repos)
+    cancelled = await context.store.runs.cancel_all(installation_id=installation_id, repos=repos)
     # Cached tokens may be scoped to the removed repositories; new ones are minted on demand.
-    ctx.github.forget(installation_id)
+    context.github.forget(installation_id)
     log.info(
         "installation %s lost %d repositories; %d run(s) cancelled",
         installation_id,
@@ -101,45 +88,36 @@ async def on_repositories_removed(
 
 
 async def _welcome(
-    event: sansio.Event,
-    ctx: HandlerContext,
-    client: GitHubClient,
-    repos: Sequence[str],
-    count: int | None,
+    context: Context, client: GitHubClient, repos: Sequence[str], count: int | None
 ) -> None:
     """Say hello in Slack once per delivery, then make sure every repository has the label."""
-    installation_id = int(event.data["installation"]["id"])
+    installation_id, store, settings = context.installation_id, context.store, context.settings
     for repo in repos:
-        record = await installations.repository(ctx.store, installation_id, repo)
+        record = await installations.repository(store, installation_id, repo)
         if not record or record.get("state") != RepositoryState.ADDED:
             await installations.record_repository(
-                ctx.store, installation_id, repo, state=RepositoryState.ADDED, label=None
+                store, installation_id, repo, state=RepositoryState.ADDED, label=None
             )
-    await _announce(event, ctx, count)
+    await _announce(context, count)
     # One write per repository, maybe thousands: bulk, so people's requests and runs on the
     # installation go first.
     with writes_at(Priority.BULK):
         tally = await ensure_labels(
-            client,
-            ctx.store,
-            installation_id,
-            repos,
-            ctx.settings.label,
-            pause=ctx.settings.label_pause,
+            client, store, installation_id, repos, settings.label, pause=settings.label_pause
         )
-    log.info("installation %s: label %r %s", installation_id, ctx.settings.label, tally)
+    log.info("installation %s: label %r %s", installation_id, settings.label, tally)
 
 
-async def _announce(event: sansio.Event, ctx: HandlerContext, count: int | None) -> None:
-    installation = event.data["installation"]
-    installation_id = int(installation["id"])
-    if await installations.announced(ctx.store, installation_id, event.delivery_id):
+async def _announce(context: Context, count: int | None) -> None:
+    installation = context.payload["installation"]
+    installation_id, store = context.installation_id, context.store
+    if await installations.announced(store, installation_id, context.delivery_id):
         return  # this delivery is being dispatched again: Slack already heard
     text, message = blocks.installed(
-        account=installation["account"]["login"], repos_count=count, label=ctx.settings.label
+        account=installation["account"]["login"], repos_count=count, label=context.settings.label
     )
-    await ctx.slack.post(channel=None, text=text, blocks=message)
-    await installations.mark_announced(ctx.store, installation_id, event.delivery_id)
+    await context.slack.post(channel=None, text=text, blocks=message)
+    await installations.mark_announced(store, installation_id, context.delivery_id)
 
 
 @dataclass
@@ -213,22 +191,22 @@ async def ensure_labels(
     return tally
 
 
-async def _record(event: sansio.Event, ctx: HandlerContext, state: InstallationState) -> None:
+async def _record(context: Context, state: InstallationState) -> None:
     await installations.record_installation(
-        ctx.store,
-        event.data["installation"],
+        context.store,
+        context.payload["installation"],
         state,
-        action=f"{event.event}.{event.data.get('action')}",
-        sender=(event.data.get("sender") or {}).get("login"),
-        delivery_id=event.delivery_id,
+        action=f"{context.name}.{context.payload.get('action')}",
+        sender=context.sender.get("login"),
+        delivery_id=context.delivery_id,
     )
 
 
-async def _stop(event: sansio.Event, ctx: HandlerContext, state: InstallationState) -> None:
-    installation_id = int(event.data["installation"]["id"])
-    await _record(event, ctx, state)
-    cancelled = await ctx.store.runs.cancel_all(installation_id=installation_id)
-    ctx.github.forget(installation_id)
+async def _stop(context: Context, state: InstallationState) -> None:
+    installation_id = context.installation_id
+    await _record(context, state)
+    cancelled = await context.store.runs.cancel_all(installation_id=installation_id)
+    context.github.forget(installation_id)
     log.info("installation %s %s; %d run(s) cancelled", installation_id, state, cancelled)
 
 

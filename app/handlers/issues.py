@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from gidgethub import routing, sansio
+from gidgethub import routing
 
-from app.github.client import GitHubClient
 from app.github.pacing import Priority, writes_at
-from app.github.users import is_bot
-from app.handlers.context import HandlerContext
+from app.handlers.context import Context
 from app.models import ACTIVE_STATES
 from app.repo_config import RepoConfigError
 from app.run_requests import may_act, start_issue_run
@@ -22,21 +19,18 @@ ASK_A_MAINTAINER = "Ask a maintainer to add the `{label}` label."
 
 
 @router.register("issues", action="labeled")
-async def on_issue_labeled(
-    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
-) -> None:
-    label = (event.data.get("label") or {}).get("name", "")
-    if label.lower() != ctx.settings.label.lower() and not await _repo_label(event, gh, ctx, label):
+async def on_issue_labeled(context: Context) -> None:
+    label = (context.payload.get("label") or {}).get("name", "")
+    if label.lower() != context.settings.label.lower() and not await _repo_label(context, label):
         return
-    await request_run(event, gh, ctx, label)
+    await request_run(context, label)
 
 
-async def _still_labelled(event: sansio.Event, gh: GitHubClient, label: str) -> bool:
+async def _still_labelled(context: Context, label: str) -> bool:
     """Whether the issue carries the label now, as GitHub says: a delivery is a snapshot, and a
     captured one replayed later must not start a run once the label is gone."""
-    repo = event.data["repository"]["full_name"]
-    number = event.data["issue"]["number"]
-    issue = await gh.issue(repo, number)
+    repo, number = context.repo, context.number
+    issue = await context.gh.issue(repo, number)
     names = {str(one.get("name") or "").lower() for one in issue.get("labels") or []}
     if label.lower() in names:
         return True
@@ -44,12 +38,10 @@ async def _still_labelled(event: sansio.Event, gh: GitHubClient, label: str) -> 
     return False
 
 
-async def _repo_label(
-    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, label: str
-) -> bool:
+async def _repo_label(context: Context, label: str) -> bool:
     """Whether the repository's `.github/honk.yml` names this label as its Honk label."""
     try:
-        config = await ctx.config(gh, event.data["repository"]["full_name"])
+        config = await context.config()
     except RepoConfigError:
         return False  # the run would stop on it anyway; the default label still works
     if not config.label:
@@ -57,51 +49,49 @@ async def _repo_label(
     return config.label.lower() == label.lower()
 
 
-async def request_run(
-    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, label: str
-) -> None:
+async def request_run(context: Context, label: str) -> None:
     """Queue a run for the event's issue if its sender may ask for one and `label` is on it.
 
     Its writes (a refusal, the reaction, the tracking comment) answer a person: they go
     ahead of runs' and bulk writes when the installation's budget runs short.
     """
     with writes_at(Priority.URGENT):
-        await _request_run(event, gh, ctx, label)
+        await _request_run(context, label)
 
 
-async def _request_run(
-    event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, label: str
-) -> None:
-    issue = event.data["issue"]
-    repo = event.data["repository"]["full_name"]
-    sender = event.data["sender"]
+async def _request_run(context: Context, label: str) -> None:
+    issue = context.payload["issue"]
+    repo = context.repo
+    sender = context.payload["sender"]
     number = issue["number"]
-    if is_bot(sender):
-        log.info("ignoring %s on %s#%s: sender is a bot", event.event, repo, number)
+    if context.is_bot:
+        log.info("ignoring %s on %s#%s: sender is a bot", context.name, repo, number)
         return
     if issue.get("pull_request"):
         return  # a label on a PR is not a request for a new PR
-    if not await _still_labelled(event, gh, label):
+    if not await _still_labelled(context, label):
         return
+    gh = context.gh
     permission = await may_act(gh, repo, sender["login"])
     if not permission.allowed:
         log.info("refusing run for %s on %s: permission %s", sender["login"], repo, permission.role)
-        then = ASK_A_MAINTAINER.format(label=ctx.settings.label)
-        await gh.comment(repo, number, permission.refusal("Starting Honk", then=then))
+        then = ASK_A_MAINTAINER.format(label=context.settings.label)
+        await context.comment(permission.refusal("Starting Honk", then=then))
         return
-    if await ctx.store.runs.find(repo=repo, issue_number=number, states=ACTIVE_STATES, limit=1):
+    store = context.store
+    if await store.runs.find(repo=repo, issue_number=number, states=ACTIVE_STATES, limit=1):
         log.info("%s#%s already has an active run; nothing new queued", repo, number)
         return
     await gh.react(f"/repos/{repo}/issues/{number}", "eyes")
     run = await start_issue_run(
         gh,
-        ctx.store,
+        store,
         repo=repo,
-        installation_id=event.data["installation"]["id"],
+        installation_id=context.installation_id,
         issue=issue,
         requested_by=sender["login"],
-        delivery_id=event.delivery_id,
-        wake_workers=ctx.wake_workers,
+        delivery_id=context.delivery_id,
+        wake_workers=context.wake_workers,
     )
     if run is not None:
         log.info("queued run %s for %s#%s", run.id, repo, number)

@@ -17,18 +17,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from app.config import Settings
-from app.github.auth import GitHubApp
 from app.github.client import GitHubClient
-from app.github.connections import GitHubConnections
+from app.handlers.context import HandlerServices
 from app.handlers.slack.identity import Identity, Who
 from app.handlers.slack.parsing import Origin
 from app.log import describe_error
 from app.models import RepoRef, Run
-from app.repo_config import ConfigCache
 from app.run_requests import may_act
-from app.slack.notify import SlackNotifier
-from app.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -104,20 +99,14 @@ def unmapped_reason(who: Who, owner: str) -> str:
     )
 
 
-@dataclass
-class SlackContext:
-    """The services every Slack handler is given, and how to answer the person who asked."""
+@dataclass(kw_only=True)
+class SlackContext(HandlerServices):
+    """The services every Slack handler is given (those GitHub's handlers share, and Slack's
+    own), and how to answer the person who asked."""
 
-    settings: Settings
-    store: Store
-    github: GitHubApp
-    slack: SlackNotifier
     session: aiohttp.ClientSession  # for response_url answers; its owner closes it
     identity: Identity
-    connections: GitHubConnections | None = None  # people's own GitHub tokens
-    wake_workers: Callable[[], None] = lambda: None
     wake_dispatcher: Callable[[], None] = lambda: None
-    config_cache: ConfigCache = field(default_factory=ConfigCache)  # the process's one
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _installations: TTLCache[str, int] = field(
         default_factory=lambda: TTLCache(maxsize=1024, ttl=INSTALLATION_CACHE_SECONDS)

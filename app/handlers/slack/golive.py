@@ -31,7 +31,7 @@ from app.handlers.slack.link import offer_connect
 from app.handlers.slack.parsing import Origin
 from app.log import describe_error
 from app.models import Run, RunKind
-from app.repo_config import RepoConfigError, load_repo_config
+from app.repo_config import RepoConfigError
 from app.run_requests import queue_follow_up
 from app.slack import card
 from app.slack.blocks import escape, pr_link
@@ -108,7 +108,7 @@ async def merge(
     assert run.pr_number is not None
     installation = await ctx.github.installation_client(run.installation_id)
     try:
-        config = await load_repo_config(installation, run.repo, None, ctx.config_cache)
+        config = await ctx.config(installation, run.repo)
     except RepoConfigError as exc:
         raise Refused(f"Honk cannot read `.github/honk.yml`: {exc}") from None
     try:
