@@ -625,13 +625,13 @@ def run_limits(settings: Settings, config: RepoConfig) -> RunLimits:
     repair off); without a choice the operator's HONK_CI_REPAIR_ROUNDS holds.
     """
     return RunLimits(
-        max_turns=min(config.max_turns or settings.max_turns, settings.max_turns),
-        max_minutes=min(config.max_minutes or settings.max_minutes, settings.max_minutes),
-        max_tokens=settings.max_tokens,
+        max_turns=min(config.max_turns or settings.agent.max_turns, settings.agent.max_turns),
+        max_minutes=min(config.max_minutes or settings.agent.max_minutes, settings.agent.max_minutes),
+        max_tokens=settings.agent.max_tokens,
         ci_repair_rounds=(
             config.ci_repair_rounds
             if config.ci_repair_rounds is not None
-            else settings.ci_repair_rounds
+            else settings.agent.ci_repair_rounds
         ),
     )
 
@@ -657,17 +657,17 @@ def review_policy(settings: Settings, config: RepoConfig) -> ReviewPolicy:
     """The one merge of HONK_REVIEW_* with `review:`; only the operator lets the checks go,
     and the outcome checks."""
     wants_checks_off = config.review_checks is False
-    checks_off = wants_checks_off and settings.review_checks_optional
+    checks_off = wants_checks_off and settings.review.checks_optional
     wants_outcome_off = config.review_outcome is False
-    outcome_off = wants_outcome_off and settings.review_outcome_optional
+    outcome_off = wants_outcome_off and settings.review.outcome_optional
     return ReviewPolicy(
-        model=config.review_model or settings.review_model,
-        model_judge=settings.model_judge if config.model_judge is None else config.model_judge,
+        model=config.review_model or settings.review.model,
+        model_judge=settings.review.model_judge if config.model_judge is None else config.model_judge,
         on_veto=config.on_veto or "draft",
         allow=config.review_allow,
         checks=not checks_off,
         checks_kept=wants_checks_off and not checks_off,
-        diff_chars=settings.review_diff_chars,
+        diff_chars=settings.review.diff_chars,
         outcome=not outcome_off,
         outcome_kept=wants_outcome_off and not outcome_off,
         test_commands=config.review_test_commands,
@@ -690,7 +690,7 @@ def network_plan(settings: Settings, config: RepoConfig) -> NetworkPlan:
     in the file: running with less than the file asks would fail in confusing ways, and
     with more is not the operator's choice. Setup's default is the registries preset.
     """
-    cap = settings.network_cap()
+    cap = settings.network.cap()
     setup_items = config.setup_network
     try:
         setup = compile_rules(

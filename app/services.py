@@ -68,8 +68,8 @@ async def open_services(
     """Open the store, HTTP session, GitHub App, Slack; start workers and the dispatcher."""
     github_time = github_time or GitHubTime()
     redact.add(*settings.secrets())
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = await Store.open(settings.database_url)
+    settings.store.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await Store.open(settings.store.database_url)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
     # One Slack client for notifications and the front door, on the shared session.
     slack = SlackNotifier(settings, session=session)
@@ -92,7 +92,7 @@ async def open_services(
         connections=connections,
     )
     # A delivery's lease is a run's: a dead process's clicks and events are taken over as soon.
-    dispatcher = Dispatcher(handlers, lease_seconds=settings.lease_seconds)
+    dispatcher = Dispatcher(handlers, lease_seconds=settings.store.lease_seconds)
     slack_front = SlackContext(
         settings,
         store,
@@ -114,8 +114,8 @@ async def open_services(
     try:
         if dispatch:
             dispatcher.start()
-            retention = asyncio.create_task(keep_pruning(store, settings.retention_days))
-        pool.start(settings.workers if workers is None else workers)
+            retention = asyncio.create_task(keep_pruning(store, settings.store.retention_days))
+        pool.start(settings.store.workers if workers is None else workers)
         yield services
     finally:
         if retention is not None:

@@ -150,7 +150,7 @@ async def main(quick: bool = False) -> None:
             if await Sandbox.check("bwrap") is not None:
                 print("environments benchmark: needs bwrap (setup runs in the sandbox)")
                 return
-            settings = Settings(
+            settings = Settings().with_overrides(
                 app_id=1,
                 private_key=key,
                 webhook_secret=WEBHOOK_SECRET,

@@ -371,6 +371,6 @@ async def test_wall_time_limit_stops_a_long_command(
 async def test_make_client_uses_settings(settings: Settings) -> None:
     async with make_client(settings) as client:
         assert client.max_retries == 4
-        assert str(client.base_url).rstrip("/") == settings.anthropic_base_url
+        assert str(client.base_url).rstrip("/") == settings.agent.anthropic_base_url
     with pytest.raises(ValueError, match="ANTHROPIC_API_KEY"):
         make_client(settings.with_overrides(anthropic_api_key=None))

@@ -36,15 +36,15 @@ def free_port() -> int:
 def serve_environment(settings: Settings, port: int) -> dict[str, str]:
     """What a separately started `honk serve` reads: the worker's settings, sign-in (whose key
     also encrypts the connected GitHub tokens), its port; no workers (no runs are needed)."""
-    assert settings.session_key and settings.github_client_id and settings.github_client_secret
+    assert settings.web.session_key and settings.github.client_id and settings.github.client_secret
     return worker_environment(settings) | {
         "HONK_WORKERS": "0",
         "HOST": "127.0.0.1",
         "PORT": str(port),
-        "HONK_URL": settings.honk_url or "",
-        "HONK_SESSION_KEY": settings.session_key,
-        "GITHUB_CLIENT_ID": settings.github_client_id,
-        "GITHUB_CLIENT_SECRET": settings.github_client_secret,
+        "HONK_URL": settings.web.url or "",
+        "HONK_SESSION_KEY": settings.web.session_key,
+        "GITHUB_CLIENT_ID": settings.github.client_id,
+        "GITHUB_CLIENT_SECRET": settings.github.client_secret,
     }
 
 

@@ -11,35 +11,35 @@ from app.config import DEFAULT_MODEL, ConfigError, Settings
 
 def test_defaults(tmp_path: Path) -> None:
     settings = Settings.from_env({}, env_file=tmp_path / "missing.env")
-    assert settings.port == 3000
-    assert settings.webhook_path == "/api/github/webhooks"
-    assert settings.github_api_url == "https://api.github.com"
-    assert settings.slack_api_url == "https://slack.com/api/"
-    assert settings.model == DEFAULT_MODEL
-    assert settings.label == "honk"
-    assert settings.workers == 2
-    assert settings.data_dir == Path(".honk")
-    assert settings.database_url == "sqlite+aiosqlite:///.honk/honk.db"
-    assert not settings.slack_enabled
-    assert not settings.github_configured
+    assert settings.web.port == 3000
+    assert settings.github.webhook_path == "/api/github/webhooks"
+    assert settings.github.api_url == "https://api.github.com"
+    assert settings.slack.api_url == "https://slack.com/api/"
+    assert settings.agent.model == DEFAULT_MODEL
+    assert settings.github.label == "honk"
+    assert settings.store.workers == 2
+    assert settings.store.data_dir == Path(".honk")
+    assert settings.store.database_url == "sqlite+aiosqlite:///.honk/honk.db"
+    assert not settings.slack.enabled
+    assert not settings.github.configured
 
 
 def test_private_key_with_literal_newlines(private_key_pem: str) -> None:
     escaped = private_key_pem.strip().replace("\n", "\\n")
     settings = Settings.from_env({"APP_ID": "12", "PRIVATE_KEY": escaped}, env_file=None)
-    assert settings.app_id == 12
-    assert settings.private_key is not None
-    assert settings.private_key.startswith("-----BEGIN PRIVATE KEY-----\n")
-    assert settings.github_configured
+    assert settings.github.app_id == 12
+    assert settings.github.private_key is not None
+    assert settings.github.private_key.startswith("-----BEGIN PRIVATE KEY-----\n")
+    assert settings.github.configured
 
 
 def test_private_key_path(tmp_path: Path, private_key_pem: str) -> None:
     key = tmp_path / "app.pem"
     key.write_text(private_key_pem)
     settings = Settings.from_env({"APP_ID": "1", "PRIVATE_KEY_PATH": str(key)}, env_file=None)
-    assert settings.private_key == private_key_pem
+    assert settings.github.private_key == private_key_pem
     # The path is kept, so the sandbox can hide the file wherever it is.
-    assert settings.private_key_path == key
+    assert settings.github.private_key_path == key
 
 
 def test_sandbox_limits_and_checkout_dir(tmp_path: Path) -> None:
@@ -72,9 +72,9 @@ def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("HONK_LABEL=from-file\nPORT=4000\nSLACK_CHANNEL=C1\n")
     settings = Settings.from_env({"PORT": "5000"}, env_file=env_file)
-    assert settings.label == "from-file"
-    assert settings.port == 5000
-    assert settings.slack_channel == "C1"
+    assert settings.github.label == "from-file"
+    assert settings.web.port == 5000
+    assert settings.slack.channel == "C1"
 
 
 def test_enterprise_urls_and_postgres_url() -> None:
@@ -86,9 +86,9 @@ def test_enterprise_urls_and_postgres_url() -> None:
         },
         env_file=None,
     )
-    assert settings.github_api_url == "https://ghe.example.com/api/v3"
-    assert settings.database_url == "postgresql+asyncpg://honk@db/honk"
-    assert settings.slack_api_url == "http://127.0.0.1:9/api/"
+    assert settings.github.api_url == "https://ghe.example.com/api/v3"
+    assert settings.store.database_url == "postgresql+asyncpg://honk@db/honk"
+    assert settings.slack.api_url == "http://127.0.0.1:9/api/"
 
 
 @pytest.mark.parametrize(
@@ -240,8 +240,8 @@ def test_run_page_settings() -> None:
         },
         env_file=None,
     )
-    assert settings.run_url(7) == "https://honk.example.com/runs/7"
-    assert settings.sign_in_configured
+    assert settings.web.run_url(7) == "https://honk.example.com/runs/7"
+    assert settings.github.sign_in_configured
     assert {"client-secret-123", key} <= set(settings.secrets())
     assert "client-secret-123" not in repr(settings) and key not in repr(settings)
     assert Settings.from_env({}, env_file=None).run_url(7) is None  # no HONK_URL, no links
@@ -257,10 +257,10 @@ def test_token_key_and_graphql_url() -> None:
 
     key = Fernet.generate_key().decode()
     settings = Settings.from_env({"HONK_TOKEN_KEY": key}, env_file=None)
-    assert settings.token_key == key and key in settings.secrets() and key not in repr(settings)
+    assert settings.web.token_key == key and key in settings.secrets() and key not in repr(settings)
     with pytest.raises(ConfigError, match="HONK_TOKEN_KEY") as bad:
         Settings.from_env({"HONK_TOKEN_KEY": "short"}, env_file=None)
     assert "short" not in str(bad.value)
-    assert Settings().github_graphql_url == "https://api.github.com/graphql"
+    assert Settings().github.graphql_url == "https://api.github.com/graphql"
     ghes = Settings.from_env({"GITHUB_API_URL": "https://ghe.example/api/v3"}, env_file=None)
     assert ghes.github_graphql_url == "https://ghe.example/api/graphql"

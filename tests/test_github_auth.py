@@ -49,10 +49,10 @@ def test_jwt_claims_are_backdated_short_lived_and_signed(
 ) -> None:
     token = app.jwt()
     assert jwt.get_unverified_header(token)["alg"] == "RS256"
-    assert settings.private_key is not None
+    assert settings.github.private_key is not None
     claims = jwt.decode(
         token,
-        public_key_of(settings.private_key),
+        public_key_of(settings.github.private_key),
         algorithms=["RS256"],
         options={"verify_iat": False},
     )
@@ -219,7 +219,7 @@ async def test_bot_identity_is_read_with_the_installation_token(
 async def test_anonymous_rest_requests_are_refused_as_ghes_private_mode_does(
     settings: Settings, session: aiohttp.ClientSession, method: str, path: str
 ) -> None:
-    fake_github_url = settings.github_api_url
+    fake_github_url = settings.github.api_url
     async with session.request(method, fake_github_url + path) as response:
         body = await response.json()
     assert response.status == 401

@@ -51,8 +51,8 @@ def clock() -> ManualClock:
 async def opened(
     settings: Settings, clock: ManualClock
 ) -> AsyncIterator[tuple[GitHubConnections, Store, aiohttp.ClientSession]]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = await Store.open(settings.database_url)
+    settings.store.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await Store.open(settings.store.database_url)
     async with aiohttp.ClientSession() as session:
         oauth = GitHubOAuth(settings, session, clock=clock)
         yield GitHubConnections(settings, store, oauth, clock=clock), store, session

@@ -171,8 +171,8 @@ def test_settings_read_the_operators_cap_and_presets() -> None:
         },
         env_file=None,
     )
-    assert settings.network_allow == ("pypi", "npm", "*.internal.example", "mirror.internal:3141")
-    cap = settings.network_cap()
+    assert settings.network.allow == ("pypi", "npm", "*.internal.example", "mirror.internal:3141")
+    cap = settings.network.cap()
     assert cap.allows("git.internal.example") and not cap.allows("tools")
     assert Settings.from_env({}, env_file=None).network_allow is None
     assert Settings.from_env({"HONK_NETWORK_ALLOW": "off"}, env_file=None).network_allow == ()
@@ -187,7 +187,7 @@ def test_settings_read_the_operators_cap_and_presets() -> None:
 
 
 def test_a_repository_plan_within_the_cap() -> None:
-    settings = Settings(network_allow=("registries", "localhost:4873"))
+    settings = Settings().with_overrides(network_allow=("registries", "localhost:4873"))
     config = parse_config("setup: npm ci\nnetwork: [localhost:4873, npm]\n")
     plan = network_plan(settings, config)
     assert "pypi.org" in {str(r.entry) for r in plan.setup}  # setup's default: registries

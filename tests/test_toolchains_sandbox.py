@@ -62,7 +62,7 @@ async def sandbox_as_the_pipeline_builds_it(settings: Settings, root: Path) -> S
     sandbox = Sandbox.for_settings(settings, root)
     declared = await asyncio.to_thread(read_declared, root)
     found = await find_installed(settings)
-    choice = choose(found, declared, dict(settings.toolchain_defaults))
+    choice = choose(found, declared, dict(settings.sandbox.toolchain_defaults))
     sandbox.toolchains = choice.toolchains
     return sandbox
 

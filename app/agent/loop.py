@@ -52,10 +52,10 @@ class AgentLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> AgentLimits:
         return cls(
-            max_turns=settings.max_turns,
-            max_seconds=settings.max_minutes * 60,
-            max_tokens=settings.max_tokens,
-            output_limit=settings.output_limit,
+            max_turns=settings.agent.max_turns,
+            max_seconds=settings.agent.max_minutes * 60,
+            max_tokens=settings.agent.max_tokens,
+            output_limit=settings.agent.output_limit,
         )
 
 
@@ -105,11 +105,11 @@ EventHandler = Callable[[AgentEvent], Awaitable[None]]
 
 def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
     """The Anthropic client; the SDK retries 408/409/429/5xx/529 with backoff and retry-after."""
-    if not settings.anthropic_api_key:
+    if not settings.agent.anthropic_api_key:
         raise ValueError("ANTHROPIC_API_KEY is not set")
     return anthropic.AsyncAnthropic(
-        api_key=settings.anthropic_api_key,
-        base_url=settings.anthropic_base_url,
+        api_key=settings.agent.anthropic_api_key,
+        base_url=settings.agent.anthropic_base_url,
         max_retries=MAX_RETRIES,
         timeout=CLIENT_TIMEOUT,
     )

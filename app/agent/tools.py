@@ -107,9 +107,9 @@ class ToolBox:
     def for_settings(cls, settings: Settings, sandbox: Sandbox) -> ToolBox:
         return cls(
             sandbox,
-            output_limit=settings.output_limit,
-            command_timeout=settings.command_timeout,
-            max_file_bytes=settings.editor_max_file_mb * 1024 * 1024,
+            output_limit=settings.agent.output_limit,
+            command_timeout=settings.agent.command_timeout,
+            max_file_bytes=settings.agent.editor_max_file_mb * 1024 * 1024,
         )
 
     @property

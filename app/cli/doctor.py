@@ -81,12 +81,12 @@ async def run_doctor(settings: Settings, out: TextIO) -> int:
         failed = failed or check.status == FAIL
         _print(out, check)
 
-    github_api = _where(settings.github_api_url, "GITHUB_API_URL")
-    slack_api = _where(settings.slack_api_url, "SLACK_API_URL")
+    github_api = _where(settings.github.api_url, "GITHUB_API_URL")
+    slack_api = _where(settings.slack.api_url, "SLACK_API_URL")
     app_info: dict[str, Any] = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         report(check_private_key(settings))
-        github_ok = settings.github_configured
+        github_ok = settings.github.configured
         github = _github_checks(settings, session, github_ok, app_info)
         for check in await _guarded("GitHub App", github, github_api):
             report(check)
@@ -172,7 +172,7 @@ def _where(url: str, setting: str) -> str:
 
 
 def check_private_key(settings: Settings) -> Check:
-    if settings.app_id is None or not settings.private_key:
+    if settings.github.app_id is None or not settings.github.private_key:
         return Check(
             "private key",
             FAIL,
@@ -180,7 +180,7 @@ def check_private_key(settings: Settings) -> Check:
             "register the GitHub App",
         )
     try:
-        key = load_pem_private_key(settings.private_key.encode(), password=None)
+        key = load_pem_private_key(settings.github.private_key.encode(), password=None)
     except (ValueError, TypeError):
         return Check("private key", FAIL, "PRIVATE_KEY is not a PEM private key that parses")
     if isinstance(key, rsa.RSAPrivateKey):
@@ -189,7 +189,7 @@ def check_private_key(settings: Settings) -> Check:
         return Check("private key", FAIL, "an EC key: GitHub Apps sign their JWT with RSA")
     else:
         kind = type(key).__name__
-    return Check("private key", PASS, f"parses ({kind}) for App {settings.app_id}")
+    return Check("private key", PASS, f"parses ({kind}) for App {settings.github.app_id}")
 
 
 async def _github_checks(
@@ -214,7 +214,7 @@ async def _github_checks(
                 "GitHub App",
                 FAIL,
                 f"GET /app refused the JWT ({why}): APP_ID and the key "
-                f"must belong to the same App on {settings.github_api_url}",
+                f"must belong to the same App on {settings.github.api_url}",
             ),
             Check("installations", SKIP, "needs an accepted JWT"),
         ]
@@ -271,7 +271,7 @@ def _client(
 ) -> GitHubClient:
     # One retry with a short wait: the doctor reports, it does not ride out an outage.
     return GitHubClient(
-        session, base_url=settings.github_api_url, authorization=auth, max_retries=1, max_wait=5.0
+        session, base_url=settings.github.api_url, authorization=auth, max_retries=1, max_wait=5.0
     )
 
 
@@ -288,7 +288,7 @@ def _github_reason(exc: gidgethub.HTTPException) -> str:
 
 
 def check_webhook_secret(settings: Settings) -> Check:
-    secret = settings.webhook_secret
+    secret = settings.github.webhook_secret
     if not secret:
         return Check("webhook secret", FAIL, "WEBHOOK_SECRET is not set: every webhook is refused")
     weak = None
@@ -304,12 +304,12 @@ def check_webhook_secret(settings: Settings) -> Check:
             f"to {MIN_SECRET_LENGTH} or more random characters ({NEW_SECRET}), and the same "
             "in the GitHub App's webhook settings",
         )
-    return Check("webhook secret", PASS, f"set; webhooks verified at {settings.webhook_path}")
+    return Check("webhook secret", PASS, f"set; webhooks verified at {settings.github.webhook_path}")
 
 
 def check_honk_url(settings: Settings) -> Check:
     """HONK_URL: where people reach Honk; every link to a run page is built from it."""
-    url = settings.honk_url
+    url = settings.web.url
     if not url:
         return Check(
             "HONK_URL",
@@ -343,7 +343,7 @@ def check_sign_in(settings: Settings, app_client_id: object = None) -> Check:
 
     `app_client_id`: the client id GitHub gave for the App (GET /app), when it answered.
     """
-    client_id, secret = settings.github_client_id, settings.github_client_secret
+    client_id, secret = settings.github.client_id, settings.github.client_secret
     setup = "Honk's set-up writes them into .env, or copy them from the GitHub App's settings"
     if not client_id and not secret:
         return Check(
@@ -370,7 +370,7 @@ def check_sign_in(settings: Settings, app_client_id: object = None) -> Check:
             f"GITHUB_CLIENT_ID {client_id} is not this App's client ({app_client_id}): "
             "signing in would fail",
         )
-    if not settings.session_key:
+    if not settings.web.session_key:
         return Check(
             "sign-in",
             WARN,
@@ -386,22 +386,22 @@ def check_sign_in(settings: Settings, app_client_id: object = None) -> Check:
 
 async def check_anthropic(settings: Settings) -> Check:
     """A token count: authenticated and free, and it also proves the model name exists."""
-    if not settings.anthropic_api_key:
+    if not settings.agent.anthropic_api_key:
         return Check("Anthropic", FAIL, "ANTHROPIC_API_KEY is not set")
     client = anthropic.AsyncAnthropic(
-        api_key=settings.anthropic_api_key,
-        base_url=settings.anthropic_base_url,
+        api_key=settings.agent.anthropic_api_key,
+        base_url=settings.agent.anthropic_base_url,
         max_retries=1,
         timeout=anthropic.Timeout(30.0, connect=10.0),
     )
     try:
         counted = await client.messages.count_tokens(
-            model=settings.model, messages=[{"role": "user", "content": "honk doctor"}]
+            model=settings.agent.model, messages=[{"role": "user", "content": "honk doctor"}]
         )
     except anthropic.APIStatusError as exc:
         return Check("Anthropic", FAIL, f"HTTP {exc.status_code}: {_anthropic_reason(exc)}")
     except anthropic.APIConnectionError as exc:
-        where = _where(settings.anthropic_base_url or ANTHROPIC_API_URL, "ANTHROPIC_BASE_URL")
+        where = _where(settings.agent.anthropic_base_url or ANTHROPIC_API_URL, "ANTHROPIC_BASE_URL")
         why = unreachable(exc) or type(exc).__name__
         return Check("Anthropic", FAIL, f"cannot reach {where}: {why}")
     finally:
@@ -409,7 +409,7 @@ async def check_anthropic(settings: Settings) -> Check:
     return Check(
         "Anthropic",
         PASS,
-        f"key accepted; model {settings.model} counted {counted.input_tokens} tokens",
+        f"key accepted; model {settings.agent.model} counted {counted.input_tokens} tokens",
     )
 
 
@@ -424,17 +424,17 @@ def _anthropic_reason(exc: anthropic.APIStatusError) -> str:
 async def check_slack(settings: Settings, session: aiohttp.ClientSession) -> list[Check]:
     """auth.test, then a real chat.postMessage: only posting proves the bot can post there
     (the chat:write scope, channel membership, an archived or misspelt channel)."""
-    if not settings.slack_bot_token:
+    if not settings.slack.bot_token:
         return [Check("Slack", SKIP, "SLACK_BOT_TOKEN is not set: notifications are off")]
     client = AsyncWebClient(
-        token=settings.slack_bot_token, base_url=settings.slack_api_url, session=session, timeout=20
+        token=settings.slack.bot_token, base_url=settings.slack.api_url, session=session, timeout=20
     )
     try:
         auth = await client.auth_test()
     except SlackApiError as exc:
         return [Check("Slack", FAIL, f"auth.test failed: {_slack_reason(exc)}")]
     checks = [Check("Slack", PASS, f"auth.test passed: @{auth.get('user')} in {auth.get('team')}")]
-    channel = settings.slack_channel
+    channel = settings.slack.channel
     if not channel:
         checks.append(Check("Slack channel", FAIL, "SLACK_CHANNEL is not set"))
         return checks
@@ -456,9 +456,9 @@ def _slack_reason(exc: SlackApiError) -> str:
 
 
 async def check_sandbox(settings: Settings) -> Check:
-    if settings.sandbox == "off":
+    if settings.sandbox.mode == "off":
         return Check("sandbox", SKIP, "HONK_SANDBOX=off: agent commands run unsandboxed (unsafe)")
-    problem = await Sandbox.check(settings.sandbox)
+    problem = await Sandbox.check(settings.sandbox.mode)
     if problem:
         return Check("sandbox", FAIL, problem)
     if shutil.which("socat") is None:
@@ -481,10 +481,10 @@ async def check_toolchains(settings: Settings) -> Check:
     listed = "; ".join(t.describe() + (", the host's default" if t.default else "") for t in found)
     problems = [
         f"HONK_TOOLCHAIN_PATHS: {language}={path} holds no {language} toolchain"
-        for language, path in settings.toolchain_paths
+        for language, path in settings.sandbox.toolchain_paths
         if not any(t.source == "setting" and f"{t.bin_dir}/".startswith(f"{path}/") for t in found)
     ]
-    problems += choose(found, defaults=dict(settings.toolchain_defaults)).notes
+    problems += choose(found, defaults=dict(settings.sandbox.toolchain_defaults)).notes
     if problems:
         return Check(
             "toolchains", WARN, " ".join(problems) + (f" Found: {listed}" if found else "")
@@ -495,13 +495,13 @@ async def check_toolchains(settings: Settings) -> Check:
 
 
 async def check_store(settings: Settings) -> Check:
-    url = make_url(settings.database_url)
+    url = make_url(settings.store.database_url)
     redact.add(url.password if isinstance(url.password, str) else None)
     where = url.render_as_string(hide_password=True)
-    if settings.database_url.startswith("sqlite"):
-        await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
+    if settings.store.database_url.startswith("sqlite"):
+        await asyncio.to_thread(settings.store.data_dir.mkdir, parents=True, exist_ok=True)
     try:
-        store = await Store.open(settings.database_url)
+        store = await Store.open(settings.store.database_url)
     except Exception as exc:
         if url.host and (why := unreachable(exc)):
             server = f"{url.host}:{url.port}" if url.port else url.host

@@ -26,7 +26,7 @@ EXPLAINED = (
 async def stats_command(settings: Settings, days: int, out: TextIO) -> int:
     """Print the table for runs created in the last `days` days."""
     since = datetime.now(UTC) - timedelta(days=days)
-    store = await Store.open(settings.database_url)
+    store = await Store.open(settings.store.database_url)
     try:
         counts = await store.stats.review_counts(since)
     finally:

@@ -80,7 +80,7 @@ class GitHubConnections:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        key = settings.token_key or settings.session_key
+        key = settings.web.token_key or settings.web.session_key
         if key is None:
             log.warning(
                 "neither HONK_TOKEN_KEY nor HONK_SESSION_KEY is set: GitHub connections made "

@@ -93,12 +93,12 @@ class PacingLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PacingLimits:
-        processes = max(settings.processes, 1)
+        processes = max(settings.github.processes, 1)
         return cls(
-            per_minute=settings.github_writes_per_minute / processes,
-            per_hour=settings.github_writes_per_hour / processes,
-            reserved=settings.github_writes_reserved,
-            primary_reserve=settings.github_primary_reserve,
+            per_minute=settings.github.writes_per_minute / processes,
+            per_hour=settings.github.writes_per_hour / processes,
+            reserved=settings.github.writes_reserved,
+            primary_reserve=settings.github.primary_reserve,
         )
 
     def ceiling(self, priority: Priority, limit: float) -> int:

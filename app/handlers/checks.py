@@ -20,7 +20,7 @@ async def on_check_suite_completed(
     event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
 ) -> None:
     suite = event.data["check_suite"]
-    if (suite.get("app") or {}).get("id") == ctx.settings.app_id:
+    if (suite.get("app") or {}).get("id") == ctx.settings.github.app_id:
         return  # Honk's own suite (the `Honk` check) is no part of CI's verdict
     await settle(event, gh, ctx, suite["head_sha"])
 
@@ -30,7 +30,7 @@ async def on_check_run_completed(
     event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
 ) -> None:
     check = event.data["check_run"]
-    if (check.get("app") or {}).get("id") == ctx.settings.app_id:
+    if (check.get("app") or {}).get("id") == ctx.settings.github.app_id:
         return
     await settle(event, gh, ctx, check["head_sha"])
 

@@ -165,7 +165,7 @@ async def retry(
     if origin is None:
         template = FOREIGN_PR if where.is_pull else NO_RUN
         await gh.comment(
-            where.repo, where.number, template.format(user=user, label=ctx.settings.label)
+            where.repo, where.number, template.format(user=user, label=ctx.settings.github.label)
         )
         return
     if not await _first_time(ctx, where):

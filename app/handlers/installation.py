@@ -124,10 +124,10 @@ async def _welcome(
             ctx.store,
             installation_id,
             repos,
-            ctx.settings.label,
-            pause=ctx.settings.label_pause,
+            ctx.settings.github.label,
+            pause=ctx.settings.github.label_pause,
         )
-    log.info("installation %s: label %r %s", installation_id, ctx.settings.label, tally)
+    log.info("installation %s: label %r %s", installation_id, ctx.settings.github.label, tally)
 
 
 async def _announce(event: sansio.Event, ctx: HandlerContext, count: int | None) -> None:
@@ -136,7 +136,7 @@ async def _announce(event: sansio.Event, ctx: HandlerContext, count: int | None)
     if await installations.announced(ctx.store, installation_id, event.delivery_id):
         return  # this delivery is being dispatched again: Slack already heard
     text, message = blocks.installed(
-        account=installation["account"]["login"], repos_count=count, label=ctx.settings.label
+        account=installation["account"]["login"], repos_count=count, label=ctx.settings.github.label
     )
     await ctx.slack.post(channel=None, text=text, blocks=message)
     await installations.mark_announced(ctx.store, installation_id, event.delivery_id)

@@ -25,7 +25,7 @@ async def on_issue_labeled(
     event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
 ) -> None:
     label = (event.data.get("label") or {}).get("name", "")
-    if label.lower() != ctx.settings.label.lower() and not await _repo_label(event, gh, ctx, label):
+    if label.lower() != ctx.settings.github.label.lower() and not await _repo_label(event, gh, ctx, label):
         return
     await request_run(event, gh, ctx, label)
 
@@ -85,7 +85,7 @@ async def _request_run(
     permission = await may_act(gh, repo, sender["login"])
     if not permission.allowed:
         log.info("refusing run for %s on %s: permission %s", sender["login"], repo, permission.role)
-        then = ASK_A_MAINTAINER.format(label=ctx.settings.label)
+        then = ASK_A_MAINTAINER.format(label=ctx.settings.github.label)
         await gh.comment(repo, number, permission.refusal("Starting Honk", then=then))
         return
     if await ctx.store.runs.find(repo=repo, issue_number=number, states=ACTIVE_STATES, limit=1):

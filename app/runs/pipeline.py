@@ -127,7 +127,7 @@ class Pipeline:
         gh = await self.github.installation_client(
             run.installation_id, repositories=[run.repo_ref.name], permissions=RUN_PERMISSIONS
         )
-        tracker = RunTracker(run, gh, self.store, self.slack, run_url=self.settings.run_url(run.id))
+        tracker = RunTracker(run, gh, self.store, self.slack, run_url=self.settings.web.run_url(run.id))
         ctx = RunContext(run, gh, tracker, self.store)
         try:
             outcome = await self._phases(ctx)
@@ -139,7 +139,7 @@ class Pipeline:
             outcome = Outcome(RunState.CANCELLED, "cancelled on request")
         except LimitStop as exc:
             reason = str(exc)
-            usage, model = await ctx.stored_usage(), ctx.model or self.settings.model
+            usage, model = await ctx.stored_usage(), ctx.model or self.settings.agent.model
             await ctx.tracker.finished(
                 RunState.FAILED,
                 error=reason,
@@ -176,7 +176,7 @@ class Pipeline:
             await self._instruct(ctx)
             # The agent's proxy (if its list names anything) covers each of its attempts,
             # the one after a failed verification or a veto too; verification stays offline.
-            async with phase_network(ctx, self.settings.network_cap(), "agent"):
+            async with phase_network(ctx, self.settings.network.cap(), "agent"):
                 await self._work(ctx)
                 await self._verify(ctx)
                 stopped = await self._no_change(ctx)
@@ -215,7 +215,7 @@ class Pipeline:
             # operator's HONK_NETWORK_ALLOW does not allow, too).
             raise RuntimeError(f"`.github/honk.yml` is not valid: {config_error}")
         ctx.limits = run_limits(self.settings, ctx.config)
-        ctx.model = ctx.config.model or self.settings.model
+        ctx.model = ctx.config.model or self.settings.agent.model
         pull = subject.pull or {}
         branch = (
             run.branch
@@ -253,7 +253,7 @@ class Pipeline:
     async def _sandbox(self, ctx: RunContext) -> None:
         """No agent without a working sandbox, unless the operator said HONK_SANDBOX=off."""
         if not self._sandbox_ok:
-            reason = await Sandbox.check(self.settings.sandbox)
+            reason = await Sandbox.check(self.settings.sandbox.mode)
             if reason is not None:
                 raise RuntimeError(
                     f"the sandbox does not work here ({reason}); Honk runs no agent without "
@@ -298,7 +298,7 @@ class Pipeline:
         checkout, sandbox, _tools = ctx.work
         found = await find_installed(self.settings)
         declared = await asyncio.to_thread(read_declared, checkout.path)
-        choice = choose(found, declared, dict(self.settings.toolchain_defaults))
+        choice = choose(found, declared, dict(self.settings.sandbox.toolchain_defaults))
         sandbox.toolchains = choice.toolchains
         if choice.chosen:
             used = ", ".join(f"{t.language} {t.version} ({t.source})" for t in choice.chosen)
@@ -331,7 +331,7 @@ class Pipeline:
         failed = None
         async with (
             checkout.on_base_tree() as switched,
-            phase_network(ctx, self.settings.network_cap(), "setup"),
+            phase_network(ctx, self.settings.network.cap(), "setup"),
         ):
             if switched:
                 await self.store.runs.add_step(ctx.run.id, "setup", "on the base branch's files")
@@ -361,7 +361,7 @@ class Pipeline:
             command=shown,
             tail=redact(tail(result.output)),
             notes=explain_refusals(
-                ctx.network.get("setup"), plan.setup, self.settings.network_cap(), "setup"
+                ctx.network.get("setup"), plan.setup, self.settings.network.cap(), "setup"
             ),
         )
         raise SetupFailed(f"setup command {code(shown)}{where} failed ({how})", details)
@@ -395,7 +395,7 @@ class Pipeline:
 
     async def _instruct(self, ctx: RunContext) -> None:
         """The agent's task: the issue, writers' comments, the repository's own instructions."""
-        await instruct(ctx, self.store, output_limit=self.settings.output_limit)
+        await instruct(ctx, self.store, output_limit=self.settings.agent.output_limit)
 
     async def _work(self, ctx: RunContext) -> None:
         """The agent, within the run's limits."""

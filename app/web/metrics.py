@@ -43,7 +43,7 @@ async def scrape(store: Store) -> web.Response:
 
 def add_metrics_route(app: web.Application, settings: Settings) -> None:
     """`GET /metrics` on the main app, only for HONK_METRICS_TOKEN as a bearer token."""
-    token = settings.metrics_token
+    token = settings.web.metrics_token
     if not token:
         return
 
@@ -64,7 +64,7 @@ async def loopback_metrics(
 
     `sock`: the port bound already (`honk serve` binds it before anything starts).
     """
-    if not settings.metrics_port:
+    if not settings.web.metrics_port:
         yield
         return
     app = web.Application()
@@ -78,10 +78,10 @@ async def loopback_metrics(
     site: web.BaseSite = (
         web.SockSite(runner, sock)
         if sock is not None
-        else web.TCPSite(runner, "127.0.0.1", settings.metrics_port)
+        else web.TCPSite(runner, "127.0.0.1", settings.web.metrics_port)
     )
     await site.start()
-    log.info("metrics on http://127.0.0.1:%d%s", settings.metrics_port, METRICS_PATH)
+    log.info("metrics on http://127.0.0.1:%d%s", settings.web.metrics_port, METRICS_PATH)
     try:
         yield
     finally:

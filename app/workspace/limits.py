@@ -62,11 +62,11 @@ class SandboxLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> SandboxLimits:
         return cls(
-            processes=settings.sandbox_max_processes,
-            memory_mb=settings.sandbox_memory_mb,
-            file_size_mb=settings.sandbox_file_size_mb,
-            tmp_mb=settings.sandbox_tmp_mb,
-            disk_mb=settings.sandbox_disk_mb,
+            processes=settings.sandbox.max_processes,
+            memory_mb=settings.sandbox.memory_mb,
+            file_size_mb=settings.sandbox.file_size_mb,
+            tmp_mb=settings.sandbox.tmp_mb,
+            disk_mb=settings.sandbox.disk_mb,
         )
 
     def preamble(self, before: str = "") -> str:

@@ -170,11 +170,11 @@ _LOCK = threading.Lock()
 
 def installed(settings: Settings, home: Path | None = None) -> tuple[Toolchain, ...]:
     """The host's toolchains for these settings, found once per process (blocking)."""
-    key = (home, settings.toolchain_paths, settings.toolchain_env)
+    key = (home, settings.sandbox.toolchain_paths, settings.sandbox.toolchain_env)
     with _LOCK:
         if key not in _CACHE:
             _CACHE[key] = discover(
-                home, env=dict(settings.toolchain_env), extra=settings.toolchain_paths
+                home, env=dict(settings.sandbox.toolchain_env), extra=settings.sandbox.toolchain_paths
             )
         return _CACHE[key]
 
