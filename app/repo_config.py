@@ -626,7 +626,9 @@ def run_limits(settings: Settings, config: RepoConfig) -> RunLimits:
     """
     return RunLimits(
         max_turns=min(config.max_turns or settings.agent.max_turns, settings.agent.max_turns),
-        max_minutes=min(config.max_minutes or settings.agent.max_minutes, settings.agent.max_minutes),
+        max_minutes=min(
+            config.max_minutes or settings.agent.max_minutes, settings.agent.max_minutes
+        ),
         max_tokens=settings.agent.max_tokens,
         ci_repair_rounds=(
             config.ci_repair_rounds
@@ -662,7 +664,9 @@ def review_policy(settings: Settings, config: RepoConfig) -> ReviewPolicy:
     outcome_off = wants_outcome_off and settings.review.outcome_optional
     return ReviewPolicy(
         model=config.review_model or settings.review.model,
-        model_judge=settings.review.model_judge if config.model_judge is None else config.model_judge,
+        model_judge=settings.review.model_judge
+        if config.model_judge is None
+        else config.model_judge,
         on_veto=config.on_veto or "draft",
         allow=config.review_allow,
         checks=not checks_off,

@@ -206,7 +206,7 @@ def test_the_settings(base_settings: Settings) -> None:
         )
 
     default = parse()
-    assert default.cache_max_mb == 10240
+    assert default.sandbox.cache_max_mb == 10240
     assert default.package_cache_dir == base_settings.store.data_dir / "caches"
     assert PackageCaches.for_settings(parse(HONK_CACHE_MAX_MB="0")) is None
     elsewhere = parse(HONK_CACHE_DIR="/srv/honk-caches")

@@ -129,7 +129,7 @@ async def test_a_merge_clicked_just_before_a_crash_happens_once_after_the_restar
     async with honk_serve(world, tmp_path / "serve-2.log"):
         log = tmp_path / "serve-2.log"
         await eventually(lambda: merges(fake_github), within=30)
-        await asyncio.sleep(world.lease_seconds * 3)  # nothing else takes it up again
+        await asyncio.sleep(world.store.lease_seconds * 3)  # nothing else takes it up again
         merged = fake_github.repo(REPO)["pulls"][PR]
         assert merged["merged"] is True, log
         assert len(merges(fake_github)) == 1

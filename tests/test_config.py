@@ -44,12 +44,15 @@ def test_private_key_path(tmp_path: Path, private_key_pem: str) -> None:
 
 def test_sandbox_limits_and_checkout_dir(tmp_path: Path) -> None:
     defaults = Settings.from_env({}, env_file=None)
-    assert (defaults.sandbox_max_processes, defaults.sandbox_memory_mb) == (512, 4096)
-    assert (defaults.sandbox_file_size_mb, defaults.sandbox_tmp_mb) == (1024, 512)
-    assert (defaults.sandbox_disk_mb, defaults.editor_max_file_mb) == (10240, 10)
+    assert (defaults.sandbox.max_processes, defaults.sandbox.memory_mb) == (512, 4096)
+    assert (defaults.sandbox.file_size_mb, defaults.sandbox.tmp_mb) == (1024, 512)
+    assert (defaults.sandbox.disk_mb, defaults.agent.editor_max_file_mb) == (10240, 10)
     # Outside the data directory: the sandbox's mount table shows where checkouts are.
-    assert defaults.checkout_dir.name.startswith("honk-checkouts-")
-    assert defaults.data_dir not in (defaults.checkout_dir, *defaults.checkout_dir.parents)
+    assert defaults.sandbox.checkout_dir.name.startswith("honk-checkouts-")
+    assert defaults.store.data_dir not in (
+        defaults.sandbox.checkout_dir,
+        *defaults.sandbox.checkout_dir.parents,
+    )
     chosen = Settings.from_env(
         {
             "HONK_SANDBOX_MAX_PROCESSES": "64",
@@ -62,10 +65,10 @@ def test_sandbox_limits_and_checkout_dir(tmp_path: Path) -> None:
         },
         env_file=None,
     )
-    assert (chosen.sandbox_max_processes, chosen.sandbox_memory_mb) == (64, 256)
-    assert (chosen.sandbox_file_size_mb, chosen.sandbox_tmp_mb) == (8, 16)
-    assert (chosen.sandbox_disk_mb, chosen.editor_max_file_mb) == (100, 2)
-    assert chosen.checkout_dir == tmp_path / "co"
+    assert (chosen.sandbox.max_processes, chosen.sandbox.memory_mb) == (64, 256)
+    assert (chosen.sandbox.file_size_mb, chosen.sandbox.tmp_mb) == (8, 16)
+    assert (chosen.sandbox.disk_mb, chosen.agent.editor_max_file_mb) == (100, 2)
+    assert chosen.sandbox.checkout_dir == tmp_path / "co"
 
 
 def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
@@ -244,7 +247,7 @@ def test_run_page_settings() -> None:
     assert settings.github.sign_in_configured
     assert {"client-secret-123", key} <= set(settings.secrets())
     assert "client-secret-123" not in repr(settings) and key not in repr(settings)
-    assert Settings.from_env({}, env_file=None).run_url(7) is None  # no HONK_URL, no links
+    assert Settings.from_env({}, env_file=None).web.run_url(7) is None  # no HONK_URL, no links
     with pytest.raises(ConfigError, match="HONK_SESSION_KEY") as bad:
         Settings.from_env({"HONK_SESSION_KEY": "not-a-key"}, env_file=None)
     assert "not-a-key" not in str(bad.value)
@@ -263,4 +266,4 @@ def test_token_key_and_graphql_url() -> None:
     assert "short" not in str(bad.value)
     assert Settings().github.graphql_url == "https://api.github.com/graphql"
     ghes = Settings.from_env({"GITHUB_API_URL": "https://ghe.example/api/v3"}, env_file=None)
-    assert ghes.github_graphql_url == "https://ghe.example/api/graphql"
+    assert ghes.github.graphql_url == "https://ghe.example/api/graphql"

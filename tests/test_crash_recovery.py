@@ -28,7 +28,11 @@ __all__ = ["world_settings"]  # the e2e world's fixture, shared
 
 def worker_environment(settings: Settings) -> dict[str, str]:
     """The environment a separately started `honk worker` reads its settings from."""
-    assert settings.github.private_key and settings.github.webhook_secret and settings.agent.anthropic_api_key
+    assert (
+        settings.github.private_key
+        and settings.github.webhook_secret
+        and settings.agent.anthropic_api_key
+    )
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/root"),

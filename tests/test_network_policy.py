@@ -174,8 +174,8 @@ def test_settings_read_the_operators_cap_and_presets() -> None:
     assert settings.network.allow == ("pypi", "npm", "*.internal.example", "mirror.internal:3141")
     cap = settings.network.cap()
     assert cap.allows("git.internal.example") and not cap.allows("tools")
-    assert Settings.from_env({}, env_file=None).network_allow is None
-    assert Settings.from_env({"HONK_NETWORK_ALLOW": "off"}, env_file=None).network_allow == ()
+    assert Settings.from_env({}, env_file=None).network.allow is None
+    assert Settings.from_env({"HONK_NETWORK_ALLOW": "off"}, env_file=None).network.allow == ()
     for env, named in (
         ({"HONK_NETWORK_ALLOW": "pypi.org/simple"}, "HONK_NETWORK_ALLOW"),
         ({"HONK_NETWORK_ALLOW": "pypy"}, "HONK_NETWORK_ALLOW: 'pypy' is not a preset"),

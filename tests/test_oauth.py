@@ -40,7 +40,8 @@ async def code_for(session: aiohttp.ClientSession, fake: FakeGitHub, login: str)
     """Walk the authorize step as a browser would: GitHub redirects back with a code."""
     fake.sign_in_as(login)
     oauth_url = GitHubOAuth(
-        Settings().with_overrides(github_url=fake.url, github_client_id=fake.oauth_client_id), session
+        Settings().with_overrides(github_url=fake.url, github_client_id=fake.oauth_client_id),
+        session,
     ).authorize_url(redirect_uri="http://honk.test/signin/callback", state="s-1")
     async with session.get(oauth_url, allow_redirects=False) as response:
         assert response.status == 302

@@ -289,4 +289,4 @@ def test_only_the_operator_lets_a_repository_turn_the_outcome_checks_off() -> No
     assert allowed.outcome is False and allowed.outcome_kept is False
     assert review_policy(Settings(), parse_config("")).outcome is True
     env = Settings.from_env({"HONK_REVIEW_OUTCOME_OPTIONAL": "on"}, env_file=None)
-    assert env.review_outcome_optional is True
+    assert env.review.outcome_optional is True

@@ -125,7 +125,9 @@ async def test_honk_in_a_venv_offers_the_base_python_without_its_venv(
 
 
 async def test_a_checkouts_venv_made_by_setup_comes_first(checkout: Path, tmp_path: Path) -> None:
-    sandbox = Sandbox.for_settings(Settings().with_overrides(checkout_dir=tmp_path / "checkouts"), checkout)
+    sandbox = Sandbox.for_settings(
+        Settings().with_overrides(checkout_dir=tmp_path / "checkouts"), checkout
+    )
     before = await sandbox.run("command -v python")
     assert before.output.strip() == f"{BASE}/bin/python"
     # As `setup:` would make it: with the sandbox's Python, inside the checkout.

@@ -338,7 +338,9 @@ async def test_honk_in_a_venv_leaves_its_dependencies_out(tmp_path: Path, checko
     site = next(venv.glob("lib/python*/site-packages"))
     (site / "honk_dependency.py").write_text("SECRET_SAUCE = 1\n")
     install = HonkInstall(package=tmp_path / "elsewhere" / "app", site_packages=(site,))
-    settings = Settings().with_overrides(sandbox_ro_paths=(str(venv),), checkout_dir=tmp_path / "co")
+    settings = Settings().with_overrides(
+        sandbox_ro_paths=(str(venv),), checkout_dir=tmp_path / "co"
+    )
     sandbox = Sandbox.for_settings(settings, checkout, install=install)
     result = await sandbox.run(
         f"{venv}/bin/python -c 'import sys; print(sys.prefix)'; "

@@ -430,7 +430,12 @@ def test_the_settings_add_roots_and_pin_defaults() -> None:
     assert settings.sandbox.toolchain_defaults == (("node", "20"), ("rust", "1.95"))
     assert settings.sandbox.toolchain_env == (("RUSTUP_HOME", "/srv/rustup"),)
     unset = Settings.from_env({}, env_file=None)
-    assert unset.toolchain_paths == unset.toolchain_defaults == unset.toolchain_env == ()
+    assert (
+        unset.sandbox.toolchain_paths
+        == unset.sandbox.toolchain_defaults
+        == unset.sandbox.toolchain_env
+        == ()
+    )
 
 
 @pytest.mark.parametrize(
@@ -483,7 +488,10 @@ async def test_doctor_lists_what_was_found_and_warns_of_a_root_holding_nothing(
     assert f"go 1.20.3 (setting, {tmp_path}/opt/go)" in check.detail
     assert check.detail.split(" found: ")[0].isdigit()
     wrong = Settings().with_overrides(
-        toolchain_paths=(("java", str(tmp_path / "opt" / "none")), *settings.sandbox.toolchain_paths),
+        toolchain_paths=(
+            ("java", str(tmp_path / "opt" / "none")),
+            *settings.sandbox.toolchain_paths,
+        ),
         toolchain_defaults=(("go", "0.1"),),
     )
     check = await check_toolchains(wrong)

@@ -304,7 +304,9 @@ def check_webhook_secret(settings: Settings) -> Check:
             f"to {MIN_SECRET_LENGTH} or more random characters ({NEW_SECRET}), and the same "
             "in the GitHub App's webhook settings",
         )
-    return Check("webhook secret", PASS, f"set; webhooks verified at {settings.github.webhook_path}")
+    return Check(
+        "webhook secret", PASS, f"set; webhooks verified at {settings.github.webhook_path}"
+    )
 
 
 def check_honk_url(settings: Settings) -> Check:

@@ -140,7 +140,9 @@ async def _run_agent(
         printer.say("honk: WARNING: sandbox off; commands run unconfined on this machine")
     # The toolchains the checkout's declared versions choose, as a server's run has them.
     declared = await asyncio.to_thread(read_declared, root)
-    choice = choose(await find_installed(settings), declared, dict(settings.sandbox.toolchain_defaults))
+    choice = choose(
+        await find_installed(settings), declared, dict(settings.sandbox.toolchain_defaults)
+    )
     sandbox.toolchains = choice.toolchains
     for note in choice.notes:
         printer.say(f"honk: {note}")

@@ -8,13 +8,10 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Mapping
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
-
-from dotenv import dotenv_values
 
 from app.network_policy import NetworkSettingError, parse_items
 

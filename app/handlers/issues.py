@@ -25,7 +25,9 @@ async def on_issue_labeled(
     event: sansio.Event, gh: GitHubClient, ctx: HandlerContext, **_: Any
 ) -> None:
     label = (event.data.get("label") or {}).get("name", "")
-    if label.lower() != ctx.settings.github.label.lower() and not await _repo_label(event, gh, ctx, label):
+    if label.lower() != ctx.settings.github.label.lower() and not await _repo_label(
+        event, gh, ctx, label
+    ):
         return
     await request_run(event, gh, ctx, label)
 

@@ -127,7 +127,9 @@ class Pipeline:
         gh = await self.github.installation_client(
             run.installation_id, repositories=[run.repo_ref.name], permissions=RUN_PERMISSIONS
         )
-        tracker = RunTracker(run, gh, self.store, self.slack, run_url=self.settings.web.run_url(run.id))
+        tracker = RunTracker(
+            run, gh, self.store, self.slack, run_url=self.settings.web.run_url(run.id)
+        )
         ctx = RunContext(run, gh, tracker, self.store)
         try:
             outcome = await self._phases(ctx)

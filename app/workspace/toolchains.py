@@ -174,7 +174,9 @@ def installed(settings: Settings, home: Path | None = None) -> tuple[Toolchain, 
     with _LOCK:
         if key not in _CACHE:
             _CACHE[key] = discover(
-                home, env=dict(settings.sandbox.toolchain_env), extra=settings.sandbox.toolchain_paths
+                home,
+                env=dict(settings.sandbox.toolchain_env),
+                extra=settings.sandbox.toolchain_paths,
             )
         return _CACHE[key]
 
