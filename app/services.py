@@ -72,10 +72,10 @@ async def open_services(
     store = await Store.open(settings.store.database_url)
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
     # One Slack client for notifications and the front door, on the shared session.
-    slack = SlackNotifier(settings, session=session)
-    github = GitHubApp(settings, session, clock=github_time.clock, sleep=github_time.sleep)
+    slack = SlackNotifier(settings.slack, session=session)
+    github = GitHubApp(settings.github, session, clock=github_time.clock, sleep=github_time.sleep)
     # People's own GitHub tokens (connected from Slack), encrypted in the store.
-    connections = GitHubConnections(settings, store, GitHubOAuth(settings, session))
+    connections = GitHubConnections(settings.web, store, GitHubOAuth(settings.github, session))
     config_cache = ConfigCache()
     ci = CiReporter(settings, store, slack, config_cache=config_cache)
     pipeline = Pipeline(settings, store, github, slack, ci=ci, config_cache=config_cache)

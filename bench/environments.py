@@ -173,7 +173,9 @@ async def main(quick: bool = False) -> None:
                 network_presets=(("registries", (f"{HOST}:{registries.port}",)),),
             )
             # Honk gives the sandbox the host's Rust where it finds one (rustup's, Debian's).
-            has_cargo = any(found.language == "rust" for found in await find_installed(settings))
+            has_cargo = any(
+                found.language == "rust" for found in await find_installed(settings.sandbox)
+            )
             rows: list[str] = []
             app = create_app(settings)
             async with serve(app) as honk_url, aiohttp.ClientSession() as http:

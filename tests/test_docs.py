@@ -408,7 +408,7 @@ def test_the_honk_yml_examples_are_valid(page: Path) -> None:
     for example in examples:
         config = repo_config.parse_config(example)
         assert config.fields_set, example
-        repo_config.network_plan(settings_with(), config)  # within the default cap too
+        repo_config.network_plan(settings_with().network, config)  # within the default cap too
 
 
 # -- Commands -------------------------------------------------------------------------------

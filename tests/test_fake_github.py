@@ -34,7 +34,7 @@ def app(
     fake_github.add_repo(REPO, files={"README.md": "hello\n"})
     fake_github.add_repo("octo/private", private=True)
     settings = base_settings.with_overrides(github_api_url=fake_github.url)
-    return GitHubApp(settings, session)
+    return GitHubApp(settings.github, session)
 
 
 async def test_tokens_look_like_github_s_and_are_recorded(

@@ -93,7 +93,7 @@ def test_the_org_default_and_the_repository_merge_setting_by_setting() -> None:
 
 def test_policy_repository_over_operator() -> None:
     settings = Settings().with_overrides(review_model="claude-sonnet-4-6", model_judge=True)
-    policy = review_policy(settings, RepoConfig())
+    policy = review_policy(settings.review, RepoConfig())
     assert (policy.model, policy.model_judge, policy.on_veto) == (
         "claude-sonnet-4-6",
         True,
@@ -101,7 +101,7 @@ def test_policy_repository_over_operator() -> None:
     )
     assert policy.checks and not policy.checks_kept
     own = RepoConfig(review_model="claude-haiku-4-5", model_judge=False, on_veto="comment")
-    policy = review_policy(settings, own)
+    policy = review_policy(settings.review, own)
     assert (policy.model, policy.model_judge, policy.on_veto) == (
         "claude-haiku-4-5",
         False,
@@ -111,7 +111,9 @@ def test_policy_repository_over_operator() -> None:
 
 def test_only_the_operator_lets_a_repository_turn_the_checks_off() -> None:
     wants_off = RepoConfig(review_checks=False)
-    kept = review_policy(Settings(), wants_off)
+    kept = review_policy(Settings().review, wants_off)
     assert kept.checks is True and kept.checks_kept is True
-    allowed = review_policy(Settings().with_overrides(review_checks_optional=True), wants_off)
+    allowed = review_policy(
+        Settings().with_overrides(review_checks_optional=True).review, wants_off
+    )
     assert allowed.checks is False and allowed.checks_kept is False

@@ -235,7 +235,7 @@ async def test_local_run_in_honks_own_directory_hides_its_env_file_and_data(
     shown = await sandbox.run(f"cat {root}/.env; ls -A {root}/.honk; cat pyproject.toml")
     assert deployment.webhook_secret not in shown.output and "honk.db" not in shown.output
     assert 'name = "honk"' in shown.output  # the repository itself is the work
-    tools = ToolBox.for_settings(settings, sandbox)
+    tools = ToolBox.for_settings(settings.agent, sandbox)
     for path in (f"{root}/.env", ".honk/honk.db", f"{root}/keys/app.pem"):
         outcome = await tools.run(EDITOR_TOOL_NAME, {"command": "view", "path": path})
         assert outcome.is_error and "hidden" in outcome.content, (path, outcome.content)

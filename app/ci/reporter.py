@@ -131,7 +131,7 @@ class CiReporter:
             config = await load_repo_config(gh, repo, None, self.config_cache)
         except RepoConfigError:
             return self.settings.agent.ci_repair_rounds
-        return run_limits(self.settings, config).ci_repair_rounds
+        return run_limits(self.settings.agent, config).ci_repair_rounds
 
     async def _act(
         self,

@@ -202,7 +202,7 @@ async def _github_checks(
     if not configured:
         skipped = "needs APP_ID and PRIVATE_KEY"
         return [Check("GitHub App", SKIP, skipped), Check("installations", SKIP, skipped)]
-    github = GitHubApp(settings, session)
+    github = GitHubApp(settings.github, session)
     app_client = _client(settings, session, lambda: _bearer(github))
     try:
         info = await app_client.getitem("/app")
@@ -467,7 +467,7 @@ async def check_sandbox(settings: Settings) -> Check:
         return Check("sandbox", FAIL, "socat is missing: sandboxes reach Honk's network proxy "
                      "through it (apt-get install socat)")  # fmt: skip
     cap = await asyncio.to_thread(process_cap)
-    memory = await asyncio.to_thread(memory_cap, SandboxLimits.from_settings(settings))
+    memory = await asyncio.to_thread(memory_cap, SandboxLimits.from_settings(settings.sandbox))
     return Check(
         "sandbox",
         PASS,
@@ -479,7 +479,7 @@ async def check_sandbox(settings: Settings) -> Check:
 async def check_toolchains(settings: Settings) -> Check:
     """The toolchains Honk found on this host (language, version, source, path); a
     HONK_TOOLCHAIN_PATHS root that holds none, or a default that matches none, warns."""
-    found = await find_installed(settings)
+    found = await find_installed(settings.sandbox)
     listed = "; ".join(t.describe() + (", the host's default" if t.default else "") for t in found)
     problems = [
         f"HONK_TOOLCHAIN_PATHS: {language}={path} holds no {language} toolchain"

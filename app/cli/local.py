@@ -141,12 +141,12 @@ async def _run_agent(
     # The toolchains the checkout's declared versions choose, as a server's run has them.
     declared = await asyncio.to_thread(read_declared, root)
     choice = choose(
-        await find_installed(settings), declared, dict(settings.sandbox.toolchain_defaults)
+        await find_installed(settings.sandbox), declared, dict(settings.sandbox.toolchain_defaults)
     )
     sandbox.toolchains = choice.toolchains
     for note in choice.notes:
         printer.say(f"honk: {note}")
-    tools = ToolBox.for_settings(settings, sandbox)
+    tools = ToolBox.for_settings(settings.agent, sandbox)
     instructions = await asyncio.to_thread(read_repo_instructions, root)
     first_line = task_text.strip().splitlines()[0]
     task = build_task(
@@ -165,13 +165,13 @@ async def _run_agent(
         commands.note(event)
         _print_event(printer, event)
 
-    async with make_client(settings) as client:
+    async with make_client(settings.agent) as client:
         result = await run_agent(
             client,
             model=settings.agent.model,
             task=task,
             tools=tools,
-            limits=AgentLimits.from_settings(settings),
+            limits=AgentLimits.from_settings(settings.agent),
             on_event=on_event,
         )
     changed = await work_tree_state(root) != before

@@ -14,7 +14,7 @@ import aiohttp
 import jwt as pyjwt
 from cachetools import TLRUCache
 
-from app.config import ConfigError, Settings
+from app.config import ConfigError, GitHubSettings
 from app.github.client import Authorization, GitHubClient, Sleep
 from app.github.pacing import InstallationBudget, PacingLimits, Priority, WritePacer
 from app.log import redact
@@ -40,7 +40,7 @@ class GitHubApp:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: GitHubSettings,
         session: aiohttp.ClientSession,
         *,
         clock: Callable[[], float] = time.time,
@@ -61,7 +61,7 @@ class GitHubApp:
         self.pacer = WritePacer(PacingLimits.from_settings(settings), clock=clock, sleep=sleep)
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> GitHubSettings:
         return self._settings
 
     def jwt(self) -> str:
@@ -69,13 +69,13 @@ class GitHubApp:
         now = int(self._clock())
         if self._jwt is not None and self._jwt[1] - now > JWT_REUSE_MARGIN:
             return self._jwt[0]
-        if self._settings.github.app_id is None or not self._settings.github.private_key:
+        if self._settings.app_id is None or not self._settings.private_key:
             raise ConfigError("APP_ID and PRIVATE_KEY are needed to act as the GitHub App")
         issued_at = now - JWT_BACKDATE
         expires = issued_at + JWT_LIFETIME
         token = pyjwt.encode(
-            {"iat": issued_at, "exp": expires, "iss": str(self._settings.github.app_id)},
-            self._settings.github.private_key,
+            {"iat": issued_at, "exp": expires, "iss": str(self._settings.app_id)},
+            self._settings.private_key,
             algorithm="RS256",
         )
         self._jwt = (token, expires)
@@ -171,7 +171,7 @@ class GitHubApp:
 
     def noreply_email(self, user_id: int, login: str) -> str:
         """GitHub's private commit e-mail of a user (github.com, or a GHES host's)."""
-        host = urlsplit(self._settings.github.url).hostname or "github.com"
+        host = urlsplit(self._settings.url).hostname or "github.com"
         return f"{user_id}+{login}@users.noreply.{host}"
 
     def forget(self, installation_id: int) -> None:
@@ -190,7 +190,7 @@ class GitHubApp:
     ) -> GitHubClient:
         return GitHubClient(
             self._session,
-            base_url=self._settings.github.api_url,
+            base_url=self._settings.api_url,
             authorization=authorization,
             sleep=self._sleep,
             clock=self._clock,

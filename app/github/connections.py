@@ -25,7 +25,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from app.config import Settings
+from app.config import WebSettings
 from app.github.client import GitHubClient
 from app.github.oauth import GitHubOAuth, OAuthError, UserToken
 from app.log import describe_error
@@ -74,13 +74,13 @@ class GitHubConnections:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: WebSettings,
         store: Store,
         oauth: GitHubOAuth,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        key = settings.web.token_key or settings.web.session_key
+        key = settings.token_key or settings.session_key
         if key is None:
             log.warning(
                 "neither HONK_TOKEN_KEY nor HONK_SESSION_KEY is set: GitHub connections made "

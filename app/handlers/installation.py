@@ -14,6 +14,7 @@ import gidgethub
 from gidgethub import routing, sansio
 
 from app import installations
+from app.config import GitHubSettings
 from app.github.client import GitHubClient
 from app.github.pacing import Priority, writes_at
 from app.handlers.context import HandlerContext
@@ -28,7 +29,7 @@ LABEL_COLOR = "fbca04"
 LABEL_DESCRIPTION = "Ask Honk to turn this issue into a tested pull request"
 # GitHub asks for a pause of at least a second between content-creating requests
 # (secondary rate limits); tests set 0.
-LABEL_WRITE_PAUSE = 1.0
+LABEL_WRITE_PAUSE = GitHubSettings.label_pause
 
 
 @router.register("installation", action="created")

@@ -101,13 +101,13 @@ class Pipeline:
         self._sandbox_ok = False  # bwrap was seen to work in this process
         # The review's outcome checks: their in-flight base runs shared by this process's runs.
         self.outcome = outcome_checks(settings, store)
-        start_finding(settings)  # the host's toolchains, found once per process
+        start_finding(settings.sandbox)  # the host's toolchains, found once per process
 
     @property
     def anthropic(self) -> anthropic.AsyncAnthropic:
         """Made on first use, so `honk serve` starts (and shows setup) before a key is set."""
         if self._anthropic is None:
-            self._anthropic = make_client(self.settings)
+            self._anthropic = make_client(self.settings.agent)
         return self._anthropic
 
     async def close(self) -> None:
@@ -206,7 +206,7 @@ class Pipeline:
             ctx.config = await load_repo_config(
                 installation, run.repo, default_branch, self.config_cache
             )
-            ctx.network_plan = network_plan(self.settings, ctx.config)
+            ctx.network_plan = network_plan(self.settings.network, ctx.config)
         except RepoConfigError as exc:
             config_error = exc
         subject = ctx.subject
@@ -216,7 +216,7 @@ class Pipeline:
             # limits: stop, and the tracking comment names the error (a host or preset the
             # operator's HONK_NETWORK_ALLOW does not allow, too).
             raise RuntimeError(f"`.github/honk.yml` is not valid: {config_error}")
-        ctx.limits = run_limits(self.settings, ctx.config)
+        ctx.limits = run_limits(self.settings.agent, ctx.config)
         ctx.model = ctx.config.model or self.settings.agent.model
         pull = subject.pull or {}
         branch = (
@@ -270,7 +270,7 @@ class Pipeline:
         ctx.sandbox = Sandbox.for_settings(
             self.settings, ctx.checkout.path, home=SandboxHome(home) if home else None
         )
-        ctx.toolbox = ToolBox.for_settings(self.settings, ctx.sandbox)
+        ctx.toolbox = ToolBox.for_settings(self.settings.agent, ctx.sandbox)
 
     async def _environment(self, ctx: RunContext) -> None:
         """The repository's variables and setup commands: `env:` and `setup:` of its
@@ -298,7 +298,7 @@ class Pipeline:
         `verify:`, the review's test runs. A version Honk does not have is said before the
         agent starts, on the run page and the tracking comment; the run uses the default."""
         checkout, sandbox, _tools = ctx.work
-        found = await find_installed(self.settings)
+        found = await find_installed(self.settings.sandbox)
         declared = await asyncio.to_thread(read_declared, checkout.path)
         choice = choose(found, declared, dict(self.settings.sandbox.toolchain_defaults))
         sandbox.toolchains = choice.toolchains

@@ -225,7 +225,7 @@ async def _finish_draft(
     ready for review with a fresh body."""
     try:
         await ctx.gh.mark_ready_for_review(
-            str(pr["node_id"]), graphql_url=github.settings.github.graphql_url
+            str(pr["node_id"]), graphql_url=github.settings.graphql_url
         )
         return await ctx.gh.patch(
             f"/repos/{ctx.run.repo}/pulls/{int(pr['number'])}",

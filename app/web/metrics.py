@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from app import metrics
-from app.config import Settings
+from app.config import WebSettings
 from app.models import RunState
 from app.store import Store
 
@@ -41,9 +41,9 @@ async def scrape(store: Store) -> web.Response:
     return response
 
 
-def add_metrics_route(app: web.Application, settings: Settings) -> None:
+def add_metrics_route(app: web.Application, settings: WebSettings) -> None:
     """`GET /metrics` on the main app, only for HONK_METRICS_TOKEN as a bearer token."""
-    token = settings.web.metrics_token
+    token = settings.metrics_token
     if not token:
         return
 
@@ -58,13 +58,13 @@ def add_metrics_route(app: web.Application, settings: Settings) -> None:
 
 @contextlib.asynccontextmanager
 async def loopback_metrics(
-    settings: Settings, store: Store, sock: socket.socket | None = None
+    settings: WebSettings, store: Store, sock: socket.socket | None = None
 ) -> AsyncIterator[None]:
     """HONK_METRICS_PORT: /metrics unauthenticated on 127.0.0.1 only, for a local scraper.
 
     `sock`: the port bound already (`honk serve` binds it before anything starts).
     """
-    if not settings.web.metrics_port:
+    if not settings.metrics_port:
         yield
         return
     app = web.Application()
@@ -78,10 +78,10 @@ async def loopback_metrics(
     site: web.BaseSite = (
         web.SockSite(runner, sock)
         if sock is not None
-        else web.TCPSite(runner, "127.0.0.1", settings.web.metrics_port)
+        else web.TCPSite(runner, "127.0.0.1", settings.metrics_port)
     )
     await site.start()
-    log.info("metrics on http://127.0.0.1:%d%s", settings.web.metrics_port, METRICS_PATH)
+    log.info("metrics on http://127.0.0.1:%d%s", settings.metrics_port, METRICS_PATH)
     try:
         yield
     finally:

@@ -48,7 +48,7 @@ def create_app(
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with (
             open_services(settings, workers=workers, github_time=github_time) as services,
-            loopback_metrics(settings, services.store, metrics_socket),
+            loopback_metrics(settings.web, services.store, metrics_socket),
         ):
             app[SERVICES] = services
             app[SLACK] = services.slack_front
@@ -60,7 +60,7 @@ def create_app(
     pages.add_routes(app, settings, SERVICES)  # /runs, /runs/<id>, /api/runs, /signin
     app.router.add_post(settings.github.webhook_path, github_webhook)
     app.router.add_get("/healthz", healthz)
-    add_metrics_route(app, settings)  # /metrics, with HONK_METRICS_TOKEN
+    add_metrics_route(app, settings.web)  # /metrics, with HONK_METRICS_TOKEN
     add_slack_routes(app)  # /slack/events, /slack/commands, /slack/interactions
     if settings.github.configured:
         app.router.add_get("/", index)

@@ -88,7 +88,7 @@ class SignIn:
     def __init__(self, settings: Settings, session: aiohttp.ClientSession, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.oauth = GitHubOAuth(settings, session)
+        self.oauth = GitHubOAuth(settings.github, session)
         self._logins: TTLCache[str, str] = TTLCache(maxsize=4096, ttl=LOGIN_TTL)
         # Two requests refreshing at once would spend the single-use refresh token twice.
         self._refreshed: TTLCache[str, UserToken] = TTLCache(maxsize=1024, ttl=LOGIN_TTL)

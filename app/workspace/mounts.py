@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.config import Settings
+from app.config import SandboxSettings, Settings
 
 # Standard system directories bash, git, coreutils, python and compilers need, bound
 # read-only (or re-created as the symlinks they are on merged-/usr systems). Never / or
@@ -120,8 +120,8 @@ class SandboxPython:
     prefix: str
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> SandboxPython:
-        return cls(str(settings.sandbox.python or sys.base_prefix))
+    def for_settings(cls, sandbox: SandboxSettings) -> SandboxPython:
+        return cls(str(sandbox.python or sys.base_prefix))
 
     @property
     def bin_dir(self) -> str:

@@ -184,8 +184,8 @@ class Sandbox:
             timeout=settings.agent.command_timeout,
             output_limit=settings.agent.output_limit,
             hidden=honk_hidden(settings, install),
-            limits=SandboxLimits.from_settings(settings),
-            python=SandboxPython.for_settings(settings),
+            limits=SandboxLimits.from_settings(settings.sandbox),
+            python=SandboxPython.for_settings(settings.sandbox),
             home=home,
         )
 
