@@ -483,7 +483,7 @@ async def test_doctor_lists_what_was_found_and_warns_of_a_root_holding_nothing(
         toolchain_paths=(("go", str(tmp_path / "opt" / "go")),),
         toolchain_defaults=(("go", "1.20"),),
     )
-    check = await check_toolchains(settings)
+    check = await check_toolchains(settings.sandbox)
     assert check.status == PASS, check.detail
     assert f"go 1.20.3 (setting, {tmp_path}/opt/go)" in check.detail
     assert check.detail.split(" found: ")[0].isdigit()
@@ -494,7 +494,7 @@ async def test_doctor_lists_what_was_found_and_warns_of_a_root_holding_nothing(
         ),
         toolchain_defaults=(("go", "0.1"),),
     )
-    check = await check_toolchains(wrong)
+    check = await check_toolchains(wrong.sandbox)
     assert check.status == WARN
     assert check.detail.startswith(
         f"HONK_TOOLCHAIN_PATHS: java={tmp_path}/opt/none holds no java toolchain "

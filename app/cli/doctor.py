@@ -23,7 +23,16 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import make_url
 
-from app.config import ConfigError, Settings
+from app.config import (
+    AgentSettings,
+    ConfigError,
+    GitHubSettings,
+    SandboxSettings,
+    Settings,
+    SlackSettings,
+    StoreSettings,
+    WebSettings,
+)
 from app.github.auth import GitHubApp
 from app.github.client import GitHubClient
 from app.log import configure_logging, redact
@@ -85,20 +94,20 @@ async def run_doctor(settings: Settings, out: TextIO) -> int:
     slack_api = _where(settings.slack.api_url, "SLACK_API_URL")
     app_info: dict[str, Any] = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        report(check_private_key(settings))
+        report(check_private_key(settings.github))
         github_ok = settings.github.configured
         github = _github_checks(settings, session, github_ok, app_info)
         for check in await _guarded("GitHub App", github, github_api):
             report(check)
-        report(check_webhook_secret(settings))
-        report(check_honk_url(settings))
+        report(check_webhook_secret(settings.github))
+        report(check_honk_url(settings.web))
         report(check_sign_in(settings, app_info.get("client_id")))
-        report(await _one("Anthropic", check_anthropic(settings)))
-        for check in await _guarded("Slack", check_slack(settings, session), slack_api):
+        report(await _one("Anthropic", check_anthropic(settings.agent)))
+        for check in await _guarded("Slack", check_slack(settings.slack, session), slack_api):
             report(check)
-        report(await _one("sandbox", check_sandbox(settings)))
-        report(await _one("toolchains", check_toolchains(settings)))
-        report(await _one("store", check_store(settings)))
+        report(await _one("sandbox", check_sandbox(settings.sandbox)))
+        report(await _one("toolchains", check_toolchains(settings.sandbox)))
+        report(await _one("store", check_store(settings.store)))
     return 1 if failed else 0
 
 
@@ -171,8 +180,8 @@ def _where(url: str, setting: str) -> str:
 # --- GitHub ----------------------------------------------------------------------------
 
 
-def check_private_key(settings: Settings) -> Check:
-    if settings.github.app_id is None or not settings.github.private_key:
+def check_private_key(github: GitHubSettings) -> Check:
+    if github.app_id is None or not github.private_key:
         return Check(
             "private key",
             FAIL,
@@ -180,7 +189,7 @@ def check_private_key(settings: Settings) -> Check:
             "register the GitHub App",
         )
     try:
-        key = load_pem_private_key(settings.github.private_key.encode(), password=None)
+        key = load_pem_private_key(github.private_key.encode(), password=None)
     except (ValueError, TypeError):
         return Check("private key", FAIL, "PRIVATE_KEY is not a PEM private key that parses")
     if isinstance(key, rsa.RSAPrivateKey):
@@ -189,7 +198,7 @@ def check_private_key(settings: Settings) -> Check:
         return Check("private key", FAIL, "an EC key: GitHub Apps sign their JWT with RSA")
     else:
         kind = type(key).__name__
-    return Check("private key", PASS, f"parses ({kind}) for App {settings.github.app_id}")
+    return Check("private key", PASS, f"parses ({kind}) for App {github.app_id}")
 
 
 async def _github_checks(
@@ -287,8 +296,8 @@ def _github_reason(exc: gidgethub.HTTPException) -> str:
     return f"HTTP {int(exc.status_code)}: {str(exc) or exc.status_code.phrase}"
 
 
-def check_webhook_secret(settings: Settings) -> Check:
-    secret = settings.github.webhook_secret
+def check_webhook_secret(github: GitHubSettings) -> Check:
+    secret = github.webhook_secret
     if not secret:
         return Check("webhook secret", FAIL, "WEBHOOK_SECRET is not set: every webhook is refused")
     weak = None
@@ -304,14 +313,12 @@ def check_webhook_secret(settings: Settings) -> Check:
             f"to {MIN_SECRET_LENGTH} or more random characters ({NEW_SECRET}), and the same "
             "in the GitHub App's webhook settings",
         )
-    return Check(
-        "webhook secret", PASS, f"set; webhooks verified at {settings.github.webhook_path}"
-    )
+    return Check("webhook secret", PASS, f"set; webhooks verified at {github.webhook_path}")
 
 
-def check_honk_url(settings: Settings) -> Check:
+def check_honk_url(web: WebSettings) -> Check:
     """HONK_URL: where people reach Honk; every link to a run page is built from it."""
-    url = settings.web.url
+    url = web.url
     if not url:
         return Check(
             "HONK_URL",
@@ -386,24 +393,24 @@ def check_sign_in(settings: Settings, app_client_id: object = None) -> Check:
 # --- Anthropic, Slack, sandbox, store --------------------------------------------------
 
 
-async def check_anthropic(settings: Settings) -> Check:
+async def check_anthropic(agent: AgentSettings) -> Check:
     """A token count: authenticated and free, and it also proves the model name exists."""
-    if not settings.agent.anthropic_api_key:
+    if not agent.anthropic_api_key:
         return Check("Anthropic", FAIL, "ANTHROPIC_API_KEY is not set")
     client = anthropic.AsyncAnthropic(
-        api_key=settings.agent.anthropic_api_key,
-        base_url=settings.agent.anthropic_base_url,
+        api_key=agent.anthropic_api_key,
+        base_url=agent.anthropic_base_url,
         max_retries=1,
         timeout=anthropic.Timeout(30.0, connect=10.0),
     )
     try:
         counted = await client.messages.count_tokens(
-            model=settings.agent.model, messages=[{"role": "user", "content": "honk doctor"}]
+            model=agent.model, messages=[{"role": "user", "content": "honk doctor"}]
         )
     except anthropic.APIStatusError as exc:
         return Check("Anthropic", FAIL, f"HTTP {exc.status_code}: {_anthropic_reason(exc)}")
     except anthropic.APIConnectionError as exc:
-        where = _where(settings.agent.anthropic_base_url or ANTHROPIC_API_URL, "ANTHROPIC_BASE_URL")
+        where = _where(agent.anthropic_base_url or ANTHROPIC_API_URL, "ANTHROPIC_BASE_URL")
         why = unreachable(exc) or type(exc).__name__
         return Check("Anthropic", FAIL, f"cannot reach {where}: {why}")
     finally:
@@ -411,7 +418,7 @@ async def check_anthropic(settings: Settings) -> Check:
     return Check(
         "Anthropic",
         PASS,
-        f"key accepted; model {settings.agent.model} counted {counted.input_tokens} tokens",
+        f"key accepted; model {agent.model} counted {counted.input_tokens} tokens",
     )
 
 
@@ -423,20 +430,20 @@ def _anthropic_reason(exc: anthropic.APIStatusError) -> str:
     return f"{kind}: {message}" if kind and message else str(exc.message)
 
 
-async def check_slack(settings: Settings, session: aiohttp.ClientSession) -> list[Check]:
+async def check_slack(slack: SlackSettings, session: aiohttp.ClientSession) -> list[Check]:
     """auth.test, then a real chat.postMessage: only posting proves the bot can post there
     (the chat:write scope, channel membership, an archived or misspelt channel)."""
-    if not settings.slack.bot_token:
+    if not slack.bot_token:
         return [Check("Slack", SKIP, "SLACK_BOT_TOKEN is not set: notifications are off")]
     client = AsyncWebClient(
-        token=settings.slack.bot_token, base_url=settings.slack.api_url, session=session, timeout=20
+        token=slack.bot_token, base_url=slack.api_url, session=session, timeout=20
     )
     try:
         auth = await client.auth_test()
     except SlackApiError as exc:
         return [Check("Slack", FAIL, f"auth.test failed: {_slack_reason(exc)}")]
     checks = [Check("Slack", PASS, f"auth.test passed: @{auth.get('user')} in {auth.get('team')}")]
-    channel = settings.slack.channel
+    channel = slack.channel
     if not channel:
         checks.append(Check("Slack channel", FAIL, "SLACK_CHANNEL is not set"))
         return checks
@@ -457,17 +464,17 @@ def _slack_reason(exc: SlackApiError) -> str:
     return str(code or f"HTTP {getattr(exc.response, 'status_code', '?')}")
 
 
-async def check_sandbox(settings: Settings) -> Check:
-    if settings.sandbox.mode == "off":
+async def check_sandbox(sandbox: SandboxSettings) -> Check:
+    if sandbox.mode == "off":
         return Check("sandbox", SKIP, "HONK_SANDBOX=off: agent commands run unsandboxed (unsafe)")
-    problem = await Sandbox.check(settings.sandbox.mode)
+    problem = await Sandbox.check(sandbox.mode)
     if problem:
         return Check("sandbox", FAIL, problem)
     if shutil.which("socat") is None:
         return Check("sandbox", FAIL, "socat is missing: sandboxes reach Honk's network proxy "
                      "through it (apt-get install socat)")  # fmt: skip
     cap = await asyncio.to_thread(process_cap)
-    memory = await asyncio.to_thread(memory_cap, SandboxLimits.from_settings(settings.sandbox))
+    memory = await asyncio.to_thread(memory_cap, SandboxLimits.from_settings(sandbox))
     return Check(
         "sandbox",
         PASS,
@@ -476,17 +483,17 @@ async def check_sandbox(settings: Settings) -> Check:
     )
 
 
-async def check_toolchains(settings: Settings) -> Check:
+async def check_toolchains(sandbox: SandboxSettings) -> Check:
     """The toolchains Honk found on this host (language, version, source, path); a
     HONK_TOOLCHAIN_PATHS root that holds none, or a default that matches none, warns."""
-    found = await find_installed(settings.sandbox)
+    found = await find_installed(sandbox)
     listed = "; ".join(t.describe() + (", the host's default" if t.default else "") for t in found)
     problems = [
         f"HONK_TOOLCHAIN_PATHS: {language}={path} holds no {language} toolchain"
-        for language, path in settings.sandbox.toolchain_paths
+        for language, path in sandbox.toolchain_paths
         if not any(t.source == "setting" and f"{t.bin_dir}/".startswith(f"{path}/") for t in found)
     ]
-    problems += choose(found, defaults=dict(settings.sandbox.toolchain_defaults)).notes
+    problems += choose(found, defaults=dict(sandbox.toolchain_defaults)).notes
     if problems:
         return Check(
             "toolchains", WARN, " ".join(problems) + (f" Found: {listed}" if found else "")
@@ -496,14 +503,14 @@ async def check_toolchains(settings: Settings) -> Check:
     return Check("toolchains", PASS, f"{len(found)} found: {listed}")
 
 
-async def check_store(settings: Settings) -> Check:
-    url = make_url(settings.store.database_url)
+async def check_store(settings: StoreSettings) -> Check:
+    url = make_url(settings.database_url)
     redact.add(url.password if isinstance(url.password, str) else None)
     where = url.render_as_string(hide_password=True)
-    if settings.store.database_url.startswith("sqlite"):
-        await asyncio.to_thread(settings.store.data_dir.mkdir, parents=True, exist_ok=True)
+    if settings.database_url.startswith("sqlite"):
+        await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
     try:
-        store = await Store.open(settings.store.database_url)
+        store = await Store.open(settings.database_url)
     except Exception as exc:
         if url.host and (why := unreachable(exc)):
             server = f"{url.host}:{url.port}" if url.port else url.host
