@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -127,9 +128,9 @@ async def test_the_hour_is_paced_too(
     app: GitHubApp, fake_github: FakeGitHub, clock: VirtualClock
 ) -> None:
     assert app.pacer.limits.per_hour == 450  # by default; a smaller hour is quicker to fill
-    settings = app.settings.with_overrides(github_writes_per_hour=40)
+    github = replace(app.settings, writes_per_hour=40)
     async with aiohttp.ClientSession() as session:
-        hourly = GitHubApp(settings.github, session, clock=clock, sleep=clock.sleep)
+        hourly = GitHubApp(github, session, clock=clock, sleep=clock.sleep)
         run = await hourly.installation_client(1)
         tasks = [asyncio.create_task(run.comment(REPO, 1, f"run {n}")) for n in range(45)]
         for _ in range(10):  # ten minutes, each of which would allow 52
