@@ -267,3 +267,42 @@ def test_token_key_and_graphql_url() -> None:
     assert Settings().github.graphql_url == "https://api.github.com/graphql"
     ghes = Settings.from_env({"GITHUB_API_URL": "https://ghe.example/api/v3"}, env_file=None)
     assert ghes.github.graphql_url == "https://ghe.example/api/graphql"
+
+
+def test_with_overrides_routes_flat_names_to_their_groups() -> None:
+    base = Settings()
+    changed = base.with_overrides(max_turns=3, sandbox="off", github_api_url="http://x.test")
+    assert (changed.agent.max_turns, changed.sandbox.mode) == (3, "off")
+    assert changed.github.api_url == "http://x.test"
+    # The rest of each group, and the other groups, are as they were.
+    assert changed.agent.max_tokens == base.agent.max_tokens and changed.web == base.web
+    # A whole group may be given too.
+    assert base.with_overrides(sandbox=changed.sandbox).sandbox.mode == "off"
+    with pytest.raises(TypeError, match="no setting 'max_turn'"):
+        base.with_overrides(max_turn=3)
+
+
+def test_components_default_to_the_declared_defaults() -> None:
+    from app.agent.loop import AgentLimits
+    from app.config import AgentSettings, GitHubSettings, SandboxSettings
+    from app.github.pacing import PacingLimits
+    from app.workspace.limits import SandboxLimits
+
+    assert AgentLimits() == AgentLimits.from_settings(AgentSettings())
+    assert SandboxLimits() == SandboxLimits.from_settings(SandboxSettings())
+    assert PacingLimits() == PacingLimits.from_settings(GitHubSettings())
+
+
+def test_every_secret_is_declared_as_one_and_kept_out_of_repr(private_key_pem: str) -> None:
+    values = {
+        "PRIVATE_KEY": private_key_pem,
+        "WEBHOOK_SECRET": "whsec-1",
+        "ANTHROPIC_API_KEY": "sk-ant-1",
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": "slsec-1",
+        "HONK_METRICS_TOKEN": "metrics-1",
+        "GITHUB_CLIENT_SECRET": "ghsec-1",
+    }
+    settings = Settings.from_env({"APP_ID": "1", **values}, env_file=None)
+    assert sorted(settings.secrets()) == sorted(values.values())
+    assert not any(value.strip() in repr(settings) for value in values.values())
