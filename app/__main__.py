@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "stats":
         from app.cli.stats import stats_command
 
-        return asyncio.run(stats_command(settings, args.days, sys.stdout))
+        return asyncio.run(stats_command(settings.store, args.days, sys.stdout))
     if args.command == "run":
         from app.cli.local import run_local
 

@@ -339,7 +339,7 @@ async def test_a_vetoed_run_whose_second_attempt_is_right_ends_ready(
 
     # `honk stats` counts it: one run, vetoed at first, recovered.
     out = io.StringIO()
-    assert await stats_command(world_settings, 7, out) == 0
+    assert await stats_command(world_settings.store, 7, out) == 0
     line = next(row for row in out.getvalue().splitlines() if row.startswith(REPO))
     assert line.split() == [REPO, "1", "0", "0", "0", "1", "0", "0", "100%", "100%"]
     del client
@@ -497,7 +497,7 @@ async def test_a_conftest_that_greens_every_test_ends_as_a_draft_whatever_the_ju
 
     # `honk stats` counts it apart from the judge's vetoes; /metrics counts the finding.
     out = io.StringIO()
-    assert await stats_command(settings, 7, out) == 0
+    assert await stats_command(settings.store, 7, out) == 0
     line = next(row for row in out.getvalue().splitlines() if row.startswith(REPO))
     header = next(row for row in out.getvalue().splitlines() if row.startswith("repository"))
     assert header.split()[:5] == ["repository", "runs", "approved", "vetoed", "outcome"]

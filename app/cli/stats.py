@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
-from app.config import Settings
+from app.config import StoreSettings
 from app.runs.review import APPROVED, OUTCOME, RECOVERED, SKIPPED, UNAVAILABLE, VETOED
 from app.store import Store
 
@@ -23,10 +23,10 @@ EXPLAINED = (
 )
 
 
-async def stats_command(settings: Settings, days: int, out: TextIO) -> int:
+async def stats_command(settings: StoreSettings, days: int, out: TextIO) -> int:
     """Print the table for runs created in the last `days` days."""
     since = datetime.now(UTC) - timedelta(days=days)
-    store = await Store.open(settings.store.database_url)
+    store = await Store.open(settings.database_url)
     try:
         counts = await store.stats.review_counts(since)
     finally:
