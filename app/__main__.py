@@ -119,10 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"honk: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log.level, settings.log.format)
     redact.add(*settings.secrets())
     if args.command == "serve":
-        port = settings.port if args.port is None else args.port
+        port = settings.web.port if args.port is None else args.port
         return serve_command(settings.with_overrides(port=port))
     if args.command == "worker":
         return asyncio.run(worker_command(settings))
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "stats":
         from app.cli.stats import stats_command
 
-        return asyncio.run(stats_command(settings, args.days, sys.stdout))
+        return asyncio.run(stats_command(settings.store, args.days, sys.stdout))
     if args.command == "run":
         from app.cli.local import run_local
 
@@ -179,14 +179,14 @@ def serve_command(settings: Settings) -> int:
     # Bound before anything starts or logs "listening": a port in use is one line here.
     sockets: list[socket.socket] = []
     try:
-        sockets = listen(settings.host, settings.port, fix="set PORT or --port")
+        sockets = listen(settings.web.host, settings.web.port, fix="set PORT or --port")
         metrics = (
             listen(
                 "127.0.0.1",
-                settings.metrics_port,
+                settings.web.metrics_port,
                 fix="set HONK_METRICS_PORT to a free port, or 0 for none",
             )[0]
-            if settings.metrics_port
+            if settings.web.metrics_port
             else None
         )
     except ListenError as exc:
@@ -200,14 +200,14 @@ def serve_command(settings: Settings) -> int:
 
     # Port 0 took a free port: every hint below names the one really bound.
     settings = settings.with_overrides(port=sockets[0].getsockname()[1])
-    if not settings.github_configured:
+    if not settings.github.configured:
         log.warning(
             "APP_ID/PRIVATE_KEY are not set: open http://localhost:%d/ to register the GitHub App",
-            settings.port,
+            settings.web.port,
         )
-    if not settings.webhook_secret:
+    if not settings.github.webhook_secret:
         log.warning("WEBHOOK_SECRET is not set: every webhook will be refused")
-    log.info("listening on %s:%d", settings.host, settings.port)
+    log.info("listening on %s:%d", settings.web.host, settings.web.port)
     web.run_app(
         create_app(settings, metrics_socket=metrics), sock=sockets, print=None, access_log=None
     )
@@ -222,7 +222,7 @@ async def worker_command(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    workers = settings.workers or 1
+    workers = settings.store.workers or 1
     async with open_services(settings, workers=workers):
         log.info("worker process running %d worker(s); Ctrl-C to stop", workers)
         await stop.wait()
@@ -232,8 +232,8 @@ async def worker_command(settings: Settings) -> int:
 async def migrate_command(settings: Settings) -> int:
     from app.store import Store
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = await Store.open(settings.database_url)
+    settings.store.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await Store.open(settings.store.database_url)
     await store.close()
     print("database schema is up to date")
     return 0

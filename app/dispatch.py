@@ -162,7 +162,7 @@ class Dispatcher:
             # cancellation that stops this loop when the event fires at that moment.
             waiting_for = self._room if room <= 0 else self._wake
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.services.settings.poll_interval):
+                async with asyncio.timeout(self.services.settings.store.poll_interval):
                     await waiting_for.wait()
             waiting_for.clear()
 
@@ -248,7 +248,7 @@ class Dispatcher:
                 await self._finish_wake.wait()
             await asyncio.sleep(0)  # those finishing in the same turn join the batch
             if not await self._flush():
-                await asyncio.sleep(self.services.settings.poll_interval)  # the store is down
+                await asyncio.sleep(self.services.settings.store.poll_interval)  # the store is down
 
     async def _flush(self) -> bool:
         """Write how the finished deliveries ended, in one transaction; False if it failed."""

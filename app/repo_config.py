@@ -13,7 +13,7 @@ from typing import Any
 import gidgethub
 import yaml
 
-from app.config import Settings
+from app.config import AgentSettings, NetworkSettings, ReviewSettings
 from app.log import TOKEN_SHAPES
 from app.network_policy import (
     NetworkSettingError,
@@ -626,7 +626,7 @@ class RunLimits:
     ci_repair_rounds: int
 
 
-def run_limits(settings: Settings, config: RepoConfig) -> RunLimits:
+def run_limits(agent: AgentSettings, config: RepoConfig) -> RunLimits:
     """The one merge of the operator's limits (HONK_MAX_*) with `.github/honk.yml`'s `limits:`.
 
     Turns and minutes cost the operator money: a repository may lower them, never raise them.
@@ -634,13 +634,13 @@ def run_limits(settings: Settings, config: RepoConfig) -> RunLimits:
     repair off); without a choice the operator's HONK_CI_REPAIR_ROUNDS holds.
     """
     return RunLimits(
-        max_turns=min(config.max_turns or settings.max_turns, settings.max_turns),
-        max_minutes=min(config.max_minutes or settings.max_minutes, settings.max_minutes),
-        max_tokens=settings.max_tokens,
+        max_turns=min(config.max_turns or agent.max_turns, agent.max_turns),
+        max_minutes=min(config.max_minutes or agent.max_minutes, agent.max_minutes),
+        max_tokens=agent.max_tokens,
         ci_repair_rounds=(
             config.ci_repair_rounds
             if config.ci_repair_rounds is not None
-            else settings.ci_repair_rounds
+            else agent.ci_repair_rounds
         ),
     )
 
@@ -662,21 +662,21 @@ class ReviewPolicy:
     test_files: tuple[str, ...] = ()  # and the extra test infrastructure they move
 
 
-def review_policy(settings: Settings, config: RepoConfig) -> ReviewPolicy:
+def review_policy(review: ReviewSettings, config: RepoConfig) -> ReviewPolicy:
     """The one merge of HONK_REVIEW_* with `review:`; only the operator lets the checks go,
     and the outcome checks."""
     wants_checks_off = config.review_checks is False
-    checks_off = wants_checks_off and settings.review_checks_optional
+    checks_off = wants_checks_off and review.checks_optional
     wants_outcome_off = config.review_outcome is False
-    outcome_off = wants_outcome_off and settings.review_outcome_optional
+    outcome_off = wants_outcome_off and review.outcome_optional
     return ReviewPolicy(
-        model=config.review_model or settings.review_model,
-        model_judge=settings.model_judge if config.model_judge is None else config.model_judge,
+        model=config.review_model or review.model,
+        model_judge=review.model_judge if config.model_judge is None else config.model_judge,
         on_veto=config.on_veto or OnVeto.DRAFT,
         allow=config.review_allow,
         checks=not checks_off,
         checks_kept=wants_checks_off and not checks_off,
-        diff_chars=settings.review_diff_chars,
+        diff_chars=review.diff_chars,
         outcome=not outcome_off,
         outcome_kept=wants_outcome_off and not outcome_off,
         test_commands=config.review_test_commands,
@@ -692,14 +692,14 @@ class NetworkPlan:
     agent: tuple[Rule, ...] = ()
 
 
-def network_plan(settings: Settings, config: RepoConfig) -> NetworkPlan:
+def network_plan(network: NetworkSettings, config: RepoConfig) -> NetworkPlan:
     """`setup_network:` and `network:` within the operator's HONK_NETWORK_ALLOW.
 
     What the cap does not allow is refused (RepoConfigError names it), like any other error
     in the file: running with less than the file asks would fail in confusing ways, and
     with more is not the operator's choice. Setup's default is the registries preset.
     """
-    cap = settings.network_cap()
+    cap = network.cap()
     setup_items = config.setup_network
     try:
         setup = compile_rules(

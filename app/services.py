@@ -73,18 +73,20 @@ async def open_services(
     """
     github_time = github_time or GitHubTime()
     redact.add(*settings.secrets())
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.store.data_dir.mkdir(parents=True, exist_ok=True)
     async with contextlib.AsyncExitStack() as stack:
-        store = await Store.open(settings.database_url)
+        store = await Store.open(settings.store.database_url)
         stack.push_async_callback(store.close)
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         stack.push_async_callback(session.close)
         # One Slack client for notifications and the front door, on the shared session.
-        slack = SlackNotifier(settings, session=session)
+        slack = SlackNotifier(settings.slack, session=session)
         stack.push_async_callback(slack.close)
-        github = GitHubApp(settings, session, clock=github_time.clock, sleep=github_time.sleep)
+        github = GitHubApp(
+            settings.github, session, clock=github_time.clock, sleep=github_time.sleep
+        )
         # People's own GitHub tokens (connected from Slack), encrypted in the store.
-        connections = GitHubConnections(settings, store, GitHubOAuth(settings, session))
+        connections = GitHubConnections(settings.web, store, GitHubOAuth(settings.github, session))
         config_cache = ConfigCache()
         ci = CiReporter(settings, store, slack, config_cache=config_cache)
         pipeline = Pipeline(settings, store, github, slack, ci=ci, config_cache=config_cache)
@@ -104,7 +106,7 @@ async def open_services(
         )
         # A delivery's lease is a run's: a dead process's clicks and events are taken over as
         # soon.
-        dispatcher = Dispatcher(handlers, lease_seconds=settings.lease_seconds)
+        dispatcher = Dispatcher(handlers, lease_seconds=settings.store.lease_seconds)
         slack_front = SlackContext(
             settings=settings,
             store=store,
@@ -127,9 +129,9 @@ async def open_services(
         )
         if dispatch:
             dispatcher.start()
-            retention = asyncio.create_task(keep_pruning(store, settings.retention_days))
+            retention = asyncio.create_task(keep_pruning(store, settings.store.retention_days))
             stack.push_async_callback(_cancelled, retention)
-        pool.start(settings.workers if workers is None else workers)
+        pool.start(settings.store.workers if workers is None else workers)
         yield services
 
 

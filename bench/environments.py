@@ -150,7 +150,7 @@ async def main(quick: bool = False) -> None:
             if await Sandbox.check("bwrap") is not None:
                 print("environments benchmark: needs bwrap (setup runs in the sandbox)")
                 return
-            settings = Settings(
+            settings = Settings().with_overrides(
                 app_id=1,
                 private_key=key,
                 webhook_secret=WEBHOOK_SECRET,
@@ -173,7 +173,9 @@ async def main(quick: bool = False) -> None:
                 network_presets=(("registries", (f"{HOST}:{registries.port}",)),),
             )
             # Honk gives the sandbox the host's Rust where it finds one (rustup's, Debian's).
-            has_cargo = any(found.language == "rust" for found in await find_installed(settings))
+            has_cargo = any(
+                found.language == "rust" for found in await find_installed(settings.sandbox)
+            )
             rows: list[str] = []
             app = create_app(settings)
             async with serve(app) as honk_url, aiohttp.ClientSession() as http:

@@ -66,7 +66,7 @@ async def main(quick: bool = False) -> None:
             github.add_repo(REPO, files={"VERSION": "1\n"})
             github.set_permission(REPO, "alice", "write")
             sandbox = "bwrap" if await Sandbox.check("bwrap") is None else "off"
-            settings = Settings(
+            settings = Settings().with_overrides(
                 app_id=1,
                 private_key=key,
                 webhook_secret=WEBHOOK_SECRET,

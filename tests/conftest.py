@@ -111,7 +111,7 @@ def sandbox_python(sandbox_python_prefix: Path) -> SandboxPython:
 def base_settings(tmp_path: Path, private_key_pem: str, sandbox_python_prefix: Path) -> Settings:
     """Settings with no reachable outside service: tests add the fakes they use."""
     data_dir = tmp_path / "honk-data"
-    return Settings(
+    return Settings().with_overrides(
         app_id=4242,
         private_key=private_key_pem,
         webhook_secret=WEBHOOK_SECRET,

@@ -53,7 +53,7 @@ def settings(base_settings: Settings, fake_anthropic: FakeAnthropic) -> Settings
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    client = make_client(settings)
+    client = make_client(settings.agent)
     yield client
     await client.close()
 
@@ -264,7 +264,7 @@ async def test_rejected_key_is_an_error_without_the_key(
     settings: Settings, fake_anthropic: FakeAnthropic, tools: ToolBox
 ) -> None:
     wrong_key = "sk-ant-wrong-key-9876543210"
-    async with make_client(settings.with_overrides(anthropic_api_key=wrong_key)) as client:
+    async with make_client(settings.with_overrides(anthropic_api_key=wrong_key).agent) as client:
         result, _ = await run(client, tools)
     assert result.outcome == "error"
     assert result.error is not None and "rejected the API key (401)" in result.error
@@ -369,8 +369,8 @@ async def test_wall_time_limit_stops_a_long_command(
 
 
 async def test_make_client_uses_settings(settings: Settings) -> None:
-    async with make_client(settings) as client:
+    async with make_client(settings.agent) as client:
         assert client.max_retries == 4
-        assert str(client.base_url).rstrip("/") == settings.anthropic_base_url
+        assert str(client.base_url).rstrip("/") == settings.agent.anthropic_base_url
     with pytest.raises(ValueError, match="ANTHROPIC_API_KEY"):
-        make_client(settings.with_overrides(anthropic_api_key=None))
+        make_client(settings.with_overrides(anthropic_api_key=None).agent)

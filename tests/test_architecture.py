@@ -189,4 +189,4 @@ def test_only_the_workspace_starts_processes_and_only_config_reads_the_environme
     assert forks and all(n.startswith("app/workspace/") for n in forks), forks
     readers = sorted(n for n, t in sources.items() if ENVIRON.search(t))
     # git inherits PATH and the proxy variables: the one reading outside the settings.
-    assert readers == ["app/config.py", "app/workspace/git.py"], readers
+    assert readers == ["app/config/settings.py", "app/workspace/git.py"], readers

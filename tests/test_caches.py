@@ -202,12 +202,12 @@ async def test_entries_are_pruned_least_recently_used_past_the_cap(tmp_path: Pat
 def test_the_settings(base_settings: Settings) -> None:
     def parse(**values: str) -> Settings:
         return Settings.from_env(
-            {"HONK_DATA_DIR": str(base_settings.data_dir), **values}, env_file=None
+            {"HONK_DATA_DIR": str(base_settings.store.data_dir), **values}, env_file=None
         )
 
     default = parse()
-    assert default.cache_max_mb == 10240
-    assert default.package_cache_dir == base_settings.data_dir / "caches"
+    assert default.sandbox.cache_max_mb == 10240
+    assert default.package_cache_dir == base_settings.store.data_dir / "caches"
     assert PackageCaches.for_settings(parse(HONK_CACHE_MAX_MB="0")) is None
     elsewhere = parse(HONK_CACHE_DIR="/srv/honk-caches")
     assert elsewhere.package_cache_dir == Path("/srv/honk-caches")

@@ -35,7 +35,7 @@ async def gh(fake_github: FakeGitHub, base_settings: Settings) -> AsyncIterator[
     fake_github.add_repo(REPO, files={"README.md": "# widgets\n"})
     settings = base_settings.with_overrides(github_api_url=fake_github.url)
     async with aiohttp.ClientSession() as session:
-        token = await GitHubApp(settings, session).installation_token(1)
+        token = await GitHubApp(settings.github, session).installation_token(1)
         yield GitHubClient(session, base_url=fake_github.url, oauth_token=token.token)
 
 

@@ -143,7 +143,7 @@ async def test_green_ci_in_any_order_and_twice_is_one_message(
 
     # The PR shows a `Honk` check run with what the agent did, cost, and the Slack thread.
     (honk,) = honk_checks(fake_github, sha)
-    assert honk["conclusion"] == "success" and honk["app"]["id"] == world_settings.app_id
+    assert honk["conclusion"] == "success" and honk["app"]["id"] == world_settings.github.app_id
     assert "subtracted instead of adding" in honk["output"]["summary"]
     assert "**passed**" in honk["output"]["summary"] and "$" in honk["output"]["summary"]
     assert "https://honk-test.slack.com/archives/" in honk["output"]["summary"]

@@ -36,15 +36,15 @@ def free_port() -> int:
 def serve_environment(settings: Settings, port: int) -> dict[str, str]:
     """What a separately started `honk serve` reads: the worker's settings, sign-in (whose key
     also encrypts the connected GitHub tokens), its port; no workers (no runs are needed)."""
-    assert settings.session_key and settings.github_client_id and settings.github_client_secret
+    assert settings.web.session_key and settings.github.client_id and settings.github.client_secret
     return worker_environment(settings) | {
         "HONK_WORKERS": "0",
         "HOST": "127.0.0.1",
         "PORT": str(port),
-        "HONK_URL": settings.honk_url or "",
-        "HONK_SESSION_KEY": settings.session_key,
-        "GITHUB_CLIENT_ID": settings.github_client_id,
-        "GITHUB_CLIENT_SECRET": settings.github_client_secret,
+        "HONK_URL": settings.web.url or "",
+        "HONK_SESSION_KEY": settings.web.session_key,
+        "GITHUB_CLIENT_ID": settings.github.client_id,
+        "GITHUB_CLIENT_SECRET": settings.github.client_secret,
     }
 
 
@@ -129,7 +129,7 @@ async def test_a_merge_clicked_just_before_a_crash_happens_once_after_the_restar
     async with honk_serve(world, tmp_path / "serve-2.log"):
         log = tmp_path / "serve-2.log"
         await eventually(lambda: merges(fake_github), within=30)
-        await asyncio.sleep(world.lease_seconds * 3)  # nothing else takes it up again
+        await asyncio.sleep(world.store.lease_seconds * 3)  # nothing else takes it up again
         merged = fake_github.repo(REPO)["pulls"][PR]
         assert merged["merged"] is True, log
         assert len(merges(fake_github)) == 1

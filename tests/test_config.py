@@ -11,45 +11,48 @@ from app.config import DEFAULT_MODEL, ConfigError, Settings
 
 def test_defaults(tmp_path: Path) -> None:
     settings = Settings.from_env({}, env_file=tmp_path / "missing.env")
-    assert settings.port == 3000
-    assert settings.webhook_path == "/api/github/webhooks"
-    assert settings.github_api_url == "https://api.github.com"
-    assert settings.slack_api_url == "https://slack.com/api/"
-    assert settings.model == DEFAULT_MODEL
-    assert settings.label == "honk"
-    assert settings.workers == 2
-    assert settings.data_dir == Path(".honk")
-    assert settings.database_url == "sqlite+aiosqlite:///.honk/honk.db"
-    assert not settings.slack_enabled
-    assert not settings.github_configured
+    assert settings.web.port == 3000
+    assert settings.github.webhook_path == "/api/github/webhooks"
+    assert settings.github.api_url == "https://api.github.com"
+    assert settings.slack.api_url == "https://slack.com/api/"
+    assert settings.agent.model == DEFAULT_MODEL
+    assert settings.github.label == "honk"
+    assert settings.store.workers == 2
+    assert settings.store.data_dir == Path(".honk")
+    assert settings.store.database_url == "sqlite+aiosqlite:///.honk/honk.db"
+    assert not settings.slack.enabled
+    assert not settings.github.configured
 
 
 def test_private_key_with_literal_newlines(private_key_pem: str) -> None:
     escaped = private_key_pem.strip().replace("\n", "\\n")
     settings = Settings.from_env({"APP_ID": "12", "PRIVATE_KEY": escaped}, env_file=None)
-    assert settings.app_id == 12
-    assert settings.private_key is not None
-    assert settings.private_key.startswith("-----BEGIN PRIVATE KEY-----\n")
-    assert settings.github_configured
+    assert settings.github.app_id == 12
+    assert settings.github.private_key is not None
+    assert settings.github.private_key.startswith("-----BEGIN PRIVATE KEY-----\n")
+    assert settings.github.configured
 
 
 def test_private_key_path(tmp_path: Path, private_key_pem: str) -> None:
     key = tmp_path / "app.pem"
     key.write_text(private_key_pem)
     settings = Settings.from_env({"APP_ID": "1", "PRIVATE_KEY_PATH": str(key)}, env_file=None)
-    assert settings.private_key == private_key_pem
+    assert settings.github.private_key == private_key_pem
     # The path is kept, so the sandbox can hide the file wherever it is.
-    assert settings.private_key_path == key
+    assert settings.github.private_key_path == key
 
 
 def test_sandbox_limits_and_checkout_dir(tmp_path: Path) -> None:
     defaults = Settings.from_env({}, env_file=None)
-    assert (defaults.sandbox_max_processes, defaults.sandbox_memory_mb) == (512, 4096)
-    assert (defaults.sandbox_file_size_mb, defaults.sandbox_tmp_mb) == (1024, 512)
-    assert (defaults.sandbox_disk_mb, defaults.editor_max_file_mb) == (10240, 10)
+    assert (defaults.sandbox.max_processes, defaults.sandbox.memory_mb) == (512, 4096)
+    assert (defaults.sandbox.file_size_mb, defaults.sandbox.tmp_mb) == (1024, 512)
+    assert (defaults.sandbox.disk_mb, defaults.agent.editor_max_file_mb) == (10240, 10)
     # Outside the data directory: the sandbox's mount table shows where checkouts are.
-    assert defaults.checkout_dir.name.startswith("honk-checkouts-")
-    assert defaults.data_dir not in (defaults.checkout_dir, *defaults.checkout_dir.parents)
+    assert defaults.sandbox.checkout_dir.name.startswith("honk-checkouts-")
+    assert defaults.store.data_dir not in (
+        defaults.sandbox.checkout_dir,
+        *defaults.sandbox.checkout_dir.parents,
+    )
     chosen = Settings.from_env(
         {
             "HONK_SANDBOX_MAX_PROCESSES": "64",
@@ -62,19 +65,19 @@ def test_sandbox_limits_and_checkout_dir(tmp_path: Path) -> None:
         },
         env_file=None,
     )
-    assert (chosen.sandbox_max_processes, chosen.sandbox_memory_mb) == (64, 256)
-    assert (chosen.sandbox_file_size_mb, chosen.sandbox_tmp_mb) == (8, 16)
-    assert (chosen.sandbox_disk_mb, chosen.editor_max_file_mb) == (100, 2)
-    assert chosen.checkout_dir == tmp_path / "co"
+    assert (chosen.sandbox.max_processes, chosen.sandbox.memory_mb) == (64, 256)
+    assert (chosen.sandbox.file_size_mb, chosen.sandbox.tmp_mb) == (8, 16)
+    assert (chosen.sandbox.disk_mb, chosen.agent.editor_max_file_mb) == (100, 2)
+    assert chosen.sandbox.checkout_dir == tmp_path / "co"
 
 
 def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("HONK_LABEL=from-file\nPORT=4000\nSLACK_CHANNEL=C1\n")
     settings = Settings.from_env({"PORT": "5000"}, env_file=env_file)
-    assert settings.label == "from-file"
-    assert settings.port == 5000
-    assert settings.slack_channel == "C1"
+    assert settings.github.label == "from-file"
+    assert settings.web.port == 5000
+    assert settings.slack.channel == "C1"
 
 
 def test_enterprise_urls_and_postgres_url() -> None:
@@ -86,9 +89,9 @@ def test_enterprise_urls_and_postgres_url() -> None:
         },
         env_file=None,
     )
-    assert settings.github_api_url == "https://ghe.example.com/api/v3"
-    assert settings.database_url == "postgresql+asyncpg://honk@db/honk"
-    assert settings.slack_api_url == "http://127.0.0.1:9/api/"
+    assert settings.github.api_url == "https://ghe.example.com/api/v3"
+    assert settings.store.database_url == "postgresql+asyncpg://honk@db/honk"
+    assert settings.slack.api_url == "http://127.0.0.1:9/api/"
 
 
 @pytest.mark.parametrize(
@@ -240,11 +243,11 @@ def test_run_page_settings() -> None:
         },
         env_file=None,
     )
-    assert settings.run_url(7) == "https://honk.example.com/runs/7"
-    assert settings.sign_in_configured
+    assert settings.web.run_url(7) == "https://honk.example.com/runs/7"
+    assert settings.github.sign_in_configured
     assert {"client-secret-123", key} <= set(settings.secrets())
     assert "client-secret-123" not in repr(settings) and key not in repr(settings)
-    assert Settings.from_env({}, env_file=None).run_url(7) is None  # no HONK_URL, no links
+    assert Settings.from_env({}, env_file=None).web.run_url(7) is None  # no HONK_URL, no links
     with pytest.raises(ConfigError, match="HONK_SESSION_KEY") as bad:
         Settings.from_env({"HONK_SESSION_KEY": "not-a-key"}, env_file=None)
     assert "not-a-key" not in str(bad.value)
@@ -257,10 +260,49 @@ def test_token_key_and_graphql_url() -> None:
 
     key = Fernet.generate_key().decode()
     settings = Settings.from_env({"HONK_TOKEN_KEY": key}, env_file=None)
-    assert settings.token_key == key and key in settings.secrets() and key not in repr(settings)
+    assert settings.web.token_key == key and key in settings.secrets() and key not in repr(settings)
     with pytest.raises(ConfigError, match="HONK_TOKEN_KEY") as bad:
         Settings.from_env({"HONK_TOKEN_KEY": "short"}, env_file=None)
     assert "short" not in str(bad.value)
-    assert Settings().github_graphql_url == "https://api.github.com/graphql"
+    assert Settings().github.graphql_url == "https://api.github.com/graphql"
     ghes = Settings.from_env({"GITHUB_API_URL": "https://ghe.example/api/v3"}, env_file=None)
-    assert ghes.github_graphql_url == "https://ghe.example/api/graphql"
+    assert ghes.github.graphql_url == "https://ghe.example/api/graphql"
+
+
+def test_with_overrides_routes_flat_names_to_their_groups() -> None:
+    base = Settings()
+    changed = base.with_overrides(max_turns=3, sandbox="off", github_api_url="http://x.test")
+    assert (changed.agent.max_turns, changed.sandbox.mode) == (3, "off")
+    assert changed.github.api_url == "http://x.test"
+    # The rest of each group, and the other groups, are as they were.
+    assert changed.agent.max_tokens == base.agent.max_tokens and changed.web == base.web
+    # A whole group may be given too.
+    assert base.with_overrides(sandbox=changed.sandbox).sandbox.mode == "off"
+    with pytest.raises(TypeError, match="no setting 'max_turn'"):
+        base.with_overrides(max_turn=3)
+
+
+def test_components_default_to_the_declared_defaults() -> None:
+    from app.agent.loop import AgentLimits
+    from app.config import AgentSettings, GitHubSettings, SandboxSettings
+    from app.github.pacing import PacingLimits
+    from app.workspace.limits import SandboxLimits
+
+    assert AgentLimits() == AgentLimits.from_settings(AgentSettings())
+    assert SandboxLimits() == SandboxLimits.from_settings(SandboxSettings())
+    assert PacingLimits() == PacingLimits.from_settings(GitHubSettings())
+
+
+def test_every_secret_is_declared_as_one_and_kept_out_of_repr(private_key_pem: str) -> None:
+    values = {
+        "PRIVATE_KEY": private_key_pem,
+        "WEBHOOK_SECRET": "whsec-1",
+        "ANTHROPIC_API_KEY": "sk-ant-1",
+        "SLACK_BOT_TOKEN": "xoxb-1",
+        "SLACK_SIGNING_SECRET": "slsec-1",
+        "HONK_METRICS_TOKEN": "metrics-1",
+        "GITHUB_CLIENT_SECRET": "ghsec-1",
+    }
+    settings = Settings.from_env({"APP_ID": "1", **values}, env_file=None)
+    assert sorted(settings.secrets()) == sorted(values.values())
+    assert not any(value.strip() in repr(settings) for value in values.values())

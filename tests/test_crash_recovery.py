@@ -25,24 +25,28 @@ from tests.helpers import ClientFactory, eventually, post_webhook
 
 def worker_environment(settings: Settings) -> dict[str, str]:
     """The environment a separately started `honk worker` reads its settings from."""
-    assert settings.private_key and settings.webhook_secret and settings.anthropic_api_key
+    assert (
+        settings.github.private_key
+        and settings.github.webhook_secret
+        and settings.agent.anthropic_api_key
+    )
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/root"),
-        "APP_ID": str(settings.app_id),
-        "PRIVATE_KEY": settings.private_key,
-        "WEBHOOK_SECRET": settings.webhook_secret,
-        "GITHUB_API_URL": settings.github_api_url,
-        "GITHUB_URL": settings.github_url,
-        "ANTHROPIC_API_KEY": settings.anthropic_api_key,
-        "ANTHROPIC_BASE_URL": settings.anthropic_base_url or "",
-        "HONK_MODEL": settings.model,
-        "HONK_DATA_DIR": str(settings.data_dir),
-        "HONK_CHECKOUT_DIR": str(settings.checkout_dir),
-        "HONK_SANDBOX_PYTHON": str(settings.sandbox_python or ""),
-        "DATABASE_URL": settings.database_url,
+        "APP_ID": str(settings.github.app_id),
+        "PRIVATE_KEY": settings.github.private_key,
+        "WEBHOOK_SECRET": settings.github.webhook_secret,
+        "GITHUB_API_URL": settings.github.api_url,
+        "GITHUB_URL": settings.github.url,
+        "ANTHROPIC_API_KEY": settings.agent.anthropic_api_key,
+        "ANTHROPIC_BASE_URL": settings.agent.anthropic_base_url or "",
+        "HONK_MODEL": settings.agent.model,
+        "HONK_DATA_DIR": str(settings.store.data_dir),
+        "HONK_CHECKOUT_DIR": str(settings.sandbox.checkout_dir),
+        "HONK_SANDBOX_PYTHON": str(settings.sandbox.python or ""),
+        "DATABASE_URL": settings.store.database_url,
         "HONK_WORKERS": "1",
-        "HONK_LEASE_SECONDS": str(settings.lease_seconds),
+        "HONK_LEASE_SECONDS": str(settings.store.lease_seconds),
         "HONK_POLL_INTERVAL": "0.05",
         "LOG_FORMAT": "json",
     } | slack_environment(settings)
@@ -50,13 +54,13 @@ def worker_environment(settings: Settings) -> dict[str, str]:
 
 def slack_environment(settings: Settings) -> dict[str, str]:
     """Slack's settings for a separately started process, when Slack is on."""
-    if not settings.slack_bot_token:
+    if not settings.slack.bot_token:
         return {}
     return {
-        "SLACK_BOT_TOKEN": settings.slack_bot_token,
-        "SLACK_SIGNING_SECRET": settings.slack_signing_secret or "",
-        "SLACK_CHANNEL": settings.slack_channel or "",
-        "SLACK_API_URL": settings.slack_api_url,
+        "SLACK_BOT_TOKEN": settings.slack.bot_token,
+        "SLACK_SIGNING_SECRET": settings.slack.signing_secret or "",
+        "SLACK_CHANNEL": settings.slack.channel or "",
+        "SLACK_API_URL": settings.slack.api_url,
     }
 
 
@@ -266,7 +270,7 @@ async def test_a_dead_processs_checkout_is_swept_by_the_process_that_takes_its_r
         tool_use_bash("python -m pytest -q"),
         text("Fixed add()."),
     )
-    checkouts = crash_settings.checkout_dir
+    checkouts = crash_settings.sandbox.checkout_dir
     machine_a = crash_settings.with_overrides(data_dir=tmp_path / "machine-a")
     machine_b = crash_settings.with_overrides(data_dir=tmp_path / "machine-b")
     client = await aiohttp_client(create_app(crash_settings, workers=0))

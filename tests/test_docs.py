@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import dataclasses
 import importlib.util
 import os
 import re
@@ -32,7 +31,9 @@ import yaml
 from slack_sdk.web.async_client import AsyncWebClient
 
 from app import repo_config
-from app.config import ConfigError, Settings
+from app.config import GROUPS, ConfigError, Settings
+from app.config import docs as config_docs
+from app.config.declare import declared
 from app.handlers import comments
 from app.handlers.slack import parsing
 
@@ -116,56 +117,44 @@ def settings_read() -> set[str]:
     return environment.names
 
 
+def settings_declared() -> set[str]:
+    return {spec.env for group in GROUPS.values() for _, spec in declared(group)}
+
+
+def declared_rows() -> dict[str, list[str]]:
+    """Each declared variable's row as the declarations write it: name -> cells."""
+    rows: dict[str, list[str]] = {}
+    for table in config_docs.tables().values():
+        for cells in table_rows(table, CONFIG_HEADER):
+            rows[backticked(cells[0]) or cells[0]] = cells
+    return rows
+
+
 def settings_with(**environment: str) -> Settings:
     return Settings.from_env(environment, env_file=None)
 
 
-def field_of(name: str) -> str | None:
-    """The Settings field an environment variable sets: its name in lower case, with or
-    without HONK_; failing that, the one field that changes when the variable is set."""
-    names = {f.name for f in dataclasses.fields(Settings)}
-    for candidate in (name.lower(), name.lower().removeprefix("honk_")):
-        if candidate in names:
-            return candidate
-    base = settings_with()
-    for probe in PROBES:
-        try:
-            changed = settings_with(**{name: probe})
-        except ConfigError:
-            continue
-        moved = [n for n in names if getattr(changed, n) != getattr(base, n)]
-        if len(moved) == 1:
-            return moved[0]
-    return None
-
-
-def shown(value: object) -> str:
-    """A code default as docs/configuration.md writes it."""
-    if value in (None, "", ()):
-        return NO_DEFAULT
-    if isinstance(value, bool):
-        return "`on`" if value else "`off`"
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, tuple):
-        value = " ".join(map(str, value))
-    return f"`{value}`"
+def value_of(settings: Settings, name: str) -> object:
+    """The value the variable `name` sets in `settings`, found by its declaration."""
+    for group_name, group in GROUPS.items():
+        for field_name, spec in declared(group):
+            if spec.env == name:
+                return getattr(getattr(settings, group_name), field_name)
+    raise KeyError(name)
 
 
 def code_default(name: str) -> str:
-    field = field_of(name)
-    return shown(getattr(settings_with(), field)) if field else "(see app/config.py)"
+    cells = declared_rows().get(name)
+    return cells[1] if cells else "(see app/config/)"
 
 
 def default_problem(name: str, cell: str) -> str | None:
-    """Why the documented default of `name` is not the code's, or None when it is."""
+    """Why the documented default of `name` is not what the parser does when it is unset,
+    or None when it is: the declarations' own `shown` and `follows` are checked by it."""
     base = settings_with()
     told = f"{CONFIGURATION.name} gives {name} the default {cell}"
     if cell == NO_DEFAULT:
-        field = field_of(name)
-        if field is None:
-            return f"{name}: no Settings field found for it; name its field after it"
-        if getattr(base, field) in (None, "", ()):
+        if value_of(base, name) in (None, "", ()):
             return None
         return f"{told}, but the code's is {code_default(name)}: write that"
     if reference := re.fullmatch(r"as `([A-Z0-9_]+)`", cell):
@@ -195,10 +184,13 @@ def default_problem(name: str, cell: str) -> str | None:
     return None
 
 
-def configuration_problems(markdown: str, read: set[str]) -> list[str]:
-    """What docs/configuration.md gets wrong about the variables in `read`."""
+REGENERATE = "python -m app.config --markdown --write"
+
+
+def configuration_problems(markdown: str) -> list[str]:
+    """Where docs/configuration.md's tables are not the ones the declarations write."""
     problems: list[str] = []
-    documented: dict[str, str] = {}
+    documented: dict[str, list[str]] = {}
     for cells in table_rows(markdown, CONFIG_HEADER):
         name = backticked(cells[0]) if len(cells) == 3 else None
         if name is None:
@@ -208,22 +200,44 @@ def configuration_problems(markdown: str, read: set[str]) -> list[str]:
             continue
         if name in documented:
             problems.append(f"{CONFIGURATION.name}: {name} has two rows")
-        documented[name] = cells[1]
-    for name in sorted(read - documented.keys()):
+        documented[name] = cells
+    wanted = declared_rows()
+    for name in sorted(wanted.keys() - documented.keys()):
         problems.append(
-            f"{name} is read by app/config.py but missing from {CONFIGURATION.name}: add the row "
-            f"| `{name}` | {code_default(name)} | <what it does, its range> | to its tables"
+            f"{name} is declared in app/config/ but missing from {CONFIGURATION.name}: add the "
+            f"row {' | '.join(['', *wanted[name], '']).strip()} ({REGENERATE})"
         )
-    for name in sorted(documented.keys() - read):
-        problems.append(f"{CONFIGURATION.name} documents {name}, which app/config.py never reads")
-    for name in sorted(documented.keys() & read):
-        if problem := default_problem(name, documented[name]):
-            problems.append(problem)
+    for name in sorted(documented.keys() - wanted.keys()):
+        problems.append(f"{CONFIGURATION.name} documents {name}, which app/config/ never declares")
+    for name in sorted(documented.keys() & wanted.keys()):
+        cell, code = documented[name][1], wanted[name][1]
+        if cell != code:
+            problems.append(f"{told_default(name, cell)}, but the code's is {code}: write that")
+        elif documented[name][2] != wanted[name][2]:
+            problems.append(f"{CONFIGURATION.name}: {name}'s meaning is not its declared doc")
+    if not problems:
+        try:
+            if config_docs.rewrite(markdown) != markdown:
+                problems.append(
+                    f"{CONFIGURATION.name}: the settings tables are not in the declared "
+                    f"sections and order: run {REGENERATE}"
+                )
+        except ValueError as exc:
+            problems.append(f"{CONFIGURATION.name}: {exc}")
     return problems
 
 
-def test_every_setting_is_documented_with_the_codes_default() -> None:
-    assert configuration_problems(CONFIGURATION.read_text(), settings_read()) == []
+def told_default(name: str, cell: str) -> str:
+    return f"{CONFIGURATION.name} gives {name} the default {cell}"
+
+
+def test_the_settings_tables_are_the_ones_the_declarations_write() -> None:
+    assert configuration_problems(CONFIGURATION.read_text()) == []
+
+
+def test_every_declared_default_is_what_the_parser_does_unset() -> None:
+    problems = [default_problem(name, cells[1]) for name, cells in declared_rows().items()]
+    assert [p for p in problems if p] == []
 
 
 def test_the_settings_read_are_found_by_running_the_parser() -> None:
@@ -231,21 +245,30 @@ def test_the_settings_read_are_found_by_running_the_parser() -> None:
     # A handful the parser reads whatever else is set, including ones built from others.
     assert {"APP_ID", "PRIVATE_KEY_PATH", "HONK_DATA_DIR", "DATABASE_URL", "HONK_URL"} <= read
     assert all(re.fullmatch(r"[A-Z][A-Z0-9_]*", name) for name in read)
+    # The parser reads what is declared, and nothing else.
+    assert read == settings_declared()
+
+
+def test_the_tables_are_generated_by_python_m_app_config() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app.config", "--markdown", str(CONFIGURATION)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    assert result.stdout == CONFIGURATION.read_text()
 
 
 def test_a_setting_missing_from_the_docs_is_reported_with_the_row_to_add() -> None:
     markdown = CONFIGURATION.read_text()
     without = "\n".join(line for line in markdown.splitlines() if "`HONK_WORKERS`" not in line)
-    problems = configuration_problems(without, settings_read())
-    assert problems == [
-        "HONK_WORKERS is read by app/config.py but missing from configuration.md: add the row "
-        "| `HONK_WORKERS` | `2` | <what it does, its range> | to its tables"
-    ]
-
-
-def test_a_new_setting_in_the_code_is_reported() -> None:
-    problems = configuration_problems(CONFIGURATION.read_text(), settings_read() | {"HONK_NEW"})
-    assert len(problems) == 1 and problems[0].startswith("HONK_NEW is read by app/config.py")
+    problems = configuration_problems(without)
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        "HONK_WORKERS is declared in app/config/ but missing from configuration.md: add the "
+        "row | `HONK_WORKERS` | `2` | concurrent runs"
+    )
 
 
 def test_a_documented_setting_the_code_does_not_read_is_reported() -> None:
@@ -253,8 +276,21 @@ def test_a_documented_setting_the_code_does_not_read_is_reported() -> None:
         CONFIGURATION.read_text() + "\n| variable | default | meaning |\n| --- | --- | --- |\n"
     )
     markdown += "| `HONK_GONE` | `1` | a setting since removed |\n"
-    problems = configuration_problems(markdown, settings_read())
-    assert problems == ["configuration.md documents HONK_GONE, which app/config.py never reads"]
+    problems = configuration_problems(markdown)
+    assert problems == ["configuration.md documents HONK_GONE, which app/config/ never declares"]
+
+
+def test_a_changed_meaning_or_a_moved_row_is_reported() -> None:
+    markdown = CONFIGURATION.read_text()
+    changed = markdown.replace("the address `honk serve` listens on", "where Honk listens")
+    assert configuration_problems(changed) == [
+        "configuration.md: HOST's meaning is not its declared doc"
+    ]
+    lines = markdown.splitlines(keepends=True)
+    host = next(i for i, line in enumerate(lines) if line.startswith("| `HOST` |"))
+    lines[host], lines[host + 1] = lines[host + 1], lines[host]
+    problems = configuration_problems("".join(lines))
+    assert len(problems) == 1 and "declared sections and order" in problems[0]
 
 
 @pytest.mark.parametrize(
@@ -265,7 +301,7 @@ def test_a_documented_setting_the_code_does_not_read_is_reported() -> None:
         ("HONK_DATA_DIR", "`/srv/honk`", "`.honk`"),  # a path
         ("HONK_URL", "`https://honk.example.com`", "—"),  # documented, though unset
         ("HONK_MAX_TURNS", "—", "`40`"),  # a default documented as none
-        ("HONK_REVIEW_MODEL", "as `HONK_LABEL`", "`claude-sonnet-4-6`"),  # follows another
+        ("HONK_REVIEW_MODEL", "as `HONK_LABEL`", "as `HONK_MODEL`"),  # follows another
     ],
 )
 def test_a_wrong_default_is_reported_with_the_codes(name: str, wrong: str, code: str) -> None:
@@ -274,10 +310,12 @@ def test_a_wrong_default_is_reported_with_the_codes(name: str, wrong: str, code:
     assert len(rows) == 1
     cells = rows[0].split(" | ")
     cells[1] = wrong
-    problems = configuration_problems(markdown.replace(rows[0], " | ".join(cells)), settings_read())
+    problems = configuration_problems(markdown.replace(rows[0], " | ".join(cells)))
     assert len(problems) == 1
     assert problems[0].startswith(f"configuration.md gives {name} the default {wrong}")
     assert code in problems[0]
+    # And the parser, asked directly, disagrees with the wrong default as well.
+    assert default_problem(name, wrong) is not None
 
 
 def test_a_documented_default_the_code_refuses_is_reported() -> None:
@@ -370,7 +408,7 @@ def test_the_honk_yml_examples_are_valid(page: Path) -> None:
     for example in examples:
         config = repo_config.parse_config(example)
         assert config.fields_set, example
-        repo_config.network_plan(settings_with(), config)  # within the default cap too
+        repo_config.network_plan(settings_with().network, config)  # within the default cap too
 
 
 # -- Commands -------------------------------------------------------------------------------

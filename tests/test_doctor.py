@@ -71,8 +71,8 @@ async def test_healthy_configuration_passes_every_check(
         line(lines, "sign-in")
         == "✓ sign-in: client Iv1.fakeclient0001 (the App's own); sessions keyed"
     )
-    assert f"model {healthy.model}" in line(lines, "Anthropic")
-    assert fake_anthropic.count_token_requests[0]["model"] == healthy.model
+    assert f"model {healthy.agent.model}" in line(lines, "Anthropic")
+    assert fake_anthropic.count_token_requests[0]["model"] == healthy.agent.model
     assert "auth.test passed" in line(lines, "Slack")
     assert line(lines, "Slack channel")
     assert [m.text for m in fake_slack.messages("#honk")] == [SLACK_TEST_MESSAGE]
@@ -172,19 +172,21 @@ async def run_cli(env_file: Path) -> tuple[int, str]:
 
 async def test_cli_healthy_exits_zero(healthy: Settings, tmp_path: Path) -> None:
     env_file = tmp_path / "doctor.env"
-    assert healthy.private_key and healthy.anthropic_base_url and healthy.slack_bot_token
+    assert (
+        healthy.github.private_key and healthy.agent.anthropic_base_url and healthy.slack.bot_token
+    )
     env_file.write_text(
-        f"APP_ID={healthy.app_id}\n"
-        f'PRIVATE_KEY="{healthy.private_key.strip().replace(chr(10), chr(92) + "n")}"\n'
-        f"WEBHOOK_SECRET={healthy.webhook_secret}\n"
-        f"GITHUB_API_URL={healthy.github_api_url}\n"
-        f"ANTHROPIC_API_KEY={healthy.anthropic_api_key}\n"
-        f"ANTHROPIC_BASE_URL={healthy.anthropic_base_url}\n"
-        f"SLACK_BOT_TOKEN={healthy.slack_bot_token}\nSLACK_CHANNEL=#honk\n"
-        f"SLACK_API_URL={healthy.slack_api_url}\nHONK_DATA_DIR={tmp_path / 'data'}\n"
-        f"HONK_URL={healthy.honk_url}\nGITHUB_CLIENT_ID={healthy.github_client_id}\n"
-        f"GITHUB_CLIENT_SECRET={healthy.github_client_secret}\n"
-        f"HONK_SESSION_KEY={healthy.session_key}\n"
+        f"APP_ID={healthy.github.app_id}\n"
+        f'PRIVATE_KEY="{healthy.github.private_key.strip().replace(chr(10), chr(92) + "n")}"\n'
+        f"WEBHOOK_SECRET={healthy.github.webhook_secret}\n"
+        f"GITHUB_API_URL={healthy.github.api_url}\n"
+        f"ANTHROPIC_API_KEY={healthy.agent.anthropic_api_key}\n"
+        f"ANTHROPIC_BASE_URL={healthy.agent.anthropic_base_url}\n"
+        f"SLACK_BOT_TOKEN={healthy.slack.bot_token}\nSLACK_CHANNEL=#honk\n"
+        f"SLACK_API_URL={healthy.slack.api_url}\nHONK_DATA_DIR={tmp_path / 'data'}\n"
+        f"HONK_URL={healthy.web.url}\nGITHUB_CLIENT_ID={healthy.github.client_id}\n"
+        f"GITHUB_CLIENT_SECRET={healthy.github.client_secret}\n"
+        f"HONK_SESSION_KEY={healthy.web.session_key}\n"
     )
     status, out = await run_cli(env_file)
     assert status == 0, out
@@ -253,7 +255,7 @@ async def test_half_a_sign_in_client_or_another_apps_fails(healthy: Settings) ->
         "✗ sign-in: GITHUB_CLIENT_ID Iv1.someone-elses is not this App's client "
         "(Iv1.fakeclient0001): signing in would fail"
     )
-    assert healthy.github_client_secret not in "\n".join(lines)
+    assert healthy.github.client_secret not in "\n".join(lines)
 
 
 async def test_the_host_that_cannot_be_reached_is_named(healthy: Settings) -> None:

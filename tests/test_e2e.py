@@ -128,8 +128,8 @@ async def test_labelled_issue_becomes_a_tested_pull_request(
     for token in tokens:
         assert token not in haystack
     # The checkout is gone once the run is over.
-    assert calc_world_settings.checkout_dir.is_dir()
-    assert not any(calc_world_settings.checkout_dir.iterdir())
+    assert calc_world_settings.sandbox.checkout_dir.is_dir()
+    assert not any(calc_world_settings.sandbox.checkout_dir.iterdir())
 
 
 async def test_no_change_needed_comments_and_opens_no_pr(

@@ -34,7 +34,7 @@ def app(
     fake_github.add_repo(REPO, files={"README.md": "hello\n"})
     fake_github.add_repo("octo/private", private=True)
     settings = base_settings.with_overrides(github_api_url=fake_github.url)
-    return GitHubApp(settings, session)
+    return GitHubApp(settings.github, session)
 
 
 async def test_tokens_look_like_github_s_and_are_recorded(
@@ -89,11 +89,11 @@ async def test_app_endpoints_check_the_jwt(
     app: GitHubApp, fake_github: FakeGitHub, base_settings: Settings, session: aiohttp.ClientSession
 ) -> None:
     now = int(time.time())
-    assert base_settings.private_key is not None
+    assert base_settings.github.private_key is not None
 
     def signed(**claims: int | str) -> str:
         base: dict[str, int | str] = {"iat": now - 60, "exp": now + 540, "iss": "4242"}
-        return jwt.encode(base | claims, base_settings.private_key, algorithm="RS256")
+        return jwt.encode(base | claims, base_settings.github.private_key, algorithm="RS256")
 
     refused = {
         "expired": signed(iat=now - 700, exp=now - 100),

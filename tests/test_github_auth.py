@@ -41,7 +41,7 @@ def clock(fake_github: FakeGitHub) -> ManualClock:
 
 @pytest.fixture
 def app(settings: Settings, session: aiohttp.ClientSession, clock: ManualClock) -> GitHubApp:
-    return GitHubApp(settings, session, clock=clock)
+    return GitHubApp(settings.github, session, clock=clock)
 
 
 def test_jwt_claims_are_backdated_short_lived_and_signed(
@@ -49,10 +49,10 @@ def test_jwt_claims_are_backdated_short_lived_and_signed(
 ) -> None:
     token = app.jwt()
     assert jwt.get_unverified_header(token)["alg"] == "RS256"
-    assert settings.private_key is not None
+    assert settings.github.private_key is not None
     claims = jwt.decode(
         token,
-        public_key_of(settings.private_key),
+        public_key_of(settings.github.private_key),
         algorithms=["RS256"],
         options={"verify_iat": False},
     )
@@ -189,7 +189,7 @@ async def test_bot_identity_uses_the_bot_user_and_noreply_host(
 ) -> None:
     if github_url is not None:
         settings = settings.with_overrides(github_url=github_url)
-    app = GitHubApp(settings, session)
+    app = GitHubApp(settings.github, session)
     login, email = await app.bot_identity(1)
     assert login == "honk-test[bot]"
     assert email == f"{fake_github.bot_user_id}+honk-test[bot]@users.noreply.{host}"
@@ -219,7 +219,7 @@ async def test_bot_identity_is_read_with_the_installation_token(
 async def test_anonymous_rest_requests_are_refused_as_ghes_private_mode_does(
     settings: Settings, session: aiohttp.ClientSession, method: str, path: str
 ) -> None:
-    fake_github_url = settings.github_api_url
+    fake_github_url = settings.github.api_url
     async with session.request(method, fake_github_url + path) as response:
         body = await response.json()
     assert response.status == 401
@@ -239,7 +239,7 @@ async def test_a_wrong_key_is_refused(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
-    app = GitHubApp(settings.with_overrides(private_key=pem), session)
+    app = GitHubApp(settings.with_overrides(private_key=pem).github, session)
     with pytest.raises(gidgethub.BadRequest) as refused:
         await app.installation_token(1)
     assert refused.value.status_code == 401

@@ -43,7 +43,7 @@ async def gh(
     fake_github.add_issue(REPO, 1, title="Crash", body="It crashes", user="alice")
     settings = base_settings.with_overrides(github_api_url=fake_github.url)
     async with aiohttp.ClientSession() as session:
-        token = await GitHubApp(settings, session).installation_token(1)
+        token = await GitHubApp(settings.github, session).installation_token(1)
         yield GitHubClient(
             session, base_url=fake_github.url, oauth_token=token.token, sleep=sleep, clock=clock
         )

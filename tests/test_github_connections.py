@@ -51,11 +51,11 @@ def clock() -> ManualClock:
 async def opened(
     settings: Settings, clock: ManualClock
 ) -> AsyncIterator[tuple[GitHubConnections, Store, aiohttp.ClientSession]]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = await Store.open(settings.database_url)
+    settings.store.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await Store.open(settings.store.database_url)
     async with aiohttp.ClientSession() as session:
-        oauth = GitHubOAuth(settings, session, clock=clock)
-        yield GitHubConnections(settings, store, oauth, clock=clock), store, session
+        oauth = GitHubOAuth(settings.github, session, clock=clock)
+        yield GitHubConnections(settings.web, store, oauth, clock=clock), store, session
     await store.close()
 
 
@@ -63,7 +63,7 @@ async def signed_in(
     session: aiohttp.ClientSession, settings: Settings, fake: FakeGitHub, login: str
 ) -> UserToken:
     code = await code_for(session, fake, login)
-    oauth = GitHubOAuth(settings, session)
+    oauth = GitHubOAuth(settings.github, session)
     return await oauth.exchange(code, redirect_uri="http://honk.test/signin/callback")
 
 
@@ -127,7 +127,7 @@ async def test_a_connection_made_under_another_key_is_not_used(
     connections, store, session = opened
     await connections.connect(ALICE, await signed_in(session, settings, fake_github, "alice"))
     rotated = GitHubConnections(
-        settings.with_overrides(token_key="b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktISE="),
+        settings.with_overrides(token_key="b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktISE=").web,
         store,
         connections.oauth,
     )

@@ -90,7 +90,7 @@ async def test_the_body_is_stored_and_dispatched_exactly_as_received(
     # On SQLite the body lies in a file beside the database, not in it.
     async with services.store.engine.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(delivery_bodies)) == 0
-    files = list(body_log.directory_for(str(base_settings.data_dir / "honk.db")).iterdir())
+    files = list(body_log.directory_for(str(base_settings.store.data_dir / "honk.db")).iterdir())
     assert len(files) == 1 and files[0].read_bytes() == body
 
 

@@ -251,11 +251,11 @@ async def test_the_cli_exit_statuses(
     repo: Path, settings: Settings, fake_anthropic: FakeAnthropic, tmp_path: Path
 ) -> None:
     env = {
-        "ANTHROPIC_API_KEY": settings.anthropic_api_key or "",
+        "ANTHROPIC_API_KEY": settings.agent.anthropic_api_key or "",
         "ANTHROPIC_BASE_URL": fake_anthropic.url,
         "HONK_SANDBOX": "off",
         # The sandbox's Python with pytest (tests/sandbox_python.py), as in base_settings.
-        "HONK_SANDBOX_PYTHON": str(settings.sandbox_python),
+        "HONK_SANDBOX_PYTHON": str(settings.sandbox.python),
         "HONK_MODEL": MODEL,
     }
     plain = tmp_path / "plain"

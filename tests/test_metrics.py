@@ -57,7 +57,7 @@ async def test_a_run_shows_in_the_metrics(
     assert value(after, "honk_runs", state="succeeded") >= 1
     assert grew("honk_run_phase_seconds_count", phase="agent") >= 1
     assert grew("honk_run_phase_seconds_count", phase="verify") >= 1
-    model = calc_world_settings.model
+    model = calc_world_settings.agent.model
     assert grew("honk_model_tokens_total", model=model, kind="output") > 0
     assert grew("honk_model_cost_dollars_total", model=model) > 0
     assert grew("honk_review_verdicts_total", verdict="approved") == 1

@@ -28,7 +28,7 @@ async def world_settings(
     settings = calc_settings(base_settings, fake_github, fake_anthropic, fake_slack)
     # Another organisation's repository, mirrored on this host by an earlier run of theirs.
     fake_github.add_repo(OTHER, files={"secret.txt": "the other tenant's secret\n"})
-    mirror = settings.data_dir / "mirrors" / "other-org" / "secret.git"
+    mirror = settings.store.data_dir / "mirrors" / "other-org" / "secret.git"
     mirror.parent.mkdir(parents=True)
     await run_git("clone", "--mirror", "-q", str(fake_github.bare_path(OTHER)), str(mirror))
     return settings

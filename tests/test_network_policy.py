@@ -171,11 +171,11 @@ def test_settings_read_the_operators_cap_and_presets() -> None:
         },
         env_file=None,
     )
-    assert settings.network_allow == ("pypi", "npm", "*.internal.example", "mirror.internal:3141")
-    cap = settings.network_cap()
+    assert settings.network.allow == ("pypi", "npm", "*.internal.example", "mirror.internal:3141")
+    cap = settings.network.cap()
     assert cap.allows("git.internal.example") and not cap.allows("tools")
-    assert Settings.from_env({}, env_file=None).network_allow is None
-    assert Settings.from_env({"HONK_NETWORK_ALLOW": "off"}, env_file=None).network_allow == ()
+    assert Settings.from_env({}, env_file=None).network.allow is None
+    assert Settings.from_env({"HONK_NETWORK_ALLOW": "off"}, env_file=None).network.allow == ()
     for env, named in (
         ({"HONK_NETWORK_ALLOW": "pypi.org/simple"}, "HONK_NETWORK_ALLOW"),
         ({"HONK_NETWORK_ALLOW": "pypy"}, "HONK_NETWORK_ALLOW: 'pypy' is not a preset"),
@@ -187,12 +187,12 @@ def test_settings_read_the_operators_cap_and_presets() -> None:
 
 
 def test_a_repository_plan_within_the_cap() -> None:
-    settings = Settings(network_allow=("registries", "localhost:4873"))
+    settings = Settings().with_overrides(network_allow=("registries", "localhost:4873"))
     config = parse_config("setup: npm ci\nnetwork: [localhost:4873, npm]\n")
-    plan = network_plan(settings, config)
+    plan = network_plan(settings.network, config)
     assert "pypi.org" in {str(r.entry) for r in plan.setup}  # setup's default: registries
     assert Rule(Entry("localhost", 4873), private_ok=True) in plan.agent
-    assert network_plan(settings, parse_config("setup_network: off\n")).setup == ()
-    assert network_plan(settings, parse_config("network: off\n")).agent == ()
+    assert network_plan(settings.network, parse_config("setup_network: off\n")).setup == ()
+    assert network_plan(settings.network, parse_config("network: off\n")).agent == ()
     with pytest.raises(RepoConfigError, match=r"honk.yml: setup_network: localhost:9 is not"):
-        network_plan(settings, parse_config("setup_network: [localhost:9]\n"))
+        network_plan(settings.network, parse_config("setup_network: [localhost:9]\n"))

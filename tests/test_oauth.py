@@ -40,7 +40,10 @@ async def code_for(session: aiohttp.ClientSession, fake: FakeGitHub, login: str)
     """Walk the authorize step as a browser would: GitHub redirects back with a code."""
     fake.sign_in_as(login)
     oauth_url = GitHubOAuth(
-        Settings(github_url=fake.url, github_client_id=fake.oauth_client_id), session
+        Settings()
+        .with_overrides(github_url=fake.url, github_client_id=fake.oauth_client_id)
+        .github,
+        session,
     ).authorize_url(redirect_uri="http://honk.test/signin/callback", state="s-1")
     async with session.get(oauth_url, allow_redirects=False) as response:
         assert response.status == 302
@@ -76,7 +79,7 @@ async def test_github_answers_form_encoded_unless_asked_for_json_and_200_for_a_b
 async def test_exchange_and_the_token_reads_what_its_user_may_read(
     session: aiohttp.ClientSession, oauth_settings: Settings, fake_github: FakeGitHub
 ) -> None:
-    oauth = GitHubOAuth(oauth_settings, session)
+    oauth = GitHubOAuth(oauth_settings.github, session)
     alice = await oauth.exchange(
         await code_for(session, fake_github, "alice"),
         redirect_uri="http://honk.test/signin/callback",
@@ -98,7 +101,7 @@ async def test_exchange_and_the_token_reads_what_its_user_may_read(
 async def test_a_wrong_client_secret_is_refused(
     session: aiohttp.ClientSession, oauth_settings: Settings, fake_github: FakeGitHub
 ) -> None:
-    wrong = GitHubOAuth(oauth_settings.with_overrides(github_client_secret="nope"), session)
+    wrong = GitHubOAuth(oauth_settings.with_overrides(github_client_secret="nope").github, session)
     with pytest.raises(OAuthError) as refused:
         await wrong.exchange(
             await code_for(session, fake_github, "alice"),
@@ -110,7 +113,7 @@ async def test_a_wrong_client_secret_is_refused(
 async def test_an_expired_user_token_is_refreshed_once_and_its_refresh_token_is_spent(
     session: aiohttp.ClientSession, oauth_settings: Settings, fake_github: FakeGitHub
 ) -> None:
-    oauth = GitHubOAuth(oauth_settings, session)
+    oauth = GitHubOAuth(oauth_settings.github, session)
     token = await oauth.exchange(
         await code_for(session, fake_github, "alice"),
         redirect_uri="http://honk.test/signin/callback",
@@ -156,13 +159,13 @@ async def test_get_user_answers_user_tokens_only(
 def _jwt(settings: Settings) -> str:
     from app.github.auth import GitHubApp
 
-    return GitHubApp(settings, session=None).jwt()  # type: ignore[arg-type]
+    return GitHubApp(settings.github, session=None).jwt()  # type: ignore[arg-type]
 
 
 async def test_the_app_revokes_a_user_token_as_github_answers(
     session: aiohttp.ClientSession, oauth_settings: Settings, fake_github: FakeGitHub
 ) -> None:
-    oauth = GitHubOAuth(oauth_settings, session)
+    oauth = GitHubOAuth(oauth_settings.github, session)
     token = await oauth.exchange(
         await code_for(session, fake_github, "alice"),
         redirect_uri="http://honk.test/signin/callback",

@@ -146,7 +146,7 @@ REPO = f"{ORG}/widgets"
 async def gh(base_settings: Settings, fake_github: Any) -> AsyncIterator[tuple[GitHubApp, Any]]:
     settings = base_settings.with_overrides(github_api_url=fake_github.url)
     async with aiohttp.ClientSession() as session:
-        app = GitHubApp(settings, session)
+        app = GitHubApp(settings.github, session)
         yield app, fake_github
 
 

@@ -487,7 +487,7 @@ async def test_a_conftest_that_greens_every_test_ends_as_a_draft_whatever_the_ju
 
     # `honk stats` counts it apart from the judge's vetoes; /metrics counts the finding.
     out = io.StringIO()
-    assert await stats_command(settings, 7, out) == 0
+    assert await stats_command(settings.store, 7, out) == 0
     line = next(row for row in out.getvalue().splitlines() if row.startswith(REPO))
     header = next(row for row in out.getvalue().splitlines() if row.startswith("repository"))
     assert header.split()[:5] == ["repository", "runs", "approved", "vetoed", "outcome"]

@@ -283,10 +283,10 @@ def test_review_tests_in_honk_yml() -> None:
 def test_only_the_operator_lets_a_repository_turn_the_outcome_checks_off() -> None:
     off = parse_config("review:\n  outcome: off\n")
     assert off.review_outcome is False
-    kept = review_policy(Settings(), off)
+    kept = review_policy(Settings().review, off)
     assert kept.outcome is True and kept.outcome_kept is True
-    allowed = review_policy(Settings(review_outcome_optional=True), off)
+    allowed = review_policy(Settings().with_overrides(review_outcome_optional=True).review, off)
     assert allowed.outcome is False and allowed.outcome_kept is False
-    assert review_policy(Settings(), parse_config("")).outcome is True
+    assert review_policy(Settings().review, parse_config("")).outcome is True
     env = Settings.from_env({"HONK_REVIEW_OUTCOME_OPTIONAL": "on"}, env_file=None)
-    assert env.review_outcome_optional is True
+    assert env.review.outcome_optional is True

@@ -13,9 +13,9 @@ from app.repo_config import RepoConfig, RepoConfigError, parse_config, review_po
 def test_operator_defaults() -> None:
     settings = Settings.from_env({"HONK_MODEL": "claude-opus-4-5"}, env_file=None)
     # The judge uses the agent's model unless told otherwise.
-    assert settings.review_model == "claude-opus-4-5"
-    assert settings.model_judge is True and settings.review_checks_optional is False
-    assert settings.review_diff_chars == 60_000
+    assert settings.review.model == "claude-opus-4-5"
+    assert settings.review.model_judge is True and settings.review.checks_optional is False
+    assert settings.review.diff_chars == 60_000
     settings = Settings.from_env(
         {
             "HONK_REVIEW_MODEL": "claude-haiku-4-5",
@@ -25,8 +25,8 @@ def test_operator_defaults() -> None:
         },
         env_file=None,
     )
-    assert settings.review_model == "claude-haiku-4-5" and settings.model_judge is False
-    assert settings.review_checks_optional is True and settings.review_diff_chars == 20_000
+    assert settings.review.model == "claude-haiku-4-5" and settings.review.model_judge is False
+    assert settings.review.checks_optional is True and settings.review.diff_chars == 20_000
 
 
 @pytest.mark.parametrize(
@@ -92,8 +92,8 @@ def test_the_org_default_and_the_repository_merge_setting_by_setting() -> None:
 
 
 def test_policy_repository_over_operator() -> None:
-    settings = Settings(review_model="claude-sonnet-4-6", model_judge=True)
-    policy = review_policy(settings, RepoConfig())
+    settings = Settings().with_overrides(review_model="claude-sonnet-4-6", model_judge=True)
+    policy = review_policy(settings.review, RepoConfig())
     assert (policy.model, policy.model_judge, policy.on_veto) == (
         "claude-sonnet-4-6",
         True,
@@ -101,7 +101,7 @@ def test_policy_repository_over_operator() -> None:
     )
     assert policy.checks and not policy.checks_kept
     own = RepoConfig(review_model="claude-haiku-4-5", model_judge=False, on_veto="comment")
-    policy = review_policy(settings, own)
+    policy = review_policy(settings.review, own)
     assert (policy.model, policy.model_judge, policy.on_veto) == (
         "claude-haiku-4-5",
         False,
@@ -111,7 +111,9 @@ def test_policy_repository_over_operator() -> None:
 
 def test_only_the_operator_lets_a_repository_turn_the_checks_off() -> None:
     wants_off = RepoConfig(review_checks=False)
-    kept = review_policy(Settings(), wants_off)
+    kept = review_policy(Settings().review, wants_off)
     assert kept.checks is True and kept.checks_kept is True
-    allowed = review_policy(Settings(review_checks_optional=True), wants_off)
+    allowed = review_policy(
+        Settings().with_overrides(review_checks_optional=True).review, wants_off
+    )
     assert allowed.checks is False and allowed.checks_kept is False

@@ -32,7 +32,9 @@ REVIEW_USAGE = Usage(input_tokens=1_000, output_tokens=200, requests=1)
 
 
 def review(verdict: str, *rounds: Round, **settings: object) -> Review:
-    policy = review_policy(Settings(review_model="claude-haiku-4-5", **settings), RepoConfig())  # type: ignore[arg-type]
+    policy = review_policy(
+        Settings().with_overrides(review_model="claude-haiku-4-5", **settings).review, RepoConfig()
+    )  # type: ignore[arg-type]
     return Review(policy, verdict, list(rounds), REVIEW_USAGE)
 
 

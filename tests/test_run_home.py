@@ -115,4 +115,4 @@ async def test_honk_run_keeps_its_directorys_caches_for_the_next_honk_run(
     last = tool_results(fake_anthropic.requests[-1])
     assert result_text(last[0]).startswith("w"), last
     # The run's home is gone; the checkouts directory holds nothing of it.
-    assert list(settings.checkout_dir.iterdir()) == []
+    assert list(settings.sandbox.checkout_dir.iterdir()) == []

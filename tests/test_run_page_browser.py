@@ -153,7 +153,7 @@ async def idle_honk(
 
 async def started_run(honk: Any, hold: Hold) -> Run:
     """Label the issue; the run is working once the model's held turn has been asked for."""
-    async with aiohttp.ClientSession(base_url=honk.settings.honk_url) as client:
+    async with aiohttp.ClientSession(base_url=honk.settings.web.url) as client:
         assert (await post_webhook(client, "issues", labeled())).status == 202  # type: ignore[arg-type]
     async with asyncio.timeout(30):
         await hold.reached.wait()
@@ -195,7 +195,7 @@ async def test_the_transcript_grows_live_and_fits_a_phone(
     fake_anthropic.script(look, hold, *fixing_script())
     run = await started_run(honk, hold)
     fake_github.sign_in_as("alice")
-    url = f"{honk.settings.honk_url}/runs/{run.id}"
+    url = f"{honk.settings.web.url}/runs/{run.id}"
     page = await signed_in_page(b, context, fake_github, url)
     transcript = page.locator("#transcript-list")
     await b(expect(transcript).to_contain_text("token: [REDACTED]", timeout=WAIT_MS))
@@ -252,7 +252,7 @@ async def test_cancel_from_the_page_stops_the_run(
     fake_anthropic.script(hold, *fixing_script())
     run = await started_run(honk, hold)
     fake_github.sign_in_as("alice")
-    page = await signed_in_page(b, context, fake_github, f"{honk.settings.honk_url}/runs/{run.id}")
+    page = await signed_in_page(b, context, fake_github, f"{honk.settings.web.url}/runs/{run.id}")
     await b(page.locator("#cancel").click())
     await b(expect(page.locator(".badge").first).to_have_text("Cancelled", timeout=WAIT_MS))
     store = honk.app[SERVICES].store
@@ -280,16 +280,16 @@ async def test_a_person_who_cannot_read_the_repository_gets_404(
     assert run is not None
     fake_github.sign_in_as("bob")
     page: Page = await b(context.new_page())
-    response = await b(page.goto(f"{idle_honk.settings.honk_url}/runs/{run.id}"))
+    response = await b(page.goto(f"{idle_honk.settings.web.url}/runs/{run.id}"))
     assert response is not None and response.status == 404
     assert "cannot see it" in await b(page.locator("body").inner_text())
-    missing = await b(page.goto(f"{idle_honk.settings.honk_url}/runs/{run.id + 1}"))
+    missing = await b(page.goto(f"{idle_honk.settings.web.url}/runs/{run.id + 1}"))
     assert missing is not None and missing.status == 404
 
 
 async def finished_run(honk: Any) -> Run:
     """Label the issue and wait for the run to end."""
-    async with aiohttp.ClientSession(base_url=honk.settings.honk_url) as client:
+    async with aiohttp.ClientSession(base_url=honk.settings.web.url) as client:
         assert (await post_webhook(client, "issues", labeled())).status == 202  # type: ignore[arg-type]
     store = honk.app[SERVICES].store
 
@@ -322,7 +322,7 @@ async def test_the_first_screen_of_a_finished_run_shows_its_outcome(
     run = await finished_run(honk)
     assert run.state == RunState.SUCCEEDED, run.error
     fake_github.sign_in_as("alice")
-    url = f"{honk.settings.honk_url}/runs/{run.id}"
+    url = f"{honk.settings.web.url}/runs/{run.id}"
     page = await signed_in_page(b, context, fake_github, url)
 
     assert await on_first_screen(b, page, "h1#title") == ISSUE_TITLE
@@ -399,7 +399,7 @@ async def test_a_tab_in_next_does_not_carry_the_browser_to_another_site(
     elsewhere = await aiohttp_server(other)
     fake_github.sign_in_as("alice")
     page: Page = await b(context.new_page())
-    honk_url = idle_honk.settings.honk_url
+    honk_url = idle_honk.settings.web.url
     for encoded in ("%09", "%0A", "%5C"):
         target = f"/{encoded}/127.0.0.1:{elsewhere.port}/landed"
         await b(page.goto(f"{honk_url}/signin?next={target}"))

@@ -36,7 +36,7 @@ from app.workspace.sandbox import Sandbox
 
 async def main() -> None:
     root, scratch, bound, command = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
-    settings = Settings(
+    settings = Settings().with_overrides(
         data_dir=scratch / "data", checkout_dir=scratch / "checkouts", sandbox_ro_paths=(bound,)
     )
     result = await Sandbox.for_settings(settings, root).run(command)
@@ -125,7 +125,9 @@ async def test_honk_in_a_venv_offers_the_base_python_without_its_venv(
 
 
 async def test_a_checkouts_venv_made_by_setup_comes_first(checkout: Path, tmp_path: Path) -> None:
-    sandbox = Sandbox.for_settings(Settings(checkout_dir=tmp_path / "checkouts"), checkout)
+    sandbox = Sandbox.for_settings(
+        Settings().with_overrides(checkout_dir=tmp_path / "checkouts"), checkout
+    )
     before = await sandbox.run("command -v python")
     assert before.output.strip() == f"{BASE}/bin/python"
     # As `setup:` would make it: with the sandbox's Python, inside the checkout.
@@ -166,7 +168,7 @@ async def test_honk_sandbox_python_offers_that_venv_and_its_packages_only(
         },
         env_file=None,
     )
-    assert settings.sandbox_python == sandbox_python_prefix
+    assert settings.sandbox.python == sandbox_python_prefix
     sandbox = Sandbox.for_settings(settings, checkout)
     result = await sandbox.run(
         "command -v python; python -c 'import sys, pytest; print(sys.prefix)'; "

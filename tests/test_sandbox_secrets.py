@@ -235,7 +235,7 @@ async def test_local_run_in_honks_own_directory_hides_its_env_file_and_data(
     shown = await sandbox.run(f"cat {root}/.env; ls -A {root}/.honk; cat pyproject.toml")
     assert deployment.webhook_secret not in shown.output and "honk.db" not in shown.output
     assert 'name = "honk"' in shown.output  # the repository itself is the work
-    tools = ToolBox.for_settings(settings, sandbox)
+    tools = ToolBox.for_settings(settings.agent, sandbox)
     for path in (f"{root}/.env", ".honk/honk.db", f"{root}/keys/app.pem"):
         outcome = await tools.run(EDITOR_TOOL_NAME, {"command": "view", "path": path})
         assert outcome.is_error and "hidden" in outcome.content, (path, outcome.content)
@@ -321,7 +321,7 @@ async def test_a_secret_stays_hidden_even_when_named_as_a_read_only_path(
 ) -> None:
     settings = deployment.settings(base_settings)
     settings = settings.with_overrides(
-        sandbox_ro_paths=(*settings.sandbox_ro_paths, str(deployment.data_dir))
+        sandbox_ro_paths=(*settings.sandbox.ro_paths, str(deployment.data_dir))
     )
     sandbox = Sandbox.for_settings(settings, checkout, install=deployment.install)
     result = await sandbox.run(f"ls -A {deployment.data_dir}; cat {deployment.data_dir}/honk.db")
@@ -338,7 +338,9 @@ async def test_honk_in_a_venv_leaves_its_dependencies_out(tmp_path: Path, checko
     site = next(venv.glob("lib/python*/site-packages"))
     (site / "honk_dependency.py").write_text("SECRET_SAUCE = 1\n")
     install = HonkInstall(package=tmp_path / "elsewhere" / "app", site_packages=(site,))
-    settings = Settings(sandbox_ro_paths=(str(venv),), checkout_dir=tmp_path / "co")
+    settings = Settings().with_overrides(
+        sandbox_ro_paths=(str(venv),), checkout_dir=tmp_path / "co"
+    )
     sandbox = Sandbox.for_settings(settings, checkout, install=install)
     result = await sandbox.run(
         f"{venv}/bin/python -c 'import sys; print(sys.prefix)'; "

@@ -18,7 +18,7 @@ from app.services import open_services
 
 
 def _sqlite_files(settings: Settings) -> list[str]:
-    database = Path(settings.data_dir) / "honk.db"
+    database = Path(settings.store.data_dir) / "honk.db"
     return sorted(p.name for p in database.parent.glob(f"{database.name}*"))
 
 

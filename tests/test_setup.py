@@ -154,14 +154,14 @@ async def test_callback_writes_env_and_asks_for_a_restart(
 
     assert mode_of(env_file) == 0o600
     settings = Settings.from_env(environ={}, env_file=env_file)
-    assert settings.app_id == app["id"]
-    assert settings.private_key is not None
-    assert settings.private_key.strip() == app["pem"].strip()
-    assert settings.webhook_secret == app["webhook_secret"]
+    assert settings.github.app_id == app["id"]
+    assert settings.github.private_key is not None
+    assert settings.github.private_key.strip() == app["pem"].strip()
+    assert settings.github.webhook_secret == app["webhook_secret"]
     # Signing in to the run pages: the App's OAuth client, and a session key made once.
-    assert settings.github_client_id == app["client_id"]
-    assert settings.github_client_secret == app["client_secret"]
-    assert settings.session_key and settings.sign_in_configured
+    assert settings.github.client_id == app["client_id"]
+    assert settings.github.client_secret == app["client_secret"]
+    assert settings.web.session_key and settings.github.sign_in_configured
     text = text_of(env_file)
     assert "# Honk settings\nSLACK_CHANNEL=#honk\n" in text and "HONK_WORKERS=3" in text
     # The old values are gone (whole values: a fresh PEM may well contain "old" somewhere).

@@ -401,7 +401,7 @@ async def test_a_stored_request_survives_a_crash_and_is_done_after_restart(
         "user_id": "U0ALICE", "command": "/honk", "text": f"{REPO} add() returns the wrong sum",
         "response_url": fake_slack.response_url(), "trigger_id": "99.1.crash",
     }  # fmt: skip
-    store = await Store.open(world.database_url)
+    store = await Store.open(world.store.database_url)
     try:  # what the dead process left behind: the request in the inbox, not yet done
         stored = {"kind": "command", "form": form}
         assert await store.inbox.record("slack:command:99.1.crash", SLACK_EVENT, stored)

@@ -26,7 +26,7 @@ def settings(base_settings: Settings, fake_slack: FakeSlack) -> Settings:
 
 @pytest.fixture
 async def notifier(settings: Settings) -> AsyncIterator[SlackNotifier]:
-    notifier = SlackNotifier(settings)
+    notifier = SlackNotifier(settings.slack)
     yield notifier
     await notifier.close()
 
@@ -116,7 +116,7 @@ async def test_disabled_without_settings_logs_once_and_calls_nothing(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     settings = base_settings.with_overrides(slack_api_url=fake_slack.url)
-    notifier = SlackNotifier(settings)
+    notifier = SlackNotifier(settings.slack)
     assert notifier.enabled is False
     assert await notifier.start_thread(channel="C0HONK0001", text="x", blocks=[]) is None
     assert await notifier.reply(SlackThread(CHANNEL_ID, "1.1"), text="x") is None
@@ -151,7 +151,7 @@ async def test_unreachable_slack_never_raises(
         slack_channel="#honk",
         slack_api_url=f"http://127.0.0.1:{port}/api/",
     )
-    notifier = SlackNotifier(settings)
+    notifier = SlackNotifier(settings.slack)
     try:
         assert await notifier.reply(SlackThread(CHANNEL_ID, "1.1"), text="x") is None
     finally:
@@ -185,7 +185,7 @@ async def test_token_never_appears_in_logs(
 ) -> None:
     caplog.set_level(logging.DEBUG)  # slack_sdk logs requests and responses at DEBUG
     caplog.set_level(logging.DEBUG, logger="slack_sdk")  # even after configure_logging quietened it
-    notifier = SlackNotifier(settings)
+    notifier = SlackNotifier(settings.slack)
     try:
         thread = await notifier.start_thread(channel=None, text="x", blocks=[])
         assert thread is not None
@@ -193,7 +193,9 @@ async def test_token_never_appears_in_logs(
         fake_slack.down = True
         await notifier.reply(thread, text="z")
         fake_slack.down = False
-        wrong = SlackNotifier(settings.with_overrides(slack_bot_token="xoxb-wrong-0000-secret"))
+        wrong = SlackNotifier(
+            settings.with_overrides(slack_bot_token="xoxb-wrong-0000-secret").slack
+        )
         assert await wrong.post(channel=None, text="x") is None
         await wrong.close()
     finally:
@@ -209,7 +211,7 @@ async def test_a_client_passed_in_is_used_and_left_open(
     base_settings: Settings, fake_slack: FakeSlack
 ) -> None:
     client = AsyncWebClient(token=FAKE_TOKEN, base_url=fake_slack.url)
-    notifier = SlackNotifier(base_settings, client=client)
+    notifier = SlackNotifier(base_settings.slack, client=client)
     assert notifier.enabled is True
     thread = await notifier.start_thread(channel="#honk", text="x", blocks=[])
     assert thread is not None and thread[0] == CHANNEL_ID

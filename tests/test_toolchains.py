@@ -426,11 +426,16 @@ def test_the_settings_add_roots_and_pin_defaults() -> None:
         },
         env_file=None,
     )
-    assert settings.toolchain_paths == (("go", "/opt/go1.22"), ("java", "/opt/jdk-21"))
-    assert settings.toolchain_defaults == (("node", "20"), ("rust", "1.95"))
-    assert settings.toolchain_env == (("RUSTUP_HOME", "/srv/rustup"),)
+    assert settings.sandbox.toolchain_paths == (("go", "/opt/go1.22"), ("java", "/opt/jdk-21"))
+    assert settings.sandbox.toolchain_defaults == (("node", "20"), ("rust", "1.95"))
+    assert settings.sandbox.toolchain_env == (("RUSTUP_HOME", "/srv/rustup"),)
     unset = Settings.from_env({}, env_file=None)
-    assert unset.toolchain_paths == unset.toolchain_defaults == unset.toolchain_env == ()
+    assert (
+        unset.sandbox.toolchain_paths
+        == unset.sandbox.toolchain_defaults
+        == unset.sandbox.toolchain_env
+        == ()
+    )
 
 
 @pytest.mark.parametrize(
@@ -474,19 +479,22 @@ async def test_doctor_lists_what_was_found_and_warns_of_a_root_holding_nothing(
     tmp_path: Path,
 ) -> None:
     await asyncio.to_thread(program, tmp_path / "opt" / "go" / "bin" / "go", "go version go1.20.3")
-    settings = Settings(
+    settings = Settings().with_overrides(
         toolchain_paths=(("go", str(tmp_path / "opt" / "go")),),
         toolchain_defaults=(("go", "1.20"),),
     )
-    check = await check_toolchains(settings)
+    check = await check_toolchains(settings.sandbox)
     assert check.status == PASS, check.detail
     assert f"go 1.20.3 (setting, {tmp_path}/opt/go)" in check.detail
     assert check.detail.split(" found: ")[0].isdigit()
-    wrong = Settings(
-        toolchain_paths=(("java", str(tmp_path / "opt" / "none")), *settings.toolchain_paths),
+    wrong = Settings().with_overrides(
+        toolchain_paths=(
+            ("java", str(tmp_path / "opt" / "none")),
+            *settings.sandbox.toolchain_paths,
+        ),
         toolchain_defaults=(("go", "0.1"),),
     )
-    check = await check_toolchains(wrong)
+    check = await check_toolchains(wrong.sandbox)
     assert check.status == WARN
     assert check.detail.startswith(
         f"HONK_TOOLCHAIN_PATHS: java={tmp_path}/opt/none holds no java toolchain "

@@ -44,7 +44,7 @@ mod tests {
 
 
 async def rust_or_skip(settings: Settings) -> None:
-    found = await find_installed(settings)
+    found = await find_installed(settings.sandbox)
     if not any(t.language == "rust" and t.source == "rustup" for t in found):
         pytest.skip("no rustup toolchain on this machine")
 
@@ -61,8 +61,8 @@ def crate(root: Path, *, fixed: bool = True, toolchain: str | None = None) -> Pa
 async def sandbox_as_the_pipeline_builds_it(settings: Settings, root: Path) -> Sandbox:
     sandbox = Sandbox.for_settings(settings, root)
     declared = await asyncio.to_thread(read_declared, root)
-    found = await find_installed(settings)
-    choice = choose(found, declared, dict(settings.toolchain_defaults))
+    found = await find_installed(settings.sandbox)
+    choice = choose(found, declared, dict(settings.sandbox.toolchain_defaults))
     sandbox.toolchains = choice.toolchains
     return sandbox
 
@@ -99,7 +99,7 @@ async def test_rust_toolchain_toml_with_nightly_picks_the_nightly_toolchain(
     base_settings: Settings, tmp_path: Path
 ) -> None:
     await rust_or_skip(base_settings)
-    found = await find_installed(base_settings)
+    found = await find_installed(base_settings.sandbox)
     if not any(t.language == "rust" and "nightly" in t.names for t in found):
         pytest.skip("no nightly toolchain on this machine")
     root = crate(tmp_path / "calc", toolchain="nightly")
@@ -174,7 +174,7 @@ async def test_honk_run_gives_the_agent_the_toolchain_the_checkout_declares(
     base_settings: Settings, fake_anthropic: Any, tmp_path: Path
 ) -> None:
     await rust_or_skip(base_settings)
-    found = await find_installed(base_settings)
+    found = await find_installed(base_settings.sandbox)
     if not any(t.language == "rust" and "nightly" in t.names for t in found):
         pytest.skip("no nightly toolchain on this machine")
     root = crate(tmp_path / "calc", fixed=False, toolchain="nightly")

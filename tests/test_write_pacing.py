@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -43,7 +44,7 @@ async def app(
     fake_github.add_issue(OTHER_REPO, 1, title="Elsewhere", user="alice")
     settings = base_settings.with_overrides(github_api_url=fake_github.url)
     async with aiohttp.ClientSession() as session:
-        yield GitHubApp(settings, session, clock=clock, sleep=clock.sleep)
+        yield GitHubApp(settings.github, session, clock=clock, sleep=clock.sleep)
 
 
 async def settled(clock: VirtualClock, tasks: list[asyncio.Task[Any]]) -> None:
@@ -128,9 +129,9 @@ async def test_the_hour_is_paced_too(
     app: GitHubApp, fake_github: FakeGitHub, clock: VirtualClock
 ) -> None:
     assert app.pacer.limits.per_hour == 450  # by default; a smaller hour is quicker to fill
-    settings = app.settings.with_overrides(github_writes_per_hour=40)
+    github = replace(app.settings, writes_per_hour=40)
     async with aiohttp.ClientSession() as session:
-        hourly = GitHubApp(settings, session, clock=clock, sleep=clock.sleep)
+        hourly = GitHubApp(github, session, clock=clock, sleep=clock.sleep)
         run = await hourly.installation_client(1)
         tasks = [asyncio.create_task(run.comment(REPO, 1, f"run {n}")) for n in range(45)]
         for _ in range(10):  # ten minutes, each of which would allow 52
@@ -299,11 +300,11 @@ def test_the_limits_come_from_the_settings_shared_between_processes() -> None:
         },
         env_file=None,
     )
-    limits = PacingLimits.from_settings(settings)
+    limits = PacingLimits.from_settings(settings.github)
     assert (limits.per_minute, limits.per_hour) == (20, 150)
     assert (limits.reserved, limits.primary_reserve) == (0.2, 0.05)
     assert [limits.ceiling(p, limits.per_minute) for p in Priority] == [20, 18, 16]
-    defaults = PacingLimits.from_settings(Settings.from_env({}, env_file=None))
+    defaults = PacingLimits.from_settings(Settings.from_env({}, env_file=None).github)
     assert (defaults.per_minute, defaults.per_hour) == (60, 450)
     assert [defaults.ceiling(p, 60) for p in Priority] == [60, 52, 45]
 

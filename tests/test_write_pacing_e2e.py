@@ -112,8 +112,8 @@ async def test_twenty_issues_labelled_at_once_stay_under_githubs_limits(
     # tracking-comment edits were coalesced): the pacer spread them out.
     assert len(sent) > 60 and clock() - started >= 60
     print(f"twenty runs: {len(sent)} content-creating requests over {clock() - started:.0f} s")
-    assert fake_github.busiest_window(INSTALLATION, 60) <= settings.github_writes_per_minute
-    assert fake_github.busiest_window(INSTALLATION, 3600) <= settings.github_writes_per_hour
+    assert fake_github.busiest_window(INSTALLATION, 60) <= settings.github.writes_per_minute
+    assert fake_github.busiest_window(INSTALLATION, 3600) <= settings.github.writes_per_hour
     assert fake_github.rate_limited == []  # GitHub never had to say no
 
 

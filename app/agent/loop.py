@@ -15,7 +15,7 @@ from anthropic.types import CacheControlEphemeralParam, Message
 
 from app.agent.prompts import NO_CHANGE_MARKER, AgentTask
 from app.agent.tools import CommandRecord, ToolBox
-from app.config import Settings
+from app.config import AgentSettings
 from app.log import redact
 from app.models import Usage
 
@@ -43,19 +43,21 @@ LIMIT_OUTCOMES = frozenset({"max_turns", "timeout", "max_tokens"})
 
 @dataclass
 class AgentLimits:
-    max_turns: int = 40
-    max_seconds: float = 1800
-    max_tokens: int = 3_000_000
-    output_limit: int = 30000
+    """A run's limits; the defaults are the settings' (app/config/run.py, AgentSettings)."""
+
+    max_turns: int = AgentSettings.max_turns
+    max_seconds: float = AgentSettings.max_minutes * 60
+    max_tokens: int = AgentSettings.max_tokens
+    output_limit: int = AgentSettings.output_limit
     max_output_tokens: int = 16000
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AgentLimits:
+    def from_settings(cls, agent: AgentSettings) -> AgentLimits:
         return cls(
-            max_turns=settings.max_turns,
-            max_seconds=settings.max_minutes * 60,
-            max_tokens=settings.max_tokens,
-            output_limit=settings.output_limit,
+            max_turns=agent.max_turns,
+            max_seconds=agent.max_minutes * 60,
+            max_tokens=agent.max_tokens,
+            output_limit=agent.output_limit,
         )
 
 
@@ -103,13 +105,13 @@ class AgentEvent:
 EventHandler = Callable[[AgentEvent], Awaitable[None]]
 
 
-def make_client(settings: Settings) -> anthropic.AsyncAnthropic:
+def make_client(agent: AgentSettings) -> anthropic.AsyncAnthropic:
     """The Anthropic client; the SDK retries 408/409/429/5xx/529 with backoff and retry-after."""
-    if not settings.anthropic_api_key:
+    if not agent.anthropic_api_key:
         raise ValueError("ANTHROPIC_API_KEY is not set")
     return anthropic.AsyncAnthropic(
-        api_key=settings.anthropic_api_key,
-        base_url=settings.anthropic_base_url,
+        api_key=agent.anthropic_api_key,
+        base_url=agent.anthropic_base_url,
         max_retries=MAX_RETRIES,
         timeout=CLIENT_TIMEOUT,
     )

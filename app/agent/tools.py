@@ -19,7 +19,7 @@ from app.agent.editor import (
     one_line,
     str_replace,
 )
-from app.config import Settings
+from app.config import AgentSettings
 from app.workspace.sandbox import (
     PathOutsideWorkspace,
     Sandbox,
@@ -104,12 +104,12 @@ class ToolBox:
         self.edited: list[str] = []
 
     @classmethod
-    def for_settings(cls, settings: Settings, sandbox: Sandbox) -> ToolBox:
+    def for_settings(cls, agent: AgentSettings, sandbox: Sandbox) -> ToolBox:
         return cls(
             sandbox,
-            output_limit=settings.output_limit,
-            command_timeout=settings.command_timeout,
-            max_file_bytes=settings.editor_max_file_mb * 1024 * 1024,
+            output_limit=agent.output_limit,
+            command_timeout=agent.command_timeout,
+            max_file_bytes=agent.editor_max_file_mb * 1024 * 1024,
         )
 
     @property

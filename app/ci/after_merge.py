@@ -33,7 +33,7 @@ async def follow_merge_ci(
     run = await store.runs.get(merge.run)
     if run is None:
         return "unknown"
-    verdict = await gather_verdict(gh, repo, sha, settings.app_id)
+    verdict = await gather_verdict(gh, repo, sha, settings.github.app_id)
     if verdict is None:
         return "pending"
     if not await records.claim_verdict(
@@ -48,7 +48,7 @@ async def follow_merge_ci(
             base=base,
             sha=sha,
             failed_checks=[(c.name, c.url) for c in verdict.failed],
-            run_url=settings.run_url(run.id),
+            run_url=settings.web.run_url(run.id),
         )
         await slack.reply(run.slack_thread, text=text, blocks=blocks)
     return "sent"

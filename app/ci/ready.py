@@ -66,7 +66,7 @@ async def ready_to_go_live(
             review=published.review if published is not None else None,
             links=tuple(links),
             cost=await _cost(store, settings, run, published),
-            run_url=settings.run_url(run.id),
+            run_url=settings.web.run_url(run.id),
             extra=tuple(
                 part
                 for part in (
@@ -84,7 +84,7 @@ async def _cost(
 ) -> str:
     """This run's cost, and the PR's in all when other runs worked on it too."""
     assert run.pr_number is not None
-    mine = published.cost if published is not None else run.usage.cost_usd(settings.model)
+    mine = published.cost if published is not None else run.usage.cost_usd(settings.agent.model)
     others = [
         r
         for r in await store.runs.find(repo=run.repo, pr_number=run.pr_number, limit=50)
@@ -96,5 +96,5 @@ async def _cost(
     for other in others:
         theirs = await records.published(store, other.repo, other.head_sha or "")
         same = theirs is not None and theirs.run == other.id
-        total += theirs.cost if same and theirs else other.usage.cost_usd(settings.model)
+        total += theirs.cost if same and theirs else other.usage.cost_usd(settings.agent.model)
     return f"${total:.2f} for {len(others) + 1} runs (this one ${mine:.2f})"

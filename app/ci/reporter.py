@@ -78,7 +78,7 @@ class CiReporter:
             )
         if run.pr_number is None:
             return "unknown"
-        verdict = await gather_verdict(gh, repo, sha, self.settings.app_id)
+        verdict = await gather_verdict(gh, repo, sha, self.settings.github.app_id)
         if verdict is None:
             return "pending"
         if await records.verdict_reported(self.store, repo, sha, verdict.conclusion):
@@ -130,8 +130,8 @@ class CiReporter:
         try:
             config = await load_repo_config(gh, repo, None, self.config_cache)
         except RepoConfigError:
-            return self.settings.ci_repair_rounds
-        return run_limits(self.settings, config).ci_repair_rounds
+            return self.settings.agent.ci_repair_rounds
+        return run_limits(self.settings.agent, config).ci_repair_rounds
 
     async def _act(
         self,
@@ -213,7 +213,7 @@ class CiReporter:
             failed_checks=[(c.name, c.url) for c in verdict.failed],
             links=links,
             repair_note=note,
-            run_url=self.settings.run_url(run.id),
+            run_url=self.settings.web.run_url(run.id),
         )
         await self.slack.reply(run.slack_thread, text=text, blocks=message)
 

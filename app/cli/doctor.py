@@ -23,7 +23,16 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.engine import make_url
 
-from app.config import ConfigError, Settings
+from app.config import (
+    AgentSettings,
+    ConfigError,
+    GitHubSettings,
+    SandboxSettings,
+    Settings,
+    SlackSettings,
+    StoreSettings,
+    WebSettings,
+)
 from app.github.auth import GitHubApp
 from app.github.client import GitHubClient
 from app.log import configure_logging, redact
@@ -81,24 +90,24 @@ async def run_doctor(settings: Settings, out: TextIO) -> int:
         failed = failed or check.status == FAIL
         _print(out, check)
 
-    github_api = _where(settings.github_api_url, "GITHUB_API_URL")
-    slack_api = _where(settings.slack_api_url, "SLACK_API_URL")
+    github_api = _where(settings.github.api_url, "GITHUB_API_URL")
+    slack_api = _where(settings.slack.api_url, "SLACK_API_URL")
     app_info: dict[str, Any] = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        report(check_private_key(settings))
-        github_ok = settings.github_configured
+        report(check_private_key(settings.github))
+        github_ok = settings.github.configured
         github = _github_checks(settings, session, github_ok, app_info)
         for check in await _guarded("GitHub App", github, github_api):
             report(check)
-        report(check_webhook_secret(settings))
-        report(check_honk_url(settings))
+        report(check_webhook_secret(settings.github))
+        report(check_honk_url(settings.web))
         report(check_sign_in(settings, app_info.get("client_id")))
-        report(await _one("Anthropic", check_anthropic(settings)))
-        for check in await _guarded("Slack", check_slack(settings, session), slack_api):
+        report(await _one("Anthropic", check_anthropic(settings.agent)))
+        for check in await _guarded("Slack", check_slack(settings.slack, session), slack_api):
             report(check)
-        report(await _one("sandbox", check_sandbox(settings)))
-        report(await _one("toolchains", check_toolchains(settings)))
-        report(await _one("store", check_store(settings)))
+        report(await _one("sandbox", check_sandbox(settings.sandbox)))
+        report(await _one("toolchains", check_toolchains(settings.sandbox)))
+        report(await _one("store", check_store(settings.store)))
     return 1 if failed else 0
 
 
@@ -171,8 +180,8 @@ def _where(url: str, setting: str) -> str:
 # --- GitHub ----------------------------------------------------------------------------
 
 
-def check_private_key(settings: Settings) -> Check:
-    if settings.app_id is None or not settings.private_key:
+def check_private_key(github: GitHubSettings) -> Check:
+    if github.app_id is None or not github.private_key:
         return Check(
             "private key",
             FAIL,
@@ -180,7 +189,7 @@ def check_private_key(settings: Settings) -> Check:
             "register the GitHub App",
         )
     try:
-        key = load_pem_private_key(settings.private_key.encode(), password=None)
+        key = load_pem_private_key(github.private_key.encode(), password=None)
     except (ValueError, TypeError):
         return Check("private key", FAIL, "PRIVATE_KEY is not a PEM private key that parses")
     if isinstance(key, rsa.RSAPrivateKey):
@@ -189,7 +198,7 @@ def check_private_key(settings: Settings) -> Check:
         return Check("private key", FAIL, "an EC key: GitHub Apps sign their JWT with RSA")
     else:
         kind = type(key).__name__
-    return Check("private key", PASS, f"parses ({kind}) for App {settings.app_id}")
+    return Check("private key", PASS, f"parses ({kind}) for App {github.app_id}")
 
 
 async def _github_checks(
@@ -202,7 +211,7 @@ async def _github_checks(
     if not configured:
         skipped = "needs APP_ID and PRIVATE_KEY"
         return [Check("GitHub App", SKIP, skipped), Check("installations", SKIP, skipped)]
-    github = GitHubApp(settings, session)
+    github = GitHubApp(settings.github, session)
     app_client = _client(settings, session, lambda: _bearer(github))
     try:
         info = await app_client.getitem("/app")
@@ -214,7 +223,7 @@ async def _github_checks(
                 "GitHub App",
                 FAIL,
                 f"GET /app refused the JWT ({why}): APP_ID and the key "
-                f"must belong to the same App on {settings.github_api_url}",
+                f"must belong to the same App on {settings.github.api_url}",
             ),
             Check("installations", SKIP, "needs an accepted JWT"),
         ]
@@ -271,7 +280,7 @@ def _client(
 ) -> GitHubClient:
     # One retry with a short wait: the doctor reports, it does not ride out an outage.
     return GitHubClient(
-        session, base_url=settings.github_api_url, authorization=auth, max_retries=1, max_wait=5.0
+        session, base_url=settings.github.api_url, authorization=auth, max_retries=1, max_wait=5.0
     )
 
 
@@ -287,8 +296,8 @@ def _github_reason(exc: gidgethub.HTTPException) -> str:
     return f"HTTP {int(exc.status_code)}: {str(exc) or exc.status_code.phrase}"
 
 
-def check_webhook_secret(settings: Settings) -> Check:
-    secret = settings.webhook_secret
+def check_webhook_secret(github: GitHubSettings) -> Check:
+    secret = github.webhook_secret
     if not secret:
         return Check("webhook secret", FAIL, "WEBHOOK_SECRET is not set: every webhook is refused")
     weak = None
@@ -304,12 +313,12 @@ def check_webhook_secret(settings: Settings) -> Check:
             f"to {MIN_SECRET_LENGTH} or more random characters ({NEW_SECRET}), and the same "
             "in the GitHub App's webhook settings",
         )
-    return Check("webhook secret", PASS, f"set; webhooks verified at {settings.webhook_path}")
+    return Check("webhook secret", PASS, f"set; webhooks verified at {github.webhook_path}")
 
 
-def check_honk_url(settings: Settings) -> Check:
+def check_honk_url(web: WebSettings) -> Check:
     """HONK_URL: where people reach Honk; every link to a run page is built from it."""
-    url = settings.honk_url
+    url = web.url
     if not url:
         return Check(
             "HONK_URL",
@@ -343,7 +352,7 @@ def check_sign_in(settings: Settings, app_client_id: object = None) -> Check:
 
     `app_client_id`: the client id GitHub gave for the App (GET /app), when it answered.
     """
-    client_id, secret = settings.github_client_id, settings.github_client_secret
+    client_id, secret = settings.github.client_id, settings.github.client_secret
     setup = "Honk's set-up writes them into .env, or copy them from the GitHub App's settings"
     if not client_id and not secret:
         return Check(
@@ -370,7 +379,7 @@ def check_sign_in(settings: Settings, app_client_id: object = None) -> Check:
             f"GITHUB_CLIENT_ID {client_id} is not this App's client ({app_client_id}): "
             "signing in would fail",
         )
-    if not settings.session_key:
+    if not settings.web.session_key:
         return Check(
             "sign-in",
             WARN,
@@ -384,24 +393,24 @@ def check_sign_in(settings: Settings, app_client_id: object = None) -> Check:
 # --- Anthropic, Slack, sandbox, store --------------------------------------------------
 
 
-async def check_anthropic(settings: Settings) -> Check:
+async def check_anthropic(agent: AgentSettings) -> Check:
     """A token count: authenticated and free, and it also proves the model name exists."""
-    if not settings.anthropic_api_key:
+    if not agent.anthropic_api_key:
         return Check("Anthropic", FAIL, "ANTHROPIC_API_KEY is not set")
     client = anthropic.AsyncAnthropic(
-        api_key=settings.anthropic_api_key,
-        base_url=settings.anthropic_base_url,
+        api_key=agent.anthropic_api_key,
+        base_url=agent.anthropic_base_url,
         max_retries=1,
         timeout=anthropic.Timeout(30.0, connect=10.0),
     )
     try:
         counted = await client.messages.count_tokens(
-            model=settings.model, messages=[{"role": "user", "content": "honk doctor"}]
+            model=agent.model, messages=[{"role": "user", "content": "honk doctor"}]
         )
     except anthropic.APIStatusError as exc:
         return Check("Anthropic", FAIL, f"HTTP {exc.status_code}: {_anthropic_reason(exc)}")
     except anthropic.APIConnectionError as exc:
-        where = _where(settings.anthropic_base_url or ANTHROPIC_API_URL, "ANTHROPIC_BASE_URL")
+        where = _where(agent.anthropic_base_url or ANTHROPIC_API_URL, "ANTHROPIC_BASE_URL")
         why = unreachable(exc) or type(exc).__name__
         return Check("Anthropic", FAIL, f"cannot reach {where}: {why}")
     finally:
@@ -409,7 +418,7 @@ async def check_anthropic(settings: Settings) -> Check:
     return Check(
         "Anthropic",
         PASS,
-        f"key accepted; model {settings.model} counted {counted.input_tokens} tokens",
+        f"key accepted; model {agent.model} counted {counted.input_tokens} tokens",
     )
 
 
@@ -421,20 +430,20 @@ def _anthropic_reason(exc: anthropic.APIStatusError) -> str:
     return f"{kind}: {message}" if kind and message else str(exc.message)
 
 
-async def check_slack(settings: Settings, session: aiohttp.ClientSession) -> list[Check]:
+async def check_slack(slack: SlackSettings, session: aiohttp.ClientSession) -> list[Check]:
     """auth.test, then a real chat.postMessage: only posting proves the bot can post there
     (the chat:write scope, channel membership, an archived or misspelt channel)."""
-    if not settings.slack_bot_token:
+    if not slack.bot_token:
         return [Check("Slack", SKIP, "SLACK_BOT_TOKEN is not set: notifications are off")]
     client = AsyncWebClient(
-        token=settings.slack_bot_token, base_url=settings.slack_api_url, session=session, timeout=20
+        token=slack.bot_token, base_url=slack.api_url, session=session, timeout=20
     )
     try:
         auth = await client.auth_test()
     except SlackApiError as exc:
         return [Check("Slack", FAIL, f"auth.test failed: {_slack_reason(exc)}")]
     checks = [Check("Slack", PASS, f"auth.test passed: @{auth.get('user')} in {auth.get('team')}")]
-    channel = settings.slack_channel
+    channel = slack.channel
     if not channel:
         checks.append(Check("Slack channel", FAIL, "SLACK_CHANNEL is not set"))
         return checks
@@ -455,17 +464,17 @@ def _slack_reason(exc: SlackApiError) -> str:
     return str(code or f"HTTP {getattr(exc.response, 'status_code', '?')}")
 
 
-async def check_sandbox(settings: Settings) -> Check:
-    if settings.sandbox == "off":
+async def check_sandbox(sandbox: SandboxSettings) -> Check:
+    if sandbox.mode == "off":
         return Check("sandbox", SKIP, "HONK_SANDBOX=off: agent commands run unsandboxed (unsafe)")
-    problem = await Sandbox.check(settings.sandbox)
+    problem = await Sandbox.check(sandbox.mode)
     if problem:
         return Check("sandbox", FAIL, problem)
     if shutil.which("socat") is None:
         return Check("sandbox", FAIL, "socat is missing: sandboxes reach Honk's network proxy "
                      "through it (apt-get install socat)")  # fmt: skip
     cap = await asyncio.to_thread(process_cap)
-    memory = await asyncio.to_thread(memory_cap, SandboxLimits.from_settings(settings))
+    memory = await asyncio.to_thread(memory_cap, SandboxLimits.from_settings(sandbox))
     return Check(
         "sandbox",
         PASS,
@@ -474,17 +483,17 @@ async def check_sandbox(settings: Settings) -> Check:
     )
 
 
-async def check_toolchains(settings: Settings) -> Check:
+async def check_toolchains(sandbox: SandboxSettings) -> Check:
     """The toolchains Honk found on this host (language, version, source, path); a
     HONK_TOOLCHAIN_PATHS root that holds none, or a default that matches none, warns."""
-    found = await find_installed(settings)
+    found = await find_installed(sandbox)
     listed = "; ".join(t.describe() + (", the host's default" if t.default else "") for t in found)
     problems = [
         f"HONK_TOOLCHAIN_PATHS: {language}={path} holds no {language} toolchain"
-        for language, path in settings.toolchain_paths
+        for language, path in sandbox.toolchain_paths
         if not any(t.source == "setting" and f"{t.bin_dir}/".startswith(f"{path}/") for t in found)
     ]
-    problems += choose(found, defaults=dict(settings.toolchain_defaults)).notes
+    problems += choose(found, defaults=dict(sandbox.toolchain_defaults)).notes
     if problems:
         return Check(
             "toolchains", WARN, " ".join(problems) + (f" Found: {listed}" if found else "")
@@ -494,7 +503,7 @@ async def check_toolchains(settings: Settings) -> Check:
     return Check("toolchains", PASS, f"{len(found)} found: {listed}")
 
 
-async def check_store(settings: Settings) -> Check:
+async def check_store(settings: StoreSettings) -> Check:
     url = make_url(settings.database_url)
     redact.add(url.password if isinstance(url.password, str) else None)
     where = url.render_as_string(hide_password=True)

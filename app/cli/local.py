@@ -91,10 +91,10 @@ async def run_local(
         return _refuse(err, f"honk: git cannot use {shown} as a checkout: {exc}")
     if not task_text.strip():
         return _refuse(err, "honk: say what to do, e.g. honk run 'fix the failing date test'")
-    if not settings.anthropic_api_key:
+    if not settings.agent.anthropic_api_key:
         return _refuse(err, "honk: ANTHROPIC_API_KEY is not set (in the environment or .env)")
-    if settings.sandbox != "off":
-        problem = await Sandbox.check(settings.sandbox)
+    if settings.sandbox.mode != "off":
+        problem = await Sandbox.check(settings.sandbox.mode)
         if problem:
             return _refuse(err, NO_SANDBOX.format(why=problem))
     async with _run_home(settings, root, out) as home:
@@ -109,7 +109,7 @@ async def _run_home(settings: Settings, root: Path, out: TextIO) -> AsyncIterato
     this directory restored; after the agent they are saved again for the next `honk run`
     here. Unlike a server's run (where only setup feeds them), the agent's writes are kept:
     it has no setup, and its changes to this checkout are kept anyway."""
-    parent = settings.checkout_dir
+    parent = settings.sandbox.checkout_dir
     await asyncio.to_thread(parent.mkdir, mode=0o700, parents=True, exist_ok=True)
     path = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="home-", dir=parent))
     try:
@@ -136,15 +136,17 @@ async def _run_agent(
     out: TextIO,
 ) -> int:
     printer = _Printer(out, shown, sandbox.visible_root, str(root))
-    if settings.sandbox == "off":
+    if settings.sandbox.mode == "off":
         printer.say("honk: WARNING: sandbox off; commands run unconfined on this machine")
     # The toolchains the checkout's declared versions choose, as a server's run has them.
     declared = await asyncio.to_thread(read_declared, root)
-    choice = choose(await find_installed(settings), declared, dict(settings.toolchain_defaults))
+    choice = choose(
+        await find_installed(settings.sandbox), declared, dict(settings.sandbox.toolchain_defaults)
+    )
     sandbox.toolchains = choice.toolchains
     for note in choice.notes:
         printer.say(f"honk: {note}")
-    tools = ToolBox.for_settings(settings, sandbox)
+    tools = ToolBox.for_settings(settings.agent, sandbox)
     instructions = await asyncio.to_thread(read_repo_instructions, root)
     first_line = task_text.strip().splitlines()[0]
     task = build_task(
@@ -154,7 +156,7 @@ async def _run_agent(
         repo_instructions=instructions,
         visible_root=sandbox.visible_root,
     )
-    printer.say(f"honk: {settings.model} on {shown} (sandbox: {settings.sandbox})")
+    printer.say(f"honk: {settings.agent.model} on {shown} (sandbox: {settings.sandbox.mode})")
     if instructions:
         printer.say(f"honk: following {', '.join(instructions)}")
     commands = _CommandOutputs()
@@ -163,17 +165,17 @@ async def _run_agent(
         commands.note(event)
         _print_event(printer, event)
 
-    async with make_client(settings) as client:
+    async with make_client(settings.agent) as client:
         result = await run_agent(
             client,
-            model=settings.model,
+            model=settings.agent.model,
             task=task,
             tools=tools,
-            limits=AgentLimits.from_settings(settings),
+            limits=AgentLimits.from_settings(settings.agent),
             on_event=on_event,
         )
     changed = await work_tree_state(root) != before
-    _print_result(printer, result, tools, settings.model)
+    _print_result(printer, result, tools, settings.agent.model)
     return _conclude(printer, result, commands, changed)
 
 

@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
-from app.config import Settings
+from app.config import StoreSettings
 from app.models import ReviewVerdict
 from app.store import Store
 
@@ -30,7 +30,7 @@ EXPLAINED = (
 )
 
 
-async def stats_command(settings: Settings, days: int, out: TextIO) -> int:
+async def stats_command(settings: StoreSettings, days: int, out: TextIO) -> int:
     """Print the table for runs created in the last `days` days."""
     since = datetime.now(UTC) - timedelta(days=days)
     store = await Store.open(settings.database_url)

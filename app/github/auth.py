@@ -14,7 +14,7 @@ import aiohttp
 import jwt as pyjwt
 from cachetools import TLRUCache
 
-from app.config import ConfigError, Settings
+from app.config import ConfigError, GitHubSettings
 from app.github.client import Authorization, GitHubClient, Sleep
 from app.github.pacing import InstallationBudget, PacingLimits, Priority, WritePacer
 from app.log import redact
@@ -40,7 +40,7 @@ class GitHubApp:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: GitHubSettings,
         session: aiohttp.ClientSession,
         *,
         clock: Callable[[], float] = time.time,
@@ -61,7 +61,7 @@ class GitHubApp:
         self.pacer = WritePacer(PacingLimits.from_settings(settings), clock=clock, sleep=sleep)
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> GitHubSettings:
         return self._settings
 
     def jwt(self) -> str:
@@ -171,7 +171,7 @@ class GitHubApp:
 
     def noreply_email(self, user_id: int, login: str) -> str:
         """GitHub's private commit e-mail of a user (github.com, or a GHES host's)."""
-        host = urlsplit(self._settings.github_url).hostname or "github.com"
+        host = urlsplit(self._settings.url).hostname or "github.com"
         return f"{user_id}+{login}@users.noreply.{host}"
 
     def forget(self, installation_id: int) -> None:
@@ -190,7 +190,7 @@ class GitHubApp:
     ) -> GitHubClient:
         return GitHubClient(
             self._session,
-            base_url=self._settings.github_api_url,
+            base_url=self._settings.api_url,
             authorization=authorization,
             sleep=self._sleep,
             clock=self._clock,

@@ -25,7 +25,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from app.config import Settings
+from app.config import WebSettings
 from app.github.client import GitHubClient
 from app.github.oauth import GitHubOAuth, OAuthError, UserToken
 from app.log import describe_error
@@ -74,7 +74,7 @@ class GitHubConnections:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: WebSettings,
         store: Store,
         oauth: GitHubOAuth,
         *,

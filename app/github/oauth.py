@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 import aiohttp
 
-from app.config import Settings
+from app.config import GitHubSettings
 from app.github.client import GitHubClient
 from app.log import redact
 
@@ -82,7 +82,7 @@ class GitHubOAuth:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: GitHubSettings,
         session: aiohttp.ClientSession,
         *,
         clock: Callable[[], float] = time.time,
@@ -101,12 +101,12 @@ class GitHubOAuth:
     def authorize_url(self, *, redirect_uri: str, state: str) -> str:
         """Where to send the browser: GitHub asks the person, then redirects back with a code."""
         query = {
-            "client_id": self._settings.github_client_id or "",
+            "client_id": self._settings.client_id or "",
             "redirect_uri": redirect_uri,
             "state": state,
             "allow_signup": "false",
         }
-        return f"{self._settings.github_url}{AUTHORIZE_PATH}?{urlencode(query)}"
+        return f"{self._settings.url}{AUTHORIZE_PATH}?{urlencode(query)}"
 
     async def exchange(self, code: str, *, redirect_uri: str) -> UserToken:
         """Trade the callback's code (single-use, ten minutes) for the person's token."""
@@ -151,7 +151,7 @@ class GitHubOAuth:
 
         return GitHubClient(
             self._session,
-            base_url=self._settings.github_api_url,
+            base_url=self._settings.api_url,
             authorization=authorization,
             max_retries=2,
         )
@@ -166,17 +166,17 @@ class GitHubOAuth:
         False when it did not know it (revoked already, expired, another App's); OAuthError
         for any other answer."""
         settings = self._settings
-        if not settings.github_client_id or not settings.github_client_secret:
+        if not settings.client_id or not settings.client_secret:
             raise OAuthError("not_configured", "GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET")
         access = token.access_token if isinstance(token, UserToken) else token
-        url = f"{settings.github_api_url}/applications/{quote(settings.github_client_id)}/token"
+        url = f"{settings.api_url}/applications/{quote(settings.client_id)}/token"
         async with self._session.delete(
             url,
             json={"access_token": access},
             headers={
                 "Accept": "application/vnd.github+json",
                 "Authorization": aiohttp.encode_basic_auth(
-                    settings.github_client_id, settings.github_client_secret
+                    settings.client_id, settings.client_secret
                 ),
             },
             timeout=aiohttp.ClientTimeout(total=REVOKE_TIMEOUT),
@@ -190,16 +190,16 @@ class GitHubOAuth:
 
     async def _token(self, params: dict[str, str]) -> UserToken:
         settings = self._settings
-        if not settings.github_client_id or not settings.github_client_secret:
+        if not settings.client_id or not settings.client_secret:
             raise OAuthError("not_configured", "GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET")
         form = {
-            "client_id": settings.github_client_id,
-            "client_secret": settings.github_client_secret,
+            "client_id": settings.client_id,
+            "client_secret": settings.client_secret,
             **params,
         }
         now = self._clock()
         async with self._session.post(
-            f"{settings.github_url}{TOKEN_PATH}",
+            f"{settings.url}{TOKEN_PATH}",
             data=form,
             headers={"Accept": "application/json"},
         ) as response:

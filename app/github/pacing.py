@@ -44,7 +44,7 @@ import gidgethub
 from gidgethub import sansio
 
 from app import metrics
-from app.config import Settings
+from app.config import GitHubSettings
 
 log = logging.getLogger(__name__)
 
@@ -84,21 +84,24 @@ def writes_at(priority: Priority) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class PacingLimits:
-    """One process's share of an installation's budget."""
+    """One process's share of an installation's budget; the defaults are the settings'
+    (app/config/service.py, GitHubSettings) for one process."""
 
-    per_minute: float = 60.0
-    per_hour: float = 450.0
-    reserved: float = 0.25  # of each window, kept from bulk work (half of it from runs)
-    primary_reserve: float = 0.10  # of the primary limit, never spent by bulk work
+    per_minute: float = GitHubSettings.writes_per_minute
+    per_hour: float = GitHubSettings.writes_per_hour
+    # Of each window, kept from bulk work (half of it from runs).
+    reserved: float = GitHubSettings.writes_reserved
+    # Of the primary limit, never spent by bulk work.
+    primary_reserve: float = GitHubSettings.primary_reserve
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PacingLimits:
-        processes = max(settings.processes, 1)
+    def from_settings(cls, github: GitHubSettings) -> PacingLimits:
+        processes = max(github.processes, 1)
         return cls(
-            per_minute=settings.github_writes_per_minute / processes,
-            per_hour=settings.github_writes_per_hour / processes,
-            reserved=settings.github_writes_reserved,
-            primary_reserve=settings.github_primary_reserve,
+            per_minute=github.writes_per_minute / processes,
+            per_hour=github.writes_per_hour / processes,
+            reserved=github.writes_reserved,
+            primary_reserve=github.primary_reserve,
         )
 
     def ceiling(self, priority: Priority, limit: float) -> int:

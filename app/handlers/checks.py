@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 @router.register("check_suite", action="completed")
 async def on_check_suite_completed(context: Context) -> None:
     suite = context.payload["check_suite"]
-    if (suite.get("app") or {}).get("id") == context.settings.app_id:
+    if (suite.get("app") or {}).get("id") == context.settings.github.app_id:
         return  # Honk's own suite (the `Honk` check) is no part of CI's verdict
     await settle(context, suite["head_sha"])
 
@@ -24,7 +24,7 @@ async def on_check_suite_completed(context: Context) -> None:
 @router.register("check_run", action="completed")
 async def on_check_run_completed(context: Context) -> None:
     check = context.payload["check_run"]
-    if (check.get("app") or {}).get("id") == context.settings.app_id:
+    if (check.get("app") or {}).get("id") == context.settings.github.app_id:
         return
     await settle(context, check["head_sha"])
 

@@ -149,7 +149,7 @@ async def retry(context: Context, command: Command, where: Where, user: str) -> 
     origin = await _origin(store, where)
     if origin is None:
         template = FOREIGN_PR if where.is_pull else NO_RUN
-        await context.comment(template.format(user=user, label=context.settings.label))
+        await context.comment(template.format(user=user, label=context.settings.github.label))
         return
     if not await _first_time(store, where):
         return  # this comment was carried out already (the delivery came twice)

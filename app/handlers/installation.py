@@ -13,6 +13,7 @@ import gidgethub
 from gidgethub import routing, sansio
 
 from app import installations
+from app.config import GitHubSettings
 from app.github.client import GitHubClient
 from app.github.pacing import Priority, writes_at
 from app.handlers.context import Context
@@ -27,7 +28,7 @@ LABEL_COLOR = "fbca04"
 LABEL_DESCRIPTION = "Ask Honk to turn this issue into a tested pull request"
 # GitHub asks for a pause of at least a second between content-creating requests
 # (secondary rate limits); tests set 0.
-LABEL_WRITE_PAUSE = 1.0
+LABEL_WRITE_PAUSE = GitHubSettings.label_pause
 
 
 @router.register("installation", action="created")
@@ -103,9 +104,14 @@ async def _welcome(
     # installation go first.
     with writes_at(Priority.BULK):
         tally = await ensure_labels(
-            client, store, installation_id, repos, settings.label, pause=settings.label_pause
+            client,
+            store,
+            installation_id,
+            repos,
+            settings.github.label,
+            pause=settings.github.label_pause,
         )
-    log.info("installation %s: label %r %s", installation_id, settings.label, tally)
+    log.info("installation %s: label %r %s", installation_id, settings.github.label, tally)
 
 
 async def _announce(context: Context, count: int | None) -> None:
@@ -114,7 +120,9 @@ async def _announce(context: Context, count: int | None) -> None:
     if await installations.announced(store, installation_id, context.delivery_id):
         return  # this delivery is being dispatched again: Slack already heard
     text, message = blocks.installed(
-        account=installation["account"]["login"], repos_count=count, label=context.settings.label
+        account=installation["account"]["login"],
+        repos_count=count,
+        label=context.settings.github.label,
     )
     await context.slack.post(channel=None, text=text, blocks=message)
     await installations.mark_announced(store, installation_id, context.delivery_id)

@@ -21,7 +21,9 @@ ASK_A_MAINTAINER = "Ask a maintainer to add the `{label}` label."
 @router.register("issues", action="labeled")
 async def on_issue_labeled(context: Context) -> None:
     label = (context.payload.get("label") or {}).get("name", "")
-    if label.lower() != context.settings.label.lower() and not await _repo_label(context, label):
+    if label.lower() != context.settings.github.label.lower() and not await _repo_label(
+        context, label
+    ):
         return
     await request_run(context, label)
 
@@ -75,7 +77,7 @@ async def _request_run(context: Context, label: str) -> None:
     permission = await may_act(gh, repo, sender["login"])
     if not permission.allowed:
         log.info("refusing run for %s on %s: permission %s", sender["login"], repo, permission.role)
-        then = ASK_A_MAINTAINER.format(label=context.settings.label)
+        then = ASK_A_MAINTAINER.format(label=context.settings.github.label)
         await context.comment(permission.refusal("Starting Honk", then=then))
         return
     store = context.store

@@ -104,13 +104,13 @@ class Pipeline:
         self._sandbox_ok = False  # bwrap was seen to work in this process
         # The review's outcome checks: their in-flight base runs shared by this process's runs.
         self.outcome = outcome_checks(settings, store)
-        start_finding(settings)  # the host's toolchains, found once per process
+        start_finding(settings.sandbox)  # the host's toolchains, found once per process
 
     @property
     def anthropic(self) -> anthropic.AsyncAnthropic:
         """Made on first use, so `honk serve` starts (and shows setup) before a key is set."""
         if self._anthropic is None:
-            self._anthropic = make_client(self.settings)
+            self._anthropic = make_client(self.settings.agent)
         return self._anthropic
 
     async def close(self) -> None:
@@ -130,7 +130,9 @@ class Pipeline:
         gh = await self.github.installation_client(
             run.installation_id, repositories=[run.repo_ref.name], permissions=RUN_PERMISSIONS
         )
-        tracker = RunTracker(run, gh, self.store, self.slack, run_url=self.settings.run_url(run.id))
+        tracker = RunTracker(
+            run, gh, self.store, self.slack, run_url=self.settings.web.run_url(run.id)
+        )
         ctx = RunContext(run, gh, tracker, self.store)
         try:
             outcome = await self._phases(ctx)
@@ -142,7 +144,7 @@ class Pipeline:
             outcome = Outcome(RunState.CANCELLED, "cancelled on request")
         except LimitStop as exc:
             reason = str(exc)
-            usage, model = await ctx.stored_usage(), ctx.model or self.settings.model
+            usage, model = await ctx.stored_usage(), ctx.model or self.settings.agent.model
             await ctx.tracker.finished(
                 RunState.FAILED,
                 error=reason,
@@ -181,7 +183,7 @@ class Pipeline:
             assignment = await self._instruct(ctx, work)
             # The agent's proxy (if its list names anything) covers each of its attempts,
             # the one after a failed verification or a veto too; verification stays offline.
-            async with phase_network(ctx, work.sandbox, self.settings.network_cap(), "agent"):
+            async with phase_network(ctx, work.sandbox, self.settings.network.cap(), "agent"):
                 attempt = await self._work(ctx, work, assignment)
                 ended: Outcome | ReviewedChange | None = await self._no_change(ctx, work, attempt)
                 if ended is None:
@@ -210,7 +212,7 @@ class Pipeline:
             ctx.config = await load_repo_config(
                 installation, run.repo, default_branch, self.config_cache
             )
-            ctx.network_plan = network_plan(self.settings, ctx.config)
+            ctx.network_plan = network_plan(self.settings.network, ctx.config)
         except RepoConfigError as exc:
             config_error = exc
         subject = ctx.subject
@@ -220,8 +222,8 @@ class Pipeline:
             # limits: stop, and the tracking comment names the error (a host or preset the
             # operator's HONK_NETWORK_ALLOW does not allow, too).
             raise RunFailure(f"`.github/honk.yml` is not valid: {config_error}")
-        ctx.limits = run_limits(self.settings, ctx.config)
-        ctx.model = ctx.config.model or self.settings.model
+        ctx.limits = run_limits(self.settings.agent, ctx.config)
+        ctx.model = ctx.config.model or self.settings.agent.model
         pull = subject.pull or {}
         branch = (
             run.branch
@@ -257,7 +259,7 @@ class Pipeline:
     async def _sandbox(self, checkout: Checkout, token: str) -> Workspace:
         """No agent without a working sandbox, unless the operator said HONK_SANDBOX=off."""
         if not self._sandbox_ok:
-            reason = await Sandbox.check(self.settings.sandbox)
+            reason = await Sandbox.check(self.settings.sandbox.mode)
             if reason is not None:
                 raise RunFailure(
                     f"the sandbox does not work here ({reason}); Honk runs no agent without "
@@ -271,7 +273,7 @@ class Pipeline:
         sandbox = Sandbox.for_settings(
             self.settings, checkout.path, home=SandboxHome(home) if home else None
         )
-        toolbox = ToolBox.for_settings(self.settings, sandbox)
+        toolbox = ToolBox.for_settings(self.settings.agent, sandbox)
         return Workspace(checkout, sandbox, toolbox, token)
 
     async def _environment(self, ctx: RunContext, work: Workspace) -> None:
@@ -299,9 +301,9 @@ class Pipeline:
         rust-toolchain.toml, go.mod...), for every sandbox of the run: setup, the agent,
         `verify:`, the review's test runs. A version Honk does not have is said before the
         agent starts, on the run page and the tracking comment; the run uses the default."""
-        found = await find_installed(self.settings)
+        found = await find_installed(self.settings.sandbox)
         declared = await asyncio.to_thread(read_declared, work.checkout.path)
-        choice = choose(found, declared, dict(self.settings.toolchain_defaults))
+        choice = choose(found, declared, dict(self.settings.sandbox.toolchain_defaults))
         work.sandbox.toolchains = choice.toolchains
         if choice.chosen:
             used = ", ".join(f"{t.language} {t.version} ({t.source})" for t in choice.chosen)
@@ -334,7 +336,7 @@ class Pipeline:
         failed = None
         async with (
             checkout.on_base_tree() as switched,
-            phase_network(ctx, sandbox, self.settings.network_cap(), "setup"),
+            phase_network(ctx, sandbox, self.settings.network.cap(), "setup"),
         ):
             if switched:
                 await self.store.runs.add_step(ctx.run.id, "setup", "on the base branch's files")
@@ -364,7 +366,7 @@ class Pipeline:
             command=shown,
             tail=redact(tail(result.output)),
             notes=explain_refusals(
-                ctx.network.get("setup"), plan.setup, self.settings.network_cap(), "setup"
+                ctx.network.get("setup"), plan.setup, self.settings.network.cap(), "setup"
             ),
         )
         raise SetupFailed(f"setup command {code(shown)}{where} failed ({how})", details)
@@ -398,7 +400,7 @@ class Pipeline:
 
     async def _instruct(self, ctx: RunContext, work: Workspace) -> Assignment:
         """The agent's task: the issue, writers' comments, the repository's own instructions."""
-        return await instruct(ctx, work, self.store, output_limit=self.settings.output_limit)
+        return await instruct(ctx, work, self.store, output_limit=self.settings.agent.output_limit)
 
     async def _work(self, ctx: RunContext, work: Workspace, assignment: Assignment) -> Attempt:
         """The agent, within the run's limits; then Honk's check of what it did."""

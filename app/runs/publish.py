@@ -245,7 +245,7 @@ async def _finish_draft(
     ready for review with a fresh body."""
     try:
         await ctx.gh.mark_ready_for_review(
-            str(pr["node_id"]), graphql_url=github.settings.github_graphql_url
+            str(pr["node_id"]), graphql_url=github.settings.graphql_url
         )
         patched: dict[str, Any] = await ctx.gh.patch(
             f"/repos/{ctx.run.repo}/pulls/{int(pr['number'])}",

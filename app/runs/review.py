@@ -219,7 +219,7 @@ async def review_change(
 ) -> Review:
     """Check the change `attempt` made (the run asked for `request`: app/runs/results.py
     Assignment), ask the judge, give the agent one more go on an objection; record it."""
-    review = Review(review_policy(settings, ctx.config))
+    review = Review(review_policy(settings.review, ctx.config))
     policy = review.policy
     check_outcome = outcome if policy.outcome else None
     if policy.checks or policy.model_judge or check_outcome is not None:

@@ -81,7 +81,7 @@ class WorkerPool:
     async def _loop(self, worker_id: str) -> None:
         while not self._stopping:
             try:
-                run = await self.store.runs.claim(worker_id, self.settings.lease_seconds)
+                run = await self.store.runs.claim(worker_id, self.settings.store.lease_seconds)
             except Exception:
                 log.exception("worker %s: cannot claim from the store", worker_id)
                 run = None
@@ -89,7 +89,7 @@ class WorkerPool:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
                 # cancellation that stops this loop when the event fires at that moment.
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.settings.poll_interval):
+                    async with asyncio.timeout(self.settings.store.poll_interval):
                         await self._wake.wait()
                 self._wake.clear()
                 continue
@@ -147,12 +147,12 @@ class WorkerPool:
 
     async def _heartbeat(self, run: Run, worker_id: str, task: asyncio.Task[Outcome]) -> None:
         """Renew the lease; stop the pipeline when the run is cancelled or the lease is lost."""
-        interval = max(self.settings.lease_seconds / 3, 0.05)
+        interval = max(self.settings.store.lease_seconds / 3, 0.05)
         while not task.done():
             await asyncio.sleep(interval)
             try:
                 held = await self.store.runs.renew_lease(
-                    run.id, worker_id, self.settings.lease_seconds
+                    run.id, worker_id, self.settings.store.lease_seconds
                 )
                 current = await self.store.runs.get(run.id)
             except Exception:

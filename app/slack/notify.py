@@ -17,7 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from app import metrics
-from app.config import Settings
+from app.config import SlackSettings
 from app.log import describe_error
 from app.models import SlackThread
 
@@ -45,7 +45,7 @@ class SlackNotifier:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: SlackSettings,
         client: AsyncWebClient | None = None,
         *,
         session: aiohttp.ClientSession | None = None,
@@ -54,7 +54,7 @@ class SlackNotifier:
         self._client = client
         self._shared_session = session
         self._session: aiohttp.ClientSession | None = None
-        self.enabled: bool = client is not None or settings.slack_enabled
+        self.enabled: bool = client is not None or settings.enabled
         if not self.enabled:
             log.info(
                 "Slack notifications are off: SLACK_BOT_TOKEN and SLACK_CHANNEL are not both set"
@@ -146,7 +146,7 @@ class SlackNotifier:
     def _channel(self, channel: str | None) -> str | None:
         if not self.enabled:
             return None
-        target = channel or self._settings.slack_channel
+        target = channel or self._settings.channel
         if not target:
             log.warning("Slack message not sent: no channel given and SLACK_CHANNEL is not set")
         return target
@@ -162,8 +162,8 @@ class SlackNotifier:
                     timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS)
                 )
             self._client = AsyncWebClient(
-                token=self._settings.slack_bot_token,
-                base_url=self._settings.slack_api_url,
+                token=self._settings.bot_token,
+                base_url=self._settings.api_url,
                 timeout=TIMEOUT_SECONDS,
                 session=session,
                 retry_handlers=retry_handlers(),

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from app import metrics
-from app.config import Settings
+from app.config import WebSettings
 from app.models import RunState
 from app.store import Store
 
@@ -41,7 +41,7 @@ async def scrape(store: Store) -> web.Response:
     return response
 
 
-def add_metrics_route(app: web.Application, settings: Settings) -> None:
+def add_metrics_route(app: web.Application, settings: WebSettings) -> None:
     """`GET /metrics` on the main app, only for HONK_METRICS_TOKEN as a bearer token."""
     token = settings.metrics_token
     if not token:
@@ -58,7 +58,7 @@ def add_metrics_route(app: web.Application, settings: Settings) -> None:
 
 @contextlib.asynccontextmanager
 async def loopback_metrics(
-    settings: Settings, store: Store, sock: socket.socket | None = None
+    settings: WebSettings, store: Store, sock: socket.socket | None = None
 ) -> AsyncIterator[None]:
     """HONK_METRICS_PORT: /metrics unauthenticated on 127.0.0.1 only, for a local scraper.
 

@@ -48,7 +48,7 @@ def create_app(
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with (
             open_services(settings, workers=workers, github_time=github_time) as services,
-            loopback_metrics(settings, services.store, metrics_socket),
+            loopback_metrics(settings.web, services.store, metrics_socket),
         ):
             app[SERVICES] = services
             app[SLACK] = services.slack_front
@@ -58,11 +58,11 @@ def create_app(
     app.cleanup_ctx.append(services_ctx)
     app.on_startup.append(_freeze_startup_objects)
     pages.add_routes(app, settings, SERVICES)  # /runs, /runs/<id>, /api/runs, /signin
-    app.router.add_post(settings.webhook_path, github_webhook)
+    app.router.add_post(settings.github.webhook_path, github_webhook)
     app.router.add_get("/healthz", healthz)
-    add_metrics_route(app, settings)  # /metrics, with HONK_METRICS_TOKEN
+    add_metrics_route(app, settings.web)  # /metrics, with HONK_METRICS_TOKEN
     add_slack_routes(app)  # /slack/events, /slack/commands, /slack/interactions
-    if settings.github_configured:
+    if settings.github.configured:
         app.router.add_get("/", index)
     setup.add_routes(app, settings)  # also "/" while GitHub is not configured
     return app
@@ -105,7 +105,7 @@ async def github_webhook(request: web.Request) -> web.Response:
 async def _take_webhook(request: web.Request, delivery_id: str) -> tuple[web.Response, str]:
     """The answer, and what became of the delivery: stored, duplicate or refused."""
     services = request.app[SERVICES]
-    secret = services.settings.webhook_secret
+    secret = services.settings.github.webhook_secret
     if request.content_length is not None and request.content_length > MAX_WEBHOOK_BYTES:
         return _error(413, "payload larger than GitHub's 25 MB limit"), "refused"
     signature = request.headers.get("X-Hub-Signature-256", "")
@@ -195,5 +195,5 @@ async def healthz(request: web.Request) -> web.Response:
 async def index(request: web.Request) -> web.Response:
     return web.Response(
         text="Honk is running. GitHub webhooks go to "
-        f"{request.app[SETTINGS].webhook_path}; health at /healthz; the runs at /runs.\n"
+        f"{request.app[SETTINGS].github.webhook_path}; health at /healthz; the runs at /runs.\n"
     )

@@ -127,8 +127,8 @@ class SetupFlow:
         self.lock = asyncio.Lock()
 
     def configured_why(self) -> str | None:
-        if self.settings.github_configured:
-            return f"APP_ID {self.settings.app_id} is set"
+        if self.settings.github.configured:
+            return f"APP_ID {self.settings.github.app_id} is set"
         if self.written_app_id is not None:
             return f"App {self.written_app_id} was registered by this process"
         return None
@@ -140,7 +140,7 @@ SETUP = web.AppKey("setup", SetupFlow)
 def add_routes(app: web.Application, settings: Settings, *, manifest: Path | None = None) -> None:
     """`/setup/...`, and `/` itself while GitHub is not configured."""
     app[SETUP] = SetupFlow(settings, manifest)
-    if not settings.github_configured:
+    if not settings.github.configured:
         app.router.add_get("/", setup_page)
     app.router.add_get("/setup", setup_page)
     app.router.add_post(START_PATH, start)
@@ -158,11 +158,11 @@ async def setup_page(request: web.Request) -> web.Response:
         return _page("Honk set-up", f"<p>{_h(exc)}</p>", status=500)
     body = WELCOME.format(
         env_file=_h(flow.env_file),
-        webhook_url=_h(base + flow.settings.webhook_path),
+        webhook_url=_h(base + flow.settings.github.webhook_path),
         tunnel=_h(TUNNEL.format(port=listening_port(request, flow.settings))),
         start_path=START_PATH,
         name=_h(manifest.get("name") or "Honk"),
-        github_host=_h(flow.settings.github_url.split("://", 1)[-1]),
+        github_host=_h(flow.settings.github.url.split("://", 1)[-1]),
     )
     return _page("Set up Honk", body)
 
@@ -184,14 +184,14 @@ async def start(request: web.Request) -> web.Response:
     except SetupError as exc:
         return _page("Honk set-up", f"<p>{_h(exc)}</p>", status=500)
     manifest = build_manifest(
-        manifest, public_base_url(request), flow.settings.webhook_path, name=name or None
+        manifest, public_base_url(request), flow.settings.github.webhook_path, name=name or None
     )
     state = secrets.token_urlsafe(32)
     flow.states[state] = org
     body = TO_GITHUB.format(
         name=_h(manifest["name"]),
         owner=_h(f"the organization {org}" if org else "your personal account"),
-        action=_h(manifest_form_action(flow.settings.github_url, org, state)),
+        action=_h(manifest_form_action(flow.settings.github.url, org, state)),
         manifest=_h(json.dumps(manifest)),
     )
     return _page("Continue on GitHub", body)
@@ -217,8 +217,8 @@ async def callback(request: web.Request) -> web.Response:
         if why := flow.configured_why():
             return _already(flow, why)
         try:
-            app = await _convert(flow.settings.github_api_url, code)
-            await _save(flow.env_file, app, keep_session_key=bool(flow.settings.session_key))
+            app = await _convert(flow.settings.github.api_url, code)
+            await _save(flow.env_file, app, keep_session_key=bool(flow.settings.web.session_key))
         except SetupError as exc:
             log.error("set-up failed: %s", exc)
             return _page("Honk set-up failed", f"<p>{_h(exc)}</p>", status=502)
@@ -231,17 +231,17 @@ async def callback(request: web.Request) -> web.Response:
     )
     app_url = str(app.get("html_url") or "")
     settings, env_file = flow.settings, _h(flow.env_file)
-    honk_url = settings.honk_url
+    honk_url = settings.web.url
     body = DONE.format(
         app_url=_h(app_url),
         name=_h(app.get("name") or app.get("slug") or "Honk"),
         app_id=int(app["id"]),
         env_file=env_file,
         install_url=_h(app_url.rstrip("/") + "/installations/new"),
-        label=_h(settings.label),
+        label=_h(settings.github.label),
         anthropic_step=(
             ANTHROPIC_SET
-            if settings.anthropic_api_key
+            if settings.agent.anthropic_api_key
             else ANTHROPIC_STEP.format(env_file=env_file)
         ),
         url_step=(
@@ -306,7 +306,7 @@ def listening_port(request: web.Request, settings: Settings) -> int:
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     if isinstance(sockname, tuple) and len(sockname) >= 2 and isinstance(sockname[1], int):
         return sockname[1]
-    return settings.port
+    return settings.web.port
 
 
 def _first(value: str | None) -> str:
@@ -381,7 +381,7 @@ def check_env_file(path: Path) -> None:
         settings = Settings.from_env(environ={}, env_file=path)
     except ConfigError as exc:
         raise SetupError(f"{path} was written but does not load: {exc}") from None
-    if not settings.github_configured or not settings.webhook_secret:
+    if not settings.github.configured or not settings.github.webhook_secret:
         raise SetupError(f"{path} was written but does not hold the App's credentials")
 
 

@@ -88,7 +88,7 @@ class SignIn:
     def __init__(self, settings: Settings, session: aiohttp.ClientSession, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.oauth = GitHubOAuth(settings, session)
+        self.oauth = GitHubOAuth(settings.github, session)
         self._logins: TTLCache[str, str] = TTLCache(maxsize=4096, ttl=LOGIN_TTL)
         # Two requests refreshing at once would spend the single-use refresh token twice.
         self._refreshed: TTLCache[str, UserToken] = TTLCache(maxsize=1024, ttl=LOGIN_TTL)
@@ -97,7 +97,7 @@ class SignIn:
     def callback_url(self, request: web.Request) -> str:
         from app.web.setup import public_base_url
 
-        return (self.settings.honk_url or public_base_url(request)) + CALLBACK_PATH
+        return (self.settings.web.url or public_base_url(request)) + CALLBACK_PATH
 
     async def viewer(self, request: web.Request) -> Viewer | None:
         """The bearer token's owner, else the signed-in person (their token refreshed)."""
@@ -211,14 +211,14 @@ ON_CONNECT: web.AppKey[OnConnect] = web.AppKey("on_connect")
 
 def add_routes(app: web.Application, settings: Settings) -> None:
     """The session middleware and /signin, /signin/callback, /signout."""
-    key = settings.session_key
+    key = settings.web.session_key
     if key is None:
         log.warning(
             "HONK_SESSION_KEY is not set: sessions use a key made for this process only "
             "(people sign in again after a restart, and other processes cannot read them)"
         )
         key = Fernet.generate_key().decode()
-    secure = bool(settings.honk_url and settings.honk_url.startswith("https://"))
+    secure = bool(settings.web.url and settings.web.url.startswith("https://"))
     sessions = session_middleware(
         RevocableCookieStorage(
             key,
@@ -230,7 +230,7 @@ def add_routes(app: web.Application, settings: Settings) -> None:
             samesite="Lax",  # sent on GitHub's redirect back (a top-level GET), not on posts
         )
     )
-    machines = (settings.webhook_path, "/healthz", "/metrics", "/slack/")
+    machines = (settings.github.webhook_path, "/healthz", "/metrics", "/slack/")
 
     @web.middleware
     async def people_only(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -121,7 +121,7 @@ async def slack_interaction(request: web.Request) -> web.StreamResponse:
 
 async def _verified_body(request: web.Request) -> bytes | web.Response:
     """The body, once Slack's signature and its 5-minute timestamp window hold; else a 401."""
-    secret = request.app[SLACK].settings.slack_signing_secret
+    secret = request.app[SLACK].settings.slack.signing_secret
     if not secret:
         log.error("Slack request refused: SLACK_SIGNING_SECRET is not configured")
         return _error(401, "Slack signing secret not configured")

@@ -168,9 +168,9 @@ class PackageCaches:
     @classmethod
     def for_settings(cls, settings: Settings) -> PackageCaches | None:
         """The operator's caches; None when HONK_CACHE_MAX_MB is 0 (caching off)."""
-        if settings.cache_max_mb <= 0:
+        if settings.sandbox.cache_max_mb <= 0:
             return None
-        return cls(settings.package_cache_dir, settings.cache_max_mb * MIB)
+        return cls(settings.package_cache_dir, settings.sandbox.cache_max_mb * MIB)
 
     def _dir(self, scope: CacheScope) -> Path:
         return self.root / scope.owner / scope.name

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from app.config import Settings
+from app.config import SandboxSettings
 
 MIB = 1024 * 1024
 # Without a memory cgroup: at most this many processes, each with its own address-space
@@ -43,13 +43,14 @@ _OUT_OF_MEMORY = re.compile(
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Per command; `check_interval` is how often a running command is looked at."""
+    """Per command; `check_interval` is how often a running command is looked at. The
+    defaults are the settings' (app/config/run.py, SandboxSettings)."""
 
-    processes: int = 512
-    memory_mb: int = 4096
-    file_size_mb: int = 1024
-    tmp_mb: int = 512
-    disk_mb: int = 10240
+    processes: int = SandboxSettings.max_processes
+    memory_mb: int = SandboxSettings.memory_mb
+    file_size_mb: int = SandboxSettings.file_size_mb
+    tmp_mb: int = SandboxSettings.tmp_mb
+    disk_mb: int = SandboxSettings.disk_mb
     check_interval: float = 0.25
     # False: never a pids cgroup (as where none is writable): RLIMIT_NPROC and the watch.
     use_cgroup: bool = True
@@ -60,13 +61,13 @@ class SandboxLimits:
     address_space: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SandboxLimits:
+    def from_settings(cls, sandbox: SandboxSettings) -> SandboxLimits:
         return cls(
-            processes=settings.sandbox_max_processes,
-            memory_mb=settings.sandbox_memory_mb,
-            file_size_mb=settings.sandbox_file_size_mb,
-            tmp_mb=settings.sandbox_tmp_mb,
-            disk_mb=settings.sandbox_disk_mb,
+            processes=sandbox.max_processes,
+            memory_mb=sandbox.memory_mb,
+            file_size_mb=sandbox.file_size_mb,
+            tmp_mb=sandbox.tmp_mb,
+            disk_mb=sandbox.disk_mb,
         )
 
     def preamble(self, before: str = "") -> str:

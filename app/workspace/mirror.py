@@ -57,7 +57,7 @@ class Workspaces:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Workspaces:
-        return cls(settings.data_dir, settings.checkout_dir)
+        return cls(settings.store.data_dir, settings.sandbox.checkout_dir)
 
     def mirror_path(self, repo: str) -> Path:
         owner, name = split_repo(repo)

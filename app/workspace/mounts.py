@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.config import Settings
+from app.config import SandboxSettings, Settings
 
 # Standard system directories bash, git, coreutils, python and compilers need, bound
 # read-only (or re-created as the symlinks they are on merged-/usr systems). Never / or
@@ -120,8 +120,8 @@ class SandboxPython:
     prefix: str
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> SandboxPython:
-        return cls(str(settings.sandbox_python or sys.base_prefix))
+    def for_settings(cls, sandbox: SandboxSettings) -> SandboxPython:
+        return cls(str(sandbox.python or sys.base_prefix))
 
     @property
     def bin_dir(self) -> str:
@@ -159,8 +159,8 @@ def _venv_bases(prefix: str) -> list[str]:
 def honk_hidden(settings: Settings, install: HonkInstall | None = None) -> Hidden:
     """Everything of Honk's a sandbox must not show, wherever Honk is deployed."""
     install = install or HonkInstall.current()
-    secrets = [settings.data_dir, settings.checkout_dir, settings.package_cache_dir]
-    secrets += [p for p in (settings.env_file, settings.private_key_path) if p is not None]
+    secrets = [settings.store.data_dir, settings.sandbox.checkout_dir, settings.package_cache_dir]
+    secrets += [p for p in (settings.env_file, settings.github.private_key_path) if p is not None]
     around = [Path.cwd(), *install.site_packages]
     if install.venv is not None:
         around.append(install.venv)

@@ -180,13 +180,13 @@ class Sandbox:
         """The sandbox the server's runs and `honk run` both use: one place, no drift."""
         return cls(
             root,
-            mode=settings.sandbox,
-            ro_paths=settings.sandbox_ro_paths,
-            timeout=settings.command_timeout,
-            output_limit=settings.output_limit,
+            mode=settings.sandbox.mode,
+            ro_paths=settings.sandbox.ro_paths,
+            timeout=settings.agent.command_timeout,
+            output_limit=settings.agent.output_limit,
             hidden=honk_hidden(settings, install),
-            limits=SandboxLimits.from_settings(settings),
-            python=SandboxPython.for_settings(settings),
+            limits=SandboxLimits.from_settings(settings.sandbox),
+            python=SandboxPython.for_settings(settings.sandbox),
             home=home,
         )
 

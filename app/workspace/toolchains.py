@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from app.config import Settings
+from app.config import SandboxSettings
 
 # The program that says a toolchain is there (in its bin directory), per language.
 EXECUTABLES = {
@@ -168,26 +168,28 @@ _CACHE: dict[tuple[object, ...], tuple[Toolchain, ...]] = {}
 _LOCK = threading.Lock()
 
 
-def installed(settings: Settings, home: Path | None = None) -> tuple[Toolchain, ...]:
+def installed(sandbox: SandboxSettings, home: Path | None = None) -> tuple[Toolchain, ...]:
     """The host's toolchains for these settings, found once per process (blocking)."""
-    key = (home, settings.toolchain_paths, settings.toolchain_env)
+    key = (home, sandbox.toolchain_paths, sandbox.toolchain_env)
     with _LOCK:
         if key not in _CACHE:
             _CACHE[key] = discover(
-                home, env=dict(settings.toolchain_env), extra=settings.toolchain_paths
+                home,
+                env=dict(sandbox.toolchain_env),
+                extra=sandbox.toolchain_paths,
             )
         return _CACHE[key]
 
 
-async def find_installed(settings: Settings) -> tuple[Toolchain, ...]:
+async def find_installed(sandbox: SandboxSettings) -> tuple[Toolchain, ...]:
     """`installed`, in a thread."""
-    return await asyncio.to_thread(installed, settings)
+    return await asyncio.to_thread(installed, sandbox)
 
 
-def start_finding(settings: Settings) -> None:
+def start_finding(sandbox: SandboxSettings) -> None:
     """Find the host's toolchains in the background now (at start-up), so the first run
     does not wait for it; a run that comes sooner waits for the same search."""
-    threading.Thread(target=installed, args=(settings,), daemon=True).start()
+    threading.Thread(target=installed, args=(sandbox,), daemon=True).start()
 
 
 # -- where each kind keeps them ----------------------------------------------------------

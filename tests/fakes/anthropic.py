@@ -508,7 +508,7 @@ def _validate(body: dict[str, Any]) -> str | None:
 
 @pytest.fixture
 async def fake_anthropic(aiohttp_server: Any) -> AsyncIterator[FakeAnthropic]:
-    """A running FakeAnthropic; point settings.anthropic_base_url at `.url`."""
+    """A running FakeAnthropic; point settings.agent.anthropic_base_url at `.url`."""
     fake = FakeAnthropic()
     server = await aiohttp_server(fake.app)
     fake.url = str(server.make_url("")).rstrip("/")

@@ -98,7 +98,7 @@ class FakeSlack:
     """
 
     token: str = FAKE_TOKEN
-    url: str = ""  # ends with "/api/" once served: usable as settings.slack_api_url
+    url: str = ""  # ends with "/api/" once served: usable as settings.slack.api_url
     down: bool = False
     calls: list[SlackCall] = field(default_factory=list)
     posted: list[PostedMessage] = field(default_factory=list)

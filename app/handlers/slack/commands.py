@@ -123,7 +123,7 @@ async def ask(ctx: SlackContext, command: Command, origin: Origin) -> None:
             repo,
             issue_title(command.text),
             issue_body(command.text, allowed.login, permalink),
-            labels=[ctx.settings.label],
+            labels=[ctx.settings.github.label],
         )
     # Queued here, not by the issues.labeled webhook: that event's sender is Honk's bot,
     # which the labeled handler ignores (and one active run per issue holds anyway).

@@ -43,12 +43,12 @@ async def on_unlink_command(ctx: SlackContext, origin: Origin) -> None:
 async def offer_connect(ctx: SlackContext, origin: Origin, why: str) -> None:
     """Only to `origin`'s person: a Connect GitHub button that comes back to this thread."""
     connections = ctx.connections
-    if connections is None or not connections.configured or not ctx.settings.honk_url:
+    if connections is None or not connections.configured or not ctx.settings.web.url:
         await ctx.tell(origin, f"{why}\n{NOT_SET_UP}")
         return
     pending = await connections.start(
         origin.user.key, origin.user.id, channel=origin.channel, thread_ts=origin.thread_root
     )
-    url = f"{ctx.settings.honk_url}/connect/{pending.nonce}"
+    url = f"{ctx.settings.web.url}/connect/{pending.nonce}"
     text, blocks = card.connect_prompt(url, why)
     await ctx.tell(origin, text, blocks=blocks)

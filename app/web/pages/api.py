@@ -19,7 +19,7 @@ async def run_json(request: web.Request) -> web.Response:
     _viewer, run = await visible_run(request, api=True)
     services = request.app[ACCESS].services
     agents = await services.store.events.read(run.id, kinds=("agent",))
-    model = view.model_of(agents, services.settings.model)
+    model = view.model_of(agents, services.settings.agent.model)
     return _json(describe(run, model) | {"links": await request.app[LINKS].of(run)})
 
 

@@ -24,14 +24,14 @@ class Links:
 
     async def of(self, run: Run) -> dict[str, Any]:
         settings, store = self.services.settings, self.services.store
-        repo = f"{settings.github_url}/{run.repo}"
+        repo = f"{settings.github.url}/{run.repo}"
         check = None
         if run.head_sha:
             record = await honk_check(store, run.repo, run.head_sha)
             if record is not None and record.run in (0, run.id):
                 check = f"{repo}/runs/{record.id}"
         return {
-            "page": settings.run_url(run.id) or f"/runs/{run.id}",
+            "page": settings.web.run_url(run.id) or f"/runs/{run.id}",
             "repo": repo,
             "issue": f"{repo}/issues/{run.issue_number}" if run.issue_number else None,
             "pr": run.pr_url,

@@ -58,7 +58,7 @@ async def _context(
     access = request.app[ACCESS]
     session = await get_session(request)
     permission = await access.can_write(viewer, run)
-    model = highlights.model or access.services.settings.model
+    model = highlights.model or access.services.settings.agent.model
     return {
         "viewer": viewer,
         "csrf": csrf_token(session) if viewer.via == "session" else "",

@@ -168,11 +168,11 @@ async def fake_github(
 ) -> FakeGitHub:
     """A running FakeGitHub for base_settings' App. Point Honk at it with
     base_settings.with_overrides(github_api_url=fake_github.url, github_url=fake_github.url)."""
-    assert base_settings.app_id is not None and base_settings.private_key
+    assert base_settings.github.app_id is not None and base_settings.github.private_key
     fake = FakeGitHub(
-        app_id=base_settings.app_id,
-        public_key_pem=public_key_of(base_settings.private_key),
-        private_key_pem=base_settings.private_key,
+        app_id=base_settings.github.app_id,
+        public_key_pem=public_key_of(base_settings.github.private_key),
+        private_key_pem=base_settings.github.private_key,
         repos_root=tmp_path / "fake-github",
     )
     server = await aiohttp_server(fake.app)
