@@ -329,7 +329,7 @@ async def test_a_vetoed_run_whose_second_attempt_is_right_ends_ready(
 
     # `honk stats` counts it: one run, vetoed at first, recovered.
     out = io.StringIO()
-    assert await stats_command(calc_world_settings, 7, out) == 0
+    assert await stats_command(calc_world_settings.store, 7, out) == 0
     line = next(row for row in out.getvalue().splitlines() if row.startswith(REPO))
     assert line.split() == [REPO, "1", "0", "0", "0", "1", "0", "0", "100%", "100%"]
     del client

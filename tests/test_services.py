@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import threading
 from collections.abc import AsyncIterator
@@ -49,7 +48,7 @@ async def test_a_service_failing_to_open_closes_those_opened_before_it(
     # GitHubConnections opens after the store, the HTTP session and Slack's client: a key
     # that is not a Fernet key (the environment's parser refuses it; a Settings built by hand
     # does not) makes it fail.
-    settings = dataclasses.replace(base_settings, token_key="not-a-fernet-key")
+    settings = base_settings.with_overrides(token_key="not-a-fernet-key")
     threads = set(threading.enumerate())
     async with _unclosed_sessions() as unclosed:
         with pytest.raises(ValueError, match="Fernet key"):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -26,47 +25,30 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from app import metrics
 from app.config import Settings
 from app.log import describe_error
+from app.workspace.checkout import LOCK_FILES
 from app.workspace.git import git
 from app.workspace.limits import MIB, tree_bytes
-from app.workspace.mirror import remove_tree, split_repo
+from app.workspace.mirror import flocked, remove_tree, split_repo
 from app.workspace.run_home import CACHE_DIRS, copy_tree, inside
 
 log = logging.getLogger(__name__)
 
 # The files whose content decides what setup downloads, wherever they are in the tree.
-LOCK_NAMES = frozenset(
-    {
-        "package-lock.json",
-        "npm-shrinkwrap.json",
-        "yarn.lock",
-        "pnpm-lock.yaml",
-        "bun.lock",
-        "bun.lockb",
-        "Cargo.lock",
-        "go.sum",
-        "go.work.sum",
-        "poetry.lock",
-        "uv.lock",
-        "pdm.lock",
-        "Pipfile.lock",
-        "pom.xml",
-        "build.gradle",
-        "build.gradle.kts",
-        "gradle.lockfile",
-        "libs.versions.toml",
-        "Gemfile.lock",
-        "composer.lock",
-        "mix.lock",
-        "pubspec.lock",
-    }
-)
+LOCK_NAMES = LOCK_FILES | {
+    # Tracked manifests and sums that also decide what setup downloads.
+    "go.sum",
+    "pom.xml",
+    "build.gradle",
+    "build.gradle.kts",
+    "libs.versions.toml",
+}
 _LOCK_PATTERN = re.compile(r"requirements[\w.-]*\.txt")
 _KEY_VERSION = "honk-cache-1"
 _KEY = re.compile(r"^[0-9a-f]{16}$")
@@ -367,21 +349,6 @@ def _private_dirs(root: Path, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
-@contextlib.asynccontextmanager
-async def _locked(directory: Path, *, exclusive: bool) -> AsyncIterator[None]:
+def _locked(directory: Path, *, exclusive: bool) -> contextlib.AbstractAsyncContextManager[None]:
     """An flock on the scope's `.lock`, shared or exclusive, across processes."""
-    fd = await asyncio.to_thread(
-        os.open, directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600
-    )
-    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-    waiter = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, mode))
-    try:
-        await asyncio.shield(waiter)
-    except BaseException:
-        # Closing the descriptor releases the lock, once the thread has it.
-        waiter.add_done_callback(lambda _: os.close(fd))
-        raise
-    try:
-        yield
-    finally:
-        os.close(fd)
+    return flocked(directory / _LOCK, exclusive=exclusive)

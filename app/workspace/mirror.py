@@ -156,18 +156,27 @@ class Workspaces:
             mirror = self.mirror_path(repo)
             lock_path = mirror.with_name(f"{mirror.name}.lock")
             lock_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            waiter = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
-            try:
-                await asyncio.shield(waiter)
-            except BaseException:
-                # Closing the descriptor releases the lock, once the thread has it.
-                waiter.add_done_callback(lambda _: os.close(fd))
-                raise
-            try:
+            async with flocked(lock_path, exclusive=True):
                 yield
-            finally:
-                os.close(fd)
+
+
+@contextlib.asynccontextmanager
+async def flocked(path: Path, *, exclusive: bool) -> AsyncIterator[None]:
+    """An flock on `path` (made if missing, never through a link), shared or exclusive, held
+    across processes; waited for in a thread, so the event loop goes on."""
+    fd = await asyncio.to_thread(os.open, path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    waiter = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, mode))
+    try:
+        await asyncio.shield(waiter)
+    except BaseException:
+        # Closing the descriptor releases the lock, once the thread has it.
+        waiter.add_done_callback(lambda _: os.close(fd))
+        raise
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def split_repo(repo: str) -> tuple[str, str]:
