@@ -95,9 +95,7 @@ def _example(name: str) -> dict[str, Any]:
 def test_a_broken_payload_fails() -> None:
     missing = _example("issue_comment.created.1.json")
     del missing["comment"]["id"]
-    assert mismatches(missing, payloads.IssueCommentEvent) == [
-        "$.comment.id: missing (Comment)"
-    ]
+    assert mismatches(missing, payloads.IssueCommentEvent) == ["$.comment.id: missing (Comment)"]
     wrong = _example("issues.labeled.1.json")
     wrong["issue"]["number"] = "7"
     wrong["issue"]["labels"][0]["name"] = None
@@ -114,4 +112,3 @@ def test_a_broken_payload_fails() -> None:
     assert mismatches(installed, payloads.InstallationEvent) == [
         "$.installation.account: NoneType is not an object (User)"
     ]
-
