@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints, is_typeddict
 
 import pytest
+from gidgethub import sansio
 
 from app.github import payloads
+from app.handlers import router
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,6 +74,28 @@ def mismatches(value: Any, declared: Any, where: str = "$") -> list[str]:
     else:
         raise TypeError(f"{where}: the checker knows no {declared!r}")
     return [] if ok else [f"{where}: {value!r:.60} is not {declared.__name__}"]
+
+
+def _handles(payload: dict[str, Any], event: str) -> bool:
+    return bool(router.fetch(sansio.Event(payload, event=event, delivery_id="d")))
+
+
+def test_every_event_the_router_takes_has_its_typed_dict() -> None:
+    """Each event of EVENTS reaches a handler, and no example of another event does."""
+    actions = {
+        "status": None,
+        "deployment_status": "created",
+        "github_app_authorization": "revoked",
+    }
+    for event in payloads.EVENTS:
+        examples = list(EXAMPLES.glob(f"{event}.*.json"))
+        tried = {p.name.split(".")[1] for p in examples if p.name.count(".") == 3}
+        tried.add(str(actions.get(event)))
+        assert any(_handles({"action": action}, event) for action in tried), event
+    for path in EXAMPLES.glob("*.json"):
+        event = path.name.split(".")[0]
+        if event not in payloads.EVENTS and path.name != "README.md":
+            assert not _handles(json.loads(path.read_text()), event), path.name
 
 
 def test_examples_cover_the_events_honk_handles() -> None:
