@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -71,7 +72,7 @@ async def repository_active(store: Store, installation_id: int, repo: str) -> bo
 
 async def record_installation(
     store: Store,
-    installation: dict[str, Any],
+    installation: Mapping[str, Any],
     state: InstallationState,
     *,
     action: str,

@@ -8,6 +8,7 @@ request), never what the issue says when the run starts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,9 @@ def _key(repo: str, number: int) -> str:
     return f"{repo.lower()}#{int(number)}"
 
 
-async def record_approved(store: Store, repo: str, issue: dict[str, Any], approved_by: str) -> None:
+async def record_approved(
+    store: Store, repo: str, issue: Mapping[str, Any], approved_by: str
+) -> None:
     """Keep the issue as `approved_by` (who may write to `repo`) saw it when asking for a run."""
     await _SNAPSHOTS.put(
         store,

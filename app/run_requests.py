@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,7 @@ async def start_issue_run(
     *,
     repo: str,
     installation_id: int,
-    issue: dict[str, Any],
+    issue: Mapping[str, Any],
     requested_by: str,
     delivery_id: str | None = None,
     slack_thread: SlackThread | None = None,

@@ -4,13 +4,12 @@ the base branch, then each deployment of that commit (success in production: "li
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 from app.ci import records
 from app.ci.verdict import gather_verdict
 from app.config import Settings
 from app.github.client import GitHubClient
+from app.github.payloads import Deployment, DeploymentStatus
 from app.slack import card
 from app.slack.notify import SlackNotifier
 from app.store import Store
@@ -58,8 +57,8 @@ async def follow_deployment(
     store: Store,
     slack: SlackNotifier,
     repo: str,
-    deployment: Mapping[str, Any],
-    status: Mapping[str, Any],
+    deployment: Deployment,
+    status: DeploymentStatus,
 ) -> bool:
     """A deployment_status of a merge commit Honk follows: said in its thread (each
     environment and outcome once). False when the commit is no merge Honk made."""

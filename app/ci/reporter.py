@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from app.ci import records
 from app.ci.after_merge import follow_deployment, follow_merge_ci
@@ -14,6 +13,7 @@ from app.ci.records import CiFailure
 from app.ci.verdict import Verdict, artifact_links, gather_verdict, summarize_failures
 from app.config import Settings
 from app.github.client import GitHubClient
+from app.github.payloads import Deployment, DeploymentStatus
 from app.log import describe_error
 from app.models import Run, RunKind
 from app.repo_config import ConfigCache, RepoConfigError, load_repo_config, run_limits
@@ -94,9 +94,7 @@ class CiReporter:
         await self._act(gh, run, verdict, failure, links, plan)
         return "sent"
 
-    async def deployed(
-        self, repo: str, deployment: Mapping[str, Any], status: Mapping[str, Any]
-    ) -> bool:
+    async def deployed(self, repo: str, deployment: Deployment, status: DeploymentStatus) -> bool:
         """A deployment of a merge commit Honk follows, told in its thread; False otherwise."""
         return await follow_deployment(self.store, self.slack, repo, deployment, status)
 

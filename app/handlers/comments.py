@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from gidgethub import routing
 
 from app.github.pacing import Priority, writes_at
+from app.github.payloads import IssueCommentEvent, PullRequestReviewCommentEvent
 from app.github.users import is_bot
 from app.handlers.context import Context
 from app.issue_snapshots import record_approved
@@ -77,7 +80,8 @@ def parse_command(body: str | None) -> Command | None:
 
 @router.register("issue_comment", action="created")
 async def on_issue_comment_created(context: Context) -> None:
-    comment, issue = context.payload["comment"], context.payload["issue"]
+    payload = cast(IssueCommentEvent, context.payload)
+    comment, issue = payload["comment"], payload["issue"]
     command = parse_command(comment.get("body"))
     if command is None:
         return
@@ -94,7 +98,8 @@ async def on_issue_comment_created(context: Context) -> None:
 
 @router.register("pull_request_review_comment", action="created")
 async def on_review_comment_created(context: Context) -> None:
-    comment, pull = context.payload["comment"], context.payload["pull_request"]
+    payload = cast(PullRequestReviewCommentEvent, context.payload)
+    comment, pull = payload["comment"], payload["pull_request"]
     command = parse_command(comment.get("body"))
     if command is None:
         return
@@ -121,10 +126,11 @@ async def carry_out(context: Context, command: Command, where: Where) -> None:
 
 
 async def _carry_out(context: Context, command: Command, where: Where) -> None:
-    author = context.payload["comment"].get("user") or {}
+    payload = cast(IssueCommentEvent | PullRequestReviewCommentEvent, context.payload)
+    author: Mapping[str, object] = payload["comment"].get("user") or {}
     if context.is_bot or is_bot(author):
         return
-    user = context.payload["sender"]["login"]
+    user = payload["sender"]["login"]
     if command.name == "help":
         await context.comment(HELP)
         return
@@ -156,7 +162,8 @@ async def retry(context: Context, command: Command, where: Where, user: str) -> 
     await context.gh.react(where.comment_url, "rocket")
     if not where.is_pull and "issue" in context.payload:
         # A writer asked again on the issue as it reads now: that text is approved.
-        await record_approved(store, where.repo, context.payload["issue"], user)
+        issue = cast(IssueCommentEvent, context.payload)["issue"]
+        await record_approved(store, where.repo, issue, user)
     instructions = "\n\n".join(part for part in (command.text, where.context) if part)
     run = await queue_follow_up(
         store,

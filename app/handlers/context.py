@@ -10,7 +10,7 @@ services, and helpers (`repo`, `sender`, `is_bot`, `config()`, `comment()`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,8 +81,10 @@ class Context:
         return self.event.delivery_id
 
     @property
-    def payload(self) -> dict[str, Any]:
-        data: dict[str, Any] = self.event.data
+    def payload(self) -> Mapping[str, Any]:
+        """The delivery's JSON as GitHub sent it; a handler `cast`s it to its event's TypedDict
+        (app/github/payloads.py)."""
+        data: Mapping[str, Any] = self.event.data
         return data
 
     @property
@@ -91,9 +93,9 @@ class Context:
         return str(self.payload["repository"]["full_name"])
 
     @property
-    def sender(self) -> dict[str, Any]:
+    def sender(self) -> Mapping[str, Any]:
         """Who caused the event (`{}` when the payload names nobody)."""
-        sender: dict[str, Any] = self.payload.get("sender") or {}
+        sender: Mapping[str, Any] = self.payload.get("sender") or {}
         return sender
 
     @property

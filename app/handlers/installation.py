@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import cast
 
 import gidgethub
 from gidgethub import routing, sansio
@@ -16,6 +17,7 @@ from app import installations
 from app.config import GitHubSettings
 from app.github.client import GitHubClient
 from app.github.pacing import Priority, writes_at
+from app.github.payloads import InstallationEvent, InstallationRepositoriesEvent
 from app.handlers.context import Context
 from app.installations import InstallationState, LabelState, RepositoryState
 from app.slack import blocks
@@ -33,7 +35,8 @@ LABEL_WRITE_PAUSE = GitHubSettings.label_pause
 
 @router.register("installation", action="created")
 async def on_installation_created(context: Context) -> None:
-    installation = context.payload["installation"]
+    payload = cast(InstallationEvent, context.payload)
+    installation = payload["installation"]
     await _record(context, InstallationState.ACTIVE)
     client = await context.github.installation_client(context.installation_id)
     if installation.get("repository_selection") == "all":
@@ -42,14 +45,15 @@ async def on_installation_created(context: Context) -> None:
         repos = [r["full_name"] for r in listed if not r.get("archived")]
         count: int | None = None
     else:
-        repos = [r["full_name"] for r in context.payload.get("repositories") or []]
+        repos = [r["full_name"] for r in payload.get("repositories") or []]
         count = len(repos)
     await _welcome(context, client, repos, count)
 
 
 @router.register("installation_repositories", action="added")
 async def on_repositories_added(context: Context) -> None:
-    repos = [r["full_name"] for r in context.payload.get("repositories_added") or []]
+    payload = cast(InstallationRepositoriesEvent, context.payload)
+    repos = [r["full_name"] for r in payload.get("repositories_added") or []]
     await _welcome(context, context.gh, repos, len(repos))
 
 
@@ -72,7 +76,8 @@ async def on_installation_unsuspended(context: Context) -> None:
 @router.register("installation_repositories", action="removed")
 async def on_repositories_removed(context: Context) -> None:
     installation_id = context.installation_id
-    repos = [r["full_name"] for r in context.payload.get("repositories_removed") or []]
+    payload = cast(InstallationRepositoriesEvent, context.payload)
+    repos = [r["full_name"] for r in payload.get("repositories_removed") or []]
     for repo in repos:
         await installations.record_repository(
             context.store, installation_id, repo, state=RepositoryState.REMOVED, label=None
@@ -115,7 +120,7 @@ async def _welcome(
 
 
 async def _announce(context: Context, count: int | None) -> None:
-    installation = context.payload["installation"]
+    installation = _installation_event(context)["installation"]
     installation_id, store = context.installation_id, context.store
     if await installations.announced(store, installation_id, context.delivery_id):
         return  # this delivery is being dispatched again: Slack already heard
@@ -199,12 +204,18 @@ async def ensure_labels(
     return tally
 
 
+def _installation_event(context: Context) -> InstallationEvent | InstallationRepositoriesEvent:
+    """The delivery as the installation event it is (both kinds carry the installation)."""
+    return cast(InstallationEvent | InstallationRepositoriesEvent, context.payload)
+
+
 async def _record(context: Context, state: InstallationState) -> None:
+    payload = _installation_event(context)
     await installations.record_installation(
         context.store,
-        context.payload["installation"],
+        payload["installation"],
         state,
-        action=f"{context.name}.{context.payload.get('action')}",
+        action=f"{context.name}.{payload.get('action')}",
         sender=context.sender.get("login"),
         delivery_id=context.delivery_id,
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from gidgethub import routing
 
 from app.github.pacing import Priority, writes_at
+from app.github.payloads import IssuesEvent
 from app.handlers.context import Context
 from app.models import ACTIVE_STATES
 from app.repo_config import RepoConfigError
@@ -20,7 +22,9 @@ ASK_A_MAINTAINER = "Ask a maintainer to add the `{label}` label."
 
 @router.register("issues", action="labeled")
 async def on_issue_labeled(context: Context) -> None:
-    label = (context.payload.get("label") or {}).get("name", "")
+    payload = cast(IssuesEvent, context.payload)
+    labelled = payload.get("label")
+    label = labelled.get("name", "") if labelled else ""
     if label.lower() != context.settings.github.label.lower() and not await _repo_label(
         context, label
     ):
@@ -62,9 +66,10 @@ async def request_run(context: Context, label: str) -> None:
 
 
 async def _request_run(context: Context, label: str) -> None:
-    issue = context.payload["issue"]
+    payload = cast(IssuesEvent, context.payload)
+    issue = payload["issue"]
     repo = context.repo
-    sender = context.payload["sender"]
+    sender = payload["sender"]
     number = issue["number"]
     if context.is_bot:
         log.info("ignoring %s on %s#%s: sender is a bot", context.name, repo, number)
