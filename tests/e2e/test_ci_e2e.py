@@ -20,8 +20,9 @@ from tests.calc_world import (
     without_outcome_checks,
 )
 from tests.conftest import load_payload
-from tests.fakes.anthropic import text, tool_use_edit
-from tests.fakes.github import ACTIONS_APP
+from tests.fakes.anthropic import FakeAnthropic, text, tool_use_edit
+from tests.fakes.github import ACTIONS_APP, FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, eventually, post_webhook
 
 PR = 13  # the fake numbers pull requests after the issues
@@ -44,7 +45,7 @@ def repair_script(old: str, new: str, summary: str) -> list[Any]:
 
 
 @pytest.fixture
-def world_settings(calc_world_settings: Settings, fake_github: Any) -> Settings:
+def world_settings(calc_world_settings: Settings, fake_github: FakeGitHub) -> Settings:
     fake_github.set_permission(REPO, "bob", "read")
     # These runs are about CI: the review's outcome checks are left to tests/e2e/test_review_e2e.py.
     return without_outcome_checks(fake_github, calc_world_settings)
@@ -117,13 +118,13 @@ async def first_run(client: TestClient) -> Run:
     return run
 
 
-def ci_messages(fake_slack: Any) -> list[Any]:
+def ci_messages(fake_slack: FakeSlack) -> list[Any]:
     root = fake_slack.messages()[0]
     thread = fake_slack.messages(thread_ts=root.ts)
     return [m for m in thread if m.text.startswith((":white_check_mark: CI", ":x: CI"))]
 
 
-def honk_checks(fake_github: Any, sha: str) -> list[dict[str, Any]]:
+def honk_checks(fake_github: FakeGitHub, sha: str) -> list[dict[str, Any]]:
     checks = fake_github.repo(REPO)["check_runs"].values()
     return [c for c in checks if c["name"] == "Honk" and c["head_sha"] == sha]
 
@@ -131,9 +132,9 @@ def honk_checks(fake_github: Any, sha: str) -> list[dict[str, Any]]:
 async def test_green_ci_in_any_order_and_twice_is_one_message(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     fake_anthropic.script(*fixing_script())
     client = await aiohttp_client(create_app(world_settings))
@@ -197,9 +198,9 @@ async def test_green_ci_in_any_order_and_twice_is_one_message(
 async def test_ci_finished_before_the_run_recorded_its_commit_is_still_reported_once(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     fake_anthropic.script(*fixing_script())
     # Opening the PR fails once: the client waits a second, CI finishes meanwhile.
@@ -227,9 +228,9 @@ async def test_ci_finished_before_the_run_recorded_its_commit_is_still_reported_
 async def test_red_ci_is_repaired_twice_then_a_person_is_asked(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     fake_anthropic.script(
         *fixing_script(),
@@ -300,9 +301,9 @@ async def test_red_ci_is_repaired_twice_then_a_person_is_asked(
 async def test_retry_by_a_writer_reaches_the_model_with_reviews_and_ci_failure(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     fake_anthropic.script(
         *fixing_script(),

@@ -19,7 +19,9 @@ from app.config import Settings
 from app.models import RunState
 from app.web import SERVICES, create_app
 from tests.calc_world import BUGGY, FIXED, ISSUE, REPO, labeled
-from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
+from tests.fakes.anthropic import FakeAnthropic, text, tool_use_bash, tool_use_edit
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, eventually, post_webhook
 
 
@@ -102,8 +104,8 @@ async def current_run(client: TestClient) -> Any:
 async def test_worker_killed_mid_run_is_claimed_again_after_restart(
     aiohttp_client: ClientFactory,
     crash_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     tmp_path: Path,
 ) -> None:
     fake_anthropic.script(
@@ -148,8 +150,8 @@ async def test_worker_killed_mid_run_is_claimed_again_after_restart(
 async def test_killed_after_push_before_the_pr_opens_exactly_one_pr(
     aiohttp_client: ClientFactory,
     crash_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     tmp_path: Path,
 ) -> None:
     fake_anthropic.script(
@@ -190,9 +192,9 @@ async def test_killed_after_push_before_the_pr_opens_exactly_one_pr(
 async def test_killed_after_its_pr_opened_it_ends_as_pr_opened_and_the_agent_runs_once(
     aiohttp_client: ClientFactory,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
     tmp_path: Path,
 ) -> None:
     """SIGKILLed after the PR is opened and saved (at the `Honk` check run): claimed again,
@@ -258,8 +260,8 @@ def checkouts_in(directory: Path) -> list[Path]:
 async def test_a_dead_processs_checkout_is_swept_by_the_process_that_takes_its_run_over(
     aiohttp_client: ClientFactory,
     crash_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     tmp_path: Path,
 ) -> None:
     """Two processes with data directories of their own share one store and one checkouts

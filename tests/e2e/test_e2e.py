@@ -26,7 +26,9 @@ from tests.calc_world import (
     labeled,
     without_outcome_checks,
 )
-from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
+from tests.fakes.anthropic import FakeAnthropic, text, tool_use_bash, tool_use_edit
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, eventually, post_webhook
 
 
@@ -56,7 +58,9 @@ async def finished_run(client: TestClient) -> Any:
     return await eventually(probe, within=60)
 
 
-def everything_sent(fake_github: Any, fake_slack: Any, fake_anthropic: Any) -> str:
+def everything_sent(
+    fake_github: FakeGitHub, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> str:
     sent = [json.dumps(c.json) for c in fake_github.calls if c.json is not None]
     sent += [f"{m.text} {json.dumps(m.blocks)}" for m in fake_slack.messages()]
     sent += [json.dumps(r) for r in fake_anthropic.requests + fake_anthropic.review_requests]
@@ -66,9 +70,9 @@ def everything_sent(fake_github: Any, fake_slack: Any, fake_anthropic: Any) -> s
 async def test_labelled_issue_becomes_a_tested_pull_request(
     aiohttp_client: ClientFactory,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -135,8 +139,8 @@ async def test_labelled_issue_becomes_a_tested_pull_request(
 async def test_no_change_needed_comments_and_opens_no_pr(
     aiohttp_client: ClientFactory,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     fake_anthropic.script(
         tool_use_bash("python -m pytest -q"),
@@ -155,8 +159,8 @@ async def test_no_change_needed_comments_and_opens_no_pr(
 async def test_turn_limit_pushes_a_draft_marked_unfinished(
     aiohttp_client: ClientFactory,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     fake_anthropic.script(
         tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a + b"),
@@ -177,8 +181,8 @@ async def test_turn_limit_pushes_a_draft_marked_unfinished(
 async def test_failed_verification_gets_one_more_attempt(
     aiohttp_client: ClientFactory,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     fake_anthropic.script(
         tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a * b"),
@@ -200,8 +204,8 @@ async def test_failed_verification_gets_one_more_attempt(
 async def test_model_overloaded_twice_then_succeeds(
     aiohttp_client: ClientFactory,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     from tests.fakes.anthropic import overloaded
 
@@ -217,9 +221,9 @@ async def test_model_overloaded_twice_then_succeeds(
 async def test_model_down_fails_the_run_and_says_why(
     aiohttp_client: ClientFactory,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     from tests.fakes.anthropic import server_error
 
@@ -239,9 +243,9 @@ async def test_model_down_fails_the_run_and_says_why(
 async def test_slack_down_never_fails_a_run(
     aiohttp_client: ClientFactory,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     fake_slack.down = True
     fake_anthropic.script(*fixing_script(look_first=True))
@@ -257,8 +261,8 @@ async def test_slack_down_never_fails_a_run(
 async def test_github_hiccups_while_publishing_are_retried(
     aiohttp_client: ClientFactory,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     fake_anthropic.script(*fixing_script(look_first=True))
     fake_github.fail_next("POST", rf"^/repos/{REPO}/pulls$", 502)
@@ -289,8 +293,8 @@ async def test_github_hiccups_while_publishing_are_retried(
 async def test_malformed_config_stops_the_run_and_names_the_error(
     aiohttp_client: ClientFactory,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     config: str,
     named: str,
 ) -> None:
@@ -309,9 +313,9 @@ async def test_malformed_config_stops_the_run_and_names_the_error(
 async def test_repository_settings_channel_and_limits_are_applied(
     aiohttp_client: ClientFactory,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     config = "verify: python -m pytest -q\nslack_channel: '#calc'\nlimits:\n  turns: 500\n"
     fake_github.commit_files(REPO, {".github/honk.yml": config})
@@ -330,9 +334,9 @@ async def test_repository_settings_channel_and_limits_are_applied(
 async def test_a_run_for_an_uninstalled_repository_sends_nothing(
     aiohttp_client: ClientFactory,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     from app.installations import RepositoryState, record_repository
 
@@ -351,8 +355,8 @@ async def test_a_run_for_an_uninstalled_repository_sends_nothing(
 async def test_no_agent_runs_without_a_working_sandbox(
     aiohttp_client: ClientFactory,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:

@@ -17,7 +17,16 @@ from app.models import RunState
 from app.web import SERVICES, create_app
 from tests.calc_world import FIXED, REPO, labeled
 from tests.e2e.test_e2e import finished_run
-from tests.fakes.anthropic import result_text, text, tool_results, tool_use_bash, tool_use_edit
+from tests.fakes.anthropic import (
+    FakeAnthropic,
+    result_text,
+    text,
+    tool_results,
+    tool_use_bash,
+    tool_use_edit,
+)
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, post_webhook
 from tests.run_page_world import page_settings, seed_people, sign_in
 
@@ -29,23 +38,26 @@ FIX = tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_
 
 @pytest.fixture
 def world_settings(
-    base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any
+    base_settings: Settings,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> Settings:
     seed_people(fake_github)
     return page_settings(base_settings, fake_github, fake_anthropic, fake_slack, honk_url=HONK_URL)
 
 
-def outputs(fake_anthropic: Any) -> str:
+def outputs(fake_anthropic: FakeAnthropic) -> str:
     return "\n".join(
         result_text(block) for request in fake_anthropic.requests for block in tool_results(request)
     )
 
 
-def tracking_comment(fake_github: Any, run: Any) -> str:
+def tracking_comment(fake_github: FakeGitHub, run: Any) -> str:
     return str(fake_github.repo(REPO)["comments"][run.tracking_comment_id]["body"])
 
 
-async def run_page(client: TestClient, fake_github: Any, run: Any) -> str:
+async def run_page(client: TestClient, fake_github: FakeGitHub, run: Any) -> str:
     await sign_in(client, fake_github, "alice", f"/runs/{run.id}")
     page = await client.get(f"/runs/{run.id}")
     assert page.status == 200
@@ -60,8 +72,8 @@ async def events_of(client: TestClient, run: Any, kind: str) -> list[dict[str, A
 async def test_env_reaches_setup_the_agent_and_verify_and_only_the_change_is_committed(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     fake_github.commit_files(
         REPO,
@@ -111,8 +123,8 @@ async def test_env_reaches_setup_the_agent_and_verify_and_only_the_change_is_com
 async def test_a_secret_like_name_in_env_is_refused_on_the_tracking_comment(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     fake_github.commit_files(
         REPO, {".github/honk.yml": "verify: python -m pytest -q\nenv:\n  NPM_TOKEN: abc123\n"}
@@ -152,8 +164,8 @@ TESTS_NEEDING_SETUP = (
 async def test_a_devcontainer_only_repository_gets_a_ready_pr_and_a_note_of_what_was_not_done(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     fake_github.commit_files(
         REPO,
@@ -198,9 +210,9 @@ async def test_a_devcontainer_only_repository_gets_a_ready_pr_and_a_note_of_what
 async def test_a_failed_setup_shows_its_own_last_lines_on_the_comment_and_in_slack(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     failing = "sh -c 'echo resolving; echo npm ERR! 404 Not Found >&2; exit 1'"
     fake_github.commit_files(
@@ -234,9 +246,9 @@ async def test_a_failed_setup_shows_its_own_last_lines_on_the_comment_and_in_sla
 async def test_a_refusals_reason_and_advice_reach_the_comment(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     # Repositories may name any host (never a private address unless the operator vouches).
     settings = world_settings.with_overrides(network_allow=("*",))
@@ -275,8 +287,8 @@ async def test_a_refusals_reason_and_advice_reach_the_comment(
 async def test_a_draft_pr_for_a_failed_verification_shows_the_command_and_its_last_lines(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     wrong = tool_use_edit(command="str_replace", path="calc.py", old_str="a - b", new_str="a * b")
     fake_anthropic.script(wrong, text("Fixed `add`."), text("It is fixed."))
@@ -297,8 +309,8 @@ async def test_a_draft_pr_for_a_failed_verification_shows_the_command_and_its_la
 async def test_an_unreadable_devcontainer_stops_the_run_naming_the_line(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     fake_github.commit_files(
         REPO,

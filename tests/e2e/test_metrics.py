@@ -9,6 +9,7 @@ from app.config import Settings
 from app.models import RunState
 from app.web import SERVICES, create_app
 from tests.calc_world import ISSUE, REPO, fixing_script, labeled
+from tests.fakes.anthropic import FakeAnthropic
 from tests.helpers import ClientFactory, eventually, post_webhook
 
 TOKEN = "metrics-test-token-5b1d"
@@ -26,7 +27,7 @@ def value(text: str, name: str, **labels: str) -> float:
 
 
 async def test_a_run_shows_in_the_metrics(
-    aiohttp_client: ClientFactory, calc_world_settings: Settings, fake_anthropic: Any
+    aiohttp_client: ClientFactory, calc_world_settings: Settings, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.script(*fixing_script())
     client = await aiohttp_client(

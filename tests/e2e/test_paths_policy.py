@@ -18,8 +18,10 @@ from app.web import SERVICES, create_app
 from app.workspace.checkout import ChangeRefused
 from app.workspace.mirror import Workspaces
 from tests.calc_world import ISSUE, REPO, calc_settings, fixing_script, labeled, seed_calc
-from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
+from tests.fakes.anthropic import FakeAnthropic, text, tool_use_bash, tool_use_edit
 from tests.fakes.git_http import run_git
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, eventually, post_webhook
 
 AUTHOR = {"author_name": "honk[bot]", "author_email": "honk@example.com"}
@@ -105,12 +107,12 @@ def test_a_file_with_several_globs(path: str, allowed: bool) -> None:
 
 
 @pytest.fixture
-def world_settings(calc_world_settings: Settings, fake_github: Any) -> Settings:
+def world_settings(calc_world_settings: Settings, fake_github: FakeGitHub) -> Settings:
     fake_github.commit_files(REPO, {".github/honk.yml": PATHS})
     return calc_world_settings
 
 
-async def refused_run(client: TestClient, fake_github: Any) -> str:
+async def refused_run(client: TestClient, fake_github: FakeGitHub) -> str:
     await post_webhook(client, "issues", labeled())
     store = client.app[SERVICES].store
 
@@ -128,7 +130,10 @@ async def refused_run(client: TestClient, fake_github: Any) -> str:
 
 
 async def test_a_file_below_a_one_segment_glob_is_refused(
-    aiohttp_client: ClientFactory, world_settings: Settings, fake_github: Any, fake_anthropic: Any
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     conftest = "tests/fixtures/plugins/conftest.py"
     fake_anthropic.script(
@@ -144,9 +149,9 @@ async def test_a_file_below_a_one_segment_glob_is_refused(
 async def test_a_hook_below_a_directory_that_star_matches_is_refused(
     aiohttp_client: ClientFactory,
     base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     """The issue's attempt: `paths: ['docs/*']`, and the agent writes a Sphinx build hook
     below docs/_ext/ next to an allowed page; gitignore's reading let the hook through."""
@@ -167,7 +172,10 @@ async def test_a_hook_below_a_directory_that_star_matches_is_refused(
 
 @pytest.mark.bwrap
 async def test_a_nested_repository_the_agent_made_is_refused(
-    aiohttp_client: ClientFactory, world_settings: Settings, fake_github: Any, fake_anthropic: Any
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     # The issue's attack: `.github/actions/evil` committed as a gitlink to a commit of its own.
     make_repo = (

@@ -23,8 +23,10 @@ from app.models import RunState
 from app.web import SERVICES, create_app
 from tests.calc_world import ISSUE, REPO, calc_settings, labeled, seed_calc
 from tests.e2e.test_metrics import value
-from tests.fakes.anthropic import text, tool_use_edit
+from tests.fakes.anthropic import FakeAnthropic, text, tool_use_edit
+from tests.fakes.github import FakeGitHub
 from tests.fakes.registries import CRATE_DOWNLOAD_PATH, NPM_PACKAGE, LocalRegistries
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, eventually, post_webhook
 from tests.toolchain_world import (
     BUG,
@@ -51,9 +53,9 @@ def registries() -> Iterator[LocalRegistries]:
 @pytest.fixture
 def world_settings(
     base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
     registries: LocalRegistries,
 ) -> Settings:
     seed_calc(fake_github)
@@ -78,15 +80,15 @@ async def finished_run(client: TestClient, issue: int = ISSUE) -> Any:
     return await eventually(probe, within=300)
 
 
-def tracking_comment(fake_github: Any, run: Any) -> str:
+def tracking_comment(fake_github: FakeGitHub, run: Any) -> str:
     return str(fake_github.repo(REPO)["comments"][run.tracking_comment_id]["body"])
 
 
 async def fixed_by_the_agent(
     aiohttp_client: ClientFactory,
     settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     project: dict[str, str | None],
     kind: str,
 ) -> tuple[Any, dict[str, Any], list[str]]:
@@ -112,8 +114,8 @@ async def fixed_by_the_agent(
 async def test_a_node_repository_installs_from_the_registry_and_its_tests_pass(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     registries: LocalRegistries,
 ) -> None:
     before = len(registries.asked(f"/npm/{NPM_PACKAGE}/-/"))
@@ -134,8 +136,8 @@ async def test_a_node_repository_installs_from_the_registry_and_its_tests_pass(
 async def test_a_second_run_installs_from_the_kept_cache_and_counts_it(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     registries: LocalRegistries,
 ) -> None:
     tarballs = f"/npm/{NPM_PACKAGE}/-/"
@@ -167,8 +169,8 @@ async def test_a_second_run_installs_from_the_kept_cache_and_counts_it(
 async def test_a_failing_npm_install_shows_npms_own_error_on_the_tracking_comment(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     registries: LocalRegistries,
 ) -> None:
     fake_github.commit_files(REPO, node_project(registries, dependency="honk-missing"))
@@ -189,8 +191,8 @@ async def test_a_failing_npm_install_shows_npms_own_error_on_the_tracking_commen
 async def test_a_go_modules_dependency_from_the_module_proxy_is_in_the_cache_for_its_tests(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     registries: LocalRegistries,
 ) -> None:
     _run, pr, files = await fixed_by_the_agent(
@@ -204,8 +206,8 @@ async def test_a_go_modules_dependency_from_the_module_proxy_is_in_the_cache_for
 async def test_a_rust_crate_fetches_from_the_sparse_registry_and_its_tests_pass(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     registries: LocalRegistries,
     tmp_path: Path,
 ) -> None:
@@ -226,8 +228,8 @@ async def test_a_rust_crate_fetches_from_the_sparse_registry_and_its_tests_pass(
 async def test_a_maven_project_tests_offline_from_the_local_repository(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     # .ci/run installs Maven and the plugins Debian packages; without them this fails.
     assert maven_missing() is None, maven_missing()

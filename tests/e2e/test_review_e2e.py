@@ -31,6 +31,7 @@ from tests.calc_world import (
 )
 from tests.fakes.anthropic import (
     REVIEW_TOOL,
+    FakeAnthropic,
     approve,
     overloaded,
     text,
@@ -38,6 +39,8 @@ from tests.fakes.anthropic import (
     tool_use_edit,
     veto,
 )
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import eventually, post_webhook
 
 SKIP_REASON = "`test_add` was skipped with `@pytest.mark.skip`"
@@ -55,28 +58,28 @@ async def run_to_the_end(settings: Settings, aiohttp_client: Any) -> tuple[TestC
     return client, await eventually(finished, within=60)
 
 
-def the_pr(fake_github: Any) -> dict[str, Any]:
+def the_pr(fake_github: FakeGitHub) -> dict[str, Any]:
     (pr,) = fake_github.repo(REPO)["pulls"].values()
     return pr
 
 
-def honk_check(fake_github: Any) -> dict[str, Any]:
+def honk_check(fake_github: FakeGitHub) -> dict[str, Any]:
     (check,) = [c for c in fake_github.repo(REPO)["check_runs"].values() if c["name"] == "Honk"]
     return check
 
 
-def slack_thread(fake_slack: Any) -> str:
+def slack_thread(fake_slack: FakeSlack) -> str:
     root = fake_slack.messages()[0]
     return "\n".join(
         f"{m.text} {json.dumps(m.blocks)}" for m in fake_slack.messages(thread_ts=root.ts)
     )
 
 
-def tracking(fake_github: Any, run: Any) -> str:
+def tracking(fake_github: FakeGitHub, run: Any) -> str:
     return str(fake_github.repo(REPO)["comments"][run.tracking_comment_id]["body"])
 
 
-def assert_reviews_were_fresh(fake_anthropic: Any) -> None:
+def assert_reviews_were_fresh(fake_anthropic: FakeAnthropic) -> None:
     """Each review offered only the forced verdict tool and held none of the agent's turns."""
     assert fake_anthropic.review_requests and fake_anthropic.complaints == []
     for request in fake_anthropic.review_requests:
@@ -197,9 +200,9 @@ async def test_the_checks_catch_it_though_the_judge_approves(
     cheat: Cheat,
     aiohttp_client: Any,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     if cheat.files:
         fake_github.commit_files(REPO, cheat.files)
@@ -251,9 +254,9 @@ async def test_the_checks_catch_it_though_the_judge_approves(
 async def test_a_real_fix_is_approved_and_the_pr_shows_the_review(
     aiohttp_client: Any,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     summary = "Fixes `add()` to add its arguments; `test_add` checks it and passes."
     fake_anthropic.script(*fixing_script())
@@ -291,9 +294,9 @@ async def test_a_real_fix_is_approved_and_the_pr_shows_the_review(
 async def test_a_vetoed_run_whose_second_attempt_is_right_ends_ready(
     aiohttp_client: Any,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     reason = "`test_add` now expects -1; the bug in `add()` is still there."
     fake_anthropic.script(
@@ -338,9 +341,9 @@ async def test_a_vetoed_run_whose_second_attempt_is_right_ends_ready(
 async def test_a_judge_that_stays_down_leaves_a_draft_saying_so(
     aiohttp_client: Any,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     fake_anthropic.script(*fixing_script())
     # 529 on the request and on each of the client's retries (retry-after-ms keeps it fast).
@@ -365,9 +368,9 @@ async def test_a_judge_that_stays_down_leaves_a_draft_saying_so(
 async def test_on_veto_comment_opens_no_pr_and_says_why_on_the_issue(
     aiohttp_client: Any,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     config = "verify: python -m pytest -q\nreview:\n  on_veto: comment\n"
     fake_github.commit_files(REPO, {".github/honk.yml": config})
@@ -392,8 +395,8 @@ async def test_on_veto_comment_opens_no_pr_and_says_why_on_the_issue(
 async def test_model_judge_off_leaves_the_checks_alone_in_charge(
     aiohttp_client: Any,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     config = "verify: python -m pytest -q\nreview:\n  model_judge: off\n"
     fake_github.commit_files(REPO, {".github/honk.yml": config})
@@ -412,9 +415,9 @@ CONFTEST_CHEAT = "pytest_pyfunc_call = lambda pyfuncitem: True\n"
 async def test_a_conftest_that_greens_every_test_ends_as_a_draft_whatever_the_judge_says(
     aiohttp_client: Any,
     calc_world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     """The issue's case: no fix, one line of conftest.py, real pytest green. Running the base's
     tests over the change stops it; reading conftest.py (the parse checks) says how."""

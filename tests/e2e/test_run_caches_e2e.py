@@ -15,7 +15,16 @@ from app.config import Settings
 from app.models import RunState
 from app.web import SERVICES, create_app
 from tests.calc_world import ISSUE, ISSUE_BODY, REPO, labeled
-from tests.fakes.anthropic import result_text, text, tool_results, tool_use_bash, tool_use_edit
+from tests.fakes.anthropic import (
+    FakeAnthropic,
+    result_text,
+    text,
+    tool_results,
+    tool_use_bash,
+    tool_use_edit,
+)
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, eventually, post_webhook
 from tests.run_page_world import page_settings, seed_people
 
@@ -40,7 +49,10 @@ HONK_YML = (
 
 @pytest.fixture
 def world_settings(
-    base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any
+    base_settings: Settings,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> Settings:
     seed_people(fake_github)
     return page_settings(
@@ -77,8 +89,8 @@ async def setup_output(client: TestClient, run: Any) -> str:
 async def test_setup_fills_the_cache_the_run_shares_it_and_the_next_run_restores_it(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     fake_github.commit_files(REPO, {".github/honk.yml": HONK_YML})
     fake_github.add_issue(

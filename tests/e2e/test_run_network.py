@@ -19,6 +19,7 @@ from app.web import SERVICES, create_app
 from tests.calc_world import REPO, calc_settings, labeled, seed_calc
 from tests.e2e.test_e2e import everything_sent, finished_run
 from tests.fakes.anthropic import (
+    FakeAnthropic,
     Turn,
     result_text,
     text,
@@ -26,7 +27,9 @@ from tests.fakes.anthropic import (
     tool_use_bash,
     tool_use_edit,
 )
+from tests.fakes.github import FakeGitHub
 from tests.fakes.registry import LoopbackRegistry
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, post_webhook
 from tests.run_page_world import SESSION_KEY
 
@@ -56,9 +59,9 @@ def api() -> Iterator[LoopbackRegistry]:
 @pytest.fixture
 def world_settings(
     base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
     registry: LoopbackRegistry,
     api: LoopbackRegistry,
 ) -> Settings:
@@ -70,7 +73,7 @@ def world_settings(
     )
 
 
-def outputs(fake_anthropic: Any) -> str:
+def outputs(fake_anthropic: FakeAnthropic) -> str:
     return "\n".join(
         result_text(block) for request in fake_anthropic.requests for block in tool_results(request)
     )
@@ -100,8 +103,8 @@ def egress_processes() -> list[str]:
 async def test_setup_and_the_agent_each_reach_their_own_list(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     registry: LoopbackRegistry,
     api: LoopbackRegistry,
 ) -> None:
@@ -158,8 +161,8 @@ async def test_setup_and_the_agent_each_reach_their_own_list(
 async def test_network_off_reaches_nothing_and_starts_no_proxy(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     registry: LoopbackRegistry,
 ) -> None:
     url = f"http://localhost:{registry.port}/"
@@ -209,9 +212,9 @@ async def test_network_off_reaches_nothing_and_starts_no_proxy(
 async def test_a_refused_name_is_no_way_out_and_a_huge_request_erases_nothing(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
     api: LoopbackRegistry,
     caplog: pytest.LogCaptureFixture,
 ) -> None:

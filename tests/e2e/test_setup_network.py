@@ -5,7 +5,6 @@ the agent's branch. Real bwrap, real git, the real proxy."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -23,7 +22,16 @@ from tests.e2e.test_ci_e2e import (
     first_run,
     workflow_run_completed,
 )
-from tests.fakes.anthropic import result_text, text, tool_results, tool_use_bash, tool_use_edit
+from tests.fakes.anthropic import (
+    FakeAnthropic,
+    result_text,
+    text,
+    tool_results,
+    tool_use_bash,
+    tool_use_edit,
+)
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, eventually, post_webhook
 
 pytestmark = pytest.mark.bwrap
@@ -59,9 +67,9 @@ async def listener(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> tupl
 @pytest.fixture
 def world_settings(
     base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
     listener: tuple[Listener, int],
 ) -> Settings:
     _heard, port = listener
@@ -84,8 +92,8 @@ def world_settings(
 async def test_a_ci_repair_runs_setup_over_the_base_not_the_agents_script(
     aiohttp_client: ClientFactory,
     world_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     listener: tuple[Listener, int],
 ) -> None:
     heard, port = listener

@@ -24,8 +24,9 @@ from tests.calc_world import (
     labeled,
     seed_calc,
 )
-from tests.fakes.anthropic import Turn, tool_results, tool_use_edit
+from tests.fakes.anthropic import FakeAnthropic, Turn, tool_results, tool_use_edit
 from tests.fakes.github import FakeGitHub, VirtualClock
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, eventually, post_webhook
 
 ISSUES = range(101, 121)
@@ -59,8 +60,8 @@ async def test_twenty_issues_labelled_at_once_stay_under_githubs_limits(
     aiohttp_client: ClientFactory,
     base_settings: Settings,
     fake_github: FakeGitHub,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     clock = VirtualClock()
     fake_github.clock = clock
@@ -121,8 +122,8 @@ async def test_one_ordinary_run_writes_little(
     aiohttp_client: ClientFactory,
     base_settings: Settings,
     fake_github: FakeGitHub,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     seed_calc(fake_github)
     fake_anthropic.script(*fixing_script(look_first=True))

@@ -20,6 +20,7 @@ from app.github.oauth import GitHubOAuth, UserToken
 from app.store import Store
 from app.store.tables import github_connections
 from app.web import SERVICES, create_app
+from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.github import FakeGitHub, ManualClock
 from tests.fakes.slack import FakeSlack
 from tests.golive_world import _connect_button, golive_settings
@@ -178,7 +179,7 @@ async def honk(
     aiohttp_client: ClientFactory,
     base_settings: Settings,
     fake_github: FakeGitHub,
-    fake_anthropic: Any,
+    fake_anthropic: FakeAnthropic,
     fake_slack: FakeSlack,
 ) -> TestClient:
     settings = golive_settings(base_settings, fake_github, fake_anthropic, fake_slack, workers=0)

@@ -15,7 +15,9 @@ from app.models import RunKind, RunState
 from app.store import NewRun, Store
 from app.web import SERVICES, create_app
 from tests.conftest import load_payload
-from tests.fakes.anthropic import tool_use_bash
+from tests.fakes.anthropic import FakeAnthropic, tool_use_bash
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, eventually, post_webhook
 
 REPO = "octo-org/calc"
@@ -47,7 +49,7 @@ def test_parse_command(body: str | None, expected: Command | None) -> None:
 
 @pytest.fixture
 async def client(
-    aiohttp_client: ClientFactory, base_settings: Settings, fake_github: Any
+    aiohttp_client: ClientFactory, base_settings: Settings, fake_github: FakeGitHub
 ) -> TestClient:
     """No workers: runs stay queued where the tests can look at them."""
     fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
@@ -59,7 +61,7 @@ async def client(
     return await aiohttp_client(create_app(settings, workers=0))
 
 
-async def honk_pull(client: TestClient, fake_github: Any) -> tuple[dict[str, Any], int]:
+async def honk_pull(client: TestClient, fake_github: FakeGitHub) -> tuple[dict[str, Any], int]:
     """A PR as a finished Honk run left it: (the PR, the run's id)."""
     fake_github.commit_files(REPO, {"calc.py": "def add(a, b):\n    return a + b\n"}, branch=BRANCH)
     pr = fake_github.add_pull(REPO, head=BRANCH, title="add() returns the wrong sum")
@@ -76,7 +78,7 @@ async def honk_pull(client: TestClient, fake_github: Any) -> tuple[dict[str, Any
 
 
 def issue_comment(
-    fake_github: Any, number: int, body: str, user: str = "alice", action: str = "created"
+    fake_github: FakeGitHub, number: int, body: str, user: str = "alice", action: str = "created"
 ) -> dict[str, Any]:
     comment = fake_github.add_comment(REPO, number, body, user)
     payload = load_payload(f"issue_comment.{action}.1")
@@ -90,7 +92,9 @@ def issue_comment(
     return payload
 
 
-def review_comment(fake_github: Any, number: int, body: str, user: str = "alice") -> dict[str, Any]:
+def review_comment(
+    fake_github: FakeGitHub, number: int, body: str, user: str = "alice"
+) -> dict[str, Any]:
     comment = fake_github.add_review_comment(REPO, number, body, user, path="calc.py", line=2)
     payload = load_payload("pull_request_review_comment.created.1")
     payload.update(
@@ -114,13 +118,13 @@ async def _dispatched(store: Store) -> bool:
     return await store.inbox.count(pending=True) == 0
 
 
-def replies(fake_github: Any, number: int) -> list[str]:
+def replies(fake_github: FakeGitHub, number: int) -> list[str]:
     calls = fake_github.calls_to("POST", rf"^/repos/{REPO}/issues/{number}/comments$")
     return [c.json["body"] for c in calls]
 
 
 async def test_writer_retry_queues_one_run_on_the_branch_with_a_rocket(
-    client: TestClient, fake_github: Any
+    client: TestClient, fake_github: FakeGitHub
 ) -> None:
     pr, origin_id = await honk_pull(client, fake_github)
     payload = issue_comment(fake_github, pr["number"], "/honk retry\nuse integers only")
@@ -144,7 +148,7 @@ async def test_writer_retry_queues_one_run_on_the_branch_with_a_rocket(
 
 
 async def test_a_retry_while_a_run_is_active_waits_behind_it(
-    client: TestClient, fake_github: Any
+    client: TestClient, fake_github: FakeGitHub
 ) -> None:
     pr, _ = await honk_pull(client, fake_github)
     await send(client, "issue_comment", issue_comment(fake_github, pr["number"], "/honk retry a"))
@@ -166,7 +170,7 @@ async def test_a_retry_while_a_run_is_active_waits_behind_it(
 
 
 async def test_review_comment_first_line_retries_with_its_place(
-    client: TestClient, fake_github: Any
+    client: TestClient, fake_github: FakeGitHub
 ) -> None:
     pr, _ = await honk_pull(client, fake_github)
     payload = review_comment(fake_github, pr["number"], "/honk retry rename `a` to `left`")
@@ -181,7 +185,7 @@ async def test_review_comment_first_line_retries_with_its_place(
 
 
 async def test_retry_by_a_reader_or_on_a_foreign_pr_is_refused_with_a_reply(
-    client: TestClient, fake_github: Any
+    client: TestClient, fake_github: FakeGitHub
 ) -> None:
     pr, _ = await honk_pull(client, fake_github)
     by_reader = issue_comment(fake_github, pr["number"], "/honk retry do it", user="bob")
@@ -202,7 +206,7 @@ async def test_retry_by_a_reader_or_on_a_foreign_pr_is_refused_with_a_reply(
 
 
 async def test_bots_edits_and_plain_comments_never_trigger(
-    client: TestClient, fake_github: Any
+    client: TestClient, fake_github: FakeGitHub
 ) -> None:
     pr, _ = await honk_pull(client, fake_github)
     fake_github.add_user("ci-helper[bot]", kind="Bot")
@@ -222,7 +226,7 @@ async def test_bots_edits_and_plain_comments_never_trigger(
 
 
 async def test_help_lists_the_commands_and_unknown_ones_get_help(
-    client: TestClient, fake_github: Any
+    client: TestClient, fake_github: FakeGitHub
 ) -> None:
     await send(client, "issue_comment", issue_comment(fake_github, ISSUE, "/honk help", "bob"))
     await send(client, "issue_comment", issue_comment(fake_github, ISSUE, "/honk frobnicate"))
@@ -233,7 +237,7 @@ async def test_help_lists_the_commands_and_unknown_ones_get_help(
 
 
 async def test_cancel_ends_a_queued_run_at_once_and_says_so(
-    client: TestClient, fake_github: Any
+    client: TestClient, fake_github: FakeGitHub
 ) -> None:
     pr, _ = await honk_pull(client, fake_github)
     number = pr["number"]
@@ -260,9 +264,9 @@ async def test_cancel_ends_a_queued_run_at_once_and_says_so(
 async def test_cancel_during_a_run_stops_it_and_the_tracking_comment_says_so(
     aiohttp_client: ClientFactory,
     base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
     fake_github.add_repo(REPO, files={"calc.py": "def add(a, b):\n    return a - b\n"})

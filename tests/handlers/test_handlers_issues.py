@@ -13,6 +13,7 @@ from app.config import Settings
 from app.models import RunKind, RunState
 from app.web import SERVICES, create_app
 from tests.conftest import load_payload, sign
+from tests.fakes.github import FakeGitHub
 from tests.helpers import ClientFactory, eventually, post_webhook
 
 REPO = "octo-org/widgets"
@@ -21,7 +22,7 @@ INSTALLATION = 9001
 
 @pytest.fixture
 async def client(
-    aiohttp_client: ClientFactory, base_settings: Settings, fake_github: Any
+    aiohttp_client: ClientFactory, base_settings: Settings, fake_github: FakeGitHub
 ) -> TestClient:
     fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
     fake_github.add_repo(REPO, files={"README.md": "widgets\n"})
@@ -65,7 +66,7 @@ async def dispatched(client: TestClient) -> bool:
 
 @pytest.mark.parametrize("level", ["admin", "maintain", "write"])
 async def test_writer_label_queues_a_run_with_eyes(
-    client: TestClient, fake_github: Any, level: str
+    client: TestClient, fake_github: FakeGitHub, level: str
 ) -> None:
     fake_github.set_permission(REPO, "alice", level)
     response = await post_webhook(client, "issues", labeled(), delivery_id=f"lab-{level}")
@@ -91,7 +92,7 @@ async def _tracking_id(client: TestClient, run_id: int) -> int | None:
 
 @pytest.mark.parametrize("level", ["read", "triage", "none"])
 async def test_others_get_a_comment_and_nothing_runs(
-    client: TestClient, fake_github: Any, level: str
+    client: TestClient, fake_github: FakeGitHub, level: str
 ) -> None:
     if level != "none":
         fake_github.set_permission(REPO, "mallory", level)
@@ -106,7 +107,7 @@ async def test_others_get_a_comment_and_nothing_runs(
     assert not fake_github.calls_to("POST", r"/reactions$")
 
 
-async def test_bot_senders_never_trigger(client: TestClient, fake_github: Any) -> None:
+async def test_bot_senders_never_trigger(client: TestClient, fake_github: FakeGitHub) -> None:
     fake_github.set_permission(REPO, "dependabot[bot]", "write")
     await post_webhook(client, "issues", labeled(sender="dependabot[bot]", sender_type="Bot"))
     await eventually(lambda: dispatched(client))
@@ -115,14 +116,14 @@ async def test_bot_senders_never_trigger(client: TestClient, fake_github: Any) -
     assert not fake_github.calls_to("GET", r"/permission$")
 
 
-async def test_other_labels_are_ignored(client: TestClient, fake_github: Any) -> None:
+async def test_other_labels_are_ignored(client: TestClient, fake_github: FakeGitHub) -> None:
     fake_github.set_permission(REPO, "alice", "admin")
     await post_webhook(client, "issues", labeled(label="bug"))
     await eventually(lambda: dispatched(client))
     assert await runs_for(client) == []
 
 
-async def test_one_active_run_per_issue(client: TestClient, fake_github: Any) -> None:
+async def test_one_active_run_per_issue(client: TestClient, fake_github: FakeGitHub) -> None:
     fake_github.set_permission(REPO, "alice", "write")
     fake_github.set_permission(REPO, "bob", "write")
     await post_webhook(client, "issues", labeled(), delivery_id="first")
@@ -134,7 +135,9 @@ async def test_one_active_run_per_issue(client: TestClient, fake_github: Any) ->
     assert len(fake_github.calls_to("POST", r"/issues/7/reactions$")) == 1
 
 
-async def test_github_502_during_dispatch_is_retried(client: TestClient, fake_github: Any) -> None:
+async def test_github_502_during_dispatch_is_retried(
+    client: TestClient, fake_github: FakeGitHub
+) -> None:
     fake_github.set_permission(REPO, "alice", "write")
     fake_github.fail_next("GET", r"/collaborators/alice/permission$", 502, times=1)
     await post_webhook(client, "issues", labeled())
@@ -143,7 +146,9 @@ async def test_github_502_during_dispatch_is_retried(client: TestClient, fake_gi
     assert len(fake_github.calls_to("GET", r"/collaborators/alice/permission$")) >= 2
 
 
-async def test_a_repository_may_name_its_own_label(client: TestClient, fake_github: Any) -> None:
+async def test_a_repository_may_name_its_own_label(
+    client: TestClient, fake_github: FakeGitHub
+) -> None:
     fake_github.set_permission(REPO, "alice", "write")
     fake_github.commit_files(REPO, {".github/honk.yml": "label: ask-claude\n"})
     await post_webhook(client, "issues", labeled(label="Ask-Claude"))
@@ -155,7 +160,7 @@ async def test_a_repository_may_name_its_own_label(client: TestClient, fake_gith
 
 
 async def test_a_captured_delivery_replayed_under_a_new_id_starts_no_run(
-    client: TestClient, fake_github: Any
+    client: TestClient, fake_github: FakeGitHub
 ) -> None:
     """GitHub signs the body only: someone who captured a signed `issues.labeled` sends it
     again under a fresh X-GitHub-Delivery, after the run ended and the label came off."""
@@ -188,7 +193,7 @@ async def test_a_captured_delivery_replayed_under_a_new_id_starts_no_run(
 
 
 async def test_a_label_still_on_the_issue_queues_as_before(
-    client: TestClient, fake_github: Any
+    client: TestClient, fake_github: FakeGitHub
 ) -> None:
     fake_github.set_permission(REPO, "alice", "write")
     await post_webhook(client, "issues", labeled())

@@ -17,7 +17,8 @@ from app.services import GitHubTime
 from app.store import NewRun, Store
 from app.web import SERVICES, create_app
 from tests.conftest import load_payload
-from tests.fakes.github import SECONDARY_RATE_LIMIT, VirtualClock
+from tests.fakes.github import SECONDARY_RATE_LIMIT, FakeGitHub, VirtualClock
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, eventually, post_webhook
 
 ORG = "octo-org"
@@ -27,7 +28,10 @@ WIDGETS, GADGETS, GIZMOS = f"{ORG}/widgets", f"{ORG}/gadgets", f"{ORG}/gizmos"
 
 @pytest.fixture
 async def client(
-    aiohttp_client: ClientFactory, base_settings: Settings, fake_github: Any, fake_slack: Any
+    aiohttp_client: ClientFactory,
+    base_settings: Settings,
+    fake_github: FakeGitHub,
+    fake_slack: FakeSlack,
 ) -> TestClient:
     for repo in (WIDGETS, GADGETS, GIZMOS):
         fake_github.add_repo(repo)
@@ -83,12 +87,12 @@ async def dispatched(client: TestClient) -> bool:
     return await store_of(client).inbox.count(pending=True) == 0
 
 
-def label_posts(fake_github: Any, repo: str) -> list[Any]:
+def label_posts(fake_github: FakeGitHub, repo: str) -> list[Any]:
     return fake_github.calls_to("POST", rf"^/repos/{repo}/labels$")
 
 
 async def test_created_labels_each_repository_once_and_says_hello(
-    client: TestClient, fake_github: Any, fake_slack: Any
+    client: TestClient, fake_github: FakeGitHub, fake_slack: FakeSlack
 ) -> None:
     fake_github.add_installation(INSTALLATION, account=ORG, repos=[WIDGETS, GADGETS])
     existing = fake_github._new_label(fake_github.repo(GADGETS), "honk", "000000", "ours")
@@ -116,7 +120,7 @@ async def test_created_labels_each_repository_once_and_says_hello(
 
 
 async def test_all_repositories_are_listed_through_the_api(
-    client: TestClient, fake_github: Any, fake_slack: Any
+    client: TestClient, fake_github: FakeGitHub, fake_slack: FakeSlack
 ) -> None:
     fake_github.add_installation(INSTALLATION, account=ORG, repos=None)
     fake_github.repo(GIZMOS)["data"]["archived"] = True  # GitHub refuses writes there
@@ -129,7 +133,9 @@ async def test_all_repositories_are_listed_through_the_api(
     assert "all repositories" in fake_slack.messages()[0].text
 
 
-async def test_secondary_rate_limit_is_waited_out(client: TestClient, fake_github: Any) -> None:
+async def test_secondary_rate_limit_is_waited_out(
+    client: TestClient, fake_github: FakeGitHub
+) -> None:
     fake_github.add_installation(INSTALLATION, account=ORG, repos=[WIDGETS])
     fake_github.fail_next(
         "POST",
@@ -149,8 +155,8 @@ async def test_secondary_rate_limit_is_waited_out(client: TestClient, fake_githu
 async def test_lasting_rate_limit_resumes_where_it_stopped(
     aiohttp_client: ClientFactory,
     base_settings: Settings,
-    fake_github: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_slack: FakeSlack,
 ) -> None:
     """GitHub asks for longer than the client waits: the delivery is retried once GitHub's
     wait is over (nothing is sent to the installation before) and carries on after the
@@ -185,7 +191,9 @@ async def test_lasting_rate_limit_resumes_where_it_stopped(
     assert len(fake_slack.messages()) == 1
 
 
-async def test_repository_that_refuses_is_skipped(client: TestClient, fake_github: Any) -> None:
+async def test_repository_that_refuses_is_skipped(
+    client: TestClient, fake_github: FakeGitHub
+) -> None:
     fake_github.add_installation(INSTALLATION, account=ORG, repos=[WIDGETS, GADGETS])
     fake_github.fail_next(
         "POST",
@@ -201,7 +209,7 @@ async def test_repository_that_refuses_is_skipped(client: TestClient, fake_githu
 
 
 async def test_repositories_added_get_the_label(
-    client: TestClient, fake_github: Any, fake_slack: Any
+    client: TestClient, fake_github: FakeGitHub, fake_slack: FakeSlack
 ) -> None:
     fake_github.add_installation(INSTALLATION, account=ORG, repos=[WIDGETS, GIZMOS])
     payload = repos_event("installation_repositories.added.1", "repositories_added", [GIZMOS])
@@ -227,7 +235,7 @@ async def queued_and_running(store: Store, repo: str, other: str | None = None) 
 
 
 async def test_deleted_cancels_runs_forgets_tokens_and_keeps_records(
-    client: TestClient, fake_github: Any
+    client: TestClient, fake_github: FakeGitHub
 ) -> None:
     fake_github.add_installation(INSTALLATION, account=ORG, repos=[WIDGETS])
     store, github = store_of(client), client.app[SERVICES].github
@@ -255,7 +263,7 @@ async def test_deleted_cancels_runs_forgets_tokens_and_keeps_records(
     assert len(fake_github.calls_to("POST", r"/access_tokens$")) == minted + 1
 
 
-async def test_suspend_and_unsuspend(client: TestClient, fake_github: Any) -> None:
+async def test_suspend_and_unsuspend(client: TestClient, fake_github: FakeGitHub) -> None:
     store = store_of(client)
     running, queued = await queued_and_running(store, WIDGETS)
     await post_webhook(client, "installation", installation_event("installation.suspend.1"))
@@ -273,7 +281,9 @@ async def test_suspend_and_unsuspend(client: TestClient, fake_github: Any) -> No
     assert [h["state"] for h in record["history"]] == ["suspended", "active"]
 
 
-async def test_removed_repositories_stop_only_there(client: TestClient, fake_github: Any) -> None:
+async def test_removed_repositories_stop_only_there(
+    client: TestClient, fake_github: FakeGitHub
+) -> None:
     fake_github.add_installation(INSTALLATION, account=ORG, repos=[WIDGETS, GADGETS])
     store = store_of(client)
     running, other = await queued_and_running(store, WIDGETS, other=GADGETS)

@@ -8,7 +8,6 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -17,6 +16,9 @@ from cryptography.fernet import Fernet
 from app.cli.doctor import SLACK_TEST_MESSAGE, doctor_command, run_doctor, unreachable
 from app.config import Settings
 from tests.conftest import new_private_key
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 
 ORG = "octo-org"
 REPO = f"{ORG}/widgets"
@@ -24,7 +26,10 @@ REPO = f"{ORG}/widgets"
 
 @pytest.fixture
 def healthy(
-    base_settings: Settings, fake_github: Any, fake_slack: Any, fake_anthropic: Any
+    base_settings: Settings,
+    fake_github: FakeGitHub,
+    fake_slack: FakeSlack,
+    fake_anthropic: FakeAnthropic,
 ) -> Settings:
     fake_github.add_repo(REPO)
     fake_github.add_repo(f"{ORG}/gadgets")
@@ -54,7 +59,7 @@ def line(lines: list[str], name: str) -> str:
 
 
 async def test_healthy_configuration_passes_every_check(
-    healthy: Settings, fake_slack: Any, fake_anthropic: Any
+    healthy: Settings, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
 ) -> None:
     status, lines = await doctor(healthy)
     assert status == 0, lines
@@ -111,7 +116,7 @@ async def test_slack_invalid_auth_and_anthropic_401(healthy: Settings) -> None:
     assert "sk-ant-wrong-key-42" not in text and "not-the-token" not in text
 
 
-async def test_channel_the_bot_cannot_post_to(healthy: Settings, fake_slack: Any) -> None:
+async def test_channel_the_bot_cannot_post_to(healthy: Settings, fake_slack: FakeSlack) -> None:
     fake_slack.fail_next("chat.postMessage", "not_in_channel")
     status, lines = await doctor(healthy)
     assert status == 1
@@ -119,7 +124,9 @@ async def test_channel_the_bot_cannot_post_to(healthy: Settings, fake_slack: Any
     assert line(lines, "Slack channel") == "✗ Slack channel: cannot post to #honk: not_in_channel"
 
 
-async def test_suspended_installation_and_no_slack(healthy: Settings, fake_github: Any) -> None:
+async def test_suspended_installation_and_no_slack(
+    healthy: Settings, fake_github: FakeGitHub
+) -> None:
     fake_github.installations[9001]["suspended_at"] = "2024-01-01T00:00:00Z"
     status, lines = await doctor(healthy.with_overrides(slack_bot_token=None))
     assert status == 1
@@ -128,7 +135,7 @@ async def test_suspended_installation_and_no_slack(healthy: Settings, fake_githu
 
 
 async def test_unconfigured_github_and_no_installations(
-    base_settings: Settings, fake_github: Any, fake_anthropic: Any
+    base_settings: Settings, fake_github: FakeGitHub, fake_anthropic: FakeAnthropic
 ) -> None:
     status, lines = await doctor(
         base_settings.with_overrides(

@@ -19,6 +19,7 @@ from app.repo_config import (
     load_repo_config,
     parse_config,
 )
+from tests.fakes.github import FakeGitHub
 
 FULL = """
 verify: pytest -q
@@ -143,7 +144,9 @@ REPO = f"{ORG}/widgets"
 
 
 @pytest.fixture
-async def gh(base_settings: Settings, fake_github: Any) -> AsyncIterator[tuple[GitHubApp, Any]]:
+async def gh(
+    base_settings: Settings, fake_github: FakeGitHub
+) -> AsyncIterator[tuple[GitHubApp, Any]]:
     settings = base_settings.with_overrides(github_api_url=fake_github.url)
     async with aiohttp.ClientSession() as session:
         app = GitHubApp(settings.github, session)

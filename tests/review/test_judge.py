@@ -6,7 +6,6 @@ import html
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import anthropic
 import pytest
@@ -23,7 +22,7 @@ from app.runs.judge import (
     prompt,
 )
 from app.workspace.checkout import Checkout
-from tests.fakes.anthropic import API_KEY, approve, overloaded, text, veto
+from tests.fakes.anthropic import API_KEY, FakeAnthropic, approve, overloaded, text, veto
 
 MODEL = "claude-haiku-4-5"
 DIFF = (
@@ -39,11 +38,11 @@ CASE = Case(
 
 
 @pytest.fixture
-def client(fake_anthropic: Any) -> anthropic.AsyncAnthropic:
+def client(fake_anthropic: FakeAnthropic) -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(api_key=API_KEY, base_url=fake_anthropic.url, max_retries=2)
 
 
-async def test_an_approval(client: anthropic.AsyncAnthropic, fake_anthropic: Any) -> None:
+async def test_an_approval(client: anthropic.AsyncAnthropic, fake_anthropic: FakeAnthropic) -> None:
     fake_anthropic.script_review(approve("Fixes add().", beyond_request=True))
     verdict, usage = await ask_judge(client, model=MODEL, case=CASE, diff_chars=10_000)
     assert verdict.approve and verdict.summary == "Fixes add()." and verdict.reasons == ()
@@ -59,7 +58,7 @@ async def test_an_approval(client: anthropic.AsyncAnthropic, fake_anthropic: Any
 
 
 async def test_a_veto_keeps_its_reasons(
-    client: anthropic.AsyncAnthropic, fake_anthropic: Any
+    client: anthropic.AsyncAnthropic, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.script_review(veto("`test_add` was skipped.", "The bug is still there."))
     verdict, _usage = await ask_judge(client, model=MODEL, case=CASE, diff_chars=10_000)
@@ -72,7 +71,7 @@ async def test_a_veto_keeps_its_reasons(
 
 
 async def test_an_answer_that_is_no_verdict_is_unavailable_but_counted(
-    client: anthropic.AsyncAnthropic, fake_anthropic: Any
+    client: anthropic.AsyncAnthropic, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.script_review(text("I would rather not say."))
     with pytest.raises(JudgeUnavailable, match="without a usable verdict") as caught:
@@ -81,7 +80,7 @@ async def test_an_answer_that_is_no_verdict_is_unavailable_but_counted(
 
 
 async def test_a_judge_down_past_the_retries(
-    client: anthropic.AsyncAnthropic, fake_anthropic: Any
+    client: anthropic.AsyncAnthropic, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.script_review(overloaded(), overloaded(), overloaded())
     with pytest.raises(JudgeUnavailable, match=r"overloaded \(529\) after 3 attempts") as caught:
@@ -91,7 +90,7 @@ async def test_a_judge_down_past_the_retries(
 
 
 async def test_the_fake_refuses_a_review_that_carries_the_agents_tools(
-    client: anthropic.AsyncAnthropic, fake_anthropic: Any
+    client: anthropic.AsyncAnthropic, fake_anthropic: FakeAnthropic
 ) -> None:
     with pytest.raises(anthropic.BadRequestError, match="carried the agent's tools: bash"):
         await client.messages.create(
@@ -105,7 +104,7 @@ async def test_the_fake_refuses_a_review_that_carries_the_agents_tools(
 
 
 async def test_the_fake_refuses_a_forced_tool_that_is_not_offered(
-    client: anthropic.AsyncAnthropic, fake_anthropic: Any
+    client: anthropic.AsyncAnthropic, fake_anthropic: FakeAnthropic
 ) -> None:
     with pytest.raises(anthropic.BadRequestError, match=r"tool_choice\.name"):
         await client.messages.create(

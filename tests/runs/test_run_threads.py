@@ -14,7 +14,8 @@ from app.models import RunKind, RunState
 from app.slack import card
 from app.web import SERVICES, create_app
 from tests.calc_world import FIXED, ISSUE, REPO, fixing_script, labeled
-from tests.fakes.anthropic import Hold, text, tool_use_bash, tool_use_edit
+from tests.fakes.anthropic import FakeAnthropic, Hold, text, tool_use_bash, tool_use_edit
+from tests.fakes.github import FakeGitHub
 from tests.fakes.slack import FakeSlack
 from tests.golive_world import (
     PR,
@@ -37,7 +38,10 @@ FAILING_LOG = (
 
 @pytest.fixture
 def world(
-    base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: FakeSlack
+    base_settings: Settings,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> Settings:
     return golive_settings(base_settings, fake_github, fake_anthropic, fake_slack)
 
@@ -61,8 +65,8 @@ async def first_pr(client: TestClient) -> Any:
 async def test_a_run_stopped_at_its_turn_limit_continues_from_the_button_and_finishes(
     aiohttp_client: ClientFactory,
     world: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     fake_slack: FakeSlack,
 ) -> None:
     fake_anthropic.script(
@@ -109,8 +113,8 @@ async def test_a_run_stopped_at_its_turn_limit_continues_from_the_button_and_fin
 async def test_a_verdict_that_changes_on_one_commit_is_told_twice_and_stops_its_repair(
     aiohttp_client: ClientFactory,
     world: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     fake_slack: FakeSlack,
 ) -> None:
     hold = Hold(text("Looking into it."))
@@ -147,8 +151,8 @@ async def test_a_verdict_that_changes_on_one_commit_is_told_twice_and_stops_its_
 async def test_a_repairs_no_change_stays_in_the_runs_thread(
     aiohttp_client: ClientFactory,
     world: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
     fake_slack: FakeSlack,
 ) -> None:
     fake_anthropic.script(

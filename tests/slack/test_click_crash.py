@@ -22,6 +22,8 @@ from app.slack import card
 from app.web import create_app
 from tests.calc_world import REPO, fixing_script
 from tests.e2e.test_crash_recovery import worker_environment
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.github import FakeGitHub
 from tests.fakes.slack import FakeSlack
 from tests.golive_world import PR, connect_user, golive_settings, green_pr
 from tests.helpers import ClientFactory, eventually
@@ -83,7 +85,10 @@ async def honk_serve(
 
 @pytest.fixture
 def world(
-    base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: FakeSlack
+    base_settings: Settings,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> Settings:
     fake_anthropic.script(*fixing_script())
     return golive_settings(
@@ -91,14 +96,14 @@ def world(
     )
 
 
-def merges(fake_github: Any) -> list[Any]:
+def merges(fake_github: FakeGitHub) -> list[Any]:
     return fake_github.calls_to("PUT", rf"^/repos/{REPO}/pulls/{PR}/merge$")
 
 
 async def test_a_merge_clicked_just_before_a_crash_happens_once_after_the_restart(
     aiohttp_client: ClientFactory,
     world: Settings,
-    fake_github: Any,
+    fake_github: FakeGitHub,
     fake_slack: FakeSlack,
     tmp_path: Path,
 ) -> None:

@@ -13,6 +13,8 @@ from app.config import Settings
 from app.slack import blocks, card
 from app.web import SERVICES, create_app
 from tests.calc_world import FIXED, REPO
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.github import FakeGitHub
 from tests.fakes.slack import FakeSlack
 from tests.golive_world import (
     HONK_URL,
@@ -35,7 +37,10 @@ SITE = "https://calc.example.com"
 
 @pytest.fixture
 def world(
-    base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: FakeSlack
+    base_settings: Settings,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> Settings:
     from tests.calc_world import fixing_script
 
@@ -43,12 +48,12 @@ def world(
     return golive_settings(base_settings, fake_github, fake_anthropic, fake_slack)
 
 
-def user_merges(fake_github: Any) -> list[Any]:
+def user_merges(fake_github: FakeGitHub) -> list[Any]:
     return fake_github.calls_to("PUT", rf"^/repos/{REPO}/pulls/{PR}/merge$")
 
 
 async def test_the_card_then_a_writer_connects_merges_and_sees_it_live(
-    aiohttp_client: ClientFactory, world: Settings, fake_github: Any, fake_slack: FakeSlack
+    aiohttp_client: ClientFactory, world: Settings, fake_github: FakeGitHub, fake_slack: FakeSlack
 ) -> None:
     client = await aiohttp_client(create_app(world))
     run, ready = await green_pr(client, fake_github, fake_slack)
@@ -108,7 +113,7 @@ async def test_the_card_then_a_writer_connects_merges_and_sees_it_live(
 
 
 async def test_a_reader_is_refused_in_githubs_words_and_a_required_review_needs_a_second_person(
-    aiohttp_client: ClientFactory, world: Settings, fake_github: Any, fake_slack: FakeSlack
+    aiohttp_client: ClientFactory, world: Settings, fake_github: FakeGitHub, fake_slack: FakeSlack
 ) -> None:
     fake_github.require_reviews(REPO, 1)
     client = await aiohttp_client(create_app(world))

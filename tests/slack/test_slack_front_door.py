@@ -23,7 +23,8 @@ from tests.calc_world import (
     without_outcome_checks,
 )
 from tests.conftest import load_payload
-from tests.fakes.anthropic import text
+from tests.fakes.anthropic import FakeAnthropic, text
+from tests.fakes.github import FakeGitHub
 from tests.fakes.slack import CHANNEL_ID, FakeSlack
 from tests.golive_world import HONK_URL, _connect_button, connect
 from tests.helpers import ClientFactory, eventually, post_webhook
@@ -32,7 +33,10 @@ from tests.run_page_world import SESSION_KEY
 
 @pytest.fixture
 def world(
-    base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: FakeSlack
+    base_settings: Settings,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> Settings:
     """octo-org/calc with Honk installed; Slack's alice may write there, bob may only read."""
     seed_calc(fake_github, issue=False)
@@ -49,7 +53,7 @@ async def runs_of(client: TestClient) -> list[Run]:
     return await client.app[SERVICES].store.runs.find(repo=REPO)
 
 
-def issues_of(fake_github: Any) -> list[dict[str, Any]]:
+def issues_of(fake_github: FakeGitHub) -> list[dict[str, Any]]:
     issues = fake_github.repo(REPO)["issues"].values()
     return [i for i in issues if "pull_request" not in i]
 
@@ -79,7 +83,7 @@ def has_button(message: Any, action_id: str) -> bool:
 
 
 async def test_unsigned_forged_or_stale_requests_are_refused(
-    aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: Any
+    aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: FakeGitHub
 ) -> None:
     client = await aiohttp_client(create_app(world))
     body = b"command=%2Fhonk&text=octo-org%2Fcalc+fix+it&trigger_id=1"
@@ -120,8 +124,8 @@ async def test_slash_command_opens_one_issue_and_one_run_answered_in_its_thread(
     aiohttp_client: ClientFactory,
     world: Settings,
     fake_slack: FakeSlack,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     fake_anthropic.script(*fixing_script())
     client = await aiohttp_client(create_app(world.with_overrides(workers=1)))
@@ -175,7 +179,7 @@ async def test_slash_command_opens_one_issue_and_one_run_answered_in_its_thread(
 
 
 async def test_mention_in_a_dm_runs_in_the_dm_thread(
-    aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: Any
+    aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: FakeGitHub
 ) -> None:
     client = await aiohttp_client(create_app(world))
     # Honk's own messages and edits in the DM are not requests.
@@ -199,7 +203,7 @@ async def test_mention_in_a_dm_runs_in_the_dm_thread(
 
 
 async def test_channel_mention_and_slack_retries_make_one_issue(
-    aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: Any
+    aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: FakeGitHub
 ) -> None:
     client = await aiohttp_client(create_app(world))
     message = fake_slack.user_message(CHANNEL_ID, "U0ALICE", f"<@U0HONKBOT> fix add in {REPO}")
@@ -233,7 +237,7 @@ async def test_channel_mention_and_slack_retries_make_one_issue(
 
 
 async def test_unauthorized_or_unknown_users_are_told_why_and_nothing_runs(
-    aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: Any
+    aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: FakeGitHub
 ) -> None:
     fake_slack.add_user("U0CAROL", "carol", "carol@home.example")
     client = await aiohttp_client(create_app(world))
@@ -249,7 +253,7 @@ async def test_unauthorized_or_unknown_users_are_told_why_and_nothing_runs(
 
 
 async def test_a_channel_default_repository(
-    aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: Any
+    aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: FakeGitHub
 ) -> None:
     client = await aiohttp_client(create_app(world))
     await fake_slack.command(client, "fix the login crash")
@@ -276,7 +280,7 @@ async def test_a_channel_default_repository(
 
 
 async def test_connecting_github_from_slack_tells_honk_who_you_are(
-    aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: Any
+    aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: FakeGitHub
 ) -> None:
     """carol's Slack e-mail is no GitHub member's: signing in with GitHub from Slack is how
     Honk learns who she is (the old comment-code `/honk link` is gone)."""
@@ -316,7 +320,7 @@ async def test_retry_button_text_reaches_the_model_and_the_message_updates_in_pl
     aiohttp_client: ClientFactory,
     world: Settings,
     fake_slack: FakeSlack,
-    fake_anthropic: Any,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     fake_anthropic.script(text("NO_CHANGE: add() looks right to me."), *fixing_script())
     client = await aiohttp_client(create_app(world.with_overrides(workers=1)))
@@ -390,7 +394,7 @@ async def test_cancel_button_needs_write_access_and_updates_the_message(
 
 
 async def test_a_stored_request_survives_a_crash_and_is_done_after_restart(
-    aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: Any
+    aiohttp_client: ClientFactory, world: Settings, fake_slack: FakeSlack, fake_github: FakeGitHub
 ) -> None:
     """Slack got its answer, then the process died: the stored request is done on restart."""
     from app.handlers.slack.commands import SLACK_EVENT
@@ -418,7 +422,7 @@ async def test_a_dm_thread_gets_the_result_but_the_person_message_is_never_edite
     aiohttp_client: ClientFactory,
     world: Settings,
     fake_slack: FakeSlack,
-    fake_anthropic: Any,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     fake_anthropic.script(*fixing_script())
     client = await aiohttp_client(create_app(world.with_overrides(workers=1)))

@@ -14,7 +14,9 @@ from app.config import Settings
 from app.models import RunState
 from app.web import SERVICES, create_app
 from tests.calc_world import FIXED, REPO, calc_settings, labeled, seed_calc
-from tests.fakes.anthropic import Turn, tool_results, tool_use_edit
+from tests.fakes.anthropic import FakeAnthropic, Turn, tool_results, tool_use_edit
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, eventually, post_webhook
 from tests.store.test_store_postgres import create_database, drop_database, url_of
 
@@ -49,9 +51,9 @@ def machine(base: Settings, name: str, tmp_path: Path, database_url: str) -> Set
 async def test_two_instances_share_one_postgres_queue(
     aiohttp_client: ClientFactory,
     base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
     postgres_url: str,
     tmp_path: Path,
 ) -> None:

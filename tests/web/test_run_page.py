@@ -16,6 +16,7 @@ from app.runs.events import RunEvents
 from app.store import NewRun
 from app.web import SERVICES
 from tests.calc_world import INSTALLATION, ISSUE, REPO
+from tests.fakes.github import FakeGitHub
 from tests.run_page_world import HONK_URL, csrf_of, sign_in
 
 # Shaped like a GitHub token: the redactor knows it by its prefix, whatever its length.
@@ -31,7 +32,7 @@ async def queued(page_client: TestClient, **fields: Any) -> Run:
 
 
 async def test_a_visitor_signs_in_with_github_and_comes_back_to_the_run(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     run = await queued(page_client, requested_by="alice")
     first = await page_client.get(f"/runs/{run.id}", allow_redirects=False)
@@ -57,7 +58,7 @@ async def test_a_visitor_signs_in_with_github_and_comes_back_to_the_run(
 
 
 async def test_a_person_who_cannot_read_the_repository_gets_the_same_404_as_for_no_run(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     run = await queued(page_client, requested_by="alice")
     await sign_in(page_client, fake_github, "bob")
@@ -72,7 +73,7 @@ async def test_a_person_who_cannot_read_the_repository_gets_the_same_404_as_for_
 
 
 async def test_a_reader_sees_the_run_but_may_not_steer_it(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     run = await queued(page_client, requested_by="alice")
     await sign_in(page_client, fake_github, "carol")
@@ -88,7 +89,7 @@ async def test_a_reader_sees_the_run_but_may_not_steer_it(
 
 
 async def test_cancel_needs_the_sessions_csrf_token(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     run = await queued(page_client, requested_by="alice")
     await sign_in(page_client, fake_github, "alice")
@@ -109,7 +110,7 @@ async def test_cancel_needs_the_sessions_csrf_token(
 
 
 async def test_retry_with_instructions_queues_a_follow_up_by_the_person(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     store = page_client.app[SERVICES].store
     run = await queued(page_client, requested_by="alice")
@@ -131,7 +132,7 @@ async def test_retry_with_instructions_queues_a_follow_up_by_the_person(
 
 
 async def test_the_json_api_takes_a_github_token_as_a_bearer(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     store = page_client.app[SERVICES].store
     run = await queued(page_client, requested_by="alice")
@@ -160,7 +161,7 @@ async def test_the_json_api_takes_a_github_token_as_a_bearer(
 
 
 async def test_the_runs_list_filters_by_repository_state_and_mine(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     fake_github.add_repo("octo-org/other", private=True)
     store = page_client.app[SERVICES].store
@@ -183,7 +184,7 @@ async def test_the_runs_list_filters_by_repository_state_and_mine(
 
 
 async def test_a_secret_in_a_commands_output_never_reaches_the_page_or_the_api(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     run = await queued(page_client, requested_by="alice")
     events = RunEvents(page_client.app[SERVICES].store, run.id)
@@ -202,7 +203,7 @@ async def test_a_secret_in_a_commands_output_never_reaches_the_page_or_the_api(
 
 
 async def test_an_expiring_user_token_is_refreshed_and_the_session_keeps_the_new_one(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     run = await queued(page_client, requested_by="alice")
     fake_github.user_token_ttl = 60.0  # inside Honk's margin: every request refreshes first
@@ -219,7 +220,7 @@ async def test_an_expiring_user_token_is_refreshed_and_the_session_keeps_the_new
 
 
 async def test_a_judges_review_and_the_network_summary_show_when_the_run_has_them(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     run = await queued(page_client, requested_by="alice")
     store = page_client.app[SERVICES].store
@@ -242,7 +243,7 @@ async def test_a_judges_review_and_the_network_summary_show_when_the_run_has_the
 
 
 async def test_the_live_stream_sends_new_entries_the_summary_and_the_end(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     run = await queued(page_client, requested_by="alice")
     store = page_client.app[SERVICES].store

@@ -29,7 +29,9 @@ from app.models import Run, RunState
 from app.store import NewRun
 from app.web import SERVICES, create_app
 from tests.calc_world import INSTALLATION, ISSUE, ISSUE_TITLE, REPO, fixing_script, labeled
-from tests.fakes.anthropic import Hold, tool_use_bash
+from tests.fakes.anthropic import FakeAnthropic, Hold, tool_use_bash
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import eventually, post_webhook
 from tests.run_page_world import page_settings, seed_people
 
@@ -129,9 +131,9 @@ async def start_honk(
 async def honk(
     aiohttp_server: Any,
     base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> Any:
     """With one worker: runs happen."""
     fakes = (fake_github, fake_anthropic, fake_slack)
@@ -142,9 +144,9 @@ async def honk(
 async def idle_honk(
     aiohttp_server: Any,
     base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> Any:
     """Without workers: a queued run stays queued."""
     fakes = (fake_github, fake_anthropic, fake_slack)
@@ -161,7 +163,7 @@ async def started_run(honk: Any, hold: Hold) -> Run:
     return runs[0]
 
 
-async def signed_in_page(b: BrowserThread, context: Any, fake_github: Any, url: str) -> Page:
+async def signed_in_page(b: BrowserThread, context: Any, fake_github: FakeGitHub, url: str) -> Page:
     """Open `url` signed out: via the fake GitHub's authorize page, back to `url`."""
     page: Page = await b(context.new_page())
     visited: list[str] = []
@@ -186,9 +188,9 @@ async def test_the_transcript_grows_live_and_fits_a_phone(
     b: BrowserThread,
     context: Any,
     honk: Any,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     hold = Hold(tool_use_bash("seq 1 50", say="Let me count before I change anything."))
     look = tool_use_bash(f"echo 'token: {LEAKED}'; ls", say="Looking around first.")
@@ -246,7 +248,11 @@ async def test_the_transcript_grows_live_and_fits_a_phone(
 
 
 async def test_cancel_from_the_page_stops_the_run(
-    b: BrowserThread, context: Any, honk: Any, fake_github: Any, fake_anthropic: Any
+    b: BrowserThread,
+    context: Any,
+    honk: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     hold = Hold(tool_use_bash("echo never", say="This turn waits for the test."))
     fake_anthropic.script(hold, *fixing_script())
@@ -271,7 +277,7 @@ async def test_cancel_from_the_page_stops_the_run(
 
 
 async def test_a_person_who_cannot_read_the_repository_gets_404(
-    b: BrowserThread, context: Any, idle_honk: Any, fake_github: Any
+    b: BrowserThread, context: Any, idle_honk: Any, fake_github: FakeGitHub
 ) -> None:
     store = idle_honk.app[SERVICES].store
     run = await store.runs.enqueue(
@@ -315,8 +321,8 @@ async def test_the_first_screen_of_a_finished_run_shows_its_outcome(
     b: BrowserThread,
     context: Any,
     honk: Any,
-    fake_github: Any,
-    fake_anthropic: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     fake_anthropic.script(*fixing_script(look_first=True))
     run = await finished_run(honk)
@@ -384,7 +390,7 @@ async def test_the_setup_page_fits_a_phone(
 
 
 async def test_a_tab_in_next_does_not_carry_the_browser_to_another_site(
-    b: BrowserThread, context: Any, idle_honk: Any, fake_github: Any, aiohttp_server: Any
+    b: BrowserThread, context: Any, idle_honk: Any, fake_github: FakeGitHub, aiohttp_server: Any
 ) -> None:
     """The issue's attack in a browser: `next=/<tab>/other-site/landed` after a real sign-in.
     The other site is a second server on loopback; it must never be asked for anything."""

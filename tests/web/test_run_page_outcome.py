@@ -21,7 +21,9 @@ from app.runs.events import RunEvents
 from app.store import NewRun
 from app.web import SERVICES
 from tests.calc_world import INSTALLATION, ISSUE, ISSUE_TITLE, REPO, TESTS, labeled
-from tests.fakes.anthropic import approve, text, tool_use_edit, veto
+from tests.fakes.anthropic import FakeAnthropic, approve, text, tool_use_edit, veto
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, eventually, post_webhook
 from tests.run_page_world import page_honk, sign_in
 
@@ -48,9 +50,9 @@ def position(page: str, marker: str) -> int:
 async def test_a_real_run_records_its_review_and_the_page_leads_with_the_outcome(
     aiohttp_client: ClientFactory,
     base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     fake_anthropic.script(
         # Rewrites the expectation to fit the bug; the judge vetoes; the second attempt fixes.
@@ -143,7 +145,7 @@ async def test_a_real_run_records_its_review_and_the_page_leads_with_the_outcome
 
 
 async def test_counts_agree_with_their_nouns_and_times_have_a_date_and_zone(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     run = await queued(page_client)
     store = page_client.app[SERVICES].store
@@ -166,7 +168,7 @@ async def test_counts_agree_with_their_nouns_and_times_have_a_date_and_zone(
 
 
 async def test_the_agents_summary_is_markdown_and_inert(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     run = await queued(page_client)
     store = page_client.app[SERVICES].store
@@ -196,7 +198,7 @@ async def test_the_agents_summary_is_markdown_and_inert(
 
 @pytest.mark.e2e
 async def test_empty_phases_leave_the_live_page_and_its_last_phase_says_how_it_ended(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     run = await queued(page_client)
     store = page_client.app[SERVICES].store
@@ -238,7 +240,7 @@ async def test_empty_phases_leave_the_live_page_and_its_last_phase_says_how_it_e
 
 
 async def test_a_summary_only_from_the_end_or_from_a_run_recorded_before_summaries(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     store = page_client.app[SERVICES].store
     cancelled, older = await queued(page_client), await queued(page_client, ISSUE + 1)
@@ -259,7 +261,7 @@ async def test_a_summary_only_from_the_end_or_from_a_run_recorded_before_summari
 
 
 async def test_a_queued_run_is_titled_by_its_issue_as_approved(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     run = await queued(page_client)
     store = page_client.app[SERVICES].store

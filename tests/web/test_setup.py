@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from app.config import Settings
 from app.web import create_app
 from app.web.setup import SetupError, check_env_file, write_env_file
+from tests.fakes.github import FakeGitHub
 from tests.helpers import ClientFactory
 
 APP_YML = Path(__file__).parents[2] / "app.yml"
@@ -40,7 +41,7 @@ def env_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def fresh_settings(base_settings: Settings, fake_github: Any, env_file: Path) -> Settings:
+def fresh_settings(base_settings: Settings, fake_github: FakeGitHub, env_file: Path) -> Settings:
     """No App yet: what `honk serve` has on its first run."""
     return base_settings.with_overrides(
         app_id=None,
@@ -103,7 +104,7 @@ async def test_first_run_serves_the_setup_page(client: TestClient) -> None:
 
 
 async def test_manifest_form_for_an_org_behind_a_proxy(
-    client: TestClient, fake_github: Any
+    client: TestClient, fake_github: FakeGitHub
 ) -> None:
     action, manifest = await start(client, "octo-org", **PROXY)
     assert action.startswith(f"{fake_github.url}/organizations/octo-org/settings/apps/new?state=")
@@ -116,7 +117,9 @@ async def test_manifest_form_for_an_org_behind_a_proxy(
     assert manifest["default_events"] == app_yml["default_events"]
 
 
-async def test_personal_account_and_the_request_host(client: TestClient, fake_github: Any) -> None:
+async def test_personal_account_and_the_request_host(
+    client: TestClient, fake_github: FakeGitHub
+) -> None:
     action, manifest = await start(client)
     assert action.startswith(f"{fake_github.url}/settings/apps/new?state=")
     host = f"{client.server.host}:{client.server.port}"
@@ -129,7 +132,7 @@ async def test_bad_org_name_is_refused(client: TestClient) -> None:
 
 
 async def test_callback_writes_env_and_asks_for_a_restart(
-    client: TestClient, fake_github: Any, env_file: Path, caplog: pytest.LogCaptureFixture
+    client: TestClient, fake_github: FakeGitHub, env_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     action, _ = await start(client, "octo-org", **PROXY)
@@ -182,7 +185,7 @@ async def test_callback_writes_env_and_asks_for_a_restart(
 
 
 async def test_the_next_steps_ask_for_what_is_missing_and_name_what_is_set(
-    aiohttp_client: ClientFactory, fresh_settings: Settings, fake_github: Any, env_file: Path
+    aiohttp_client: ClientFactory, fresh_settings: Settings, fake_github: FakeGitHub, env_file: Path
 ) -> None:
     cases = (
         ({"anthropic_api_key": None}, "<pre>ANTHROPIC_API_KEY=sk-ant-…</pre>"),
@@ -200,7 +203,7 @@ async def test_the_next_steps_ask_for_what_is_missing_and_name_what_is_set(
 
 
 async def test_unknown_or_reused_state_is_refused(
-    client: TestClient, fake_github: Any, env_file: Path
+    client: TestClient, fake_github: FakeGitHub, env_file: Path
 ) -> None:
     fake_github.add_manifest_code("code-1")
     response = await client.get("/setup/callback?code=code-1&state=made-up")

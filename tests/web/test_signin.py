@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -16,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from app.store import NewRun
 from app.web import SERVICES
 from tests.calc_world import INSTALLATION, ISSUE, REPO
+from tests.fakes.github import FakeGitHub
 from tests.run_page_world import HONK_URL, csrf_of, sign_in
 
 HONK_HOST = urlsplit(HONK_URL).netloc
@@ -59,7 +59,7 @@ def where_a_browser_goes(location: str) -> str:
     ],
 )
 async def test_next_that_leaves_honk_comes_back_to_the_runs_list(
-    page_client: TestClient, fake_github: Any, raw_next: str
+    page_client: TestClient, fake_github: FakeGitHub, raw_next: str
 ) -> None:
     location = await sign_in(page_client, fake_github, "alice", raw_next)
     assert location == "/runs"
@@ -82,7 +82,7 @@ async def test_next_that_leaves_honk_comes_back_to_the_runs_list(
     ],
 )
 async def test_a_path_on_honk_is_where_sign_in_ends(
-    page_client: TestClient, fake_github: Any, raw_next: str, location: str
+    page_client: TestClient, fake_github: FakeGitHub, raw_next: str, location: str
 ) -> None:
     assert await sign_in(page_client, fake_github, "alice", raw_next) == location
     assert urlsplit(where_a_browser_goes(location)).netloc == HONK_HOST
@@ -96,7 +96,7 @@ def cookie_of(page_client: TestClient) -> str:
 
 
 async def test_a_copied_cookie_is_signed_out_with_its_session(
-    page_client: TestClient, fake_github: Any
+    page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
     store = page_client.app[SERVICES].store
     run = await store.runs.enqueue(

@@ -19,7 +19,10 @@ from app.workspace.checkout import ChangeRefused, Checkout
 from app.workspace.mirror import Workspaces, split_repo
 from app.workspace.sandbox import Sandbox
 from tests.calc_world import ISSUE, REPO, calc_settings, fixing_script, labeled, seed_calc
+from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.git_http import run_git
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, eventually, post_webhook
 
 pytestmark = pytest.mark.bwrap
@@ -253,9 +256,9 @@ async def test_an_option_like_repository_name_is_only_ever_a_path(
 async def test_a_title_full_of_shell_and_git_metacharacters_is_only_text(
     aiohttp_client: ClientFactory,
     base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
     markers: Path,
 ) -> None:
     seed_calc(fake_github)

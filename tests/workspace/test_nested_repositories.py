@@ -11,8 +11,10 @@ from app.config import Settings
 from app.models import RunState
 from app.web import SERVICES, create_app
 from tests.calc_world import ISSUE, REPO, calc_settings, fixing_script, labeled, seed_calc
-from tests.fakes.anthropic import tool_use_bash
+from tests.fakes.anthropic import FakeAnthropic, tool_use_bash
 from tests.fakes.git_http import run_git
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, eventually, post_webhook
 
 pytestmark = pytest.mark.bwrap
@@ -22,7 +24,10 @@ OTHER = "other-org/secret"
 
 @pytest.fixture
 async def world_settings(
-    base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any
+    base_settings: Settings,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> Settings:
     seed_calc(fake_github)
     settings = calc_settings(base_settings, fake_github, fake_anthropic, fake_slack)
@@ -35,7 +40,10 @@ async def world_settings(
 
 
 async def test_a_planted_gitdir_file_publishes_nothing_of_another_tenant(
-    aiohttp_client: ClientFactory, world_settings: Settings, fake_github: Any, fake_anthropic: Any
+    aiohttp_client: ClientFactory,
+    world_settings: Settings,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     secret_head = fake_github.branch_sha(OTHER, "main")
     # From data/runs/<id>/calc/evil, four levels up is the data directory.

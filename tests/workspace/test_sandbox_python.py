@@ -10,7 +10,6 @@ import site
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,7 +20,9 @@ from app.workspace.mounts import SandboxPython
 from app.workspace.sandbox import Sandbox
 from tests.calc_world import REPO, calc_settings, fixing_script, labeled, seed_calc
 from tests.e2e.test_e2e import finished_run
-from tests.fakes.anthropic import result_text, tool_results, tool_use_bash
+from tests.fakes.anthropic import FakeAnthropic, result_text, tool_results, tool_use_bash
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, post_webhook
 
 pytestmark = pytest.mark.bwrap
@@ -216,9 +217,9 @@ VERIFY_IN_VENV = "python -c 'import setup_made' && python -m pytest -q"
 async def test_setups_venv_serves_the_agent_and_verify_and_stays_out_of_the_pr(
     aiohttp_client: ClientFactory,
     base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     seed_calc(fake_github)
     fake_github.commit_files(

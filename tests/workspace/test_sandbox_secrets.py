@@ -29,7 +29,9 @@ from app.workspace.mounts import APP_DIR, REBUILD_MAX_ENTRIES, Hidden, HonkInsta
 from app.workspace.sandbox import Sandbox
 from tests.calc_world import REPO, calc_settings, labeled, seed_calc
 from tests.e2e.test_e2e import ClientFactory, finished_run
-from tests.fakes.anthropic import text, tool_use_bash
+from tests.fakes.anthropic import FakeAnthropic, text, tool_use_bash
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import post_webhook
 
 pytestmark = pytest.mark.bwrap
@@ -254,7 +256,7 @@ def _spy_script(deployment: Deployment) -> list[Any]:
     ]
 
 
-def _tool_results(fake_anthropic: Any) -> str:
+def _tool_results(fake_anthropic: FakeAnthropic) -> str:
     """Everything Honk sent the model back from its tools, in every request."""
     found = []
     for request in fake_anthropic.requests:
@@ -282,9 +284,9 @@ async def test_the_servers_agent_cannot_read_honks_secrets(
     aiohttp_client: ClientFactory,
     base_settings: Settings,
     deployment: Deployment,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     seed_calc(fake_github)
     settings = calc_settings(
@@ -302,7 +304,7 @@ async def test_the_servers_agent_cannot_read_honks_secrets(
 
 
 async def test_honk_run_agent_cannot_read_honks_secrets(
-    base_settings: Settings, deployment: Deployment, checkout: Path, fake_anthropic: Any
+    base_settings: Settings, deployment: Deployment, checkout: Path, fake_anthropic: FakeAnthropic
 ) -> None:
     settings = deployment.settings(base_settings).with_overrides(
         anthropic_base_url=fake_anthropic.url

@@ -23,7 +23,16 @@ from app.workspace.toolchain_versions import choose, read_declared
 from app.workspace.toolchains import find_installed
 from tests.calc_world import REPO, calc_settings, labeled, seed_calc
 from tests.e2e.test_e2e import finished_run
-from tests.fakes.anthropic import result_text, text, tool_results, tool_use_bash, tool_use_edit
+from tests.fakes.anthropic import (
+    FakeAnthropic,
+    result_text,
+    text,
+    tool_results,
+    tool_use_bash,
+    tool_use_edit,
+)
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, post_webhook
 
 pytestmark = pytest.mark.bwrap
@@ -120,9 +129,9 @@ async def events_of(client: TestClient, run: Any, kind: str) -> list[dict[str, A
 async def test_a_rust_crate_gets_a_ready_pr_whose_cargo_test_passed_in_the_sandbox(
     aiohttp_client: ClientFactory,
     base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> None:
     await rust_or_skip(base_settings)
     seed_calc(fake_github)
@@ -171,7 +180,7 @@ async def test_a_rust_crate_gets_a_ready_pr_whose_cargo_test_passed_in_the_sandb
 
 
 async def test_honk_run_gives_the_agent_the_toolchain_the_checkout_declares(
-    base_settings: Settings, fake_anthropic: Any, tmp_path: Path
+    base_settings: Settings, fake_anthropic: FakeAnthropic, tmp_path: Path
 ) -> None:
     await rust_or_skip(base_settings)
     found = await find_installed(base_settings.sandbox)
