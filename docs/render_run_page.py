@@ -2,7 +2,7 @@
 
     python docs/render_run_page.py   # runs one browser test, copies its desktop screenshot
 
-The run is the browser test's own (tests/test_run_page_browser.py): the calc world's issue
+The run is the browser test's own (tests/web/test_run_page_browser.py): the calc world's issue
 labelled, the scripted agent fixing add() in the bubblewrap sandbox, the fake judge
 approving, the PR opened on the fake GitHub; the page is read signed in, 1280 px wide,
 whole. The test writes test-artifacts/run-page-outcome-desktop.png; this copies it here,
@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST = "tests/test_run_page_browser.py::test_the_first_screen_of_a_finished_run_shows_its_outcome"
+TEST = (
+    "tests/web/test_run_page_browser.py::test_the_first_screen_of_a_finished_run_shows_its_outcome"
+)
 SHOT = ROOT / "test-artifacts" / "run-page-outcome-desktop.png"
 PICTURE = ROOT / "docs" / "run-page.png"
 

@@ -8,7 +8,9 @@ import pytest
 
 from app.config import Settings
 from tests.conftest import load_payload
-from tests.fakes.anthropic import text, tool_use_bash, tool_use_edit
+from tests.fakes.anthropic import FakeAnthropic, text, tool_use_bash, tool_use_edit
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 
 REPO = "octo-org/calc"
 INSTALLATION = 5150
@@ -35,7 +37,7 @@ REPO_FILES = {
 NO_OUTCOME_CHECKS = REPO_FILES[".github/honk.yml"] + "  outcome: off\n"
 
 
-def without_outcome_checks(fake_github: Any, settings: Settings) -> Settings:
+def without_outcome_checks(fake_github: FakeGitHub, settings: Settings) -> Settings:
     """The calc repository's config asks the outcome checks off; the operator allows it."""
     fake_github.commit_files(
         REPO, {".github/honk.yml": NO_OUTCOME_CHECKS}, message="No outcome checks"
@@ -43,7 +45,7 @@ def without_outcome_checks(fake_github: Any, settings: Settings) -> Settings:
     return settings.with_overrides(review_outcome_optional=True)
 
 
-def seed_calc(fake_github: Any, *, issue: bool = True) -> None:
+def seed_calc(fake_github: FakeGitHub, *, issue: bool = True) -> None:
     """Honk installed on octo-org/calc; alice may write there (and asked, when `issue`)."""
     fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO])
     fake_github.add_repo(REPO, files=REPO_FILES)
@@ -68,7 +70,11 @@ def fixing_script(*, look_first: bool = False) -> list[Any]:
 
 
 def calc_settings(
-    base: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any, **overrides: Any
+    base: Settings,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
+    **overrides: Any,
 ) -> Settings:
     """`base` pointed at every fake, Slack on, one worker."""
     values: dict[str, Any] = {
@@ -99,7 +105,10 @@ def labeled(sender: str = "alice") -> dict[str, Any]:
 
 @pytest.fixture
 def calc_world_settings(
-    base_settings: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any
+    base_settings: Settings,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> Settings:
     """octo-org/calc seeded with its issue, and Honk's settings pointed at every fake."""
     seed_calc(fake_github)

@@ -16,6 +16,8 @@ from app.models import Run, RunState
 from app.slack import card
 from app.web import SERVICES
 from tests.calc_world import ISSUE, REPO, calc_settings, labeled, seed_calc
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.github import FakeGitHub
 from tests.fakes.slack import FakeSlack, PostedMessage
 from tests.helpers import eventually, post_webhook
 from tests.run_page_world import SESSION_KEY
@@ -27,7 +29,11 @@ PEOPLE = {"U0ALICE": ("alice", "write"), "U0BOB": ("bob", "read"), "U0DAVE": ("d
 
 
 def golive_settings(
-    base: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: FakeSlack, **overrides: Any
+    base: Settings,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
+    **overrides: Any,
 ) -> Settings:
     """octo-org/calc with Honk installed and sign-in set up; alice and dave may write, bob may
     only read; each is an org member whose public e-mail is their Slack e-mail."""
@@ -81,7 +87,7 @@ async def _connect_button(fake_slack: FakeSlack, seen: int = 0) -> str:
     return await eventually(found)
 
 
-async def connect(client: TestClient, fake_github: Any, url: str, login: str) -> str:
+async def connect(client: TestClient, fake_github: FakeGitHub, url: str, login: str) -> str:
     """Open the Connect GitHub link, go on, sign in on GitHub as `login`, confirm the
     connection on the page that names both accounts: the final page."""
     assert url.startswith(f"{HONK_URL}/connect/")
@@ -113,7 +119,7 @@ async def connect(client: TestClient, fake_github: Any, url: str, login: str) ->
 
 
 async def connect_user(
-    client: TestClient, fake_slack: FakeSlack, fake_github: Any, user: str
+    client: TestClient, fake_slack: FakeSlack, fake_github: FakeGitHub, user: str
 ) -> None:
     seen = len(fake_slack.responses)
     await fake_slack.command(client, "link", user=user)
@@ -136,7 +142,7 @@ async def dispatched(client: TestClient) -> bool:
     return await client.app[SERVICES].store.inbox.count(pending=True) == 0
 
 
-def workflow_event(fake_github: Any, workflow: dict[str, Any]) -> dict[str, Any]:
+def workflow_event(fake_github: FakeGitHub, workflow: dict[str, Any]) -> dict[str, Any]:
     from tests.conftest import load_payload
 
     payload = load_payload("workflow_run.completed.1", workflow_run=workflow)
@@ -147,7 +153,7 @@ def workflow_event(fake_github: Any, workflow: dict[str, Any]) -> dict[str, Any]
 
 async def ci_finishes(
     client: TestClient,
-    fake_github: Any,
+    fake_github: FakeGitHub,
     sha: str,
     *,
     branch: str,
@@ -167,7 +173,9 @@ async def ci_finishes(
     return workflow
 
 
-async def green_pr(client: TestClient, fake_github: Any, fake_slack: FakeSlack) -> tuple[Run, Any]:
+async def green_pr(
+    client: TestClient, fake_github: FakeGitHub, fake_slack: FakeSlack
+) -> tuple[Run, Any]:
     """Label the issue; the run opens PR #13; CI passes on it: (the run, the card)."""
     await post_webhook(client, "issues", labeled())
     store = client.app[SERVICES].store

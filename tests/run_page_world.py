@@ -14,13 +14,16 @@ from yarl import URL
 
 from app.config import Settings
 from tests.calc_world import REPO, calc_settings, seed_calc
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.github import FakeGitHub
+from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory
 
 SESSION_KEY = Fernet.generate_key().decode()
 HONK_URL = "http://honk.example.test"  # http: the test client has no TLS for a Secure cookie
 
 
-def seed_people(fake_github: Any) -> None:
+def seed_people(fake_github: FakeGitHub) -> None:
     """octo-org/calc, private: alice may write, carol may read, bob may not see it."""
     seed_calc(fake_github)
     fake_github.repo(REPO)["data"].update(private=True, visibility="private")
@@ -30,7 +33,11 @@ def seed_people(fake_github: Any) -> None:
 
 
 def page_settings(
-    base: Settings, fake_github: Any, fake_anthropic: Any, fake_slack: Any, **overrides: Any
+    base: Settings,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
+    **overrides: Any,
 ) -> Settings:
     """The calc world's settings with sign-in configured (the fake's OAuth client)."""
     values: dict[str, Any] = {
@@ -42,7 +49,7 @@ def page_settings(
 
 
 async def sign_in(
-    client: TestClient, fake_github: Any, login: str, next_path: str = "/runs"
+    client: TestClient, fake_github: FakeGitHub, login: str, next_path: str = "/runs"
 ) -> str:
     """Sign `login` in as a browser does: /signin with `next` sent exactly as written (its
     percent escapes untouched), the fake's authorize page, the callback. The path Honk sends
@@ -96,9 +103,9 @@ async def page_honk(
 async def page_client(
     aiohttp_client: ClientFactory,
     base_settings: Settings,
-    fake_github: Any,
-    fake_anthropic: Any,
-    fake_slack: Any,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
 ) -> TestClient:
     """`page_honk` with no workers: the tests store runs and their events themselves."""
     fakes = (fake_github, fake_anthropic, fake_slack)

@@ -3,7 +3,7 @@ module proxy, each with one package built at test time.
 
 Each answers as the real service does, refusals included (404 for a package it does not
 hold), so real `npm`, `cargo` and `go` install from it. (Maven's tests use Debian's own
-local repository, /usr/share/maven-repo, offline: see tests/test_registries.py.)
+local repository, /usr/share/maven-repo, offline: see tests/workspace/test_registries.py.)
 A thread of its own, so one server serves a whole test module whatever event loop each test
 runs. `paths` lists what was asked for (a test counts downloads by it).
 
