@@ -1,7 +1,7 @@
 """docs/configuration.md's tables, written from the declarations: each `## section`'s
 `| variable | default | meaning |` table is the rows of the settings declared for it.
 `python -m app.config --markdown` prints the file with its tables rewritten;
-tests/test_docs.py checks that the file already equals that."""
+tests/project/test_docs.py checks that the file already equals that."""
 
 from __future__ import annotations
 

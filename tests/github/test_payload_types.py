@@ -20,7 +20,7 @@ from gidgethub import sansio
 from app.github import payloads
 from app.handlers import router
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _examples_dir() -> Path:
