@@ -19,7 +19,6 @@ from app.store import Store
 from app.store.kv import Namespace, mapping
 from app.workspace.run_home import SandboxHome
 from app.workspace.sandbox import Sandbox
-from app.workspace.toolchains import Toolchains
 
 if TYPE_CHECKING:
     from app.runs.context import RunContext
@@ -56,11 +55,6 @@ def outcome_checks(settings: Settings, store: Store) -> OutcomeChecks:
     return OutcomeChecks(sandbox_for, StoredBaseResults(store))
 
 
-def toolchains_of(sandbox: Sandbox) -> Toolchains:
-    """The toolchains the run chose, which its tests use here as in `verify:`."""
-    return sandbox.toolchains
-
-
 def sandbox_env_of(sandbox: Sandbox) -> dict[str, str]:
     """The repository's variables (`env:`, devcontainer.json) its run's sandbox was given."""
     return dict(sandbox.repository_env)
@@ -89,7 +83,7 @@ async def check_outcome(
             known=ctx.ignored_links,
             env=sandbox_env_of(sandbox),
             home=home,
-            toolchains=toolchains_of(sandbox),
+            toolchains=sandbox.toolchains,  # the run's choice, as `verify:` has it
         )
     except Exception as exc:
         reason = describe_error(exc)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.config import SandboxSettings
+from app.workspace.mounts import under
 
 # The program that says a toolchain is there (in its bin directory), per language.
 EXECUTABLES = {
@@ -91,7 +92,7 @@ class Toolchains:
         for toolchain in chosen:
             if toolchain.bin_dir not in _ON_PATH:
                 bins.append(toolchain.bin_dir)
-            if not _under(toolchain.root, _BOUND):
+            if not under(toolchain.root, _BOUND):
                 roots.append(toolchain.root)
             roots += toolchain.etc
             env.update(toolchain.env)
@@ -362,7 +363,3 @@ def _read(path: Path) -> str | None:
             return handle.read(MAX_VERSION_FILE).decode(errors="replace")
     except OSError:
         return None
-
-
-def _under(path: str, parents: Sequence[str]) -> bool:
-    return any(path == p or path.startswith(p + "/") for p in parents)
