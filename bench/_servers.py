@@ -5,8 +5,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+
+from app.config import Settings
+from tests.conftest import WEBHOOK_SECRET
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.slack import FakeSlack
 
 
 @contextlib.asynccontextmanager
@@ -27,3 +33,37 @@ def tmp_dir(root: Path, name: str) -> Path:
     path = root / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def world_settings(
+    root: Path,
+    key: str,
+    github_url: str,
+    slack: FakeSlack,
+    slack_url: str,
+    model: FakeAnthropic,
+    model_url: str,
+    **more: Any,
+) -> Settings:
+    """Honk's settings for a benchmark's world of fakes: one worker, a fast poll, its data
+    under `root`; `more` as Settings.with_overrides takes them."""
+    return Settings().with_overrides(
+        app_id=1,
+        private_key=key,
+        webhook_secret=WEBHOOK_SECRET,
+        github_api_url=github_url,
+        github_url=github_url,
+        anthropic_api_key=model.api_key,
+        anthropic_base_url=model_url,
+        model="claude-sonnet-4-6",
+        slack_bot_token=slack.token,
+        slack_channel="#honk",
+        slack_api_url=slack_url,
+        data_dir=root / "honk",
+        checkout_dir=root / "checkouts",
+        database_url=f"sqlite+aiosqlite:///{root / 'honk' / 'honk.db'}",
+        workers=1,
+        poll_interval=0.02,
+        log_level="WARNING",
+        **more,
+    )

@@ -25,12 +25,11 @@ from typing import Any
 
 import aiohttp
 
-from app.config import Settings
 from app.web import SERVICES, create_app
 from app.workspace.sandbox import Sandbox
 from app.workspace.toolchains import find_installed
-from bench._servers import serve
-from tests.conftest import WEBHOOK_SECRET, load_payload, new_private_key, sign
+from bench._servers import serve, world_settings
+from tests.conftest import load_payload, new_private_key, sign
 from tests.fakes.anthropic import FakeAnthropic, text, tool_use_edit
 from tests.fakes.github import FakeGitHub, public_key_of
 from tests.fakes.registries import LocalRegistries
@@ -150,28 +149,12 @@ async def main(quick: bool = False) -> None:
             if await Sandbox.check("bwrap") is not None:
                 print("environments benchmark: needs bwrap (setup runs in the sandbox)")
                 return
-            settings = Settings().with_overrides(
-                app_id=1,
-                private_key=key,
-                webhook_secret=WEBHOOK_SECRET,
-                github_api_url=github_url,
-                github_url=github_url,
-                anthropic_api_key=model.api_key,
-                anthropic_base_url=model_url,
-                model="claude-sonnet-4-6",
-                slack_bot_token=slack.token,
-                slack_channel="#honk",
-                slack_api_url=slack_url,
-                data_dir=root / "honk",
-                checkout_dir=root / "checkouts",
-                database_url=f"sqlite+aiosqlite:///{root / 'honk' / 'honk.db'}",
-                workers=1,
-                poll_interval=0.02,
-                log_level="WARNING",
+            settings = world_settings(
+                root, key, github_url, slack, slack_url, model, model_url,
                 metrics_token=METRICS_TOKEN,
                 review_outcome_optional=True,
                 network_presets=(("registries", (f"{HOST}:{registries.port}",)),),
-            )
+            )  # fmt: skip
             # Honk gives the sandbox the host's Rust where it finds one (rustup's, Debian's).
             has_cargo = any(
                 found.language == "rust" for found in await find_installed(settings.sandbox)

@@ -19,10 +19,9 @@ from typing import Any
 
 import aiohttp
 
-from app.config import Settings
 from app.workspace.sandbox import Sandbox
-from bench._servers import serve
-from tests.conftest import WEBHOOK_SECRET, load_payload, new_private_key, sign
+from bench._servers import serve, world_settings
+from tests.conftest import load_payload, new_private_key, sign
 from tests.fakes.anthropic import FakeAnthropic, text, tool_use_edit
 from tests.fakes.github import FakeGitHub, public_key_of
 from tests.fakes.slack import FakeSlack
@@ -66,25 +65,8 @@ async def main(quick: bool = False) -> None:
             github.add_repo(REPO, files={"VERSION": "1\n"})
             github.set_permission(REPO, "alice", "write")
             sandbox = "bwrap" if await Sandbox.check("bwrap") is None else "off"
-            settings = Settings().with_overrides(
-                app_id=1,
-                private_key=key,
-                webhook_secret=WEBHOOK_SECRET,
-                github_api_url=github_url,
-                github_url=github_url,
-                anthropic_api_key=model.api_key,
-                anthropic_base_url=model_url,
-                model="claude-sonnet-4-6",
-                slack_bot_token=slack.token,
-                slack_channel="#honk",
-                slack_api_url=slack_url,
-                data_dir=root / "honk",
-                checkout_dir=root / "checkouts",
-                database_url=f"sqlite+aiosqlite:///{root / 'honk' / 'honk.db'}",
-                workers=1,
-                poll_interval=0.02,
-                sandbox=sandbox,
-                log_level="WARNING",
+            settings = world_settings(
+                root, key, github_url, slack, slack_url, model, model_url, sandbox=sandbox
             )
             durations = []
             async with serve(create_app(settings)) as honk_url, aiohttp.ClientSession() as http:
