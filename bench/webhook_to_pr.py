@@ -71,9 +71,11 @@ async def main(quick: bool = False) -> None:
             durations = []
             async with serve(create_app(settings)) as honk_url, aiohttp.ClientSession() as http:
                 for number in range(1, runs + 1):
+                    # Labelled at GitHub too: Honk checks the label there before it queues a run.
                     github.add_issue(
-                        REPO, number, title=f"Bump version {number}", body="", user="alice"
-                    )
+                        REPO, number, title=f"Bump version {number}", body="", user="alice",
+                        labels=["honk"],
+                    )  # fmt: skip
                     model.script(
                         tool_use_edit(
                             command="create", path="VERSION", file_text=f"{number + 1}\n"
