@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import json
 import logging
+import re
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.config import Settings
 from app.workspace.mounts import SandboxPython
+from tests.loop_watch import WATCHDOG_CATCH_UP_SECONDS, Stall, Watchdog, own_seconds
 from tests.sandbox_python import build_sandbox_python
 
 # Each fake is a real aiohttp app on loopback, defined once and shared by all tests; the calc
@@ -147,16 +150,40 @@ def payload() -> Callable[..., dict[str, Any]]:
 
 
 class _SlowCallbacks(logging.Handler):
-    """Collects asyncio's "Executing <...> took N seconds" warnings (debug mode)."""
+    """Collects asyncio's "Executing <...> took N seconds" warnings (debug mode).
+
+    Each is kept with how long it took and when it ended (on the monotonic clock), so that
+    the stalls of the whole process the watchdog saw can be taken out (tests/loop_watch.py).
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.seen: list[str] = []
+        self.seen: list[tuple[str, float, float]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if message.startswith("Executing ") and " took " in message:
-            self.seen.append(message)
+        took = re.search(r" took (\d+(?:\.\d+)?) seconds$", message)
+        if message.startswith("Executing ") and took:
+            self.seen.append((message, float(took.group(1)), time.monotonic()))
+
+    def blocked(self, stalls: list[Stall]) -> list[str]:
+        """The callbacks that held the loop themselves, stalls of the whole process taken out."""
+        return [
+            f"{message} ({own:.3f} s of it not a stall of the whole process)"
+            for message, took, ended in self.seen
+            if (own := own_seconds(took, ended, stalls)) >= SLOW_CALLBACK_SECONDS
+        ]
+
+
+_WATCHDOG = Watchdog()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _WATCHDOG.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _WATCHDOG.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -176,7 +203,10 @@ async def no_blocking_the_event_loop() -> AsyncIterator[None]:
         asyncio_log.removeHandler(handler)
         asyncio_log.setLevel(level)
         loop.set_debug(False)
-    assert not handler.seen, f"the event loop was blocked: {handler.seen[0][:500]}"
+    if handler.seen:
+        await asyncio.sleep(WATCHDOG_CATCH_UP_SECONDS)
+    blocked = handler.blocked(_WATCHDOG.stalls())
+    assert not blocked, f"the event loop was blocked: {blocked[0][:600]}"
 
 
 def kinds_of(module: str, folders: tuple[str, ...], fixtures: set[str]) -> set[str]:
