@@ -46,6 +46,7 @@ class RunKind(StrEnum):
     RETRY = "retry"  # `/honk retry` on a Honk PR
     CI_FIX = "ci_fix"  # automatic repair after red CI
     CONTINUE = "continue"  # a run that stopped at its limit, carried on from Slack
+    FLEET = "fleet"  # one repository of a fleet change (`fleet_id`): no issue, a PR only
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,7 @@ class Run:
     round: int = 0  # CI repair round
     cancel_requested: bool = False
     review: str | None = None  # the review's verdict: a ReviewVerdict's value
+    fleet_id: int | None = None  # the fleet change this run is one repository of
     usage: Usage = field(default_factory=Usage)
     steps: list[Step] = field(default_factory=list)
     lease_owner: str | None = None

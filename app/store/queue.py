@@ -51,6 +51,7 @@ class NewRun:
     slack_thread: SlackThread | None = None
     round: int = 0
     tracking_comment_id: int | None = None
+    fleet_id: int | None = None
 
     @classmethod
     def follow_up(
@@ -77,6 +78,7 @@ class NewRun:
             delivery_id=delivery_id,
             slack_thread=origin.slack_thread,
             round=round,
+            fleet_id=origin.fleet_id,
         )
 
     def row(self) -> dict[str, Any]:
@@ -91,13 +93,14 @@ class RunQueue(Part):
 
     @shielded
     async def enqueue(self, new: NewRun) -> Run | None:
-        """Queue a run; None for an ISSUE run when its issue already has an active run."""
+        """Queue a run; None for an ISSUE or FLEET run when its issue (or its fleet's
+        repository) already has an active run."""
         now = utcnow()
         kind = RunKind(new.kind)
         try:
             async with self.db.begin() as conn:
                 key = await _serial_key(conn, new)
-                if kind == RunKind.ISSUE and key is not None:
+                if kind in (RunKind.ISSUE, RunKind.FLEET) and key is not None:
                     active = select(runs.c.id).where(
                         runs.c.serial_key == key, runs.c.state.in_(ACTIVE_STATES)
                     )
@@ -256,6 +259,7 @@ class RunQueue(Part):
         branch: str | None = None,
         installation_id: int | None = None,
         requested_by: str | None = None,
+        fleet_id: int | None = None,
         states: Sequence[RunState] | None = None,
         limit: int = 50,
     ) -> list[Run]:
@@ -268,6 +272,7 @@ class RunQueue(Part):
             "head_sha": head_sha,
             "branch": branch,
             "installation_id": installation_id,
+            "fleet_id": fleet_id,
         }
         query = select(runs).where(*(runs.c[k] == v for k, v in filters.items() if v is not None))
         if states is not None:
@@ -335,11 +340,12 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
 
 
 async def _serial_key(conn: AsyncConnection, new: NewRun) -> str | None:
-    """owner/name#N of the issue; for a PR, the key of the earliest run on that PR."""
+    """owner/name#N of the issue; for a PR, the key of the earliest run on that PR; a fleet's
+    first run in a repository, owner/name@fleet-F."""
     if new.issue_number is not None:
         return f"{new.repo}#{new.issue_number}"
     if new.pr_number is None:
-        return None
+        return f"{new.repo}@fleet-{new.fleet_id}" if new.fleet_id is not None else None
     earlier = await conn.scalar(
         select(runs.c.serial_key)
         .where(

@@ -1,8 +1,8 @@
-"""Store: the webhook inbox, the runs queue, kv facts, run events and GitHub connections.
+"""Store: the webhook inbox, the runs queue, kv facts, run events, GitHub connections, fleets.
 
 A composition over one `Database`: `store.inbox`, `store.runs`, `store.kv`, `store.events`,
-`store.connections`, `store.stats`, each a part of its own; opening, closing and pinging
-are the whole store's.
+`store.connections`, `store.stats`, `store.fleets`, each a part of its own; opening, closing
+and pinging are the whole store's.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from app.store.engine import create_engine
 from app.store.engine import migrate as migrate_schema
 from app.store.events import RunEventLog
 from app.store.facts import Facts
+from app.store.fleets import Fleets
 from app.store.inbox import Inbox
 from app.store.queue import RunQueue
 from app.store.stats import RunStats
@@ -32,6 +33,7 @@ class Store(Part):
         self.events = RunEventLog(db)
         self.connections = Connections(db)
         self.stats = RunStats(db)
+        self.fleets = Fleets(db)
 
     @property
     def engine(self) -> AsyncEngine:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -125,6 +126,7 @@ runs = Table(
     Column("round", Integer, nullable=False, server_default="0"),
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
     Column("review", String(16)),  # migration 0003: the review's verdict
+    Column("fleet_id", Integer),  # migration 0012: the fleet this run is one repository of
     Column("input_tokens", BigInteger, nullable=False, server_default="0"),
     Column("output_tokens", BigInteger, nullable=False, server_default="0"),
     Column("cache_creation_input_tokens", BigInteger, nullable=False, server_default="0"),
@@ -143,6 +145,7 @@ runs = Table(
     Index("ix_runs_repo_head_sha", "repo", "head_sha"),  # migration 0002
     Index("ix_runs_installation", "installation_id", "state"),
     Index("ix_runs_created_review", "created_at", "review"),  # migration 0003
+    Index("ix_runs_fleet", "fleet_id", "repo"),  # migration 0012
     Index(
         "uq_runs_active_issue",
         "serial_key",
@@ -192,6 +195,70 @@ github_connections = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_github_connections_github_id", "github_id"),
     Index("ix_github_connections_login", "github_login"),
+)
+
+# Fleet changes (migration 0012): one request taken to many repositories. A fleet's row;
+# one row per repository it chose (skipped ones too, with their reason); and every change of
+# a repository's state, from which the burndown is drawn. app/store/fleets.py owns them.
+fleets = Table(
+    "fleets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("installation_id", BigInteger, nullable=False),
+    Column("requested_by", String(100), nullable=False),
+    Column("request", Text, nullable=False),
+    Column("selection", Text, nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("canary_size", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("state_reason", Text),
+    Column("issue_repo", String(200)),
+    Column("issue_number", Integer),
+    Column("summary_comment_id", BigInteger),
+    Column("slack_channel", String(64)),
+    Column("slack_ts", String(64)),
+    Column("slack_summary_ts", String(64)),
+    Column("milestones", JSON, nullable=False),
+    Column("version", Integer, nullable=False, server_default="0"),
+    Column("reported_version", Integer, nullable=False, server_default="0"),
+    Column("lease_owner", String(200)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Index("ix_fleets_state", "state", "id"),
+    Index("ix_fleets_issue", "issue_repo", "issue_number"),
+)
+
+fleet_repos = Table(
+    "fleet_repos",
+    metadata,
+    Column("fleet_id", Integer, ForeignKey("fleets.id", ondelete="CASCADE"), primary_key=True),
+    Column("repo", String(200), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text),
+    Column("run_id", Integer),
+    Column("pr_number", Integer),
+    Column("pr_url", String(500)),
+    Column("head_sha", String(64)),
+    Column("runs", Integer, nullable=False, server_default="0"),
+    Column("cost_usd", Float, nullable=False, server_default="0"),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_fleet_repos_position", "fleet_id", "position"),
+    Index("ix_fleet_repos_run", "run_id"),
+    Index("ix_fleet_repos_pr", "repo", "pr_number"),
+)
+
+fleet_transitions = Table(
+    "fleet_transitions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fleet_id", Integer, ForeignKey("fleets.id", ondelete="CASCADE"), nullable=False),
+    Column("repo", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_fleet_transitions_fleet", "fleet_id", "id"),
 )
 
 kv = Table(
