@@ -310,6 +310,12 @@ class WebSettings(Group):
             return None
         return f"{self.url}/runs/{int(run_id)}"
 
+    def fleet_url(self, fleet_id: int | None) -> str | None:
+        """The fleet's page, or None while HONK_URL is not set."""
+        if not self.url or fleet_id is None:
+            return None
+        return f"{self.url}/fleets/{int(fleet_id)}"
+
 
 @dataclass(frozen=True)
 class StoreSettings(Group):
