@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 import gidgethub
 import yaml
@@ -730,7 +730,18 @@ class ConfigCache:
         return self.by_sha[key]
 
 
-async def load_repo_config(gh: Any, repo: str, ref: str | None, cache: ConfigCache) -> RepoConfig:
+class FileSource(Protocol):
+    """What loading a config needs of GitHub: a file's text and blob sha at a ref
+    (`GitHubClient.file_text`; repo_config does not import app.github, its sibling)."""
+
+    async def file_text(
+        self, repo: str, path: str, ref: str | None = None
+    ) -> tuple[str, str] | None: ...
+
+
+async def load_repo_config(
+    gh: FileSource, repo: str, ref: str | None, cache: ConfigCache
+) -> RepoConfig:
     """The repository's config over its org's default; raises RepoConfigError when malformed."""
     owner, name = repo.split("/", 1)
     base = RepoConfig()
@@ -744,7 +755,7 @@ async def load_repo_config(gh: Any, repo: str, ref: str | None, cache: ConfigCac
     return cache.parse(found[0], found[1], CONFIG_PATH).merged_over(base)
 
 
-async def _org_default(gh: Any, owner: str) -> tuple[str, str] | None:
+async def _org_default(gh: FileSource, owner: str) -> tuple[str, str] | None:
     try:
         return await gh.file_text(f"{owner}/{ORG_DEFAULTS_REPO}", CONFIG_PATH)
     except gidgethub.BadRequest as exc:
