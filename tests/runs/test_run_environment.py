@@ -27,7 +27,7 @@ from app.runs.texts import FailureDetails, Verification, left_out_section, pr_bo
 from app.untrusted import code_block
 from app.workspace.checkout import Checkout, build_output
 from app.workspace.egress import NetworkSummary
-from app.workspace.egress_proxy import Record
+from app.workspace.egress_config import Record
 from app.workspace.sandbox import Sandbox
 
 WORKSPACE = "/workspace/calc"
