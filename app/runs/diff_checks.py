@@ -21,7 +21,8 @@ from app.runs import build_files as build
 from app.runs import tests_in_diffs as syntax
 from app.runs.build_files import TEST_CONFIG
 from app.untrusted import code
-from app.workspace.checkout import ChangedText, Checkout
+from app.workspace.changes import ChangedText
+from app.workspace.checkout import Checkout
 
 TEST_DELETED, TEST_REMOVED, SECRET = "test-deleted", "test-removed", "secret"
 # The same words for the same things, whichever check finds them.
