@@ -188,7 +188,8 @@ def generated_world() -> tuple[dict[str, str], dict[str, str], str]:
 async def _outcome_case(
     root: Path, name: str, world: tuple[dict[str, str], dict[str, str], str], rounds: int
 ) -> None:
-    from app.review.outcome import OutcomeChecks, SuiteConfig
+    from app.review.outcome import OutcomeChecks
+    from app.review.outcome_report import SuiteConfig
     from app.workspace.checkout import Checkout
     from app.workspace.sandbox import Sandbox
 
