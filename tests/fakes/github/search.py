@@ -122,7 +122,9 @@ class SearchMixin(GitHubState):
                 continue
             for path, text in await self._files_matching(key, query):
                 items.append(self._search_item(data, path, text))
-        return self._page(request, items[:MAX_RESULTS], "items", {"incomplete_results": False})
+        # total_count tells every result; only the first thousand can be paged to.
+        extra = {"total_count": len(items), "incomplete_results": False}
+        return self._page(request, items[:MAX_RESULTS], "items", extra)
 
     def _searchable(self, issued: IssuedToken, data: dict[str, Any]) -> bool:
         """Public, or readable with the token (as the auth middleware's `_may_access`)."""
