@@ -59,6 +59,7 @@ SEARCH_PER_PAGE = 100
 SEARCH_MAX_RESULTS = 1000  # GitHub answers no more of one search
 PERMISSION_CONCURRENCY = 4  # permission checks in flight at once, per resolve
 MAX_SEARCH_TEXT = 256  # GitHub's limit on a search's text
+MAX_LINES_TOLD = 10  # of the selection, in the message that nothing matched
 
 _OWNER = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})"
 _NAME = r"[A-Za-z0-9._-]{1,100}"
@@ -268,11 +269,10 @@ async def resolve(selection: Selection, gh: GitHubClient, *, requester: str, lim
     reason = f"over the fleet's limit of {limit} {_repositories(limit)}"
     left_out += [(position, FleetTarget(name, reason)) for position, name in over]
     if not chosen and not left_out:
-        raise SelectionError(
-            "No repository matched the selection ("
-            + ", ".join(f"`{_shorten(line)}`" for line in selection.lines())
-            + ")."
-        )
+        lines = selection.lines()
+        named = ", ".join(f"`{_shorten(line)}`" for line in lines[:MAX_LINES_TOLD])
+        more = f" and {len(lines) - MAX_LINES_TOLD} more" if len(lines) > MAX_LINES_TOLD else ""
+        raise SelectionError(f"No repository matched the selection ({named}{more}).")
     targets = [FleetTarget(name) for name in chosen]
     targets += [target for _, target in sorted(left_out, key=lambda item: item[0])]
     return Plan(tuple(targets), tuple(notes))
