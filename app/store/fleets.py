@@ -236,6 +236,7 @@ class Fleets(Part):
     @shielded
     async def set_repo(
         self,
+        /,
         fleet_id: int,
         repo: str,
         state: FleetRepoState,
