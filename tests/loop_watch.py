@@ -118,13 +118,17 @@ class Watchdog:
             return Delays(list(self._delays))
 
     def _watch(self) -> None:
+        own_thread = threading.get_native_id()
         while not self._stop.is_set():
-            before = time.monotonic()
+            before, own_before = time.monotonic(), run_delay(own_thread) or 0.0
             time.sleep(TICK_SECONDS)
             after = time.monotonic()
             waited = run_delay(self._thread_id)
+            # Late because this thread itself waited for a CPU is not a stall of the process
+            # (a loaded machine does that to every thread; the loop's own waits are sampled).
+            late = after - before - TICK_SECONDS - ((run_delay(own_thread) or 0.0) - own_before)
             with self._lock:
                 if waited is not None:
                     self._delays.append((after, waited))
-                if after - before - TICK_SECONDS > LATE_SECONDS:
-                    self._stalls.append(Stall(before + TICK_SECONDS, after))
+                if late > LATE_SECONDS:
+                    self._stalls.append(Stall(after - late, after))
