@@ -336,6 +336,8 @@ async def _render(
         "notice": notice,
         "report": report,
         "live": not settled(fleet, shown),
+        # The selection as written names repositories: shown only to who can read them all.
+        "selection": fleet.selection if await _sees_all(request, fleet, shown) else "",
         "refresh": REFRESH_SECONDS,
     }
     return render.html(await asyncio.to_thread(render.page, "fleet.html", **context))
@@ -487,6 +489,11 @@ async def _told(
     session = await get_session(request)
     session[NOTICE] = {"fleet": fleet.id, "text": said, "refused": refused}
     raise web.HTTPSeeOther(f"/fleets/{fleet.id}")
+
+
+async def _sees_all(request: web.Request, fleet: Fleet, shown: Sequence[FleetRepo]) -> bool:
+    every = await request.app[ACCESS].services.store.fleets.repos(fleet.id)
+    return len(shown) == len(every)
 
 
 def _no_wake() -> None:
