@@ -7,6 +7,7 @@ reads web only. So carol sees two of the fleet's three repositories, bob none.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from app.fleet_models import Fleet, FleetOrigin, FleetRepoState, FleetTarget, NewFleet
@@ -20,13 +21,15 @@ WEB = "octo-org/web"
 REQUEST = "Bump the logging library to 2.x\n\nEvery call of `log.warn` becomes `log.warning`."
 
 
-def seed_fleet_repos(fake_github: FakeGitHub) -> None:
+async def seed_fleet_repos(fake_github: FakeGitHub) -> None:
     """lib and web beside calc (seed_people first): private, Honk installed on all three
     (a user token reaches only repositories the App is installed on), alice writes, carol
-    reads web."""
+    reads web. The fake makes real git repositories: in a thread, off the test's loop."""
     fake_github.add_installation(INSTALLATION, account="octo-org", repos=[REPO, LIB, WEB])
     for name in (LIB, WEB):
-        fake_github.add_repo(name, private=True, files={"README.md": f"# {name}\n"})
+        await asyncio.to_thread(
+            fake_github.add_repo, name, private=True, files={"README.md": f"# {name}\n"}
+        )
         fake_github.set_permission(name, "alice", "write")
     fake_github.set_permission(WEB, "carol", "read")
 
@@ -57,10 +60,16 @@ async def open_green_pr(
     """A fleet run that opened a PR in `repo` (a real branch and pull request on the fake),
     its review's verdict `review`, the repository moved to `state`. The PR."""
     branch = f"honk/fleet-{fleet.id}"
-    sha = fake_github.commit_files(
-        repo, {"CHANGES.md": f"fleet {fleet.id}\n"}, branch=branch, message="Fleet change"
+    sha = await asyncio.to_thread(
+        fake_github.commit_files,
+        repo,
+        {"CHANGES.md": f"fleet {fleet.id}\n"},
+        branch=branch,
+        message="Fleet change",
     )
-    pr = fake_github.add_pull(repo, head=branch, title="Bump logging", user="honk-app[bot]")
+    pr = await asyncio.to_thread(
+        fake_github.add_pull, repo, head=branch, title="Bump logging", user="honk-app[bot]"
+    )
     run = await store.runs.enqueue(
         NewRun(
             repo=repo,

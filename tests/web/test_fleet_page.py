@@ -32,7 +32,7 @@ def count(page: str, state: str) -> int:
 async def test_a_visitor_signs_in_and_sees_the_fleet_with_its_counts_and_burndown(
     page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
-    seed_fleet_repos(fake_github)
+    await seed_fleet_repos(fake_github)
     store = page_client.app[SERVICES].store
     fleet = await new_fleet(store)
     await store.fleets.set_repo(fleet.id, LIB, FleetRepoState.QUEUED, queued=True)
@@ -69,7 +69,7 @@ async def test_a_visitor_signs_in_and_sees_the_fleet_with_its_counts_and_burndow
 async def test_a_person_sees_only_the_repositories_they_can_read(
     page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
-    seed_fleet_repos(fake_github)
+    await seed_fleet_repos(fake_github)
     store = page_client.app[SERVICES].store
     fleet = await new_fleet(store)
     await store.fleets.set_repo(fleet.id, LIB, FleetRepoState.FAILED, reason="lib's secret error")
@@ -96,7 +96,7 @@ async def test_a_person_sees_only_the_repositories_they_can_read(
 async def test_a_person_who_can_read_none_of_them_gets_the_same_404_as_for_no_fleet(
     page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
-    seed_fleet_repos(fake_github)
+    await seed_fleet_repos(fake_github)
     store = page_client.app[SERVICES].store
     fleet = await new_fleet(store)
     await sign_in(page_client, fake_github, "bob")
@@ -117,7 +117,7 @@ async def test_a_person_who_can_read_none_of_them_gets_the_same_404_as_for_no_fl
 async def test_the_json_api_takes_a_bearer_and_asks_a_stranger_to_sign_in(
     page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
-    seed_fleet_repos(fake_github)
+    await seed_fleet_repos(fake_github)
     fleet = await new_fleet(page_client.app[SERVICES].store)
     carol = {"Authorization": f"Bearer {fake_github.user_token_for('carol')}"}
     body = await (await page_client.get(f"/api/fleets/{fleet.id}", headers=carol)).json()
@@ -130,7 +130,7 @@ async def test_the_json_api_takes_a_bearer_and_asks_a_stranger_to_sign_in(
 async def test_steering_needs_the_sessions_csrf_token_and_says_what_happened(
     page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
-    seed_fleet_repos(fake_github)
+    await seed_fleet_repos(fake_github)
     store = page_client.app[SERVICES].store
     fleet = await new_fleet(store)
     await sign_in(page_client, fake_github, "alice")
@@ -174,7 +174,7 @@ async def test_steering_needs_the_sessions_csrf_token_and_says_what_happened(
 async def test_a_writer_of_the_fleet_issues_repository_may_steer_and_others_may_not(
     page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
-    seed_fleet_repos(fake_github)
+    await seed_fleet_repos(fake_github)
     fake_github.set_permission(REPO, "dave", "write")
     fake_github.set_permission(WEB, "dave", "read")
     store = page_client.app[SERVICES].store
@@ -199,7 +199,7 @@ async def test_a_writer_of_the_fleet_issues_repository_may_steer_and_others_may_
 async def test_merge_all_green_merges_as_the_person_and_reports_what_github_refused(
     page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
-    seed_fleet_repos(fake_github)
+    await seed_fleet_repos(fake_github)
     store = page_client.app[SERVICES].store
     fleet = await new_fleet(store)
     merged_pr = await open_green_pr(store, fake_github, fleet, WEB)
@@ -240,7 +240,7 @@ async def test_merge_all_green_merges_as_the_person_and_reports_what_github_refu
 async def test_merge_all_green_merges_only_what_the_person_can_see(
     page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
-    seed_fleet_repos(fake_github)
+    await seed_fleet_repos(fake_github)
     fake_github.set_permission(WEB, "carol", "write")
     store = page_client.app[SERVICES].store
     fleet = await new_fleet(store, requested_by="carol")
@@ -257,7 +257,7 @@ async def test_merge_all_green_merges_only_what_the_person_can_see(
 async def test_the_live_stream_sends_the_fleet_again_when_it_changes(
     page_client: TestClient, fake_github: FakeGitHub
 ) -> None:
-    seed_fleet_repos(fake_github)
+    await seed_fleet_repos(fake_github)
     store = page_client.app[SERVICES].store
     fleet = await new_fleet(store)
     await sign_in(page_client, fake_github, "carol")

@@ -119,9 +119,12 @@ def svg(points: Sequence[Point], total: int, *, label: str = "Burndown") -> Mark
 
 
 def _clock(at: datetime, span: float) -> str:
-    """A time on the axis: with its date when the chart spans more than a day."""
+    """A time on the axis: with its date when the chart spans more than a day, with seconds
+    when it spans minutes."""
     utc = at.astimezone(UTC)
-    return utc.strftime("%m-%d %H:%M" if span > 86_400 else "%H:%M")
+    if span > 86_400:
+        return utc.strftime("%m-%d %H:%M")
+    return utc.strftime("%H:%M" if span > 600 else "%H:%M:%S")  # minutes apart, or seconds
 
 
 def _repos(count: int) -> str:
