@@ -88,6 +88,7 @@ class FleetConductor:
         workers: int | None = None,
         owner: str | None = None,
         report_every: float = REPORT_EVERY,
+        fleets_per_pass: int = FLEETS_PER_PASS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -99,6 +100,7 @@ class FleetConductor:
         count = settings.store.workers if workers is None else workers
         self.run_cap = settings.fleet.run_cap(count)
         self.report_every = report_every
+        self.fleets_per_pass = fleets_per_pass
         self._clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -149,7 +151,7 @@ class FleetConductor:
     async def tick(self) -> float:
         """One pass over every fleet this process may conduct; seconds until one is due."""
         fleets = await self.store.fleets.claim(
-            self.owner, self.lease_seconds, limit=FLEETS_PER_PASS
+            self.owner, self.lease_seconds, limit=self.fleets_per_pass
         )
         self._held |= {fleet.id for fleet in fleets}
         due = self.settings.fleet.poll_seconds

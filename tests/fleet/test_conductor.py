@@ -475,16 +475,26 @@ async def test_two_conductors_share_fleets_without_queueing_twice(world: World) 
         ]
         for fleet in fleets:
             await stores[0].fleets.set_state(fleet.id, FleetState.RUNNING)
-        one = world.conductor(stores[0], owner="one")
-        two = world.conductor(stores[1], owner="two")
-        for _ in range(30):
+        # One fleet per pass each: both work, each on its own fleet.
+        one = world.conductor(stores[0], owner="one", fleets_per_pass=1)
+        two = world.conductor(stores[1], owner="two", fleets_per_pass=1)
+        owners: dict[int, set[str | None]] = {fleet.id: set() for fleet in fleets}
+        for round in range(30):
             await asyncio.gather(one.tick(), two.tick())
-            for fleet in fleets:
-                await work(stores[1], fleet.id, {r: (RunState.SUCCEEDED, None) for r in REPOS})
+            if round == 1:
+                await one.stop()  # its process ends: its fleet's lease goes back, two takes it
+                one = world.conductor(stores[0], owner="one-later", fleets_per_pass=0)
             ended = [await fleet_of(stores[0], f.id) for f in fleets]
+            for fleet in ended:
+                owners[fleet.id].add(fleet.lease_owner)
+                in_flight = await active_runs(stores[0], fleet.id)
+                assert len(in_flight) <= 2  # the fleet's cap holds across processes
             if all(f.state is FleetState.DONE for f in ended):
                 break
+            for fleet in fleets:
+                await work(stores[1], fleet.id, {r: (RunState.SUCCEEDED, None) for r in REPOS})
         assert all(f.state is FleetState.DONE for f in ended)
+        assert set().union(*owners.values()) >= {"one", "two"}
         for fleet in fleets:
             runs = await stores[0].runs.find(fleet_id=fleet.id, limit=100)
             assert sorted(run.repo for run in runs) == REPOS[:4]  # one run each
