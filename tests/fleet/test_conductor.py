@@ -4,7 +4,7 @@ itself writing their rows (claim, update, finish), as a worker would: no pipelin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -532,7 +532,3 @@ def test_summary_tables_are_bounded_for_big_fleets(base_settings: Settings) -> N
     actions = [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
     assert actions == ["fleet_view", "fleet_pause", "fleet_stop", "fleet_retry"]
     assert all(len(str(b)) < 4000 for b in blocks)
-
-
-def _names(repos: Iterable[FleetRepo]) -> list[str]:
-    return [repo.repo for repo in repos]
