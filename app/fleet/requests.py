@@ -141,6 +141,10 @@ async def _retry(store: Store, fleet: Fleet, by: str) -> str:
 
 
 async def _rollback(store: Store, fleet: Fleet, by: str) -> str:
+    # Asked first, then the state set (which moves the fleet's version on): a conductor that
+    # sees the new version sees the request with it. It leases an ended fleet only while its
+    # summaries are behind, so an ended fleet's state is set again, with the reason.
+    await store.fleets.announce(fleet.id, ROLLBACK_REQUESTED)
     if not fleet.state.ended:
         await store.fleets.set_state(
             fleet.id,
@@ -149,7 +153,10 @@ async def _rollback(store: Store, fleet: Fleet, by: str) -> str:
             expect=[state for state in FleetState if not state.ended],
         )
         await _cancel_runs(store, fleet.id)
-    await store.fleets.announce(fleet.id, ROLLBACK_REQUESTED)
+    else:
+        await store.fleets.set_state(
+            fleet.id, fleet.state, f"rolled back by @{by}", expect=[fleet.state]
+        )
     open_prs = sum(repo.state.has_pr for repo in await store.fleets.repos(fleet.id))
     return f"Fleet {fleet.id} is rolled back: its {open_prs} unmerged PRs are being closed."
 
