@@ -97,6 +97,11 @@ async def open_services(
         pool = WorkerPool(settings, store, pipeline)
         stack.push_async_callback(pool.stop)
         ci.wake_workers = pool.wake  # a repair queued from CI starts at once, not at the next poll
+        worker_count = settings.store.workers if workers is None else workers
+        conductor = FleetConductor(
+            settings, store, github, slack, wake_workers=pool.wake, workers=worker_count
+        )
+        pool.on_fleet_run_ended = conductor.wake
         handlers = GitHubServices(
             settings=settings,
             store=store,
@@ -104,6 +109,7 @@ async def open_services(
             slack=slack,
             ci=ci,
             wake_workers=pool.wake,
+            wake_fleets=conductor.wake,
             config_cache=config_cache,
             connections=connections,
         )
@@ -119,6 +125,7 @@ async def open_services(
             identity=Identity(store, slack.client, connections),
             connections=connections,
             wake_workers=pool.wake,
+            wake_fleets=conductor.wake,
             wake_dispatcher=dispatcher.wake,
             config_cache=config_cache,
         )
@@ -127,10 +134,6 @@ async def open_services(
         stack.push_async_callback(dispatcher.stop)
         # Slack requests are stored like GitHub deliveries; any process's dispatcher does them.
         dispatcher.register(SLACK_EVENT, functools.partial(on_stored_request, slack_front))
-        worker_count = settings.store.workers if workers is None else workers
-        conductor = FleetConductor(
-            settings, store, github, slack, wake_workers=pool.wake, workers=worker_count
-        )
         services = Services(
             settings,
             store,

@@ -43,6 +43,8 @@ class HandlerServices:
     connections: GitHubConnections | None = None
     # Called after a run is queued so an idle worker picks it up at once.
     wake_workers: Callable[[], None] = _no_wake
+    # Called after a fleet is asked for or steered, so this process's conductor acts at once.
+    wake_fleets: Callable[[], None] = _no_wake
     # .github/honk.yml parsed once per blob SHA; the process's one cache.
     config_cache: ConfigCache = field(default_factory=ConfigCache)
 

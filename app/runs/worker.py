@@ -7,6 +7,7 @@ import contextlib
 import logging
 import socket
 import uuid
+from collections.abc import Callable
 
 from app import metrics
 from app.config import Settings
@@ -22,6 +23,10 @@ log = logging.getLogger(__name__)
 SWEEP_INTERVAL = 600.0  # seconds between sweeps of the checkouts directory (also at claims)
 
 
+def _nothing() -> None:
+    return None
+
+
 class WorkerPool:
     """`n` concurrent workers in this process, sharing the queue with any other process."""
 
@@ -34,6 +39,8 @@ class WorkerPool:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._lost: set[int] = set()  # runs whose lease another worker now holds
+        # Called when a fleet's run ends, so its fleet moves on at once, not at its next poll.
+        self.on_fleet_run_ended: Callable[[], None] = _nothing
 
     def wake(self) -> None:
         self._wake.set()
@@ -139,6 +146,8 @@ class WorkerPool:
                 metrics.runs_finished.labels(run.kind.value, RunState.FAILED.value).inc()
             finally:
                 self._lost.discard(run.id)
+                if run.fleet_id is not None:
+                    self.on_fleet_run_ended()
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeat

@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
 from aiohttp_session import get_session
@@ -496,12 +496,7 @@ async def _sees_all(request: web.Request, fleet: Fleet, shown: Sequence[FleetRep
     return len(shown) == len(every)
 
 
-def _no_wake() -> None:
-    return None
-
-
 def _wake(services: Services) -> Callable[[], None]:
-    """The conductor's wake-up, when this process runs one (else it finds the change at its
-    next poll)."""
-    wake = getattr(services, "wake_fleets", None)
-    return cast(Callable[[], None], wake) if callable(wake) else _no_wake
+    """The conductor's wake-up (a process without workers runs none: a worker process's
+    conductor finds the change at its next poll)."""
+    return services.conductor.wake
