@@ -20,7 +20,7 @@ from app.store import NewRun, Store
 from app.web import SERVICES, create_app
 from tests.calc_world import INSTALLATION, REPO, calc_settings, fixing_script, seed_calc
 from tests.conftest import load_payload
-from tests.fakes.anthropic import FakeAnthropic, text, tool_use_edit
+from tests.fakes.anthropic import FakeAnthropic, text, tool_use_edit, veto
 from tests.fakes.github import ACTIONS_APP, Call, FakeGitHub
 from tests.fakes.slack import FakeSlack
 from tests.helpers import ClientFactory, eventually, post_webhook
@@ -280,5 +280,67 @@ async def test_red_ci_on_a_fleet_pr_is_repaired_on_the_pr_then_closed(
     await post_webhook(client, "check_suite", check_suite_completed(sha))
     await eventually(lambda: dispatched(client))
     assert (await fleet_repo_in(store, fleet.id, FleetRepoState.PR_OPEN)).head_sha != sha
+    await post_webhook(client, "pull_request", pull_closed(pr, merged=False))
+    await fleet_repo_in(store, fleet.id, FleetRepoState.CLOSED)
+
+
+async def test_a_vetoed_fleet_change_is_a_draft_pr_that_a_retry_takes_up(
+    aiohttp_client: ClientFactory,
+    base_settings: Settings,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
+) -> None:
+    settings = world(base_settings, fake_github, fake_anthropic, fake_slack)
+    fake_anthropic.script(*fixing_script(), text("The change is right as it is."))
+    # The agent's second go changes nothing, so the review's veto stands without a second look.
+    fake_anthropic.script_review(veto("It also needs a changelog entry."))
+    client = await aiohttp_client(create_app(settings))
+    services = client.app[SERVICES]
+    store = services.store
+    fleet, queued = await start_fleet(store, services.workers.wake)
+    run = await ended(store, queued.id)
+    assert run.state == RunState.SUCCEEDED, run.error
+    assert run.review == "vetoed" and fake_anthropic.reviews_remaining == 0
+    (pull,) = fake_github.repo(REPO)["pulls"].values()
+    assert pull["draft"] and f"{HONK_URL}/fleets/{fleet.id}" in pull["body"]
+    assert "changelog" in pull["body"]  # the review's own words, as for any run
+    vetoed = await fleet_repo_in(store, fleet.id, FleetRepoState.VETOED)
+    assert vetoed.pr_number == run.pr_number
+    sent = content_creating(fake_github.calls)
+    assert len(sent) <= 4 and not [c for c in fake_github.calls if "/issues" in c.path], sent
+    assert not [c for c in fake_slack.calls if c.method.startswith("chat.")]
+    # `/honk retry` on the draft works as on any Honk PR: its tracking comment goes on the
+    # PR, no Slack thread; the review approves this time, and the repository shows the PR.
+    pr = run.pr_number
+    assert pr
+    fake_anthropic.script(
+        tool_use_edit(command="create", path="CHANGELOG.md", file_text="- add() adds\n"),
+        text("Added the changelog entry."),
+    )
+    command = fake_github.add_comment(REPO, pr, "/honk retry add a changelog entry", "alice")
+    payload = with_repo(load_payload("issue_comment.created.1"))
+    payload["issue"] = fake_github.repo(REPO)["issues"][pr]
+    payload["comment"] = command
+    payload["sender"] = fake_github.users["alice"]
+    await post_webhook(client, "issue_comment", payload)
+
+    async def retried() -> list[Run]:
+        return [r for r in await store.runs.find(repo=REPO) if r.kind == RunKind.RETRY]
+
+    (retry,) = await eventually(retried)
+    retry = await ended(store, retry.id)
+    assert retry.state == RunState.SUCCEEDED, retry.error
+    assert retry.fleet_id == fleet.id and retry.slack_thread is None
+    assert retry.review == "approved"
+    tracking = fake_github.repo(REPO)["comments"].get(retry.tracking_comment_id)
+    assert tracking is not None and f"/issues/{pr}/comments" in " ".join(
+        c.path for c in fake_github.calls_to("POST", r"/comments$")
+    )
+    assert not [c for c in fake_slack.calls if c.method.startswith("chat.")]
+    reopened = await fleet_repo_in(store, fleet.id, FleetRepoState.PR_OPEN)
+    assert reopened.head_sha == retry.head_sha and reopened.run_id == run.id
+
+    # A person closing the PR ends it.
     await post_webhook(client, "pull_request", pull_closed(pr, merged=False))
     await fleet_repo_in(store, fleet.id, FleetRepoState.CLOSED)

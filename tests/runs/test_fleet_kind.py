@@ -69,9 +69,7 @@ def test_an_issue_run_keeps_its_ways() -> None:
 
 
 def test_follow_ups_of_a_fleet_pr_report_on_the_pr_and_never_in_slack() -> None:
-    origin = run(
-        RunKind.FLEET, fleet_id=7, pr_number=3, branch="honk/fleet-7-bump", head_sha="abc"
-    )
+    origin = run(RunKind.FLEET, fleet_id=7, pr_number=3, branch="honk/fleet-7-bump", head_sha="abc")
     for kind in (RunKind.CI_FIX, RunKind.RETRY, RunKind.CONTINUE):
         new = NewRun.follow_up(origin, kind=kind, requested_by="octocat", instructions="")
         follow_up = run(kind, fleet_id=new.fleet_id, pr_number=new.pr_number)
@@ -150,9 +148,7 @@ async def test_fleet_pr_states_follow_ci_reviews_and_closing(tmp_path: Path) -> 
         new = NewFleet(7, "octocat", REQUEST, "acme/*", FleetOrigin.CLI)
         made = await store.fleets.create(new, [FleetTarget("acme/one"), FleetTarget("acme/two")])
         await store.fleets.set_repo(made.id, "acme/one", FleetRepoState.RUNNING, run_id=41)
-        pushed = run(
-            RunKind.FLEET, fleet_id=made.id, pr_number=3, pr_url="u", head_sha="a" * 40
-        )
+        pushed = run(RunKind.FLEET, fleet_id=made.id, pr_number=3, pr_url="u", head_sha="a" * 40)
         opened = await fleet_prs.pr_published(store, pushed, vetoed=False)
         assert opened is not None and opened.state == FleetRepoState.PR_OPEN
         assert (opened.pr_number, opened.head_sha, opened.run_id) == (3, "a" * 40, 41)
