@@ -10,7 +10,7 @@ for the change does not approve it (GitHub's coding agent holds the same line).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import gidgethub
 
@@ -94,9 +94,12 @@ async def approve_pull(gh: GitHubClient, run: Run, *, sha: str, login: str) -> d
         raise Refused(OWN_APPROVAL)
     body = "Approved from Slack with Honk."
     try:
-        return await gh.post(
-            f"{_repo_path(run.repo)}/pulls/{int(run.pr_number)}/reviews",
-            data={"event": "APPROVE", "commit_id": sha, "body": body},
+        return cast(
+            "dict[str, Any]",
+            await gh.post(
+                f"{_repo_path(run.repo)}/pulls/{int(run.pr_number)}/reviews",
+                data={"event": "APPROVE", "commit_id": sha, "body": body},
+            ),
         )
     except gidgethub.BadRequest as exc:
         raise Refused(github_words(exc), int(exc.status_code)) from None
@@ -106,8 +109,11 @@ async def close_pull(gh: GitHubClient, run: Run) -> dict[str, Any]:
     """Close the PR as the person (their permission, as on GitHub)."""
     assert run.pr_number is not None
     try:
-        return await gh.patch(
-            f"{_repo_path(run.repo)}/pulls/{int(run.pr_number)}", data={"state": "closed"}
+        return cast(
+            "dict[str, Any]",
+            await gh.patch(
+                f"{_repo_path(run.repo)}/pulls/{int(run.pr_number)}", data={"state": "closed"}
+            ),
         )
     except gidgethub.BadRequest as exc:
         raise Refused(github_words(exc), int(exc.status_code)) from None

@@ -66,6 +66,13 @@ inbox_oldest = Gauge(
     registry=registry,
 )
 runs = Gauge("honk_runs", "Runs in the store, by state", ("state",), registry=registry)
+fleets = Gauge("honk_fleets", "Fleet changes in the store, by state", ("state",), registry=registry)
+fleet_repos = Gauge(
+    "honk_fleet_repos",
+    "Repositories of the fleets not ended, by state (planned ... merged, failed, skipped)",
+    ("state",),
+    registry=registry,
+)
 runs_finished = Counter(
     "honk_runs_finished_total",
     "Runs that ended, by kind and outcome",

@@ -15,6 +15,7 @@ import aiohttp
 from app.ci.reporter import CiReporter
 from app.config import Settings
 from app.dispatch import Dispatcher
+from app.fleet.conductor import FleetConductor
 from app.github.auth import GitHubApp
 from app.github.client import Sleep
 from app.github.connections import GitHubConnections
@@ -46,6 +47,8 @@ class Services:
     dispatcher: Dispatcher
     slack_front: SlackContext
     connections: GitHubConnections
+    # Takes fleet changes to their repositories; its wake-up is what fleet requests call.
+    conductor: FleetConductor
 
 
 @dataclass(frozen=True)
@@ -124,14 +127,33 @@ async def open_services(
         stack.push_async_callback(dispatcher.stop)
         # Slack requests are stored like GitHub deliveries; any process's dispatcher does them.
         dispatcher.register(SLACK_EVENT, functools.partial(on_stored_request, slack_front))
+        worker_count = settings.store.workers if workers is None else workers
+        conductor = FleetConductor(
+            settings, store, github, slack, wake_workers=pool.wake, workers=worker_count
+        )
         services = Services(
-            settings, store, session, github, slack, pool, dispatcher, slack_front, connections
+            settings,
+            store,
+            session,
+            github,
+            slack,
+            pool,
+            dispatcher,
+            slack_front,
+            connections,
+            conductor,
         )
         if dispatch:
             dispatcher.start()
             retention = asyncio.create_task(keep_pruning(store, settings.store.retention_days))
             stack.push_async_callback(_cancelled, retention)
-        pool.start(settings.store.workers if workers is None else workers)
+        pool.start(worker_count)
+        if worker_count:
+            # Fleets are conducted where their runs are worked: a process that only answers
+            # webhooks queues none (its fleet requests wake no one here; a worker's poll
+            # finds them).
+            conductor.start()
+            stack.push_async_callback(conductor.stop)
         yield services
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from app.network_policy import Entry, Rule
 from app.workspace.egress import EgressProxy, proxy_config
-from app.workspace.egress_proxy import ProxyConfig
+from app.workspace.egress_config import ProxyConfig
 
 SIZE = 50 * 1000 * 1000
 ROOT = Path(__file__).resolve().parents[1]

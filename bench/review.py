@@ -5,7 +5,7 @@ The diff is git's, of the Python standard library's own test files with every te
 changed and a test skipped in each file: thousands of hunks, megabytes of text. The baseline,
 measured in the same run, is `unidiff.PatchSet` on the same text; the checks read every line
 of every hunk once more with the per-language patterns, and parse each changed Python file on
-both sides (`ast`, app/review/tamper.py), which is where the skips are found.
+both sides (`ast`, app/review/tamper/), which is where the skips are found.
 
 The outcome checks (app/review/outcome.py), on the calc fixture (tests/calc_world.py) and on a
 generated package of 500 tests, each with a change that fixes a bug and adds a test: the
@@ -188,7 +188,8 @@ def generated_world() -> tuple[dict[str, str], dict[str, str], str]:
 async def _outcome_case(
     root: Path, name: str, world: tuple[dict[str, str], dict[str, str], str], rounds: int
 ) -> None:
-    from app.review.outcome import OutcomeChecks, SuiteConfig
+    from app.review.outcome import OutcomeChecks
+    from app.review.outcome_report import SuiteConfig
     from app.workspace.checkout import Checkout
     from app.workspace.sandbox import Sandbox
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from app.network_policy import Entry, Rule
 from app.workspace.egress import EgressProxy
-from app.workspace.egress_proxy import ProxyConfig
+from app.workspace.egress_config import ProxyConfig
 from app.workspace.sandbox import Sandbox, sandbox_env
 
 

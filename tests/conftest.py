@@ -19,7 +19,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.config import Settings
 from app.workspace.mounts import SandboxPython
-from tests.loop_watch import WATCHDOG_CATCH_UP_SECONDS, Stall, Watchdog, own_seconds
+from tests.loop_watch import (
+    WATCHDOG_CATCH_UP_SECONDS,
+    Delays,
+    Stall,
+    Watchdog,
+    own_seconds,
+)
 from tests.sandbox_python import build_sandbox_python
 
 # Each fake is a real aiohttp app on loopback, defined once and shared by all tests; the calc
@@ -166,12 +172,13 @@ class _SlowCallbacks(logging.Handler):
         if message.startswith("Executing ") and took:
             self.seen.append((message, float(took.group(1)), time.monotonic()))
 
-    def blocked(self, stalls: list[Stall]) -> list[str]:
-        """The callbacks that held the loop themselves, stalls of the whole process taken out."""
+    def blocked(self, stalls: list[Stall], delays: Delays) -> list[str]:
+        """The callbacks that held the loop themselves: the whole process's stalls and the
+        loop thread's waits for a CPU taken out."""
         return [
-            f"{message} ({own:.3f} s of it not a stall of the whole process)"
+            f"{message} ({own:.3f} s of it neither a stall nor a wait for a CPU)"
             for message, took, ended in self.seen
-            if (own := own_seconds(took, ended, stalls)) >= SLOW_CALLBACK_SECONDS
+            if (own := own_seconds(took, ended, stalls, delays)) >= SLOW_CALLBACK_SECONDS
         ]
 
 
@@ -205,7 +212,7 @@ async def no_blocking_the_event_loop() -> AsyncIterator[None]:
         loop.set_debug(False)
     if handler.seen:
         await asyncio.sleep(WATCHDOG_CATCH_UP_SECONDS)
-    blocked = handler.blocked(_WATCHDOG.stalls())
+    blocked = handler.blocked(_WATCHDOG.stalls(), _WATCHDOG.delays())
     assert not blocked, f"the event loop was blocked: {blocked[0][:600]}"
 
 

@@ -17,12 +17,12 @@ from app.agent.tools import BASH_TOOL_NAME, EDITOR_TOOL_NAME, CommandRecord, Too
 from app.config import Settings
 from app.log import redact
 from app.workspace.caches import CacheScope, PackageCaches, head_key
-from app.workspace.checkout import NotACheckout, work_tree_state
 from app.workspace.mirror import remove_tree
 from app.workspace.run_home import SandboxHome, make_home
 from app.workspace.sandbox import Sandbox
 from app.workspace.toolchain_versions import choose, read_declared
 from app.workspace.toolchains import find_installed
+from app.workspace.work_tree import NotACheckout, work_tree_state
 
 # The exit statuses, as `honk run --help` tells them.
 EXIT_OK = 0  # the checkout changed, and the last test run passed (or there was none)

@@ -1,7 +1,7 @@
 """Settings: the one place that reads the environment (and `.env`).
 
 Each setting is declared once (`setting(env=..., parse=..., default=..., doc=...)`) in its
-group: app/config/service.py (GitHub, Slack, the web side, the store, logs) and
+group: app/config/service.py (GitHub, Slack, the web side, the store, logs, fleets) and
 app/config/run.py (the agent, the review, the sandbox, its network). `Settings`
 (app/config/settings.py) holds the groups; app/config/docs.py writes the tables of
 docs/configuration.md from the same declarations (`python -m app.config --markdown`).
@@ -19,6 +19,7 @@ from app.config.parse import (
 )
 from app.config.run import AgentSettings, NetworkSettings, ReviewSettings, SandboxSettings
 from app.config.service import (
+    FleetSettings,
     GitHubSettings,
     LogSettings,
     SlackSettings,
@@ -37,6 +38,7 @@ __all__ = [
     "TOOLCHAIN_LANGUAGES",
     "AgentSettings",
     "ConfigError",
+    "FleetSettings",
     "GitHubSettings",
     "LogSettings",
     "NetworkSettings",

@@ -14,6 +14,7 @@ from app.config.declare import Group, declared, read_group
 from app.config.parse import ConfigError, _reason
 from app.config.run import AgentSettings, NetworkSettings, ReviewSettings, SandboxSettings
 from app.config.service import (
+    FleetSettings,
     GitHubSettings,
     LogSettings,
     SlackSettings,
@@ -32,6 +33,7 @@ GROUPS: dict[str, type[Group]] = {
     "web": WebSettings,
     "store": StoreSettings,
     "log": LogSettings,
+    "fleet": FleetSettings,
 }
 
 
@@ -64,6 +66,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    fleet: FleetSettings = field(default_factory=FleetSettings)
     env_file: Path | None = None
 
     @property

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
@@ -133,7 +133,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         return self.budget.request(method, url, body, priority=priority, max_hold=self.max_wait)
 
     def _backoff(self, attempt: int) -> float:
-        return min(BACKOFF_BASE * 2 ** (attempt - 1), self.max_wait)
+        return min(BACKOFF_BASE * 2.0 ** (attempt - 1), self.max_wait)
 
     def _retry_wait(
         self, status: int, headers: Mapping[str, str], body: bytes, attempt: int
@@ -152,7 +152,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             return max(float(reset) - self._clock(), 0.0) + 1.0
         if status == 429 or "secondary rate limit" in _message(body).lower():
             return max(
-                SECONDARY_MIN_WAIT, min(SECONDARY_MIN_WAIT * 2 ** (attempt - 1), self.max_wait)
+                SECONDARY_MIN_WAIT, min(SECONDARY_MIN_WAIT * 2.0 ** (attempt - 1), self.max_wait)
             )
         return None  # a plain 403: permission denied
 
@@ -182,20 +182,28 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         target = url_or_issue_path.rstrip("/")
         if not target.endswith("/reactions"):
             target += "/reactions"
-        return await self.post(target, data={"content": content})
+        return cast("dict[str, Any]", await self.post(target, data={"content": content}))
 
     async def comment(self, repo: str, number: int, body: str) -> dict[str, Any]:
-        return await self.post(
-            f"{_repo_path(repo)}/issues/{int(number)}/comments", data={"body": body}
+        return cast(
+            "dict[str, Any]",
+            await self.post(
+                f"{_repo_path(repo)}/issues/{int(number)}/comments", data={"body": body}
+            ),
         )
 
     async def edit_comment(self, repo: str, comment_id: int, body: str) -> dict[str, Any]:
-        return await self.patch(
-            f"{_repo_path(repo)}/issues/comments/{int(comment_id)}", data={"body": body}
+        return cast(
+            "dict[str, Any]",
+            await self.patch(
+                f"{_repo_path(repo)}/issues/comments/{int(comment_id)}", data={"body": body}
+            ),
         )
 
     async def issue(self, repo: str, number: int) -> dict[str, Any]:
-        return await self.getitem(f"{_repo_path(repo)}/issues/{int(number)}")
+        return cast(
+            "dict[str, Any]", await self.getitem(f"{_repo_path(repo)}/issues/{int(number)}")
+        )
 
     async def issue_comments(self, repo: str, number: int) -> list[dict[str, Any]]:
         return await self._all(f"{_repo_path(repo)}/issues/{int(number)}/comments")
@@ -203,9 +211,12 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
     async def create_issue(
         self, repo: str, title: str, body: str, labels: Sequence[str] = ()
     ) -> dict[str, Any]:
-        return await self.post(
-            f"{_repo_path(repo)}/issues",
-            data={"title": title, "body": body, "labels": list(labels)},
+        return cast(
+            "dict[str, Any]",
+            await self.post(
+                f"{_repo_path(repo)}/issues",
+                data={"title": title, "body": body, "labels": list(labels)},
+            ),
         )
 
     # --- pull requests -------------------------------------------------------------
@@ -245,7 +256,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         return updated, False
 
     async def pull(self, repo: str, number: int) -> dict[str, Any]:
-        return await self.getitem(f"{_repo_path(repo)}/pulls/{int(number)}")
+        return cast("dict[str, Any]", await self.getitem(f"{_repo_path(repo)}/pulls/{int(number)}"))
 
     async def review_comments(self, repo: str, number: int) -> list[dict[str, Any]]:
         return await self._all(f"{_repo_path(repo)}/pulls/{int(number)}/comments")
@@ -312,10 +323,15 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
     # --- checks and CI -------------------------------------------------------------
 
     async def create_check_run(self, repo: str, **fields: Any) -> dict[str, Any]:
-        return await self.post(f"{_repo_path(repo)}/check-runs", data=fields)
+        return cast(
+            "dict[str, Any]", await self.post(f"{_repo_path(repo)}/check-runs", data=fields)
+        )
 
     async def update_check_run(self, repo: str, check_run_id: int, **fields: Any) -> dict[str, Any]:
-        return await self.patch(f"{_repo_path(repo)}/check-runs/{int(check_run_id)}", data=fields)
+        return cast(
+            "dict[str, Any]",
+            await self.patch(f"{_repo_path(repo)}/check-runs/{int(check_run_id)}", data=fields),
+        )
 
     async def check_runs(self, repo: str, ref: str) -> list[dict[str, Any]]:
         return await self._all(
@@ -328,7 +344,10 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         )
 
     async def combined_status(self, repo: str, ref: str) -> dict[str, Any]:
-        return await self.getitem(f"{_repo_path(repo)}/commits/{_segment(ref)}/status")
+        return cast(
+            "dict[str, Any]",
+            await self.getitem(f"{_repo_path(repo)}/commits/{_segment(ref)}/status"),
+        )
 
     async def workflow_jobs(self, repo: str, run_id: int) -> list[dict[str, Any]]:
         return await self._all(f"{_repo_path(repo)}/actions/runs/{int(run_id)}/jobs", key="jobs")
@@ -363,7 +382,10 @@ async def convert_manifest(
 ) -> dict[str, Any]:
     """Trade a manifest flow's code for the new App's id, key and secrets (no auth needed)."""
     client = GitHubClient(session, base_url=api_url)
-    return await client.post(f"/app-manifests/{_segment(code)}/conversions", data=b"")
+    return cast(
+        "dict[str, Any]",
+        await client.post(f"/app-manifests/{_segment(code)}/conversions", data=b""),
+    )
 
 
 def _already_exists(exc: gidgethub.BadRequest) -> bool:

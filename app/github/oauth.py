@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, quote, urlencode
 
 import aiohttp
@@ -158,7 +158,7 @@ class GitHubOAuth:
 
     async def user(self, token: UserToken | str) -> dict[str, Any]:
         """GET /user: who the token belongs to (the token as it is, never refreshed here)."""
-        return await self.client(token, refresh=False).getitem("/user")
+        return cast("dict[str, Any]", await self.client(token, refresh=False).getitem("/user"))
 
     async def revoke(self, token: UserToken | str) -> bool:
         """DELETE /applications/{client_id}/token (Basic auth with the App's client id and

@@ -2,7 +2,7 @@
 
 They read the unified diff of the run's change (`Checkout.unified_diff`, parsed by `unidiff`)
 and, for Python, the changed test files and conftests whole on both sides, parsed
-(`app/review/tamper.py`: what a line cannot say, such as which `mark` a decorator is). They
+(`app/review/tamper/`: what a line cannot say, such as which `mark` a decorator is). They
 cannot be talked out of a finding: each names the file and line and says it in words.
 """
 
@@ -12,8 +12,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from unidiff import PatchedFile, PatchSet
 from unidiff.errors import UnidiffParseError
+from unidiff.patch import PatchedFile, PatchSet
 
 from app.repo_config import globs_match
 from app.review import tamper
@@ -21,7 +21,8 @@ from app.runs import build_files as build
 from app.runs import tests_in_diffs as syntax
 from app.runs.build_files import TEST_CONFIG
 from app.untrusted import code
-from app.workspace.checkout import ChangedText, Checkout
+from app.workspace.changes import ChangedText
+from app.workspace.checkout import Checkout
 
 TEST_DELETED, TEST_REMOVED, SECRET = "test-deleted", "test-removed", "secret"
 # The same words for the same things, whichever check finds them.

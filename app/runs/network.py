@@ -11,7 +11,7 @@ from app.network_policy import Cap, NetworkSettingError, Rule, ip_literal, parse
 from app.runs.context import RunContext
 from app.untrusted import code
 from app.workspace.egress import NetworkSummary, phase_proxy, proxy_config
-from app.workspace.egress_proxy import ProxyConfig, Record
+from app.workspace.egress_config import ProxyConfig, Record
 from app.workspace.sandbox import Sandbox
 
 log = logging.getLogger(__name__)

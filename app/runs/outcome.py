@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
 from app.log import describe_error
-from app.review.outcome import OutcomeChecks, OutcomeReport, SuiteConfig
+from app.review.outcome import OutcomeChecks
+from app.review.outcome_report import OutcomeReport, SuiteConfig
 from app.runs.results import Attempt, Workspace
 from app.store import Store
 from app.store.kv import Namespace, mapping

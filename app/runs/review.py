@@ -22,7 +22,7 @@ from app.config import Settings
 from app.log import describe_error
 from app.models import ReviewVerdict, Usage
 from app.repo_config import OnVeto, ReviewPolicy, review_policy
-from app.review.outcome import OutcomeReport
+from app.review.outcome_report import OutcomeReport
 from app.review.reports import test_file
 from app.runs import tests_in_diffs
 from app.runs.context import RunContext

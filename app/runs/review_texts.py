@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.models import ReviewVerdict, Usage
-from app.review.outcome import OutcomeReport
+from app.review.outcome_report import OutcomeReport
 from app.runs.review import Review
 from app.runs.texts import ReviewText
 from app.untrusted import code, inert

@@ -76,7 +76,7 @@ FOCUS_THEN = ": the other tests next to it no longer run"
 _TODO = "was turned into a to-do"
 _DISABLED = "was disabled"
 
-# Python has none: its skips, in any spelling, are the parse checks' (app/review/tamper.py).
+# Python has none: its skips, in any spelling, are the parse checks' (app/review/tamper/).
 MARKERS: dict[frozenset[str], tuple[Marker, ...]] = {
     JS: (
         _m(

@@ -236,6 +236,7 @@ class Fleets(Part):
     @shielded
     async def set_repo(
         self,
+        /,
         fleet_id: int,
         repo: str,
         state: FleetRepoState,
@@ -304,7 +305,9 @@ class Fleets(Part):
 
     @shielded
     async def claim(self, owner: str, lease_seconds: float, *, limit: int = 20) -> list[Fleet]:
-        """Lease to `owner` the fleets not ended whose lease is free, expired or its own."""
+        """Lease to `owner` the fleets with work whose lease is free, expired or its own: those
+        not ended, and ended ones whose summaries are behind (`version > reported_version`:
+        their last runs, merges, a roll back still to tell or do)."""
         now = utcnow()
         until = now + timedelta(seconds=lease_seconds)
         open_states = [s.value for s in FleetState if not s.ended]
@@ -313,8 +316,9 @@ class Fleets(Part):
             fleets.c.lease_owner == owner,
             fleets.c.lease_expires_at < now,
         )
+        work = or_(fleets.c.state.in_(open_states), fleets.c.version > fleets.c.reported_version)
         async with self.db.begin() as conn:
-            query = select(fleets.c.id).where(fleets.c.state.in_(open_states), free)
+            query = select(fleets.c.id).where(work, free)
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             ids = list(await conn.scalars(query.order_by(fleets.c.id).limit(limit)))
@@ -328,6 +332,14 @@ class Fleets(Part):
             query = select(fleets).where(fleets.c.id.in_(ids), fleets.c.lease_owner == owner)
             rows = (await conn.execute(query.order_by(fleets.c.id))).all()
         return [_to_fleet(row) for row in rows]
+
+    @shielded
+    async def count_by_state(self) -> dict[FleetState, int]:
+        """How many fleets are in each state (every state named): the `/metrics` gauge."""
+        query = select(fleets.c.state, func.count()).group_by(fleets.c.state)
+        async with self.db.begin() as conn:
+            found = {FleetState(state): n for state, n in await conn.execute(query)}
+        return {state: found.get(state, 0) for state in FleetState}
 
     @shielded
     async def release(self, fleet_id: int, owner: str) -> None:

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 CONNECT_PATH = "/connect/{nonce}"
 CONFIRM_PATH = "/connect/{nonce}/confirm"
 CANCEL_PATH = "/connect/{nonce}/cancel"
-SERVICES_KEY = web.AppKey("connect_services", web.AppKey)  # the app's Services key
+# The app's key for its Services (the app decides which key it keeps them under).
+SERVICES_KEY: web.AppKey[web.AppKey[Services]] = web.AppKey("connect_services")
 GONE = "This link has expired or was used already. Ask for a new one with `/honk link` in Slack."
 
 

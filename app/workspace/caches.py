@@ -32,7 +32,7 @@ from pathlib import Path
 from app import metrics
 from app.config import Settings
 from app.log import describe_error
-from app.workspace.checkout import LOCK_FILES
+from app.workspace.changes import LOCK_FILES
 from app.workspace.git import git
 from app.workspace.limits import MIB, tree_bytes
 from app.workspace.mirror import flocked, remove_tree, split_repo

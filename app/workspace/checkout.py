@@ -1,92 +1,36 @@
 """One run's clone on the host: what the agent changed, exactly as it will be committed; the
-base branch's files (trusted) for setup and instructions; the commit and the push."""
+base branch's files (trusted) for setup and instructions; the commit and the push. What a
+change is made of is `changes.py`'s; looking at a work tree from outside, `work_tree.py`'s."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.errors import HonkError, RunFailure
+from app.workspace.changes import (
+    BUILD_OUTPUT,
+    GITLINK,
+    MADE_BY_SETUP,
+    REGULAR,
+    SYMLINK,
+    Change,
+    ChangedText,
+    LeftOut,
+    SetupProducts,
+    build_output,
+    parse_raw,
+    parse_raw_renames,
+)
 from app.workspace.git import GitError, git, git_error
+from app.workspace.work_tree import nested_repositories, products_beyond_commit
 
 BRANCH_PREFIX = "honk/"
-# `git status` judges whether anything changed; submodules the agent might have made are
-# never entered (their config could run commands on the host).
-_NO_SUBMODULES = "--ignore-submodules=all"
-GITLINK = "160000"
-SYMLINK = "120000"
-_REGULAR = ("100644", "100755")
-
-# What the common toolchains build, never part of a change when git would add it, whatever the
-# repository's .gitignore says: a directory of one of these names that was not tracked where
-# the run began (a repository's own tracked `build/` or `vendor/` is its business), ...
-BUILD_DIRS = frozenset(
-    {
-        "target",  # cargo, maven
-        "node_modules",
-        "__pycache__",
-        ".venv",
-        "venv",
-        "dist",
-        "build",
-        "_build",
-        ".build",
-        "vendor",  # go mod vendor, composer, bundler
-        ".pytest_cache",
-        ".mypy_cache",
-        ".ruff_cache",
-        ".tox",
-        ".nox",
-        ".eggs",
-        ".gradle",
-        "coverage",
-        "htmlcov",
-        ".nyc_output",
-        ".next",
-        ".nuxt",
-        ".turbo",
-        ".parcel-cache",
-        ".cache",
-        ".dart_tool",
-        ".zig-cache",
-        "zig-out",
-    }
-)
-BUILD_DIR_SUFFIXES = (".egg-info",)
-# ... compiled files and coverage data, ...
-BUILD_FILE_SUFFIXES = (".pyc", ".pyo", ".class", ".o")
-BUILD_FILES = frozenset({".coverage", "coverage.xml", "lcov.info"})
-# ... and a lock file the repository does not track at that path (made by an install).
-LOCK_FILES = frozenset(
-    {
-        "package-lock.json",
-        "npm-shrinkwrap.json",
-        "yarn.lock",
-        "pnpm-lock.yaml",
-        "bun.lock",
-        "bun.lockb",
-        "Cargo.lock",
-        "poetry.lock",
-        "uv.lock",
-        "pdm.lock",
-        "Pipfile.lock",
-        "Gemfile.lock",
-        "composer.lock",
-        "go.work.sum",
-        "gradle.lockfile",
-        "mix.lock",
-        "pubspec.lock",
-    }
-)
-MADE_BY_SETUP = "made or changed by setup"
-BUILD_OUTPUT = "build output"
 
 
 class PushRejected(GitError):
@@ -99,100 +43,6 @@ class PushRefused(HonkError, RuntimeError):
 
 class ChangeRefused(RunFailure):
     """The change holds what Honk never commits (a nested repository, a path outside `paths:`)."""
-
-
-@dataclass(frozen=True)
-class Change:
-    """One path as staging everything changes it since the run began (`git diff --raw`)."""
-
-    path: str
-    status: str  # A (added), M (modified), D (deleted), T (type changed)
-    old_mode: str  # "000000" when added
-    new_mode: str  # "000000" when deleted
-    new_sha: str = field(default="", compare=False)  # the staged blob ("0" * 40 when deleted)
-
-    def describe(self) -> str:
-        """The path, and what kind of change it is when that is not a plain file's."""
-        if GITLINK in (self.old_mode, self.new_mode):
-            return f"{self.path} (a submodule or nested repository commit)"
-        if self.status == "T":
-            return f"{self.path} (type {self.old_mode} -> {self.new_mode})"
-        if self.status == "M" and self.old_mode != self.new_mode:
-            return f"{self.path} (mode {self.old_mode} -> {self.new_mode})"
-        return self.path
-
-
-@dataclass(frozen=True)
-class ChangedText:
-    """One changed file's text where the run began and as `git add -A` would commit it."""
-
-    path: str  # where it is now (where it was, when deleted)
-    old_path: str  # where it was where the run began (another path when renamed)
-    before: str | None  # None: not there (or not a regular file) where the run began
-    after: str | None  # None: deleted, or there but not read (`unread` says why)
-    unread: str = ""  # "a symbolic link", "larger than 2,000,000 bytes"
-
-
-@dataclass(frozen=True)
-class SetupProducts:
-    """What the work tree held beyond the run's commit once setup was done, before the agent
-    began: never part of the change."""
-
-    # Untracked and ignored files alike; a directory holding nothing tracked as `dir/`.
-    untracked: frozenset[str] = frozenset()
-    # Tracked files setup changed: their blob as setup left them (None: setup deleted them).
-    changed: Mapping[str, str | None] = field(default_factory=dict)
-
-    def made(self, change: Change) -> str | None:
-        """What to name `change` by when setup made it as it stands (its path or directory)."""
-        if change.path in self.changed:
-            left = self.changed[change.path]
-            same = change.status == "D" if left is None else change.new_sha == left
-            return change.path if same else None
-        if change.status != "A":
-            return None
-        if change.path in self.untracked:
-            return change.path
-        parts = change.path.split("/")
-        for end in range(1, len(parts)):
-            directory = "/".join(parts[:end]) + "/"
-            if directory in self.untracked:
-                return directory
-        return None
-
-
-@dataclass(frozen=True)
-class LeftOut:
-    """Paths staging left out of the change, named by `label` (a file, or `dir/`)."""
-
-    label: str
-    why: str  # MADE_BY_SETUP or BUILD_OUTPUT
-    files: int = 1
-
-    def describe(self) -> str:
-        count = f", {self.files} files" if self.files > 1 else ""
-        return f"{self.label} ({self.why}{count})"
-
-
-def build_output(path: str, tracked_dirs: frozenset[str]) -> str | None:
-    """What to name `path` (a file the run added) by when it is a toolchain's build output:
-    its build directory (`target/`) unless that was tracked where the run began, or itself
-    (a `.pyc`, coverage data, a lock file the repository does not track); else None."""
-    parts = path.split("/")
-    for end, part in enumerate(parts[:-1], start=1):
-        if part in BUILD_DIRS or part.endswith(BUILD_DIR_SUFFIXES):
-            directory = "/".join(parts[:end])
-            if directory not in tracked_dirs:
-                return directory + "/"
-    name = parts[-1]
-    if (
-        name.endswith(BUILD_FILE_SUFFIXES)
-        or name in BUILD_FILES
-        or name.startswith(".coverage.")
-        or name in LOCK_FILES
-    ):
-        return path
-    return None
 
 
 @dataclass
@@ -224,29 +74,7 @@ class Checkout:
         """Remember what the work tree holds beyond the run's commit now (after setup, before
         the agent): untracked and ignored paths, and tracked files changed. None of it is
         ever staged (see `stage`)."""
-        listing = await git(
-            "ls-files", "-z", "--others", "--directory", "--no-empty-directory", cwd=self.path
-        )
-        untracked = frozenset(p for p in listing.stdout.split("\0") if p)
-        status = await git(
-            "status", "--porcelain=v1", "-z", "--untracked-files=no", _NO_SUBMODULES,
-            cwd=self.path,
-        )  # fmt: skip
-        changed: dict[str, str | None] = {}
-        for entry in filter(None, status.stdout.split("\0")):
-            code, path = entry[:2], entry[3:]
-            if "R" in code or "C" in code or not path:
-                continue  # staged renames: setup cannot stage (the checkout's .git is read-only)
-            changed[path] = None if "D" in code else ""
-        present = [path for path, blob in changed.items() if blob is not None]
-        if present:
-            hashed = await git(
-                "hash-object", "--stdin-paths", cwd=self.path, input="\n".join(present) + "\n",
-                check=False,
-            )  # fmt: skip
-            if hashed.returncode == 0:  # else (a file become a directory): kept as changed
-                changed.update(zip(present, hashed.stdout.split(), strict=False))
-        self.setup_products = SetupProducts(untracked, changed)
+        self.setup_products = await products_beyond_commit(self.path)
         return self.setup_products
 
     async def base_paths(self, *pathspecs: str) -> list[str]:
@@ -261,7 +89,7 @@ class Checkout:
     async def changes(self) -> list[Change]:
         """Everything `git add -A` would stage, against where the run began (the real index
         is left as it is)."""
-        return _parse_raw(await self._against_start("--raw", "--no-abbrev", "-z"))
+        return parse_raw(await self._against_start("--raw", "--no-abbrev", "-z"))
 
     async def changed_files(self) -> list[str]:
         """Paths changed since the run began, committed or not (untracked included)."""
@@ -275,12 +103,12 @@ class Checkout:
         everything made (what the diff and the commit show). Renames are paired."""
         raw = await self._against_start("--raw", "--no-abbrev", "-z", "--find-renames")
         found = []
-        for change in _parse_raw_renames(raw):
+        for change in parse_raw_renames(raw):
             old_mode, new_mode, old_sha, new_sha, status, old_path, path = change
             if not (wanted(path) or wanted(old_path)):
                 continue
             before = None
-            if old_mode in _REGULAR:
+            if old_mode in REGULAR:
                 before, _why = await self._blob_text(old_sha, max_bytes)
             after, unread = None, ""
             if status != "D":
@@ -379,7 +207,7 @@ class Checkout:
             "diff", "--cached", "--raw", "--no-abbrev", "-z", "--no-renames",
             "--ignore-submodules=none", self.start_sha, cwd=self.path, env=env,
         )  # fmt: skip
-        return _parse_raw(result.stdout)
+        return parse_raw(result.stdout)
 
     async def _start_dirs(self) -> frozenset[str]:
         """Every directory tracked where the run began (read once)."""
@@ -504,7 +332,7 @@ class Checkout:
         for entry in filter(None, listing.stdout.split("\0")):
             meta, _, name = entry.partition("\t")
             mode, kind, sha = meta.split()
-            if kind != "blob" or mode not in _REGULAR or name not in names:
+            if kind != "blob" or mode not in REGULAR or name not in names:
                 continue  # a symlink's target is not the repository's text
             size = await git("cat-file", "-s", sha, cwd=self.path)
             if int(size.stdout.strip()) > max_bytes:
@@ -518,23 +346,7 @@ class Checkout:
         """Refuse a work tree holding `.git` below its top (a directory, or a `gitdir:` file
         that may point at any repository on the host), unless it is in an ignored directory
         (a dependency's checkout that setup made): such a path is never staged."""
-        nested = await asyncio.to_thread(nested_git_entries, self.path)
-        if not nested:
-            return
-        parents = [os.path.dirname(entry) for entry in nested]
-        ignored = await git(
-            "check-ignore", "-z", "--stdin", cwd=self.path, input="\0".join(parents) + "\0",
-            check=False,
-        )  # fmt: skip
-        skipped = (
-            set(filter(None, ignored.stdout.split("\0"))) if ignored.returncode == 0 else set()
-        )
-        if skipped:
-            # An ignored directory that holds tracked files is still looked into by `git add`.
-            tracked = await git("ls-files", "-z", "--", *sorted(skipped), cwd=self.path)
-            paths = [p for p in tracked.stdout.split("\0") if p]
-            skipped = {d for d in skipped if not any(_under(p, d) for p in paths)}
-        refused = [entry for entry in nested if os.path.dirname(entry) not in skipped]
+        refused = await nested_repositories(self.path)
         if refused:
             raise ChangeRefused(
                 "the change contains a nested git repository, which Honk never commits: "
@@ -573,108 +385,6 @@ def refuse_outside(changes: Sequence[Change], allowed: Callable[[str], bool]) ->
             + ", ".join(refused[:10])
             + more
         )
-
-
-class NotACheckout(Exception):
-    """A directory git does not take for a work tree; the message is git's reason."""
-
-
-async def work_tree_state(path: Path) -> str:
-    """An id of the work tree holding `path` as `git add -A` would see it (untracked files
-    included, ignored ones not) and of HEAD: equal ids, nothing changed in between.
-
-    Nothing is written to the repository: a copy of its index and a scratch object
-    directory (the real one as an alternate) take what `git add` and `write-tree` make.
-    Raises NotACheckout when `path` is not in a git work tree.
-    """
-    where = await git(
-        "rev-parse", "--show-toplevel", "--git-path", "index", "--git-path", "objects",
-        cwd=path, check=False,
-    )  # fmt: skip
-    lines = where.stdout.splitlines()
-    if where.returncode != 0 or len(lines) != 3:
-        reason = next((line for line in where.stderr.splitlines() if line.strip()), "")
-        raise NotACheckout(reason.removeprefix("fatal: ").strip() or "git rev-parse failed")
-    top = Path(lines[0])
-    real_index, objects = (path / lines[1]).absolute(), (path / lines[2]).absolute()
-    scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="honk-tree-state-"))
-    try:
-        index = scratch / "index"
-        if real_index.exists():
-            # copy2 keeps the mtime: git re-hashes only files changed since the index was.
-            await asyncio.to_thread(shutil.copy2, real_index, index)
-        await asyncio.to_thread((scratch / "objects").mkdir)
-        env = {
-            "GIT_INDEX_FILE": str(index),
-            "GIT_OBJECT_DIRECTORY": str(scratch / "objects"),
-            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects),
-        }
-        await git("add", "-A", cwd=top, env=env)
-        tree = await git("write-tree", cwd=top, env=env)
-        head = await git("rev-parse", "--verify", "--quiet", "HEAD", cwd=top, check=False)
-    finally:
-        await asyncio.to_thread(shutil.rmtree, scratch, True)
-    return f"{head.stdout.strip() or '-'} {tree.stdout.strip()}"
-
-
-def nested_git_entries(root: Path) -> list[str]:
-    """Relative paths of every `.git` below the top of `root`, symlinks not followed
-    (blocking: call in a thread). Iterative: the agent may nest directories deeply."""
-    found: list[str] = []
-    pending = [""]
-    while pending:
-        relative = pending.pop()
-        try:
-            with os.scandir(os.path.join(root, relative)) as entries:
-                children = list(entries)
-        except OSError:
-            continue
-        for entry in children:
-            path = os.path.join(relative, entry.name)
-            if entry.name == ".git":
-                if relative:  # the checkout's own is at the top
-                    found.append(path)
-            elif entry.is_dir(follow_symlinks=False):
-                pending.append(path)
-    return sorted(found)
-
-
-def _parse_raw(raw: str) -> list[Change]:
-    """`git diff --raw -z` output: ":old new old_sha new_sha status\\0path\\0" per change."""
-    parts = raw.split("\0")
-    changes = []
-    for meta, path in zip(parts[::2], parts[1::2], strict=False):
-        if not meta.startswith(":"):
-            continue
-        old_mode, new_mode, _old, new, status = meta[1:].split()
-        changes.append(Change(path, status[0], old_mode, new_mode, new))
-    return changes
-
-
-def _parse_raw_renames(raw: str) -> list[tuple[str, str, str, str, str, str, str]]:
-    """`git diff --raw -z --find-renames`: (old mode, new mode, old sha, new sha, status,
-    old path, path) per change; a rename (R) or copy (C) names two paths."""
-    parts = raw.split("\0")
-    changes = []
-    index = 0
-    while index < len(parts):
-        meta = parts[index]
-        if not meta.startswith(":"):
-            index += 1
-            continue
-        old_mode, new_mode, old_sha, new_sha, status = meta[1:].split()
-        if status[0] in "RC":
-            old_path, path = parts[index + 1], parts[index + 2]
-            index += 3
-        else:
-            old_path = path = parts[index + 1]
-            index += 2
-        changes.append((old_mode, new_mode, old_sha, new_sha, status[0], old_path, path))
-    return changes
-
-
-def _under(path: str, directory: str) -> bool:
-    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 async def _tree(path: Path, rev: str) -> str:

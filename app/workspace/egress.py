@@ -28,7 +28,7 @@ from publicsuffixlist import PublicSuffixList
 from app import metrics
 from app.errors import HonkError
 from app.network_policy import ANY, Cap, Entry, Rule, ip_literal, is_preset_name, parse_rule
-from app.workspace.egress_proxy import ProxyConfig, Record
+from app.workspace.egress_config import ProxyConfig, Record
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,16 @@ KEPT_RECORDS = 10_000  # per phase; past it, connections are only counted
 # read past, counted as one unreadable record.
 RECORD_LINE_LIMIT = 64 * 1024
 _PROXY_SCRIPT = Path(__file__).with_name("egress_proxy.py")
-_WIRE_MODULE = Path(__file__).with_name("egress_wire.py")
-_POLICY_MODULE = Path(__file__).parents[1] / "network_policy.py"
-# Loads the three modules by path, so the proxy process imports nothing else of Honk's (not
-# even app.workspace's package, which reaches the settings); argv: policy, wire, proxy, socket.
+# What the proxy imports of Honk, in the order they import each other: (name, path).
+_PROXY_MODULES = (
+    ("app.network_policy", Path(__file__).parents[1] / "network_policy.py"),
+    ("app.workspace.egress_wire", Path(__file__).with_name("egress_wire.py")),
+    ("app.workspace.egress_config", Path(__file__).with_name("egress_config.py")),
+    ("app.workspace.egress_streams", Path(__file__).with_name("egress_streams.py")),
+)
+# Loads those modules by path, then the proxy, so the proxy process imports nothing else of
+# Honk's (not even app.workspace's package, which reaches the settings); argv: the modules'
+# names and paths in pairs, the proxy's path, the socket's.
 _BOOT = """
 import importlib.util, sys
 def load(name, path):
@@ -55,8 +61,8 @@ def load(name, path):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-load("app.network_policy", sys.argv.pop(1))
-load("app.workspace.egress_wire", sys.argv.pop(1))
+while len(sys.argv) > 3:
+    load(sys.argv.pop(1), sys.argv.pop(1))
 load("honk_egress_proxy", sys.argv.pop(1)).main()
 """
 
@@ -187,7 +193,8 @@ class EgressProxy:
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", "-c", _BOOT,
-                str(_POLICY_MODULE), str(_WIRE_MODULE), str(_PROXY_SCRIPT), str(socket_path),
+                *(str(part) for module in _PROXY_MODULES for part in module),
+                str(_PROXY_SCRIPT), str(socket_path),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

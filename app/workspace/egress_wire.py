@@ -4,7 +4,8 @@ authority, a chunked body's framing, a TLS ClientHello.
 Whatever a lenient server could read differently from the proxy (a bare line feed, a folded
 header, a second Host) is refused rather than repaired, and every field a client chooses has
 a limit, so no record the proxy writes can grow with what a client sent. Standard library
-only: the proxy's own process loads this module by path, beside `egress_proxy`.
+only: the proxy's own process loads this module by path, beside `egress_config`, `egress_streams`
+and `egress_proxy`.
 """
 
 from __future__ import annotations

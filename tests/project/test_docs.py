@@ -36,6 +36,7 @@ from app.config import docs as config_docs
 from app.config.declare import declared
 from app.handlers import comments
 from app.handlers.slack import parsing
+from app.repo_config import parse as repo_config_parse
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app"
@@ -338,15 +339,15 @@ def _refused_as_unknown(text: str) -> bool:
 
 
 def repo_config_keys() -> set[str]:
-    """Every key `.github/honk.yml` may hold, from app/repo_config.py: its settings, and the
+    """Every key `.github/honk.yml` may hold, from app/repo_config/: its settings, and the
     keys of each setting that is a mapping (the one parse_config refuses an unknown key in)."""
     keys = set(repo_config.SETTINGS)
     for name in repo_config.SETTINGS:
         if not _refused_as_unknown(f"{name}:\n  {_NOT_A_KEY}: 1\n"):
             continue  # not a mapping of known keys
-        known = getattr(repo_config, f"_{name.upper()}", None)
+        known = getattr(repo_config_parse, f"_{name.upper()}", None)
         assert isinstance(known, Mapping | tuple), (
-            f"`{name}:` is a mapping, but its keys are not in repo_config._{name.upper()}"
+            f"`{name}:` is a mapping, but its keys are not in repo_config.parse._{name.upper()}"
         )
         keys |= {f"{name}.{key}" for key in known}
     return keys

@@ -22,13 +22,8 @@ from typing import Any
 import pytest
 
 from app import metrics
-from app.review.outcome import (
-    FAIL_TO_PASS,
-    PASS_TO_PASS,
-    OutcomeChecks,
-    OutcomeReport,
-    SuiteConfig,
-)
+from app.review.outcome import OutcomeChecks
+from app.review.outcome_report import FAIL_TO_PASS, PASS_TO_PASS, OutcomeReport, SuiteConfig
 from app.workspace.checkout import Checkout
 from app.workspace.sandbox import Sandbox
 

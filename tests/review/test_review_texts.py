@@ -246,7 +246,7 @@ def test_honk_stats_from_the_command_line(
 
 
 def outcome_round(*findings: str, notes: tuple[str, ...] = ()) -> Round:
-    from app.review.outcome import PASS_TO_PASS, OutcomeFinding, OutcomeReport, SuiteRun
+    from app.review.outcome_report import PASS_TO_PASS, OutcomeFinding, OutcomeReport, SuiteRun
     from app.review.reports import Results
 
     report = OutcomeReport(

@@ -1,4 +1,4 @@
-"""The parse checks (app/review/tamper.py): Python test files and conftests read with `ast`.
+"""The parse checks (app/review/tamper/): Python test files and conftests read with `ast`.
 
 The fourteen ways issue 21 found to leave real pytest green with `add()` still wrong are each
 run under real pytest (to show they are real) and read through a real git checkout (as the

@@ -25,9 +25,10 @@ from app.runs.environment import (
 from app.runs.network import explain_refusals
 from app.runs.texts import FailureDetails, Verification, left_out_section, pr_body, tail
 from app.untrusted import code_block
-from app.workspace.checkout import Checkout, build_output
+from app.workspace.changes import build_output
+from app.workspace.checkout import Checkout
 from app.workspace.egress import NetworkSummary
-from app.workspace.egress_proxy import Record
+from app.workspace.egress_config import Record
 from app.workspace.sandbox import Sandbox
 
 WORKSPACE = "/workspace/calc"

@@ -144,15 +144,30 @@ async def test_two_processes_share_fleets_by_lease(store: Store, store_url: str)
     first = await store.fleets.create(new_fleet(), TARGETS)
     second = await store.fleets.create(new_fleet(request="Drop Python 3.8"), TARGETS)
     ended = await store.fleets.create(new_fleet(request="old"), TARGETS)
-    await store.fleets.set_state(ended.id, FleetState.DONE)
+    done = await store.fleets.set_state(ended.id, FleetState.DONE)
+    assert done is not None
+    await store.fleets.update(ended.id, reported_version=done.version)
     other = await Store.open(store_url)
     try:
         mine = await store.fleets.claim("a", 30, limit=1)
         theirs = await other.fleets.claim("b", 30)
         assert [f.id for f in mine] == [first.id]
-        assert [f.id for f in theirs] == [second.id]  # the ended one is nobody's work
+        # The ended one, its summaries current, is nobody's work.
+        assert [f.id for f in theirs] == [second.id]
         assert [f.id for f in await store.fleets.claim("a", 30)] == [first.id]  # renewed
         await store.fleets.release(first.id, "a")
         assert [f.id for f in await other.fleets.claim("b", 30)] == [first.id, second.id]
     finally:
         await other.close()
+
+
+async def test_an_ended_fleet_is_claimed_while_its_summaries_are_behind(store: Store) -> None:
+    fleet = await store.fleets.create(new_fleet(), TARGETS)
+    ended = await store.fleets.set_state(fleet.id, FleetState.STOPPED)
+    assert ended is not None
+    assert [f.id for f in await store.fleets.claim("a", 30)] == [fleet.id]
+    await store.fleets.update(fleet.id, reported_version=ended.version)
+    await store.fleets.release(fleet.id, "a")
+    assert await store.fleets.claim("a", 30) == []
+    counts = await store.fleets.count_by_state()
+    assert counts[FleetState.STOPPED] == 1 and counts[FleetState.RUNNING] == 0

@@ -25,7 +25,8 @@ from app.workspace.egress import (
     SandboxProxy,
     proxy_config,
 )
-from app.workspace.egress_proxy import EgressRelay, Record
+from app.workspace.egress_config import Record
+from app.workspace.egress_proxy import EgressRelay
 from app.workspace.mounts import SandboxPython
 from app.workspace.sandbox import Sandbox
 from tests.fakes.registry import LoopbackRegistry

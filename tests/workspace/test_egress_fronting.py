@@ -15,7 +15,7 @@ import pytest
 
 from app.network_policy import Cap, Presets, compile_rules
 from app.workspace.egress import EgressProxy, proxy_config
-from app.workspace.egress_proxy import Record
+from app.workspace.egress_config import Record
 from app.workspace.sandbox import Sandbox
 from tests.fakes.edge import (
     LenientEdge,

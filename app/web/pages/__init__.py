@@ -1,4 +1,5 @@
-"""The run pages: GET /runs/<id> (live), /runs, steering forms, and their JSON API."""
+"""The run pages: GET /runs/<id> (live), /runs, steering forms, and their JSON API; the fleet
+pages: GET /fleets/<id> (live), /fleets, steering forms, Merge all green, and its JSON."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from aiohttp import web
 from app.config import Settings
 from app.services import Services
 from app.web import connect, signin
-from app.web.pages import api, render, run_page, runs_list
+from app.web.pages import api, fleet_page, render, run_page, runs_list
 from app.web.pages.access import ACCESS, Access
 from app.web.pages.links import Links
 
@@ -44,3 +45,4 @@ def add_routes(app: web.Application, settings: Settings, services: web.AppKey[Se
     app.router.add_post(r"/runs/{run_id:\d+}/retry", run_page.retry)
     app.router.add_get(r"/api/runs/{run_id:\d+}", api.run_json)
     app.router.add_get(r"/api/runs/{run_id:\d+}/events", api.events_json)
+    fleet_page.add_routes(app)  # /fleets, /fleets/<id> (+ /live, its forms), /api/fleets/<id>

@@ -29,6 +29,7 @@ ASSETS = {
         "text/css",
     ),
     "run.js": (_TEMPLATES.joinpath("run.js").read_text(), "text/javascript"),
+    "fleet.js": (_TEMPLATES.joinpath("fleet.js").read_text(), "text/javascript"),
 }
 # No inline script or style runs: transcript text is untrusted, and escaping has a backstop.
 CSP = (

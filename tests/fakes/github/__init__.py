@@ -19,6 +19,7 @@ from tests.fakes.github.deployments import DeploymentsMixin
 from tests.fakes.github.issues import IssuesMixin
 from tests.fakes.github.merging import MergingMixin
 from tests.fakes.github.oauth import OAuthMixin, UserGrant
+from tests.fakes.github.search import SearchMixin
 from tests.fakes.github.state import (
     APP_SLUG,
     DOCS_URL,
@@ -57,6 +58,7 @@ class FakeGitHub(
     ChecksMixin,
     DeploymentsMixin,
     OAuthMixin,
+    SearchMixin,
 ):
     """GitHub's REST API and git smart HTTP for the tests, on one aiohttp app (`.app`).
 
@@ -95,6 +97,7 @@ class FakeGitHub(
             ("DELETE", "/installation/token", self._revoke_token, None),
             ("GET", "/installation/repositories", self._installation_repositories, None),
             ("GET", "/users/{login}", self._get_user, None),
+            ("GET", "/search/code", self._search_code, None),
             ("GET", "/user", self._authenticated_user, "user"),
             ("GET", "/login/oauth/authorize", self._oauth_authorize, "public"),
             ("POST", "/login/oauth/access_token", self._oauth_access_token, "public"),

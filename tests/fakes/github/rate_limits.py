@@ -4,7 +4,9 @@ Primary: each installation has `primary_limit` requests an hour per resource (co
 graphql), told in `X-RateLimit-*` headers on every answer; at zero, a 403 "API rate limit
 exceeded" until the reset. Secondary: at most `secondary_limits` content-creating requests
 (POST, PATCH, PUT, DELETE, GraphQL mutations) a minute and an hour; past either, a 403
-"secondary rate limit" with `Retry-After`. Refused requests spend nothing, as on GitHub.
+"secondary rate limit" with `Retry-After`. Code search (GET /search/code) has a budget of
+its own, `code_search_limit` requests a minute (resource `code_search`), spending nothing
+of the hour's. Refused requests spend nothing, as on GitHub.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class RateLimitsMixin(GitHubState):
     # (per minute, per hour) content-creating requests per installation; None: unlimited.
     secondary_limits: tuple[int, int] | None = (80, 500)
     secondary_retry_after = 60
+    # GitHub's code search: requests a minute per installation (its own resource); None:
+    # unlimited.
+    code_search_limit: int | None = 10
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -63,8 +68,8 @@ class RateLimitsMixin(GitHubState):
     def primary_remaining(self, installation_id: int, resource: str = "core") -> int:
         window = self._primary_windows.get((installation_id, resource))
         if window is None or window.reset <= self.clock():
-            return self.primary_limit
-        return self.primary_limit - window.used
+            return self._limit(resource)
+        return self._limit(resource) - window.used
 
     def primary_reset(self, installation_id: int, resource: str = "core") -> int:
         """When the installation's hour ends (epoch seconds), as X-RateLimit-Reset says."""
@@ -83,9 +88,11 @@ class RateLimitsMixin(GitHubState):
         if issued is None:  # not an installation token: the App's JWT, a user, public
             return None, {}
         installation_id = issued.installation_id
-        resource = "graphql" if request.path.rstrip("/") == "/graphql" else "core"
+        resource = _resource(request.path)
+        if resource == "code_search" and self.code_search_limit is None:
+            return None, {}
         window = self._primary_window(installation_id, resource)
-        if window.used >= self.primary_limit:
+        if window.used >= self._limit(resource):
             headers = self._primary_headers(window, resource)
             message = f"API rate limit exceeded for installation ID {installation_id}."
             return self._refused(message, headers), headers
@@ -103,17 +110,24 @@ class RateLimitsMixin(GitHubState):
         window.used += 1
         return None, self._primary_headers(window, resource)
 
+    def _limit(self, resource: str) -> int:
+        if resource == "code_search" and self.code_search_limit is not None:
+            return self.code_search_limit
+        return self.primary_limit
+
     def _primary_window(self, installation_id: int, resource: str) -> PrimaryWindow:
         window = self._primary_windows.get((installation_id, resource))
         if window is None or window.reset <= self.clock():
-            window = PrimaryWindow(used=0, reset=int(self.clock()) + 3600)
+            length = 60 if resource == "code_search" else 3600
+            window = PrimaryWindow(used=0, reset=int(self.clock()) + length)
             self._primary_windows[(installation_id, resource)] = window
         return window
 
     def _primary_headers(self, window: PrimaryWindow, resource: str) -> dict[str, str]:
+        limit = self._limit(resource)
         return {
-            "X-RateLimit-Limit": str(self.primary_limit),
-            "X-RateLimit-Remaining": str(max(self.primary_limit - window.used, 0)),
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(max(limit - window.used, 0)),
             "X-RateLimit-Used": str(window.used),
             "X-RateLimit-Reset": str(window.reset),
             "X-RateLimit-Resource": resource,
@@ -131,3 +145,13 @@ class RateLimitsMixin(GitHubState):
         self.rate_limited.append(self.calls[-1])  # the middleware recorded it first
         body = {"message": message, "documentation_url": f"{DOCS_URL}/rate-limit"}
         return web.json_response(body, status=403, headers=headers)
+
+
+def _resource(path: str) -> str:
+    """The budget a request spends, as GitHub's `X-RateLimit-Resource` names it."""
+    path = path.rstrip("/")
+    if path == "/graphql":
+        return "graphql"
+    if path == "/search/code":
+        return "code_search"
+    return "core"

@@ -11,7 +11,7 @@ import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -222,19 +222,28 @@ class GitHubState:
         default_branch: str = "main",
         files: Mapping[str, str] | None = None,
         private: bool = False,
+        topics: Sequence[str] = (),
+        language: str | None = None,
+        archived: bool = False,
+        fork: bool = False,
+        git: bool = True,
     ) -> dict[str, Any]:
         """A repository backed by a real bare git repo; `files` make its first commit.
 
-        files=None commits a README; files={} leaves the repository empty.
+        files=None commits a README; files={} leaves the repository empty. `topics`,
+        `language`, `archived`, `fork`: what GitHub's repository object says of them.
+        git=False: no bare repository, only the REST object (listings, permissions, code
+        search over `files`, kept in memory), so a test can hold hundreds cheaply.
         """
         owner, _, name = full_name.partition("/")
         if full_name.lower() in self._repos:
             raise ValueError(f"{full_name} already exists")
-        bare = self.bare_path(full_name)
-        bare.parent.mkdir(parents=True, exist_ok=True)
-        _git_sync("init", "--bare", "-q", f"--initial-branch={default_branch}", str(bare))
-        _git_sync("--git-dir", str(bare), "config", "http.receivepack", "true")
-        (bare / "git-daemon-export-ok").touch()
+        if git:
+            bare = self.bare_path(full_name)
+            bare.parent.mkdir(parents=True, exist_ok=True)
+            _git_sync("init", "--bare", "-q", f"--initial-branch={default_branch}", str(bare))
+            _git_sync("--git-dir", str(bare), "config", "http.receivepack", "true")
+            (bare / "git-daemon-export-ok").touch()
         api = f"{self.url}/repos/{full_name}"
         data = {
             "id": next(self._ids),
@@ -244,8 +253,8 @@ class GitHubState:
             "owner": self._user(owner, kind="Organization"),
             "private": private,
             "visibility": "private" if private else "public",
-            "fork": False,
-            "archived": False,
+            "fork": fork,
+            "archived": archived,
             "disabled": False,
             "html_url": f"{self.url}/{full_name}",
             "url": api,
@@ -254,6 +263,8 @@ class GitHubState:
             "pulls_url": f"{api}/pulls{{/number}}",
             "labels_url": f"{api}/labels{{/name}}",
             "default_branch": default_branch,
+            "topics": list(topics),
+            "language": language,
             # The merge methods the repository allows (Settings -> General -> Pull Requests).
             "allow_squash_merge": True,
             "allow_merge_commit": True,
@@ -281,8 +292,10 @@ class GitHubState:
             "protection": {},  # branch -> {"required_approving_review_count": n}
             "deployments": {},  # id -> deployment
             "deployment_statuses": {},  # deployment id -> [status], newest first
+            # path -> text of a repository without git (git=False), for code search.
+            "code": None if git else dict(files or {}),
         }
-        if files != {}:
+        if git and files != {}:
             self.commit_files(
                 full_name, files or {"README.md": f"# {name}\n"}, message="Initial commit"
             )
