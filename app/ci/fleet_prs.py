@@ -31,22 +31,30 @@ APPROVED_FROM = (FleetRepoState.PR_OPEN, FleetRepoState.CI_GREEN, FleetRepoState
 CLOSABLE = (*WITH_OPEN_PR, FleetRepoState.VETOED)
 
 
-async def pr_published(store: Store, run: Run, *, vetoed: bool) -> FleetRepo | None:
-    """A fleet's run (or a follow-up of one) pushed to its PR: the repository shows the PR,
-    its commit (CI on that commit is still to come: PR_OPEN), or VETOED for a draft the
-    review stopped. The fleet's own run becomes the repository's run."""
+async def pr_published(store: Store, run: Run, *, vetoed: bool, model: str) -> FleetRepo | None:
+    """A fleet's run (or a follow-up of one) pushed to its PR: the repository shows the PR
+    and its commit (CI on it is still to come: PR_OPEN), with what the fleet's runs there
+    cost so far (priced at `model`), at once, so CI's verdict finds it whenever it comes.
+
+    A follow-up's veto shows as VETOED. The fleet's own run's veto is left to the conductor,
+    which takes a run's failed end as one of the failures in a row it pauses after."""
     if run.fleet_id is None or run.pr_number is None:
         return None
+    own = run.kind == RunKind.FLEET
+    if own and vetoed:
+        return None
+    if await store.fleets.repo(run.fleet_id, run.repo) is None:
+        return None  # not one of the fleet's repositories (any more): nothing to follow
     state = FleetRepoState.VETOED if vetoed else FleetRepoState.PR_OPEN
+    runs = await store.runs.find(fleet_id=run.fleet_id, repo=run.repo, limit=100)
     fields: dict[str, Any] = {
         "pr_number": run.pr_number,
         "pr_url": run.pr_url,
         "head_sha": run.head_sha,
+        "cost_usd": round(sum(r.usage.cost_usd(model) for r in runs), 6),
     }
-    if run.kind == RunKind.FLEET:
+    if own:
         fields["run_id"] = run.id
-    if await store.fleets.repo(run.fleet_id, run.repo) is None:
-        return None  # not one of the fleet's repositories (any more): nothing to follow
     changed = await store.fleets.set_repo(
         run.fleet_id, run.repo, state, expect=PUBLISHABLE, **fields
     )

@@ -284,8 +284,9 @@ async def report(ctx: RunContext, pr: dict[str, Any], closing: Closing) -> None:
     if run.fleet_id is not None:
         # The fleet's repository shows its PR before CI can say anything of the commit.
         verdict = ReviewVerdict(run.review) if run.review else None
+        vetoed = bool(verdict and verdict.stopped)
         try:
-            await fleet_prs.pr_published(ctx.store, run, vetoed=bool(verdict and verdict.stopped))
+            await fleet_prs.pr_published(ctx.store, run, vetoed=vetoed, model=ctx.model)
         except Exception as exc:  # the conductor finds the PR from the run all the same
             log.warning("could not show PR #%s on fleet %s: %s", run.pr_number, run.fleet_id,
                         describe_error(exc))  # fmt: skip

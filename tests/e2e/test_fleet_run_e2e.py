@@ -16,7 +16,7 @@ from app.config import Settings
 from app.fleet_models import Fleet, FleetOrigin, FleetRepo, FleetRepoState, FleetTarget, NewFleet
 from app.github.pacing import is_content_creating
 from app.models import Run, RunKind, RunState
-from app.store import NewRun, Store
+from app.store import Store
 from app.web import SERVICES, create_app
 from tests.calc_world import INSTALLATION, REPO, calc_settings, fixing_script, seed_calc
 from tests.conftest import load_payload
@@ -80,24 +80,33 @@ def pull_closed(pr: int, *, merged: bool) -> dict[str, Any]:
     return payload
 
 
-async def start_fleet(store: Store, wake: Any) -> tuple[Fleet, Run]:
-    """What the conductor does for one repository: the fleet stored, its run queued."""
+async def start_fleet(client: TestClient) -> tuple[Fleet, Run]:
+    """A fleet of one repository stored as a request starts it; the conductor queues its
+    run (the canary), which a worker takes."""
+    services = client.app[SERVICES]
+    store = services.store
     new = NewFleet(INSTALLATION, "alice", REQUEST, REPO, FleetOrigin.CLI)
     fleet = await store.fleets.create(new, [FleetTarget(REPO)])
-    run = await store.runs.enqueue(
-        NewRun(
-            repo=REPO,
-            installation_id=INSTALLATION,
-            kind=RunKind.FLEET,
-            fleet_id=fleet.id,
-            requested_by=fleet.requested_by,
-            instructions=fleet.request,
-        )
-    )
-    assert run is not None
-    await store.fleets.set_repo(fleet.id, REPO, FleetRepoState.QUEUED, queued=True, run_id=run.id)
-    wake()
+    services.conductor.wake()
+
+    async def queued() -> list[Run]:
+        return await store.runs.find(fleet_id=fleet.id)
+
+    (run,) = await eventually(queued, within=30)
+    assert run.kind == RunKind.FLEET and run.requested_by == "alice"
+    assert run.issue_number is None and run.slack_thread is None
     return fleet, run
+
+
+async def per_repository_slack(store: Store, fake_slack: FakeSlack, fleet_id: int) -> list[str]:
+    """What Slack was told outside the fleet's own thread (its summary and milestones,
+    the conductor's): a run's thread, CI's verdict, a reaction. Nothing, for a fleet's runs."""
+    fleet = await store.fleets.get(fleet_id)
+    root = fleet.slack_thread.ts if fleet is not None and fleet.slack_thread else None
+    told = [
+        m.text for m in fake_slack.messages() if root is None or root not in (m.ts, m.thread_ts)
+    ]
+    return told + [c.method for c in fake_slack.calls if c.method.startswith("reactions.")]
 
 
 async def ended(store: Store, run_id: int, within: float = 90) -> Run:
@@ -151,7 +160,7 @@ async def test_a_fleet_run_opens_a_pr_and_writes_nothing_else(
     services = client.app[SERVICES]
     store = services.store
     before = writes_by_priority()
-    fleet, queued = await start_fleet(store, services.workers.wake)
+    fleet, queued = await start_fleet(client)
 
     run = await ended(store, queued.id)
     assert run.state == RunState.SUCCEEDED, run.error
@@ -174,6 +183,7 @@ async def test_a_fleet_run_opens_a_pr_and_writes_nothing_else(
     shown = await store.fleets.repo(fleet.id, REPO)
     assert shown is not None and shown.state == FleetRepoState.PR_OPEN
     assert (shown.pr_number, shown.head_sha, shown.run_id) == (run.pr_number, run.head_sha, run.id)
+    assert shown.cost_usd > 0  # what the canary's estimate is made of
 
     # Only what the repository needs: the PR and the `Honk` check. No issue is read or
     # written, no reaction, no label, nothing in Slack.
@@ -182,7 +192,7 @@ async def test_a_fleet_run_opens_a_pr_and_writes_nothing_else(
         [f"POST /repos/{REPO}/pulls", f"POST /repos/{REPO}/check-runs"]
     ), sent
     assert not [c for c in fake_github.calls if "/issues" in c.path or "/labels" in c.path]
-    assert not [c for c in fake_slack.calls if c.method.startswith(("chat.", "reactions."))]
+    assert await per_repository_slack(store, fake_slack, fleet.id) == []
     after = writes_by_priority()
     assert after["bulk"] - before["bulk"] == len(sent)  # every one of them in bulk
     assert after["normal"] == before["normal"] and after["urgent"] == before["urgent"]
@@ -196,7 +206,7 @@ async def test_a_fleet_run_opens_a_pr_and_writes_nothing_else(
     await eventually(lambda: dispatched(client))
     (honk,) = [c for c in fake_github.repo(REPO)["check_runs"].values() if c["name"] == "Honk"]
     assert "**CI:** CI passed" in honk["output"]["summary"]
-    assert not [c for c in fake_slack.calls if c.method.startswith("chat.")]
+    assert await per_repository_slack(store, fake_slack, fleet.id) == []
     sent = content_creating(fake_github.calls)
     assert len(sent) <= 4, sent
     assert writes_by_priority()["bulk"] - before["bulk"] == len(sent)
@@ -212,7 +222,9 @@ async def test_a_fleet_run_opens_a_pr_and_writes_nothing_else(
     await fleet_repo_in(store, fleet.id, FleetRepoState.APPROVED)
     await post_webhook(client, "pull_request", pull_closed(run.pr_number, merged=True))
     await fleet_repo_in(store, fleet.id, FleetRepoState.MERGED)
-    states = [t.state for t in await store.fleets.transitions(fleet.id)]
+    # The conductor sees the run working, if it looks while it does.
+    transitions = await store.fleets.transitions(fleet.id)
+    states = [t.state for t in transitions if t.state != FleetRepoState.RUNNING]
     assert states == [
         FleetRepoState.PLANNED,
         FleetRepoState.QUEUED,
@@ -240,7 +252,7 @@ async def test_red_ci_on_a_fleet_pr_is_repaired_on_the_pr_then_closed(
     client = await aiohttp_client(create_app(settings))
     services = client.app[SERVICES]
     store = services.store
-    fleet, queued = await start_fleet(store, services.workers.wake)
+    fleet, queued = await start_fleet(client)
     run = await ended(store, queued.id)
     assert run.state == RunState.SUCCEEDED, run.error
     sha, pr = run.head_sha, run.pr_number
@@ -271,7 +283,7 @@ async def test_red_ci_on_a_fleet_pr_is_repaired_on_the_pr_then_closed(
     assert posted and all(c.path.endswith(f"/issues/{pr}/comments") for c in posted)
     comments = fake_github.repo(REPO)["comments"].values()
     assert "Honk is trying to fix it" in " ".join(c["body"] for c in comments)
-    assert not [c for c in fake_slack.calls if c.method.startswith("chat.")]
+    assert await per_repository_slack(store, fake_slack, fleet.id) == []
     # Its new commit is the PR's now: CI on it is still to come.
     pushed = await fleet_repo_in(store, fleet.id, FleetRepoState.PR_OPEN)
     assert pushed.head_sha == repair.head_sha and pushed.run_id == run.id
@@ -298,7 +310,7 @@ async def test_a_vetoed_fleet_change_is_a_draft_pr_that_a_retry_takes_up(
     client = await aiohttp_client(create_app(settings))
     services = client.app[SERVICES]
     store = services.store
-    fleet, queued = await start_fleet(store, services.workers.wake)
+    fleet, queued = await start_fleet(client)
     run = await ended(store, queued.id)
     assert run.state == RunState.SUCCEEDED, run.error
     assert run.review == "vetoed" and fake_anthropic.reviews_remaining == 0
@@ -309,7 +321,7 @@ async def test_a_vetoed_fleet_change_is_a_draft_pr_that_a_retry_takes_up(
     assert vetoed.pr_number == run.pr_number
     sent = content_creating(fake_github.calls)
     assert len(sent) <= 4 and not [c for c in fake_github.calls if "/issues" in c.path], sent
-    assert not [c for c in fake_slack.calls if c.method.startswith("chat.")]
+    assert await per_repository_slack(store, fake_slack, fleet.id) == []
     # `/honk retry` on the draft works as on any Honk PR: its tracking comment goes on the
     # PR, no Slack thread; the review approves this time, and the repository shows the PR.
     pr = run.pr_number
@@ -337,7 +349,7 @@ async def test_a_vetoed_fleet_change_is_a_draft_pr_that_a_retry_takes_up(
     assert tracking is not None and f"/issues/{pr}/comments" in " ".join(
         c.path for c in fake_github.calls_to("POST", r"/comments$")
     )
-    assert not [c for c in fake_slack.calls if c.method.startswith("chat.")]
+    assert await per_repository_slack(store, fake_slack, fleet.id) == []
     reopened = await fleet_repo_in(store, fleet.id, FleetRepoState.PR_OPEN)
     assert reopened.head_sha == retry.head_sha and reopened.run_id == run.id
 

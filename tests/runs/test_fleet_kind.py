@@ -17,6 +17,7 @@ from app.runs.texts import FleetLink, Verification, branch_name, pr_body
 from app.store import Store
 from app.store.queue import NewRun
 
+MODEL = "claude-sonnet-4-6"
 REQUEST = "Bump `requests` to 2.32\n\nPin it in requirements.txt; cc @octo-org/platform."
 
 
@@ -149,7 +150,7 @@ async def test_fleet_pr_states_follow_ci_reviews_and_closing(tmp_path: Path) -> 
         made = await store.fleets.create(new, [FleetTarget("acme/one"), FleetTarget("acme/two")])
         await store.fleets.set_repo(made.id, "acme/one", FleetRepoState.RUNNING, run_id=41)
         pushed = run(RunKind.FLEET, fleet_id=made.id, pr_number=3, pr_url="u", head_sha="a" * 40)
-        opened = await fleet_prs.pr_published(store, pushed, vetoed=False)
+        opened = await fleet_prs.pr_published(store, pushed, vetoed=False, model=MODEL)
         assert opened is not None and opened.state == FleetRepoState.PR_OPEN
         assert (opened.pr_number, opened.head_sha, opened.run_id) == (3, "a" * 40, 41)
 
@@ -161,7 +162,7 @@ async def test_fleet_pr_states_follow_ci_reviews_and_closing(tmp_path: Path) -> 
         repair = run(
             RunKind.CI_FIX, id=42, fleet_id=made.id, pr_number=3, pr_url="u", head_sha="c" * 40
         )
-        again = await fleet_prs.pr_published(store, repair, vetoed=False)
+        again = await fleet_prs.pr_published(store, repair, vetoed=False, model=MODEL)
         assert again is not None and again.state == FleetRepoState.PR_OPEN
         assert again.head_sha == "c" * 40 and again.run_id == 41  # still the fleet's run
         green = await fleet_prs.ci_verdict(store, repair, "c" * 40, passed=True)
@@ -188,14 +189,24 @@ async def test_fleet_pr_states_follow_ci_reviews_and_closing(tmp_path: Path) -> 
             FleetRepoState.APPROVED,
             FleetRepoState.MERGED,
         ]
-        # A vetoed draft shows as such; a person closing it closes it.
+        # The fleet's own run's veto is the conductor's to take (a failure in a row).
         await store.fleets.set_repo(made.id, "acme/two", FleetRepoState.RUNNING, run_id=50)
         draft = run(
             RunKind.FLEET, id=50, repo="acme/two", fleet_id=made.id, pr_number=4, head_sha="d"
         )
-        vetoed = await fleet_prs.pr_published(store, draft, vetoed=True)
-        assert vetoed is not None and vetoed.state == FleetRepoState.VETOED
+        assert await fleet_prs.pr_published(store, draft, vetoed=True, model=MODEL) is None
+        await store.fleets.set_repo(
+            made.id, "acme/two", FleetRepoState.VETOED, pr_number=4, head_sha="d"
+        )
         assert await fleet_prs.ci_verdict(store, draft, "d", passed=True) is None
+        # A retry the review vetoes again stays VETOED on its new commit; a person closing
+        # the draft closes it.
+        retry = run(
+            RunKind.RETRY, id=51, repo="acme/two", fleet_id=made.id, pr_number=4, head_sha="e"
+        )
+        again_vetoed = await fleet_prs.pr_published(store, retry, vetoed=True, model=MODEL)
+        assert again_vetoed is not None and again_vetoed.state == FleetRepoState.VETOED
+        assert again_vetoed.head_sha == "e" and again_vetoed.run_id == 50
         closed = await fleet_prs.closed(store, "acme/two", 4, merged=False)
         assert closed is not None and closed.state == FleetRepoState.CLOSED
     finally:
