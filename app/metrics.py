@@ -153,6 +153,12 @@ github_rate_remaining = Gauge(
     "x-ratelimit-remaining of GitHub's last answer",
     registry=registry,
 )
+github_writes = Counter(
+    "honk_github_writes_total",
+    "Content-creating GitHub requests admitted by the pacer, by priority",
+    ("priority",),
+    registry=registry,
+)
 github_paced_seconds = Histogram(
     "honk_github_paced_seconds",
     "Time GitHub requests waited for their installation's budget, by priority",

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.ci import records
+from app.ci import fleet_prs, records
 from app.ci.after_merge import follow_deployment, follow_merge_ci
 from app.ci.ready import ready_to_go_live
 from app.ci.records import CiFailure
 from app.ci.verdict import Verdict, artifact_links, gather_verdict, summarize_failures
 from app.config import Settings
 from app.github.client import GitHubClient
+from app.github.pacing import Priority, writes_at
 from app.github.payloads import Deployment, DeploymentStatus
 from app.log import describe_error
 from app.models import Run, RunKind
@@ -78,6 +80,13 @@ class CiReporter:
             )
         if run.pr_number is None:
             return "unknown"
+        # A fleet's PRs are CI's in bulk, as the fleet's runs wrote them.
+        paced = writes_at(Priority.BULK) if run.fleet_id is not None else contextlib.nullcontext()
+        with paced:
+            return await self._settle(gh, run, sha)
+
+    async def _settle(self, gh: GitHubClient, run: Run, sha: str) -> str:
+        repo = run.repo
         verdict = await gather_verdict(gh, repo, sha, self.settings.github.app_id)
         if verdict is None:
             return "pending"
@@ -166,6 +175,7 @@ class CiReporter:
         await self.store.runs.add_step(
             run.id, "ci", f"{verdict.conclusion} on {verdict.sha[:7]}: {names}. {note or ''}"[:500]
         )
+        await self._tell_fleet(run, verdict)
         await self._tell_slack(gh, run, verdict, links, note)
         await self._tell_pr(gh, run, verdict, plan, repair, names)
         await self._update_check(gh, run.repo, verdict, note)
@@ -183,6 +193,17 @@ class CiReporter:
         log.info("CI passed on a re-run of %s: stopped repair run %s", sha[:7], repair.id)
         return f"CI passed on a re-run of {sha[:7]}: Honk stopped its repair (run {repair.id})."
 
+    async def _tell_fleet(self, run: Run, verdict: Verdict) -> None:
+        """A fleet PR's repository goes CI_GREEN or CI_RED (the fleet's summaries say it;
+        no Slack message per repository)."""
+        if run.fleet_id is None:
+            return
+        try:
+            await fleet_prs.ci_verdict(self.store, run, verdict.sha, passed=not verdict.failed)
+        except Exception as exc:
+            log.warning("could not tell fleet %s of CI on %s: %s",
+                        run.fleet_id, verdict.sha[:7], describe_error(exc))  # fmt: skip
+
     async def _tell_slack(
         self,
         gh: GitHubClient,
@@ -191,8 +212,8 @@ class CiReporter:
         links: list[tuple[str, str | None]],
         note: str | None,
     ) -> None:
-        if run.slack_thread is None:
-            return
+        if run.slack_thread is None or run.fleet_id is not None:
+            return  # a fleet's PRs: the fleet's own thread sums them up
         if not verdict.failed:
             try:
                 ready = await ready_to_go_live(

@@ -273,8 +273,10 @@ class InstallationBudget:
         now = self._clock()
         if (primary := self._primary.get(resource)) is not None:
             primary.remaining -= 1
-        if write and priority is Priority.BULK:
-            self._last_bulk_write = now
+        if write:
+            metrics.github_writes.labels(priority.name.lower()).inc()
+            if priority is Priority.BULK:
+                self._last_bulk_write = now
         if now > started:
             metrics.github_paced_seconds.labels(priority.name.lower()).observe(now - started)
         return probe

@@ -81,6 +81,23 @@ class PullRequest(TypedDict):
     base: Branch
 
 
+class ClosedPullRequest(PullRequest):
+    """The `pull_request` of a `pull_request` event: whether it was merged (null while open)."""
+
+    state: str
+    merged: bool | None
+
+
+class Review(TypedDict):
+    """A pull request review; its `state` is GitHub's in lower case (approved, commented,
+    changes_requested, dismissed)."""
+
+    id: int
+    state: str
+    user: User | None
+    commit_id: str
+
+
 class Comment(TypedDict):
     """An issue comment, or a review comment (which adds `path` and a line)."""
 
@@ -161,6 +178,22 @@ class PullRequestReviewCommentEvent(RepositoryEvent):
     comment: Comment
 
 
+class PullRequestEvent(RepositoryEvent):
+    """`pull_request` (Honk handles `closed`: a fleet PR merged or closed)."""
+
+    action: str
+    number: int
+    pull_request: ClosedPullRequest
+
+
+class PullRequestReviewEvent(RepositoryEvent):
+    """`pull_request_review` (Honk handles `submitted`: a fleet PR approved)."""
+
+    action: str
+    review: Review
+    pull_request: PullRequest
+
+
 class CheckSuiteEvent(RepositoryEvent):
     action: str
     check_suite: CheckSuite
@@ -220,6 +253,8 @@ EVENTS: dict[str, type] = {
     "issues": IssuesEvent,
     "issue_comment": IssueCommentEvent,
     "pull_request_review_comment": PullRequestReviewCommentEvent,
+    "pull_request": PullRequestEvent,
+    "pull_request_review": PullRequestReviewEvent,
     "check_suite": CheckSuiteEvent,
     "check_run": CheckRunEvent,
     "workflow_run": WorkflowRunEvent,

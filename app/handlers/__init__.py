@@ -2,10 +2,15 @@
 
 from gidgethub import routing
 
-from app.handlers import authorizations, checks, comments, installation, issues
+from app.handlers import authorizations, checks, comments, installation, issues, pulls
 
 router = routing.Router(
-    issues.router, installation.router, comments.router, checks.router, authorizations.router
+    issues.router,
+    installation.router,
+    comments.router,
+    checks.router,
+    pulls.router,
+    authorizations.router,
 )
 
 __all__ = ["router"]

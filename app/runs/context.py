@@ -76,6 +76,8 @@ class RunContext:
     base_branch: str = ""
     # The agent's latest result, for the report of a run that fails after it (None before).
     result: AgentResult | None = None
+    # The fleet's page, for a run of a fleet change (None without one, or without HONK_URL).
+    fleet_url: str | None = None
     # What the review's outcome checks linked, across its looks (app/review).
     ignored_links: dict[str, int] = field(default_factory=dict)
 

@@ -1,7 +1,9 @@
-"""How the kinds of run differ (an issue, a retry, a CI repair, a continuation), in one place."""
+"""How the kinds of run differ (an issue, a retry, a CI repair, a continuation, one repository
+of a fleet change), in one place."""
 
 from __future__ import annotations
 
+from app.github.pacing import Priority
 from app.models import Run, RunKind, RunState
 from app.runs import follow_up
 from app.runs.follow_up import RequestContext, RetryParts
@@ -25,6 +27,20 @@ class IssueRun:
     def comment_on(self, run: Run) -> int | None:
         """Where the tracking comment goes."""
         return run.issue_number
+
+    def paced_at(self, run: Run) -> Priority:
+        """The priority of every GitHub request the run makes (`pacing.writes_at`)."""
+        return Priority.NORMAL
+
+    def reports_in_slack(self, run: Run) -> bool:
+        """Whether the run starts (or replies in) a Slack thread of its own. A fleet's runs
+        and their follow-ups never do: the fleet reports in its own thread, never one per
+        repository."""
+        return run.fleet_id is None
+
+    def branch_key(self, run: Run) -> int | str:
+        """What the run's new branch is named by (`honk/<key>-<slug>`)."""
+        return run.issue_number or run.pr_number or run.id
 
     def check_title_note(self, run_round: int) -> str | None:
         """What the `Honk` check run's title says of the kind (a follow-up's)."""
@@ -114,6 +130,11 @@ class CiRepairRun(RetryRun):
     def check_title_note(self, run_round: int) -> str | None:
         return f"CI repair, round {run_round}"
 
+    def paced_at(self, run: Run) -> Priority:
+        # Repairs of a fleet's PRs come in bulk, as the fleet's runs did: they never take
+        # the room kept for ordinary runs and people's requests.
+        return Priority.BULK if run.fleet_id is not None else Priority.NORMAL
+
     def _prefix(self, run_round: int) -> str:
         return f"Fix CI (round {run_round})"
 
@@ -160,11 +181,51 @@ class ContinueRun(RetryRun):
         return follow_up.continue_request(run, reason=self.stopped_because, parts=parts)
 
 
+FLEET_TASK = (
+    "This repository is one of many that a fleet change takes the same request to: the "
+    "task above is that request, not an issue of this repository. Make the change here as "
+    "this repository's own code, tests and conventions need it. If the request does not "
+    "apply to this repository or it is already done, change nothing and say why."
+)
+
+
+class FleetRun(IssueRun):
+    """One repository of a fleet change (`run.fleet_id`): the fleet's request, no issue. It
+    writes only what the repository needs (its PR and the `Honk` check), in bulk: no
+    tracking comment, reaction, label or Slack thread; the fleet reports on its own page,
+    issue and thread."""
+
+    kind = RunKind.FLEET
+
+    def comment_on(self, run: Run) -> int | None:
+        return None
+
+    def paced_at(self, run: Run) -> Priority:
+        return Priority.BULK
+
+    def reports_in_slack(self, run: Run) -> bool:
+        return False
+
+    def branch_key(self, run: Run) -> int | str:
+        return f"fleet-{run.fleet_id}"
+
+    def check_title_note(self, run_round: int) -> str | None:
+        return "fleet change"
+
+    def commit_message(self, run: Run, title: str, requester: CoAuthor) -> str:
+        subject = title.strip().splitlines()[0][:72] if title.strip() else "Honk change"
+        return _with_trailer([subject, "", f"Part of Honk fleet change {run.fleet_id}."], requester)
+
+    async def request(self, run: Run, context: RequestContext) -> str:
+        return FLEET_TASK
+
+
 RULES: dict[RunKind, IssueRun] = {
     RunKind.ISSUE: IssueRun(),
     RunKind.RETRY: RetryRun(),
     RunKind.CI_FIX: CiRepairRun(),
     RunKind.CONTINUE: ContinueRun(),
+    RunKind.FLEET: FleetRun(),
 }
 
 

@@ -18,6 +18,7 @@ from app.ci.reporter import CiReporter
 from app.config import Settings
 from app.errors import RunFailure
 from app.github.auth import GitHubApp
+from app.github.pacing import writes_at
 from app.installations import repository_active
 from app.log import describe_error, redact
 from app.models import Run, RunState
@@ -134,6 +135,16 @@ class Pipeline:
             run, gh, self.store, self.slack, run_url=self.settings.web.run_url(run.id)
         )
         ctx = RunContext(run, gh, tracker, self.store)
+        ctx.fleet_url = self.settings.web.fleet_url(run.fleet_id)
+        # Every GitHub request the run makes, the tasks it starts too, at its kind's priority
+        # (a fleet's in bulk, so it never takes the room kept for ordinary runs and people).
+        with writes_at(ctx.rules.paced_at(run)):
+            outcome = await self._execute(ctx)
+        await mark_unreviewed(ctx)  # not on shutdown: that run is claimed again
+        return outcome
+
+    async def _execute(self, ctx: RunContext) -> Outcome:
+        run, tracker = ctx.run, ctx.tracker
         try:
             outcome = await self._phases(ctx)
         except RunCancelled:
@@ -168,7 +179,6 @@ class Pipeline:
         finally:
             self._stops.forget(run.id)
             tracker.discard()  # finished() has written the last word; on shutdown, nothing
-        await mark_unreviewed(ctx)  # not on shutdown: that run is claimed again
         return outcome
 
     async def _phases(self, ctx: RunContext) -> Outcome:
@@ -228,7 +238,7 @@ class Pipeline:
         branch = (
             run.branch
             or (pull.get("head") or {}).get("ref")
-            or branch_name(run.issue_number or run.pr_number or run.id, subject.title)
+            or branch_name(ctx.rules.branch_key(run), subject.title)
         )
         base = run.base_branch or (pull.get("base") or {}).get("ref") or default_branch
         await ctx.save(branch=branch, base_branch=base)

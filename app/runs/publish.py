@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from app.agent.loop import AgentResult
-from app.ci import records
+from app.ci import fleet_prs, records
 from app.github.auth import GitHubApp
 from app.log import describe_error
 from app.models import ReviewVerdict, RunState, Usage
@@ -16,7 +16,13 @@ from app.runs.people import co_author
 from app.runs.results import Attempt, StoppedAtLimit, Workspace
 from app.runs.review import Review
 from app.runs.review_texts import review_text, total_cost, usage_text, veto_comment
-from app.runs.texts import check_run_conclusion, check_run_output, no_change_comment, pr_body
+from app.runs.texts import (
+    FleetLink,
+    check_run_conclusion,
+    check_run_output,
+    no_change_comment,
+    pr_body,
+)
 from app.slack.blocks import PullRef
 from app.store.kv import Namespace, mapping
 
@@ -222,7 +228,9 @@ def _closing(ctx: RunContext, what: ReviewedChange, usage: Usage, sha: str) -> C
 
 
 def _body(ctx: RunContext, what: ReviewedChange, usage: Usage, unfinished: str | None) -> str:
-    """The PR's description: the agent's summary, verification, review, cost and links."""
+    """The PR's description: the agent's summary, verification, review, cost and links (for a
+    fleet's run, the fleet's request and page too)."""
+    fleet = ctx.subject.fleet
     return pr_body(
         issue_number=ctx.run.issue_number,
         summary=what.attempt.result.summary,
@@ -234,6 +242,11 @@ def _body(ctx: RunContext, what: ReviewedChange, usage: Usage, unfinished: str |
         review=review_text(what.review),
         run_url=ctx.tracker.run_url,
         left_out=tuple(item.describe() for item in what.workspace.checkout.left_out),
+        fleet=(
+            FleetLink(fleet.id, fleet.request, fleet.requested_by, ctx.fleet_url)
+            if fleet is not None
+            else None
+        ),
     )
 
 
@@ -268,6 +281,15 @@ async def report(ctx: RunContext, pr: dict[str, Any], closing: Closing) -> None:
     made = await records.honk_check(ctx.store, run.repo, sha)
     if made is None or made.run != run.id:
         await ctx.tracker.check_run(sha, *closing.check)
+    if run.fleet_id is not None:
+        # The fleet's repository shows its PR before CI can say anything of the commit.
+        verdict = ReviewVerdict(run.review) if run.review else None
+        vetoed = bool(verdict and verdict.stopped)
+        try:
+            await fleet_prs.pr_published(ctx.store, run, vetoed=vetoed, model=ctx.model)
+        except Exception as exc:  # the conductor finds the PR from the run all the same
+            log.warning("could not show PR #%s on fleet %s: %s", run.pr_number, run.fleet_id,
+                        describe_error(exc))  # fmt: skip
     await ctx.tracker.finished(
         RunState.SUCCEEDED,
         pr=PullRef.of(pr),

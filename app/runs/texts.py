@@ -12,6 +12,7 @@ from app.untrusted import code, code_block, inert
 TAIL_LINES = 20  # a failed command's output: its last lines are shown
 TAIL_CHARS = 2_000
 SHOWN_LEFT_OUT = 20  # paths the PR body names as left out of the commit
+MAX_FLEET_REQUEST = 5_000  # of a fleet's request, in each of its PRs
 
 UNFINISHED = (
     "**Unfinished:** Honk stopped before the work was done ({reason}). "
@@ -87,9 +88,34 @@ def cost_section(usage: Usage, model: str, review: ReviewText | None) -> str:
     )
 
 
-def branch_name(issue_number: int, title: str) -> str:
+@dataclass(frozen=True)
+class FleetLink:
+    """The fleet change a PR is one repository of, as its body names it."""
+
+    fleet_id: int
+    request: str  # as the requester wrote it
+    requested_by: str
+    url: str | None = None  # the fleet's page (None while HONK_URL is not set)
+
+    def section(self) -> str:
+        """The PR body's "## The request": which fleet, whose, and the request (inert: a
+        mention in it would notify someone once per repository)."""
+        fleet = f"fleet change {self.fleet_id}"
+        named = f"[{fleet}]({self.url})" if self.url else fleet
+        request = self.request.strip()
+        if len(request) > MAX_FLEET_REQUEST:
+            request = request[:MAX_FLEET_REQUEST] + "…"
+        return (
+            f"## The request\n\nPart of Honk's {named}, asked for by {code(self.requested_by)}: "
+            "one request taken to many repositories, each with its own PR.\n\n"
+            + (inert(request) or "_no request text_")
+        )
+
+
+def branch_name(key: int | str, title: str) -> str:
+    """`honk/<key>-<slug of the title>`: the key an issue's number, `fleet-<id>`..."""
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-")
-    return f"honk/{issue_number}-{slug or 'change'}"
+    return f"honk/{key}-{slug or 'change'}"
 
 
 def pr_body(
@@ -104,12 +130,15 @@ def pr_body(
     review: ReviewText | None = None,
     run_url: str | None = None,
     left_out: tuple[str, ...] = (),
+    fleet: FleetLink | None = None,
 ) -> str:
     parts = []
     if review is not None and review.preamble:
         parts.append(review.preamble)
     if unfinished_reason:
         parts.append(UNFINISHED.format(reason=unfinished_reason))
+    if fleet is not None:
+        parts.append(fleet.section())
     parts.append("## What changed\n\n" + (inert(summary.strip()) or "_The agent gave no summary._"))
     if issue_number:
         parts.append(f"Fixes #{issue_number}")

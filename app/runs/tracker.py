@@ -118,9 +118,15 @@ class RunTracker:
         """Post (or reuse) the Slack thread and show the tracking comment as working.
 
         A new thread goes to `channel` (the repository's own) or Honk's default channel.
+        A run whose kind reports elsewhere (a fleet's) starts none.
         """
-        run = self.run
         self.issue = issue
+        if self.rules.reports_in_slack(self.run):
+            await self._slack_started(issue, channel)
+        await self.update(force=True)
+
+    async def _slack_started(self, issue: dict[str, Any] | None, channel: str | None) -> None:
+        run = self.run
         if self.slack.enabled and run.slack_thread is None:
             text, blks = blocks.run_started(
                 repo=run.repo,
@@ -137,7 +143,6 @@ class RunTracker:
         elif run.slack_thread is not None:
             text, blks = blocks.run_progress(self.rules.started_again(run), run_url=self.run_url)
             await self.slack.reply(run.slack_thread, text=text, blocks=blks)
-        await self.update(force=True)
 
     @property
     def headline(self) -> Headline:
