@@ -1,6 +1,7 @@
 """Run the benchmarks and print their figures: `python -m bench [NAME ...] [--quick]`.
 
-`--rounds N` sets how many alternating rounds `ingest` runs of each server (default 3).
+`--rounds N` sets how many alternating rounds `ingest` runs of each server (default 3);
+`--repos N` how many repositories `fleet` takes its change to (default 200).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from bench import (
     checkout,
     environments,
+    fleet,
     ingest,
     proxy,
     review,
@@ -20,7 +22,17 @@ from bench import (
     webhook_to_pr,
 )
 
-NAMES = ("checkout", "sandbox", "pr", "review", "run_page", "ingest", "proxy", "environments")
+NAMES = (
+    "checkout",
+    "sandbox",
+    "pr",
+    "review",
+    "run_page",
+    "ingest",
+    "proxy",
+    "environments",
+    "fleet",
+)
 
 
 def main() -> int:
@@ -28,6 +40,7 @@ def main() -> int:
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"of {', '.join(NAMES)}")
     parser.add_argument("--quick", action="store_true", help="smaller inputs")
     parser.add_argument("--rounds", type=int, default=3, help="ingest: rounds of each server")
+    parser.add_argument("--repos", type=int, default=200, help="fleet: how many repositories")
     arguments = parser.parse_args()
     quick, chosen = arguments.quick, arguments.names or list(NAMES)
     unknown = [name for name in chosen if name not in NAMES]
@@ -51,6 +64,8 @@ def main() -> int:
         asyncio.run(proxy.main(quick=quick))
     if "environments" in chosen:
         asyncio.run(environments.main(quick=quick))
+    if "fleet" in chosen:
+        asyncio.run(fleet.main(repos=arguments.repos, quick=quick))
     return 0
 
 

@@ -46,8 +46,8 @@ def world_settings(
     **more: Any,
 ) -> Settings:
     """Honk's settings for a benchmark's world of fakes: one worker, a fast poll, its data
-    under `root`; `more` as Settings.with_overrides takes them."""
-    return Settings().with_overrides(
+    under `root`; `more` (overriding those) as Settings.with_overrides takes them."""
+    values: dict[str, Any] = dict(
         app_id=1,
         private_key=key,
         webhook_secret=WEBHOOK_SECRET,
@@ -65,5 +65,5 @@ def world_settings(
         workers=1,
         poll_interval=0.02,
         log_level="WARNING",
-        **more,
     )
+    return Settings().with_overrides(**(values | more))
