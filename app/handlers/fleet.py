@@ -37,10 +37,6 @@ log = logging.getLogger(__name__)
 FLEET_LABEL = "honk-fleet"
 FLEET_LABEL_COLOR = "5319e7"
 FLEET_LABEL_DESCRIPTION = "Ask Honk to take this issue's request to many repositories"
-# The most repositories one fleet takes. settings.fleet.max_repos (the conductor's
-# FleetSettings, HONK_FLEET_MAX_REPOS) replaces this once it is on main: see fleet_limit.
-MAX_FLEET_REPOS = 500
-DEFAULT_CANARY = 1
 STEER_WORDS = tuple(asked.value for asked in FleetCommand)
 
 FORMAT = (
@@ -96,14 +92,12 @@ class FleetAsk:
 
 def fleet_limit(settings: Settings) -> int:
     """The most repositories one fleet takes (the selection leaves the rest out, saying so)."""
-    del settings  # settings.fleet.max_repos once the conductor's FleetSettings is on main
-    return MAX_FLEET_REPOS
+    return settings.fleet.max_repos
 
 
 def default_canary(settings: Settings) -> int:
     """How many repositories a fleet tries first when its requester does not say."""
-    del settings  # settings.fleet.canary_size once the conductor's FleetSettings is on main
-    return DEFAULT_CANARY
+    return settings.fleet.canary_size
 
 
 # -- the issue's body ------------------------------------------------------------------------
@@ -274,8 +268,8 @@ async def ask_for_fleet(context: Context) -> None:
             issue_repo=repo,
             issue_number=number,
         )
-        # No conductor wake reaches the handlers yet (HandlerServices has wake_workers
-        # only): the conductor finds the fleet at its next poll.
+        # Not woken yet: the conductor would write a summary comment of its own if it
+        # came before the plan's comment is stored as the summary.
         fleet = await start_fleet(store, new, plan.targets)
     except (FleetAskError, SelectionError) as exc:
         await context.comment(NOT_STARTED.format(user=user, why=_sentence(exc)))
@@ -286,7 +280,10 @@ async def ask_for_fleet(context: Context) -> None:
         return
     chosen = len(plan.chosen)
     log.info("fleet %s asked on %s#%s by %s: %d repositories", fleet.id, repo, number, user, chosen)
-    await _summary_comment(context, fleet, plan)
+    try:
+        await _summary_comment(context, fleet, plan)
+    finally:
+        context.services.wake_fleets()  # the comment or not, the canary goes on
 
 
 async def _comment_once(context: Context, fleet: Fleet) -> None:
@@ -370,7 +367,9 @@ async def steer(context: Context, where: Where, text: str, user: str) -> None:
     if not await first_time(store, where):
         return  # this comment was carried out already (the delivery came twice)
     try:
-        said = await command(store, fleet.id, FleetCommand(word), by=user)
+        said = await command(
+            store, fleet.id, FleetCommand(word), by=user, wake=context.services.wake_fleets
+        )
     except FleetError as exc:
         said = str(exc)
     log.info("/honk fleet %s on fleet %s by %s: %s", word, fleet.id, user, said)

@@ -155,7 +155,7 @@ async def test_a_submitted_form_plans_and_starts_the_fleet_in_a_thread_of_its_ow
     assert (fleet.slack_thread.channel, fleet.slack_thread.ts) == (root.channel, root.ts)
     plan = await eventually(lambda: fake_slack.messages(thread_ts=root.ts))
     assert f"*Fleet {fleet.id}*: the plan." in plan[0].text
-    assert "`octo-org/fork`: a fork" in plan[0].text and "*Continue*" in plan[0].text
+    assert "a fork (1): `octo-org/fork`" in plan[0].text and "*Continue*" in plan[0].text
     assert f"<{HONK_URL}/fleets/{fleet.id}|fleet {fleet.id}>" in plan[0].text
 
 

@@ -227,7 +227,7 @@ async def test_a_selection_that_chooses_nothing_is_answered(
     assert said.lower() in comment["body"].lower()
     assert await fleets(client) == []
     if "old" in body:  # what was left out, and why
-        assert "`octo-org/old`: archived" in comment["body"]
+        assert "archived (1): `octo-org/old`" in comment["body"]
 
 
 async def test_honk_fleet_commands_on_the_fleet_issue(

@@ -27,6 +27,15 @@ from slack_sdk.models.views import View
 from app.fleet.merge import MergeReport, merge_green
 from app.fleet.requests import FleetCommand, FleetError, command, start_fleet
 from app.fleet.selection import Plan, SelectionError, describe_plan, parse_selection
+from app.fleet.summary import (
+    CONTINUE_ACTION,
+    MERGE_GREEN_ACTION,
+    PAUSE_ACTION,
+    RESUME_ACTION,
+    RETRY_ACTION,
+    ROLLBACK_ACTION,
+    STOP_ACTION,
+)
 from app.fleet_models import Fleet, FleetOrigin, NewFleet
 from app.handlers.fleet import canary_line, default_canary, fleet_limit, plan_fleet
 from app.handlers.slack.conversation import SlackContext, unmapped_reason
@@ -48,14 +57,8 @@ REQUEST_BLOCK, REPOS_BLOCK, OWNER_BLOCK, CANARY_BLOCK = (
 )
 INPUT = "text"
 
-# The buttons of a fleet's summary message; each one's value is the fleet's id.
-CONTINUE_ACTION = "fleet_continue"
-PAUSE_ACTION = "fleet_pause"
-RESUME_ACTION = "fleet_resume"
-STOP_ACTION = "fleet_stop"
-RETRY_ACTION = "fleet_retry"
-ROLLBACK_ACTION = "fleet_rollback"
-MERGE_GREEN_ACTION = "fleet_merge_green"
+# The buttons of a fleet's summary message (app/fleet/summary.py); each one's value is the
+# fleet's id. Its View fleet button is a link: Slack opens it, Honk only acknowledges.
 COMMANDS = {
     CONTINUE_ACTION: FleetCommand.CONTINUE,
     PAUSE_ACTION: FleetCommand.PAUSE,
@@ -279,7 +282,7 @@ async def start(ctx: SlackContext, origin: Origin, form: FleetForm) -> None:
         slack_thread=thread,
     )
     try:
-        # No conductor wake reaches Slack's handlers yet: it finds the fleet at its poll.
+        # Woken once the plan is in the thread, so the thread reads plan, then summary.
         fleet = await start_fleet(ctx.store, new, plan.targets)
     except FleetError as exc:
         await ctx.tell(origin, NOT_STARTED.format(why=str(exc)))
@@ -287,13 +290,17 @@ async def start(ctx: SlackContext, origin: Origin, form: FleetForm) -> None:
     chosen = len(plan.chosen)
     log.info("fleet %s asked from Slack by %s: %d repositories", fleet.id, who.login, chosen)
     said = plan_message(fleet, plan, ctx.settings.web.fleet_url(fleet.id))
-    if thread is None:
-        page = ctx.settings.web.fleet_url(fleet.id)
-        await ctx.tell(origin, f"{said}\n\n{CANNOT_POST.format(page=f' {page}' if page else '')}")
-        return
-    await ctx.slack.client.chat_postMessage(
-        channel=thread.channel, thread_ts=thread.ts, text=said, unfurl_links=False
-    )
+    try:
+        if thread is None:
+            page = ctx.settings.web.fleet_url(fleet.id)
+            cannot = CANNOT_POST.format(page=f" {page}" if page else "")
+            await ctx.tell(origin, f"{said}\n\n{cannot}")
+        else:
+            await ctx.slack.client.chat_postMessage(
+                channel=thread.channel, thread_ts=thread.ts, text=said, unfurl_links=False
+            )
+    finally:
+        ctx.wake_fleets()
 
 
 async def installation_of(ctx: SlackContext, owner: str) -> int | None:
@@ -375,7 +382,9 @@ async def on_action(
     if login is None:
         return
     try:
-        said = await command(ctx.store, fleet.id, COMMANDS[action_id], by=login)
+        said = await command(
+            ctx.store, fleet.id, COMMANDS[action_id], by=login, wake=ctx.wake_fleets
+        )
     except FleetError as exc:
         said = str(exc)
     log.info("%s on fleet %s by %s from Slack: %s", action_id, fleet.id, login, said)
@@ -424,7 +433,9 @@ async def merge_all_green(ctx: SlackContext, fleet: Fleet, origin: Origin) -> No
         await offer_connect(ctx, origin, CONNECT_FIRST)
         return
     connection, gh = found
-    report = await merge_green(ctx.store, fleet, gh, by=connection.login)
+    report = await merge_green(
+        ctx.store, fleet, gh, by=connection.login, config_cache=ctx.config_cache
+    )
     merged, refused = len(report.merged), len(report.not_merged)
     log.info("fleet %s: %s merged %d PRs, %d not", fleet.id, connection.login, merged, refused)
     await ctx.tell(origin, merge_said(fleet, report, connection.login))
