@@ -136,6 +136,9 @@ async def test_the_form_opens_at_once_and_its_mistakes_are_shown_beside_them(
 async def test_a_submitted_form_plans_and_starts_the_fleet_in_a_thread_of_its_own(
     client: TestClient, fake_slack: FakeSlack
 ) -> None:
+    # The conductor is woken once the plan is in the thread: Slack's messages at each wake.
+    wakes: list[int] = []
+    client.app[SERVICES].slack_front.wake_fleets = lambda: wakes.append(len(fake_slack.posted))
     view = await open_form(client, fake_slack)
     response = await fake_slack.submit(client, view, form("Bump requests to 2.32", "octo-org/*"))
     assert response.status == 200 and await response.text() == ""
@@ -157,6 +160,7 @@ async def test_a_submitted_form_plans_and_starts_the_fleet_in_a_thread_of_its_ow
     assert f"*Fleet {fleet.id}*: the plan." in plan[0].text
     assert "a fork (1): `octo-org/fork`" in plan[0].text and "*Continue*" in plan[0].text
     assert f"<{HONK_URL}/fleets/{fleet.id}|fleet {fleet.id}>" in plan[0].text
+    assert await eventually(lambda: wakes) == [2]  # the root and the plan
 
 
 async def test_a_selection_that_leaves_everything_out_starts_nothing(

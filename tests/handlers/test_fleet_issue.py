@@ -162,7 +162,14 @@ async def fleets(client: TestClient) -> list[Fleet]:
 async def test_a_writers_label_stores_the_fleet_and_comments_its_plan(
     client: TestClient, fake_github: FakeGitHub
 ) -> None:
+    # The conductor is woken once the plan's comment is posted (else it would write a
+    # summary comment of its own): how many comments there were at each wake-up.
+    wakes: list[int] = []
+    client.app[SERVICES].dispatcher.services.wake_fleets = lambda: wakes.append(
+        len(replies(fake_github))
+    )
     await send(client, "issues", labeled(), delivery_id="fleet-1")
+    assert wakes == [1]
     (fleet,) = await fleets(client)
     assert fleet.origin is FleetOrigin.ISSUE and fleet.requested_by == "alice"
     assert fleet.installation_id == INSTALLATION and fleet.canary_size == 2
@@ -235,9 +242,12 @@ async def test_honk_fleet_commands_on_the_fleet_issue(
 ) -> None:
     await send(client, "issues", labeled())
     (fleet,) = await fleets(client)
+    wakes: list[str] = []
+    client.app[SERVICES].dispatcher.services.wake_fleets = lambda: wakes.append("woken")
 
     payload = commented(fake_github, "/honk fleet pause")
     await send(client, "issue_comment", payload, delivery_id="pause-1")
+    assert wakes == ["woken"]
     assert (await fleet_now(client, fleet.id)).state is FleetState.PAUSED
     assert replies(fake_github)[-1]["body"] == (
         f"@alice Fleet {fleet.id} is paused: nothing more is queued; what runs now finishes."
