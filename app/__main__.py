@@ -1,4 +1,4 @@
-"""Command line: `honk serve | worker | run | migrate | doctor | stats`."""
+"""Command line: `honk serve | worker | run | migrate | doctor | stats | fleet`."""
 
 from __future__ import annotations
 
@@ -29,6 +29,17 @@ RUN_EPILOG = """exit status:
   1  the agent's last test run failed, or the agent stopped (an error, a limit)
   2  nothing was run: not a git checkout, no ANTHROPIC_API_KEY, no sandbox, ...
   3  the agent finished without changing anything"""
+# `honk fleet <word> ID --as LOGIN`: app/fleet/requests.py's FleetCommand, each with its help.
+FLEET_STEERING = {
+    "continue": "fan out to the rest after the canary",
+    "pause": "queue nothing more; what runs finishes",
+    "resume": "carry on after a pause",
+    "stop": "queue nothing more and cancel what runs; the fleet ends",
+    "retry": "take the failed and vetoed repositories up again",
+    "rollback": "stop, and close every unmerged PR of the fleet",
+}
+FLEET_EPILOG = """a selection is one line each: owner/name, owner/*, topic:NAME, language:NAME,
+search:CODE QUERY, include:archived, include:forks (docs/fleet.md)."""
 DOCTOR_EPILOG = """Each line is one check: ✓ passed, ! a warning (Honk runs, with less),
 ✗ failed, - skipped. Exit status 1 when a check failed, 0 otherwise (warnings too)."""
 
@@ -98,7 +109,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--repo", type=Path, default=Path("."), help="the git checkout (default: .)")
     run.add_argument("task", help="what to do, in words")
+    fleet = command(
+        "fleet",
+        "plan, start and steer fleet changes (one request, many repositories)",
+        "The conductor of a running `honk serve` or `honk worker` does the work.",
+        epilog=FLEET_EPILOG,
+    )
+    _fleet_actions(fleet, common)
     return parser
+
+
+def _fleet_actions(fleet: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """`honk fleet plan | start | status | continue | pause | … `, each with its arguments."""
+    actions = fleet.add_subparsers(dest="fleet_action", required=True, metavar="action")
+
+    def action(name: str, summary: str) -> argparse.ArgumentParser:
+        return actions.add_parser(
+            name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.", parents=[common]
+        )
+
+    def selection(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--installation", type=_positive, required=True, metavar="ID", help="its installation"
+        )
+        parser.add_argument(
+            "--as",
+            dest="login",
+            required=True,
+            metavar="LOGIN",
+            help="the GitHub login the fleet is for (repositories it cannot write to are left out)",
+        )
+        given = parser.add_mutually_exclusive_group(required=True)
+        given.add_argument("--repos", metavar="TEXT", help="the selection, a line each")
+        given.add_argument("--repos-file", type=Path, metavar="FILE", help="the selection's file")
+
+    selection(action("plan", "resolve a selection and print the plan; nothing is stored"))
+    start = action("start", "resolve a selection, store the fleet and print its plan")
+    selection(start)
+    start.add_argument("--request", required=True, metavar="TEXT", help="the change to make")
+    start.add_argument(
+        "--canary", type=_positive, metavar="N", help="how many to try first (default 1)"
+    )
+    status = action("status", "a fleet's state, counts and repositories")
+    status.add_argument("fleet_id", type=_positive, metavar="ID")
+    for word, summary in FLEET_STEERING.items():
+        steer = action(word, summary)
+        steer.add_argument("fleet_id", type=_positive, metavar="ID")
+        steer.add_argument("--as", dest="login", required=True, metavar="LOGIN", help="who asks")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from app.cli.stats import stats_command
 
         return asyncio.run(stats_command(settings.store, args.days, sys.stdout))
+    if args.command == "fleet":
+        from app.cli.fleet import fleet_command
+
+        return asyncio.run(fleet_command(settings, args, sys.stdout, sys.stderr))
     if args.command == "run":
         from app.cli.local import run_local
 
@@ -159,6 +220,12 @@ def _days(value: str) -> int:
     if days < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 (got {days})")
     return days
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more (got {value!r})")
+    return int(value)
 
 
 def _port(value: str) -> int:

@@ -2,7 +2,7 @@
 
 from gidgethub import routing
 
-from app.handlers import authorizations, checks, comments, installation, issues, pulls
+from app.handlers import authorizations, checks, comments, fleet, installation, issues, pulls
 
 router = routing.Router(
     issues.router,
@@ -11,6 +11,7 @@ router = routing.Router(
     checks.router,
     pulls.router,
     authorizations.router,
+    fleet.router,
 )
 
 __all__ = ["router"]

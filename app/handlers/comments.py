@@ -35,6 +35,8 @@ HELP = (
     "instructions, the review comments and the last CI failure. Needs write access.\n"
     "- `/honk cancel`: stop the run queued or working on this pull request or issue. "
     "Needs write access.\n"
+    "- `/honk fleet continue|pause|resume|stop|retry|rollback`: on an issue labelled "
+    "`honk-fleet`, steer its fleet (the requester, or write access).\n"
     "- `/honk help`: this list."
 )
 UNKNOWN = "@{user} Honk has no `/honk {name}` command.\n\n" + HELP
@@ -130,6 +132,8 @@ async def _carry_out(context: Context, command: Command, where: Where) -> None:
     author: Mapping[str, object] = payload["comment"].get("user") or {}
     if context.is_bot or is_bot(author):
         return
+    if command.name == "fleet":
+        return  # a fleet's own commands: app/handlers/fleet.py answers them
     user = payload["sender"]["login"]
     if command.name == "help":
         await context.comment(HELP)
@@ -157,7 +161,7 @@ async def retry(context: Context, command: Command, where: Where, user: str) -> 
         template = FOREIGN_PR if where.is_pull else NO_RUN
         await context.comment(template.format(user=user, label=context.settings.github.label))
         return
-    if not await _first_time(store, where):
+    if not await first_time(store, where):
         return  # this comment was carried out already (the delivery came twice)
     await context.gh.react(where.comment_url, "rocket")
     if not where.is_pull and "issue" in context.payload:
@@ -184,7 +188,7 @@ async def retry(context: Context, command: Command, where: Where, user: str) -> 
 
 async def cancel(context: Context, where: Where, user: str) -> None:
     store, gh = context.store, context.gh
-    if not await _first_time(store, where):
+    if not await first_time(store, where):
         return
     if where.is_pull:
         runs = await cancel_active(store, where.repo, pr_number=where.number, requested_by=user)
@@ -228,6 +232,8 @@ async def _active(store: Store, where: Where, origin: Run) -> list[Run]:
     return sorted({r.id: r for r in found}.values(), key=lambda r: r.id)
 
 
-async def _first_time(store: Store, where: Where) -> bool:
+async def first_time(store: Store, where: Where) -> bool:
+    """Whether the command in `where`'s comment is carried out for the first time (a
+    delivery may come twice); app/handlers/fleet.py's `/honk fleet` shares the record."""
     key = f"{where.repo}/{where.kind}/{where.comment_id}"
     return await _CARRIED_OUT.put_if_absent(store, key, {"number": where.number})

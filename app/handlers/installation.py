@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import cast
+from typing import NamedTuple, cast
 
 import gidgethub
 from gidgethub import routing, sansio
@@ -19,6 +19,7 @@ from app.github.client import GitHubClient
 from app.github.pacing import Priority, writes_at
 from app.github.payloads import InstallationEvent, InstallationRepositoriesEvent
 from app.handlers.context import Context
+from app.handlers.fleet import FLEET_LABEL, FLEET_LABEL_COLOR, FLEET_LABEL_DESCRIPTION
 from app.installations import InstallationState, LabelState, RepositoryState
 from app.slack import blocks
 from app.store import Store
@@ -31,6 +32,16 @@ LABEL_DESCRIPTION = "Ask Honk to turn this issue into a tested pull request"
 # GitHub asks for a pause of at least a second between content-creating requests
 # (secondary rate limits); tests set 0.
 LABEL_WRITE_PAUSE = GitHubSettings.label_pause
+
+
+class Label(NamedTuple):
+    name: str
+    color: str
+    description: str
+
+
+# Made beside Honk's own label: an issue labelled so in any repository asks for a fleet.
+FLEET = Label(FLEET_LABEL, FLEET_LABEL_COLOR, FLEET_LABEL_DESCRIPTION)
 
 
 @router.register("installation", action="created")
@@ -115,6 +126,7 @@ async def _welcome(
             repos,
             settings.github.label,
             pause=settings.github.label_pause,
+            also=[FLEET],
         )
     log.info("installation %s: label %r %s", installation_id, settings.github.label, tally)
 
@@ -155,21 +167,29 @@ async def ensure_labels(
     label: str,
     *,
     pause: float | None = None,
+    also: Sequence[Label] = (),
 ) -> LabelTally:
-    """The label in each repository, one at a time, pausing after each write.
+    """The label (and the labels `also`) in each repository, one at a time, pausing after
+    each write.
 
-    Progress is kept per repository in the store, so a delivery dispatched again (after a
-    crash or a rate limit) goes on where it stopped. A repository that refuses (archived,
-    gone) is recorded and skipped; a rate limit GitHub keeps up stops the work as transient.
+    Progress is kept per repository in the store (under `label`, done once all are), so a
+    delivery dispatched again (after a crash or a rate limit) goes on where it stopped. A
+    repository that refuses (archived, gone) is recorded and skipped; a rate limit GitHub
+    keeps up stops the work as transient.
     """
     pause = LABEL_WRITE_PAUSE if pause is None else pause
     tally = LabelTally()
+    wanted = [Label(label, LABEL_COLOR, LABEL_DESCRIPTION), *also]
     for repo in repos:
         if await installations.label_done(store, installation_id, repo, label):
             tally.skipped += 1
             continue
         try:
-            created = await client.ensure_label(repo, label, LABEL_COLOR, LABEL_DESCRIPTION)
+            created = False
+            for one in wanted:
+                if await client.ensure_label(repo, *one):
+                    created = True
+                    await asyncio.sleep(pause)
         except gidgethub.BadRequest as exc:
             if _rate_limited(exc):
                 raise gidgethub.RateLimitExceeded(
@@ -198,7 +218,6 @@ async def ensure_labels(
         )
         if created:
             tally.created += 1
-            await asyncio.sleep(pause)
         else:
             tally.existed += 1
     return tally

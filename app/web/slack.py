@@ -21,6 +21,7 @@ from slack_sdk.signature import SignatureVerifier
 from app.handlers.slack.buttons import acts, answer_at_once
 from app.handlers.slack.commands import SLACK_EVENT, acknowledgement, quick_answer
 from app.handlers.slack.conversation import SlackContext
+from app.handlers.slack.fleet import form_errors, open_form
 from app.handlers.slack.parsing import Origin, command_request, event_request, interaction_user
 from app.store.inbox import body_digest
 from app.store.kv import Namespace, mapping
@@ -84,6 +85,12 @@ async def slack_command(request: web.Request) -> web.StreamResponse:
     if not await _first_time(request, f"command:{trigger_id}"):
         return web.Response(status=200)
     origin, command = command_request(form)
+    if command.kind == "fleet":
+        # A form: it opens with the command's trigger_id, which Slack honours for 3 s.
+        said = await open_form(request.app[SLACK], origin, command, str(trigger_id))
+        if said is None:
+            return web.Response(status=200)
+        return web.json_response({"response_type": "ephemeral", "text": said})
     text = quick_answer(command)
     if text is None:
         await _store_request(request, origin, {"kind": "command", "form": form})
@@ -105,6 +112,9 @@ async def slack_interaction(request: web.Request) -> web.StreamResponse:
     if not isinstance(payload, dict):
         return _error(400, "payload is not a JSON object")
     trigger_id = payload.get("trigger_id")
+    if errors := form_errors(payload):
+        # A fleet form's mistakes, shown by Slack beside their fields; the form stays open.
+        return web.json_response({"response_action": "errors", "errors": errors})
     if acts(payload):
         # A click is a delivery: stored before Slack hears back, so a crash after the answer
         # loses no Merge or Cancel; whichever process dispatches next does it, once (the

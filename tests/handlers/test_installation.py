@@ -87,8 +87,10 @@ async def dispatched(client: TestClient) -> bool:
     return await store_of(client).inbox.count(pending=True) == 0
 
 
-def label_posts(fake_github: FakeGitHub, repo: str) -> list[Any]:
-    return fake_github.calls_to("POST", rf"^/repos/{repo}/labels$")
+def label_posts(fake_github: FakeGitHub, repo: str, name: str = "honk") -> list[Any]:
+    """The label creations in `repo` for the label `name` (Honk's own, by default)."""
+    posts = fake_github.calls_to("POST", rf"^/repos/{repo}/labels$")
+    return [call for call in posts if (call.json or {}).get("name") == name]
 
 
 async def test_created_labels_each_repository_once_and_says_hello(
@@ -107,6 +109,12 @@ async def test_created_labels_each_repository_once_and_says_hello(
     assert len(label_posts(fake_github, WIDGETS)) == 1
     assert label_posts(fake_github, GADGETS) == []
     assert "honk" not in fake_github.repo(GIZMOS)["labels"]  # not installed there
+    # The fleet label beside it, in every repository, where issues ask for fleets.
+    for repo in (WIDGETS, GADGETS):
+        fleet = fake_github.repo(repo)["labels"]["honk-fleet"]
+        assert fleet["color"] == installation.FLEET.color
+        assert len(label_posts(fake_github, repo, "honk-fleet")) == 1
+    assert "honk-fleet" not in fake_github.repo(GIZMOS)["labels"]
 
     messages = fake_slack.messages("#honk")
     assert len(messages) == 1

@@ -1,5 +1,6 @@
 """The buttons on a run's messages: Retry (a modal with optional instructions; the card's
-Request changes too), Cancel, Open PR; the go-live card's and Continue in golive.py."""
+Request changes too), Cancel, Open PR; the go-live card's and Continue in golive.py; a
+fleet's form and its summary's buttons in fleet.py."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from app.handlers.slack import golive
+from app.handlers.slack import fleet, golive
 from app.handlers.slack.conversation import UNKNOWN_RUN, SlackContext, SlackRouter, run_of
 from app.handlers.slack.parsing import Origin, interaction_origin, interaction_user
 from app.log import describe_error
@@ -69,15 +70,17 @@ def submitted_text(view: Mapping[str, Any]) -> str:
 
 
 # Buttons that act (on a run, a PR): stored in the inbox before Slack hears back, done there.
-ACTING = frozenset({blocks.CANCEL_ACTION, *golive.ACTIONS})
+ACTING = frozenset({blocks.CANCEL_ACTION, *golive.ACTIONS, *fleet.ACTIONS})
+# Forms whose submission acts: stored in the inbox like a click that acts.
+ACTING_VIEWS = frozenset({RETRY_VIEW, fleet.FLEET_VIEW})
 
 
 def acts(payload: Mapping[str, Any]) -> bool:
     """Whether an interaction asks for an action, which the inbox keeps until it is done: a
-    button of ACTING, or the submitted Retry form."""
+    button of ACTING, or a submitted form of ACTING_VIEWS (Retry's, a fleet's)."""
     kind = payload.get("type")
     if kind == "view_submission":
-        return (payload.get("view") or {}).get("callback_id") == RETRY_VIEW
+        return (payload.get("view") or {}).get("callback_id") in ACTING_VIEWS
     if kind == "block_actions":
         return any(action.get("action_id") in ACTING for action in payload.get("actions") or [])
     return False
@@ -98,11 +101,15 @@ async def answer_at_once(ctx: SlackContext, payload: Mapping[str, Any]) -> None:
 @router.register("interaction")
 async def on_stored_interaction(ctx: SlackContext, stored: Mapping[str, Any]) -> None:
     """A click's action, from the inbox (once, in whichever process claims it): Cancel, the
-    go-live card's Merge, Approve, Close PR, Continue, or a submitted Retry form."""
+    go-live card's Merge, Approve, Close PR, Continue, a fleet summary's buttons, or a
+    submitted Retry or fleet form."""
     payload = stored.get("payload") or {}
     if payload.get("type") == "view_submission":
-        if (payload.get("view") or {}).get("callback_id") == RETRY_VIEW:
+        callback = (payload.get("view") or {}).get("callback_id")
+        if callback == RETRY_VIEW:
             await ctx.guard(on_retry_submitted(ctx, payload), None)
+        elif callback == fleet.FLEET_VIEW:
+            await ctx.guard(fleet.on_submitted(ctx, payload), None)
         return
     origin = interaction_origin(payload)
     for action in payload.get("actions") or []:
@@ -111,6 +118,8 @@ async def on_stored_interaction(ctx: SlackContext, stored: Mapping[str, Any]) ->
             await ctx.guard(cancel(ctx, payload, action, origin), origin)
         elif action_id in golive.ACTIONS:
             await ctx.guard(golive.on_action(ctx, payload, action, origin), origin)
+        elif action_id in fleet.ACTIONS:
+            await ctx.guard(fleet.on_action(ctx, payload, action, origin), origin)
 
 
 async def open_retry(

@@ -42,6 +42,8 @@ HELP = (
     "• `/honk link` connects your GitHub account (you sign in with GitHub): Honk then knows "
     "you, and *Merge* and *Approve* act as you, with your own permissions "
     "(`/honk unlink` forgets it).\n"
+    "• `/honk fleet` opens a form to take one change to many repositories (a fleet): Honk "
+    "shows the plan, tries a few first, and fans out when you press *Continue*.\n"
     "Honk's messages have *Retry* (with optional instructions), *Cancel* and *Open PR* buttons; "
     "a green PR gets *Merge*, *Approve*, *Request changes* and *Close PR*. "
     "As on GitHub, you need write access to the repository."
@@ -51,6 +53,10 @@ NEED_REPO = (
     "owner/repo`, or give this channel a default with `/honk repo owner/repo`."
 )
 NEED_TEXT = "What should Honk do in `{repo}`? For example `/honk {repo} fix the login crash`."
+FLEET_BY_COMMAND = (
+    "Ask for a fleet change with the `/honk fleet` command: it opens a form for the request, "
+    "the repositories and how many to try first."
+)
 CANNOT_POST = (
     "Honk cannot post in this conversation (invite it with `/invite @Honk`); the run's "
     "updates go to Honk's default channel."
@@ -61,6 +67,8 @@ def quick_answer(command: Command) -> str | None:
     """Answers that need no outside call: help, and a request with nothing to do."""
     if command.kind == "help":
         return HELP
+    if command.kind == "fleet":  # a mention or a DM: only a slash command can open the form
+        return FLEET_BY_COMMAND
     if command.kind == "ask" and not command.text:
         return NEED_TEXT.format(repo=command.repo or "owner/repo")
     return None

@@ -40,7 +40,7 @@ class Origin:
 
 @dataclass(frozen=True)
 class Command:
-    """What someone asked: ask | repo | link | unlink | help, with its arguments."""
+    """What someone asked: ask | repo | link | unlink | fleet | help, with its arguments."""
 
     kind: str
     repo: str | None = None
@@ -86,6 +86,9 @@ def parse_command(text: str) -> Command:
         return Command("link")
     if word in ("unlink", "disconnect", "logout") and not rest:
         return Command("unlink")
+    if word == "fleet":
+        # A form, opened at once: what follows the word, if anything, is its request.
+        return Command("fleet", text=rest)
     return parse_request(text)
 
 
