@@ -13,7 +13,7 @@ import pytest
 
 from app.cli.doctor import PASS, WARN, check_toolchains
 from app.config import ConfigError, Settings
-from app.workspace.sandbox import sandbox_env
+from app.workspace.command_env import sandbox_env
 from app.workspace.toolchain_versions import (
     MAX_DECLARATION_BYTES,
     Declared,
