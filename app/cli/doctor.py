@@ -37,7 +37,8 @@ from app.github.auth import GitHubApp
 from app.github.client import GitHubClient
 from app.log import configure_logging, redact
 from app.store import Store
-from app.workspace.limits import SandboxLimits, memory_cap, process_cap
+from app.workspace.cgroups import memory_cap, process_cap
+from app.workspace.limits import SandboxLimits
 from app.workspace.sandbox import Sandbox
 from app.workspace.toolchain_versions import choose
 from app.workspace.toolchains import find_installed

@@ -8,15 +8,10 @@ import functools
 import signal
 from dataclasses import dataclass
 
-from app.workspace.limits import (
-    MIB,
-    DiskWatch,
-    MemoryCgroup,
-    PidsCgroup,
-    SandboxLimits,
-    descendants,
-    private_memory,
-)
+from app.workspace.cgroups import MemoryCgroup, PidsCgroup
+from app.workspace.disk_watch import DiskWatch
+from app.workspace.limits import MIB, SandboxLimits
+from app.workspace.process_tree import descendants, private_memory
 
 # bash's status for a command killed by SIGXFSZ (a file reached RLIMIT_FSIZE).
 _FILE_TOO_BIG = 128 + signal.SIGXFSZ

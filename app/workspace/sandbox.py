@@ -20,12 +20,14 @@ from pathlib import Path
 from app import metrics
 from app.config import Settings
 from app.errors import HonkError
+from app.workspace.cgroups import enter
 from app.workspace.command_caps import CommandCaps
 from app.workspace.command_env import REPO_VENV, sandbox_env, with_repository_env
 from app.workspace.command_output import CommandResult, OutputCap, read_into, write_input
+from app.workspace.disk_watch import DiskWatch
 from app.workspace.egress import SandboxProxy
 from app.workspace.inside import PathOutsideWorkspace, resolve_inside
-from app.workspace.limits import MIB, DiskWatch, SandboxLimits, enter
+from app.workspace.limits import MIB, SandboxLimits
 from app.workspace.mounts import (
     Hidden,
     HonkInstall,
