@@ -25,7 +25,7 @@ from app.workspace.command_caps import CommandCaps
 from app.workspace.command_env import REPO_VENV, sandbox_env, with_repository_env
 from app.workspace.command_output import CommandResult, OutputCap, read_into, write_input
 from app.workspace.disk_watch import DiskWatch
-from app.workspace.egress import SandboxProxy
+from app.workspace.egress_reach import SandboxProxy
 from app.workspace.inside import PathOutsideWorkspace, resolve_inside
 from app.workspace.limits import MIB, SandboxLimits
 from app.workspace.mounts import (

@@ -27,8 +27,8 @@ from app.runs.texts import FailureDetails, Verification, left_out_section, pr_bo
 from app.untrusted import code_block
 from app.workspace.changes import build_output
 from app.workspace.checkout import Checkout
-from app.workspace.egress import NetworkSummary
 from app.workspace.egress_config import Record
+from app.workspace.egress_summary import NetworkSummary
 from app.workspace.sandbox import Sandbox
 
 WORKSPACE = "/workspace/calc"
