@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 from app.network_policy import Entry, Rule
+from app.workspace.command_env import sandbox_env
 from app.workspace.egress import EgressProxy
 from app.workspace.egress_config import ProxyConfig
-from app.workspace.sandbox import Sandbox, sandbox_env
+from app.workspace.sandbox import Sandbox
 
 
 async def _spawn(*argv: str) -> None:

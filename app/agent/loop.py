@@ -1,4 +1,6 @@
-"""The tool-use loop on the Anthropic Messages API: limits, usage, prompt caching, clear errors."""
+"""The tool-use loop on the Anthropic Messages API: turns, tools, limits, streamed requests
+retried, a model cut off or paused asked to go on. What a run is given and gives back is
+results.py's; the request's messages and cache, messages.py's; the API's errors, api_errors.py's."""
 
 from __future__ import annotations
 
@@ -6,18 +8,46 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import anthropic
 import httpx2
 from anthropic.lib.streaming import AsyncMessageStream
-from anthropic.types import CacheControlEphemeralParam, Message
+from anthropic.types import Message
 
+from app.agent.api_errors import describe_api_error, overloaded_mid_stream
+from app.agent.messages import (
+    EPHEMERAL,
+    assistant_blocks,
+    cached_tools,
+    usage_of,
+    with_cache_breakpoints,
+)
 from app.agent.prompts import NO_CHANGE_MARKER, AgentTask
-from app.agent.tools import CommandRecord, ToolBox
+from app.agent.results import (
+    AgentEvent,
+    AgentLimits,
+    AgentResult,
+    EventHandler,
+    Outcome,
+)
+from app.agent.tools import ToolBox
 from app.config import AgentSettings
-from app.log import redact
 from app.models import Usage
+
+# What callers import from the loop: a run's terms (results.py) stay importable from here,
+# beside the loop that takes and returns them.
+__all__ = [
+    "CONTINUE_PROMPT",
+    "PAUSE_PROMPT",
+    "AgentEvent",
+    "AgentLimits",
+    "AgentResult",
+    "EventHandler",
+    "Outcome",
+    "make_client",
+    "run_agent",
+]
 
 log = logging.getLogger(__name__)
 
@@ -29,80 +59,12 @@ STREAM_RETRIES = 2
 STREAM_RETRY_DELAY = 0.5
 # In a row, before giving up on a model that keeps running out of output tokens.
 MAX_CONTINUATIONS = 3
-EPHEMERAL: CacheControlEphemeralParam = {"type": "ephemeral"}
 
 CONTINUE_PROMPT = (
     "Your last message was cut off at the output limit, and any tool call in it was "
     "dropped. Continue; keep each tool call small (write big files in several steps)."
 )
 PAUSE_PROMPT = "Continue."
-
-Outcome = Literal["done", "no_change", "max_turns", "timeout", "max_tokens", "cancelled", "error"]
-LIMIT_OUTCOMES = frozenset({"max_turns", "timeout", "max_tokens"})
-
-
-@dataclass
-class AgentLimits:
-    """A run's limits; the defaults are the settings' (app/config/run.py, AgentSettings)."""
-
-    max_turns: int = AgentSettings.max_turns
-    max_seconds: float = AgentSettings.max_minutes * 60
-    max_tokens: int = AgentSettings.max_tokens
-    output_limit: int = AgentSettings.output_limit
-    max_output_tokens: int = 16000
-
-    @classmethod
-    def from_settings(cls, agent: AgentSettings) -> AgentLimits:
-        return cls(
-            max_turns=agent.max_turns,
-            max_seconds=agent.max_minutes * 60,
-            max_tokens=agent.max_tokens,
-            output_limit=agent.output_limit,
-        )
-
-
-@dataclass
-class AgentResult:
-    outcome: Outcome
-    summary: str
-    turns: int
-    usage: Usage
-    commands: list[CommandRecord]
-    last_test: CommandRecord | None
-    error: str | None = None
-
-    @property
-    def limit_hit(self) -> bool:
-        return self.outcome in LIMIT_OUTCOMES
-
-
-EventKind = Literal["turn", "tool", "tool_done", "usage", "text"]
-
-
-@dataclass(frozen=True)
-class AgentEvent:
-    """Progress of a run, reported as it happens.
-
-    kind "turn": turn `turn` starts; "tool": tool `name` is about to run `detail` (a command
-    or "view <path>") with `tool_input`; "tool_done": it finished (`is_error`, `result`: its
-    last line, `output`: what went back to the model, already cut to the output limit);
-    "usage": one API request's `usage`, which the caller stores; "text": the model said `detail`.
-    `tool_id` pairs a "tool" with its "tool_done".
-    """
-
-    kind: EventKind
-    turn: int
-    name: str = ""
-    detail: str = ""
-    usage: Usage | None = None
-    is_error: bool = False
-    result: str = ""
-    tool_id: str = ""
-    tool_input: dict[str, Any] | None = None
-    output: str = ""
-
-
-EventHandler = Callable[[AgentEvent], Awaitable[None]]
 
 
 def make_client(agent: AgentSettings) -> anthropic.AsyncAnthropic:
@@ -212,7 +174,7 @@ async def _converse(
         stop_reason = message.stop_reason
         if stop_reason == "tool_use" and any(b.type == "tool_use" for b in message.content):
             continuations = 0
-            chat.messages.append({"role": "assistant", "content": _assistant_blocks(message)})
+            chat.messages.append({"role": "assistant", "content": assistant_blocks(message)})
             chat.messages.append({"role": "user", "content": await _run_tools(message, chat)})
         elif stop_reason in ("end_turn", "stop_sequence", "tool_use"):
             # (tool_use without a tool call has nothing left to do: it is an end too.)
@@ -252,12 +214,12 @@ async def _request(client: anthropic.AsyncAnthropic, model: str, chat: _Conversa
                 model=model,
                 max_tokens=chat.limits.max_output_tokens,
                 system=[{"type": "text", "text": chat.task.system, "cache_control": EPHEMERAL}],
-                tools=_cached_tools(chat.tools.definitions),
-                messages=_with_cache_breakpoints(chat.messages),  # type: ignore[arg-type]
+                tools=cached_tools(chat.tools.definitions),
+                messages=with_cache_breakpoints(chat.messages),  # type: ignore[arg-type]
             ) as stream:
                 message = await _final_message(stream)
         except anthropic.APIStatusError as error:
-            if not _overloaded_mid_stream(error) or attempt == STREAM_RETRIES:
+            if not overloaded_mid_stream(error) or attempt == STREAM_RETRIES:
                 raise _Stop("error", describe_api_error(error)) from None
             failure = "overloaded"
         except anthropic.APIError as error:
@@ -292,17 +254,6 @@ async def _final_message(stream: AsyncMessageStream) -> Message:
         raise _StreamBroke(reason or type(cause or error).__name__) from error
     except (httpx2.TransportError, ValueError) as error:
         raise _StreamBroke(type(error).__name__) from error
-
-
-def usage_of(message: Message) -> Usage:
-    u = message.usage
-    return Usage(
-        input_tokens=u.input_tokens or 0,
-        output_tokens=u.output_tokens or 0,
-        cache_creation_input_tokens=u.cache_creation_input_tokens or 0,
-        cache_read_input_tokens=u.cache_read_input_tokens or 0,
-        requests=1,
-    )
 
 
 async def _run_tools(message: Message, chat: _Conversation) -> list[dict[str, Any]]:
@@ -350,115 +301,12 @@ def _summary(content: str) -> str:
     return last if last.startswith("[") else lines[0][:200]
 
 
-def _assistant_blocks(message: Message, *, drop_tool_use: bool = False) -> list[dict[str, Any]]:
-    """The message's content as request params; empty text blocks are rejected by the API."""
-    blocks: list[dict[str, Any]] = []
-    for block in message.content:
-        if block.type == "text":
-            if block.text.strip():
-                blocks.append({"type": "text", "text": block.text})
-        elif block.type == "tool_use":
-            if not drop_tool_use:
-                blocks.append(
-                    {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
-                )
-        elif block.type == "thinking":
-            blocks.append(
-                {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
-            )
-        elif block.type == "redacted_thinking":
-            blocks.append({"type": "redacted_thinking", "data": block.data})
-        else:
-            blocks.append(block.to_dict())
-    return blocks
-
-
 def _continue_after(chat: _Conversation, message: Message, prompt: str) -> None:
     """Keep what the model said (minus cut-off tool calls) and ask it to go on."""
-    blocks = _assistant_blocks(message, drop_tool_use=True)
+    blocks = assistant_blocks(message, drop_tool_use=True)
     if blocks:
         chat.messages.append({"role": "assistant", "content": blocks})
         chat.messages.append({"role": "user", "content": [{"type": "text", "text": prompt}]})
     else:
         # Nothing usable came back: the user turn stays last, so add the note to it.
         chat.messages[-1]["content"].append({"type": "text", "text": prompt})
-
-
-def _cached_tools(definitions: list[dict[str, Any]]) -> Any:
-    tools = [dict(tool) for tool in definitions]
-    tools[-1]["cache_control"] = EPHEMERAL
-    return tools
-
-
-def _with_cache_breakpoints(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Copies of `messages` with cache breakpoints on the last two user turns.
-
-    With the system prompt and the tools that makes four, the API's maximum. The latest
-    turn writes the cache for the next request; the one before reads what the previous
-    request wrote, even when a turn carried many tool results.
-    """
-    marked = [dict(message) for message in messages]
-    user_turns = [i for i, message in enumerate(marked) if message["role"] == "user"][-2:]
-    for index in user_turns:
-        content = list(marked[index]["content"])
-        content[-1] = {**content[-1], "cache_control": EPHEMERAL}
-        marked[index]["content"] = content
-    return marked
-
-
-def _overloaded_mid_stream(error: anthropic.APIStatusError) -> bool:
-    body = error.body if isinstance(error.body, dict) else {}
-    kind = (body.get("error") or {}).get("type") if isinstance(body.get("error"), dict) else None
-    return error.status_code == 200 and kind in ("overloaded_error", "api_error")
-
-
-_STATUS_NAMES = {
-    400: "rejected the request",
-    401: "rejected the API key",
-    402: "needs billing set up",
-    403: "refused access",
-    404: "did not find the model or endpoint",
-    408: "timed out",
-    413: "found the request too large",
-    429: "rate limited",
-    500: "internal error",
-    529: "overloaded",
-}
-
-
-def describe_api_error(error: anthropic.APIError) -> str:
-    """A clear, secret-free message for an error that survived the SDK's retries."""
-    attempts = _attempts(error)
-    if isinstance(error, anthropic.APIStatusError):
-        status = error.status_code
-        kind, detail = _error_body(error.body)
-        if status == 200:  # an error event inside a stream
-            return f"Anthropic API stream failed ({kind or 'error'}): {detail}".rstrip(": ")
-        name = _STATUS_NAMES.get(status) or ("server error" if status >= 500 else "request error")
-        tries = f" after {attempts} attempts" if attempts > 1 else ""
-        message = f"Anthropic API {name} ({status}){tries}"
-        return redact(f"{message}: {detail}" if detail and status < 500 else message)
-    if isinstance(error, anthropic.APITimeoutError):
-        return f"Anthropic API timed out after {_plural(attempts, 'attempt')}"
-    if isinstance(error, anthropic.APIConnectionError):
-        return f"could not reach the Anthropic API after {_plural(attempts, 'attempt')}"
-    return f"Anthropic API error: {type(error).__name__}"
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def _error_body(body: object) -> tuple[str, str]:
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        error = body["error"]
-        return str(error.get("type") or ""), str(error.get("message") or "")[:300]
-    return "", ""
-
-
-def _attempts(error: anthropic.APIError) -> int:
-    """How many requests were made: the SDK numbers its retries in the last one's header."""
-    try:
-        return int(error.request.headers.get("x-stainless-retry-count", "0")) + 1
-    except (ValueError, RuntimeError, AttributeError):
-        return 1

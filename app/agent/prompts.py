@@ -10,7 +10,7 @@ from typing import Any
 
 from app.agent.tools import cut_middle
 from app.untrusted import clean_untrusted
-from app.workspace.sandbox import PathOutsideWorkspace, resolve_inside
+from app.workspace.inside import PathOutsideWorkspace, resolve_inside
 
 NO_CHANGE_MARKER = "NO_CHANGE:"
 # Files in which a repository tells agents how to work on it, in the order they are shown.

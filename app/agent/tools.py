@@ -20,12 +20,8 @@ from app.agent.editor import (
     str_replace,
 )
 from app.config import AgentSettings
-from app.workspace.sandbox import (
-    PathOutsideWorkspace,
-    Sandbox,
-    SandboxUnavailable,
-    resolve_inside,
-)
+from app.workspace.inside import PathOutsideWorkspace, resolve_inside
+from app.workspace.sandbox import Sandbox, SandboxUnavailable
 
 log = logging.getLogger(__name__)
 

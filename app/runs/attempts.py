@@ -15,7 +15,7 @@ from app.runs.people import write_access_check, writer_comments
 from app.runs.results import Assignment, Workspace
 from app.runs.texts import Verification
 from app.store import Store
-from app.workspace.sandbox import CommandResult
+from app.workspace.command_output import CommandResult
 
 
 async def instruct(

@@ -19,7 +19,7 @@ from app.runs.subject import Subject
 from app.runs.texts import FailureDetails
 from app.runs.tracker import RunTracker
 from app.store import Store
-from app.workspace.egress import NetworkSummary
+from app.workspace.egress_summary import NetworkSummary
 
 
 class RunCancelled(Exception):

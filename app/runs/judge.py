@@ -17,7 +17,8 @@ from typing import Any
 import anthropic
 from anthropic.types import MessageParam, ToolParam
 
-from app.agent.loop import describe_api_error, usage_of
+from app.agent.api_errors import describe_api_error
+from app.agent.messages import usage_of
 from app.log import redact
 from app.models import Usage
 from app.runs.diff_checks import Finding, unquote_path

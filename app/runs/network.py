@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator, Sequence
 from app.network_policy import Cap, NetworkSettingError, Rule, ip_literal, parse_entry
 from app.runs.context import RunContext
 from app.untrusted import code
-from app.workspace.egress import NetworkSummary, phase_proxy, proxy_config
+from app.workspace.egress import phase_proxy, proxy_config
 from app.workspace.egress_config import ProxyConfig, Record
+from app.workspace.egress_summary import NetworkSummary
 from app.workspace.sandbox import Sandbox
 
 log = logging.getLogger(__name__)

@@ -33,8 +33,9 @@ from app import metrics
 from app.config import Settings
 from app.log import describe_error
 from app.workspace.changes import LOCK_FILES
+from app.workspace.disk_watch import tree_bytes
 from app.workspace.git import git
-from app.workspace.limits import MIB, tree_bytes
+from app.workspace.limits import MIB
 from app.workspace.mirror import flocked, remove_tree, split_repo
 from app.workspace.run_home import CACHE_DIRS, copy_tree, inside
 

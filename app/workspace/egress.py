@@ -5,40 +5,35 @@ policy allows any host, Honk starts the proxy (`egress_proxy`) in a process of i
 from a clean environment, listening on a UNIX socket in a private directory; the sandbox
 gets that socket bound in and socat, inside, exposes it as 127.0.0.1:3128, where the
 standard proxy variables point. The proxy stops when the phase ends.
+
+How a sandbox reaches it is egress_reach's; the phase's summary, egress_summary's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import shutil
 import signal
 import sys
 import tempfile
-from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from publicsuffixlist import PublicSuffixList
-
 from app import metrics
 from app.errors import HonkError
-from app.network_policy import ANY, Cap, Entry, Rule, ip_literal, is_preset_name, parse_rule
+from app.network_policy import ANY, Cap, Entry, Rule, is_preset_name, parse_rule
 from app.workspace.egress_config import ProxyConfig, Record
+from app.workspace.egress_reach import SandboxProxy, no_proxy
+from app.workspace.egress_summary import KEPT_RECORDS, NetworkSummary
 
 log = logging.getLogger(__name__)
 
-PROXY_PORT = 3128  # inside the sandbox's own network namespace: clashes with nothing outside
-INSIDE_SOCKET = "/run/honk-egress.sock"
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 START_SECONDS = 15.0
 STOP_SECONDS = 5.0
-SHOWN_HOSTS = 6  # hosts named in a summary before "and N more"
-KEPT_RECORDS = 10_000  # per phase; past it, connections are only counted
 # One record line from the proxy: its records are bounded far below this; a longer line is
 # read past, counted as one unreadable record.
 RECORD_LINE_LIMIT = 64 * 1024
@@ -69,101 +64,6 @@ load("honk_egress_proxy", sys.argv.pop(1)).main()
 
 class EgressUnavailable(HonkError, RuntimeError):
     """The proxy (or socat, which the sandbox reaches it through) cannot start here."""
-
-
-@dataclass(frozen=True)
-class SandboxProxy:
-    """What a sandboxed command needs to use a running proxy: a bind, socat, variables."""
-
-    socket_path: Path
-    no_proxy: tuple[str, ...] = LOOPBACK_NAMES
-
-    def bwrap_args(self) -> list[str]:
-        args = ["--ro-bind", str(self.socket_path), INSIDE_SOCKET]
-        for key, value in self.env().items():
-            args += ["--setenv", key, value]
-        return args
-
-    def env(self) -> dict[str, str]:
-        url = f"http://127.0.0.1:{PROXY_PORT}"
-        env: dict[str, str] = {}
-        for name in ("http_proxy", "https_proxy", "all_proxy"):
-            env[name] = env[name.upper()] = url
-        env["no_proxy"] = env["NO_PROXY"] = ",".join(self.no_proxy)
-        return env
-
-    def forwarder(self) -> str:
-        """Shell that starts socat in the background and waits (without connecting, which
-        the proxy would record) until it listens."""
-        port = f"{PROXY_PORT:04X}"
-        return (
-            f"socat -b 262144 TCP-LISTEN:{PROXY_PORT},bind=127.0.0.1,reuseaddr,fork "
-            f"UNIX-CONNECT:{INSIDE_SOCKET} </dev/null >/dev/null 2>&1 & "
-            "for _ in $(seq 400); do while read -r _ a _ s _; do "
-            f'[ "$a $s" = "0100007F:{port} 0A" ] && break 2; done </proc/net/tcp; '
-            "sleep 0.005; done; "
-        )
-
-
-@dataclass(frozen=True)
-class NetworkSummary:
-    """One phase's connections, for the tracking comment and the run's records."""
-
-    phase: str  # "setup" or "agent"
-    records: tuple[Record, ...] = ()
-    # Past KEPT_RECORDS: (allowed, refused, bytes down, bytes up) of the connections not kept.
-    uncounted: tuple[int, int, int, int] = (0, 0, 0, 0)
-    malformed: int = 0  # lines from the proxy that were no record
-
-    @property
-    def allowed(self) -> list[Record]:
-        return [r for r in self.records if r.allowed]
-
-    @property
-    def refused(self) -> list[Record]:
-        return [r for r in self.records if not r.allowed]
-
-    def describe(self) -> str:
-        """The public line, e.g. "14 requests to pypi.org, files.pythonhosted.org (9.1 MB
-        down, 52 kB up); 2 refused: evil.example (2)".
-
-        Names come from the sandbox, so a name the sandbox chose could carry data out (a
-        secret as a host name) onto the tracking comment: an allowed connection shows the
-        entry that allowed it (`*.example.org`, never the name under it), a refused one only
-        its registrable domain (no port, no labels below it; an address as "an IP address").
-        `details()` has every name, for Honk's own log.
-        """
-        allowed, refused = self.allowed, self.refused
-        more_allowed, more_refused, more_down, more_up = self.uncounted
-        if not self.records and not self.malformed:
-            return "no requests"
-        parts = []
-        if allowed:
-            down = sum(r.down for r in allowed) + more_down
-            up = sum(r.up for r in allowed) + more_up
-            count = _count(len(allowed) + more_allowed, "request")
-            hosts = _names(r.rule or _target(r) for r in allowed)
-            parts.append(f"{count} to {hosts} ({_size(down)} down, {_size(up)} up)")
-        if refused:
-            count = str(len(refused) + more_refused)
-            parts.append(f"{count} refused: {_counted(public_name(r.host) for r in refused)}")
-        if self.malformed:
-            parts.append(_count(self.malformed, "unreadable record"))
-        return "; ".join(parts)
-
-    def details(self) -> list[str]:
-        """Every connection as the proxy saw it, full names included: for Honk's log only."""
-        lines = []
-        for r in self.records:
-            verdict = "allowed" if r.allowed else "refused"
-            seen = "".join(
-                f" {key}={value!r}"
-                for key, value in (("sni", r.sni), ("host", r.host_header), ("why", r.reason))
-                if value
-            )
-            host = f"[{r.host}]" if ":" in r.host else r.host
-            lines.append(f"{verdict} {r.method or '-'} {host}:{r.port}{seen}")
-        return lines
 
 
 @dataclass
@@ -206,7 +106,7 @@ class EgressProxy:
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, directory, True)
             raise
-        proxy = cls(phase, directory, process, SandboxProxy(socket_path, _no_proxy(config.rules)))
+        proxy = cls(phase, directory, process, SandboxProxy(socket_path, no_proxy(config.rules)))
         try:
             await proxy._handshake(config)
         except BaseException:
@@ -388,60 +288,3 @@ async def phase_proxy(
         yield proxy.sandbox
     finally:
         summaries.append(await asyncio.shield(proxy.stop()))
-
-
-def _no_proxy(rules: Sequence[Rule]) -> tuple[str, ...]:
-    """The sandbox's own loopback goes direct, unless the rules name that name (the host's
-    `localhost:8080` mirror is reached through the proxy then)."""
-    named = {rule.entry.host for rule in rules}
-    return tuple(name for name in LOOPBACK_NAMES if name not in named)
-
-
-def _target(record: Record) -> str:
-    if record.port in (0, 80, 443):
-        return record.host
-    host = f"[{record.host}]" if ":" in record.host else record.host
-    return f"{host}:{record.port}"
-
-
-@functools.cache
-def _suffixes() -> PublicSuffixList:
-    """The public suffix list the package ships (ICANN's part; no network): built once."""
-    return PublicSuffixList(only_icann=True)
-
-
-def public_name(host: str) -> str:
-    """What the public line says of a refused host: its registrable domain (`x.example` for
-    `<anything>.x.example`, `example.co.uk` for `a.b.example.co.uk`); a name that is itself a
-    public suffix or one label as it is; an address as "an IP address"."""
-    if ip_literal(host) is not None:
-        return "an IP address"
-    if host.startswith("("):  # "(malformed)": the proxy's own word, not a name
-        return host
-    return _suffixes().privatesuffix(host) or host
-
-
-def _counted(names: Iterable[str]) -> str:
-    counts = Counter(names)
-    shown = [f"{name} ({n})" if n > 1 else name for name, n in counts.most_common()]
-    more = len(shown) - SHOWN_HOSTS
-    listed = ", ".join(shown[:SHOWN_HOSTS])
-    return f"{listed} and {more} more" if more > 0 else listed
-
-
-def _names(targets: object) -> str:
-    distinct = list(dict.fromkeys(targets))  # type: ignore[call-overload]
-    shown = ", ".join(distinct[:SHOWN_HOSTS])
-    more = len(distinct) - SHOWN_HOSTS
-    return f"{shown} and {more} more" if more > 0 else shown
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _size(count: int) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{count} B"

@@ -1,11 +1,13 @@
-"""Agent commands in bubblewrap: only the checkout writable, no secrets, resources capped."""
+"""Agent commands in bubblewrap: only the checkout writable, no secrets, resources capped.
+
+`Sandbox` runs one command at a time in one checkout: its bwrap argv and mounts here, its
+environment from command_env, its caps from command_caps, its output through command_output.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
-import functools
 import os
 import shutil
 import signal
@@ -13,23 +15,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from app import metrics
 from app.config import Settings
 from app.errors import HonkError
-from app.workspace.egress import SandboxProxy
-from app.workspace.limits import (
-    MIB,
-    DiskWatch,
-    MemoryCgroup,
-    PidsCgroup,
-    SandboxLimits,
-    descendants,
-    enter,
-    private_memory,
-)
+from app.workspace.cgroups import enter
+from app.workspace.command_caps import CommandCaps
+from app.workspace.command_env import REPO_VENV, sandbox_env, with_repository_env
+from app.workspace.command_output import CommandResult, OutputCap, read_into, write_input
+from app.workspace.disk_watch import DiskWatch
+from app.workspace.egress_reach import SandboxProxy
+from app.workspace.inside import PathOutsideWorkspace, resolve_inside
+from app.workspace.limits import MIB, SandboxLimits
 from app.workspace.mounts import (
     Hidden,
     HonkInstall,
@@ -44,69 +42,13 @@ from app.workspace.toolchains import Toolchains
 
 # The checkout shows at /workspace/<its directory's name>: nothing of the host path.
 WORKSPACE_DIR = "/workspace"
-# A virtualenv the repository's setup made in the checkout (`python -m venv .venv`): its
-# bin comes first on PATH, and VIRTUAL_ENV names it, once its bin/python exists.
-REPO_VENV = ".venv"
 MODES = ("bwrap", "off")
-# bash's status for a command killed by SIGXFSZ (a file reached RLIMIT_FSIZE).
-_FILE_TOO_BIG = 128 + signal.SIGXFSZ
-_FILE_TOO_BIG_NOTE = "File size limit exceeded"  # what bash says of such a child (LANG=C)
-_READ_CHUNK = 64 * 1024
 # After the command exits, how long to wait for the last of its output.
 _DRAIN_SECONDS = 5.0
 
 
 class SandboxUnavailable(HonkError, RuntimeError):
     """bubblewrap is missing or cannot create a sandbox on this host."""
-
-
-class PathOutsideWorkspace(ValueError):
-    """A path given by the agent leads outside the checkout."""
-
-
-@dataclass
-class _Caps:
-    """What holds one command: its limits as they apply here, and its cgroups."""
-
-    limits: SandboxLimits
-    pids: PidsCgroup | None = None
-    memory: MemoryCgroup | None = None
-    memory_hit: bool = False  # the kernel killed in its memory cgroup
-
-    def cgroups(self) -> list[PidsCgroup | MemoryCgroup]:
-        return [c for c in (self.pids, self.memory) if c is not None]
-
-
-@dataclass
-class CommandResult:
-    exit_code: int | None
-    output: str
-    timed_out: bool = False
-    truncated: bool = False
-    # Which of the sandbox's limits ended or marked the command, for the agent to read.
-    limit: str | None = None
-
-
-def resolve_inside(root: Path, path: str, *, visible_root: str | None = None) -> Path:
-    """The real path for `path` as the agent wrote it, refused if it leaves `root`.
-
-    `path` is relative to the checkout, or absolute as the agent sees it (under
-    `visible_root`, e.g. /workspace). Symlinks are followed on the host, so one
-    pointing out of the checkout (even to /workspace/...) is refused too.
-    """
-    if "\0" in path:
-        raise PathOutsideWorkspace(f"{path!r} is not a valid path")
-    real_root = Path(os.path.realpath(root))
-    visible = (visible_root or "").rstrip("/")
-    if visible and (path == visible or path.startswith(visible + "/")):
-        candidate = real_root / path[len(visible) :].lstrip("/")
-    else:
-        candidate = real_root / path  # an absolute `path` replaces real_root here
-    resolved = Path(os.path.realpath(candidate))
-    if resolved != real_root and real_root not in resolved.parents:
-        shown = visible_root or str(real_root)
-        raise PathOutsideWorkspace(f"{path} is outside the workspace ({shown})")
-    return resolved
 
 
 class Sandbox:
@@ -227,12 +169,16 @@ class Sandbox:
         """
         proxy = None if offline else self.proxy
         confined = self.mode == "bwrap"
-        caps = await asyncio.to_thread(self._caps) if confined else _Caps(self.limits)
+        caps = (
+            await asyncio.to_thread(CommandCaps.create, self.limits)
+            if confined
+            else CommandCaps(self.limits)
+        )
         try:
             argv, env = await asyncio.to_thread(self._launch, command, proxy, caps.limits)
             argv = enter(argv, caps.cgroups())
         except BaseException:
-            await _remove(caps)
+            await caps.remove()
             raise
         limit = self.timeout if timeout is None else timeout
         started = time.monotonic()
@@ -248,12 +194,12 @@ class Sandbox:
                 start_new_session=True,
             )
         except BaseException:
-            await _remove(caps)
+            await caps.remove()
             raise
         cap = OutputCap(self.output_limit)
         assert proc.stdout is not None
-        reader = asyncio.create_task(_read_into(proc.stdout, cap))
-        writer = asyncio.create_task(_write_input(proc.stdin, input))
+        reader = asyncio.create_task(read_into(proc.stdout, cap))
+        writer = asyncio.create_task(write_input(proc.stdin, input))
         timed_out = False
         stopped: str | None = None
         try:
@@ -272,7 +218,7 @@ class Sandbox:
             if caps.memory is not None:  # read before the cgroup goes
                 killed = await asyncio.shield(asyncio.to_thread(caps.memory.oom_kills))
                 caps.memory_hit = caps.memory_hit or killed > 0
-            await asyncio.shield(_remove(caps))
+            await asyncio.shield(caps.remove())
             writer.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(reader), _DRAIN_SECONDS)
@@ -284,7 +230,7 @@ class Sandbox:
             raise SandboxUnavailable(f"bwrap could not set up the sandbox: {output.strip()[:500]}")
         ended = timed_out or stopped is not None
         if confined and stopped is None:
-            stopped = await self._after(proc.returncode, output, caps)
+            stopped = await caps.after(proc.returncode, output, self.disk, self.limits)
         result = (
             "timeout" if timed_out else "killed" if stopped else
             "ok" if proc.returncode == 0 else "failed"
@@ -305,23 +251,8 @@ class Sandbox:
         walk's count is the size then, so a command that only shrinks it (rm) goes on."""
         return max(self.disk.measure(), self.disk.known or 0)
 
-    def _caps(self) -> _Caps:
-        """The command's cgroups where Honk can make them; without a memory cgroup, the
-        limits that stand in for it (blocking: cgroup files)."""
-        limits = self.limits
-        pids = PidsCgroup.create(limits.processes) if limits.use_cgroup else None
-        memory = None
-        if limits.memory_cgroup:
-            memory = MemoryCgroup.create(limits.memory_mb * MIB, beside=pids)
-        if memory is None:
-            limits = limits.without_memory_cgroup()
-            if pids is not None and not pids.set_limit(limits.processes):
-                pids.remove()
-                pids = None
-        return _Caps(limits, pids, memory)
-
     async def _until_done(
-        self, proc: asyncio.subprocess.Process, caps: _Caps, disk_before: int
+        self, proc: asyncio.subprocess.Process, caps: CommandCaps, disk_before: int
     ) -> str | None:
         """Wait for the command; a limit it reaches first ends it (the reason is returned)."""
         if self.mode == "off":
@@ -333,45 +264,13 @@ class Sandbox:
                 done, _ = await asyncio.wait({waiter}, timeout=caps.limits.check_interval)
                 if done:
                     return None
-                reason = await asyncio.to_thread(self._limit_reached, proc.pid, caps, disk_before)
+                reason = await asyncio.to_thread(
+                    caps.limit_reached, proc.pid, self.disk, disk_before
+                )
                 if reason is not None and proc.returncode is None:
                     return reason
         finally:
             waiter.cancel()
-
-    def _limit_reached(self, pid: int, caps: _Caps, disk_before: int) -> str | None:
-        limits, cgroup = caps.limits, caps.pids
-        members: list[int] = []
-        if cgroup is not None and cgroup.tasks() > 0:
-            too_many = cgroup.hit_limit()  # the kernel refused a fork: the cap was reached
-            if limits.address_space:
-                members = cgroup.members()
-        else:
-            tasks, members = descendants(pid)
-            too_many = tasks >= limits.processes
-        if too_many:
-            return limits.process_message()
-        if caps.memory is not None and caps.memory.oom_kills() > 0:
-            caps.memory_hit = True  # the kernel killed in it: the whole command ends
-            return limits.memory_message()
-        if limits.address_space and private_memory(members) > limits.memory_mb * MIB:
-            return limits.memory_message()
-        used = self.disk.measure()
-        # Growing past the limit ends the command; shrinking (rm) never does.
-        if used > self.disk.limit and used > disk_before:
-            return limits.disk_message(used)
-        return None
-
-    async def _after(self, returncode: int | None, output: str, caps: _Caps) -> str | None:
-        """A limit the finished command ran into: memory, a file too big, the checkout full."""
-        if caps.memory_hit:
-            return caps.limits.memory_message()
-        if caps.limits.refused_allocation(returncode, output):
-            return caps.limits.allocation_message()
-        if returncode == _FILE_TOO_BIG or _FILE_TOO_BIG_NOTE in output:
-            return self.limits.file_size_message()
-        used = await asyncio.to_thread(functools.partial(self.disk.measure, fresh=True))
-        return self.limits.disk_message(used) if used > self.disk.limit else None
 
     def _launch(
         self, command: str, proxy: SandboxProxy | None, limits: SandboxLimits
@@ -476,98 +375,3 @@ class Sandbox:
         # tmpfs mounts should take writes, even ones lost when the command ends.
         args += ["--remount-ro", "/", "--chdir", self.visible_root]
         return args
-
-
-class OutputCap:
-    """Keeps the head and tail of a stream within `limit` characters, counting the cut."""
-
-    def __init__(self, limit: int) -> None:
-        self.head_limit = limit // 2
-        self.tail_limit = limit - self.head_limit
-        self.head = ""
-        self.tail = ""
-        self.cut = 0
-
-    def feed(self, text: str) -> None:
-        if len(self.head) < self.head_limit:
-            room = self.head_limit - len(self.head)
-            self.head, text = self.head + text[:room], text[room:]
-        self.tail += text
-        if len(self.tail) > self.tail_limit:
-            self.cut += len(self.tail) - self.tail_limit
-            self.tail = self.tail[-self.tail_limit :] if self.tail_limit else ""
-
-    def text(self) -> str:
-        if not self.cut:
-            return self.head + self.tail
-        return f"{self.head}\n[... {self.cut} characters cut ...]\n{self.tail}"
-
-
-def sandbox_env(
-    python: SandboxPython | None = None,
-    *,
-    venv: str | None = None,
-    toolchains: Toolchains | None = None,
-) -> dict[str, str]:
-    """The entire environment of a sandboxed command, and of bwrap itself.
-
-    bwrap's own environment is readable inside (/proc/1/environ), so it gets this
-    same minimal dict: nothing of Honk's (keys, tokens) ever reaches a command. `venv` is
-    the repository's own virtualenv as the command sees it, activated as `activate` would.
-    `toolchains`: the run's, their bin directories after the venv's, their variables.
-    """
-    python = python or SandboxPython(sys.base_prefix)
-    toolchains = toolchains or Toolchains()
-    bin_dirs = [f"{venv}/bin"] if venv else []
-    bin_dirs += toolchains.bin_dirs
-    bin_dirs += [python.bin_dir, "/usr/local/bin", "/usr/bin", "/bin"]
-    # No .pyc files: the agent edits and re-runs within a second, and a same-size edit in
-    # the same second would otherwise run stale bytecode (and caches are not the change).
-    env = {
-        "PATH": ":".join(dict.fromkeys(bin_dirs)),
-        "HOME": "/tmp",
-        "LANG": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    if venv:
-        env["VIRTUAL_ENV"] = venv
-    return {**dict(toolchains.env), **env}
-
-
-def with_repository_env(env: dict[str, str], repository: dict[str, str]) -> dict[str, str]:
-    """The sandbox's environment with the repository's variables (`env:`) beside it.
-
-    They were vetted when the file was read (no secret's name, nothing the sandbox sets or
-    depends on); Honk's own values still win here, whatever the repository names. The
-    phase's proxy variables are set after these (bwrap's --setenv), so they win too.
-    """
-    return {**repository, **env}
-
-
-async def _read_into(stream: asyncio.StreamReader, cap: OutputCap) -> None:
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    while chunk := await stream.read(_READ_CHUNK):
-        cap.feed(decoder.decode(chunk))
-    cap.feed(decoder.decode(b"", final=True))
-
-
-async def _write_input(stdin: asyncio.StreamWriter | None, text: str | None) -> None:
-    if stdin is None:
-        return
-    try:
-        if text:
-            stdin.write(text.encode())
-            await stdin.drain()
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    finally:
-        stdin.close()
-
-
-async def _remove(caps: _Caps) -> None:
-    """The command's cgroups go with it; their last tasks are gone within moments of its end."""
-    for cgroup in caps.cgroups():
-        for delay in (0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0):
-            await asyncio.sleep(delay)
-            if await asyncio.to_thread(cgroup.remove):
-                break

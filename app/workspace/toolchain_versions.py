@@ -12,7 +12,7 @@ from pathlib import Path
 
 from app.config import TOOLCHAIN_LANGUAGES
 from app.untrusted import code
-from app.workspace.sandbox import PathOutsideWorkspace, resolve_inside
+from app.workspace.inside import PathOutsideWorkspace, resolve_inside
 from app.workspace.toolchains import Toolchain, Toolchains
 
 MAX_DECLARATION_BYTES = 64 * 1024

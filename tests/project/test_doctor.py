@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 from cryptography.fernet import Fernet
 
-from app.cli.doctor import SLACK_TEST_MESSAGE, doctor_command, run_doctor, unreachable
+from app.cli.doctor import doctor_command, run_doctor
+from app.cli.doctor_check import SLACK_TEST_MESSAGE, unreachable
 from app.config import Settings
 from tests.conftest import new_private_key
 from tests.fakes.anthropic import FakeAnthropic

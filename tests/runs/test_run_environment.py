@@ -13,22 +13,16 @@ import pytest
 from app.models import Usage
 from app.network_policy import Cap, Presets, compile_rules
 from app.repo_config import RepoConfig, RepoConfigError, parse_config
-from app.runs.environment import (
-    DevcontainerError,
-    JsoncError,
-    describe_devcontainer,
-    parse_devcontainer,
-    pick_devcontainer,
-    plan_environment,
-    read_jsonc,
-)
+from app.runs.devcontainer import DevcontainerError, parse_devcontainer, pick_devcontainer
+from app.runs.environment import describe_devcontainer, plan_environment
+from app.runs.jsonc import JsoncError, read_jsonc
 from app.runs.network import explain_refusals
 from app.runs.texts import FailureDetails, Verification, left_out_section, pr_body, tail
 from app.untrusted import code_block
 from app.workspace.changes import build_output
 from app.workspace.checkout import Checkout
-from app.workspace.egress import NetworkSummary
 from app.workspace.egress_config import Record
+from app.workspace.egress_summary import NetworkSummary
 from app.workspace.sandbox import Sandbox
 
 WORKSPACE = "/workspace/calc"

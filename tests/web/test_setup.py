@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient
 
 from app.config import Settings
 from app.web import create_app
-from app.web.setup import SetupError, check_env_file, write_env_file
+from app.web.app_manifest import SetupError, check_env_file
+from app.web.env_file import write_env_file
 from tests.fakes.github import FakeGitHub
 from tests.helpers import ClientFactory
 

@@ -17,16 +17,11 @@ from pathlib import Path
 import pytest
 
 from app.network_policy import Cap, Presets, compile_rules
-from app.workspace.egress import (
-    INSIDE_SOCKET,
-    RECORD_LINE_LIMIT,
-    EgressProxy,
-    NetworkSummary,
-    SandboxProxy,
-    proxy_config,
-)
+from app.workspace.egress import RECORD_LINE_LIMIT, EgressProxy, proxy_config
 from app.workspace.egress_config import Record
 from app.workspace.egress_proxy import EgressRelay
+from app.workspace.egress_reach import INSIDE_SOCKET, SandboxProxy
+from app.workspace.egress_summary import NetworkSummary
 from app.workspace.mounts import SandboxPython
 from app.workspace.sandbox import Sandbox
 from tests.fakes.registry import LoopbackRegistry

@@ -14,15 +14,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from app.network_policy import Cap, Presets, compile_rules
+from app.workspace.command_output import OutputCap
 from app.workspace.egress import EgressProxy, proxy_config
+from app.workspace.inside import PathOutsideWorkspace, resolve_inside
 from app.workspace.mounts import Hidden, SandboxPython
-from app.workspace.sandbox import (
-    OutputCap,
-    PathOutsideWorkspace,
-    Sandbox,
-    SandboxUnavailable,
-    resolve_inside,
-)
+from app.workspace.sandbox import Sandbox, SandboxUnavailable
 from tests.fakes.git_http import create_git_app, init_bare_repo, run_git
 
 pytestmark = pytest.mark.bwrap

@@ -15,16 +15,14 @@ from aiohttp.test_utils import TestClient
 from app.agent.tools import ToolBox
 from app.config import Settings
 from app.web import create_app
-from app.workspace.limits import (
-    FALLBACK_PROCESSES,
-    MIB,
+from app.workspace.cgroups import (
     MemoryCgroup,
     PidsCgroup,
-    SandboxLimits,
     controller_dirs,
     memory_cap,
     pids_dirs,
 )
+from app.workspace.limits import FALLBACK_PROCESSES, MIB, SandboxLimits
 from app.workspace.sandbox import Sandbox
 from tests.helpers import ClientFactory
 from tests.workspace.test_sandbox import _processes_with

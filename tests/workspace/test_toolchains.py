@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from app.cli.doctor import PASS, WARN, check_toolchains
+from app.cli.doctor_check import PASS, WARN
+from app.cli.doctor_host import check_toolchains
 from app.config import ConfigError, Settings
-from app.workspace.sandbox import sandbox_env
+from app.workspace.command_env import sandbox_env
 from app.workspace.toolchain_versions import (
     MAX_DECLARATION_BYTES,
     Declared,
