@@ -125,21 +125,23 @@ async def test_the_sandbox_sees_neither_the_data_directory_nor_the_run_id(
         data_dir=tmp_path / "honk-data-dir", checkout_dir=tmp_path / "neutral"
     )
     spaces = Workspaces.for_settings(settings)
-    async with _checkout(spaces, host, 4711, "honk/7-x") as co:
+    # A run id long enough never to turn up by chance in the hex of a commit id (4711 did:
+    # git's refs and packed-refs hold commit ids).
+    async with _checkout(spaces, host, 47114711, "honk/7-x") as co:
         sandbox = Sandbox.for_settings(settings, co.path)
         assert sandbox.visible_root == "/workspace/widgets"
         seen = await sandbox.run(
             "cat /proc/self/mountinfo; echo ---; cat /proc/self/cgroup; env; pwd; echo ---; "
-            "grep -rla -e honk-data-dir -e 4711 -e mirrors .git; echo searched"
+            "grep -rla -e honk-data-dir -e 47114711 -e mirrors .git; echo searched"
         )
     mountinfo, _, rest = seen.output.partition("---")
     assert "/workspace/widgets" in mountinfo
     for line in mountinfo.splitlines():
         root, mount_point = line.split()[3:5]
-        assert "honk-data-dir" not in root and "4711" not in root, line
-        assert "4711" not in mount_point
+        assert "honk-data-dir" not in root and "47114711" not in root, line
+        assert "47114711" not in mount_point
     # Neither the environment, the cgroup nor the clone's own files say it either.
-    assert "honk-data-dir" not in rest and "4711" not in rest.split("---")[0]
+    assert "honk-data-dir" not in rest and "47114711" not in rest.split("---")[0]
     assert rest.strip().splitlines()[-1] == "searched"
     assert rest.split("---")[1].strip() == "searched"
 
