@@ -69,6 +69,19 @@ class Where:
     kind: str  # "issue_comment" or "review_comment"
     context: str = ""  # for review comments: the file and line it is on
 
+    @classmethod
+    def of_issue_comment(cls, repo: str, payload: IssueCommentEvent) -> Where:
+        """Where an `issue_comment` delivery's comment is: its issue or PR in `repo`."""
+        comment, issue = payload["comment"], payload["issue"]
+        return cls(
+            repo=repo,
+            number=int(issue["number"]),
+            is_pull=bool(issue.get("pull_request")),
+            comment_id=int(comment["id"]),
+            comment_url=comment["url"],
+            kind="issue_comment",
+        )
+
 
 def parse_command(body: str | None) -> Command | None:
     """The `/honk ...` command on the comment's first line; None when there is none."""
@@ -83,19 +96,11 @@ def parse_command(body: str | None) -> Command | None:
 @router.register("issue_comment", action="created")
 async def on_issue_comment_created(context: Context) -> None:
     payload = cast(IssueCommentEvent, context.payload)
-    comment, issue = payload["comment"], payload["issue"]
+    comment = payload["comment"]
     command = parse_command(comment.get("body"))
     if command is None:
         return
-    where = Where(
-        repo=context.repo,
-        number=int(issue["number"]),
-        is_pull=bool(issue.get("pull_request")),
-        comment_id=int(comment["id"]),
-        comment_url=comment["url"],
-        kind="issue_comment",
-    )
-    await carry_out(context, command, where)
+    await carry_out(context, command, Where.of_issue_comment(context.repo, payload))
 
 
 @router.register("pull_request_review_comment", action="created")

@@ -314,21 +314,14 @@ def _sentence(exc: Exception) -> str:
 @router.register("issue_comment", action="created")
 async def on_fleet_comment(context: Context) -> None:
     payload = cast(IssueCommentEvent, context.payload)
-    comment, issue = payload["comment"], payload["issue"]
+    comment = payload["comment"]
     asked = parse_command(comment.get("body"))
     if asked is None or asked.name != "fleet":
         return  # comments.py answers every other /honk command
     author: Mapping[str, Any] = comment.get("user") or {}
     if context.is_bot or is_bot(author):
         return
-    where = Where(
-        repo=context.repo,
-        number=int(issue["number"]),
-        is_pull=bool(issue.get("pull_request")),
-        comment_id=int(comment["id"]),
-        comment_url=comment["url"],
-        kind="issue_comment",
-    )
+    where = Where.of_issue_comment(context.repo, payload)
     with writes_at(Priority.URGENT):
         await steer(context, where, asked.text, payload["sender"]["login"])
 
