@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.agent.loop import AgentEvent
+from app.agent.results import AgentEvent
 from app.models import Run, RunKind, RunState
 from app.runs.events import MAX_RUN_CHARS, RunEvents
 from app.store import NewRun, RunEvent, Store

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 import anthropic
 
 from app import metrics
-from app.agent.loop import AgentEvent, AgentLimits, AgentResult, make_client, run_agent
+from app.agent.loop import make_client, run_agent
 from app.agent.prompts import AgentTask
+from app.agent.results import AgentEvent, AgentLimits, AgentResult
 from app.agent.tools import ToolBox
 from app.ci.reporter import CiReporter
 from app.config import Settings
@@ -29,15 +30,11 @@ from app.repo_config import (
     network_plan,
     run_limits,
 )
-from app.review.outcome import OutcomeReport
+from app.review.outcome_report import OutcomeReport
 from app.runs.attempts import combine, instruct, second_attempt_limits, verification
 from app.runs.context import LimitStop, Outcome, RunCancelled, RunContext, SetupFailed
-from app.runs.environment import (
-    DevcontainerError,
-    find_devcontainer,
-    load_devcontainer,
-    plan_environment,
-)
+from app.runs.devcontainer import DevcontainerError, find_devcontainer, load_devcontainer
+from app.runs.environment import plan_environment
 from app.runs.network import explain_refusals, phase_network
 from app.runs.outcome import check_outcome, outcome_checks
 from app.runs.publish import (

@@ -6,7 +6,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from app.agent.loop import AgentResult
+from app.agent.results import AgentResult
 from app.ci import fleet_prs, records
 from app.github.auth import GitHubApp
 from app.log import describe_error
