@@ -17,9 +17,9 @@ from app.config import Settings
 from app.dispatch import Dispatcher
 from app.fleet.conductor import FleetConductor
 from app.github.auth import GitHubApp
-from app.github.client import Sleep
 from app.github.connections import GitHubConnections
 from app.github.oauth import GitHubOAuth
+from app.github.retrying import Sleep
 from app.handlers.context import GitHubServices
 from app.handlers.slack import on_stored_request
 from app.handlers.slack.commands import SLACK_EVENT

@@ -16,11 +16,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.agent.loop import AgentEvent
+from app.agent.results import AgentEvent
 from app.models import Run, RunKind, RunState
 from app.runs.events import MAX_RUN_CHARS, RunEvents
 from app.store import NewRun, RunEvent, Store
-from app.web.pages import render, view
+from app.web.pages import render, run_summary, view
 
 OUTPUT = "\n".join(f"line {n}: " + "x" * 60 for n in range(30))  # about 2 KB of output
 
@@ -70,7 +70,7 @@ def rendering(events: int) -> tuple[float, float, int]:
             viewer=None,
             csrf="",
             run=run,
-            s=view.summary(run, "claude-sonnet-4-6"),
+            s=run_summary.summary(run, "claude-sonnet-4-6"),
             links=links,
             steer=False,
             transcript=made,

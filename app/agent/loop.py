@@ -35,20 +35,6 @@ from app.agent.tools import ToolBox
 from app.config import AgentSettings
 from app.models import Usage
 
-# What callers import from the loop: a run's terms (results.py) stay importable from here,
-# beside the loop that takes and returns them.
-__all__ = [
-    "CONTINUE_PROMPT",
-    "PAUSE_PROMPT",
-    "AgentEvent",
-    "AgentLimits",
-    "AgentResult",
-    "EventHandler",
-    "Outcome",
-    "make_client",
-    "run_agent",
-]
-
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 4

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TextIO
 
-from app.agent.loop import AgentEvent, AgentLimits, AgentResult, make_client, run_agent
+from app.agent.loop import make_client, run_agent
 from app.agent.prompts import build_task, read_repo_instructions
+from app.agent.results import AgentEvent, AgentLimits, AgentResult
 from app.agent.tools import BASH_TOOL_NAME, EDITOR_TOOL_NAME, CommandRecord, ToolBox
 from app.config import Settings
 from app.log import redact

@@ -1,5 +1,6 @@
 """Settings: the one place that reads the environment (and `.env`), as groups of settings
-each declared once (app/config/service.py, app/config/run.py)."""
+each declared once in its module (app/config/github.py, slack.py, web.py, store.py, log.py,
+fleet.py; app/config/run.py)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,14 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from app.config.declare import Group, declared, read_group
+from app.config.fleet import FleetSettings
+from app.config.github import GitHubSettings
+from app.config.log import LogSettings
 from app.config.parse import ConfigError, _reason
 from app.config.run import AgentSettings, NetworkSettings, ReviewSettings, SandboxSettings
-from app.config.service import (
-    FleetSettings,
-    GitHubSettings,
-    LogSettings,
-    SlackSettings,
-    StoreSettings,
-    WebSettings,
-)
+from app.config.slack import SlackSettings
+from app.config.store import StoreSettings
+from app.config.web import WebSettings
 
 # Settings' groups by field name, in the order their variables are read.
 GROUPS: dict[str, type[Group]] = {

@@ -15,8 +15,9 @@ import jwt as pyjwt
 from cachetools import TLRUCache
 
 from app.config import ConfigError, GitHubSettings
-from app.github.client import Authorization, GitHubClient, Sleep
+from app.github.client import GitHubClient
 from app.github.pacing import InstallationBudget, PacingLimits, Priority, WritePacer
+from app.github.retrying import Authorization, Sleep
 from app.log import redact
 
 JWT_BACKDATE = 60  # seconds; a host clock running fast is not refused

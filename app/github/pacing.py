@@ -85,7 +85,7 @@ def writes_at(priority: Priority) -> Iterator[None]:
 @dataclass(frozen=True)
 class PacingLimits:
     """One process's share of an installation's budget; the defaults are the settings'
-    (app/config/service.py, GitHubSettings) for one process."""
+    (app/config/github.py, GitHubSettings) for one process."""
 
     per_minute: float = GitHubSettings.writes_per_minute
     per_hour: float = GitHubSettings.writes_per_hour

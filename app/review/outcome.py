@@ -38,9 +38,6 @@ from app.workspace.checkout import Checkout
 from app.workspace.run_home import SandboxHome
 from app.workspace.toolchains import Toolchains
 
-# What the outcome checks' callers use: the checks, which tests they run, what they report.
-__all__ = ["BaseResultsCache", "OutcomeChecks", "OutcomeReport", "SuiteConfig"]
-
 log = logging.getLogger(__name__)
 
 

@@ -7,8 +7,8 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from app.agent.loop import AgentLimits, AgentResult
 from app.agent.prompts import MAX_REPO_INSTRUCTIONS, REPO_INSTRUCTION_FILES, AgentTask, build_task
+from app.agent.results import AgentLimits, AgentResult
 from app.runs.context import RunContext
 from app.runs.follow_up import RequestContext
 from app.runs.people import write_access_check, writer_comments

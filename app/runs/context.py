@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.agent.loop import AgentResult
+from app.agent.results import AgentResult
 from app.errors import RunFailure
 from app.github.client import GitHubClient
 from app.models import Run, RunState, Usage

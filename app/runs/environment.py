@@ -7,26 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from app.repo_config import CONFIG_PATH, RepoConfig, merge_env
-from app.runs.devcontainer import (
-    Devcontainer,
-    DevcontainerError,
-    SetupCommand,
-    find_devcontainer,
-    load_devcontainer,
-)
+from app.runs.devcontainer import Devcontainer, SetupCommand
 from app.untrusted import code
-
-# What the pipeline imports from here: the devcontainer's reading stays importable beside the
-# run's environment it feeds.
-__all__ = [
-    "DevcontainerError",
-    "RunEnvironment",
-    "SetupCommand",
-    "describe_devcontainer",
-    "find_devcontainer",
-    "load_devcontainer",
-    "plan_environment",
-]
 
 SHOWN_NAMES = 12  # names listed in one note before "and N more"
 

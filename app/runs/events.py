@@ -12,7 +12,7 @@ import logging
 import re
 from typing import Any
 
-from app.agent.loop import AgentEvent, AgentLimits
+from app.agent.results import AgentEvent, AgentLimits
 from app.agent.tools import cut_middle
 from app.log import describe_error, redact
 from app.models import RunState

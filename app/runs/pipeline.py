@@ -1,18 +1,18 @@
-"""One run, phase by phase: prepare, checkout, sandbox, setup, agent, verify, publish, report."""
+"""One run, phase by phase: prepare, checkout, sandbox, setup, agent, verify, review,
+publish, report. The phases' own work lives beside it: setup_phase (environment, toolchains,
+setup commands), agent_phase (the agent and verification), review_phase (no change?,
+`paths:`, the review), publish, after_push (a run resumed after its push, CI asked once)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 
 import anthropic
 
-from app import metrics
-from app.agent.loop import AgentEvent, AgentLimits, AgentResult, make_client, run_agent
-from app.agent.prompts import AgentTask
+from app.agent.loop import make_client
 from app.agent.tools import ToolBox
 from app.ci.reporter import CiReporter
 from app.config import Settings
@@ -20,54 +20,31 @@ from app.errors import RunFailure
 from app.github.auth import GitHubApp
 from app.github.pacing import writes_at
 from app.installations import repository_active
-from app.log import describe_error, redact
+from app.log import describe_error
 from app.models import Run, RunState
-from app.repo_config import (
-    ConfigCache,
-    RepoConfigError,
-    load_repo_config,
-    network_plan,
-    run_limits,
-)
-from app.review.outcome import OutcomeReport
-from app.runs.attempts import combine, instruct, second_attempt_limits, verification
+from app.repo_config import ConfigCache, RepoConfigError, load_repo_config, network_plan, run_limits
+from app.runs.after_push import resume_after_push, settle_ci
+from app.runs.agent_phase import AgentPhase
+from app.runs.attempts import instruct
 from app.runs.context import LimitStop, Outcome, RunCancelled, RunContext, SetupFailed
-from app.runs.environment import (
-    DevcontainerError,
-    find_devcontainer,
-    load_devcontainer,
-    plan_environment,
-)
-from app.runs.network import explain_refusals, phase_network
-from app.runs.outcome import check_outcome, outcome_checks
-from app.runs.publish import (
-    BUILD_ARTIFACTS,
-    RUN_PERMISSIONS,
-    ReviewedChange,
-    limit_reason,
-    open_pull,
-    publish,
-    report,
-    report_no_change,
-    saved_closing,
-    withhold,
-)
-from app.runs.results import Assignment, Attempt, StoppedAtLimit, Workspace
-from app.runs.review import mark_unreviewed, review_change
+from app.runs.network import phase_network
+from app.runs.outcome import outcome_checks
+from app.runs.publish import BUILD_ARTIFACTS, RUN_PERMISSIONS, ReviewedChange, publish, report
+from app.runs.results import Assignment, StoppedAtLimit, Workspace
+from app.runs.review import mark_unreviewed
+from app.runs.review_phase import ReviewPhase, check_paths, no_change
+from app.runs.setup_phase import SetupPhase
 from app.runs.stops import Stops
 from app.runs.subject import load_subject
-from app.runs.texts import FailureDetails, Verification, branch_name, tail
+from app.runs.texts import branch_name
 from app.runs.tracker import RunTracker
 from app.slack.notify import SlackNotifier
 from app.store import Store
-from app.untrusted import code
-from app.workspace.caches import CacheScope, PackageCaches, Restored, key_at
-from app.workspace.checkout import Checkout, refuse_outside
+from app.workspace.checkout import Checkout
 from app.workspace.mirror import Workspaces
-from app.workspace.run_home import SandboxHome, snapshot
+from app.workspace.run_home import SandboxHome
 from app.workspace.sandbox import Sandbox
-from app.workspace.toolchain_versions import choose, read_declared
-from app.workspace.toolchains import find_installed, start_finding
+from app.workspace.toolchains import start_finding
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +73,19 @@ class Pipeline:
         self.ci = ci
         self.config_cache = config_cache
         self.workspaces = workspaces or Workspaces.for_settings(settings)
-        # Package caches kept across runs, fed by setup only (None: HONK_CACHE_MAX_MB=0).
-        self.caches = PackageCaches.for_settings(settings)
         self._anthropic = anthropic_client
         self._stops = Stops()
-        self._check_stop = self._stops.check
-        self._until_stopped = self._stops.until_stopped
         self._sandbox_ok = False  # bwrap was seen to work in this process
+        self.setup = SetupPhase(settings, store, self._stops)
+        self.agent = AgentPhase(store, self._stops, lambda: self.anthropic)
         # The review's outcome checks: their in-flight base runs shared by this process's runs.
-        self.outcome = outcome_checks(settings, store)
+        self.review = ReviewPhase(
+            settings,
+            self.agent,
+            outcome_checks(settings, store),
+            self._stops,
+            lambda: self.anthropic,
+        )
         start_finding(settings.sandbox)  # the host's toolchains, found once per process
 
     @property
@@ -183,26 +164,26 @@ class Pipeline:
 
     async def _phases(self, ctx: RunContext) -> Outcome:
         await self._prepare(ctx)
-        if await self._resume(ctx):
-            await self._settle_ci(ctx)
+        if await resume_after_push(ctx, self.github):
+            await settle_ci(ctx, self.github, self.ci)
             return Outcome(RunState.SUCCEEDED)
         async with self._checkout(ctx) as work:
-            await self._environment(ctx, work)
-            await self._toolchains(ctx, work)
-            await self._setup(ctx, work)
+            await self.setup.environment(ctx, work)
+            await self.setup.toolchains(ctx, work)
+            await self.setup.run_commands(ctx, work)
             assignment = await self._instruct(ctx, work)
             # The agent's proxy (if its list names anything) covers each of its attempts,
             # the one after a failed verification or a veto too; verification stays offline.
             async with phase_network(ctx, work.sandbox, self.settings.network.cap(), "agent"):
-                attempt = await self._work(ctx, work, assignment)
-                ended: Outcome | ReviewedChange | None = await self._no_change(ctx, work, attempt)
+                attempt = await self.agent.work(ctx, work, assignment)
+                ended: Outcome | ReviewedChange | None = await no_change(ctx, work, attempt)
                 if ended is None:
-                    await self._check_paths(ctx, work)
-                    ended = await self._review(ctx, work, assignment, attempt)
+                    await check_paths(ctx, work)
+                    ended = await self.review.run(ctx, work, assignment, attempt)
             if isinstance(ended, Outcome):
                 return ended  # no change, or the review withheld it
             await self._publish(ctx, ended)
-        await self._settle_ci(ctx)
+        await settle_ci(ctx, self.github, self.ci)
         return Outcome(RunState.SUCCEEDED)
 
     # -- phases ---------------------------------------------------------------------------
@@ -243,7 +224,7 @@ class Pipeline:
         base = run.base_branch or (pull.get("base") or {}).get("ref") or default_branch
         await ctx.save(branch=branch, base_branch=base)
         ctx.branch, ctx.base_branch = branch, base
-        self._check_stop(run)
+        self._stops.check(run)
 
     @contextlib.asynccontextmanager
     async def _checkout(self, ctx: RunContext) -> AsyncIterator[Workspace]:
@@ -286,262 +267,9 @@ class Pipeline:
         toolbox = ToolBox.for_settings(self.settings.agent, sandbox)
         return Workspace(checkout, sandbox, toolbox, token)
 
-    async def _environment(self, ctx: RunContext, work: Workspace) -> None:
-        """The repository's variables and setup commands: `env:` and `setup:` of its
-        `.github/honk.yml`, or, without `setup:`, its devcontainer.json (the base commit's),
-        with a note of what Honk did not do of it."""
-        checkout, sandbox = work.checkout, work.sandbox
-        devcontainer, unused = None, None
-        if "setup" in ctx.config.fields_set:
-            unused = await find_devcontainer(checkout)
-        else:
-            try:
-                devcontainer = await load_devcontainer(checkout, sandbox.visible_root)
-            except DevcontainerError as exc:
-                # Its commands are the repository's setup: without them the run would fail
-                # in confusing ways, so it stops here and says why, as for honk.yml.
-                raise RunFailure(str(exc)) from None
-        ctx.environment = plan_environment(ctx.config, devcontainer, unused=unused)
-        sandbox.repository_env = dict(ctx.environment.env)
-        for note in ctx.environment.notes:
-            await ctx.tracker.notice(note, comment=note in ctx.environment.comment)
-
-    async def _toolchains(self, ctx: RunContext, work: Workspace) -> None:
-        """The host's toolchains the repository's declared versions choose (.nvmrc,
-        rust-toolchain.toml, go.mod...), for every sandbox of the run: setup, the agent,
-        `verify:`, the review's test runs. A version Honk does not have is said before the
-        agent starts, on the run page and the tracking comment; the run uses the default."""
-        found = await find_installed(self.settings.sandbox)
-        declared = await asyncio.to_thread(read_declared, work.checkout.path)
-        choice = choose(found, declared, dict(self.settings.sandbox.toolchain_defaults))
-        work.sandbox.toolchains = choice.toolchains
-        if choice.chosen:
-            used = ", ".join(f"{t.language} {t.version} ({t.source})" for t in choice.chosen)
-            await self.store.runs.add_step(ctx.run.id, "toolchains", used)
-        for note in choice.notes:
-            await ctx.tracker.notice(note)
-
-    async def _setup(self, ctx: RunContext, work: Workspace) -> None:
-        """The repository's setup commands (installing dependencies) reach what
-        `setup_network:` allows, so they run over the base branch's files only: on a
-        follow-up, whose branch the agent wrote, the work tree is the base commit's while
-        they run, and what they made stays. Each command's output is a run event; what the
-        work tree holds beyond the commit once setup is done is never committed."""
-        checkout = work.checkout
-        commands = ctx.environment.commands
-        if commands:
-            await self._run_setup(ctx, work)
-        await checkout.record_setup_products()
-        if checkout.home is not None:
-            try:
-                checkout.setup_home = await snapshot(checkout.home)
-            except Exception as exc:  # the review's test runs then get HOME=/tmp, as before
-                log.warning("run %s: no copy of the home: %s", ctx.run.id, describe_error(exc))
-
-    async def _run_setup(self, ctx: RunContext, work: Workspace) -> None:
-        checkout, sandbox = work.checkout, work.sandbox
-        commands, events = ctx.environment.commands, ctx.tracker.events
-        await events.phase("setup", f"{len(commands)} command{'s' if len(commands) != 1 else ''}")
-        restored = await self._restore_caches(ctx, checkout)
-        failed = None
-        async with (
-            checkout.on_base_tree() as switched,
-            phase_network(ctx, sandbox, self.settings.network.cap(), "setup"),
-        ):
-            if switched:
-                await self.store.runs.add_step(ctx.run.id, "setup", "on the base branch's files")
-            for index, command in enumerate(commands):
-                await events.setup_command(index, command.line, command.origin)
-                result = await self._until_stopped(ctx.run, sandbox.run(command.line))
-                await events.setup_command(
-                    index, command.line, command.origin, exit_code=result.exit_code,
-                    output=result.output, limit=result.limit, timed_out=result.timed_out,
-                )  # fmt: skip
-                if result.exit_code != 0:
-                    failed = (command, result)
-                    break
-        if failed is None:
-            await self._save_caches(ctx, checkout, restored)
-            return
-        # The phase's proxy has stopped: its refusals are summed up in ctx.network now.
-        command, result = failed
-        how = (
-            "timed out" if result.timed_out
-            else result.limit or f"exit {result.exit_code}"
-        )  # fmt: skip
-        shown = command.line if len(command.line) <= 200 else command.line[:199] + "…"
-        where = "" if command.origin == "setup" else f" ({command.origin})"
-        plan = ctx.network_plan
-        details = FailureDetails(
-            command=shown,
-            tail=redact(tail(result.output)),
-            notes=explain_refusals(
-                ctx.network.get("setup"), plan.setup, self.settings.network.cap(), "setup"
-            ),
-        )
-        raise SetupFailed(f"setup command {code(shown)}{where} failed ({how})", details)
-
-    async def _restore_caches(self, ctx: RunContext, checkout: Checkout) -> Restored | None:
-        """The repository's package caches copied into the run's home before setup: the
-        entry for the base commit's lock files, else the repository's latest."""
-        if self.caches is None or checkout.home is None:
-            return None
-        try:
-            key = await key_at(checkout.path, await checkout.base_sha())
-        except Exception as exc:  # a cache is an optimisation: the run goes on without one
-            log.warning("run %s: no cache key: %s", ctx.run.id, describe_error(exc))
-            return None
-        scope = CacheScope.repository(ctx.run.installation_id, ctx.run.repo)
-        restored = await self.caches.restore(scope, key, checkout.home)
-        await ctx.tracker.notice(restored.describe(), comment=False)
-        return restored
-
-    async def _save_caches(
-        self, ctx: RunContext, checkout: Checkout, restored: Restored | None
-    ) -> None:
-        """After setup succeeded, before the agent: the home's caches kept for the next run."""
-        if self.caches is None or restored is None or checkout.home is None:
-            return
-        scope = CacheScope.repository(ctx.run.installation_id, ctx.run.repo)
-        saved = await self.caches.save(scope, checkout.home, restored)
-        if saved is not None:
-            note = f"Package caches saved for the next run: key {restored.key[:12]}, "
-            await ctx.tracker.notice(note + f"{saved / (1 << 20):,.0f} MB.", comment=False)
-
     async def _instruct(self, ctx: RunContext, work: Workspace) -> Assignment:
         """The agent's task: the issue, writers' comments, the repository's own instructions."""
         return await instruct(ctx, work, self.store, output_limit=self.settings.agent.output_limit)
-
-    async def _work(self, ctx: RunContext, work: Workspace, assignment: Assignment) -> Attempt:
-        """The agent, within the run's limits; then Honk's check of what it did."""
-        await ctx.tracker.phase("agent", "starting")
-        began = time.time()
-        result = ctx.result = await self._agent(ctx, work, assignment.task(), assignment.limits)
-        return await self._verify(ctx, work, assignment, result, began)
-
-    async def _verify(
-        self,
-        ctx: RunContext,
-        work: Workspace,
-        assignment: Assignment,
-        result: AgentResult,
-        began: float,
-    ) -> Attempt:
-        """Honk's own check of the change; one more bounded attempt when it fails."""
-        await ctx.tracker.phase("verify")
-        checked = await self._verification(ctx, work, result)
-        attempt = Attempt(result, checked, began)
-        if checked.passed is False:
-            attempt = (
-                await self._again(
-                    ctx,
-                    work,
-                    assignment,
-                    attempt,
-                    f"Your previous change failed verification. "
-                    f"`{checked.command}` printed:\n{checked.output}",
-                    "fixing the failed verification",
-                )
-                or attempt
-            )
-        self._verified(ctx, attempt)
-        return attempt
-
-    async def _again(
-        self,
-        ctx: RunContext,
-        work: Workspace,
-        assignment: Assignment,
-        attempt: Attempt,
-        feedback: str,
-        note: str,
-    ) -> Attempt | None:
-        """The agent once more with `feedback`, within half the limits; then verify what changed.
-
-        None when the first attempt ended at a limit or in an error: no second one then.
-        """
-        result = attempt.result
-        if result.limit_hit or result.outcome != "done":
-            return None
-        await ctx.tracker.phase("agent", note)
-        checkout = work.checkout
-        before = await checkout.unified_diff()
-        limits = second_attempt_limits(assignment.limits)
-        second = await self._agent(ctx, work, assignment.task(feedback), limits)
-        combined = ctx.result = combine(result, second)
-        checked = attempt.verification
-        if await checkout.unified_diff() != before:  # the same change keeps its verification
-            await ctx.tracker.phase("verify")
-            checked = await self._verification(ctx, work, combined)
-        return Attempt(combined, checked, attempt.began)
-
-    def _verified(self, ctx: RunContext, attempt: Attempt) -> None:
-        ctx.tracker.progress.done("verify", attempt.verification.describe())
-        self._check_stop(ctx.run)
-        if attempt.result.outcome == "error":
-            raise RunFailure(attempt.result.error or "the agent failed")
-
-    async def _no_change(
-        self, ctx: RunContext, work: Workspace, attempt: Attempt
-    ) -> Outcome | None:
-        """The agent changed nothing: say why on the issue and open no PR."""
-        run, result, checkout = ctx.run, attempt.result, work.checkout
-        if await checkout.has_changes():
-            return None
-        if ctx.rules.may_have_unpublished_work(run) and await checkout.commits_ahead_of_base():
-            return None  # an earlier attempt pushed this branch but died before the PR
-        if result.limit_hit:
-            raise LimitStop(limit_reason(result), ctx.limits.max_turns)
-        return await report_no_change(ctx, result, await ctx.stored_usage())
-
-    async def _check_paths(self, ctx: RunContext, work: Workspace) -> None:
-        """`paths:` in `.github/honk.yml`, held on exactly what is staged for the commit
-        (submodule commits, mode and type changes included)."""
-        refuse_outside(await work.checkout.stage(), ctx.config.path_allowed)
-
-    async def _review(
-        self, ctx: RunContext, work: Workspace, assignment: Assignment, attempt: Attempt
-    ) -> Outcome | ReviewedChange:
-        """The judge before the PR (runs/review.py); an objection gets the agent once more.
-        The change to publish, or how the run ended (the second attempt undid the change,
-        or the review withheld it)."""
-        await ctx.tracker.phase("review")
-        current = attempt
-
-        async def again(feedback: str) -> Attempt | None:
-            nonlocal current
-            second = await self._again(
-                ctx, work, assignment, current, feedback, "addressing the review"
-            )
-            if second is None:
-                return None
-            current = second
-            self._verified(ctx, second)
-            await self._check_paths(ctx, work)
-            return second
-
-        async def outcome() -> OutcomeReport:
-            # Stoppable like verification: a stop request kills the test runs.
-            checked = check_outcome(ctx, work, current, self.outcome)
-            return await self._until_stopped(ctx.run, checked)
-
-        review = await review_change(
-            ctx,
-            work,
-            attempt,
-            assignment.request,
-            settings=self.settings,
-            client=self.anthropic,
-            again=again,
-            outcome=outcome,
-        )
-        self._check_stop(ctx.run)
-        if review.retried and (stopped := await self._no_change(ctx, work, current)) is not None:
-            return stopped  # the second attempt undid the change
-        change = ReviewedChange(work, current, review)
-        if review.withheld:
-            return await withhold(ctx, change, await ctx.stored_usage())
-        return change
 
     async def _publish(self, ctx: RunContext, change: ReviewedChange) -> None:
         """Commit, push, open the PR; then the `Honk` check run and the closing report."""
@@ -550,83 +278,3 @@ class Pipeline:
         usage = await ctx.stored_usage()
         pr, closing = await publish(ctx, change, self.github, usage)
         await report(ctx, pr, closing)
-
-    async def _resume(self, ctx: RunContext) -> bool:
-        """A run claimed again after it pushed its change (an earlier attempt died after the
-        push, with or without its PR): its PR opened (or found) and its report said from what
-        it kept (publish.Closing), with no checkout and no agent. False: start from the top."""
-        closing = await saved_closing(ctx)
-        if closing is None:
-            return False
-        run = ctx.run
-        log.info("run %s pushed %s before it was claimed again: resuming after the push",
-                 run.id, closing.sha[:7])  # fmt: skip
-        await self.store.runs.add_step(run.id, "resumed", f"after pushing {closing.sha[:7]}")
-        await ctx.tracker.phase("publish", "resuming after a restart")
-        if run.pr_number is not None and not ctx.rules.continues_pull:
-            pr = await ctx.gh.pull(run.repo, run.pr_number)
-        else:
-            pr = await open_pull(ctx, self.github, closing)
-        await report(ctx, pr, closing)
-        return True
-
-    async def _settle_ci(self, ctx: RunContext) -> None:
-        """CI may have finished on the commit before the run recorded it: ask once now."""
-        sha = ctx.run.head_sha
-        if not sha:
-            return
-        try:
-            gh = await self.github.installation_client(ctx.run.installation_id)
-            await self.ci.settle(gh, ctx.run.repo, sha)
-        except Exception as exc:
-            log.warning("could not look at CI on %s: %s", sha[:7], describe_error(exc))
-
-    # -- the agent ------------------------------------------------------------------------
-
-    async def _agent(
-        self, ctx: RunContext, work: Workspace, task: AgentTask, limits: AgentLimits
-    ) -> AgentResult:
-        run, tracker = ctx.run, ctx.tracker
-
-        async def on_event(event: AgentEvent) -> None:
-            if event.usage is not None:
-                await self.store.runs.add_usage(run.id, event.usage)
-                usage = event.usage
-                metrics.count_usage(ctx.model, usage.to_dict(), usage.cost_usd(ctx.model))
-            if event.kind == "turn":
-                await tracker.note("agent", f"turn {event.turn}")
-            await tracker.events.agent(event)  # the run page's transcript
-
-        async def should_stop() -> bool:
-            return self._stops.requested(run.id)
-
-        await tracker.events.agent_started(ctx.model, limits)
-        result = await self._until_stopped(
-            run,
-            run_agent(
-                self.anthropic,
-                model=ctx.model,
-                task=task,
-                tools=work.toolbox,
-                limits=limits,
-                on_event=on_event,
-                should_stop=should_stop,
-            ),
-        )
-        if result.outcome == "cancelled":
-            raise RunCancelled()
-        tracker.progress.done("agent", f"{result.turns} turns, {result.outcome}")
-        return result
-
-    async def _verification(
-        self, ctx: RunContext, work: Workspace, result: AgentResult
-    ) -> Verification:
-        sandbox = work.sandbox
-        checked = await verification(
-            ctx.config.verify,
-            result,
-            # Offline whatever `network:` says: it runs the code the agent wrote.
-            lambda cmd: self._until_stopped(ctx.run, sandbox.run(cmd, offline=True)),
-        )
-        await ctx.tracker.events.verification(checked)  # for the run page
-        return checked

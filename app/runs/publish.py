@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from app.agent.loop import AgentResult
+from app.agent.results import AgentResult
 from app.ci import fleet_prs, records
 from app.github.auth import GitHubApp
 from app.log import describe_error
@@ -17,6 +17,7 @@ from app.runs.results import Attempt, StoppedAtLimit, Workspace
 from app.runs.review import Review
 from app.runs.review_texts import review_text, total_cost, usage_text, veto_comment
 from app.runs.texts import (
+    ChangeReport,
     FleetLink,
     check_run_conclusion,
     check_run_output,
@@ -190,17 +191,10 @@ def _closing(ctx: RunContext, what: ReviewedChange, usage: Usage, sha: str) -> C
     blocked = review.blocks
     finished = not (result.limit_hit or verification.passed is False or blocked)
     review_words = review_text(review)
-    title, summary = check_run_output(
-        kind=run.kind,
-        round=run.round,
-        summary=result.summary,
-        verification=verification,
-        usage=usage,
-        model=ctx.model,
-        run_id=run.id,
-        unfinished_reason=unfinished,
-        review=review_words,
+    told = ChangeReport(
+        run.id, result.summary, verification, usage, ctx.model, unfinished, review_words
     )
+    title, summary = check_run_output(told, kind=run.kind, round=run.round)
     published = records.Published(
         run=run.id,
         summary=result.summary.strip()[:3000],
@@ -213,9 +207,9 @@ def _closing(ctx: RunContext, what: ReviewedChange, usage: Usage, sha: str) -> C
     return Closing(
         sha=sha,
         title=subject.title if not unfinished else f"[unfinished] {subject.title}",
-        body=_body(ctx, what, usage, unfinished),
+        body=_body(ctx, what, told),
         draft=bool(unfinished) or verification.passed is False or blocked,
-        ready_body=_body(ctx, what, usage, None) if finished else None,
+        ready_body=_body(ctx, what, replace(told, unfinished_reason=None)) if finished else None,
         published=asdict(published),
         check=(conclusion, title, summary),
         summary=result.summary,
@@ -227,19 +221,13 @@ def _closing(ctx: RunContext, what: ReviewedChange, usage: Usage, sha: str) -> C
     )
 
 
-def _body(ctx: RunContext, what: ReviewedChange, usage: Usage, unfinished: str | None) -> str:
+def _body(ctx: RunContext, what: ReviewedChange, told: ChangeReport) -> str:
     """The PR's description: the agent's summary, verification, review, cost and links (for a
     fleet's run, the fleet's request and page too)."""
     fleet = ctx.subject.fleet
     return pr_body(
+        told,
         issue_number=ctx.run.issue_number,
-        summary=what.attempt.result.summary,
-        verification=what.attempt.verification,
-        usage=usage,
-        model=ctx.model,
-        run_id=ctx.run.id,
-        unfinished_reason=unfinished,
-        review=review_text(what.review),
         run_url=ctx.tracker.run_url,
         left_out=tuple(item.describe() for item in what.workspace.checkout.left_out),
         fleet=(

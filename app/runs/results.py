@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from app.agent.loop import AgentLimits, AgentResult
 from app.agent.prompts import AgentTask
+from app.agent.results import AgentLimits, AgentResult
 from app.agent.tools import ToolBox
 from app.runs.texts import Verification
 from app.workspace.checkout import Checkout

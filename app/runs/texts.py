@@ -118,20 +118,32 @@ def branch_name(key: int | str, title: str) -> str:
     return f"honk/{key}-{slug or 'change'}"
 
 
+@dataclass(frozen=True)
+class ChangeReport:
+    """What the PR body and the `Honk` check run both tell of a run's change: the agent's
+    summary, how it was verified, its cost, which run made it, why it is unfinished (a limit
+    stopped the agent), the review's words."""
+
+    run_id: int
+    summary: str
+    verification: Verification
+    usage: Usage
+    model: str
+    unfinished_reason: str | None = None
+    review: ReviewText | None = None
+
+
 def pr_body(
+    report: ChangeReport,
     *,
     issue_number: int | None,
-    summary: str,
-    verification: Verification,
-    usage: Usage,
-    model: str,
-    run_id: int,
-    unfinished_reason: str | None = None,
-    review: ReviewText | None = None,
     run_url: str | None = None,
     left_out: tuple[str, ...] = (),
     fleet: FleetLink | None = None,
 ) -> str:
+    """The PR's description: the review's preamble, the summary, verification, what was left
+    out, the review, the cost and the run's link (a fleet's run: the fleet's request too)."""
+    review, unfinished_reason = report.review, report.unfinished_reason
     parts = []
     if review is not None and review.preamble:
         parts.append(review.preamble)
@@ -139,15 +151,17 @@ def pr_body(
         parts.append(UNFINISHED.format(reason=unfinished_reason))
     if fleet is not None:
         parts.append(fleet.section())
-    parts.append("## What changed\n\n" + (inert(summary.strip()) or "_The agent gave no summary._"))
+    summary = inert(report.summary.strip()) or "_The agent gave no summary._"
+    parts.append("## What changed\n\n" + summary)
     if issue_number:
         parts.append(f"Fixes #{issue_number}")
-    parts.append("## Verification\n\n" + verification_text(verification))
+    parts.append("## Verification\n\n" + verification_text(report.verification))
     if left_out:
         parts.append(left_out_section(left_out))
     if review is not None:
         parts.append(review.section)
-    parts.append(cost_section(usage, model, review))
+    parts.append(cost_section(report.usage, report.model, review))
+    run_id = report.run_id
     run = f"[run {run_id}]({run_url})" if run_url else f"run {run_id}"
     parts.append(
         f"<sub>Opened by Honk, {run}. Comment `/honk retry <what to change>` "
@@ -185,21 +199,13 @@ def failure_comment(reason: str) -> str:
     return f"Honk could not finish this run: {reason}"
 
 
-def check_run_output(
-    *,
-    kind: RunKind,
-    round: int,
-    summary: str,
-    verification: Verification,
-    usage: Usage,
-    model: str,
-    run_id: int,
-    unfinished_reason: str | None = None,
-    review: ReviewText | None = None,
-) -> tuple[str, str]:
+def check_run_output(report: ChangeReport, *, kind: RunKind, round: int) -> tuple[str, str]:
     """The `Honk` check run's title and Markdown summary: what the agent did, and at what cost."""
+    review, unfinished_reason, verification = (
+        report.review, report.unfinished_reason, report.verification
+    )  # fmt: skip
     what = rules_for(kind).check_title_note(round)
-    title = f"Honk run {run_id}" + (f" ({what})" if what else "")
+    title = f"Honk run {report.run_id}" + (f" ({what})" if what else "")
     if unfinished_reason:
         title += ": unfinished"
     elif verification.passed is False:
@@ -211,12 +217,12 @@ def check_run_output(
         parts.append(review.preamble)
     if unfinished_reason:
         parts.append(UNFINISHED.format(reason=unfinished_reason))
-    did = inert(summary.strip()) or "_The agent gave no summary._"
+    did = inert(report.summary.strip()) or "_The agent gave no summary._"
     parts.append("## What the agent did\n\n" + did)
     parts.append("## Verification\n\n" + verification.describe())
     if review is not None:
         parts.append(review.section)
-    parts.append(cost_section(usage, model, review))
+    parts.append(cost_section(report.usage, report.model, review))
     return title, "\n\n".join(parts)[:60_000]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -128,15 +129,11 @@ class RunTracker:
     async def _slack_started(self, issue: dict[str, Any] | None, channel: str | None) -> None:
         run = self.run
         if self.slack.enabled and run.slack_thread is None:
-            text, blks = blocks.run_started(
-                repo=run.repo,
-                issue_number=run.issue_number or run.pr_number,
-                issue_title=(issue or {}).get("title", ""),
-                issue_url=(issue or {}).get("html_url"),
-                requested_by=run.requested_by or "someone",
-                run_id=run.id,
-                run_url=self.run_url,
+            # The root names someone asking, whoever it was (the later roots may name nobody).
+            headline = dataclasses.replace(
+                self.headline, requested_by=run.requested_by or "someone"
             )
+            text, blks = blocks.run_started(headline)
             thread = await self.slack.start_thread(channel=channel, text=text, blocks=blks)
             if thread is not None:
                 await self.store.runs.save(run, slack_thread=thread)
@@ -309,18 +306,17 @@ class RunTracker:
                 run_url=self.run_url,
             )
         else:
-            text, blks = blocks.run_finished(
+            ending = blocks.RunEnding(
                 outcome=state,
                 pr=pr,
                 summary=summary,
                 usage_text=usage_text,
                 error=error,
-                run_id=self.run.id,
                 review=review,
-                run_url=self.run_url,
                 output_tail=details.tail if details is not None else "",
                 notes=details.notes if details is not None else (),
             )
+            text, blks = blocks.run_finished(ending, run_id=self.run.id, run_url=self.run_url)
         await self.slack.reply(thread, text=text, blocks=blks)
         # The thread root shows the latest status too, so the channel view is current;
         # unless it is a person's own message (a mention or DM), which only they can edit,

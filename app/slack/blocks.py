@@ -47,6 +47,25 @@ class Headline:
 
 
 @dataclass(frozen=True)
+class RunEnding:
+    """How a run ended, as its last reply in the thread tells it.
+
+    `review` is the review's verdict in a line ("Review: vetoed: `test_add` was skipped ...").
+    `output_tail` is the last lines a failed command printed, `notes` what else explains the
+    failure (the network's refusals with their reasons and advice).
+    """
+
+    outcome: str  # the run's state
+    pr: PullRef | None = None
+    summary: str | None = None  # the agent's, shown inert
+    usage_text: str | None = None
+    error: str | None = None
+    review: str | None = None
+    output_tail: str = ""
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class PullRef:
     """A pull request as a run's messages name it: its page, number, and whether a draft."""
 
@@ -107,19 +126,9 @@ def clip(text: str, limit: int) -> str:
 
 
 def run_started(
-    *,
-    repo: str,
-    issue_number: int | None,
-    issue_title: str,
-    issue_url: str | None,
-    requested_by: str | None,
-    run_id: int,
-    status: str = RunState.QUEUED,
-    buttons: bool = True,
-    run_url: str | None = None,
+    headline: Headline, *, status: str = RunState.QUEUED, buttons: bool = True
 ) -> Message:
     """The thread root: repository, issue link, who asked and the status (queued or working)."""
-    headline = Headline(repo, issue_number, issue_title, issue_url, requested_by, run_id, run_url)
     return root_updated(headline, status=status, buttons=buttons)
 
 
@@ -164,25 +173,17 @@ def run_progress(text: str, *, run_url: str | None = None) -> Message:
 
 
 def run_finished(
+    ending: RunEnding,
     *,
-    outcome: str,
-    pr: PullRef | None,
-    summary: str | None,
-    usage_text: str | None,
-    error: str | None,
     run_id: int | None = None,
     buttons: bool = True,
-    review: str | None = None,
     run_url: str | None = None,
-    output_tail: str = "",
-    notes: tuple[str, ...] = (),
 ) -> Message:
-    """The last reply of a run: the outcome, the PR link, the agent's summary, or why it failed.
-
-    `review` is the review's verdict in a line ("Review: vetoed: `test_add` was skipped ...").
-    `output_tail` is the last lines a failed command printed, `notes` what else explains the
-    failure (the network's refusals with their reasons and advice).
-    """
+    """The last reply of a run: the outcome, the PR link, the agent's summary, or why it failed."""
+    outcome, pr, summary, error, review = (
+        ending.outcome, ending.pr, ending.summary, ending.error, ending.review
+    )  # fmt: skip
+    output_tail, notes, usage_text = ending.output_tail, ending.notes, ending.usage_text
     pr_url, pr_number = (pr.url, pr.number) if pr is not None else (None, None)
     emoji, label = _run_status(outcome)
     if outcome == RunState.SUCCEEDED and pr is not None and pr.draft:

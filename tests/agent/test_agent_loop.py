@@ -11,15 +11,9 @@ from typing import Any
 import anthropic
 import pytest
 
-from app.agent.loop import (
-    CONTINUE_PROMPT,
-    AgentEvent,
-    AgentLimits,
-    AgentResult,
-    make_client,
-    run_agent,
-)
+from app.agent.loop import CONTINUE_PROMPT, make_client, run_agent
 from app.agent.prompts import AgentTask
+from app.agent.results import AgentEvent, AgentLimits, AgentResult
 from app.agent.tools import ToolBox
 from app.config import Settings
 from app.models import Usage

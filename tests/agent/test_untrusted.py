@@ -215,11 +215,12 @@ def test_slack_control_sequences_never_reach_the_channel() -> None:
         "Done <!channel> <!here> <@U024BE7LH> <!subteam^S0123|@devs> @everyone " + EXFILTRATION
     )
     _fallback, message = blocks.run_finished(
-        outcome="succeeded",
-        pr=blocks.PullRef("https://github.com/octo-org/calc/pull/13", 13),
-        summary=summary,
-        usage_text="",
-        error=None,
+        blocks.RunEnding(
+            "succeeded",
+            pr=blocks.PullRef("https://github.com/octo-org/calc/pull/13", 13),
+            summary=summary,
+            usage_text="",
+        ),
         run_id=1,
     )
     text = " ".join(str(b.get("text", {}).get("text", "")) for b in message)

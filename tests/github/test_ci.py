@@ -22,7 +22,7 @@ from app.github import GitHubApp, GitHubClient
 from app.models import Run, RunKind, RunState, Usage
 from app.runs.follow_up import RetryParts
 from app.runs.kinds import compose_request
-from app.runs.texts import Verification, check_run_conclusion, check_run_output
+from app.runs.texts import ChangeReport, Verification, check_run_conclusion, check_run_output
 from tests.fakes.github import FakeGitHub
 
 REPO = "octo/widgets"
@@ -213,13 +213,15 @@ def test_check_run_output_says_what_and_cost() -> None:
     verification = Verification("python -m pytest -q", True)
     usage = Usage(input_tokens=1200, output_tokens=300, requests=2)
     title, summary = check_run_output(
+        ChangeReport(
+            run_id=9,
+            summary="Fixed the operator.",
+            verification=verification,
+            usage=usage,
+            model="claude-sonnet-4-6",
+        ),
         kind=RunKind.CI_FIX,
         round=1,
-        summary="Fixed the operator.",
-        verification=verification,
-        usage=usage,
-        model="claude-sonnet-4-6",
-        run_id=9,
     )
     assert title == "Honk run 9 (CI repair, round 1)"
     assert "Fixed the operator." in summary and "**passed**" in summary

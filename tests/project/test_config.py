@@ -283,7 +283,7 @@ def test_with_overrides_routes_flat_names_to_their_groups() -> None:
 
 
 def test_components_default_to_the_declared_defaults() -> None:
-    from app.agent.loop import AgentLimits
+    from app.agent.results import AgentLimits
     from app.config import AgentSettings, GitHubSettings, SandboxSettings
     from app.github.pacing import PacingLimits
     from app.workspace.limits import SandboxLimits

@@ -21,8 +21,14 @@ from app.runs.diff_checks import MARKER, Finding
 from app.runs.judge import Verdict
 from app.runs.review import Review, Round
 from app.runs.review_texts import review_text, usage_text, veto_comment
-from app.runs.texts import Verification, check_run_conclusion, check_run_output, pr_body
-from app.slack.blocks import PullRef, run_finished
+from app.runs.texts import (
+    ChangeReport,
+    Verification,
+    check_run_conclusion,
+    check_run_output,
+    pr_body,
+)
+from app.slack.blocks import PullRef, RunEnding, run_finished
 from app.store import NewRun, Store
 from app.store.tables import runs
 
@@ -48,13 +54,15 @@ def vetoed() -> Round:
 
 def body(r: Review) -> str:
     return pr_body(
+        ChangeReport(
+            run_id=7,
+            summary="Changed add().",
+            verification=Verification("pytest", True),
+            usage=Usage(input_tokens=5_000, output_tokens=800, requests=4) + REVIEW_USAGE,
+            model="claude-sonnet-4-6",
+            review=review_text(r),
+        ),
         issue_number=12,
-        summary="Changed add().",
-        verification=Verification("pytest", True),
-        usage=Usage(input_tokens=5_000, output_tokens=800, requests=4) + REVIEW_USAGE,
-        model="claude-sonnet-4-6",
-        run_id=7,
-        review=review_text(r),
     )
 
 
@@ -118,14 +126,16 @@ def test_unavailable_and_skipped() -> None:
 def test_the_check_run_carries_the_verdict() -> None:
     def check(r: Review) -> tuple[str, str, str]:
         title, summary = check_run_output(
+            ChangeReport(
+                run_id=7,
+                summary="Changed add().",
+                verification=Verification("pytest", True),
+                usage=Usage(requests=1) + REVIEW_USAGE,
+                model="claude-sonnet-4-6",
+                review=review_text(r),
+            ),
             kind="issue",  # type: ignore[arg-type]
             round=0,
-            summary="Changed add().",
-            verification=Verification("pytest", True),
-            usage=Usage(requests=1) + REVIEW_USAGE,
-            model="claude-sonnet-4-6",
-            run_id=7,
-            review=review_text(r),
         )
         return (
             title,
@@ -149,12 +159,13 @@ def test_the_check_run_carries_the_verdict() -> None:
 def test_slack_carries_the_verdict() -> None:
     r = review(ReviewVerdict.VETOED, vetoed())
     fallback, blocks = run_finished(
-        outcome=RunState.SUCCEEDED,
-        pr=PullRef("https://github.com/o/r/pull/3", 3, draft=True),
-        summary="Changed add().",
-        usage_text=usage_text(Usage(requests=5), "claude-sonnet-4-6", r),
-        error=None,
-        review=r.line(),
+        RunEnding(
+            RunState.SUCCEEDED,
+            pr=PullRef("https://github.com/o/r/pull/3", 3, draft=True),
+            summary="Changed add().",
+            usage_text=usage_text(Usage(requests=5), "claude-sonnet-4-6", r),
+            review=r.line(),
+        )
     )
     sent = json.dumps(blocks)
     assert ":mag: Review: vetoed: `test_calc.py` line 4" in sent
@@ -275,9 +286,10 @@ def test_an_outcome_finding_opens_the_pr_and_says_how_the_runs_were_judged() -> 
         SKIPPED_TEST.describe() + "."
     )
     title, _summary = check_run_output(
-        kind=RunKind.ISSUE, round=0, summary="s", verification=Verification("pytest", True),
-        usage=Usage(), model="m", run_id=7, review=review_text(r),
-    )  # fmt: skip
+        ChangeReport(7, "s", Verification("pytest", True), Usage(), "m", review=review_text(r)),
+        kind=RunKind.ISSUE,
+        round=0,
+    )
     assert title.endswith(": the tests' outcome stopped it")
     assert check_run_conclusion(Verification("pytest", True), False, review_text(r)) == "failure"
     comment = veto_comment(r, " calc.py | 2 +-")

@@ -13,7 +13,7 @@ from app.github.pacing import Priority
 from app.models import Run, RunKind, RunState, SlackThread, Usage
 from app.runs.kinds import FLEET_TASK, FleetRun, rules_for
 from app.runs.subject import Subject
-from app.runs.texts import FleetLink, Verification, branch_name, pr_body
+from app.runs.texts import ChangeReport, FleetLink, Verification, branch_name, pr_body
 from app.store import Store
 from app.store.queue import NewRun
 
@@ -109,12 +109,14 @@ async def test_a_fleet_runs_task_is_the_fleets_request() -> None:
 
 def body(link: FleetLink | None) -> str:
     return pr_body(
+        ChangeReport(
+            run_id=41,
+            summary="Bumped requests to 2.32.",
+            verification=Verification("python -m pytest -q", True),
+            usage=Usage(),
+            model="claude-sonnet-4-6",
+        ),
         issue_number=None,
-        summary="Bumped requests to 2.32.",
-        verification=Verification("python -m pytest -q", True),
-        usage=Usage(),
-        model="claude-sonnet-4-6",
-        run_id=41,
         run_url="https://honk.example.com/runs/41",
         fleet=link,
     )

@@ -17,7 +17,14 @@ from app.runs.devcontainer import DevcontainerError, parse_devcontainer, pick_de
 from app.runs.environment import describe_devcontainer, plan_environment
 from app.runs.jsonc import JsoncError, read_jsonc
 from app.runs.network import explain_refusals
-from app.runs.texts import FailureDetails, Verification, left_out_section, pr_body, tail
+from app.runs.texts import (
+    ChangeReport,
+    FailureDetails,
+    Verification,
+    left_out_section,
+    pr_body,
+    tail,
+)
 from app.untrusted import code_block
 from app.workspace.changes import build_output
 from app.workspace.checkout import Checkout
@@ -497,12 +504,8 @@ def test_a_failed_setups_details_in_markdown() -> None:
 def test_the_pr_body_lists_what_was_left_out_and_a_failed_verifications_tail() -> None:
     failed = Verification("pytest -q", False, "collected 1 item\n" + "E   assert 1 == 2\n" * 3)
     body = pr_body(
+        ChangeReport(7, "Fixed.", failed, Usage(), "claude-sonnet-4-6"),
         issue_number=3,
-        summary="Fixed.",
-        verification=failed,
-        usage=Usage(),
-        model="claude-sonnet-4-6",
-        run_id=7,
         left_out=tuple(f"f{i}.o (build output)" for i in range(25)),
     )
     assert "Honk ran `pytest -q`: **failed**.\n\nThe last lines it printed:\n\n```text\n" in body
@@ -513,12 +516,10 @@ def test_the_pr_body_lists_what_was_left_out_and_a_failed_verifications_tail() -
         "- `target/ (build output, 3 files)`"
     )
     passed = pr_body(
+        ChangeReport(
+            7, "Fixed.", Verification("pytest -q", True, "1 passed"), Usage(), "claude-sonnet-4-6"
+        ),
         issue_number=3,
-        summary="Fixed.",
-        verification=Verification("pytest -q", True, "1 passed"),
-        usage=Usage(),
-        model="claude-sonnet-4-6",
-        run_id=7,
     )
     assert "last lines" not in passed and "Left out" not in passed
 

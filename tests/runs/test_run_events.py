@@ -11,7 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from app.agent.loop import AgentEvent
+from app.agent.results import AgentEvent
 from app.log import redact
 from app.models import RunState
 from app.runs.events import RunEvents, split_diff

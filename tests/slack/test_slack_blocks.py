@@ -39,7 +39,7 @@ def buttons(block_list: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     }
 
 
-def started(**changes: Any) -> tuple[str, list[dict[str, Any]]]:
+def started(buttons: bool = True, **changes: Any) -> tuple[str, list[dict[str, Any]]]:
     args: dict[str, Any] = {
         "repo": "octo/widgets",
         "issue_number": 12,
@@ -48,7 +48,7 @@ def started(**changes: Any) -> tuple[str, list[dict[str, Any]]]:
         "requested_by": "alice",
         "run_id": 42,
     }
-    return blocks.run_started(**{**args, **changes})
+    return blocks.run_started(blocks.Headline(**{**args, **changes}), buttons=buttons)
 
 
 def test_run_started_shows_repo_issue_link_requester_and_status() -> None:
@@ -74,13 +74,7 @@ def test_buttons_can_be_left_out() -> None:
     _, block_list = started(buttons=False)
     assert buttons(block_list) == {}
     _, finished = blocks.run_finished(
-        outcome=RunState.FAILED,
-        pr=None,
-        summary=None,
-        usage_text=None,
-        error="boom",
-        run_id=42,
-        buttons=False,
+        blocks.RunEnding(RunState.FAILED, error="boom"), run_id=42, buttons=False
     )
     assert all(block["type"] != "actions" for block in finished)
 
@@ -122,11 +116,12 @@ def test_root_updated_shows_the_current_status_pr_and_reason() -> None:
 
 def test_run_finished_success_links_the_pr_with_summary_and_usage() -> None:
     text, block_list = blocks.run_finished(
-        outcome=RunState.SUCCEEDED,
-        pr=blocks.PullRef(PR_URL, 34),
-        summary="Guarded `load()` against an empty file & added a test.",
-        usage_text="1,000 in / 200 out, $0.01",
-        error=None,
+        blocks.RunEnding(
+            RunState.SUCCEEDED,
+            pr=blocks.PullRef(PR_URL, 34),
+            summary="Guarded `load()` against an empty file & added a test.",
+            usage_text="1,000 in / 200 out, $0.01",
+        ),
         run_id=42,
     )
     assert f"<{PR_URL}|PR #34>" in text
@@ -142,12 +137,7 @@ def test_run_finished_success_links_the_pr_with_summary_and_usage() -> None:
 
 def test_run_finished_failure_gives_the_reason_and_a_retry_button() -> None:
     text, block_list = blocks.run_finished(
-        outcome="failed",
-        pr=None,
-        summary=None,
-        usage_text=None,
-        error="Agent ran out of turns (40)",
-        run_id=9,
+        blocks.RunEnding("failed", error="Agent ran out of turns (40)"), run_id=9
     )
     assert "Failed" in text and "Agent ran out of turns (40)" in text
     assert "*Reason:* Agent ran out of turns (40)" in shown((text, block_list))
@@ -164,11 +154,7 @@ def test_run_finished_failure_gives_the_reason_and_a_retry_button() -> None:
 
 def test_draft_pr_is_called_a_draft() -> None:
     text, _ = blocks.run_finished(
-        outcome="succeeded",
-        pr=blocks.PullRef(PR_URL, 34, draft=True),
-        summary=None,
-        usage_text=None,
-        error=None,
+        blocks.RunEnding("succeeded", pr=blocks.PullRef(PR_URL, 34, draft=True))
     )
     assert "Draft PR opened" in text
 
@@ -243,11 +229,13 @@ def test_unknown_ci_conclusion_is_named_not_dropped() -> None:
 
 def test_long_texts_stay_within_slack_limits_without_broken_entities() -> None:
     text, block_list = blocks.run_finished(
-        outcome="failed",
-        pr=blocks.PullRef(PR_URL, 34),
-        summary="&" * 5000,
-        usage_text="u" * 4000,
-        error="<" * 4000,
+        blocks.RunEnding(
+            "failed",
+            pr=blocks.PullRef(PR_URL, 34),
+            summary="&" * 5000,
+            usage_text="u" * 4000,
+            error="<" * 4000,
+        ),
         run_id=1,
     )
     for shown_text in [text, *texts(block_list)]:

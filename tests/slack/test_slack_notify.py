@@ -39,12 +39,14 @@ def warnings_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def root_message() -> tuple[str, list[dict[str, object]]]:
     return blocks.run_started(
-        repo="octo/widgets",
-        issue_number=12,
-        issue_title="Crash on empty config",
-        issue_url="https://github.com/octo/widgets/issues/12",
-        requested_by="alice",
-        run_id=42,
+        blocks.Headline(
+            repo="octo/widgets",
+            issue_number=12,
+            issue_title="Crash on empty config",
+            issue_url="https://github.com/octo/widgets/issues/12",
+            requested_by="alice",
+            run_id=42,
+        )
     )
 
 

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 from aiohttp.test_utils import TestClient
 
-from app.agent.loop import AgentEvent
+from app.agent.results import AgentEvent
 from app.models import Run, RunState
 from app.runs.events import RunEvents
 from app.store import NewRun

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from app.agent.loop import AgentEvent
+from app.agent.results import AgentEvent
 from app.config import Settings
 from app.issue_snapshots import record_approved
 from app.models import Run, RunState, Usage

@@ -151,12 +151,14 @@ async def ask(ctx: SlackContext, command: Command, origin: Origin) -> None:
         return
     log.info("queued run %s for %s#%s from Slack", run.id, repo, issue["number"])
     text, blks = blocks.run_started(
-        repo=repo,
-        issue_number=issue["number"],
-        issue_title=issue["title"],
-        issue_url=issue["html_url"],
-        requested_by=allowed.login,
-        run_id=run.id,
+        blocks.Headline(
+            repo=repo,
+            issue_number=issue["number"],
+            issue_title=issue["title"],
+            issue_url=issue["html_url"],
+            requested_by=allowed.login,
+            run_id=run.id,
+        )
     )
     client = ctx.slack.client
     if thread is None:

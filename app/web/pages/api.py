@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from app.models import Run
-from app.web.pages import view
+from app.web.pages import run_summary
 from app.web.pages.access import ACCESS, visible_run
 from app.web.pages.run_page import LINKS
 
@@ -19,7 +19,7 @@ async def run_json(request: web.Request) -> web.Response:
     _viewer, run = await visible_run(request, api=True)
     services = request.app[ACCESS].services
     agents = await services.store.events.read(run.id, kinds=("agent",))
-    model = view.model_of(agents, services.settings.agent.model)
+    model = run_summary.model_of(agents, services.settings.agent.model)
     return _json(describe(run, model) | {"links": await request.app[LINKS].of(run)})
 
 

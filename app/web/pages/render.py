@@ -10,7 +10,8 @@ from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 from pygments.formatters import HtmlFormatter
 
-from app.web.pages.view import Entry, plural, when
+from app.web.pages.run_summary import plural, when
+from app.web.pages.view import Entry
 
 # Every value is escaped unless it is Markup made by Pygments (which escapes it itself).
 ENV = Environment(

@@ -15,7 +15,7 @@ from app.issue_snapshots import approved_snapshot
 from app.models import Run
 from app.run_requests import cancel_run, queue_follow_up
 from app.store import RunEvent, Store
-from app.web.pages import render, view
+from app.web.pages import render, run_summary, view
 from app.web.pages.access import ACCESS, visible_run
 from app.web.pages.links import Links
 from app.web.signin import CSRF_FIELD, Viewer, csrf_ok, csrf_token
@@ -36,7 +36,7 @@ async def run_page(request: web.Request) -> web.Response:
     viewer, run = await visible_run(request)
     store = request.app[ACCESS].services.store
     events = await store.events.read(run.id, limit=PAGE_EVENTS)
-    highlights = view.Highlights().feed(events)
+    highlights = run_summary.Highlights().feed(events)
     context = await _context(request, viewer, run, highlights)
     made = view.entries(events)
     context |= {
@@ -45,7 +45,7 @@ async def run_page(request: web.Request) -> web.Response:
         "verification": next((e for e in reversed(made) if e.section == "verification"), None),
         "diff": next((e for e in reversed(made) if e.section == "diff"), None),
         "reviews": [e for e in made if e.section == "review"],
-        "network": view.network_summary(events),
+        "network": run_summary.network_summary(events),
         "last_seq": events[-1].seq if events else 0,
         "refresh": REFRESH_SECONDS,
     }
@@ -53,7 +53,7 @@ async def run_page(request: web.Request) -> web.Response:
 
 
 async def _context(
-    request: web.Request, viewer: Viewer, run: Run, highlights: view.Highlights
+    request: web.Request, viewer: Viewer, run: Run, highlights: run_summary.Highlights
 ) -> dict[str, Any]:
     access = request.app[ACCESS]
     session = await get_session(request)
@@ -63,8 +63,9 @@ async def _context(
         "viewer": viewer,
         "csrf": csrf_token(session) if viewer.via == "session" else "",
         "run": run,
-        "s": view.summary(run, model),
-        "o": await asyncio.to_thread(view.outcome, run, highlights),  # Markdown: a long summary
+        "s": run_summary.summary(run, model),
+        # Markdown takes a while on a long summary: off the loop.
+        "o": await asyncio.to_thread(run_summary.outcome, run, highlights),
         "links": await request.app[LINKS].of(run),
         "steer": permission is not None and permission.allowed,
     }
@@ -91,8 +92,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     for event in recent:
         if event.seq <= after:
             transcript.feed(event)
-    highlights = view.Highlights().feed(
-        await store.events.read(run.id, kinds=view.OUTCOME_KINDS, limit=PAGE_EVENTS)
+    highlights = run_summary.Highlights().feed(
+        await store.events.read(run.id, kinds=run_summary.OUTCOME_KINDS, limit=PAGE_EVENTS)
     )
     task = asyncio.current_task()
     streams = request.app[STREAMS]
@@ -107,7 +108,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 if not await request.app[ACCESS].can_read(viewer, run.repo):
                     break
                 batch = await store.events.read(run.id, after=after, limit=200)
-                highlights.feed([e for e in batch if e.kind in view.OUTCOME_KINDS])
+                highlights.feed([e for e in batch if e.kind in run_summary.OUTCOME_KINDS])
                 for message in await asyncio.to_thread(_messages, batch, transcript):
                     await stream.send(json.dumps(message), id=str(message["seq"]), event="entry")
                 after = batch[-1].seq if batch else after
@@ -146,7 +147,7 @@ def _messages(batch: list[RunEvent], transcript: view.Transcript) -> list[dict[s
 
 async def _network(store: Any, run: Run, seq: int) -> dict[str, Any]:
     events = await store.events.read(run.id, kinds=("network",), limit=PAGE_EVENTS)
-    html = render.fragment("network.html", network=view.network_summary(events))
+    html = render.fragment("network.html", network=run_summary.network_summary(events))
     return {"seq": seq, "key": "network", "section": "network", "html": str(html)}
 
 

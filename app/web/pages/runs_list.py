@@ -10,7 +10,7 @@ from aiohttp_session import get_session
 from app.models import RunState
 from app.web.pages import render
 from app.web.pages.access import ACCESS, NotSignedIn, viewer_or_sign_in
-from app.web.pages.view import STATE_LABELS
+from app.web.pages.run_summary import STATE_LABELS
 from app.web.signin import csrf_token, sign_in_url
 
 LOOKED_AT = 300  # recent runs looked through; those the person can see are listed
