@@ -197,6 +197,7 @@ class Pipeline:
                 attempt = await self._work(ctx, work, assignment)
                 ended: Outcome | ReviewedChange | None = await self._no_change(ctx, work, attempt)
                 if ended is None:
+                    self._refuse_unverified(ctx, attempt)
                     await self._check_paths(ctx, work)
                     ended = await self._review(ctx, work, assignment, attempt)
             if isinstance(ended, Outcome):
@@ -480,6 +481,13 @@ class Pipeline:
         self._check_stop(ctx.run)
         if attempt.result.outcome == "error":
             raise RunFailure(attempt.result.error or "the agent failed")
+
+    def _refuse_unverified(self, ctx: RunContext, attempt: Attempt) -> None:
+        """A kind that publishes only verified changes (a fleet's) fails the run when the
+        verification failed after its second attempt: no draft PR, the reason first."""
+        checked = attempt.verification
+        if checked.passed is False and not ctx.rules.publishes_unverified:
+            raise RunFailure(f"verification failed: {code(checked.command or '')} did not pass")
 
     async def _no_change(
         self, ctx: RunContext, work: Workspace, attempt: Attempt
