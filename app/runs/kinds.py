@@ -18,6 +18,8 @@ class IssueRun:
     kind = RunKind.ISSUE
     continues_pull = False  # works on an existing PR's branch, and reports on that PR
     finishes_draft = False  # a draft PR it completes is made ready for review
+    # A change that failed Honk's verification is still published, as a draft that says so.
+    publishes_unverified = True
 
     def root_shows(self, state: RunState) -> bool:
         """Whether the thread root (at the channel's top level) takes this ending as its
@@ -196,6 +198,10 @@ class FleetRun(IssueRun):
     issue and thread."""
 
     kind = RunKind.FLEET
+    # A fleet takes only verified changes: a draft per repository whose verification failed
+    # would be a PR no one asked for (and counted as opened); the run fails and says why, the
+    # fleet shows the repository failed, and its bulk retry takes it up again.
+    publishes_unverified = False
 
     def comment_on(self, run: Run) -> int | None:
         return None

@@ -32,7 +32,7 @@ from app.runs.outcome import outcome_checks
 from app.runs.publish import BUILD_ARTIFACTS, RUN_PERMISSIONS, ReviewedChange, publish, report
 from app.runs.results import Assignment, StoppedAtLimit, Workspace
 from app.runs.review import mark_unreviewed
-from app.runs.review_phase import ReviewPhase, check_paths, no_change
+from app.runs.review_phase import ReviewPhase, check_paths, no_change, refuse_unverified
 from app.runs.setup_phase import SetupPhase
 from app.runs.stops import Stops
 from app.runs.subject import load_subject
@@ -178,6 +178,7 @@ class Pipeline:
                 attempt = await self.agent.work(ctx, work, assignment)
                 ended: Outcome | ReviewedChange | None = await no_change(ctx, work, attempt)
                 if ended is None:
+                    refuse_unverified(ctx, attempt)
                     await check_paths(ctx, work)
                     ended = await self.review.run(ctx, work, assignment, attempt)
             if isinstance(ended, Outcome):

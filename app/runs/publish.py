@@ -171,7 +171,7 @@ async def open_pull(ctx: RunContext, github: GitHubApp, closing: Closing) -> dic
         if ctx.rules.finishes_draft and pull.get("draft") and closing.ready_body is not None:
             pull = await _finish_draft(ctx, github, pull, closing.ready_body)
         return pull
-    pr, _created = await ctx.gh.open_pull(
+    pr, created = await ctx.gh.open_pull(
         run.repo,
         head=ctx.branch,
         base=ctx.base_branch,
@@ -179,6 +179,10 @@ async def open_pull(ctx: RunContext, github: GitHubApp, closing: Closing) -> dic
         body=closing.body,
         draft=closing.draft,
     )
+    if not created and pr.get("draft") and not closing.draft:
+        # The branch's open PR is a draft an earlier run left (a vetoed change that the
+        # fleet's retry, or the issue labelled again, takes up): this change is finished.
+        pr = await _mark_ready(ctx, github, pr)
     await ctx.save(pr_number=pr["number"], pr_url=pr["html_url"])
     return pr
 
@@ -236,6 +240,18 @@ def _body(ctx: RunContext, what: ReviewedChange, told: ChangeReport) -> str:
             else None
         ),
     )
+
+
+async def _mark_ready(ctx: RunContext, github: GitHubApp, pr: dict[str, Any]) -> dict[str, Any]:
+    """The draft made ready for review (its title and body are the run's already)."""
+    try:
+        await ctx.gh.mark_ready_for_review(
+            str(pr["node_id"]), graphql_url=github.settings.graphql_url
+        )
+    except Exception as exc:  # the commit is pushed; the PR stays a draft, said in the log
+        log.warning("could not make PR #%s ready: %s", pr["number"], describe_error(exc))
+        return pr
+    return {**pr, "draft": False}
 
 
 async def _finish_draft(

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import anthropic
 
 from app.config import Settings
+from app.errors import RunFailure
 from app.review.outcome import OutcomeChecks
 from app.review.outcome_report import OutcomeReport
 from app.runs.agent_phase import AgentPhase
@@ -18,6 +19,7 @@ from app.runs.publish import ReviewedChange, limit_reason, report_no_change, wit
 from app.runs.results import Assignment, Attempt, Workspace
 from app.runs.review import review_change
 from app.runs.stops import Stops
+from app.untrusted import code
 from app.workspace.checkout import refuse_outside
 
 
@@ -32,6 +34,14 @@ async def no_change(ctx: RunContext, work: Workspace, attempt: Attempt) -> Outco
     if result.limit_hit:
         raise LimitStop(limit_reason(result), ctx.limits.max_turns)
     return await report_no_change(ctx, result, await ctx.stored_usage())
+
+
+def refuse_unverified(ctx: RunContext, attempt: Attempt) -> None:
+    """A kind that publishes only verified changes (a fleet's) fails the run when the
+    verification failed after its second attempt: no draft PR, the reason first."""
+    checked = attempt.verification
+    if checked.passed is False and not ctx.rules.publishes_unverified:
+        raise RunFailure(f"verification failed: {code(checked.command or '')} did not pass")
 
 
 async def check_paths(ctx: RunContext, work: Workspace) -> None:
