@@ -8,6 +8,7 @@ import hmac
 import json
 import logging
 import re
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -185,6 +186,10 @@ class _SlowCallbacks(logging.Handler):
 _WATCHDOG = Watchdog()
 
 
+def _not_debugging() -> bool:
+    return False
+
+
 def pytest_configure(config: pytest.Config) -> None:
     _WATCHDOG.start()
 
@@ -195,10 +200,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 async def no_blocking_the_event_loop() -> AsyncIterator[None]:
-    """Fail any test whose code holds the event loop for a second or more."""
+    """Fail any test whose code holds the event loop for a second or more.
+
+    asyncio's debug mode times every callback (the loop's `_run_once` reads its `_debug`
+    flag). What else it does costs about three times the CPU and is not needed here: a
+    stack captured for every future, task and handle (each asks `loop.get_debug()`, which
+    answers False here) and coroutine origin tracking (turned off once debug mode has
+    scheduled it on)."""
     loop = asyncio.get_running_loop()
     loop.slow_callback_duration = SLOW_CALLBACK_SECONDS
     loop.set_debug(True)
+    loop.get_debug = _not_debugging  # type: ignore[method-assign]
+    await asyncio.sleep(0)  # set_debug turns origin tracking on at the loop's next turn
+    depth = sys.get_coroutine_origin_tracking_depth()
+    sys.set_coroutine_origin_tracking_depth(0)
     handler = _SlowCallbacks()
     asyncio_log = logging.getLogger("asyncio")
     asyncio_log.addHandler(handler)
@@ -209,6 +224,8 @@ async def no_blocking_the_event_loop() -> AsyncIterator[None]:
     finally:
         asyncio_log.removeHandler(handler)
         asyncio_log.setLevel(level)
+        del loop.get_debug  # type: ignore[method-assign]
+        sys.set_coroutine_origin_tracking_depth(depth)
         loop.set_debug(False)
     if handler.seen:
         await asyncio.sleep(WATCHDOG_CATCH_UP_SECONDS)

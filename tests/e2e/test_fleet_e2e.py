@@ -29,10 +29,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -262,31 +260,8 @@ def thread_of(fake_slack: FakeSlack, fleet: Fleet) -> list[str]:
     return [m.text for m in fake_slack.messages() if root in (m.ts, m.thread_ts)]
 
 
-@pytest.fixture
-async def lighter_debug_mode() -> AsyncIterator[None]:
-    """asyncio's debug mode as the suite keeps it on (every callback timed, one that holds
-    the loop a second fails the test), without what makes it cost three times the CPU:
-    a stack captured for every future, task and handle, and coroutine origin tracking.
-
-    Sixty real runs in debug mode would take minutes of CPU on their own. The loop's
-    `_run_once` times callbacks by its `_debug` flag, which stays on; futures, tasks and
-    handles capture their stacks only when `loop.get_debug()` says so, which this answers
-    False for the test."""
-    loop = asyncio.get_running_loop()
-    assert loop.get_debug()  # the suite's no_blocking_the_event_loop fixture set it
-    depth = sys.get_coroutine_origin_tracking_depth()
-    loop.get_debug = lambda: False  # type: ignore[method-assign]
-    sys.set_coroutine_origin_tracking_depth(0)
-    try:
-        yield
-    finally:
-        del loop.get_debug  # type: ignore[method-assign]
-        sys.set_coroutine_origin_tracking_depth(depth)
-
-
 @pytest.mark.timeout(300)  # sixty real runs (git, bwrap) on a busy machine
 async def test_a_fleet_across_sixty_repositories(
-    lighter_debug_mode: None,
     aiohttp_client: ClientFactory,
     base_settings: Settings,
     fake_github: FakeGitHub,
