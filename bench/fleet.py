@@ -29,7 +29,8 @@ from typing import Any
 import aiohttp
 
 from app.fleet.requests import FleetCommand, command, start_fleet
-from app.fleet.selection import parse_selection, resolve
+from app.fleet.resolving import resolve
+from app.fleet.selection import parse_selection
 from app.fleet_models import FleetOrigin, FleetState, NewFleet
 from app.github.pacing import is_content_creating
 from app.models import RunState

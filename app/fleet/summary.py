@@ -19,7 +19,7 @@ from app.fleet_models import Fleet, FleetRepo, FleetRepoState, FleetState
 from app.slack.blocks import Message, as_message, context, escape, fit_lines, link, section
 from app.untrusted import code
 
-# The summary's buttons; app/handlers/slack/fleet.py answers their clicks (value: fleet id).
+# The summary's buttons; app/handlers/slack/fleet_buttons.py answers their clicks (value: fleet id).
 CONTINUE_ACTION = "fleet_continue"
 PAUSE_ACTION = "fleet_pause"
 RESUME_ACTION = "fleet_resume"

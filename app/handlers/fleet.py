@@ -20,7 +20,8 @@ from gidgethub import routing
 from app.config import Settings
 from app.errors import HonkError
 from app.fleet.requests import FleetCommand, FleetError, command, start_fleet
-from app.fleet.selection import Plan, SelectionError, describe_plan, parse_selection, resolve
+from app.fleet.resolving import resolve
+from app.fleet.selection import Plan, SelectionError, describe_plan, parse_selection
 from app.fleet_models import Fleet, FleetOrigin, FleetRepoState, FleetTarget, NewFleet
 from app.github.client import GitHubClient
 from app.github.pacing import Priority, writes_at

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from app.config import Settings
 from app.fleet_models import Fleet, FleetOrigin, FleetRepoState, FleetState
-from app.handlers.slack import fleet as slack_fleet
+from app.handlers.slack import fleet_buttons
 from app.handlers.slack.fleet import (
     CANARY_BLOCK,
     INPUT,
@@ -179,7 +179,7 @@ def summary(fleet: Fleet, fake_slack: FakeSlack) -> PostedMessage:
     assert fleet.slack_thread is not None
     elements = [
         {"type": "button", "action_id": action, "value": str(fleet.id), "text": action}
-        for action in sorted(slack_fleet.ACTIONS)
+        for action in sorted(fleet_buttons.ACTIONS)
     ]
     message = PostedMessage(
         fleet.slack_thread.channel,

@@ -11,13 +11,13 @@ import aiohttp
 import pytest
 
 from app.config import Settings
+from app.fleet.resolving import resolve
 from app.fleet.selection import (
     Plan,
     Selection,
     SelectionError,
     describe_plan,
     parse_selection,
-    resolve,
 )
 from app.fleet_models import FleetTarget
 from app.github import GitHubApp, GitHubClient

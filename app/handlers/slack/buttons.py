@@ -18,7 +18,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from app.handlers.slack import fleet, golive
+from app.handlers.slack import fleet, fleet_buttons, golive
 from app.handlers.slack.conversation import UNKNOWN_RUN, SlackContext, SlackRouter, run_of
 from app.handlers.slack.parsing import Origin, interaction_origin, interaction_user
 from app.log import describe_error
@@ -70,7 +70,7 @@ def submitted_text(view: Mapping[str, Any]) -> str:
 
 
 # Buttons that act (on a run, a PR): stored in the inbox before Slack hears back, done there.
-ACTING = frozenset({blocks.CANCEL_ACTION, *golive.ACTIONS, *fleet.ACTIONS})
+ACTING = frozenset({blocks.CANCEL_ACTION, *golive.ACTIONS, *fleet_buttons.ACTIONS})
 # Forms whose submission acts: stored in the inbox like a click that acts.
 ACTING_VIEWS = frozenset({RETRY_VIEW, fleet.FLEET_VIEW})
 
@@ -118,8 +118,8 @@ async def on_stored_interaction(ctx: SlackContext, stored: Mapping[str, Any]) ->
             await ctx.guard(cancel(ctx, payload, action, origin), origin)
         elif action_id in golive.ACTIONS:
             await ctx.guard(golive.on_action(ctx, payload, action, origin), origin)
-        elif action_id in fleet.ACTIONS:
-            await ctx.guard(fleet.on_action(ctx, payload, action, origin), origin)
+        elif action_id in fleet_buttons.ACTIONS:
+            await ctx.guard(fleet_buttons.on_action(ctx, payload, action, origin), origin)
 
 
 async def open_retry(
