@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import and_, func, insert, or_, select, update
 
 from app.fleet_models import (
     Fleet,
@@ -25,8 +24,8 @@ from app.fleet_models import (
     FleetTransition,
     NewFleet,
 )
-from app.models import SlackThread
 from app.store.database import Part, StoreError, shielded, utcnow
+from app.store.fleet_rows import fetch_fleet, fetch_repo, thread_columns, to_fleet, to_repo
 from app.store.tables import fleet_repos, fleet_transitions, fleets
 
 # What update() may change; the state goes through set_state (compare-and-set).
@@ -70,7 +69,7 @@ class Fleets(Part):
             "reported_version": 0,
             "created_at": now,
             "updated_at": now,
-        } | _thread_columns(new.slack_thread)
+        } | thread_columns(new.slack_thread)
         async with self.db.begin() as conn:
             fleet_id = await conn.scalar(insert(fleets).values(values).returning(fleets.c.id))
             rows = [
@@ -95,14 +94,14 @@ class Fleets(Part):
                         for r in rows
                     ],
                 )
-            fleet = await _fetch(conn, fleet_id)
+            fleet = await fetch_fleet(conn, fleet_id)
         assert fleet is not None  # just inserted, in this transaction
         return fleet
 
     @shielded
     async def get(self, fleet_id: int) -> Fleet | None:
         async with self.db.begin() as conn:
-            return await _fetch(conn, fleet_id)
+            return await fetch_fleet(conn, fleet_id)
 
     @shielded
     async def find(
@@ -129,7 +128,7 @@ class Fleets(Part):
             query = query.where(fleets.c.state.in_([FleetState(s).value for s in states]))
         async with self.db.begin() as conn:
             rows = (await conn.execute(query.order_by(fleets.c.id.desc()).limit(limit))).all()
-        return [_to_fleet(row) for row in rows]
+        return [to_fleet(row) for row in rows]
 
     @shielded
     async def update(self, fleet_id: int, /, **fields: Any) -> Fleet:
@@ -139,12 +138,12 @@ class Fleets(Part):
             raise StoreError(f"not a fleet field update() changes: {sorted(unknown)}")
         values = dict(fields)
         if "slack_thread" in values:
-            values |= _thread_columns(values.pop("slack_thread"))
+            values |= thread_columns(values.pop("slack_thread"))
         async with self.db.begin() as conn:
             if not set(fields) <= _QUIET_FIELDS:
                 values |= {"version": fleets.c.version + 1, "updated_at": utcnow()}
             await conn.execute(update(fleets).where(fleets.c.id == fleet_id).values(values))
-            fleet = await _fetch(conn, fleet_id)
+            fleet = await fetch_fleet(conn, fleet_id)
         if fleet is None:
             raise StoreError(f"no fleet {fleet_id}")
         return fleet
@@ -174,16 +173,16 @@ class Fleets(Part):
         async with self.db.begin() as conn:
             changed = await conn.execute(update(fleets).where(scope).values(values))
             if changed.rowcount == 0:
-                if await _fetch(conn, fleet_id) is None:
+                if await fetch_fleet(conn, fleet_id) is None:
                     raise StoreError(f"no fleet {fleet_id}")
                 return None
-            return await _fetch(conn, fleet_id)
+            return await fetch_fleet(conn, fleet_id)
 
     @shielded
     async def announce(self, fleet_id: int, milestone: str) -> bool:
         """Mark `milestone` as announced; False if it already was (say it once only)."""
         async with self.db.begin() as conn:
-            fleet = await _fetch(conn, fleet_id)
+            fleet = await fetch_fleet(conn, fleet_id)
             if fleet is None:
                 raise StoreError(f"no fleet {fleet_id}")
             if milestone in fleet.milestones:
@@ -205,12 +204,12 @@ class Fleets(Part):
             query = query.where(fleet_repos.c.state.in_([FleetRepoState(s).value for s in states]))
         async with self.db.begin() as conn:
             rows = (await conn.execute(query.order_by(fleet_repos.c.position))).all()
-        return [_to_repo(row) for row in rows]
+        return [to_repo(row) for row in rows]
 
     @shielded
     async def repo(self, fleet_id: int, repo: str) -> FleetRepo | None:
         async with self.db.begin() as conn:
-            return await _fetch_repo(conn, fleet_id, repo)
+            return await fetch_repo(conn, fleet_id, repo)
 
     @shielded
     async def of_run(self, run_id: int) -> FleetRepo | None:
@@ -218,7 +217,7 @@ class Fleets(Part):
         query = select(fleet_repos).where(fleet_repos.c.run_id == run_id).limit(1)
         async with self.db.begin() as conn:
             row = (await conn.execute(query)).first()
-        return _to_repo(row) if row else None
+        return to_repo(row) if row else None
 
     @shielded
     async def of_pr(self, repo: str, pr_number: int) -> FleetRepo | None:
@@ -231,7 +230,7 @@ class Fleets(Part):
         )
         async with self.db.begin() as conn:
             row = (await conn.execute(query)).first()
-        return _to_repo(row) if row else None
+        return to_repo(row) if row else None
 
     @shielded
     async def set_repo(
@@ -252,7 +251,7 @@ class Fleets(Part):
             raise StoreError(f"not a fleet repository field: {sorted(unknown)}")
         now = utcnow()
         async with self.db.begin() as conn:
-            before = await _fetch_repo(conn, fleet_id, repo)
+            before = await fetch_repo(conn, fleet_id, repo)
             if before is None:
                 raise StoreError(f"no repository {repo} in fleet {fleet_id}")
             if expect is not None and before.state not in expect:
@@ -277,7 +276,7 @@ class Fleets(Part):
                 .where(fleets.c.id == fleet_id)
                 .values(version=fleets.c.version + 1, updated_at=now)
             )
-            return await _fetch_repo(conn, fleet_id, repo)
+            return await fetch_repo(conn, fleet_id, repo)
 
     @shielded
     async def counts(self, fleet_id: int) -> dict[FleetRepoState, int]:
@@ -331,7 +330,7 @@ class Fleets(Part):
             )
             query = select(fleets).where(fleets.c.id.in_(ids), fleets.c.lease_owner == owner)
             rows = (await conn.execute(query.order_by(fleets.c.id))).all()
-        return [_to_fleet(row) for row in rows]
+        return [to_fleet(row) for row in rows]
 
     @shielded
     async def count_by_state(self) -> dict[FleetState, int]:
@@ -350,70 +349,3 @@ class Fleets(Part):
                 .where(fleets.c.id == fleet_id, fleets.c.lease_owner == owner)
                 .values(lease_owner=None, lease_expires_at=None)
             )
-
-
-def _thread_columns(thread: SlackThread | None) -> dict[str, str | None]:
-    return {
-        "slack_channel": thread.channel if thread else None,
-        "slack_ts": thread.ts if thread else None,
-    }
-
-
-async def _fetch(conn: AsyncConnection, fleet_id: int | None) -> Fleet | None:
-    row = (await conn.execute(select(fleets).where(fleets.c.id == fleet_id))).first()
-    return _to_fleet(row) if row else None
-
-
-async def _fetch_repo(conn: AsyncConnection, fleet_id: int, repo: str) -> FleetRepo | None:
-    query = select(fleet_repos).where(
-        fleet_repos.c.fleet_id == fleet_id, fleet_repos.c.repo == repo
-    )
-    row = (await conn.execute(query)).first()
-    return _to_repo(row) if row else None
-
-
-def _to_fleet(row: Row[Any]) -> Fleet:
-    data = row._mapping
-    channel, ts = data["slack_channel"], data["slack_ts"]
-    return Fleet(
-        id=data["id"],
-        installation_id=data["installation_id"],
-        requested_by=data["requested_by"],
-        request=data["request"],
-        selection=data["selection"],
-        origin=FleetOrigin(data["origin"]),
-        canary_size=data["canary_size"],
-        state=FleetState(data["state"]),
-        state_reason=data["state_reason"],
-        issue_repo=data["issue_repo"],
-        issue_number=data["issue_number"],
-        summary_comment_id=data["summary_comment_id"],
-        slack_thread=SlackThread(channel, ts) if channel and ts else None,
-        slack_summary_ts=data["slack_summary_ts"],
-        milestones=list(data["milestones"] or []),
-        version=data["version"],
-        reported_version=data["reported_version"],
-        lease_owner=data["lease_owner"],
-        lease_expires_at=data["lease_expires_at"],
-        created_at=data["created_at"],
-        updated_at=data["updated_at"],
-        finished_at=data["finished_at"],
-    )
-
-
-def _to_repo(row: Row[Any]) -> FleetRepo:
-    data = row._mapping
-    return FleetRepo(
-        fleet_id=data["fleet_id"],
-        repo=data["repo"],
-        position=data["position"],
-        state=FleetRepoState(data["state"]),
-        reason=data["reason"],
-        run_id=data["run_id"],
-        pr_number=data["pr_number"],
-        pr_url=data["pr_url"],
-        head_sha=data["head_sha"],
-        runs=data["runs"],
-        cost_usd=float(data["cost_usd"] or 0),
-        updated_at=data["updated_at"],
-    )
