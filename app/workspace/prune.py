@@ -10,9 +10,18 @@ without the objects nothing reaches any more.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
-from app.workspace.git import git
+from app.workspace.git import GitError, git
+
+log = logging.getLogger(__name__)
+
+# A fetch can fail once while the remote changes under it (pushes between the refs it was
+# shown and the pack it asks for: "expected 'acknowledgments'") or when a connection drops;
+# it is tried once more after this pause before the failure is the run's.
+FETCH_RETRY_PAUSE = 1.0
 
 REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 _KEPT = ("refs/heads/", "refs/tags/")
@@ -22,7 +31,7 @@ async def fetch_and_prune(mirror: Path, *, token: str | None, git_timeout: float
     """Fetch into `mirror`, pruning what became unreachable; True when it pruned."""
     dropped = await _keep_branches_and_tags(mirror)
     before = await refs(mirror)
-    await git("fetch", "--prune", "--quiet", "origin", cwd=mirror, token=token, timeout=git_timeout)
+    await _fetch(mirror, token, git_timeout)
     after = await refs(mirror)
     # Left when a repack did not finish (a timeout, a crash): the next fetch repacks.
     pending = mirror / "honk-prune-pending"
@@ -32,6 +41,16 @@ async def fetch_and_prune(mirror: Path, *, token: str | None, git_timeout: float
         pending.unlink()
         return True
     return False
+
+
+async def _fetch(mirror: Path, token: str | None, git_timeout: float) -> None:
+    fetch = ("fetch", "--prune", "--quiet", "origin")
+    try:
+        await git(*fetch, cwd=mirror, token=token, timeout=git_timeout)
+    except GitError as exc:
+        log.warning("fetch into the mirror failed; trying once more: %s", exc)
+        await asyncio.sleep(FETCH_RETRY_PAUSE)
+        await git(*fetch, cwd=mirror, token=token, timeout=git_timeout)
 
 
 async def configure(mirror: Path) -> None:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from app.config import Settings
 from app.workspace import prune
 from app.workspace.mirror import Workspaces
 from app.workspace.sandbox import Sandbox
-from tests.fakes.git_http import run_git
+from tests.fakes.git_http import create_git_app, init_bare_repo, run_git, token_auth
 from tests.workspace.test_workspace import REPO, TOKEN, GitHost, _checkout, host, workspaces
 
 __all__ = ["host", "workspaces"]  # fixtures shared with test_workspace
@@ -165,3 +167,31 @@ async def test_a_checkouts_directory_planted_by_someone_else_is_refused(
         async with _checkout(spaces, host, 46, "honk/46-a"):
             pytest.fail("a checkout in a directory of someone else's must not be entered")
     assert not any(elsewhere.iterdir())
+
+
+async def test_a_fetch_that_fails_once_is_tried_again(
+    tmp_path: Path, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> None:
+    """The remote fails the fetch once (as a push racing it can): the mirror tries again."""
+    root = tmp_path / "flaky-remote"
+    await init_bare_repo(root, REPO, {"README.md": "# widgets\n"})
+    allowed = token_auth({REPO: TOKEN})
+    refused: list[str] = []
+    failing = {"on": False}
+
+    def once_refusing(authorization: str | None, repo: str) -> bool:
+        if failing["on"] and not refused:
+            refused.append(repo)
+            return False
+        return allowed(authorization, repo)
+
+    host = GitHost(root, await aiohttp_server(create_git_app(root, once_refusing)))
+    workspaces = Workspaces(tmp_path / "data")
+    async with _checkout(workspaces, host, 46, "honk/46-a"):
+        pass  # the mirror is made
+    await host.commit_directly("main", "MORE.md", "more\n", tmp_path)
+    failing["on"] = True
+    mirror = workspaces.mirror_path(REPO)
+    assert not await prune.fetch_and_prune(mirror, token=TOKEN, git_timeout=60)
+    assert refused == [REPO]  # the first try was refused; the second fetched
+    assert await prune.refs(mirror) == {"refs/heads/main": await host.ref("refs/heads/main")}
