@@ -345,11 +345,7 @@ class FleetConductor:
         self._metrics_at = now
         try:
             by_state = await self.store.fleets.count_by_state()
-            open_states = [state for state in FleetState if not state.ended]
-            repos = dict.fromkeys(FleetRepoState, 0)
-            for fleet in await self.store.fleets.find(states=open_states, limit=1000):
-                for state, n in (await self.store.fleets.counts(fleet.id)).items():
-                    repos[state] += n
+            repos = await self.store.fleets.open_repo_counts()
         except Exception as exc:
             log.warning("the fleet gauges were not refreshed: %s", describe_error(exc))
             return

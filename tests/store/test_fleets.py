@@ -171,3 +171,14 @@ async def test_an_ended_fleet_is_claimed_while_its_summaries_are_behind(store: S
     assert await store.fleets.claim("a", 30) == []
     counts = await store.fleets.count_by_state()
     assert counts[FleetState.STOPPED] == 1 and counts[FleetState.RUNNING] == 0
+
+
+async def test_the_gauge_counts_the_repositories_of_fleets_not_ended(store: Store) -> None:
+    going = await store.fleets.create(new_fleet(), TARGETS)
+    ended = await store.fleets.create(new_fleet(request="old"), TARGETS)
+    await store.fleets.set_repo(going.id, "acme/one", FleetRepoState.PR_OPEN, pr_number=4)
+    await store.fleets.set_state(ended.id, FleetState.DONE)
+    counts = await store.fleets.open_repo_counts()
+    assert counts[FleetRepoState.PR_OPEN] == 1
+    assert counts[FleetRepoState.PLANNED] == 1 and counts[FleetRepoState.SKIPPED] == 1
+    assert counts[FleetRepoState.MERGED] == 0
